@@ -1,0 +1,122 @@
+/*
+ * arena.c - reserve, open, sync and release the swift-rmap arena.
+ * No model logic lives here: only the layout arithmetic and the system calls.
+ */
+#include "rmap_arena.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(rmap_rb_node) == 24, "rmap_rb_node layout");
+_Static_assert(sizeof(rmap_table_desc) == 32, "rmap_table_desc layout");
+_Static_assert(sizeof(rmap_arena_header) == 48 + 32 * RMAP_T_COUNT + 64, "rmap_arena_header layout");
+_Static_assert(sizeof(rmap_page) == 64, "rmap_page layout");
+_Static_assert(sizeof(rmap_ptdesc) == 16, "rmap_ptdesc layout");
+_Static_assert(sizeof(rmap_mm) == 88, "rmap_mm layout");
+_Static_assert(sizeof(rmap_vma) == 104, "rmap_vma layout");
+_Static_assert(sizeof(rmap_anon_vma) == 48, "rmap_anon_vma layout");
+_Static_assert(sizeof(rmap_avc) == 40, "rmap_avc layout");
+_Static_assert(sizeof(rmap_file) == 56, "rmap_file layout");
+_Static_assert(sizeof(rmap_swap_slot) == 8, "rmap_swap_slot layout");
+
+#define RMAP_PT_PAGE_SIZE 4096u
+#define RMAP_MAX_CAPACITY (1u << 30)
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr)
+{
+    const uint32_t caps[RMAP_T_COUNT] = {
+        [RMAP_T_FRAME] = cfg->frames,       [RMAP_T_PTPAGE] = cfg->pt_pages,
+        [RMAP_T_PTDESC] = cfg->pt_pages,    [RMAP_T_MM] = cfg->mms,
+        [RMAP_T_VMA] = cfg->vmas,           [RMAP_T_ANON_VMA] = cfg->anon_vmas,
+        [RMAP_T_AVC] = cfg->avcs,           [RMAP_T_FILE] = cfg->files,
+        [RMAP_T_SWAP] = cfg->swap_slots,
+    };
+    const uint32_t sizes[RMAP_T_COUNT] = {
+        [RMAP_T_FRAME] = sizeof(rmap_page), [RMAP_T_PTPAGE] = RMAP_PT_PAGE_SIZE,
+        [RMAP_T_PTDESC] = sizeof(rmap_ptdesc), [RMAP_T_MM] = sizeof(rmap_mm),
+        [RMAP_T_VMA] = sizeof(rmap_vma),    [RMAP_T_ANON_VMA] = sizeof(rmap_anon_vma),
+        [RMAP_T_AVC] = sizeof(rmap_avc),    [RMAP_T_FILE] = sizeof(rmap_file),
+        [RMAP_T_SWAP] = sizeof(rmap_swap_slot),
+    };
+    memset(hdr, 0, sizeof(*hdr));
+    hdr->magic = RMAP_ARENA_MAGIC;
+    hdr->layout_version = RMAP_LAYOUT_VERSION;
+    hdr->header_size = sizeof(*hdr);
+    uint64_t off = align_up(sizeof(*hdr), RMAP_PT_PAGE_SIZE);
+    for (int t = 0; t < RMAP_T_COUNT; t++) {
+        /* slot 0 is reserved (NULL), so a table of capacity c holds c - 1 objects */
+        uint32_t cap = caps[t] + 1;
+        if (caps[t] == 0 || caps[t] >= RMAP_MAX_CAPACITY)
+            return 0;
+        hdr->tables[t].offset = off;
+        hdr->tables[t].record_size = sizes[t];
+        hdr->tables[t].capacity = cap;
+        hdr->tables[t].bump = 1;
+        hdr->tables[t].free_head = 0;
+        off = align_up(off + (uint64_t)cap * sizes[t], RMAP_PT_PAGE_SIZE);
+    }
+    hdr->total_size = off;
+    return off;
+}
+
+void *rmap_arena_map(uint64_t size, const char *path)
+{
+    void *p;
+    if (path == NULL) {
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    } else {
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return NULL;
+        if (ftruncate(fd, (off_t)size) != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return NULL;
+        }
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *rmap_arena_open(const char *path, uint64_t *size)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size <= 0) {
+        int e = errno ? errno : EINVAL;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_NORESERVE, fd, 0);
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (p == MAP_FAILED)
+        return NULL;
+    *size = (uint64_t)st.st_size;
+    return p;
+}
+
+int rmap_arena_unmap(void *base, uint64_t size) { return munmap(base, size); }
+
+int rmap_arena_sync(void *base, uint64_t size) { return msync(base, size, MS_SYNC); }
+
+int rmap_arena_discard(void *base, uint64_t offset, uint64_t len)
+{
+    return madvise((char *)base + offset, len, MADV_DONTNEED);
+}

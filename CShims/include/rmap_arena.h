@@ -1,0 +1,196 @@
+/*
+ * rmap_arena.h - the layout of the swift-rmap arena.
+ *
+ * One mmap'd region holds every object of the model: a header, then one table
+ * per kind of object. Objects refer to each other by 32-bit table indices
+ * (0 is NULL, slot 0 of every table is never used); page->mapping holds a
+ * tagged byte offset into the arena, as the kernel holds a tagged pointer.
+ * No raw pointer is ever stored here, so a saved arena reopens anywhere.
+ *
+ * Lock order (as mm/rmap.c documents it; the fields exist so a multi-threaded
+ * model can follow it, the single-threaded model takes none of them):
+ *   mm->mmap_lock
+ *     page->flags PG_locked (lock_page)
+ *       mapping->i_mmap_rwsem
+ *         anon_vma->rwsem (the root's)
+ *           page table lock (pte_lockptr)
+ *
+ * Every struct has fixed-width fields and explicit padding; _Static_assert in
+ * arena.c pins the sizes so a layout drift fails the build.
+ */
+#ifndef RMAP_ARENA_H
+#define RMAP_ARENA_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define RMAP_ARENA_MAGIC 0x31414e4552414d52ull /* "RMARENA1" little-endian */
+#define RMAP_LAYOUT_VERSION 1u
+
+/* Table identifiers. */
+enum {
+    RMAP_T_FRAME = 0,   /* struct page: one per page frame (PFN = index) */
+    RMAP_T_PTPAGE,      /* page-table pages: 512 x 64-bit entries each */
+    RMAP_T_PTDESC,      /* one descriptor per page-table page (struct ptdesc) */
+    RMAP_T_MM,          /* struct mm_struct */
+    RMAP_T_VMA,         /* struct vm_area_struct */
+    RMAP_T_ANON_VMA,    /* struct anon_vma */
+    RMAP_T_AVC,         /* struct anon_vma_chain */
+    RMAP_T_FILE,        /* struct address_space (with its inode's size) */
+    RMAP_T_SWAP,        /* swap_map: one slot per swap page */
+    RMAP_T_COUNT
+};
+
+/* Augmented red-black tree links, shared by the mm's VMA tree, the file's
+ * i_mmap and anon_vma->rb_root (all interval trees). Node ids are indices in
+ * the table of the tree's nodes. */
+typedef struct rmap_rb_node {
+    uint32_t parent;
+    uint32_t left;
+    uint32_t right;
+    uint32_t color;          /* 0 red, 1 black */
+    uint64_t subtree_last;   /* the interval-tree augmentation (rb_subtree_last) */
+} rmap_rb_node;
+
+typedef struct rmap_table_desc {
+    uint64_t offset;         /* byte offset of slot 0 from the arena base */
+    uint32_t record_size;
+    uint32_t capacity;       /* slots, slot 0 included */
+    uint32_t bump;           /* next never-used slot */
+    uint32_t free_head;      /* LIFO free list threaded through the records */
+    uint32_t live;           /* records in use */
+    uint32_t high_water;     /* most records ever in use at once */
+} rmap_table_desc;
+
+typedef struct rmap_arena_header {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_size;
+    uint64_t total_size;     /* bytes reserved */
+    uint32_t zero_pfn;       /* the shared zero page */
+    uint32_t reuse_policy;   /* 0 none, 1 degree, 2 split */
+    uint64_t swap_slots;     /* usable swap slots (trace `swap`) */
+    uint64_t next_frame_serial;
+    rmap_table_desc tables[RMAP_T_COUNT];
+    uint64_t reserved[8];
+} rmap_arena_header;
+
+/* struct page (the fields rmap needs). */
+typedef struct rmap_page {
+    uint64_t flags;          /* PG_* bits, see PageFlags.swift */
+    int32_t refcount;        /* page->_refcount */
+    int32_t mapcount;        /* page->_mapcount: -1 when unmapped, as in the kernel */
+    uint64_t mapping;        /* tagged byte offset: anon_vma|1, movable|2, ksm|3, or address_space */
+    uint64_t index;          /* page->index: pgoff in the file or linear_page_index of the anon VMA */
+    uint64_t private_;       /* page_private: the swap entry while in the swap cache */
+    uint64_t content;        /* the page's content token */
+    uint32_t next;           /* free list / LRU link */
+    uint32_t prev;
+    uint64_t serial;         /* allocation serial, for deterministic reporting */
+} rmap_page;
+
+/* struct ptdesc: what the kernel keeps in the struct page of a page-table page. */
+typedef struct rmap_ptdesc {
+    uint32_t level;          /* 4 PGD, 3 PUD, 2 PMD, 1 PTE */
+    uint32_t used;           /* non-none entries */
+    uint32_t next;           /* free list */
+    uint32_t ptl;            /* the split page-table lock word */
+} rmap_ptdesc;
+
+typedef struct rmap_mm {
+    uint32_t pgd;            /* PT page index of the PGD */
+    uint32_t mm_rb;          /* root of the VMA tree (VMA index) */
+    uint32_t map_count;
+    int32_t mm_users;
+    int64_t rss[4];          /* MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES */
+    uint64_t hiwater_rss;
+    uint64_t total_vm;
+    uint64_t locked_vm;
+    uint32_t next;           /* free list */
+    uint32_t pid;
+    uint64_t mmap_lock;      /* rw_semaphore word */
+} rmap_mm;
+
+typedef struct rmap_vma {
+    uint64_t vm_start;
+    uint64_t vm_end;         /* exclusive */
+    uint64_t vm_pgoff;
+    uint64_t vm_flags;
+    uint32_t mm;
+    uint32_t file;           /* address_space index, 0 for private anonymous */
+    uint32_t anon_vma;       /* locked by mmap_lock and page_table_lock */
+    uint32_t avc_head;       /* anon_vma_chain (same_vma list), most recent first */
+    rmap_rb_node mm_rb;      /* in mm->mm_rb, keyed by [vm_start, vm_end - 1] */
+    rmap_rb_node shared_rb;  /* in file->i_mmap, keyed by [pgoff, pgoff + pages - 1]; locked by i_mmap_rwsem */
+    uint32_t next;           /* free list */
+    uint32_t vm_lock;
+} rmap_vma;
+
+typedef struct rmap_anon_vma {
+    uint32_t root;           /* root of this anon_vma tree */
+    uint32_t parent;         /* parent in the fork hierarchy */
+    int32_t refcount;
+    uint32_t degree;         /* v3.19-v5.19: children + VMAs pointing here */
+    uint32_t num_children;   /* v6.0+: child anon_vmas (self-parent counted) */
+    uint32_t num_active_vmas;/* v6.0+: VMAs whose vma->anon_vma is this one */
+    uint32_t rb_root;        /* interval tree of AVCs; locked by root->rwsem */
+    uint32_t next;           /* free list */
+    uint64_t rwsem;          /* meaningful in the root only */
+    uint64_t serial;         /* creation serial, for reports */
+} rmap_anon_vma;
+
+typedef struct rmap_avc {
+    uint32_t vma;
+    uint32_t anon_vma;
+    uint32_t same_vma_next;  /* locked by mmap_lock & page_table_lock */
+    uint32_t same_vma_prev;
+    rmap_rb_node rb;         /* locked by anon_vma->rwsem */
+} rmap_avc;
+
+typedef struct rmap_file {
+    uint64_t size_pages;     /* i_size in pages */
+    uint64_t nrpages;        /* pages in the page cache */
+    uint32_t i_mmap;         /* interval tree of VMAs; locked by i_mmap_rwsem */
+    uint32_t cache_root;     /* page cache: a radix tree of PT pages, leaves hold PFNs */
+    uint32_t kind;           /* 1 regular file, 2 shmem */
+    int32_t refcount;        /* references: the trace's name, each VMA */
+    uint32_t i_mmap_writable;
+    uint32_t next;           /* free list */
+    uint64_t i_mmap_rwsem;
+    uint64_t serial;
+} rmap_file;
+
+typedef struct rmap_swap_slot {
+    uint16_t count;          /* swap_map[]: references from swap PTEs and the swap cache */
+    uint16_t flags;          /* SWAP_HAS_CACHE */
+    uint32_t cache_frame;    /* the frame in the swap cache for this slot, 0 if none */
+} rmap_swap_slot;
+
+/* Capacities requested when an arena is created. */
+typedef struct rmap_arena_config {
+    uint32_t frames;
+    uint32_t pt_pages;
+    uint32_t mms;
+    uint32_t vmas;
+    uint32_t anon_vmas;
+    uint32_t avcs;
+    uint32_t files;
+    uint32_t swap_slots;
+} rmap_arena_config;
+
+/* Computes the layout for a configuration into *hdr (sizes and offsets).
+ * Returns the total size in bytes, or 0 when a capacity is out of range. */
+uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr);
+
+/* Reserves the arena: anonymous when path is NULL, else MAP_SHARED on the
+ * file (created or truncated to size). MAP_NORESERVE: untouched pages cost
+ * nothing. Returns the base, or NULL with errno set. */
+void *rmap_arena_map(uint64_t size, const char *path);
+/* Maps an existing arena file read-write; *size receives its size. */
+void *rmap_arena_open(const char *path, uint64_t *size);
+int rmap_arena_unmap(void *base, uint64_t size);
+int rmap_arena_sync(void *base, uint64_t size);
+/* Returns the pages of [offset, offset+len) to the kernel (MADV_DONTNEED). */
+int rmap_arena_discard(void *base, uint64_t offset, uint64_t len);
+
+#endif

@@ -1,0 +1,30 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-rmap",
+    products: [
+        .library(name: "Rmap", targets: ["Rmap"]),
+        .executable(name: "rmap", targets: ["rmap"]),
+        .executable(name: "rmap-oracle", targets: ["RmapOracle"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The arena layout and the few calls Swift cannot make directly. No logic.
+        .target(name: "CShims", path: "CShims", cSettings: [.define("_GNU_SOURCE")]),
+        // The model: arena, memory, VM objects, forward and reverse paths, trace language.
+        .target(name: "Rmap", dependencies: ["CShims"], path: "Sources/Rmap"),
+        // The command line: argument parsing only, everything else is the library's.
+        .executableTarget(
+            name: "rmap",
+            dependencies: ["Rmap", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/rmap"),
+        // The kernel oracle: runs the kernel-side statements of a trace on the live kernel (C).
+        .executableTarget(name: "RmapOracle", path: "Sources/RmapOracle",
+                          cSettings: [.define("_GNU_SOURCE")]),
+        .testTarget(name: "RmapTests", dependencies: ["Rmap", "CShims"], path: "Tests/RmapTests"),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,69 @@
+import CShims
+
+/// Capacities of the arena's tables. The defaults model 1 GiB of memory
+/// (262,144 frames of 4 KiB): a runaway trace exhausts them and gets ENOMEM
+/// within seconds, while real scenarios (thousands of processes) fit.
+public struct ArenaConfig: Sendable, Equatable {
+    public var frames: UInt32 = 262_144
+    public var ptPages: UInt32 = 65_536
+    public var mms: UInt32 = 16_384
+    public var vmas: UInt32 = 262_144
+    public var anonVMAs: UInt32 = 262_144
+    public var avcs: UInt32 = 524_288
+    public var files: UInt32 = 16_384
+    public var swapSlots: UInt32 = 262_144
+
+    public init() {}
+
+    public static let `default` = ArenaConfig()
+
+    var c: rmap_arena_config {
+        rmap_arena_config(frames: frames, pt_pages: ptPages, mms: mms, vmas: vmas,
+                          anon_vmas: anonVMAs, avcs: avcs, files: files, swap_slots: swapSlots)
+    }
+}
+
+public struct ArenaError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var description: String { message }
+}
+
+/// The owner of one arena mapping. It unmaps the region when it goes away.
+/// Models nothing of the kernel: it is the model's physical memory.
+public struct Arena: ~Copyable {
+    let base: UnsafeMutableRawPointer
+    let size: UInt64
+
+    /// Reserves a new arena (anonymous, or MAP_SHARED on `path`) and writes its header.
+    public init(config: ArenaConfig = .default, path: String? = nil) throws(ArenaError) {
+        var cfg = config.c
+        var hdr = rmap_arena_header()
+        let size = rmap_arena_layout(&cfg, &hdr)
+        guard size != 0 else { throw ArenaError(message: "arena: a capacity is 0 or too large") }
+        let p: UnsafeMutableRawPointer?
+        if let path { p = rmap_arena_map(size, path) } else { p = rmap_arena_map(size, nil) }
+        guard let p else { throw ArenaError(message: "arena: mmap of \(size) bytes failed (errno \(errno_value()))") }
+        p.storeBytes(of: hdr, as: rmap_arena_header.self)
+        self.base = p
+        self.size = size
+    }
+
+    deinit { _ = rmap_arena_unmap(base, size) }
+
+    /// The unsafe handle the model works through.
+    var kernel: Kernel { Kernel(base: base) }
+
+    public var byteSize: UInt64 { size }
+}
+
+@inline(__always) func errno_value() -> Int32 {
+    #if canImport(Glibc)
+    return Glibc.errno
+    #else
+    return 0
+    #endif
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

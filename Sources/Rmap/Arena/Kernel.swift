@@ -1,0 +1,133 @@
+import CShims
+
+/// The unsafe handle over an arena: typed base pointers for each table.
+///
+/// This is the one place where arena offsets become pointers: `init(base:)`
+/// turns each table's offset into a typed base, `object(at:)`/`offset(of:)`
+/// convert the tagged byte offsets that `page->mapping` holds. Everything else
+/// uses 32-bit table indices (0 = NULL).
+struct Kernel {
+    let base: UnsafeMutableRawPointer
+    let header: UnsafeMutablePointer<rmap_arena_header>
+    let frames: UnsafeMutablePointer<rmap_page>
+    let ptPages: UnsafeMutablePointer<UInt64>
+    let ptDescs: UnsafeMutablePointer<rmap_ptdesc>
+    let mms: UnsafeMutablePointer<rmap_mm>
+    let vmas: UnsafeMutablePointer<rmap_vma>
+    let anonVMAs: UnsafeMutablePointer<rmap_anon_vma>
+    let avcs: UnsafeMutablePointer<rmap_avc>
+    let files: UnsafeMutablePointer<rmap_file>
+    let swapMap: UnsafeMutablePointer<rmap_swap_slot>
+
+    init(base: UnsafeMutableRawPointer) {
+        self.base = base
+        let h = base.assumingMemoryBound(to: rmap_arena_header.self)
+        header = h
+        func table<T>(_ t: Int32, _: T.Type) -> UnsafeMutablePointer<T> {
+            let d = Kernel.desc(h, t)
+            return (base + Int(d.pointee.offset)).assumingMemoryBound(to: T.self)
+        }
+        frames = table(Int32(RMAP_T_FRAME), rmap_page.self)
+        ptPages = table(Int32(RMAP_T_PTPAGE), UInt64.self)
+        ptDescs = table(Int32(RMAP_T_PTDESC), rmap_ptdesc.self)
+        mms = table(Int32(RMAP_T_MM), rmap_mm.self)
+        vmas = table(Int32(RMAP_T_VMA), rmap_vma.self)
+        anonVMAs = table(Int32(RMAP_T_ANON_VMA), rmap_anon_vma.self)
+        avcs = table(Int32(RMAP_T_AVC), rmap_avc.self)
+        files = table(Int32(RMAP_T_FILE), rmap_file.self)
+        swapMap = table(Int32(RMAP_T_SWAP), rmap_swap_slot.self)
+    }
+
+    @inline(__always)
+    static func desc(_ h: UnsafeMutablePointer<rmap_arena_header>, _ t: Int32) -> UnsafeMutablePointer<rmap_table_desc> {
+        UnsafeMutableRawPointer(h).advanced(by: MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.tables)!)
+            .assumingMemoryBound(to: rmap_table_desc.self) + Int(t)
+    }
+
+    @inline(__always) func desc(_ t: Int32) -> UnsafeMutablePointer<rmap_table_desc> { Kernel.desc(header, t) }
+
+    // MARK: typed access by index
+
+    @inline(__always) func page(_ pfn: UInt32) -> UnsafeMutablePointer<rmap_page> { frames + Int(pfn) }
+    @inline(__always) func mm(_ i: UInt32) -> UnsafeMutablePointer<rmap_mm> { mms + Int(i) }
+    @inline(__always) func vma(_ i: UInt32) -> UnsafeMutablePointer<rmap_vma> { vmas + Int(i) }
+    @inline(__always) func anonVMA(_ i: UInt32) -> UnsafeMutablePointer<rmap_anon_vma> { anonVMAs + Int(i) }
+    @inline(__always) func avc(_ i: UInt32) -> UnsafeMutablePointer<rmap_avc> { avcs + Int(i) }
+    @inline(__always) func file(_ i: UInt32) -> UnsafeMutablePointer<rmap_file> { files + Int(i) }
+    @inline(__always) func ptDesc(_ i: UInt32) -> UnsafeMutablePointer<rmap_ptdesc> { ptDescs + Int(i) }
+    /// The 512 entries of page-table page `i`.
+    @inline(__always) func ptPage(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }
+
+    // MARK: tagged byte offsets (page->mapping)
+
+    /// The arena byte offset of record `i` of table `t`: what page->mapping stores.
+    @inline(__always) func offset(table t: Int32, index i: UInt32) -> UInt64 {
+        let d = desc(t)
+        return d.pointee.offset + UInt64(i) * UInt64(d.pointee.record_size)
+    }
+
+    /// The index of the record at byte `offset` in table `t`, or 0 when the
+    /// offset is not the start of a record of that table (never trusted blindly).
+    @inline(__always) func index(table t: Int32, offset: UInt64) -> UInt32 {
+        let d = desc(t)
+        guard offset >= d.pointee.offset else { return 0 }
+        let rel = offset - d.pointee.offset
+        let size = UInt64(d.pointee.record_size)
+        guard rel % size == 0, rel / size < UInt64(d.pointee.capacity) else { return 0 }
+        return UInt32(rel / size)
+    }
+
+    // MARK: object allocation (LIFO free lists, deterministic)
+
+    /// Allocates a zeroed record of table `t`; 0 when the table is full (ENOMEM).
+    @inline(__always) func alloc(_ t: Int32) -> UInt32 {
+        let d = desc(t)
+        let size = Int(d.pointee.record_size)
+        var i = d.pointee.free_head
+        if i != 0 {
+            let rec = base + Int(d.pointee.offset) + Int(i) * size
+            d.pointee.free_head = rec.load(as: UInt32.self)
+        } else {
+            guard d.pointee.bump < d.pointee.capacity else { return 0 }
+            i = d.pointee.bump
+            d.pointee.bump += 1
+        }
+        let rec = base + Int(d.pointee.offset) + Int(i) * size
+        rec.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        d.pointee.live += 1
+        if d.pointee.live > d.pointee.high_water { d.pointee.high_water = d.pointee.live }
+        return i
+    }
+
+    /// Returns record `i` of table `t` to its free list (the first 4 bytes hold
+    /// the link; the rest is poisoned so a use after free is visible).
+    @inline(__always) func free(_ t: Int32, _ i: UInt32) {
+        let d = desc(t)
+        let size = Int(d.pointee.record_size)
+        let rec = base + Int(d.pointee.offset) + Int(i) * size
+        rec.initializeMemory(as: UInt8.self, repeating: 0x6b, count: size)  // POISON_FREE
+        rec.storeBytes(of: d.pointee.free_head, as: UInt32.self)
+        d.pointee.free_head = i
+        d.pointee.live -= 1
+    }
+
+    /// Records of table `t` that could still be allocated.
+    @inline(__always) func available(_ t: Int32) -> UInt32 {
+        let d = desc(t)
+        return d.pointee.capacity - 1 - d.pointee.live
+    }
+
+    func live(_ t: Int32) -> UInt32 { desc(t).pointee.live }
+}
+
+enum T {
+    static let frame = Int32(RMAP_T_FRAME)
+    static let ptPage = Int32(RMAP_T_PTPAGE)
+    static let ptDesc = Int32(RMAP_T_PTDESC)
+    static let mm = Int32(RMAP_T_MM)
+    static let vma = Int32(RMAP_T_VMA)
+    static let anonVMA = Int32(RMAP_T_ANON_VMA)
+    static let avc = Int32(RMAP_T_AVC)
+    static let file = Int32(RMAP_T_FILE)
+    static let swap = Int32(RMAP_T_SWAP)
+}

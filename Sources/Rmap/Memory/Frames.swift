@@ -1,0 +1,54 @@
+import CShims
+
+/// The page-frame allocator and page references (mm/page_alloc.c, mm/swap.c).
+/// PFN = index in the frame table. Allocation is deterministic: a LIFO free
+/// list, then never-used frames in order. Out of frames is ENOMEM.
+extension Kernel {
+    @inline(__always) var zeroPFN: UInt32 { header.pointee.zero_pfn }
+
+    /// alloc_page(): a fresh frame with one reference and no mapping
+    /// (_mapcount -1); 0 when memory is exhausted.
+    @inline(__always) func allocPage() -> UInt32 {
+        let pfn = alloc(T.frame)
+        if pfn == 0 { return 0 }
+        let p = page(pfn)
+        p.pointee.refcount = 1
+        p.pointee.mapcount = -1
+        p.pointee.flags = PG.uptodate
+        header.pointee.next_frame_serial += 1
+        p.pointee.serial = header.pointee.next_frame_serial
+        return pfn
+    }
+
+    /// get_page()
+    @inline(__always) func getPage(_ pfn: UInt32) {
+        page(pfn).pointee.refcount += 1
+    }
+
+    /// put_page(): drops a reference, freeing the frame at zero (__free_pages).
+    @inline(__always) func putPage(_ pfn: UInt32) {
+        let p = page(pfn)
+        if p.pointee.flags & PG.reserved != 0 { return }
+        p.pointee.refcount -= 1
+        if p.pointee.refcount == 0 {
+            free(T.frame, pfn)
+        }
+    }
+
+    @inline(__always) func pageIsAnon(_ pfn: UInt32) -> Bool {
+        page(pfn).pointee.mapping & PageMapping.anon != 0
+    }
+
+    /// page_mapcount(): the number of PTEs that map the frame.
+    @inline(__always) func pageMapcount(_ pfn: UInt32) -> Int { Int(page(pfn).pointee.mapcount) + 1 }
+
+    /// Sets up the shared zero page (mm/memory.c: empty_zero_page). It is reserved:
+    /// never refcounted, never in an rmap.
+    func initZeroPage() -> Bool {
+        let z = allocPage()
+        if z == 0 { return false }
+        page(z).pointee.flags |= PG.reserved
+        header.pointee.zero_pfn = z
+        return true
+    }
+}

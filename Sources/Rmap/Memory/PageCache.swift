@@ -1,0 +1,150 @@
+import CShims
+
+/// Files and their page caches (struct address_space, mm/filemap.c, mm/shmem.c).
+///
+/// The page cache is a radix tree of page-table pages keyed by page index
+/// (the model's xarray). A leaf entry holds a PFN (with the present bit) or a
+/// shadow value marking a page evicted by reclaim. Trace files (`file F N`)
+/// are fully resident: their frames are materialised on first lookup, so an
+/// unread 1 GiB file costs nothing. Shmem files start empty: a hole is a hole.
+enum FileKind: UInt32 {
+    case regular = 1
+    case shmem = 2
+}
+
+extension Kernel {
+    /// Shadow entry left by __remove_mapping() for an evicted page (xa_mk_value).
+    static let shadowEntry: UInt64 = 0x2
+
+    /// Creates a file of `pages` pages; 0 when out of memory.
+    func createFile(pages: UInt64, kind: FileKind) -> UInt32 {
+        guard available(T.file) >= 1, available(T.ptPage) >= 1 else { return 0 }
+        let f = alloc(T.file)
+        let root = allocPTPage(level: 4)
+        let fp = file(f)
+        fp.pointee.size_pages = pages
+        fp.pointee.cache_root = root
+        fp.pointee.kind = kind.rawValue
+        fp.pointee.refcount = 1
+        fp.pointee.serial = UInt64(f)
+        return f
+    }
+
+    func getFile(_ f: UInt32) { file(f).pointee.refcount += 1 }
+
+    /// fput() of the last reference: truncates the page cache and frees the file.
+    func putFile(_ f: UInt32) {
+        let fp = file(f)
+        fp.pointee.refcount -= 1
+        guard fp.pointee.refcount == 0 else { return }
+        truncatePageCache(f)
+        freeSubtree(fp.pointee.cache_root, level: 4)
+        free(T.file, f)
+    }
+
+    /// truncate_inode_pages(): drops every cached page (none may be mapped).
+    func truncatePageCache(_ f: UInt32) {
+        let fp = file(f)
+        walkLeaves(root: fp.pointee.cache_root, start: 0, end: (fp.pointee.size_pages + 1) << 12) { _, slot in
+            let e = slot.pointee
+            if e & PTE.present != 0 {
+                let pfn = PTE.pfn(e)
+                page(pfn).pointee.mapping = 0
+                putPage(pfn)
+                fp.pointee.nrpages -= 1
+            } else if e != 0 && PTE.isRealSwapEntry(e) {
+                swapFree(e)
+            }
+            slot.pointee = 0
+            return true
+        }
+    }
+
+    /// The cached frame at `index`, 0 when not cached (filemap_get_entry).
+    /// For a regular file a resident page is materialised here; a page past
+    /// EOF or evicted is not cached.
+    func pageCacheLookup(_ f: UInt32, _ index: UInt64, materialize: Bool) -> UInt32 {
+        let fp = file(f)
+        guard index < fp.pointee.size_pages else { return 0 }
+        if let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12) {
+            let e = slot.pointee
+            if e & PTE.present != 0 { return PTE.pfn(e) }
+            if e != 0 || fp.pointee.kind != FileKind.regular.rawValue || !materialize { return 0 }
+        } else if fp.pointee.kind != FileKind.regular.rawValue || !materialize {
+            return 0
+        }
+        return pageCacheAddNew(f, index)
+    }
+
+    /// Whether a regular file's page is resident (filemap_map_pages maps only those).
+    func pageCacheResident(_ f: UInt32, _ index: UInt64) -> Bool {
+        let fp = file(f)
+        guard index < fp.pointee.size_pages else { return false }
+        guard let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12) else {
+            return fp.pointee.kind == FileKind.regular.rawValue
+        }
+        let e = slot.pointee
+        if e & PTE.present != 0 { return true }
+        return e == 0 && fp.pointee.kind == FileKind.regular.rawValue
+    }
+
+    /// filemap_add_folio() / shmem_add_to_page_cache(): a new uptodate frame at
+    /// `index`, holding the page cache's reference. 0 when out of memory.
+    func pageCacheAddNew(_ f: UInt32, _ index: UInt64) -> UInt32 {
+        let fp = file(f)
+        guard let slot = leafSlotAlloc(root: fp.pointee.cache_root, key: index << 12) else { return 0 }
+        let pfn = allocPage()
+        if pfn == 0 { return 0 }
+        if slot.pointee == 0 { ptDescUsedForLeaf(fp.pointee.cache_root, index << 12, +1) }
+        slot.pointee = (UInt64(pfn) << 12) | PTE.present
+        let p = page(pfn)
+        p.pointee.mapping = offset(table: T.file, index: f)
+        p.pointee.index = index
+        p.pointee.flags |= PG.uptodate | PG.lru
+        if fp.pointee.kind == FileKind.shmem.rawValue { p.pointee.flags |= PG.swapbacked }
+        fp.pointee.nrpages += 1
+        return pfn
+    }
+
+    /// __filemap_remove_folio(): the page leaves the cache (a shadow entry stays
+    /// for a regular file, so the page reads as not resident); drops the cache's reference.
+    func pageCacheRemove(_ f: UInt32, _ index: UInt64) {
+        let fp = file(f)
+        guard let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12),
+              slot.pointee & PTE.present != 0 else { return }
+        let pfn = PTE.pfn(slot.pointee)
+        slot.pointee = fp.pointee.kind == FileKind.regular.rawValue ? Kernel.shadowEntry : 0
+        if slot.pointee == 0 { ptDescUsedForLeaf(fp.pointee.cache_root, index << 12, -1) }
+        fp.pointee.nrpages -= 1
+        page(pfn).pointee.mapping = 0
+        putPage(pfn)
+    }
+
+    /// page_cache_sync_ra() for an mmap fault on a non-resident page of a
+    /// regular file (do_sync_mmap_readahead, mmap read-around): the window
+    /// [pgoff - ra_pages/2, + ra_pages) becomes resident again (ra_pages = 32).
+    func readAround(_ f: UInt32, _ index: UInt64) {
+        let fp = file(f)
+        guard fp.pointee.kind == FileKind.regular.rawValue else { return }
+        let ra: UInt64 = 32
+        let start = index >= ra / 2 ? index - ra / 2 : 0
+        let end = min(start + ra, fp.pointee.size_pages)
+        walkLeaves(root: fp.pointee.cache_root, start: start << 12, end: end << 12) { _, slot in
+            if slot.pointee == Kernel.shadowEntry { slot.pointee = 0 }
+            return true
+        }
+    }
+
+    /// Keeps the leaf table's count of used entries (ptdesc->used) for cache slots.
+    @inline(__always) func ptDescUsedForLeaf(_ root: UInt32, _ key: UInt64, _ delta: Int32) {
+        var table = root
+        var level = 4
+        while level > 1 {
+            let e = ptPage(table)[Kernel.index(key, level: level)]
+            if e == 0 { return }
+            table = PTE.pfn(e)
+            level -= 1
+        }
+        ptDesc(table).pointee.used = UInt32(Int32(ptDesc(table).pointee.used) + delta)
+    }
+}

@@ -1,0 +1,32 @@
+/// Page flags (include/linux/page-flags.h). Bit numbers are the model's own;
+/// names are the kernel's.
+enum PG {
+    static let locked: UInt64 = 1 << 0
+    static let referenced: UInt64 = 1 << 1
+    static let uptodate: UInt64 = 1 << 2
+    static let dirty: UInt64 = 1 << 3
+    static let lru: UInt64 = 1 << 4
+    static let active: UInt64 = 1 << 5
+    static let workingset: UInt64 = 1 << 6
+    static let swapbacked: UInt64 = 1 << 7
+    static let swapcache: UInt64 = 1 << 8
+    static let mlocked: UInt64 = 1 << 9
+    /// PG_anon_exclusive (6.x; aliases PG_mappedtodisk for anon pages in the kernel).
+    static let anonExclusive: UInt64 = 1 << 10
+    static let reclaim: UInt64 = 1 << 11
+    static let hwpoison: UInt64 = 1 << 12
+    static let young: UInt64 = 1 << 13
+    static let idle: UInt64 = 1 << 14
+    static let unevictable: UInt64 = 1 << 15
+    static let writeback: UInt64 = 1 << 16
+    /// Not a kernel flag: marks the shared zero page and other reserved frames.
+    static let reserved: UInt64 = 1 << 17
+}
+
+/// Low bits of page->mapping (include/linux/page-flags.h).
+enum PageMapping {
+    static let anon: UInt64 = 0x1
+    static let movable: UInt64 = 0x2
+    static let ksm: UInt64 = 0x3
+    static let flags: UInt64 = 0x3
+}

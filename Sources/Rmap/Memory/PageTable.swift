@@ -1,0 +1,140 @@
+import CShims
+
+/// Four-level x86-64 page tables (PGD, PUD, PMD, PTE), 512 entries a level,
+/// stored in page-table pages of the arena. Upper-level entries hold the
+/// next table's PT-page index in their PFN field with _PAGE_TABLE bits.
+///
+/// The same radix structure keyed by page index instead of address holds
+/// each file's page cache (the model's xarray): leaf entries are PFNs.
+extension Kernel {
+    static let pageTableBits: UInt64 = PTE.present | PTE.rw | PTE.user | PTE.accessed | PTE.dirty
+
+    @inline(__always) static func index(_ key: UInt64, level: Int) -> Int {
+        Int((key >> (12 + 9 * UInt64(level - 1))) & 511)
+    }
+
+    /// Allocates a zeroed page-table page for `level` (4 PGD ... 1 PTE); 0 when out of memory.
+    func allocPTPage(level: UInt32) -> UInt32 {
+        let i = alloc(T.ptPage)
+        if i != 0 {
+            ptDesc(i).pointee = rmap_ptdesc(level: level, used: 0, next: 0, ptl: 0)
+        }
+        return i
+    }
+
+    func freePTPage(_ i: UInt32) {
+        ptDesc(i).pointee = rmap_ptdesc()
+        free(T.ptPage, i)
+    }
+
+    /// pte_offset_map(): the leaf slot for `key` under `root`, nil when a table is missing.
+    @inline(__always)
+    func leafSlot(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        var table = root
+        var level = 4
+        while level > 1 {
+            let e = ptPage(table)[Kernel.index(key, level: level)]
+            if e == 0 { return nil }
+            table = PTE.pfn(e)
+            level -= 1
+        }
+        return ptPage(table) + Kernel.index(key, level: 1)
+    }
+
+    /// __pte_alloc() and the upper-level allocations: the leaf slot for `key`,
+    /// allocating missing tables; nil when out of page-table pages (what was
+    /// allocated stays, as in the kernel, and is freed by free_pgtables).
+    func leafSlotAlloc(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        var table = root
+        var level = 4
+        while level > 1 {
+            let slot = ptPage(table) + Kernel.index(key, level: level)
+            if slot.pointee == 0 {
+                let t = allocPTPage(level: UInt32(level - 1))
+                if t == 0 { return nil }
+                slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
+                ptDesc(table).pointee.used += 1
+            }
+            table = PTE.pfn(slot.pointee)
+            level -= 1
+        }
+        return ptPage(table) + Kernel.index(key, level: 1)
+    }
+
+    /// Visits every leaf slot in [start, end) whose tables exist, in key order,
+    /// skipping absent subtrees in one step (as walk_page_range / zap_*_range do).
+    /// `body` returns false to stop; `walkLeaves` then returns false.
+    @discardableResult @inline(__always)
+    func walkLeaves(root: UInt32, start: UInt64, end: UInt64,
+                    _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> Bool {
+        guard start < end else { return true }
+        return walkLevel(table: root, level: 4, start: start, end: end, body)
+    }
+
+    @inline(__always)
+    private func walkLevel(table: UInt32, level: Int, start: UInt64, end: UInt64,
+                           _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> Bool {
+        let shift = 12 + 9 * UInt64(level - 1)
+        let span: UInt64 = 1 << shift
+        let entries = ptPage(table)
+        var key = start
+        while key < end {
+            let i = Int((key >> shift) & 511)
+            let next = (key & ~(span - 1)) &+ span
+            if level == 1 {
+                if !body(key, entries + i) { return false }
+            } else {
+                let e = entries[i]
+                if e != 0 {
+                    if !walkLevel(table: PTE.pfn(e), level: level - 1, start: key,
+                                  end: min(end, next), body) { return false }
+                }
+            }
+            if next == 0 { break }  // wrapped
+            key = next
+        }
+        return true
+    }
+
+    /// free_pgd_range(): frees the page-table pages below `root` whose whole
+    /// span lies inside [floor, ceiling) and intersects [start, end).
+    /// `ceiling == 0` means the top of the address space.
+    func freePgtables(root: UInt32, start: UInt64, end: UInt64, floor: UInt64, ceiling: UInt64) {
+        freeLevel(table: root, level: 4, base: 0, start: start, end: end, floor: floor, ceiling: ceiling)
+    }
+
+    private func freeLevel(table: UInt32, level: Int, base: UInt64, start: UInt64, end: UInt64,
+                           floor: UInt64, ceiling: UInt64) {
+        let shift = 12 + 9 * UInt64(level - 1)
+        let span: UInt64 = 1 << shift
+        let entries = ptPage(table)
+        let first = Int(((max(start, base) - base) >> shift) & 511)
+        for i in first..<512 {
+            let lo = base + UInt64(i) * span
+            if lo >= end { break }
+            let hi = lo + span
+            let e = entries[i]
+            guard e != 0, level > 1 else { continue }
+            let child = PTE.pfn(e)
+            if lo >= floor && (ceiling == 0 || hi <= ceiling) {
+                freeSubtree(child, level: level - 1)
+                entries[i] = 0
+                ptDesc(table).pointee.used -= 1
+            } else {
+                freeLevel(table: child, level: level - 1, base: lo, start: max(start, lo),
+                          end: min(end, hi), floor: floor, ceiling: ceiling)
+            }
+        }
+    }
+
+    /// Frees a page-table page and every table below it.
+    func freeSubtree(_ table: UInt32, level: Int) {
+        if level > 1 {
+            let entries = ptPage(table)
+            for i in 0..<512 where entries[i] != 0 {
+                freeSubtree(PTE.pfn(entries[i]), level: level - 1)
+            }
+        }
+        freePTPage(table)
+    }
+}

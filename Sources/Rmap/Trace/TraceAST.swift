@@ -1,0 +1,264 @@
+// The abstract syntax of the trace language, version 1 (see spec/trace-format.md).
+// Produced by `TraceParser`; consumed by the model interpreter and the kernel oracle.
+
+/// A position in a trace file. Both fields are 1-based; `column` counts Unicode
+/// scalars (code points) of the line, which for every valid token is its characters.
+public struct SourceLocation: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var line: Int
+    public var column: Int
+
+    public init(line: Int, column: Int) {
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(line):\(column)" }
+}
+
+/// Page protection, with the PROT_* bit values of Linux.
+public struct Prot: OptionSet, Hashable, Sendable, Equatable, CustomStringConvertible {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let read = Prot(rawValue: 1)   // PROT_READ
+    public static let write = Prot(rawValue: 2)  // PROT_WRITE
+    public static let exec = Prot(rawValue: 4)   // PROT_EXEC
+    /// PROT_NONE.
+    public static let none: Prot = []
+
+    /// Parses the trace spelling: `none` or a non-empty subsequence of `rwx` in that order.
+    public static func named(_ s: String) -> Prot? {
+        if s == "none" { return Prot.none }
+        var prot: Prot = []
+        var rest = Substring(s)
+        if rest.first == "r" { prot.insert(.read); rest = rest.dropFirst() }
+        if rest.first == "w" { prot.insert(.write); rest = rest.dropFirst() }
+        if rest.first == "x" { prot.insert(.exec); rest = rest.dropFirst() }
+        guard rest.isEmpty, !prot.isEmpty else { return nil }
+        return prot
+    }
+
+    /// The trace spelling (`none`, `r`, `rw`, `rwx`, ...).
+    public var name: String {
+        if isEmpty { return "none" }
+        return (contains(.read) ? "r" : "") + (contains(.write) ? "w" : "") + (contains(.exec) ? "x" : "")
+    }
+
+    /// The first three characters of a /proc/PID/maps permission field (`rw-`, `r-x`, `---`).
+    public var mapsPerms: String {
+        (contains(.read) ? "r" : "-") + (contains(.write) ? "w" : "-") + (contains(.exec) ? "x" : "-")
+    }
+
+    public var description: String { name }
+}
+
+/// What a `mmap` maps.
+public enum MappingKind: Equatable, Hashable, Sendable, CustomStringConvertible {
+    case anonPrivate
+    case anonShared
+    case filePrivate(file: String, pgoff: UInt64)
+    case fileShared(file: String, pgoff: UInt64)
+
+    public var isShared: Bool {
+        switch self {
+        case .anonShared, .fileShared: return true
+        case .anonPrivate, .filePrivate: return false
+        }
+    }
+
+    public var isAnonymous: Bool {
+        switch self {
+        case .anonPrivate, .anonShared: return true
+        case .filePrivate, .fileShared: return false
+        }
+    }
+
+    /// The named file, if any.
+    public var file: String? {
+        switch self {
+        case .filePrivate(let f, _), .fileShared(let f, _): return f
+        case .anonPrivate, .anonShared: return nil
+        }
+    }
+
+    /// The page offset into the named file (0 for anonymous mappings).
+    public var pgoff: UInt64 {
+        switch self {
+        case .filePrivate(_, let p), .fileShared(_, let p): return p
+        case .anonPrivate, .anonShared: return 0
+        }
+    }
+
+    /// The trace spelling.
+    public var description: String {
+        switch self {
+        case .anonPrivate: return "anon-private"
+        case .anonShared: return "anon-shared"
+        case .filePrivate(let f, let p): return "file-private:\(f)@\(p)"
+        case .fileShared(let f, let p): return "file-shared:\(f)@\(p)"
+        }
+    }
+}
+
+/// madvise() advice names, as spelled in a trace.
+public enum Advice: String, Sendable, CaseIterable {
+    case dontneed, free, cold, pageout, dontfork, dofork, wipeonfork, keeponfork
+}
+
+/// try_to_unmap() flags (TTU_*), as the model numbers them.
+public struct TTUFlags: OptionSet, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let migration = TTUFlags(rawValue: 1 << 0)
+    public static let munlock = TTUFlags(rawValue: 1 << 1)
+    public static let splitHugePMD = TTUFlags(rawValue: 1 << 2)
+    public static let ignoreMlock = TTUFlags(rawValue: 1 << 3)
+    public static let ignoreAccess = TTUFlags(rawValue: 1 << 4)
+    public static let ignoreHWPoison = TTUFlags(rawValue: 1 << 5)
+    public static let batchFlush = TTUFlags(rawValue: 1 << 6)
+    public static let rmapLocked = TTUFlags(rawValue: 1 << 7)
+    public static let splitFreeze = TTUFlags(rawValue: 1 << 8)
+
+    /// The trace names, in bit order (name `allNames[i]` is bit `1 << i`).
+    public static let allNames: [String] = [
+        "migration", "munlock", "split_huge_pmd", "ignore_mlock", "ignore_access",
+        "ignore_hwpoison", "batch_flush", "rmap_locked", "split_freeze",
+    ]
+
+    /// The flag with trace name `s` (lower case, no `TTU_` prefix), or nil.
+    public static func named(_ s: String) -> TTUFlags? {
+        guard let i = allNames.firstIndex(of: s) else { return nil }
+        return TTUFlags(rawValue: 1 << UInt32(i))
+    }
+
+    /// The names of the set bits, in bit order.
+    public var names: [String] {
+        TTUFlags.allNames.indices.filter { rawValue & (1 << UInt32($0)) != 0 }.map { TTUFlags.allNames[$0] }
+    }
+
+    /// The trace spelling: a comma list of names (empty when no flag is set).
+    public var description: String { names.joined(separator: ",") }
+}
+
+/// One `P ADDR PAGES` target of an `observe` or `expect` statement.
+public struct Target: Equatable, Sendable {
+    public var process: String
+    public var addr: UInt64
+    public var pages: UInt64
+    /// Where the target's process name is.
+    public var location: SourceLocation
+
+    public init(process: String, addr: UInt64, pages: UInt64, location: SourceLocation) {
+        self.process = process
+        self.addr = addr
+        self.pages = pages
+        self.location = location
+    }
+}
+
+/// What an operation line does. The process is in `Statement.op`.
+public enum Operation: Equatable, Sendable {
+    /// `P2 = fork P`: the operation's process is P, the child P2.
+    case fork(child: String)
+    case exit
+    case mmap(addr: UInt64, pages: UInt64, prot: Prot, kind: MappingKind)
+    case munmap(addr: UInt64, pages: UInt64)
+    case mprotect(addr: UInt64, pages: UInt64, prot: Prot)
+    /// Without `to`: resize in place only. With `to`: MREMAP_MAYMOVE|MREMAP_FIXED to `to`.
+    case mremap(addr: UInt64, oldPages: UInt64, newPages: UInt64, to: UInt64?)
+    /// `pages` is 1 when the trace omits it (likewise for every optional PAGES below).
+    case read(addr: UInt64, pages: UInt64)
+    case write(addr: UInt64, pages: UInt64)
+    case madvise(addr: UInt64, pages: UInt64, advice: Advice)
+    case mlock(addr: UInt64, pages: UInt64)
+    case munlock(addr: UInt64, pages: UInt64)
+    // Model only:
+    case unmap(addr: UInt64, pages: UInt64, flags: TTUFlags)
+    case reclaim(addr: UInt64, pages: UInt64)
+    case migrate(addr: UInt64, pages: UInt64)
+    case referenced(addr: UInt64, pages: UInt64)
+    case mkclean(addr: UInt64, pages: UInt64)
+
+    /// True for the statements the kernel oracle cannot run.
+    public var isModelOnly: Bool {
+        switch self {
+        case .unmap, .reclaim, .migrate, .referenced, .mkclean: return true
+        default: return false
+        }
+    }
+
+    /// The verb as spelled in a trace (`fork` for `P2 = fork P`).
+    public var verb: String {
+        switch self {
+        case .fork: return "fork"
+        case .exit: return "exit"
+        case .mmap: return "mmap"
+        case .munmap: return "munmap"
+        case .mprotect: return "mprotect"
+        case .mremap: return "mremap"
+        case .read: return "read"
+        case .write: return "write"
+        case .madvise: return "madvise"
+        case .mlock: return "mlock"
+        case .munlock: return "munlock"
+        case .unmap: return "unmap"
+        case .reclaim: return "reclaim"
+        case .migrate: return "migrate"
+        case .referenced: return "referenced"
+        case .mkclean: return "mkclean"
+        }
+    }
+}
+
+/// One statement of a trace.
+public enum Statement: Equatable, Sendable {
+    case file(name: String, pages: UInt64)
+    case proc(name: String)
+    case swap(slots: UInt64)
+    /// An operation line; `expected` is the RESULT token after `=>`, if any.
+    case op(process: String, operation: Operation, expected: String?)
+    case observe([Target])
+    /// `tokens` has exactly one token per page of the targets.
+    case expect([Target], tokens: [String])
+}
+
+/// A statement and its 1-based line number.
+public struct TraceLine: Equatable, Sendable {
+    public var line: Int
+    public var statement: Statement
+
+    public init(line: Int, statement: Statement) {
+        self.line = line
+        self.statement = statement
+    }
+}
+
+/// A parsed trace: its statements in order (blank and comment-only lines are dropped).
+public struct Trace: Equatable, Sendable {
+    public var file: String
+    public var lines: [TraceLine]
+
+    public init(file: String, lines: [TraceLine]) {
+        self.file = file
+        self.lines = lines
+    }
+}
+
+/// A malformed or inconsistent trace. `line` and `column` are 1-based.
+public struct TraceError: Error, CustomStringConvertible, Equatable, Sendable {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public var message: String
+
+    public init(file: String, line: Int, column: Int, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+    }
+
+    /// `FILE:LINE:COLUMN: error: MESSAGE`
+    public var description: String { "\(file):\(line):\(column): error: \(message)" }
+}

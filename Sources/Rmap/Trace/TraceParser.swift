@@ -1,0 +1,721 @@
+// The parser of the trace language, version 1 (see spec/trace-format.md).
+//
+// Parsing is one pass over the lines; the static checks (processes created before
+// use and not exited, files declared before use, `swap` placement, observation
+// sizes, `=> RESULT` syntax) run in line order, and inside a line left to right,
+// so the first error reported is the leftmost one of the first bad line.
+//
+// Columns are 1-based and count Unicode scalars of the line (the line's characters:
+// every valid token is ASCII). Memory is linear in the input; nothing is allocated
+// per page of a statement.
+
+public enum TraceParser {
+    /// The most pages one `observe` or `expect` statement may cover (all targets together).
+    public static let maxObservedPages: UInt64 = 1 << 20
+    /// The lowest address a trace may name.
+    public static let minAddress: UInt64 = 0x1000_0000_0000
+    /// The end (exclusive) of the addresses a trace may name; every range ends at or below it.
+    public static let maxAddress: UInt64 = 0x7000_0000_0000
+    public static let pageSize: UInt64 = 4096
+    /// The longest name (process or file).
+    public static let maxNameLength = 64
+    /// The largest `file` (pages).
+    public static let maxFilePages: UInt64 = 1 << 24
+    /// The largest `swap` (slots).
+    public static let maxSwapSlots: UInt64 = 1 << 24
+    /// The largest PGOFF of a file mapping.
+    public static let maxPgoff: UInt64 = 1 << 32
+    /// Words that start a non-operation statement; they cannot name a process.
+    public static let reservedWords: Set<String> = ["file", "proc", "swap", "observe", "expect"]
+    /// The verbs of `P VERB ...` operation lines.
+    public static let verbs: Set<String> = [
+        "exit", "mmap", "munmap", "mprotect", "mremap", "read", "write", "madvise", "mlock", "munlock",
+        "unmap", "reclaim", "migrate", "referenced", "mkclean",
+    ]
+
+    /// Parses and statically checks a trace. Only `TraceError` is thrown.
+    public static func parse(_ text: String, file: String) throws(TraceError) -> Trace {
+        var parser = LineParser(file: file)
+        var line: [Unicode.Scalar] = []
+        var number = 1
+        for scalar in text.unicodeScalars {
+            if scalar == "\n" {
+                try parser.parseLine(line, number: number)
+                line.removeAll(keepingCapacity: true)
+                number += 1
+            } else {
+                line.append(scalar)
+            }
+        }
+        try parser.parseLine(line, number: number)
+        return Trace(file: file, lines: parser.lines)
+    }
+
+    /// Parses raw bytes: invalid UTF-8 is an error at the first bad byte. Only `TraceError` is thrown.
+    public static func parse(bytes: [UInt8], file: String) throws(TraceError) -> Trace {
+        var iterator = bytes.makeIterator()
+        var decoder = Unicode.UTF8.ForwardParser()
+        var line = 1, column = 1, offset = 0
+        decoding: while true {
+            switch decoder.parseScalar(from: &iterator) {
+            case .valid(let encoded):
+                offset += encoded.count
+                if encoded.count == 1 && encoded.first == 0x0A {
+                    line += 1
+                    column = 1
+                } else {
+                    column += 1
+                }
+            case .error:
+                let byte = offset < bytes.count ? bytes[offset] : 0
+                throw TraceError(file: file, line: line, column: column,
+                                 message: "invalid UTF-8 (byte 0x\(hex2(byte)))")
+            case .emptyInput:
+                break decoding
+            }
+        }
+        return try parse(String(decoding: bytes, as: UTF8.self), file: file)
+    }
+
+    private static func hex2(_ b: UInt8) -> String {
+        let digits = Array("0123456789ABCDEF")
+        return String([digits[Int(b >> 4)], digits[Int(b & 15)]])
+    }
+}
+
+// MARK: - Tokens
+
+struct Token {
+    var text: String
+    /// 1-based column of the first scalar.
+    var column: Int
+    /// Length in Unicode scalars.
+    var length: Int
+    /// The column just after the token.
+    var endColumn: Int { column + length }
+}
+
+/// Splits one line (without its terminator) into tokens: separated by spaces and tabs,
+/// `#` starts a comment anywhere.
+func lexLine(_ scalars: [Unicode.Scalar]) -> [Token] {
+    var tokens: [Token] = []
+    var current = String.UnicodeScalarView()
+    var start = 0, length = 0
+    func flush() {
+        if length > 0 {
+            tokens.append(Token(text: String(current), column: start + 1, length: length))
+            current = String.UnicodeScalarView()
+            length = 0
+        }
+    }
+    for (i, s) in scalars.enumerated() {
+        if s == "#" { break }
+        if s == " " || s == "\t" {
+            flush()
+        } else {
+            if length == 0 { start = i }
+            current.append(s)
+            length += 1
+        }
+    }
+    flush()
+    return tokens
+}
+
+/// Splits commas out of a token: `4,` → `4` `,`; `a,b` → `a` `,` `b`.
+func splitCommas(_ token: Token) -> [Token] {
+    guard token.text.unicodeScalars.contains(",") else { return [token] }
+    var out: [Token] = []
+    var current = String.UnicodeScalarView()
+    var start = 0, length = 0
+    for (i, s) in token.text.unicodeScalars.enumerated() {
+        if s == "," {
+            if length > 0 { out.append(Token(text: String(current), column: token.column + start, length: length)) }
+            current = String.UnicodeScalarView()
+            length = 0
+            out.append(Token(text: ",", column: token.column + i, length: 1))
+        } else {
+            if length == 0 { start = i }
+            current.append(s)
+            length += 1
+        }
+    }
+    if length > 0 { out.append(Token(text: String(current), column: token.column + start, length: length)) }
+    return out
+}
+
+/// Quotes a piece of the input for a message: control characters escaped, long text shortened.
+func quoted(_ s: String) -> String {
+    var out = "'"
+    var n = 0
+    for scalar in s.unicodeScalars {
+        if n == 40 {
+            out += "..."
+            break
+        }
+        n += 1
+        if scalar.value < 0x20 || scalar.value == 0x7F || (scalar.value >= 0x80 && scalar.value < 0xA0) {
+            out += "\\u{" + String(scalar.value, radix: 16) + "}"
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "'"
+}
+
+func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+
+enum NumberParse {
+    case value(UInt64)
+    case invalid
+    case tooLarge
+}
+
+/// Decimal or `0x` hex, no sign, no overflow.
+func parseNumber<S: Collection>(_ s: S) -> NumberParse where S.Element == Unicode.Scalar {
+    let scalars = Array(s)
+    var radix: UInt64 = 10
+    var digits = scalars[...]
+    if scalars.count > 2 && scalars[0] == "0" && scalars[1] == "x" {
+        radix = 16
+        digits = scalars.dropFirst(2)
+    }
+    if digits.isEmpty { return .invalid }
+    var value: UInt64 = 0
+    var overflow = false
+    for s in digits {
+        let d: UInt64
+        switch s.value {
+        case 0x30...0x39: d = UInt64(s.value - 0x30)
+        case 0x61...0x66 where radix == 16: d = UInt64(s.value - 0x61 + 10)
+        case 0x41...0x46 where radix == 16: d = UInt64(s.value - 0x41 + 10)
+        default: return .invalid
+        }
+        if overflow { continue }
+        let (m, o1) = value.multipliedReportingOverflow(by: radix)
+        let (a, o2) = m.addingReportingOverflow(d)
+        if o1 || o2 { overflow = true } else { value = a }
+    }
+    return overflow ? .tooLarge : .value(value)
+}
+
+func isNameStart(_ s: Unicode.Scalar) -> Bool {
+    switch s.value {
+    case 0x41...0x5A, 0x61...0x7A, 0x5F: return true
+    default: return false
+    }
+}
+
+func isNameChar(_ s: Unicode.Scalar) -> Bool {
+    switch s.value {
+    case 0x41...0x5A, 0x61...0x7A, 0x5F, 0x30...0x39, 0x2E, 0x2D: return true
+    default: return false
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_.-]*` (any length).
+func isNameSyntax<S: Collection>(_ s: S) -> Bool where S.Element == Unicode.Scalar {
+    guard let first = s.first, isNameStart(first) else { return false }
+    return s.allSatisfy(isNameChar)
+}
+
+/// `-`, `Z`, `S`, `M` or `[AFK][1-9][0-9]*:[0-9]+`.
+func isObservationToken(_ text: String) -> Bool {
+    let b = Array(text.utf8)
+    if b.count == 1 { return b[0] == UInt8(ascii: "-") || b[0] == UInt8(ascii: "Z") || b[0] == UInt8(ascii: "S") || b[0] == UInt8(ascii: "M") }
+    guard b.count >= 4, b[0] == UInt8(ascii: "A") || b[0] == UInt8(ascii: "F") || b[0] == UInt8(ascii: "K") else { return false }
+    guard b[1] >= UInt8(ascii: "1") && b[1] <= UInt8(ascii: "9") else { return false }
+    var i = 2
+    while i < b.count, b[i] >= UInt8(ascii: "0") && b[i] <= UInt8(ascii: "9") { i += 1 }
+    guard i < b.count, b[i] == UInt8(ascii: ":") else { return false }
+    i += 1
+    guard i < b.count else { return false }
+    while i < b.count {
+        guard b[i] >= UInt8(ascii: "0") && b[i] <= UInt8(ascii: "9") else { return false }
+        i += 1
+    }
+    return true
+}
+
+/// `ok`, `fail`, `SIGSEGV`, `SIGBUS`, `referenced=N`, `cleaned=N` or `E[A-Z]{2,15}`.
+func isResult(_ text: String) -> Bool {
+    switch text {
+    case "ok", "fail", "SIGSEGV", "SIGBUS": return true
+    default: break
+    }
+    for prefix in ["referenced=", "cleaned="] where text.hasPrefix(prefix) {
+        let digits = Array(text.unicodeScalars.dropFirst(prefix.count))
+        guard !digits.isEmpty, digits.allSatisfy({ $0.value >= 0x30 && $0.value <= 0x39 }) else { return false }
+        if case .value = parseNumber(digits) { return true }
+        return false
+    }
+    let b = Array(text.utf8)
+    guard b.count >= 3, b.count <= 16, b[0] == UInt8(ascii: "E") else { return false }
+    return b.dropFirst().allSatisfy { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+}
+
+// MARK: - Cursor over the statement's tokens
+
+struct Cursor {
+    let tokens: [Token]
+    var index = 0
+    /// Tokens at or after `end` are not the statement's (they follow `=>`).
+    let end: Int
+    /// Where a missing token is reported, and how the place is described.
+    let endColumn: Int
+    let endDescription: String
+
+    var atEnd: Bool { index >= end }
+    func peek() -> Token? { index < end ? tokens[index] : nil }
+    mutating func next() -> Token? {
+        guard index < end else { return nil }
+        defer { index += 1 }
+        return tokens[index]
+    }
+}
+
+// MARK: - The line parser and its static state
+
+struct LineParser {
+    let file: String
+    var lines: [TraceLine] = []
+    var line = 0
+    /// Every process ever created, and whether it is still alive.
+    var processes: [String: Bool] = [:]
+    var files: Set<String> = []
+    var swapLine: Int?
+    /// The first line that was a process statement (`proc` or an operation line).
+    var firstProcessLine: Int?
+
+    init(file: String) { self.file = file }
+
+    func error(_ column: Int, _ message: String) -> TraceError {
+        TraceError(file: file, line: line, column: max(1, column), message: message)
+    }
+
+    func missing(_ c: Cursor, _ what: String) -> TraceError {
+        error(c.endColumn, "expected \(what), got \(c.endDescription)")
+    }
+
+    mutating func parseLine(_ raw: [Unicode.Scalar], number: Int) throws(TraceError) {
+        line = number
+        var scalars = raw
+        if scalars.last == "\r" { scalars.removeLast() }
+        var tokens = lexLine(scalars)
+        guard let first = tokens.first else { return }
+
+        if first.text == "observe" || first.text == "expect" {
+            // Commas separate targets: split them out of every token before `=` / `=>`.
+            var split: [Token] = [first]
+            var inTargets = true
+            for t in tokens.dropFirst() {
+                if t.text == "=" || t.text == "=>" { inTargets = false }
+                if inTargets { split += splitCommas(t) } else { split.append(t) }
+            }
+            tokens = split
+        }
+
+        let arrow = tokens.firstIndex { $0.text == "=>" }
+        let end = arrow ?? tokens.count
+        let cursor: Cursor
+        if let a = arrow {
+            cursor = Cursor(tokens: tokens, index: 1, end: end, endColumn: tokens[a].column, endDescription: "'=>'")
+        } else {
+            cursor = Cursor(tokens: tokens, index: 1, end: end, endColumn: tokens[end - 1].endColumn,
+                            endDescription: "end of line")
+        }
+
+        if TraceParser.reservedWords.contains(first.text) {
+            if tokens.count > 1 && tokens[1].text == "=" {
+                throw error(first.column, "'\(first.text)' is a reserved word and cannot name a process")
+            }
+            var c = cursor
+            let statement = try parseKeywordStatement(first, &c)
+            if let extra = c.peek() {
+                throw error(extra.column, "unexpected \(quoted(extra.text)) after the statement")
+            }
+            if let a = arrow {
+                throw error(tokens[a].column, "'=> RESULT' is only allowed on operation lines")
+            }
+            lines.append(TraceLine(line: number, statement: statement))
+            return
+        }
+
+        var c = cursor
+        let (process, operation) = try parseOperation(first, &c)
+        if let extra = c.peek() {
+            throw error(extra.column, "unexpected \(quoted(extra.text)) after the operation")
+        }
+        var expected: String?
+        if let a = arrow {
+            guard a + 1 < tokens.count else {
+                throw error(tokens[a].endColumn, "expected a result after '=>', got end of line")
+            }
+            let result = tokens[a + 1]
+            guard isResult(result.text) else {
+                throw error(result.column, "expected a result (ok, fail, SIGSEGV, SIGBUS, referenced=N, cleaned=N or an errno name such as EINVAL), got \(quoted(result.text))")
+            }
+            if a + 2 < tokens.count {
+                throw error(tokens[a + 2].column, "unexpected \(quoted(tokens[a + 2].text)) after the result")
+            }
+            expected = result.text
+        }
+        if firstProcessLine == nil { firstProcessLine = number }
+        lines.append(TraceLine(line: number, statement: .op(process: process, operation: operation, expected: expected)))
+    }
+
+    // MARK: Statements other than operation lines
+
+    mutating func parseKeywordStatement(_ keyword: Token, _ c: inout Cursor) throws(TraceError) -> Statement {
+        switch keyword.text {
+        case "file":
+            guard let nameTok = c.next() else { throw missing(c, "a file name") }
+            try checkNameSyntax(nameTok, "a file name")
+            if files.contains(nameTok.text) {
+                throw error(nameTok.column, "file \(quoted(nameTok.text)) is already declared")
+            }
+            let (pages, pagesTok) = try number(&c, "a page count")
+            guard pages >= 1 && pages <= TraceParser.maxFilePages else {
+                throw error(pagesTok.column, "file size must be between 1 and \(TraceParser.maxFilePages) pages, got \(quoted(pagesTok.text))")
+            }
+            files.insert(nameTok.text)
+            return .file(name: nameTok.text, pages: pages)
+
+        case "proc":
+            guard let nameTok = c.next() else { throw missing(c, "a process name") }
+            try checkNewProcess(nameTok)
+            processes[nameTok.text] = true
+            if firstProcessLine == nil { firstProcessLine = line }
+            return .proc(name: nameTok.text)
+
+        case "swap":
+            if let previous = swapLine {
+                throw error(keyword.column, "'swap' is given twice (first on line \(previous))")
+            }
+            if let p = firstProcessLine {
+                throw error(keyword.column, "'swap' must come before any process statement (line \(p) is one)")
+            }
+            let (slots, slotsTok) = try number(&c, "a slot count")
+            guard slots <= TraceParser.maxSwapSlots else {
+                throw error(slotsTok.column, "swap size must be at most \(TraceParser.maxSwapSlots) slots, got \(quoted(slotsTok.text))")
+            }
+            swapLine = line
+            return .swap(slots: slots)
+
+        case "observe":
+            let targets = try parseTargets(&c, isExpect: false)
+            return .observe(targets)
+
+        default: // "expect"
+            let targets = try parseTargets(&c, isExpect: true)
+            guard let eq = c.next() else { throw missing(c, "'='") }  // parseTargets stops only at '=' or the end
+            var total: UInt64 = 0
+            for t in targets { total += t.pages }
+            var tokens: [String] = []
+            while let t = c.next() {
+                guard isObservationToken(t.text) else {
+                    throw error(t.column, "expected an observation token (-, Z, S, M, A<id>:<mapcount>, F<id>:<mapcount> or K<id>:<mapcount>), got \(quoted(t.text))")
+                }
+                guard UInt64(tokens.count) < total else {
+                    throw error(t.column, "too many observation tokens: the targets cover \(total) page\(total == 1 ? "" : "s")")
+                }
+                tokens.append(t.text)
+            }
+            guard UInt64(tokens.count) == total else {
+                // Reported just after the last token of the statement (the last observation token, or '=').
+                let column = c.index > 0 ? c.tokens[c.index - 1].endColumn : eq.endColumn
+                throw error(column, "expected \(total) observation token\(total == 1 ? "" : "s") (one per page), got \(tokens.count)")
+            }
+            return .expect(targets, tokens: tokens)
+        }
+    }
+
+    /// `P ADDR PAGES[, P ADDR PAGES ...]`, stopping at the end or (for expect) at `=`.
+    mutating func parseTargets(_ c: inout Cursor, isExpect: Bool) throws(TraceError) -> [Target] {
+        var targets: [Target] = []
+        var total: UInt64 = 0
+        while true {
+            guard let p = c.next() else { throw missing(c, "a process name") }
+            try checkNameSyntax(p, "a process name")
+            try checkAlive(p)
+            let (addr, addrTok) = try address(&c, "an address")
+            let (pages, pagesTok) = try pageCount(&c)
+            try checkRange(addr, addrTok, pages, pagesTok)
+            total += pages  // each range is below 2^35 pages: no overflow
+            if total > TraceParser.maxObservedPages {
+                throw error(pagesTok.column, "\(isExpect ? "expect" : "observe") covers \(total) pages, more than the limit of \(TraceParser.maxObservedPages)")
+            }
+            targets.append(Target(process: p.text, addr: addr, pages: pages,
+                                  location: SourceLocation(line: line, column: p.column)))
+            guard let sep = c.peek() else {
+                if isExpect { throw missing(c, "',' or '='") }
+                return targets
+            }
+            if sep.text == "," {
+                _ = c.next()
+                continue
+            }
+            if isExpect && sep.text == "=" { return targets }
+            throw error(sep.column, "expected \(isExpect ? "',' or '='" : "',' or end of line"), got \(quoted(sep.text))")
+        }
+    }
+
+    // MARK: Operation lines
+
+    mutating func parseOperation(_ first: Token, _ c: inout Cursor) throws(TraceError) -> (String, Operation) {
+        // `P2 = fork P`
+        if let eq = c.peek(), eq.text == "=" {
+            try checkNewProcess(first)
+            _ = c.next()
+            guard let fork = c.next() else { throw missing(c, "'fork'") }
+            guard fork.text == "fork" else { throw error(fork.column, "expected 'fork', got \(quoted(fork.text))") }
+            guard let parent = c.next() else { throw missing(c, "a process name") }
+            try checkNameSyntax(parent, "a process name")
+            try checkAlive(parent)
+            processes[first.text] = true
+            return (parent.text, .fork(child: first.text))
+        }
+
+        let known = processes[first.text] != nil
+        guard isNameSyntax(first.text.unicodeScalars) else {
+            throw error(first.column, "unknown statement \(quoted(first.text))")
+        }
+        guard let verb = c.next() else {
+            if known { throw missing(c, "an operation after \(quoted(first.text))") }
+            throw error(first.column, "unknown statement \(quoted(first.text))")
+        }
+        guard TraceParser.verbs.contains(verb.text) else {
+            if known { throw error(verb.column, "unknown operation \(quoted(verb.text))") }
+            throw error(first.column, "unknown statement \(quoted(first.text))")
+        }
+        try checkNameSyntax(first, "a process name")
+        try checkAlive(first)
+
+        let op: Operation
+        switch verb.text {
+        case "exit":
+            processes[first.text] = false
+            op = .exit
+        case "mmap":
+            let (addr, pages) = try addressAndPages(&c)
+            let prot = try protection(&c)
+            let kind = try mappingKind(&c)
+            op = .mmap(addr: addr, pages: pages, prot: prot, kind: kind)
+        case "munmap":
+            let (addr, pages) = try addressAndPages(&c)
+            op = .munmap(addr: addr, pages: pages)
+        case "mprotect":
+            let (addr, pages) = try addressAndPages(&c)
+            op = .mprotect(addr: addr, pages: pages, prot: try protection(&c))
+        case "mremap":
+            let (addr, addrTok) = try address(&c, "an address")
+            let (old, oldTok) = try pageCount(&c, "an old page count")
+            try checkRange(addr, addrTok, old, oldTok)
+            let (new, newTok) = try pageCount(&c, "a new page count")
+            var to: UInt64?
+            if c.peek() != nil {
+                let (dest, destTok) = try address(&c, "a destination address")
+                try checkRange(dest, destTok, new, destTok)
+                to = dest
+            } else {
+                // Resizing in place grows the range at ADDR: it must stay below the limit too.
+                try checkRange(addr, addrTok, new, newTok)
+            }
+            op = .mremap(addr: addr, oldPages: old, newPages: new, to: to)
+        case "read", "write", "reclaim", "migrate", "referenced", "mkclean":
+            let (addr, pages) = try addressAndOptionalPages(&c)
+            switch verb.text {
+            case "read": op = .read(addr: addr, pages: pages)
+            case "write": op = .write(addr: addr, pages: pages)
+            case "reclaim": op = .reclaim(addr: addr, pages: pages)
+            case "migrate": op = .migrate(addr: addr, pages: pages)
+            case "referenced": op = .referenced(addr: addr, pages: pages)
+            default: op = .mkclean(addr: addr, pages: pages)
+            }
+        case "madvise":
+            let (addr, pages) = try addressAndPages(&c)
+            guard let a = c.next() else { throw missing(c, "an advice") }
+            guard let advice = Advice(rawValue: a.text) else {
+                throw error(a.column, "expected an advice (\(Advice.allCases.map(\.rawValue).joined(separator: ", "))), got \(quoted(a.text))")
+            }
+            op = .madvise(addr: addr, pages: pages, advice: advice)
+        case "mlock":
+            let (addr, pages) = try addressAndPages(&c)
+            op = .mlock(addr: addr, pages: pages)
+        case "munlock":
+            let (addr, pages) = try addressAndPages(&c)
+            op = .munlock(addr: addr, pages: pages)
+        default: // "unmap"
+            let (addr, addrTok) = try address(&c, "an address")
+            var pages: UInt64 = 1
+            if let next = c.peek(), let s = next.text.unicodeScalars.first, s.value >= 0x30 && s.value <= 0x39 {
+                let (p, pTok) = try pageCount(&c)
+                try checkRange(addr, addrTok, p, pTok)
+                pages = p
+            }
+            var flags: TTUFlags = []
+            if let f = c.next() { flags = try ttuFlags(f) }
+            op = .unmap(addr: addr, pages: pages, flags: flags)
+        }
+        return (first.text, op)
+    }
+
+    // MARK: Operands
+
+    func number(_ c: inout Cursor, _ what: String) throws(TraceError) -> (UInt64, Token) {
+        guard let t = c.next() else { throw missing(c, what) }
+        switch parseNumber(t.text.unicodeScalars) {
+        case .value(let v): return (v, t)
+        case .invalid: throw error(t.column, "expected \(what), got \(quoted(t.text))")
+        case .tooLarge: throw error(t.column, "number too large: \(quoted(t.text))")
+        }
+    }
+
+    /// A page-aligned address in [minAddress, maxAddress).
+    func address(_ c: inout Cursor, _ what: String) throws(TraceError) -> (UInt64, Token) {
+        let (v, t) = try number(&c, what)
+        guard v >= TraceParser.minAddress && v < TraceParser.maxAddress else {
+            throw error(t.column, "address \(hex(v)) is not in [\(hex(TraceParser.minAddress)), \(hex(TraceParser.maxAddress)))")
+        }
+        guard v % TraceParser.pageSize == 0 else {
+            throw error(t.column, "address \(hex(v)) is not a multiple of 4096")
+        }
+        return (v, t)
+    }
+
+    func pageCount(_ c: inout Cursor, _ what: String = "a page count") throws(TraceError) -> (UInt64, Token) {
+        let (v, t) = try number(&c, what)
+        guard v >= 1 else { throw error(t.column, "expected \(what) of at least 1, got \(quoted(t.text))") }
+        return (v, t)
+    }
+
+    /// The range [addr, addr + pages * 4096) must end at or below maxAddress; reported at `at`.
+    func checkRange(_ addr: UInt64, _ addrTok: Token, _ pages: UInt64, _ at: Token) throws(TraceError) {
+        let room = (TraceParser.maxAddress - addr) / TraceParser.pageSize  // addr < maxAddress, aligned
+        guard pages <= room else {
+            throw error(at.column, "\(pages) page\(pages == 1 ? "" : "s") at \(hex(addr)) end beyond \(hex(TraceParser.maxAddress)) (at most \(room) fit)")
+        }
+    }
+
+    func addressAndPages(_ c: inout Cursor) throws(TraceError) -> (UInt64, UInt64) {
+        let (addr, addrTok) = try address(&c, "an address")
+        let (pages, pagesTok) = try pageCount(&c)
+        try checkRange(addr, addrTok, pages, pagesTok)
+        return (addr, pages)
+    }
+
+    func addressAndOptionalPages(_ c: inout Cursor) throws(TraceError) -> (UInt64, UInt64) {
+        let (addr, addrTok) = try address(&c, "an address")
+        guard c.peek() != nil else { return (addr, 1) }
+        let (pages, pagesTok) = try pageCount(&c)
+        try checkRange(addr, addrTok, pages, pagesTok)
+        return (addr, pages)
+    }
+
+    func protection(_ c: inout Cursor) throws(TraceError) -> Prot {
+        guard let t = c.next() else { throw missing(c, "a protection") }
+        guard let prot = Prot.named(t.text) else {
+            throw error(t.column, "expected a protection (none, or r, w, x in that order such as rw), got \(quoted(t.text))")
+        }
+        return prot
+    }
+
+    func mappingKind(_ c: inout Cursor) throws(TraceError) -> MappingKind {
+        guard let t = c.next() else { throw missing(c, "a mapping kind") }
+        switch t.text {
+        case "anon-private": return .anonPrivate
+        case "anon-shared": return .anonShared
+        default: break
+        }
+        let scalars = Array(t.text.unicodeScalars)
+        for (prefix, shared) in [("file-private:", false), ("file-shared:", true)] {
+            let p = Array(prefix.unicodeScalars)
+            guard scalars.count >= p.count, Array(scalars[..<p.count]) == p else { continue }
+            let rest = scalars[p.count...]
+            let restColumn = t.column + p.count
+            guard let at = rest.firstIndex(of: "@") else {
+                throw error(restColumn, "expected FILE@PGOFF after '\(prefix)', got \(quoted(String(String.UnicodeScalarView(rest))))")
+            }
+            let name = rest[..<at]
+            let nameText = String(String.UnicodeScalarView(name))
+            guard isNameSyntax(name) else {
+                throw error(restColumn, "expected a file name, got \(quoted(nameText))")
+            }
+            guard name.count <= TraceParser.maxNameLength else {
+                throw error(restColumn, "name \(quoted(nameText)) is longer than \(TraceParser.maxNameLength) characters")
+            }
+            guard files.contains(nameText) else {
+                throw error(restColumn, "unknown file \(quoted(nameText))")
+            }
+            let pgoffScalars = scalars[(at + 1)...]
+            let pgoffColumn = t.column + at + 1
+            let pgoffText = String(String.UnicodeScalarView(pgoffScalars))
+            let pgoff: UInt64
+            switch parseNumber(pgoffScalars) {
+            case .value(let v): pgoff = v
+            case .invalid: throw error(pgoffColumn, "expected a page offset, got \(quoted(pgoffText))")
+            case .tooLarge: throw error(pgoffColumn, "number too large: \(quoted(pgoffText))")
+            }
+            guard pgoff <= TraceParser.maxPgoff else {
+                throw error(pgoffColumn, "page offset \(pgoff) is larger than \(TraceParser.maxPgoff)")
+            }
+            return shared ? .fileShared(file: nameText, pgoff: pgoff) : .filePrivate(file: nameText, pgoff: pgoff)
+        }
+        throw error(t.column, "expected a mapping kind (anon-private, anon-shared, file-private:FILE@PGOFF or file-shared:FILE@PGOFF), got \(quoted(t.text))")
+    }
+
+    /// A comma list of TTU flag names: `ignore_mlock,batch_flush`.
+    func ttuFlags(_ t: Token) throws(TraceError) -> TTUFlags {
+        var flags: TTUFlags = []
+        var current = String.UnicodeScalarView()
+        var start = 0
+        let scalars = Array(t.text.unicodeScalars)
+        for i in 0...scalars.count {
+            if i == scalars.count || scalars[i] == "," {
+                let name = String(current)
+                guard let f = TTUFlags.named(name) else {
+                    if name.isEmpty {
+                        throw error(t.column + start, "expected a TTU flag name, got \(i == scalars.count ? "end of list" : "','")")
+                    }
+                    throw error(t.column + start, "unknown TTU flag \(quoted(name)) (expected one of \(TTUFlags.allNames.joined(separator: ", ")))")
+                }
+                flags.insert(f)
+                current = String.UnicodeScalarView()
+                start = i + 1
+            } else {
+                current.append(scalars[i])
+            }
+        }
+        return flags
+    }
+
+    // MARK: Names and processes
+
+    func checkNameSyntax(_ t: Token, _ what: String) throws(TraceError) {
+        guard isNameSyntax(t.text.unicodeScalars) else {
+            throw error(t.column, "expected \(what), got \(quoted(t.text))")
+        }
+        guard t.length <= TraceParser.maxNameLength else {
+            throw error(t.column, "name \(quoted(t.text)) is longer than \(TraceParser.maxNameLength) characters")
+        }
+    }
+
+    /// A name for a new process (`proc P`, `P2 = fork P`): never used before.
+    func checkNewProcess(_ t: Token) throws(TraceError) {
+        try checkNameSyntax(t, "a process name")
+        if TraceParser.reservedWords.contains(t.text) {
+            throw error(t.column, "'\(t.text)' is a reserved word and cannot name a process")
+        }
+        if let alive = processes[t.text] {
+            throw error(t.column, alive ? "process \(quoted(t.text)) already exists"
+                                        : "process name \(quoted(t.text)) was already used (the process has exited)")
+        }
+    }
+
+    func checkAlive(_ t: Token) throws(TraceError) {
+        guard let alive = processes[t.text] else {
+            throw error(t.column, "unknown process \(quoted(t.text))")
+        }
+        guard alive else { throw error(t.column, "process \(quoted(t.text)) has exited") }
+    }
+}
