@@ -53,11 +53,11 @@ enum PTE {
     static let swpOffsetShift: UInt64 = 14
 
     @inline(__always) static func swpEntry(type: UInt64, offset: UInt64) -> UInt64 {
-        ((~offset) << swpOffsetShift >> swpTypeBits) | (type << (64 - swpTypeBits))
+        (((~offset) << swpOffsetShift) >> swpTypeBits) | (type << (64 - swpTypeBits))
     }
     @inline(__always) static func swpType(_ e: UInt64) -> UInt64 { e >> (64 - swpTypeBits) }
     @inline(__always) static func swpOffset(_ e: UInt64) -> UInt64 {
-        (~e) << swpTypeBits >> swpOffsetShift
+        ((~e) << swpTypeBits) >> swpOffsetShift
     }
     /// is_swap_pte(): a non-none, non-present entry.
     @inline(__always) static func isSwapPTE(_ e: UInt64) -> Bool { e != 0 && !isPresent(e) }

@@ -1,0 +1,250 @@
+import CShims
+
+/// What a fault ends in (vm_fault_t, reduced to what user space sees).
+enum FaultResult: Equatable {
+    case ok
+    /// VM_FAULT_SIGSEGV or a bad access (no VMA, wrong permission).
+    case sigsegv
+    /// VM_FAULT_SIGBUS: a file page beyond EOF.
+    case sigbus
+    /// VM_FAULT_OOM: the arena is exhausted; nothing was changed.
+    case oom
+}
+
+/// The page-fault paths (mm/memory.c): handle_mm_fault() for one access.
+/// Fault-around maps up to `faultAroundPages` neighbours (fault_around_bytes
+/// = 64 KiB), as do_fault_around() does.
+extension Kernel {
+    static let faultAroundPages: UInt64 = 16
+
+    /// Room for the worst case of one fault: a frame, three page-table pages,
+    /// an anon_vma and an AVC. Checked first, so an exhausted arena changes nothing.
+    @inline(__always) func faultHasRoom() -> Bool {
+        available(T.frame) >= 1 && available(T.ptPage) >= 3 && available(T.anonVMA) >= 1 && available(T.avc) >= 1
+    }
+
+    /// do_user_addr_fault() + handle_mm_fault(): one user access at `addr`.
+    /// Models access_error() (x86: a read needs any of r/w/x, a write needs w),
+    /// then __handle_mm_fault / handle_pte_fault.
+    func handleMMFault(_ m: UInt32, _ addr: UInt64, write: Bool) -> FaultResult {
+        let v = vmaLookup(m, addr)
+        guard v != 0 else { return .sigsegv }
+        let flags = vma(v).pointee.vm_flags
+        if write {
+            if flags & VM.write == 0 { return .sigsegv }
+        } else if flags & VM.accessFlags == 0 {
+            return .sigsegv
+        }
+        // An access through a present PTE: the hardware sets the accessed
+        // (and on write the dirty) bit; no fault unless a write hits a
+        // read-only entry.
+        if let slot = leafSlot(root: mm(m).pointee.pgd, key: addr), slot.pointee != 0 {
+            let e = slot.pointee
+            if PTE.isPresent(e) {
+                if !write {
+                    slot.pointee = e | PTE.accessed
+                    return .ok
+                }
+                if PTE.isWrite(e) {
+                    slot.pointee = e | PTE.accessed | PTE.dirty
+                    return .ok
+                }
+                return doWPPage(m, v, addr, slot)
+            }
+            return doSwapPage(m, v, addr, slot, write: write)
+        }
+        guard faultHasRoom() else { return .oom }
+        guard let slot = leafSlotAlloc(root: mm(m).pointee.pgd, key: addr) else { return .oom }
+        if vma(v).pointee.file == 0 { return doAnonymousPage(m, v, addr, slot, write: write) }
+        return doFault(m, v, addr, slot, write: write)
+    }
+
+    /// do_anonymous_page(): a read maps the shared zero page; a write gets a
+    /// new zeroed exclusive page (after anon_vma_prepare).
+    func doAnonymousPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+                         _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
+        let prot = PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)
+        if !write {
+            slot.pointee = PTE.make(pfn: zeroPFN, prot: prot) | PTE.special
+            return .ok
+        }
+        guard anonVMAPrepare(v) else { return .oom }
+        let pfn = allocPage()
+        guard pfn != 0 else { return .oom }
+        page(pfn).pointee.content = 0
+        folioAddNewAnonRmap(pfn, vma: v, address: addr)
+        addMMCounter(m, .anon, 1)
+        slot.pointee = PTE.make(pfn: pfn, prot: prot) | PTE.dirty | PTE.rw
+        return .ok
+    }
+
+    /// do_fault(): file-backed (and shmem) faults on a none PTE.
+    func doFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+                 _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
+        let flags = vma(v).pointee.vm_flags
+        if !write { return doReadFault(m, v, addr, slot) }
+        if flags & VM.shared == 0 { return doCOWFault(m, v, addr, slot) }
+        return doSharedFault(m, v, addr, slot)
+    }
+
+    /// __do_fault() -> filemap_fault() / shmem_fault(): the page-cache page for
+    /// the faulting index, read in (mmap read-around) or allocated (shmem) if
+    /// absent. 0 with `sigbus` past EOF; 0 without it when out of memory.
+    func doFaultGetPage(_ v: UInt32, _ addr: UInt64, sigbus: inout Bool) -> UInt32 {
+        let f = vma(v).pointee.file
+        let index = linearPageIndex(v, addr)
+        if index >= file(f).pointee.size_pages { sigbus = true; return 0 }
+        if file(f).pointee.kind == FileKind.shmem.rawValue {
+            let pfn = pageCacheLookup(f, index, materialize: false)
+            if pfn != 0 { return pfn }
+            // shmem_get_folio_gfp(SGP_CACHE): a new zeroed, dirty page.
+            let n = pageCacheAddNew(f, index)
+            if n != 0 { page(n).pointee.flags |= PG.dirty }
+            return n
+        }
+        if !pageCacheResident(f, index) { readAround(f, index) }
+        return pageCacheLookup(f, index, materialize: true)
+    }
+
+    /// do_read_fault(): fault-around first (filemap_map_pages over the 64 KiB
+    /// window of cached pages), then __do_fault for the page itself.
+    func doReadFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+        doFaultAround(m, v, addr)
+        if slot.pointee != 0 { return .ok }  // VM_FAULT_NOPAGE: mapped by fault-around
+        var sigbus = false
+        let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
+        if sigbus { return .sigbus }
+        if pfn == 0 { return .oom }
+        finishFault(m, v, pfn, slot, write: false)
+        return .ok
+    }
+
+    /// finish_fault() -> set_pte_range() for a page-cache page.
+    @inline(__always) func finishFault(_ m: UInt32, _ v: UInt32, _ pfn: UInt32,
+                                       _ slot: UnsafeMutablePointer<UInt64>, write: Bool) {
+        var e = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
+        if write { e |= PTE.dirty | PTE.rw }  // maybe_mkwrite(pte_mkdirty())
+        getPage(pfn)
+        folioAddFileRmapPTE(pfn, vma: v)
+        addMMCounter(m, mmCounterFor(pfn), 1)
+        slot.pointee = e
+    }
+
+    /// do_fault_around() + filemap_map_pages(): maps the cached, uptodate pages
+    /// of the window around `addr` whose PTEs are none. The window is
+    /// fault_around_pages PTEs aligned in the page table, clipped to the VMA
+    /// and to the PTE table; pages at or beyond EOF are skipped.
+    func doFaultAround(_ m: UInt32, _ v: UInt32, _ addr: UInt64) {
+        let nr = Kernel.faultAroundPages
+        let pteOff = (addr >> PAGE_SHIFT) & 511
+        let vmaOff = (addr - vma(v).pointee.vm_start) >> PAGE_SHIFT
+        let fromPTE = max(pteOff & ~(nr - 1), pteOff - min(pteOff, vmaOff))
+        let toPTE = min(fromPTE + nr, 512, pteOff + vmaPages(v) - vmaOff) - 1
+        let f = vma(v).pointee.file
+        let base = addr - (pteOff << PAGE_SHIFT)
+        let regular = file(f).pointee.kind == FileKind.regular.rawValue
+        var i = fromPTE
+        while i <= toPTE {
+            let a = base + (i << PAGE_SHIFT)
+            let index = linearPageIndex(v, a)
+            i += 1
+            guard index < file(f).pointee.size_pages else { continue }
+            if regular && !pageCacheResident(f, index) { continue }
+            if !regular && pageCacheLookup(f, index, materialize: false) == 0 { continue }
+            guard let s = leafSlot(root: mm(m).pointee.pgd, key: a), s.pointee == 0 else { continue }
+            guard available(T.frame) >= 1 else { return }
+            let pfn = pageCacheLookup(f, index, materialize: true)
+            if pfn == 0 { return }
+            finishFault(m, v, pfn, s, write: false)
+        }
+    }
+
+    /// do_cow_fault(): a write to a private file mapping copies the cache page
+    /// into a new anonymous page; the cache page is not mapped.
+    func doCOWFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+        guard available(T.frame) >= 2 else { return .oom }
+        var sigbus = false
+        let f = vma(v).pointee.file
+        if linearPageIndex(v, addr) >= file(f).pointee.size_pages { return .sigbus }
+        guard anonVMAPrepare(v) else { return .oom }
+        let src = doFaultGetPage(v, addr, sigbus: &sigbus)
+        if sigbus { return .sigbus }
+        if src == 0 { return .oom }
+        let pfn = allocPage()
+        page(pfn).pointee.content = page(src).pointee.content  // copy_user_highpage
+        folioAddNewAnonRmap(pfn, vma: v, address: addr)
+        addMMCounter(m, .anon, 1)
+        slot.pointee = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)) | PTE.dirty | PTE.rw
+        return .ok
+    }
+
+    /// do_shared_fault(): a write to a shared mapping maps the cache page
+    /// writable and dirty (do_page_mkwrite, fault_dirty_shared_page).
+    func doSharedFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+        var sigbus = false
+        let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
+        if sigbus { return .sigbus }
+        if pfn == 0 { return .oom }
+        page(pfn).pointee.flags |= PG.dirty
+        finishFault(m, v, pfn, slot, write: true)
+        return .ok
+    }
+
+    /// do_wp_page(): a write to a present, read-only PTE of a writable VMA.
+    func doWPPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+        let e = slot.pointee
+        let flags = vma(v).pointee.vm_flags
+        let pfn = vmNormalPage(e)
+        if flags & VM.shared != 0 && pfn != 0 {
+            // wp_page_shared(): page_mkwrite, then wp_page_reuse().
+            page(pfn).pointee.flags |= PG.dirty
+            slot.pointee = e | PTE.rw | PTE.dirty | PTE.accessed
+            return .ok
+        }
+        if pfn != 0 && pageIsAnon(pfn) && wpCanReuseAnonFolio(pfn, vma: v) {
+            // wp_page_reuse()
+            page(pfn).pointee.flags |= PG.anonExclusive
+            slot.pointee = e | PTE.rw | PTE.dirty | PTE.accessed
+            return .ok
+        }
+        return wpPageCopy(m, v, addr, slot, old: pfn)
+    }
+
+    /// wp_can_reuse_anon_folio(): an exclusive page is reused; otherwise only
+    /// when ours is the only reference (it then moves to our anon_vma).
+    func wpCanReuseAnonFolio(_ pfn: UInt32, vma v: UInt32) -> Bool {
+        let p = page(pfn)
+        if p.pointee.flags & PG.anonExclusive != 0 { return true }
+        let swapcache: Int32 = p.pointee.flags & PG.swapcache != 0 ? 1 : 0
+        if p.pointee.refcount > 1 + swapcache { return false }
+        if swapcache != 0 { folioFreeSwap(pfn) }
+        if p.pointee.refcount != 1 { return false }
+        folioMoveAnonRmap(pfn, vma: v)
+        return true
+    }
+
+    /// wp_page_copy(): a new exclusive anonymous copy replaces the zero page,
+    /// a shared anon page or a private file page.
+    func wpPageCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+                    old: UInt32) -> FaultResult {
+        guard available(T.frame) >= 1, available(T.anonVMA) >= 1, available(T.avc) >= 1 else { return .oom }
+        guard anonVMAPrepare(v) else { return .oom }
+        let pfn = allocPage()
+        if old != 0 { page(pfn).pointee.content = page(old).pointee.content }
+        folioAddNewAnonRmap(pfn, vma: v, address: addr)
+        if old != 0 {
+            let c = mmCounterFor(old)
+            if c != .anon {
+                addMMCounter(m, c, -1)
+                addMMCounter(m, .anon, 1)
+            }
+            folioRemoveRmapPTE(old, vma: v)
+            putPage(old)
+        } else {
+            addMMCounter(m, .anon, 1)
+        }
+        slot.pointee = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
+            | PTE.rw | PTE.dirty
+        return .ok
+    }
+}

@@ -1,0 +1,2 @@
+/// Placeholder replaced below.
+public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) { ("", true) }

@@ -1,0 +1,150 @@
+import CShims
+
+/// The result of one operation line, spelled as the trace language spells it.
+public enum OpResult: Equatable, Sendable, CustomStringConvertible {
+    case ok
+    case errno(Errno)
+    case sigsegv
+    case sigbus
+    /// A model-only operation returned false.
+    case fail
+    case referenced(Int)
+    case cleaned(Int)
+
+    public var description: String {
+        switch self {
+        case .ok: return "ok"
+        case .errno(let e): return e.rawValue
+        case .sigsegv: return "SIGSEGV"
+        case .sigbus: return "SIGBUS"
+        case .fail: return "fail"
+        case .referenced(let n): return "referenced=\(n)"
+        case .cleaned(let n): return "cleaned=\(n)"
+        }
+    }
+}
+
+/// A modelled machine: one arena holding every kernel object, the named
+/// processes and files of a trace, and the forward operations on them.
+/// Everything the command line does goes through this type.
+public final class Machine {
+    let arena: Arena
+    let k: Kernel
+    /// Live processes by name: their mm index.
+    public private(set) var processes: [String: UInt32] = [:]
+    /// Process names in creation order (live or not), for reports.
+    public private(set) var processOrder: [String] = []
+    /// Files by name: their address_space index.
+    public private(set) var files: [String: UInt32] = [:]
+    public private(set) var fileOrder: [String] = []
+
+    /// A machine over a new in-memory arena.
+    public init(config: ArenaConfig = .default, reuse: ReusePolicy = .split) throws(ArenaError) {
+        arena = try Arena(config: config)
+        k = arena.kernel
+        k.header.pointee.reuse_policy = reuse.rawValue
+        guard k.initZeroPage() else { throw ArenaError(message: "arena: no frame for the zero page") }
+    }
+
+    public var reusePolicy: ReusePolicy { k.reusePolicy }
+
+    /// Sets the size of the swap device in pages (`swap SLOTS`).
+    public func setSwap(slots: UInt64) {
+        let cap = UInt64(k.desc(T.swap).pointee.capacity) - 1
+        k.header.pointee.swap_slots = min(slots, cap)
+    }
+
+    /// `file NAME PAGES`: a file whose pages are all resident and clean.
+    public func createFile(_ name: String, pages: UInt64) -> OpResult {
+        guard files[name] == nil else { return .errno(.EEXIST) }
+        let f = k.createFile(pages: pages, kind: .regular)
+        guard f != 0 else { return .errno(.ENOMEM) }
+        files[name] = f
+        fileOrder.append(name)
+        return .ok
+    }
+
+    /// `proc NAME`: a process with an empty address space.
+    public func createProcess(_ name: String) -> OpResult {
+        guard processes[name] == nil else { return .errno(.EEXIST) }
+        let m = k.mmAlloc()
+        guard m != 0 else { return .errno(.ENOMEM) }
+        processes[name] = m
+        processOrder.append(name)
+        return .ok
+    }
+
+    func mmOf(_ name: String) -> UInt32? { processes[name] }
+
+    /// `CHILD = fork PARENT`
+    public func fork(_ parent: String, child: String) -> OpResult {
+        guard let pm = mmOf(parent) else { return .errno(.ESRCH) }
+        guard processes[child] == nil else { return .errno(.EEXIST) }
+        let c = k.dupMMap(pm)
+        guard c != 0 else { return .errno(.ENOMEM) }
+        processes[child] = c
+        processOrder.append(child)
+        return .ok
+    }
+
+    /// `P exit`
+    public func exit(_ name: String) -> OpResult {
+        guard let m = mmOf(name) else { return .errno(.ESRCH) }
+        k.exitMMap(m)
+        processes[name] = nil
+        return .ok
+    }
+
+    /// Runs one operation of process `name`.
+    public func perform(_ name: String, _ op: Operation) -> OpResult {
+        if case .fork(let child) = op { return fork(name, child: child) }
+        if case .exit = op { return exit(name) }
+        guard let m = mmOf(name) else { return .errno(.ESRCH) }
+        func r(_ e: Errno?) -> OpResult { e.map { .errno($0) } ?? .ok }
+        switch op {
+        case .fork, .exit:
+            return .ok  // handled above
+        case .mmap(let addr, let pages, let prot, let kind):
+            var f: UInt32 = 0
+            if let name = kind.file {
+                guard let fi = files[name] else { return .errno(.EINVAL) }
+                f = fi
+            }
+            return r(k.doMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared,
+                              file: f, pgoff: kind.pgoff))
+        case .munmap(let addr, let pages):
+            return r(k.doMunmap(m, addr, addr + pages << PAGE_SHIFT))
+        case .mprotect(let addr, let pages, let prot):
+            return r(k.doMprotect(m, start: addr, end: addr + pages << PAGE_SHIFT, prot: VM.fromProt(prot)))
+        case .mremap(let addr, let oldPages, let newPages, let to):
+            return r(k.doMremap(m, addr: addr, oldLen: oldPages << PAGE_SHIFT, newLen: newPages << PAGE_SHIFT, to: to))
+        case .read(let addr, let pages):
+            return access(m, addr, pages, write: false)
+        case .write(let addr, let pages):
+            return access(m, addr, pages, write: true)
+        case .madvise(let addr, let pages, let advice):
+            return r(k.doMadvise(m, start: addr, end: addr + pages << PAGE_SHIFT, advice: advice))
+        case .mlock(let addr, let pages):
+            return r(k.doMlock(m, start: addr, end: addr + pages << PAGE_SHIFT, lock: true))
+        case .munlock(let addr, let pages):
+            return r(k.doMlock(m, start: addr, end: addr + pages << PAGE_SHIFT, lock: false))
+        case .unmap, .reclaim, .migrate, .referenced, .mkclean:
+            return performReverse(m, op)
+        }
+    }
+
+    /// One access per page in address order; the first fault ends the line.
+    func access(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool) -> OpResult {
+        var a = addr
+        for _ in 0..<pages {
+            switch k.handleMMFault(m, a, write: write) {
+            case .ok: break
+            case .sigsegv: return .sigsegv
+            case .sigbus: return .sigbus
+            case .oom: return .errno(.ENOMEM)
+            }
+            a += PAGE_SIZE
+        }
+        return .ok
+    }
+}

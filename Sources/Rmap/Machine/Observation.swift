@@ -1,0 +1,143 @@
+import CShims
+
+/// The canonical observation of pages and VMAs (spec/trace-format.md).
+extension Machine {
+    /// The tokens of the targets, one per page, frames named canonically
+    /// (first met is 1) within this call.
+    public func observeTokens(_ targets: [Target]) -> [String] {
+        var ids: [UInt32: Int] = [:]
+        var out: [String] = []
+        for t in targets {
+            guard let m = mmOf(t.process) else {
+                out.append(contentsOf: repeatElement("-", count: Int(t.pages)))
+                continue
+            }
+            var a = t.addr
+            for _ in 0..<t.pages {
+                out.append(token(m, a, &ids))
+                a += PAGE_SIZE
+            }
+        }
+        return out
+    }
+
+    func token(_ m: UInt32, _ addr: UInt64, _ ids: inout [UInt32: Int]) -> String {
+        guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return "-" }
+        let e = s.pointee
+        if e == 0 { return "-" }
+        if !PTE.isPresent(e) { return PTE.isMigrationEntry(e) ? "M" : "S" }
+        let pfn = PTE.pfn(e)
+        if pfn == k.zeroPFN { return "Z" }
+        let id: Int
+        if let i = ids[pfn] { id = i } else { id = ids.count + 1; ids[pfn] = id }
+        let mapping = k.page(pfn).pointee.mapping & PageMapping.flags
+        let kind = mapping == PageMapping.ksm ? "K" : mapping == PageMapping.anon ? "A" : "F"
+        return "\(kind)\(id):\(k.pageMapcount(pfn))"
+    }
+
+    /// The VMAs that intersect each target, target by target, whole, as
+    /// `P START-END PERMS KIND`.
+    public func observeVMAs(_ targets: [Target]) -> [String] {
+        var out: [String] = []
+        for t in targets {
+            guard let m = mmOf(t.process) else { continue }
+            for v in k.vmasIntersecting(m, t.addr, t.addr + t.pages << PAGE_SHIFT) {
+                out.append("\(t.process) \(describeVMA(v))")
+            }
+        }
+        return out
+    }
+
+    /// `START-END PERMS KIND` as /proc/PID/maps would give it.
+    func describeVMA(_ v: UInt32) -> String {
+        let p = k.vma(v).pointee
+        let f = p.vm_flags
+        let perms = (f & VM.read != 0 ? "r" : "-") + (f & VM.write != 0 ? "w" : "-")
+            + (f & VM.exec != 0 ? "x" : "-") + (f & VM.mayshare != 0 ? "s" : "p")
+        let kind: String
+        if p.file == 0 {
+            kind = "anon"
+        } else if k.file(p.file).pointee.kind == FileKind.shmem.rawValue {
+            kind = "shmem"
+        } else {
+            kind = "file:\(fileName(p.file))@\(p.vm_pgoff)"
+        }
+        return "0x\(String(p.vm_start, radix: 16))-0x\(String(p.vm_end, radix: 16)) \(perms) \(kind)"
+    }
+
+    func fileName(_ f: UInt32) -> String {
+        for (name, i) in files where i == f { return name }
+        return "?"
+    }
+}
+
+/// What a replay produced: the parts of the canonical observation, and the
+/// failed expectations.
+public struct ReplayOutcome: Sendable {
+    public var results: [(line: Int, result: String)] = []
+    public var observations: [(line: Int, tokens: [String], vmas: [String])] = []
+    /// `FILE:LINE: expectation failed: expected X, got Y`, in trace order.
+    public var failures: [String] = []
+
+    /// The canonical observation: one line of JSON, keys in spec order.
+    public var canonicalJSON: String {
+        var s = "{\"format\":\"rmap-observation/1\",\"results\":["
+        s += results.map { "[\($0.line),\(jsonString($0.result))]" }.joined(separator: ",")
+        s += "],\"observations\":["
+        s += observations.map { o in
+            "[\(o.line),[" + o.tokens.map(jsonString).joined(separator: ",") + "],["
+                + o.vmas.map(jsonString).joined(separator: ",") + "]]"
+        }.joined(separator: ",")
+        s += "]}"
+        return s
+    }
+}
+
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16) }
+            else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}
+
+extension Machine {
+    /// Runs a parsed trace to the end. `hook` runs after every statement
+    /// (the checker uses it).
+    public func replay(_ trace: Trace, after hook: ((TraceLine) -> Void)? = nil) -> ReplayOutcome {
+        var out = ReplayOutcome()
+        for tl in trace.lines {
+            switch tl.statement {
+            case .file(let name, let pages):
+                _ = createFile(name, pages: pages)
+            case .proc(let name):
+                _ = createProcess(name)
+            case .swap(let slots):
+                setSwap(slots: slots)
+            case .op(let p, let op, let expected):
+                let r = perform(p, op).description
+                out.results.append((tl.line, r))
+                if let expected, expected != r {
+                    out.failures.append("\(trace.file):\(tl.line): expectation failed: expected \(expected), got \(r)")
+                }
+            case .observe(let targets):
+                out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets)))
+            case .expect(let targets, let tokens):
+                let got = observeTokens(targets)
+                if got != tokens {
+                    out.failures.append("\(trace.file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
+                }
+            }
+            hook?(tl)
+        }
+        return out
+    }
+}

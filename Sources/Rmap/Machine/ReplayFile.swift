@@ -1,0 +1,75 @@
+import CShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `rmap replay` prints for one trace file, and its exit status.
+public struct ReplayStatus: Sendable {
+    /// The canonical observation (nil when the trace was rejected).
+    public var stdout: String?
+    public var stderr: [String]
+    /// 0 passed, 1 an expectation failed, 2 the trace is malformed or unreadable.
+    public var status: Int32
+}
+
+/// The longest trace file accepted (bytes): bounded memory on any input.
+public let maxTraceBytes = 64 << 20
+
+/// Reads a whole file; nil with a message when it cannot be read.
+struct ReadError: Error { var message: String }
+
+func readFileBytes(_ path: String) -> Result<[UInt8], ReadError> {
+    guard let f = fopen(path, "rb") else { return .failure(ReadError(message: "\(path): error: cannot open: \(String(cString: strerror(errno)))")) }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&buf, 1, buf.count, f)
+        if n > 0 { bytes.append(contentsOf: buf[0..<n]) }
+        if bytes.count > maxTraceBytes { return .failure(ReadError(message: "\(path): error: trace larger than \(maxTraceBytes) bytes")) }
+        if n < buf.count {
+            if ferror(f) != 0 { return .failure(ReadError(message: "\(path): error: read failed")) }
+            break
+        }
+    }
+    return .success(bytes)
+}
+
+/// The statements the model does not run yet: the first one's location, if any.
+func firstUnimplemented(_ trace: Trace, text: [UInt8]) -> (line: Int, verb: String)? {
+    for tl in trace.lines {
+        if case .op(_, let op, _) = tl.statement {
+            switch op {
+            case .migrate, .referenced, .mkclean: return (tl.line, op.verb)
+            default: break
+            }
+        }
+    }
+    return nil
+}
+
+/// Parses and replays one trace file on a fresh machine (`rmap replay`).
+public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default) -> ReplayStatus {
+    let bytes: [UInt8]
+    switch readFileBytes(path) {
+    case .failure(let m): return ReplayStatus(stdout: nil, stderr: [m.message], status: 2)
+    case .success(let b): bytes = b
+    }
+    let trace: Trace
+    do {
+        trace = try TraceParser.parse(bytes: bytes, file: path)
+    } catch {
+        return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
+    }
+    if let u = firstUnimplemented(trace, text: bytes) {
+        return ReplayStatus(stdout: nil, stderr: ["\(path):\(u.line):1: error: `\(u.verb)` is not implemented yet"], status: 2)
+    }
+    let machine: Machine
+    do {
+        machine = try Machine(config: config, reuse: reuse)
+    } catch {
+        return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
+    }
+    let out = machine.replay(trace)
+    return ReplayStatus(stdout: out.canonicalJSON, stderr: out.failures, status: out.failures.isEmpty ? 0 : 1)
+}

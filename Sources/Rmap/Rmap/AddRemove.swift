@@ -1,0 +1,112 @@
+import CShims
+
+/// Adding and removing a page's mappings (mm/rmap.c). The model maps only
+/// small (order-0) folios, so the folio functions act on one page; the names
+/// are the 6.x folio names, with the v5.x page names in each comment.
+extension Kernel {
+    /// linear_page_index()
+    @inline(__always) func linearPageIndex(_ v: UInt32, _ addr: UInt64) -> UInt64 {
+        ((addr - vma(v).pointee.vm_start) >> PAGE_SHIFT) + vma(v).pointee.vm_pgoff
+    }
+
+    /// vma_address(): where `v` maps page index `index`; nil when outside.
+    @inline(__always) func vmaAddress(_ v: UInt32, index: UInt64) -> UInt64? {
+        let p = vma(v).pointee
+        guard index >= p.vm_pgoff else { return nil }
+        let addr = p.vm_start &+ ((index - p.vm_pgoff) << PAGE_SHIFT)
+        return addr >= p.vm_start && addr < p.vm_end ? addr : nil
+    }
+
+    /// The anon_vma a page's mapping points to, 0 if not anonymous.
+    @inline(__always) func pageAnonVMA(_ pfn: UInt32) -> UInt32 {
+        let m = page(pfn).pointee.mapping
+        guard m & PageMapping.flags == PageMapping.anon else { return 0 }
+        return index(table: T.anonVMA, offset: m & ~PageMapping.flags)
+    }
+
+    /// The address_space a page-cache page belongs to, 0 if none.
+    @inline(__always) func pageFile(_ pfn: UInt32) -> UInt32 {
+        let m = page(pfn).pointee.mapping
+        guard m != 0, m & PageMapping.flags == 0 else { return 0 }
+        return index(table: T.file, offset: m)
+    }
+
+    /// __folio_set_anon() (v5.x __page_set_anon_rmap()): points the page at the
+    /// VMA's anon_vma, or at its root when the page is not exclusive (a page
+    /// that may be shared by several processes must be found from the root:
+    /// the 2.6.34 "overly anonymous anon_vma" lesson).
+    @inline(__always) func setPageAnonRmap(_ pfn: UInt32, vma v: UInt32, address: UInt64, exclusive: Bool) {
+        var av = vma(v).pointee.anon_vma
+        if !exclusive { av = anonVMA(av).pointee.root }
+        let p = page(pfn)
+        p.pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
+        p.pointee.index = linearPageIndex(v, address)
+    }
+
+    /// folio_add_new_anon_rmap() (page_add_new_anon_rmap()): the first mapping
+    /// of a new, exclusive anonymous page.
+    @inline(__always) func folioAddNewAnonRmap(_ pfn: UInt32, vma v: UInt32, address: UInt64) {
+        let p = page(pfn)
+        p.pointee.flags |= PG.swapbacked | PG.anonExclusive | PG.lru
+        p.pointee.mapcount = 0
+        setPageAnonRmap(pfn, vma: v, address: address, exclusive: true)
+        if vma(v).pointee.vm_flags & VM.locked != 0 { p.pointee.flags |= PG.mlocked | PG.unevictable }
+    }
+
+    /// folio_add_anon_rmap_pte() (page_add_anon_rmap()): maps an existing
+    /// anonymous page (swap-in, migration); a page mapped for the first time
+    /// gets its anon rmap set.
+    @inline(__always) func folioAddAnonRmapPTE(_ pfn: UInt32, vma v: UInt32, address: UInt64, exclusive: Bool) {
+        let p = page(pfn)
+        p.pointee.mapcount += 1
+        if p.pointee.mapcount == 0 && p.pointee.mapping & PageMapping.flags != PageMapping.anon {
+            setPageAnonRmap(pfn, vma: v, address: address, exclusive: exclusive)
+        }
+        if exclusive { p.pointee.flags |= PG.anonExclusive }
+        if vma(v).pointee.vm_flags & VM.locked != 0 { p.pointee.flags |= PG.mlocked | PG.unevictable }
+    }
+
+    /// folio_add_file_rmap_pte() (page_add_file_rmap()) and
+    /// folio_dup_file_rmap_pte(): one more PTE maps a page-cache page.
+    @inline(__always) func folioAddFileRmapPTE(_ pfn: UInt32, vma v: UInt32) {
+        page(pfn).pointee.mapcount += 1
+        if vma(v).pointee.vm_flags & VM.locked != 0 { page(pfn).pointee.flags |= PG.mlocked | PG.unevictable }
+    }
+
+    /// folio_try_dup_anon_rmap_pte() at fork: one more PTE maps the anon page;
+    /// it is no longer exclusive to one process. (No pinned pages in the model,
+    /// so the copy-instead branch never runs.)
+    @inline(__always) func folioDupAnonRmapPTE(_ pfn: UInt32) {
+        let p = page(pfn)
+        p.pointee.mapcount += 1
+        p.pointee.flags &= ~PG.anonExclusive
+    }
+
+    /// folio_remove_rmap_pte() (page_remove_rmap()): one PTE less. The caller
+    /// drops the MM counter and the page reference. An unmapped page keeps its
+    /// mapping (an anon page may still be in the swap cache or a pagevec).
+    @inline(__always) func folioRemoveRmapPTE(_ pfn: UInt32, vma v: UInt32) {
+        let p = page(pfn)
+        p.pointee.mapcount -= 1
+        if p.pointee.mapcount < 0 {
+            // No mapping left: munlock (mlock_drain / munlock_folio) and
+            // clear the exclusive marker of an anon page.
+            p.pointee.flags &= ~(PG.mlocked | PG.unevictable)
+        }
+    }
+
+    /// folio_move_anon_rmap() (page_move_anon_rmap()): on reuse at a write
+    /// fault, an exclusive page moves to the VMA's own anon_vma.
+    @inline(__always) func folioMoveAnonRmap(_ pfn: UInt32, vma v: UInt32) {
+        let av = vma(v).pointee.anon_vma
+        page(pfn).pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
+    }
+
+    /// vm_normal_page(): the frame a present PTE maps, 0 for special mappings
+    /// (the zero page).
+    @inline(__always) func vmNormalPage(_ pte: UInt64) -> UInt32 {
+        guard PTE.isPresent(pte), pte & PTE.special == 0 else { return 0 }
+        let pfn = PTE.pfn(pte)
+        return pfn == zeroPFN ? 0 : pfn
+    }
+}

@@ -1,0 +1,100 @@
+import CShims
+
+/// The hooks of an rmap walk (struct rmap_walk_control, include/linux/rmap.h).
+/// Generic, so each walk is specialised for its visitor and pays nothing for
+/// the indirection. Hooks are called in the kernel's order: `invalidVMA`
+/// (skip the VMA), `rmapOne` (false stops the walk), `done` (early exit).
+public protocol RmapWalkControl {
+    /// rmap_one(): visits one VMA that may map the frame at `address`.
+    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool
+    /// done(): true ends the walk early (e.g. the frame is no longer mapped).
+    mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool
+    /// invalid_vma(): true skips the VMA.
+    mutating func invalidVMA(_ m: RmapContext, vma: UInt32) -> Bool
+}
+
+public extension RmapWalkControl {
+    mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool { false }
+    mutating func invalidVMA(_ m: RmapContext, vma: UInt32) -> Bool { false }
+}
+
+/// What a walk visitor may look at: an unsafe view of the model's kernel state.
+public struct RmapContext {
+    let k: Kernel
+    /// The VMA's start, end (exclusive) and mm index.
+    public func vmaRange(_ v: UInt32) -> (start: UInt64, end: UInt64, mm: UInt32) {
+        let p = k.vma(v).pointee
+        return (p.vm_start, p.vm_end, p.mm)
+    }
+    /// The PTE at `address` of mm `m`, 0 when none.
+    public func pte(mm m: UInt32, address: UInt64) -> UInt64 {
+        k.leafSlot(root: k.mm(m).pointee.pgd, key: address)?.pointee ?? 0
+    }
+}
+
+extension Kernel {
+    /// rmap_walk(): dispatches on the tagged page->mapping to the anon walk
+    /// (anon_vma interval tree over [index, index]) or the file walk
+    /// (i_mmap). KSM frames are walked by rmap_walk_ksm once KSM exists.
+    /// Models `rmap_walk()` (mm/rmap.c); the caller holds no locks (the
+    /// single-threaded model takes none).
+    @inline(__always)
+    func rmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+        let mapping = page(pfn).pointee.mapping
+        if mapping & PageMapping.flags == PageMapping.anon {
+            rmapWalkAnon(pfn, &c)
+        } else if mapping & PageMapping.flags == 0 && mapping != 0 {
+            rmapWalkFile(pfn, &c)
+        }
+    }
+
+    /// rmap_walk_anon()
+    @inline(__always)
+    func rmapWalkAnon<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+        let av = pageAnonVMA(pfn)
+        guard av != 0 else { return }
+        let idx = page(pfn).pointee.index
+        let ctx = RmapContext(k: self)
+        let tree = avcTree
+        var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)
+        while a != 0 {
+            let v = avc(a).pointee.vma
+            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
+                if c.done(ctx, pfn: pfn) { return }
+            }
+            a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
+        }
+    }
+
+    /// rmap_walk_file()
+    @inline(__always)
+    func rmapWalkFile<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+        let f = pageFile(pfn)
+        guard f != 0 else { return }
+        let idx = page(pfn).pointee.index
+        let ctx = RmapContext(k: self)
+        let tree = iMMap
+        var v = IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, tree)
+        while v != 0 {
+            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
+                if c.done(ctx, pfn: pfn) { return }
+            }
+            v = IntervalTree.iterNext(v, start: idx, last: idx, tree)
+        }
+    }
+
+    /// page_vma_mapped_walk() for a small page: the PTE of `v` at `address`
+    /// if it maps `pfn` (or, with `migration`, holds a migration entry for it).
+    @inline(__always)
+    func pageVMAMappedWalk(_ pfn: UInt32, _ v: UInt32, _ address: UInt64,
+                           migration: Bool = false) -> UnsafeMutablePointer<UInt64>? {
+        let m = vma(v).pointee.mm
+        guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return nil }
+        let e = slot.pointee
+        if PTE.isPresent(e) { return !migration && PTE.pfn(e) == pfn && e & PTE.special == 0 ? slot : nil }
+        if migration && PTE.isMigrationEntry(e) && PTE.swpOffset(e) == UInt64(pfn) { return slot }
+        return nil
+    }
+}

@@ -1,0 +1,150 @@
+import CShims
+
+/// The swap map (mm/swapfile.c) and swap-in (do_swap_page, mm/memory.c).
+/// One swap device of `header.swap_slots` pages (the trace's `swap SLOTS`);
+/// slot offsets run from 1 (offset 0 is the header page, as in the kernel).
+extension Kernel {
+    static let swapHasCache: UInt16 = 0x40  // SWAP_HAS_CACHE
+
+    @inline(__always) func swapSlot(_ offset: UInt64) -> UnsafeMutablePointer<rmap_swap_slot>? {
+        guard offset >= 1, offset <= header.pointee.swap_slots,
+              offset < UInt64(desc(T.swap).pointee.capacity) else { return nil }
+        return swapMap + Int(offset)
+    }
+
+    /// get_swap_pages() / folio_alloc_swap(): the lowest free slot after the
+    /// cursor (scan_swap_map_slots), marked SWAP_HAS_CACHE for `pfn`. 0 when full.
+    func getSwapPage(for pfn: UInt32) -> UInt64 {
+        let n = min(header.pointee.swap_slots, UInt64(desc(T.swap).pointee.capacity) - 1)
+        guard n > 0 else { return 0 }
+        var off = header.pointee.reserved.1 % n + 1
+        for _ in 0..<n {
+            let s = swapMap + Int(off)
+            if s.pointee.count == 0 && s.pointee.flags == 0 {
+                s.pointee.flags = Kernel.swapHasCache
+                s.pointee.cache_frame = pfn
+                header.pointee.reserved.1 = off
+                return off
+            }
+            off = off % n + 1
+        }
+        return 0
+    }
+
+    /// swap_duplicate(): one more swap PTE refers to the slot. False when the
+    /// entry is not a valid, in-use slot (the caller keeps the old PTE).
+    func swapDuplicate(_ e: UInt64) -> Bool {
+        guard PTE.isRealSwapEntry(e), let s = swapSlot(PTE.swpOffset(e)),
+              s.pointee.count > 0 || s.pointee.flags != 0, s.pointee.count < 0x3e else { return false }
+        s.pointee.count += 1
+        return true
+    }
+
+    /// free_swap_and_cache() / swap_free(): one swap reference less; a slot
+    /// whose only user is the swap cache gives its unmapped page back.
+    func swapFree(_ e: UInt64) {
+        guard PTE.isRealSwapEntry(e), let s = swapSlot(PTE.swpOffset(e)), s.pointee.count > 0 else { return }
+        s.pointee.count -= 1
+        if s.pointee.count == 0 && s.pointee.cache_frame != 0 {
+            let pfn = s.pointee.cache_frame
+            if page(pfn).pointee.mapcount < 0 { deleteFromSwapCache(pfn) }  // __try_to_reclaim_swap
+        }
+    }
+
+    /// delete_from_swap_cache(): the page leaves the swap cache, its slot is
+    /// freed when no swap PTE refers to it, the cache's reference is dropped.
+    func deleteFromSwapCache(_ pfn: UInt32) {
+        let p = page(pfn)
+        guard p.pointee.flags & PG.swapcache != 0 else { return }
+        let e = p.pointee.private_
+        p.pointee.flags &= ~PG.swapcache
+        p.pointee.private_ = 0
+        if let s = swapSlot(PTE.swpOffset(e)) {
+            s.pointee.flags = 0
+            s.pointee.cache_frame = 0
+        }
+        putPage(pfn)
+    }
+
+    /// folio_free_swap(): a page we are about to reuse leaves the swap cache
+    /// when no swap PTE still refers to its slot.
+    func folioFreeSwap(_ pfn: UInt32) {
+        let e = page(pfn).pointee.private_
+        guard let s = swapSlot(PTE.swpOffset(e)), s.pointee.count == 0 else { return }
+        deleteFromSwapCache(pfn)
+    }
+
+    /// do_swap_page(): a fault on a non-present, non-none PTE. A real swap
+    /// entry is swapped in: the swap-cache page if there is one (restoring
+    /// sharing), else a new page read from the slot. Other entries (migration,
+    /// hwpoison) are handled by the reverse-mapping paths.
+    func doSwapPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+                    _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
+        let e = slot.pointee
+        if PTE.isMigrationEntry(e) { return removeMigrationEntryOnFault(m, v, addr, slot, write: write) }
+        guard PTE.isRealSwapEntry(e), let s = swapSlot(PTE.swpOffset(e)) else { return .sigbus }
+        var pfn = s.pointee.cache_frame
+        if pfn == 0 {
+            guard available(T.frame) >= 1 else { return .oom }
+            // swapin_readahead(): a new page, added to the swap cache.
+            pfn = allocPage()
+            page(pfn).pointee.content = UInt64(PTE.swpOffset(e))
+            page(pfn).pointee.flags |= PG.swapcache | PG.swapbacked
+            page(pfn).pointee.private_ = e
+            s.pointee.flags = Kernel.swapHasCache
+            s.pointee.cache_frame = pfn
+            // The swap cache holds the new page's first reference.
+        }
+        let p = page(pfn)
+        // The page is exclusive if the PTE said so or nobody else can map it.
+        let exclusive = e & PTE.swpExclusive != 0 || (s.pointee.count == 1 && p.pointee.mapcount < 0)
+        getPage(pfn)
+        if p.pointee.mapping & PageMapping.flags != PageMapping.anon {
+            guard anonVMAPrepare(v) else { putPage(pfn); return .oom }
+            p.pointee.mapcount += 1
+            setPageAnonRmap(pfn, vma: v, address: addr, exclusive: exclusive)
+            p.pointee.flags |= PG.swapbacked
+        } else {
+            folioAddAnonRmapPTE(pfn, vma: v, address: addr, exclusive: exclusive)
+        }
+        if exclusive { p.pointee.flags |= PG.anonExclusive }
+        addMMCounter(m, .anon, 1)
+        addMMCounter(m, .swapents, -1)
+        var pte = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
+        if e & PTE.swpSoftDirty != 0 { pte |= PTE.softDirty }
+        swapFree(e)
+        // should_try_to_free_swap(): the page leaves the swap cache once unshared.
+        if s.pointee.count == 0 && p.pointee.flags & PG.swapcache != 0 { deleteFromSwapCache(pfn) }
+        if write && p.pointee.flags & PG.anonExclusive != 0 {
+            pte |= PTE.rw | PTE.dirty
+            p.pointee.flags |= PG.dirty
+        }
+        slot.pointee = pte
+        if write && !PTE.isWrite(pte) { return doWPPage(m, v, addr, slot) }
+        return .ok
+    }
+
+    /// A fault on a migration entry waits for the migration to finish
+    /// (migration_entry_wait); in the single-threaded model the migration
+    /// already finished, so the PTE is restored to the frame the entry names
+    /// and the access retried (remove_migration_pte for this PTE).
+    func removeMigrationEntryOnFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+                                     _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
+        let e = slot.pointee
+        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+        var pte = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
+        if PTE.swpType(e) == PTE.swpMigrationWrite { pte |= PTE.rw }
+        if e & PTE.swpSoftDirty != 0 { pte |= PTE.softDirty }
+        // The PTE maps the frame again: a reference and a mapcount (the MM
+        // counter kept counting the migration entry).
+        getPage(pfn)
+        if pageIsAnon(pfn) {
+            folioAddAnonRmapPTE(pfn, vma: v, address: addr,
+                                exclusive: PTE.swpType(e) != PTE.swpMigrationRead)
+        } else {
+            folioAddFileRmapPTE(pfn, vma: v)
+        }
+        slot.pointee = pte
+        return handleMMFault(m, addr, write: write)
+    }
+}

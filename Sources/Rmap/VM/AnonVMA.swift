@@ -1,0 +1,242 @@
+import CShims
+
+/// The anon_vma reuse policy of anon_vma_clone(): which history of the kernel
+/// the model follows.
+public enum ReusePolicy: UInt32, Sendable, CaseIterable {
+    /// 2.6.34 - 3.18: a child never reuses an anon_vma; the hierarchy grows
+    /// with every fork generation (the fork-loop problem of 2015).
+    case none = 0
+    /// 3.19 - 5.19 (commit 7a3ef208e662, the seeds' v5.15): reuse when
+    /// `anon_vma->degree < 2`. It can reuse an anon_vma a VMA still uses
+    /// (CVE-2022-42703).
+    case degree = 1
+    /// 6.0 and later (commit 2555283eb40d): reuse when
+    /// `num_children < 2 && num_active_vmas == 0`.
+    case split = 2
+
+    public var name: String {
+        switch self {
+        case .none: return "none"
+        case .degree: return "degree"
+        case .split: return "split"
+        }
+    }
+
+    public static func named(_ s: String) -> ReusePolicy? { allCases.first { $0.name == s } }
+}
+
+/// anon_vma and anon_vma_chain management (mm/rmap.c).
+///
+/// Both counter schemes are kept on every anon_vma whatever the policy:
+/// `degree` (v3.19-v5.19: child anon_vmas + VMAs pointing here, plus the
+/// self-parent link of a root) and `num_children`/`num_active_vmas` (6.x).
+/// The policy only decides the reuse test in anonVMAClone.
+extension Kernel {
+    var reusePolicy: ReusePolicy { ReusePolicy(rawValue: header.pointee.reuse_policy) ?? .split }
+
+    /// anon_vma_alloc(): refcount 1, its own root and parent.
+    func anonVMAAlloc() -> UInt32 {
+        let av = alloc(T.anonVMA)
+        if av == 0 { return 0 }
+        let p = anonVMA(av)
+        p.pointee.refcount = 1
+        p.pointee.degree = 1  // v5.15: "Reference for first vma"
+        p.pointee.root = av
+        p.pointee.parent = av
+        header.pointee.reserved.0 += 1
+        p.pointee.serial = header.pointee.reserved.0
+        return av
+    }
+
+    /// get_anon_vma()
+    @inline(__always) func getAnonVMA(_ av: UInt32) { anonVMA(av).pointee.refcount += 1 }
+
+    /// put_anon_vma() / __put_anon_vma(): frees at zero, then drops the root's
+    /// reference a non-root anon_vma holds.
+    func putAnonVMA(_ av: UInt32) {
+        let p = anonVMA(av)
+        p.pointee.refcount -= 1
+        guard p.pointee.refcount == 0 else { return }
+        let root = p.pointee.root
+        free(T.anonVMA, av)
+        if root != av {
+            anonVMA(root).pointee.refcount -= 1
+            if anonVMA(root).pointee.refcount == 0 { free(T.anonVMA, root) }
+        }
+    }
+
+    /// anon_vma_chain_link(): the AVC joins the head of the VMA's same_vma list
+    /// and the anon_vma's interval tree.
+    func anonVMAChainLink(vma v: UInt32, avc a: UInt32, anonVMA av: UInt32) {
+        let c = avc(a)
+        c.pointee.vma = v
+        c.pointee.anon_vma = av
+        let head = vma(v).pointee.avc_head
+        c.pointee.same_vma_next = head
+        c.pointee.same_vma_prev = 0
+        if head != 0 { avc(head).pointee.same_vma_prev = a }
+        vma(v).pointee.avc_head = a
+        IntervalTree.insert(a, root: anonVMARoot(av), avcTree)
+    }
+
+    /// list_del(&avc->same_vma)
+    func avcListDel(_ a: UInt32) {
+        let c = avc(a).pointee
+        if c.same_vma_prev != 0 { avc(c.same_vma_prev).pointee.same_vma_next = c.same_vma_next }
+        else { vma(c.vma).pointee.avc_head = c.same_vma_next }
+        if c.same_vma_next != 0 { avc(c.same_vma_next).pointee.same_vma_prev = c.same_vma_prev }
+    }
+
+    /// list_is_singular(&vma->anon_vma_chain)
+    @inline(__always) func avcListIsSingular(_ v: UInt32) -> Bool {
+        let h = vma(v).pointee.avc_head
+        return h != 0 && avc(h).pointee.same_vma_next == 0
+    }
+
+    @inline(__always) func avcListLength(_ v: UInt32) -> Int {
+        var n = 0
+        var a = vma(v).pointee.avc_head
+        while a != 0 { n += 1; a = avc(a).pointee.same_vma_next }
+        return n
+    }
+
+    /// anon_vma_compatible() (mm/vma.c)
+    func anonVMACompatible(_ a: UInt32, _ b: UInt32) -> Bool {
+        let x = vma(a).pointee, y = vma(b).pointee
+        return x.vm_end == y.vm_start && x.file == y.file
+            && (x.vm_flags ^ y.vm_flags) & ~(VM.accessFlags | VM.softdirty) == 0
+            && y.vm_pgoff == x.vm_pgoff + ((y.vm_start - x.vm_start) >> PAGE_SHIFT)
+    }
+
+    /// reusable_anon_vma()
+    func reusableAnonVMA(_ old: UInt32, _ a: UInt32, _ b: UInt32) -> UInt32 {
+        guard anonVMACompatible(a, b) else { return 0 }
+        let av = vma(old).pointee.anon_vma
+        return av != 0 && avcListIsSingular(old) ? av : 0
+    }
+
+    /// find_mergeable_anon_vma(): the anon_vma of an adjacent VMA this one
+    /// could later merge with, tried next first, then prev.
+    func findMergeableAnonVMA(_ v: UInt32) -> UInt32 {
+        let next = nextVMA(v)
+        if next != 0 && vma(next).pointee.vm_start == vma(v).pointee.vm_end {
+            let av = reusableAnonVMA(next, v, next)
+            if av != 0 { return av }
+        }
+        let prev = prevVMA(v)
+        if prev != 0 { return reusableAnonVMA(prev, prev, v) }
+        return 0
+    }
+
+    /// __anon_vma_prepare(): gives the VMA an anon_vma (a mergeable
+    /// neighbour's, or a new root) before its first anonymous page. False on
+    /// ENOMEM, with nothing changed.
+    func anonVMAPrepare(_ v: UInt32) -> Bool {
+        if vma(v).pointee.anon_vma != 0 { return true }
+        guard available(T.avc) >= 1, available(T.anonVMA) >= 1 else { return false }
+        let a = alloc(T.avc)
+        var av = findMergeableAnonVMA(v)
+        if av == 0 {
+            av = anonVMAAlloc()
+            anonVMA(av).pointee.num_children += 1  // self-parent link for new root
+        }
+        vma(v).pointee.anon_vma = av
+        anonVMAChainLink(vma: v, avc: a, anonVMA: av)
+        anonVMA(av).pointee.degree += 1          // v5.15: vma reference or self-parent link
+        anonVMA(av).pointee.num_active_vmas += 1 // 6.x
+        return true
+    }
+
+    /// Whether anon_vma_clone() would reuse `av` for a child (the policy's test).
+    @inline(__always) func mayReuse(_ av: UInt32, src: UInt32) -> Bool {
+        let p = anonVMA(av).pointee
+        switch reusePolicy {
+        case .none: return false
+        case .degree: return av != vma(src).pointee.anon_vma && p.degree < 2
+        case .split: return p.num_children < 2 && p.num_active_vmas == 0
+        }
+    }
+
+    /// anon_vma_clone(): attaches `dst` to every anon_vma `src` is attached to,
+    /// oldest first, reusing one when dst has none yet (fork) and the policy
+    /// allows. False on ENOMEM with dst unchanged (checked up front, so the
+    /// kernel's unwinding is never needed).
+    func anonVMAClone(dst: UInt32, src: UInt32) -> Bool {
+        let list = collectAVCs(src)
+        guard available(T.avc) >= UInt32(list.count) else { return false }
+        var i = list.count - 1
+        while i >= 0 {  // list_for_each_entry_reverse
+            let av = avc(list[i]).pointee.anon_vma
+            let a = alloc(T.avc)
+            anonVMAChainLink(vma: dst, avc: a, anonVMA: av)
+            if vma(dst).pointee.anon_vma == 0 && vma(src).pointee.anon_vma != 0 && mayReuse(av, src: src) {
+                vma(dst).pointee.anon_vma = av
+            }
+            i -= 1
+        }
+        if vma(dst).pointee.anon_vma != 0 {
+            let av = vma(dst).pointee.anon_vma
+            anonVMA(av).pointee.degree += 1
+            anonVMA(av).pointee.num_active_vmas += 1
+        }
+        return true
+    }
+
+    /// anon_vma_fork(): the child VMA joins the parent's anon_vmas and gets
+    /// its own (or reuses one) for its COWed pages. False on ENOMEM, nothing changed.
+    func anonVMAFork(_ v: UInt32, parent pv: UInt32) -> Bool {
+        let pav = vma(pv).pointee.anon_vma
+        guard pav != 0 else { return true }
+        guard available(T.avc) >= UInt32(avcListLength(pv)) + 1, available(T.anonVMA) >= 1 else { return false }
+        vma(v).pointee.anon_vma = 0
+        _ = anonVMAClone(dst: v, src: pv)
+        if vma(v).pointee.anon_vma != 0 { return true }
+        let av = anonVMAAlloc()
+        let a = alloc(T.avc)
+        anonVMA(av).pointee.num_active_vmas += 1
+        anonVMA(av).pointee.root = anonVMA(pav).pointee.root
+        anonVMA(av).pointee.parent = pav
+        getAnonVMA(anonVMA(av).pointee.root)
+        vma(v).pointee.anon_vma = av
+        anonVMAChainLink(vma: v, avc: a, anonVMA: av)
+        anonVMA(pav).pointee.degree += 1
+        anonVMA(pav).pointee.num_children += 1
+        return true
+    }
+
+    /// unlink_anon_vmas(): detaches the VMA from every anon_vma; anon_vmas
+    /// whose tree becomes empty drop their parent's child count and a reference.
+    func unlinkAnonVMAs(_ v: UInt32) {
+        var a = vma(v).pointee.avc_head
+        while a != 0 {
+            let next = avc(a).pointee.same_vma_next
+            let av = avc(a).pointee.anon_vma
+            IntervalTree.remove(a, root: anonVMARoot(av), avcTree)
+            if anonVMARoot(av).pointee == 0 {
+                // Leave empty anon_vmas on the list: freed below.
+                let parent = anonVMA(av).pointee.parent
+                anonVMA(parent).pointee.degree -= 1
+                anonVMA(parent).pointee.num_children -= 1
+            } else {
+                avcListDel(a)
+                free(T.avc, a)
+            }
+            a = next
+        }
+        let own = vma(v).pointee.anon_vma
+        if own != 0 {
+            anonVMA(own).pointee.degree -= 1
+            anonVMA(own).pointee.num_active_vmas -= 1
+            vma(v).pointee.anon_vma = 0
+        }
+        a = vma(v).pointee.avc_head
+        while a != 0 {
+            let next = avc(a).pointee.same_vma_next
+            let av = avc(a).pointee.anon_vma
+            avcListDel(a)
+            free(T.avc, a)
+            putAnonVMA(av)
+            a = next
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import CShims
+
+/// fork(): dup_mmap() and copy_page_range() (kernel/fork.c, mm/memory.c).
+extension Kernel {
+    /// vma_needs_copy(): page tables are copied only where the child could
+    /// not fault the same pages back in: PFN/mixed maps and VMAs with an
+    /// anon_vma (they may hold COW pages). Everything else faults lazily.
+    @inline(__always) func vmaNeedsCopy(dst: UInt32, src: UInt32) -> Bool {
+        if vma(dst).pointee.vm_flags & VM.copyOnFork != 0 { return true }
+        return vma(src).pointee.anon_vma != 0
+    }
+
+    /// dup_mmap(): a child mm with a copy of every VMA except VM_DONTCOPY
+    /// ones; VM_WIPEONFORK VMAs start empty; VM_LOCKED is not inherited.
+    /// Returns the child mm, or 0 on ENOMEM with nothing left behind.
+    func dupMMap(_ parent: UInt32) -> UInt32 {
+        let child = mmAlloc()
+        if child == 0 { return 0 }
+        var pv = firstVMA(parent)
+        while pv != 0 {
+            defer { pv = nextVMA(pv) }
+            let pf = vma(pv).pointee.vm_flags
+            if pf & VM.dontcopy != 0 { continue }
+            guard available(T.vma) >= 1, available(T.avc) >= UInt32(avcListLength(pv) + 1),
+                  available(T.anonVMA) >= 1 else { exitMMap(child); return 0 }
+            let v = vmAreaDup(pv)
+            vma(v).pointee.mm = child
+            vma(v).pointee.vm_flags &= ~VM.lockedMask
+            if pf & VM.wipeonfork != 0 {
+                vma(v).pointee.anon_vma = 0
+            } else {
+                _ = anonVMAFork(v, parent: pv)
+            }
+            vmaLink(v)
+            if pf & VM.wipeonfork == 0 && vmaNeedsCopy(dst: v, src: pv) {
+                if !copyPTERange(dst: v, src: pv) { exitMMap(child); return 0 }
+            }
+        }
+        return child
+    }
+
+    /// copy_pte_range() / copy_present_pte() / copy_nonpresent_pte().
+    /// COW mappings write-protect both sides; the child's PTEs are old (and
+    /// clean in shared mappings); anon pages lose their exclusive marker.
+    /// False on ENOMEM (page tables).
+    func copyPTERange(dst: UInt32, src: UInt32) -> Bool {
+        let sm = vma(src).pointee.mm, dm = vma(dst).pointee.mm
+        let flags = vma(src).pointee.vm_flags
+        let cow = VM.isCOW(flags)
+        var ok = true
+        walkLeaves(root: mm(sm).pointee.pgd, start: vma(src).pointee.vm_start, end: vma(src).pointee.vm_end) { addr, sslot in
+            var e = sslot.pointee
+            guard e != 0 else { return true }
+            guard available(T.ptPage) >= 3, let dslot = leafSlotAlloc(root: mm(dm).pointee.pgd, key: addr) else {
+                ok = false
+                return false
+            }
+            if !PTE.isPresent(e) {
+                if PTE.isRealSwapEntry(e) {
+                    guard swapDuplicate(e) else { return true }
+                    addMMCounter(dm, .swapents, 1)
+                    e &= ~PTE.swpExclusive
+                    sslot.pointee &= ~PTE.swpExclusive
+                } else if PTE.isMigrationEntry(e) {
+                    let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    addMMCounter(dm, mmCounterFor(pfn), 1)
+                    if cow && PTE.swpType(e) != PTE.swpMigrationRead {
+                        // make_readable_migration_entry() on both sides.
+                        e = PTE.swpEntry(type: PTE.swpMigrationRead, offset: PTE.swpOffset(e)) | (e & PTE.swpSoftDirty)
+                        sslot.pointee = e
+                    }
+                }
+                dslot.pointee = e
+                return true
+            }
+            let pfn = vmNormalPage(e)
+            if pfn != 0 {
+                getPage(pfn)
+                if pageIsAnon(pfn) {
+                    folioDupAnonRmapPTE(pfn)
+                } else {
+                    folioAddFileRmapPTE(pfn, vma: dst)
+                }
+                addMMCounter(dm, mmCounterFor(pfn), 1)
+            }
+            if cow && PTE.isWrite(e) {
+                sslot.pointee = e & ~PTE.rw  // ptep_set_wrprotect()
+                e &= ~PTE.rw
+            }
+            if flags & VM.shared != 0 { e &= ~PTE.dirty }
+            e &= ~PTE.accessed  // pte_mkold()
+            dslot.pointee = e
+            return true
+        }
+        return ok
+    }
+}

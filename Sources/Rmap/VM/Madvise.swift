@@ -1,0 +1,125 @@
+import CShims
+
+/// madvise() (mm/madvise.c): the walk over the VMAs of the range, and each
+/// advice of the trace language.
+extension Kernel {
+    /// madvise_walk_vmas(): applies `advice` to each VMA piece of
+    /// [start, end); holes make the call return ENOMEM after the rest was
+    /// done; an error from a piece stops the walk.
+    func doMadvise(_ m: UInt32, start: UInt64, end: UInt64, advice: Advice) -> Errno? {
+        var v = findVMA(m, start)
+        var prev: UInt32 = 0
+        if v != 0 { prev = vma(v).pointee.vm_start < start ? v : prevVMA(v) }
+        var unmappedError: Errno? = nil
+        var start = start
+        while true {
+            guard v != 0 else { return .ENOMEM }
+            if start < vma(v).pointee.vm_start {
+                unmappedError = .ENOMEM
+                start = vma(v).pointee.vm_start
+                if start >= end { break }
+            }
+            let tmp = min(vma(v).pointee.vm_end, end)
+            switch madviseVMABehavior(m, v, prev: &prev, start: start, end: tmp, advice: advice) {
+            case .failure(let e): return e
+            case .success: break
+            }
+            start = tmp
+            if start >= end { break }
+            v = findVMA(m, start)
+        }
+        return unmappedError
+    }
+
+    /// madvise_vma_behavior()
+    func madviseVMABehavior(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
+                            advice: Advice) -> Result<Void, Errno> {
+        let flags = vma(v).pointee.vm_flags
+        switch advice {
+        case .dontneed, .free:
+            // madvise_dontneed_free_valid_vma()
+            if flags & (VM.locked | VM.pfnmap | VM.hugetlb) != 0 { return .failure(.EINVAL) }
+            if advice == .dontneed {
+                zapPTERange(v, start, end)  // zap_page_range_single()
+            } else {
+                // madvise_free_single_vma(): anonymous VMAs only.
+                if vma(v).pointee.file != 0 { return .failure(.EINVAL) }
+                madviseFreePTERange(v, start, end)
+            }
+            prev = v
+            return .success(())
+        case .cold, .pageout:
+            if flags & (VM.locked | VM.pfnmap | VM.hugetlb) != 0 { return .failure(.EINVAL) }
+            madviseColdOrPageout(v, start, end, pageout: advice == .pageout)
+            prev = v
+            return .success(())
+        case .dontfork, .dofork, .wipeonfork, .keeponfork:
+            var newflags = flags
+            switch advice {
+            case .dontfork:
+                if flags & VM.io != 0 { return .failure(.EINVAL) }
+                newflags |= VM.dontcopy
+            case .dofork:
+                if flags & VM.io != 0 { return .failure(.EINVAL) }
+                newflags &= ~VM.dontcopy
+            case .wipeonfork:
+                // MADV_WIPEONFORK is only supported on anonymous memory.
+                if vma(v).pointee.file != 0 || flags & VM.shared != 0 { return .failure(.EINVAL) }
+                newflags |= VM.wipeonfork
+            default:
+                newflags &= ~VM.wipeonfork
+            }
+            if newflags == flags { prev = v; return .success(()) }
+            let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)  // madvise_update_vma()
+            if r == 0 { return .failure(.ENOMEM) }
+            prev = r
+            return .success(())
+        }
+    }
+
+    /// madvise_free_pte_range(): exclusively mapped anonymous pages become
+    /// lazily freeable: clean, old, not swap-backed. Reclaim may then drop
+    /// them without writing; a later write makes them swap-backed again.
+    /// Swap entries in the range are freed.
+    func madviseFreePTERange(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
+        let m = vma(v).pointee.mm
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
+            let e = slot.pointee
+            guard e != 0 else { return true }
+            if !PTE.isPresent(e) {
+                if PTE.isRealSwapEntry(e) {
+                    slot.pointee = 0
+                    addMMCounter(m, .swapents, -1)
+                    swapFree(e)
+                }
+                return true
+            }
+            let pfn = vmNormalPage(e)
+            guard pfn != 0, pageIsAnon(pfn) else { return true }
+            if pageMapcount(pfn) != 1 { return true }
+            let p = page(pfn)
+            if p.pointee.flags & PG.swapcache != 0 { deleteFromSwapCache(pfn) }
+            p.pointee.flags &= ~PG.dirty
+            slot.pointee = e & ~(PTE.accessed | PTE.dirty)
+            p.pointee.flags &= ~(PG.swapbacked | PG.active | PG.referenced)  // folio_mark_lazyfree()
+            return true
+        }
+    }
+
+    /// madvise_cold_or_pageout_pte_range(): pages mapped by this process
+    /// only (folio_maybe_mapped_shared() skips the rest) are aged; with
+    /// pageout they are then reclaimed (reclaim_pages()).
+    func madviseColdOrPageout(_ v: UInt32, _ start: UInt64, _ end: UInt64, pageout: Bool) {
+        let m = vma(v).pointee.mm
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { addr, slot in
+            let e = slot.pointee
+            guard PTE.isPresent(e) else { return true }
+            let pfn = vmNormalPage(e)
+            guard pfn != 0, pageMapcount(pfn) == 1 else { return true }
+            slot.pointee = e & ~PTE.accessed  // ptep_test_and_clear_young()
+            page(pfn).pointee.flags &= ~(PG.referenced | PG.active)
+            if pageout { _ = reclaimPage(pfn) }
+            return true
+        }
+    }
+}

@@ -1,0 +1,349 @@
+import CShims
+
+/// The memory system calls of the trace language, with the kernel's
+/// semantics and error codes (mm/mmap.c, mm/vma.c, mm/mprotect.c,
+/// mm/mremap.c, mm/madvise.c, mm/mlock.c, mm/gup.c).
+extension Kernel {
+    // MARK: mmap
+
+    /// do_mmap() + __mmap_region() with MAP_FIXED_NOREPLACE: EEXIST when
+    /// anything overlaps; a new range merges with compatible neighbours.
+    /// `file` is 0 for anonymous memory; shared anonymous memory gets a new
+    /// shmem file (shmem_zero_setup) whose pgoff is 0.
+    func doMmap(_ m: UInt32, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
+                pgoff fileOff: UInt64) -> Errno? {
+        let end = addr + pages << PAGE_SHIFT
+        let v0 = findVMA(m, addr)
+        if v0 != 0 && vma(v0).pointee.vm_start < end { return .EEXIST }
+        var flags = prot | VM.mayread | VM.maywrite | VM.mayexec | VM.softdirty
+        if shared { flags |= VM.shared | VM.mayshare }
+        // accountable_mapping(): private writable memory is charged.
+        if flags & (VM.shared | VM.write) == VM.write { flags |= VM.account }
+        var pgoff = fileOff
+        if f == 0 && !shared { pgoff = addr >> PAGE_SHIFT }
+        guard available(T.vma) >= 2, available(T.avc) >= 8, available(T.file) >= 1,
+              available(T.ptPage) >= 1 else { return .ENOMEM }
+        let next = v0
+        let prev = next != 0 ? prevVMA(next) : (firstVMA(m) != 0 ? IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree) : 0)
+        if !(f == 0 && shared) {
+            let d = VMAMergeDesc(start: addr, end: end, flags: flags, file: f, pgoff: pgoff)
+            let merged = vmaMergeNewRange(m, d, prev: prev, next: next)
+            if merged != 0 { return nil }
+        }
+        var file = f
+        if f == 0 && shared {
+            file = createFile(pages: pages, kind: .shmem)
+            if file == 0 { return .ENOMEM }
+        }
+        let v = vmAreaAlloc(m)
+        let p = vma(v)
+        p.pointee.vm_start = addr
+        p.pointee.vm_end = end
+        p.pointee.vm_pgoff = pgoff
+        p.pointee.vm_flags = flags
+        p.pointee.file = file
+        if f != 0 { getFile(f) }  // the VMA's reference; a new shmem file's first reference is the VMA's
+        vmaLink(v)
+        return nil
+    }
+
+    // MARK: mprotect
+
+    /// do_mprotect_pkey(): changes the protection VMA by VMA; a hole is
+    /// ENOMEM, after the VMAs before it were changed (as in the kernel).
+    func doMprotect(_ m: UInt32, start: UInt64, end: UInt64, prot: UInt64) -> Errno? {
+        var v = findVMA(m, start)
+        guard v != 0, vma(v).pointee.vm_start <= start else { return .ENOMEM }
+        var prev: UInt32 = vma(v).pointee.vm_start < start ? v : prevVMA(v)
+        var nstart = start
+        while true {
+            let old = vma(v).pointee.vm_flags
+            let newflags = prot | (old & ~VM.accessFlags)
+            let tmp = min(vma(v).pointee.vm_end, end)
+            guard let r = mprotectFixup(m, v, prev: &prev, start: nstart, end: tmp, newflags: newflags) else {
+                return .ENOMEM
+            }
+            _ = r
+            nstart = tmp
+            if nstart >= end { return nil }
+            v = nextVMA(prev)
+            if v == 0 || vma(v).pointee.vm_start != nstart { return .ENOMEM }
+        }
+    }
+
+    /// mprotect_fixup(): VM_ACCOUNT rules, then vma_modify_flags() and
+    /// change_protection(). Sets `prev` to the VMA now covering the range.
+    func mprotectFixup(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
+                       newflags nf: UInt64) -> UInt32? {
+        let old = vma(v).pointee.vm_flags
+        if nf == old { prev = v; return v }
+        var newflags = nf
+        if newflags & VM.write != 0 {
+            if old & (VM.account | VM.write | VM.hugetlb | VM.shared | VM.noreserve) == 0 { newflags |= VM.account }
+        } else if old & VM.account != 0 && vma(v).pointee.file == 0 && vma(v).pointee.anon_vma == 0 {
+            newflags &= ~VM.account
+        }
+        let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
+        if r == 0 { return nil }
+        prev = r
+        changeProtection(r, start, end)
+        return r
+    }
+
+    /// change_pte_range(): every present PTE in the range takes the VMA's new
+    /// protection; a private page stays writable only if it is an exclusive
+    /// anon page that was writable-eligible (can_change_pte_writable), a
+    /// shared one only if dirty.
+    func changeProtection(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
+        let m = vma(v).pointee.mm
+        let flags = vma(v).pointee.vm_flags
+        let prot = PTE.pageProt(vmFlags: flags)
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
+            let e = slot.pointee
+            guard PTE.isPresent(e) else { return true }
+            // pte_modify(): _PAGE_CHG_MASK bits stay, the rest comes from the new protection.
+            let chg = PTE.pfnMask | PTE.accessed | PTE.dirty | PTE.softDirty | PTE.special
+            var n = (e & chg) | (prot & ~chg)
+            if flags & VM.write != 0 && prot & PTE.present != 0 {
+                let pfn = vmNormalPage(e)
+                if flags & VM.shared != 0 {
+                    if PTE.isDirty(e) || PTE.isWrite(e) { n |= PTE.rw }
+                } else if pfn != 0 && pageIsAnon(pfn) && page(pfn).pointee.flags & PG.anonExclusive != 0 && PTE.isDirty(e) {
+                    n |= PTE.rw
+                } else {
+                    n &= ~PTE.rw
+                }
+            } else {
+                n &= ~PTE.rw
+            }
+            slot.pointee = n
+            return true
+        }
+    }
+
+    // MARK: mremap
+
+    /// do_mremap() without MREMAP_MAYMOVE (`to == nil`: shrink, or grow in
+    /// place when the space after the VMA is free) or with
+    /// MREMAP_MAYMOVE|MREMAP_FIXED (move to `to`, mremap_to()).
+    func doMremap(_ m: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64, to: UInt64?) -> Errno? {
+        if let to {
+            return mremapTo(m, addr: addr, oldLen: oldLen, newLen: newLen, newAddr: to)
+        }
+        // Shrinking: unmap the tail.
+        if oldLen >= newLen {
+            let v = vmaLookup(m, addr)
+            guard v != 0 else { return .EFAULT }
+            if oldLen == newLen { return nil }
+            return doMunmap(m, addr + newLen, addr + oldLen)
+        }
+        let v = vmaLookup(m, addr)
+        guard v != 0 else { return .EFAULT }
+        if let e = vmaToResize(v, addr: addr, oldLen: oldLen, newLen: newLen) { return e }
+        let delta = newLen - oldLen
+        // Can we just expand the current mapping?
+        if addr + oldLen == vma(v).pointee.vm_end && vmaExpandable(m, v, delta) {
+            let oldEnd = vma(v).pointee.vm_end
+            vmaSetRange(v, start: vma(v).pointee.vm_start, end: oldEnd + delta, pgoff: vma(v).pointee.vm_pgoff)
+            growShmemFile(v)
+            if vma(v).pointee.vm_flags & VM.locked != 0 {
+                mm(m).pointee.locked_vm += delta >> PAGE_SHIFT
+                _ = mmPopulate(m, oldEnd, oldEnd + delta)
+            }
+            return nil
+        }
+        return .ENOMEM
+    }
+
+    /// A shared anonymous mapping's shmem file does not grow with the VMA:
+    /// pages past its size give SIGBUS, as in the kernel. (Nothing to do:
+    /// the file keeps its size.)
+    @inline(__always) func growShmemFile(_ v: UInt32) {}
+
+    /// vma_to_resize(): EFAULT when the old range runs past its VMA.
+    func vmaToResize(_ v: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64) -> Errno? {
+        if oldLen > vma(v).pointee.vm_end - addr { return .EFAULT }
+        if newLen == oldLen { return nil }
+        if vma(v).pointee.vm_flags & (VM.dontexpand | VM.pfnmap) != 0 { return .EFAULT }
+        return nil
+    }
+
+    /// vma_expandable(): nothing mapped in [vm_end, vm_end + delta).
+    func vmaExpandable(_ m: UInt32, _ v: UInt32, _ delta: UInt64) -> Bool {
+        let end = vma(v).pointee.vm_end
+        guard end + delta <= TraceLimits.maxAddress else { return false }
+        let n = nextVMA(v)
+        return n == 0 || vma(n).pointee.vm_start >= end + delta
+    }
+
+    /// mremap_to(): MREMAP_FIXED moves [addr, addr+oldLen) to newAddr,
+    /// unmapping whatever was there; ranges that overlap are EINVAL.
+    func mremapTo(_ m: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+        if addr + oldLen > newAddr && newAddr + newLen > addr { return .EINVAL }
+        var oldLen = oldLen
+        if newAddr + newLen > TraceLimits.maxAddress { return .EINVAL }
+        // check_mremap_params / vma_to_resize before any change.
+        let v0 = vmaLookup(m, addr)
+        guard v0 != 0 else { return .EFAULT }
+        if let e = vmaToResize(v0, addr: addr, oldLen: min(oldLen, newLen), newLen: newLen) { return e }
+        guard available(T.vma) >= 4, available(T.avc) >= UInt32(4 * (avcListLength(v0) + 2)),
+              available(T.ptPage) >= 6 else { return .ENOMEM }
+        if let e = doMunmap(m, newAddr, newAddr + newLen) { return e }
+        if oldLen > newLen {
+            if let e = doMunmap(m, addr + newLen, addr + oldLen) { return e }
+            oldLen = newLen
+        }
+        let v = vmaLookup(m, addr)
+        guard v != 0 else { return .EFAULT }
+        if let e = vmaToResize(v, addr: addr, oldLen: oldLen, newLen: newLen) { return e }
+        return moveVMA(m, v, oldAddr: addr, oldLen: oldLen, newLen: newLen, newAddr: newAddr)
+    }
+
+    /// move_vma(): copy_vma() at the new place (merging there if it can),
+    /// move_page_tables(), then unmap the old range (whose PTEs are gone).
+    func moveVMA(_ m: UInt32, _ v: UInt32, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+        let p = vma(v).pointee
+        var newPgoff = p.vm_pgoff + ((oldAddr - p.vm_start) >> PAGE_SHIFT)
+        // copy_vma(): an unfaulted anonymous VMA takes the new address's pgoff.
+        if p.file == 0 && p.anon_vma == 0 && p.vm_flags & VM.shared == 0 { newPgoff = newAddr >> PAGE_SHIFT }
+        let next = findVMA(m, newAddr)
+        let prev = next != 0 ? prevVMA(next) : IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)
+        var d = VMAMergeDesc(start: newAddr, end: newAddr + newLen, flags: p.vm_flags, file: p.file, pgoff: newPgoff)
+        d.anonVMA = p.anon_vma
+        d.copiedFrom = v
+        var nv = vmaMergeNewRange(m, d, prev: prev, next: next)
+        if nv == 0 {
+            nv = vmAreaDup(v)
+            if nv == 0 { return .ENOMEM }
+            vma(nv).pointee.vm_start = newAddr
+            vma(nv).pointee.vm_end = newAddr + newLen
+            vma(nv).pointee.vm_pgoff = newPgoff
+            _ = anonVMAClone(dst: nv, src: v)
+            vmaLink(nv)
+        }
+        // move_page_tables(): PTEs move with their bits; pages keep index and mapping.
+        let root = mm(m).pointee.pgd
+        var off: UInt64 = 0
+        while off < oldLen {
+            if let s = leafSlot(root: root, key: oldAddr + off), s.pointee != 0 {
+                let e = s.pointee
+                s.pointee = 0
+                if let d = leafSlotAlloc(root: root, key: newAddr + off) { d.pointee = e }
+            }
+            off += PAGE_SIZE
+        }
+        let locked = p.vm_flags & VM.locked != 0
+        // The old range is unmapped; its PTEs already moved.
+        _ = doMunmap(m, oldAddr, oldAddr + oldLen)
+        if locked && newLen > oldLen {
+            mm(m).pointee.locked_vm += (newLen - oldLen) >> PAGE_SHIFT
+            _ = mmPopulate(m, newAddr + oldLen, newAddr + newLen)
+        }
+        return nil
+    }
+
+    // MARK: mlock
+
+    /// apply_vma_lock_flags() then __mm_populate() (do_mlock / sys_munlock).
+    func doMlock(_ m: UInt32, start: UInt64, end: UInt64, lock: Bool) -> Errno? {
+        if let e = applyVMALockFlags(m, start: start, end: end, flags: lock ? VM.locked : 0) { return e }
+        if !lock { return nil }
+        // __mlock_posix_error_return(): EFAULT and EINVAL become ENOMEM.
+        return mmPopulate(m, start, end)
+    }
+
+    func applyVMALockFlags(_ m: UInt32, start: UInt64, end: UInt64, flags: UInt64) -> Errno? {
+        var v = vmaLookup(m, start)
+        guard v != 0 else { return .ENOMEM }
+        var prev: UInt32 = vma(v).pointee.vm_start < start ? v : prevVMA(v)
+        var nstart = start
+        var tmp = vma(v).pointee.vm_start
+        while v != 0 && vma(v).pointee.vm_start < end {
+            if vma(v).pointee.vm_start != tmp { return .ENOMEM }
+            let newflags = (vma(v).pointee.vm_flags & ~VM.lockedMask) | flags
+            tmp = min(vma(v).pointee.vm_end, end)
+            guard let r = mlockFixup(m, v, prev: &prev, start: nstart, end: tmp, newflags: newflags) else {
+                return .ENOMEM
+            }
+            tmp = vma(r).pointee.vm_end
+            nstart = tmp
+            v = nextVMA(r)
+        }
+        if tmp < end { return .ENOMEM }
+        return nil
+    }
+
+    /// mlock_fixup(): vma_modify_flags(), then mlock or munlock the pages
+    /// already mapped (mlock_vma_pages_range).
+    func mlockFixup(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
+                    newflags: UInt64) -> UInt32? {
+        let old = vma(v).pointee.vm_flags
+        if newflags == old || old & Kernel.vmSpecial != 0 { prev = v; return v }
+        let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
+        if r == 0 { return nil }
+        prev = r
+        let pages = (end - start) >> PAGE_SHIFT
+        if newflags & VM.locked != 0 {
+            mm(m).pointee.locked_vm += pages
+        } else {
+            mm(m).pointee.locked_vm -= min(mm(m).pointee.locked_vm, pages)
+        }
+        if newflags & VM.locked != 0 && old & VM.locked != 0 { return r }
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
+            let pfn = vmNormalPage(slot.pointee)
+            guard pfn != 0 else { return true }
+            if newflags & VM.locked != 0 {
+                page(pfn).pointee.flags |= PG.mlocked | PG.unevictable  // mlock_folio()
+            } else {
+                page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)  // munlock_folio()
+            }
+            return true
+        }
+        return r
+    }
+
+    /// __mm_populate() -> populate_vma_page_range() -> __get_user_pages():
+    /// faults in every page of [start, end): with FOLL_WRITE in private
+    /// writable VMAs (breaking COW), read otherwise. A PROT_NONE VMA or a
+    /// hole is an error, reported as ENOMEM by mlock.
+    func mmPopulate(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+        var addr = start
+        while addr < end {
+            let v = findVMA(m, addr)
+            guard v != 0, vma(v).pointee.vm_start < end else { return nil }
+            if vma(v).pointee.vm_start > addr { addr = vma(v).pointee.vm_start }
+            let flags = vma(v).pointee.vm_flags
+            let nend = min(end, vma(v).pointee.vm_end)
+            if flags & VM.lockonfault != 0 { addr = nend; continue }
+            if flags & VM.accessFlags == 0 { return .ENOMEM }  // check_vma_flags(): EFAULT
+            let write = flags & (VM.write | VM.shared) == VM.write
+            while addr < nend {
+                if let e = gupFaultIn(m, addr, write: write) { return e }
+                addr += PAGE_SIZE
+            }
+        }
+        return nil
+    }
+
+    /// follow_page_pte() / faultin_page() for one page: a fault only when the
+    /// PTE is missing, or read-only for a write.
+    func gupFaultIn(_ m: UInt32, _ addr: UInt64, write: Bool) -> Errno? {
+        if let s = leafSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) {
+            if !write || PTE.isWrite(s.pointee) {
+                s.pointee |= PTE.accessed  // FOLL_TOUCH
+                return nil
+            }
+        }
+        switch handleMMFault(m, addr, write: write) {
+        case .ok: return nil
+        case .oom: return .ENOMEM
+        case .sigbus, .sigsegv: return .ENOMEM
+        }
+    }
+}
+
+/// Address-space limits shared with the trace language.
+enum TraceLimits {
+    static let minAddress: UInt64 = 0x1000_0000_0000
+    static let maxAddress: UInt64 = 0x7000_0000_0000
+}

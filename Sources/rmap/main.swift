@@ -1,0 +1,73 @@
+import ArgumentParser
+import Rmap
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RmapCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rmap",
+        abstract: "A model of the Linux kernel's reverse mapping (rmap).",
+        subcommands: [Replay.self, Demo.self])
+}
+
+func writeStderr(_ s: String) {
+    var line = s
+    if !line.hasSuffix("\n") { line += "\n" }
+    fputs(line, stderr)
+}
+
+extension ReusePolicy: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    init?(name: String) {
+        guard let p = ReusePolicy.named(name) else { return nil }
+        self = p
+    }
+    public static var allValueStrings: [String] { allCases.map(\.name) }
+}
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay traces on the model.",
+        discussion: """
+            Exit status: 0 when every expectation held, 1 when one failed, 2 when a trace \
+            is malformed (FILE:LINE:COLUMN: error: MESSAGE on standard error).
+            """)
+
+    @Flag(help: "Print the canonical observation (one JSON line per trace).")
+    var observe = false
+
+    @Option(help: "anon_vma reuse policy: none, degree or split.")
+    var reuse: ReusePolicy = .split
+
+    @Argument(help: "Trace files.")
+    var traces: [String]
+
+    func run() throws {
+        var status: Int32 = 0
+        for path in traces {
+            let s = Rmap.replayFile(path: path, reuse: reuse)
+            if let out = s.stdout, observe { print(out) }
+            for e in s.stderr { writeStderr(e) }
+            status = max(status, s.status)
+        }
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the built-in scenario on the default arena and print a report.")
+
+    @Option(help: "anon_vma reuse policy: none, degree or split.")
+    var reuse: ReusePolicy = .split
+
+    func run() throws {
+        let (report, ok) = Rmap.runDemo(reuse: reuse)
+        print(report, terminator: "")
+        if !ok { throw ExitCode(1) }
+    }
+}
+
+RmapCommand.main()
