@@ -536,7 +536,7 @@ static void parse_line(char *line)
                 if (st.pgoff > (1ULL << 40)) perr(k->col, "page offset '%s' is too large", at + 1);
             }
         } else if (strcmp(v, "munmap") == 0 || strcmp(v, "mlock") == 0 || strcmp(v, "munlock") == 0) {
-            st.kind = v[1] == 'u' ? S_MUNMAP : (v[1] == 'l' ? S_MLOCK : S_MUNLOCK);
+            st.kind = strcmp(v, "munmap") == 0 ? S_MUNMAP : (strcmp(v, "mlock") == 0 ? S_MLOCK : S_MUNLOCK);
             st.addr = addr_tok(need("address"));
             struct tok *pg = need("page count");
             st.pages = pages_tok(pg);

@@ -41,13 +41,16 @@ struct Replay: ParsableCommand {
     @Option(help: "anon_vma reuse policy: none, degree or split.")
     var reuse: ReusePolicy = .split
 
+    @Flag(help: "Run the invariant checker after every statement.")
+    var check = false
+
     @Argument(help: "Trace files.")
     var traces: [String]
 
     func run() throws {
         var status: Int32 = 0
         for path in traces {
-            let s = Rmap.replayFile(path: path, reuse: reuse)
+            let s = Rmap.replayFile(path: path, reuse: reuse, check: check)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
             status = max(status, s.status)

@@ -49,7 +49,10 @@ func firstUnimplemented(_ trace: Trace, text: [UInt8]) -> (line: Int, verb: Stri
 }
 
 /// Parses and replays one trace file on a fresh machine (`rmap replay`).
-public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default) -> ReplayStatus {
+/// With `check`, the invariant checker runs after every statement and each
+/// violation is reported as `FILE:LINE: invariant violated: ...` (status 1).
+public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default,
+                       check: Bool = false) -> ReplayStatus {
     let bytes: [UInt8]
     switch readFileBytes(path) {
     case .failure(let m): return ReplayStatus(stdout: nil, stderr: [m.message], status: 2)
@@ -70,6 +73,11 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
     } catch {
         return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
     }
-    let out = machine.replay(trace)
-    return ReplayStatus(stdout: out.canonicalJSON, stderr: out.failures, status: out.failures.isEmpty ? 0 : 1)
+    var violations: [String] = []
+    let out = machine.replay(trace, after: check ? { tl in
+        guard violations.count < 100 else { return }
+        for v in machine.check() { violations.append("\(path):\(tl.line): invariant violated: \(v)") }
+    } : nil)
+    let errs = out.failures + violations
+    return ReplayStatus(stdout: out.canonicalJSON, stderr: errs, status: errs.isEmpty ? 0 : 1)
 }

@@ -144,8 +144,15 @@ extension Kernel {
         // Can we just expand the current mapping?
         if addr + oldLen == vma(v).pointee.vm_end && vmaExpandable(m, v, delta) {
             let oldEnd = vma(v).pointee.vm_end
-            vmaSetRange(v, start: vma(v).pointee.vm_start, end: oldEnd + delta, pgoff: vma(v).pointee.vm_pgoff)
-            growShmemFile(v)
+            // vma_merge_extend(): the VMA grows over the gap, and over the
+            // next VMA too when that one starts right at the new end and is
+            // compatible (observed on 6.18: the two merge).
+            var d = VMAMergeDesc(start: oldEnd, end: oldEnd + delta, flags: vma(v).pointee.vm_flags,
+                                 file: vma(v).pointee.file, pgoff: vma(v).pointee.vm_pgoff + vmaPages(v))
+            d.anonVMA = vma(v).pointee.anon_vma
+            if vmaMergeNewRange(m, d, prev: v, next: nextVMA(v)) == 0 {
+                vmaSetRange(v, start: vma(v).pointee.vm_start, end: oldEnd + delta, pgoff: vma(v).pointee.vm_pgoff)
+            }
             if vma(v).pointee.vm_flags & VM.locked != 0 {
                 mm(m).pointee.locked_vm += delta >> PAGE_SHIFT
                 _ = mmPopulate(m, oldEnd, oldEnd + delta)
@@ -154,11 +161,6 @@ extension Kernel {
         }
         return .ENOMEM
     }
-
-    /// A shared anonymous mapping's shmem file does not grow with the VMA:
-    /// pages past its size give SIGBUS, as in the kernel. (Nothing to do:
-    /// the file keeps its size.)
-    @inline(__always) func growShmemFile(_ v: UInt32) {}
 
     /// vma_to_resize(): EFAULT when the old range runs past its VMA.
     func vmaToResize(_ v: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64) -> Errno? {

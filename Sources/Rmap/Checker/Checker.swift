@@ -1,0 +1,201 @@
+import CShims
+
+/// The invariant checker: what the kernel relies on, checked over the whole
+/// arena. Each violation names the object and the invariant. Models the
+/// kernel's debug checks (validate_mm, anon_vma_interval_tree_verify,
+/// page_mapcount accounting) and more.
+final class Checker {
+    let k: Kernel
+    init(k: Kernel) { self.k = k }
+    var violations: [String] = []
+    let limit = 200
+
+    func fail(_ s: @autoclosure () -> String) {
+        if violations.count < limit { violations.append(s()) }
+    }
+
+    /// The mms of the live processes.
+    func run(mms: [UInt32]) {
+        var mapcount: [UInt32: Int] = [:]      // PTEs mapping each frame
+        var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
+        var vmaCount = 0
+        var avcCount = 0
+        for m in mms {
+            let errs = IntervalTree.check(root: k.mm(m).pointee.mm_rb, k.mmTree, limit: 1 << 22)
+            for e in errs { fail("mm \(m): VMA tree: \(e)") }
+            var rss: [Int64] = [0, 0, 0, 0]
+            var v = k.firstVMA(m)
+            var prevEnd: UInt64 = 0
+            var n: UInt32 = 0
+            while v != 0 {
+                n += 1
+                vmaCount += 1
+                let p = k.vma(v).pointee
+                if p.mm != m { fail("vma \(v): vm_mm is \(p.mm), expected \(m)") }
+                if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
+                    fail("vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
+                }
+                if p.vm_start < prevEnd { fail("vma \(v): overlaps the previous VMA") }
+                prevEnd = p.vm_end
+                if p.anon_vma != 0 { anonVMAUsers[p.anon_vma, default: 0] += 1 }
+                // AVC list: every AVC points back at this VMA and is in its anon_vma's tree.
+                var a = p.avc_head
+                var sawOwn = p.anon_vma == 0
+                var steps = 0
+                while a != 0 && steps < 100_000 {
+                    avcCount += 1
+                    steps += 1
+                    let c = k.avc(a).pointee
+                    if c.vma != v { fail("avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
+                    if c.anon_vma == p.anon_vma { sawOwn = true }
+                    if !treeContains(k.anonVMARoot(c.anon_vma).pointee, a, k.avcTree) {
+                        fail("avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
+                    }
+                    if k.anonVMA(c.anon_vma).pointee.root != k.anonVMA(p.anon_vma == 0 ? c.anon_vma : p.anon_vma).pointee.root {
+                        fail("avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
+                    }
+                    a = c.same_vma_next
+                }
+                if !sawOwn { fail("vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
+                if p.file != 0 && !treeContains(k.iMMapRoot(p.file).pointee, v, k.iMMap) {
+                    fail("vma \(v): not in its file's i_mmap")
+                }
+                // Page-table census of the VMA.
+                k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end) { addr, slot in
+                    let e = slot.pointee
+                    guard e != 0 else { return true }
+                    if PTE.isPresent(e) {
+                        let pfn = k.vmNormalPage(e)
+                        if pfn == 0 { return true }
+                        mapcount[pfn, default: 0] += 1
+                        rss[k.mmCounterFor(pfn).rawValue] += 1
+                        checkFoundByWalk(pfn, v, addr)
+                    } else if PTE.isMigrationEntry(e) {
+                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                        rss[k.mmCounterFor(pfn).rawValue] += 1
+                    } else if PTE.isRealSwapEntry(e) {
+                        rss[MMCounter.swapents.rawValue] += 1
+                    }
+                    return true
+                }
+                v = k.nextVMA(v)
+            }
+            if n != k.mm(m).pointee.map_count { fail("mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
+            // Nothing mapped outside the VMAs.
+            var prev: UInt64 = 0
+            v = k.firstVMA(m)
+            while true {
+                let end = v != 0 ? k.vma(v).pointee.vm_start : (1 << 47)
+                k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end) { addr, slot in
+                    if slot.pointee != 0 { fail("mm \(m): PTE at \(hex(addr)) outside every VMA") }
+                    return slot.pointee == 0
+                }
+                if v == 0 { break }
+                prev = k.vma(v).pointee.vm_end
+                v = k.nextVMA(v)
+            }
+            for c in [MMCounter.file, .anon, .swapents, .shmem] where k.mmCounter(m, c) != rss[c.rawValue] {
+                fail("mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
+            }
+        }
+        // Frames: mapcount and refcount.
+        let d = k.desc(T.frame).pointee
+        var i: UInt32 = 1
+        while i < d.bump {
+            defer { i += 1 }
+            let p = k.page(i).pointee
+            if p.refcount == 0x6b6b6b6b { continue }  // free (poisoned; the first word is the free-list link)
+            if i == k.zeroPFN { continue }
+            let census = mapcount[i] ?? 0
+            if Int(p.mapcount) + 1 != census {
+                fail("frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
+            }
+            if Int(p.refcount) < census { fail("frame \(i): _refcount \(p.refcount) below its \(census) mappings") }
+            if p.refcount <= 0 { fail("frame \(i): live with _refcount \(p.refcount)") }
+            if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
+                let av = k.pageAnonVMA(i)
+                if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.anonVMA(av).pointee.parent == 0x6b6b6b6b {
+                    fail("frame \(i): page->mapping points at freed anon_vma \(av)")
+                }
+            }
+        }
+        checkAnonVMAs(users: anonVMAUsers)
+        if k.live(T.vma) != UInt32(vmaCount) { fail("vma table: \(k.live(T.vma)) live, \(vmaCount) in the mms (leak)") }
+        if k.live(T.avc) != UInt32(avcCount) { fail("avc table: \(k.live(T.avc)) live, \(avcCount) on VMA lists (leak)") }
+        if k.live(T.mm) != UInt32(mms.count) { fail("mm table: \(k.live(T.mm)) live, \(mms.count) processes (leak)") }
+    }
+
+    /// Every present PTE is found by an rmap walk of its frame.
+    func checkFoundByWalk(_ pfn: UInt32, _ v: UInt32, _ addr: UInt64) {
+        var c = FindControl(vma: v, address: addr)
+        k.rmapWalk(pfn, &c)
+        if !c.found { fail("frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it") }
+    }
+
+    /// anon_vma counters, parents and roots; interval trees ordered with
+    /// correct subtree maxima.
+    func checkAnonVMAs(users: [UInt32: UInt32]) {
+        let d = k.desc(T.anonVMA).pointee
+        var children: [UInt32: UInt32] = [:]
+        var live: [UInt32] = []
+        var i: UInt32 = 1
+        while i < d.bump {
+            defer { i += 1 }
+            let p = k.anonVMA(i).pointee
+            if p.parent == 0x6b6b6b6b { continue }  // free
+            live.append(i)
+            // A root counts its self-parent link while its tree is not empty.
+            if p.rb_root != 0 { children[p.parent, default: 0] += 1 }
+        }
+        for av in live {
+            let p = k.anonVMA(av).pointee
+            for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail("anon_vma \(av): tree: \(e)") }
+            if k.anonVMA(p.root).pointee.root != p.root { fail("anon_vma \(av): root \(p.root) is not a root") }
+            if k.anonVMA(p.parent).pointee.root != p.root { fail("anon_vma \(av): parent \(p.parent) in another tree") }
+            let u = users[av] ?? 0
+            if p.num_active_vmas != u { fail("anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
+            let c = children[av] ?? 0
+            if p.num_children != c { fail("anon_vma \(av): num_children \(p.num_children), children \(c)") }
+            if p.degree != c + u { fail("anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
+            if p.refcount < 1 { fail("anon_vma \(av): live with refcount \(p.refcount)") }
+        }
+    }
+
+    func treeContains<A: IntervalTreeAccessor>(_ root: UInt32, _ n: UInt32, _ a: A) -> Bool {
+        var x = IntervalTree.first(root: root, a)
+        var steps = 0
+        while x != 0 && steps < 1 << 22 {
+            if x == n { return true }
+            x = IntervalTree.next(x, a)
+            steps += 1
+        }
+        return false
+    }
+}
+
+/// Walk control that looks for one (vma, address).
+struct FindControl: RmapWalkControl {
+    let vma: UInt32
+    let address: UInt64
+    var found = false
+    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address a: UInt64) -> Bool {
+        if v == vma && a == address { found = true; return false }
+        return true
+    }
+}
+
+
+extension Machine {
+    /// Runs every invariant check; an empty list means the state is sound.
+    public func check() -> [String] {
+        let c = Checker(k: k)
+        c.run(mms: processOrder.compactMap { processes[$0] })
+        return c.violations
+    }
+
+    /// Live objects per table (frames include the zero page and page-cache pages).
+    public func liveObjects() -> [String: UInt32] {
+        ["frames": k.live(T.frame), "ptPages": k.live(T.ptPage), "mms": k.live(T.mm), "vmas": k.live(T.vma),
+         "anonVMAs": k.live(T.anonVMA), "avcs": k.live(T.avc), "files": k.live(T.file)]
+    }
+}
