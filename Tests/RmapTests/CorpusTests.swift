@@ -1,0 +1,44 @@
+import Testing
+import Foundation
+@testable import Rmap
+
+/// Every trace of the corpus replays on the model with every expectation
+/// holding and the invariant checker clean after every statement.
+@Suite struct CorpusTests {
+    @Test func corpusIsNotEmpty() {
+        #expect(corpusTraces().count >= 20)
+    }
+
+    @Test(arguments: corpusTraces())
+    func replaysCleanly(_ url: URL) throws {
+        let s = replayFile(path: url.path, check: true)
+        #expect(s.stderr.isEmpty, "\(s.stderr.prefix(10).joined(separator: "\n"))")
+        #expect(s.status == 0)
+        // A corpus trace must assert something.
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let trace = try TraceParser.parse(text, file: url.lastPathComponent)
+        let asserts = trace.lines.filter {
+            switch $0.statement {
+            case .expect: return true
+            case .op(_, _, let e): return e != nil
+            default: return false
+            }
+        }
+        #expect(asserts.count >= 1, "\(url.lastPathComponent) asserts nothing")
+    }
+}
+
+/// The differential check: the kernel-side corpus gives the same canonical
+/// observation on the model as on this machine's kernel. Skipped (and
+/// reported skipped) without root or readable PFNs.
+@Suite(.enabled(if: canReadPFNs && oraclePath != nil, "needs root, readable PFNs and the rmap-oracle binary"))
+struct OracleDifferentialTests {
+    @Test(arguments: corpusTraces("kernel"))
+    func modelAgreesWithKernel(_ url: URL) throws {
+        let model = replayFile(path: url.path)
+        let kernel = try run(oraclePath!, [url.path])
+        #expect(kernel.status != 77, "the oracle skipped a kernel-side trace: \(kernel.err)")
+        #expect(model.stdout.map { $0 + "\n" } == kernel.out, "\(url.lastPathComponent)\nmodel:  \(model.stdout ?? "")\nkernel: \(kernel.out)")
+        #expect(model.status == kernel.status)
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+@testable import Rmap
+
+/// The package root, found from this file's path.
+let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// Every `.trace` file under Tests/Corpus, sorted.
+func corpusTraces(_ sub: String? = nil) -> [URL] {
+    var dir = packageRoot.appendingPathComponent("Tests/Corpus")
+    if let sub { dir = dir.appendingPathComponent(sub) }
+    guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { return [] }
+    return e.compactMap { $0 as? URL }.filter { $0.pathExtension == "trace" }
+        .sorted { $0.path < $1.path }
+}
+
+/// A machine with a trace's statements already run (fails the test on a parse error).
+func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default) throws -> (Machine, ReplayOutcome) {
+    let m = try Machine(config: config, reuse: reuse)
+    let trace = try TraceParser.parse(text, file: "test.trace")
+    let out = m.replay(trace)
+    return (m, out)
+}
+
+extension Machine {
+    /// The VMA of process `p` containing `addr` (0 if none).
+    func vmaAt(_ p: String, _ addr: UInt64) -> UInt32 {
+        guard let mm = processes[p] else { return 0 }
+        return k.vmaLookup(mm, addr)
+    }
+    /// The anon_vma of that VMA.
+    func anonVMAAt(_ p: String, _ addr: UInt64) -> UInt32 {
+        let v = vmaAt(p, addr)
+        return v == 0 ? 0 : k.vma(v).pointee.anon_vma
+    }
+    func anonVMAInfo(_ av: UInt32) -> rmap_anon_vma_info {
+        let p = k.anonVMA(av).pointee
+        return rmap_anon_vma_info(root: p.root, parent: p.parent, refcount: p.refcount, degree: p.degree,
+                                  numChildren: p.num_children, numActiveVMAs: p.num_active_vmas)
+    }
+    func tokens(_ p: String, _ addr: UInt64, _ pages: UInt64) -> String {
+        observeTokens([Target(process: p, addr: addr, pages: pages, location: SourceLocation(line: 0, column: 0))])
+            .joined(separator: " ")
+    }
+}
+
+struct rmap_anon_vma_info: Equatable {
+    var root: UInt32, parent: UInt32, refcount: Int32, degree: UInt32, numChildren: UInt32, numActiveVMAs: UInt32
+}
+
+/// Whether this process can read PFNs (root with CAP_SYS_ADMIN): the kernel
+/// oracle needs it.
+let canReadPFNs: Bool = {
+    guard geteuid() == 0 else { return false }
+    var x: UInt64 = 0
+    let fd = open("/proc/self/pagemap", O_RDONLY)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    withUnsafeMutablePointer(to: &x) { $0.pointee = 1 }  // touch the page
+    let off = (UInt64(UInt(bitPattern: withUnsafePointer(to: &x) { UnsafeRawPointer($0) })) / 4096) * 8
+    var e: UInt64 = 0
+    guard pread(fd, &e, 8, off_t(off)) == 8 else { return false }
+    return e & (1 << 63) != 0 && e & ((1 << 55) - 1) != 0
+}()
+
+/// The oracle binary built by `make test` (swift build --product rmap-oracle).
+let oraclePath: String? = {
+    for c in [".build/debug/rmap-oracle", ".build/release/rmap-oracle"] {
+        let p = packageRoot.appendingPathComponent(c).path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}()
+
+/// Runs a program; its stdout, stderr and exit status.
+func run(_ path: String, _ args: [String]) throws -> (out: String, err: String, status: Int32) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let o = Pipe(), e = Pipe()
+    p.standardOutput = o
+    p.standardError = e
+    try p.run()
+    let od = o.fileHandleForReading.readDataToEndOfFile()
+    let ed = e.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self), p.terminationStatus)
+}
