@@ -502,6 +502,9 @@ static void parse_line(char *line)
                  (unsigned long long)total);
     } else {
         /* P VERB ... */
+        if (NT == 1) {
+            if (!is_name(w) || find_proc_name(w) < 0) perr(first->col, "unknown statement '%s'", w);
+        }
         struct tok *vt = need("operation");
         const char *v = vt->s;
         st.proc = use_proc(first);
@@ -910,9 +913,14 @@ static void worker_start(int idx)
 
 static void get_reply(int idx, struct reply *r, int line)
 {
-    struct pollfd p = { .fd = procs[idx].rep_rd, .events = POLLIN };
+    /* the controller holds every pipe end itself, so a dead worker gives no
+       EOF: watch its pidfd too (not yet open for a worker still starting) */
+    struct pollfd p[2] = { { .fd = procs[idx].rep_rd, .events = POLLIN },
+                           { .fd = procs[idx].pidfd, .events = POLLIN } };
     int n;
-    do n = poll(&p, 1, TIMEOUT_MS); while (n < 0 && errno == EINTR);
+    do n = poll(p, procs[idx].pidfd >= 0 ? 2 : 1, TIMEOUT_MS); while (n < 0 && errno == EINTR);
+    if (n > 0 && !(p[0].revents & POLLIN))
+        die("line %d: process %s died unexpectedly", line, procs[idx].name);
     if (n == 0) die("line %d: process %s did not answer within %d s", line, procs[idx].name,
                     TIMEOUT_MS / 1000);
     if (n < 0) die("poll: %s", strerror(errno));

@@ -1,2 +1,98 @@
-/// Placeholder replaced below.
-public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) { ("", true) }
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The demo scenario, in the trace language: a small system (an init
+/// process with a library, a heap, a shared data file and shared anonymous
+/// memory) forks a shell and workers, which copy-on-write, split and merge
+/// VMAs, move a region, drop pages, and exit.
+public let demoTrace = """
+    # The demo: a fork tree with COW, file and shmem mappings, VMA split and merge, exits.
+    file libc.so 64
+    file data.db 32
+    proc init
+    init mmap 0x100000000000 64 rx file-private:libc.so@0   # text: fault-around maps 16 at a time
+    init mmap 0x100000100000 256 rw anon-private            # heap
+    init mmap 0x100000200000 32 rw file-shared:data.db@0     # a shared database file
+    init mmap 0x100000300000 16 rw anon-shared               # shared anonymous memory (shmem)
+    init read 0x100000000000 64
+    init write 0x100000100000 128
+    init read 0x100000100000 256                             # the rest reads the zero page
+    init write 0x100000200000 4
+    init write 0x100000300000 8
+    shell = fork init
+    shell write 0x100000100000 32                            # COW: 32 private copies
+    worker1 = fork shell
+    worker2 = fork shell
+    worker1 write 0x100000100000 16
+    worker2 write 0x100000110000 16
+    worker2 write 0x100000300000 16                          # shmem pages shared by all four
+    shell mprotect 0x100000140000 16 r                       # split the heap in three
+    shell mprotect 0x100000140000 16 rw                      # and merge it back
+    worker1 munmap 0x100000180000 16                         # a hole splits the heap
+    worker1 mremap 0x100000190000 16 16 0x100000400000       # move a piece elsewhere
+    init madvise 0x100000160000 32 dontneed
+    worker2 mlock 0x100000000000 64                          # mlock populates and splits nothing: one VMA
+    expect init 0x100000100000 2, shell 0x100000100000 2, worker1 0x100000100000 2, worker2 0x100000100000 2 = A1:1 A2:1 A3:2 A4:2 A5:1 A6:1 A3:2 A4:2
+    observe init 0x100000100000 4, shell 0x100000100000 4, worker2 0x100000300000 4, init 0x100000200000 4
+    worker1 exit
+    shell exit
+    observe init 0x100000100000 4, worker2 0x100000100000 4, worker2 0x100000300000 4
+    """
+
+/// Runs the demo and returns its report, and whether everything held
+/// (expectations and invariants).
+public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) {
+    var s = ""
+    var ok = true
+    var t0 = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t0)
+    let machine: Machine
+    do { machine = try Machine(reuse: reuse) } catch { return ("demo: \(error)\n", false) }
+    s += "swift-rmap demo: a model of the Linux rmap (anon_vma reuse policy: \(reuse.name))\n"
+    s += "arena: \(machine.arena.byteSize >> 20) MiB reserved for the default capacities\n\n"
+
+    // The trace runs once; the hook reports the state at the first observe.
+    guard let trace = try? TraceParser.parse(demoTrace, file: "demo.trace") else {
+        return ("demo: the built-in trace does not parse\n", false)
+    }
+    s += "== the scenario (trace language)\n"
+    for (i, l) in demoTrace.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        s += String(i + 1).leftPad(4) + "  " + l + "\n"
+    }
+    let firstObserve = trace.lines.first { if case .observe = $0.statement { return true } else { return false } }?.line ?? 0
+    var mid = ""
+    let out = machine.replay(trace) { tl in
+        let v = machine.check()
+        if !v.isEmpty {
+            ok = false
+            s += "  line \(tl.line): \(v.count) invariant violations, first: \(v[0])\n"
+        }
+        if tl.line == firstObserve {
+            mid += "\n== at line \(tl.line): processes and VMAs\n" + machine.reportProcesses()
+            mid += "\n== frames by kind and mapcount\n" + machine.reportFrames()
+            mid += "\n== anon_vma hierarchy (both counter schemes)\n" + machine.reportAnonVMAs()
+        }
+    }
+    s += mid
+    s += "\n== at the end: processes and VMAs\n" + machine.reportProcesses()
+    s += "\n== frames by kind and mapcount\n" + machine.reportFrames()
+    s += "\n== anon_vma hierarchy\n" + machine.reportAnonVMAs()
+    s += "\n== results that are not ok\n"
+    for (line, r) in out.results where r != "ok" { s += "  line \(line) => \(r)\n" }
+    s += "\n== expectations: " + (out.failures.isEmpty ? "all held\n" : "\(out.failures.count) failed\n")
+    for f in out.failures { s += "  \(f)\n"; ok = false }
+    s += "\n== canonical observation (what `rmap replay --observe` prints)\n" + out.canonicalJSON + "\n"
+
+    let v = machine.check()
+    s += "\n== invariant checker: " + (v.isEmpty ? "clean (mapcounts, refcounts, RSS, rmap walks, anon_vma counters, interval trees, leaks)\n" : "\(v.count) violations\n")
+    for x in v.prefix(20) { s += "  \(x)\n" }
+    if !v.isEmpty { ok = false }
+    s += "\n== arena\n" + machine.reportArena()
+    var t1 = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t1)
+    let ms = Double(t1.tv_sec - t0.tv_sec) * 1000 + Double(t1.tv_nsec - t0.tv_nsec) / 1e6
+    s += "\ndemo finished in \(Int(ms)) ms: " + (ok ? "all expectations and invariants held\n" : "FAILED\n")
+    return (s, ok)
+}
+
