@@ -733,7 +733,7 @@ struct cmd {
     int prot;
     int flags;
     int advice;
-    int pad;
+    int file;           /* mmap: index of the trace file, or -1 */
     uint64_t addr, len, new_len, to, off;
     char path[256];
 };
@@ -747,6 +747,14 @@ struct reply { int result; int err; pid_t pid; int pad; };
 
 static int me;
 static sigjmp_buf access_jb;
+/*
+ * One open file per trace file in each process (inherited at fork): every
+ * mmap of FILE uses the same struct file, as a program mapping one fd
+ * several times would.  The kernel merges VMAs only if vm_file is the same
+ * struct file, so opening the file afresh for each mmap would keep adjacent
+ * mappings of one file with contiguous offsets from ever merging.
+ */
+static int *file_fds;
 
 static void on_access_fault(int sig)
 {
@@ -819,12 +827,13 @@ static void worker_loop(void)
         case C_MMAP: {
             int fd = -1, flags = c.flags | MAP_FIXED_NOREPLACE;
             if (c.path[0]) {
-                fd = open(c.path, O_RDWR);
+                if (c.file < 0 || c.file >= nfiles) { r.result = R_ERROR; r.err = EINVAL; break; }
+                if (file_fds[c.file] < 0) file_fds[c.file] = open(c.path, O_RDWR | O_CLOEXEC);
+                fd = file_fds[c.file];
                 if (fd < 0) { r.result = R_ERROR; r.err = errno; break; }
             }
             void *p = mmap((void *)(uintptr_t)c.addr, c.len, c.prot, flags, fd, (off_t)c.off);
             int e = errno;
-            if (fd >= 0) close(fd);
             if (p == MAP_FAILED) { r.result = e; break; }
             if ((uint64_t)(uintptr_t)p != c.addr) {
                 munmap(p, c.len);
@@ -888,6 +897,9 @@ static void worker_start(int idx)
     for (int fd = 3; fd < maxfd; fd++)
         if (!keep[fd]) close(fd);
     free(keep);
+    file_fds = malloc(sizeof *file_fds * (size_t)(nfiles + 1));
+    if (!file_fds) _exit(1);
+    for (int i = 0; i < nfiles; i++) file_fds[i] = -1;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -1415,6 +1427,7 @@ int main(int argc, char **argv)
                 }
                 if (st->mkind == K_FILE_PRIVATE || st->mkind == K_FILE_SHARED) {
                     file_path(st->file, c.path, sizeof c.path);
+                    c.file = st->file;
                     c.off = st->pgoff * PAGE;
                 }
                 break;

@@ -9,7 +9,7 @@ struct RmapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rmap",
         abstract: "A model of the Linux kernel's reverse mapping (rmap).",
-        subcommands: [Replay.self, Demo.self])
+        subcommands: [Replay.self, Demo.self, Gen.self])
 }
 
 func writeStderr(_ s: String) {
@@ -70,6 +70,25 @@ struct Demo: ParsableCommand {
         let (report, ok) = Rmap.runDemo(reuse: reuse)
         print(report, terminator: "")
         if !ok { throw ExitCode(1) }
+    }
+}
+
+struct Gen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a random, valid trace (deterministic for a seed).")
+
+    @Option(help: "Random seed.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Number of operation lines.")
+    var statements: Int = 40
+
+    @Flag(help: "Only statements the kernel oracle can run.")
+    var kernelOnly = false
+
+    func run() throws {
+        var g = TraceGenerator(seed: seed, kernelOnly: kernelOnly)
+        print(g.generate(statements: max(1, min(statements, 1_000_000))), terminator: "")
     }
 }
 

@@ -103,7 +103,11 @@ extension Kernel {
             return n
         }
         if !pageCacheResident(f, index) { readAround(f, index) }
-        return pageCacheLookup(f, index, materialize: true)
+        let pfn = pageCacheLookup(f, index, materialize: true)
+        // filemap_fault(): a PG_readahead folio starts async readahead and
+        // loses the flag.
+        if pfn != 0 { page(pfn).pointee.flags &= ~PG.reclaim }
+        return pfn
     }
 
     /// do_read_fault(): fault-around first (filemap_map_pages over the 64 KiB
@@ -143,6 +147,13 @@ extension Kernel {
         let f = vma(v).pointee.file
         let base = addr - (pteOff << PAGE_SHIFT)
         let regular = file(f).pointee.kind == FileKind.regular.rawValue
+        // filemap_map_pages() clips the window at the last page of the file;
+        // observed on 6.18: a window clipped to a single page maps nothing
+        // (it matters only when the fault itself is past EOF: SIGBUS).
+        let size = file(f).pointee.size_pages
+        let firstIdx = linearPageIndex(v, base + (fromPTE << PAGE_SHIFT))
+        let lastIdx = min(linearPageIndex(v, base + (toPTE << PAGE_SHIFT)), size == 0 ? 0 : size - 1)
+        if size == 0 || firstIdx >= lastIdx { return }
         var i = fromPTE
         while i <= toPTE {
             let a = base + (i << PAGE_SHIFT)
@@ -155,6 +166,8 @@ extension Kernel {
             guard available(T.frame) >= 1 else { return }
             let pfn = pageCacheLookup(f, index, materialize: true)
             if pfn == 0 { return }
+            // next_uptodate_folio(): PG_readahead (= PG_reclaim) folios are skipped.
+            if page(pfn).pointee.flags & PG.reclaim != 0 { continue }
             finishFault(m, v, pfn, s, write: false)
         }
     }
@@ -165,8 +178,10 @@ extension Kernel {
         guard available(T.frame) >= 2 else { return .oom }
         var sigbus = false
         let f = vma(v).pointee.file
-        if linearPageIndex(v, addr) >= file(f).pointee.size_pages { return .sigbus }
+        // anon_vma_prepare() comes first: a write fault past EOF leaves the
+        // VMA with an anon_vma (so fork then copies its page tables).
         guard anonVMAPrepare(v) else { return .oom }
+        if linearPageIndex(v, addr) >= file(f).pointee.size_pages { return .sigbus }
         let src = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
         if src == 0 { return .oom }

@@ -127,8 +127,10 @@ extension Kernel {
             return false
         }
         if p.pointee.flags & PG.dirty != 0 {
-            // pageout(): writeback starts; the page is clean but stays cached this round.
-            p.pointee.flags &= ~PG.dirty
+            // pageout(): reclaim may not write file folios; the folio stays
+            // cached and dirty with PG_reclaim, which fault-around reads as
+            // PG_readahead and skips (observed on 6.18).
+            p.pointee.flags |= PG.reclaim
             return false
         }
         pageCacheRemove(f, p.pointee.index)

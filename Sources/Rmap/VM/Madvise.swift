@@ -25,8 +25,9 @@ extension Kernel {
             case .success: break
             }
             start = tmp
+            if prev != 0 && start < vma(prev).pointee.vm_end { start = vma(prev).pointee.vm_end }
             if start >= end { break }
-            v = findVMA(m, start)
+            v = findVMA(m, prev != 0 ? vma(prev).pointee.vm_end : start)
         }
         return unmappedError
     }
@@ -96,10 +97,14 @@ extension Kernel {
             }
             let pfn = vmNormalPage(e)
             guard pfn != 0, pageIsAnon(pfn) else { return true }
-            if pageMapcount(pfn) != 1 { return true }
             let p = page(pfn)
-            if p.pointee.flags & PG.swapcache != 0 { deleteFromSwapCache(pfn) }
-            p.pointee.flags &= ~PG.dirty
+            // Only a dirty or swap-cache folio must be ours alone: its dirty
+            // state is shared. A clean one shared after fork is marked all the same.
+            if p.pointee.flags & (PG.swapcache | PG.dirty) != 0 {
+                if pageMapcount(pfn) != 1 { return true }
+                if p.pointee.flags & PG.swapcache != 0 { folioFreeSwap(pfn) }
+                p.pointee.flags &= ~PG.dirty
+            }
             slot.pointee = e & ~(PTE.accessed | PTE.dirty)
             p.pointee.flags &= ~(PG.swapbacked | PG.active | PG.referenced)  // folio_mark_lazyfree()
             return true

@@ -63,10 +63,11 @@ extension Kernel {
             guard let r = mprotectFixup(m, v, prev: &prev, start: nstart, end: tmp, newflags: newflags) else {
                 return .ENOMEM
             }
-            _ = r
-            nstart = tmp
+            // tmp = vma_iter_end(): the end of the VMA now covering the range
+            // (a merge may have carried it past `tmp`).
+            nstart = vma(r).pointee.vm_end
             if nstart >= end { return nil }
-            v = nextVMA(prev)
+            v = nextVMA(r)
             if v == 0 || vma(v).pointee.vm_start != nstart { return .ENOMEM }
         }
     }
@@ -87,6 +88,12 @@ extension Kernel {
         if r == 0 { return nil }
         prev = r
         changeProtection(r, start, end)
+        // Private VM_LOCKED VMA becoming writable: trigger COW to avoid a
+        // major fault on access (populate_vma_page_range).
+        if old & (VM.write | VM.shared | VM.locked) == VM.locked && newflags & VM.write != 0 {
+            var a = start
+            while a < end { _ = gupFaultIn(m, a, write: true); a += PAGE_SIZE }
+        }
         return r
     }
 
@@ -187,6 +194,9 @@ extension Kernel {
         // check_mremap_params / vma_to_resize before any change.
         let v0 = vmaLookup(m, addr)
         guard v0 != 0 else { return .EFAULT }
+        if oldLen == newLen && addr + oldLen > vma(v0).pointee.vm_end {
+            return mremapMoveMultiple(m, addr: addr, len: oldLen, newAddr: newAddr)
+        }
         if let e = vmaToResize(v0, addr: addr, oldLen: min(oldLen, newLen), newLen: newLen) { return e }
         guard available(T.vma) >= 4, available(T.avc) >= UInt32(4 * (avcListLength(v0) + 2)),
               available(T.ptPage) >= 6 else { return .ENOMEM }
@@ -199,6 +209,30 @@ extension Kernel {
         guard v != 0 else { return .EFAULT }
         if let e = vmaToResize(v, addr: addr, oldLen: oldLen, newLen: newLen) { return e }
         return moveVMA(m, v, oldAddr: addr, oldLen: oldLen, newLen: newLen, newAddr: newAddr)
+    }
+
+    /// remap_move() (6.17+): a move that does not resize may span several
+    /// VMAs and the gaps between them; each piece moves to the same offset
+    /// from the new address, so the gaps stay gaps.
+    func mremapMoveMultiple(_ m: UInt32, addr: UInt64, len: UInt64, newAddr: UInt64) -> Errno? {
+        let end = addr + len
+        let list = vmasIntersecting(m, addr, end)
+        for v in list where vma(v).pointee.vm_flags & (VM.dontexpand | VM.pfnmap) != 0 { return .EFAULT }
+        guard available(T.vma) >= UInt32(4 * list.count + 4), available(T.ptPage) >= 6,
+              available(T.avc) >= UInt32(list.reduce(8) { $0 + 4 * (avcListLength($1) + 2) }) else { return .ENOMEM }
+        // The target is cleared only where a piece lands: what lies under a
+        // gap of the source stays (observed on 6.18).
+        let pieces = list.map { (max(vma($0).pointee.vm_start, addr), min(vma($0).pointee.vm_end, end)) }
+        for (ps, pe) in pieces {
+            let to = newAddr + (ps - addr)
+            if let e = doMunmap(m, to, to + (pe - ps)) { return e }
+            let v = vmaLookup(m, ps)
+            guard v != 0 else { continue }
+            if let e = moveVMA(m, v, oldAddr: ps, oldLen: pe - ps, newLen: pe - ps, newAddr: newAddr + (ps - addr)) {
+                return e
+            }
+        }
+        return nil
     }
 
     /// move_vma(): copy_vma() at the new place (merging there if it can),

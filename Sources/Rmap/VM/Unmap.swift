@@ -16,7 +16,10 @@ extension Kernel {
             if PTE.isPresent(e) {
                 let pfn = vmNormalPage(e)
                 guard pfn != 0 else { return true }
-                if PTE.isDirty(e) { page(pfn).pointee.flags |= PG.dirty }
+                // zap_present_folio_ptes(): a file page takes the PTE's dirty
+                // bit; an anonymous one does not (its data dies with the last PTE
+                // or lives on in the other mappings).
+                if PTE.isDirty(e) && !pageIsAnon(pfn) { page(pfn).pointee.flags |= PG.dirty }
                 if PTE.isYoung(e) { page(pfn).pointee.flags |= PG.referenced }
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 folioRemoveRmapPTE(pfn, vma: v)
@@ -46,9 +49,9 @@ extension Kernel {
     /// free_pgtables() for the gap a removal leaves: the page-table pages
     /// wholly inside [floor, ceiling) that cover [start, end) go.
     func freePgtablesAround(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
-        let prev = start > 0 ? findVMA(m, start - 1) : 0
-        let floor: UInt64 = prev != 0 && vma(prev).pointee.vm_start < start ? vma(prev).pointee.vm_end : 0
         let next = findVMA(m, end)
+        let prev = next != 0 ? prevVMA(next) : IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)
+        let floor: UInt64 = prev != 0 ? vma(prev).pointee.vm_end : 0
         let ceiling: UInt64 = next != 0 ? vma(next).pointee.vm_start : 0
         freePgtables(root: mm(m).pointee.pgd, start: start, end: end, floor: floor, ceiling: ceiling)
     }
