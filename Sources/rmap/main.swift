@@ -44,13 +44,18 @@ struct Replay: ParsableCommand {
     @Flag(help: "Run the invariant checker after every statement.")
     var check = false
 
+    @Option(help: "Page frames in the arena (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
+    var frames: UInt32 = ArenaConfig.default.frames
+
     @Argument(help: "Trace files.")
     var traces: [String]
 
     func run() throws {
+        var config = ArenaConfig.default
+        config.frames = max(2, frames)
         var status: Int32 = 0
         for path in traces {
-            let s = Rmap.replayFile(path: path, reuse: reuse, check: check)
+            let s = Rmap.replayFile(path: path, reuse: reuse, config: config, check: check)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
             status = max(status, s.status)

@@ -17,10 +17,11 @@ enum FaultResult: Equatable {
 extension Kernel {
     static let faultAroundPages: UInt64 = 16
 
-    /// Room for the worst case of one fault: a frame, three page-table pages,
-    /// an anon_vma and an AVC. Checked first, so an exhausted arena changes nothing.
+    /// Room for the page tables of one fault (three levels may be missing).
+    /// Checked first, so an exhausted arena changes nothing; each path then
+    /// checks the frames and anon_vma objects it needs before it changes anything.
     @inline(__always) func faultHasRoom() -> Bool {
-        available(T.frame) >= 1 && available(T.ptPage) >= 3 && available(T.anonVMA) >= 1 && available(T.avc) >= 1
+        available(T.ptPage) >= 3
     }
 
     /// do_user_addr_fault() + handle_mm_fault(): one user access at `addr`.
@@ -68,7 +69,7 @@ extension Kernel {
             slot.pointee = PTE.make(pfn: zeroPFN, prot: prot) | PTE.special
             return .ok
         }
-        guard anonVMAPrepare(v) else { return .oom }
+        guard available(T.frame) >= 1, anonVMAPrepare(v) else { return .oom }
         let pfn = allocPage()
         guard pfn != 0 else { return .oom }
         page(pfn).pointee.content = 0
