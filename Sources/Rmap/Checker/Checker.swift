@@ -120,6 +120,10 @@ final class Checker {
             }
         }
         checkAnonVMAs(users: anonVMAUsers)
+        let reuse = k.anonVMAReusedInUse
+        if reuse.count > 0 {
+            fail("anon_vma \(reuse.last): anon_vma_clone() reused an anon_vma that a VMA still uses (\(reuse.count) time(s); CVE-2022-42703)")
+        }
         if k.live(T.vma) != UInt32(vmaCount) { fail("vma table: \(k.live(T.vma)) live, \(vmaCount) in the mms (leak)") }
         if k.live(T.avc) != UInt32(avcCount) { fail("avc table: \(k.live(T.avc)) live, \(avcCount) on VMA lists (leak)") }
         if k.live(T.mm) != UInt32(mms.count) { fail("mm table: \(k.live(T.mm)) live, \(mms.count) processes (leak)") }

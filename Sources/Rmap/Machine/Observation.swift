@@ -115,29 +115,35 @@ extension Machine {
     public func replay(_ trace: Trace, after hook: ((TraceLine) -> Void)? = nil) -> ReplayOutcome {
         var out = ReplayOutcome()
         for tl in trace.lines {
-            switch tl.statement {
-            case .file(let name, let pages):
-                _ = createFile(name, pages: pages)
-            case .proc(let name):
-                _ = createProcess(name)
-            case .swap(let slots):
-                setSwap(slots: slots)
-            case .op(let p, let op, let expected):
-                let r = perform(p, op).description
-                out.results.append((tl.line, r))
-                if let expected, expected != r {
-                    out.failures.append("\(trace.file):\(tl.line): expectation failed: expected \(expected), got \(r)")
-                }
-            case .observe(let targets):
-                out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets)))
-            case .expect(let targets, let tokens):
-                let got = observeTokens(targets)
-                if got != tokens {
-                    out.failures.append("\(trace.file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
-                }
-            }
+            step(tl, file: trace.file, into: &out)
             hook?(tl)
         }
         return out
+    }
+
+    /// Runs one statement of a trace, adding its result, observation or
+    /// failed expectation to `out`.
+    public func step(_ tl: TraceLine, file: String, into out: inout ReplayOutcome) {
+        switch tl.statement {
+        case .file(let name, let pages):
+            _ = createFile(name, pages: pages)
+        case .proc(let name):
+            _ = createProcess(name)
+        case .swap(let slots):
+            setSwap(slots: slots)
+        case .op(let p, let op, let expected):
+            let r = perform(p, op).description
+            out.results.append((tl.line, r))
+            if let expected, expected != r {
+                out.failures.append("\(file):\(tl.line): expectation failed: expected \(expected), got \(r)")
+            }
+        case .observe(let targets):
+            out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets)))
+        case .expect(let targets, let tokens):
+            let got = observeTokens(targets)
+            if got != tokens {
+                out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
+            }
+        }
     }
 }

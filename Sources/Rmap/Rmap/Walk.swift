@@ -52,7 +52,9 @@ extension Kernel {
     @inline(__always)
     func rmapWalkAnon<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
         let av = pageAnonVMA(pfn)
-        guard av != 0 else { return }
+        // A page whose anon_vma was freed under it (the `degree` history's
+        // use after free) has nothing to walk; the checker reports it.
+        guard anonVMAIsLive(av) else { return }
         let idx = page(pfn).pointee.index
         let ctx = RmapContext(k: self)
         let tree = avcTree

@@ -34,6 +34,14 @@ public enum ReusePolicy: UInt32, Sendable, CaseIterable {
 extension Kernel {
     var reusePolicy: ReusePolicy { ReusePolicy(rawValue: header.pointee.reuse_policy) ?? .split }
 
+    /// Whether anon_vma `av` is a live object (freed records are poisoned).
+    @inline(__always) func anonVMAIsLive(_ av: UInt32) -> Bool {
+        av != 0 && av < desc(T.anonVMA).pointee.capacity && anonVMA(av).pointee.parent != 0x6b6b_6b6b
+    }
+
+    /// Times anon_vma_clone() reused an anon_vma still used by a VMA, and the last one.
+    var anonVMAReusedInUse: (count: UInt64, last: UInt64) { (header.pointee.reserved.2, header.pointee.reserved.3) }
+
     /// anon_vma_alloc(): refcount 1, its own root and parent.
     func anonVMAAlloc() -> UInt32 {
         let av = alloc(T.anonVMA)
@@ -170,6 +178,13 @@ extension Kernel {
             let a = alloc(T.avc)
             anonVMAChainLink(vma: dst, avc: a, anonVMA: av)
             if vma(dst).pointee.anon_vma == 0 && vma(src).pointee.anon_vma != 0 && mayReuse(av, src: src) {
+                if anonVMA(av).pointee.num_active_vmas > 0 {
+                    // The reuse CVE-2022-42703 is about: an anon_vma that a
+                    // VMA still uses (possible under `degree` only). Recorded
+                    // for the checker, as a kernel WARN would be.
+                    header.pointee.reserved.2 += 1
+                    header.pointee.reserved.3 = UInt64(av)
+                }
                 vma(dst).pointee.anon_vma = av
             }
             i -= 1
