@@ -9,7 +9,7 @@ struct RmapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rmap",
         abstract: "A model of the Linux kernel's reverse mapping (rmap).",
-        subcommands: [Replay.self, Demo.self, Gen.self])
+        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self])
 }
 
 func writeStderr(_ s: String) {
@@ -94,6 +94,61 @@ struct Gen: ParsableCommand {
     func run() throws {
         var g = TraceGenerator(seed: seed, kernelOnly: kernelOnly)
         print(g.generate(statements: max(1, min(statements, 1_000_000))), terminator: "")
+    }
+}
+
+struct Fuzz: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deterministic random runs with the invariant checker; a violation is shrunk to a minimal trace.")
+
+    @Option(help: "Random seed (the same seed gives the same run).")
+    var seed: UInt64 = 1
+
+    @Option(help: "Operation lines to run.")
+    var ops: Int?
+
+    @Option(help: "Seconds to run.")
+    var seconds: Double?
+
+    @Option(help: "anon_vma reuse policy: none, degree or split.")
+    var reuse: ReusePolicy = .split
+
+    @Option(name: .customLong("check-every"), help: "Run the checker after every K statements.")
+    var checkEvery: Int = 1
+
+    @Option(help: "Folder for the minimised trace of a violation.")
+    var out: String = "fuzz-failures"
+
+    func validate() throws {
+        if ops == nil && seconds == nil { throw ValidationError("give --ops N or --seconds N") }
+        if let ops, ops < 1 { throw ValidationError("--ops must be at least 1") }
+        if checkEvery < 1 { throw ValidationError("--check-every must be at least 1") }
+    }
+
+    func run() throws {
+        var o = FuzzOptions()
+        o.seed = seed
+        o.ops = ops ?? 0
+        o.seconds = seconds ?? 0
+        o.reuse = reuse
+        o.checkEvery = checkEvery
+        o.outDirectory = out
+        let r = Fuzzer(options: o).run { writeStderr($0) }
+        let rate = r.seconds > 0 ? Int(Double(r.ops) / r.seconds) : 0
+        print("ops \(r.ops), runs \(r.runs), ops/s \(rate), violations \(r.violations)")
+        if let v = r.firstViolation, let t = r.minimizedTrace {
+            print("violation: \(v)")
+            mkdir(out, 0o755)
+            let path = "\(out)/fuzz-seed-\(seed)-\(reuse.name).trace"
+            if let f = fopen(path, "w") {
+                fputs(t, f)
+                fclose(f)
+                print("minimised trace: \(path)")
+            } else {
+                print(t, terminator: "")
+            }
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -1,0 +1,173 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of a fuzz campaign (`rmap fuzz`).
+public struct FuzzOptions: Sendable {
+    public var seed: UInt64 = 1
+    /// Stop after this many operation lines (0: no limit).
+    public var ops: Int = 100_000
+    /// Stop after this many seconds (0: no limit).
+    public var seconds: Double = 0
+    public var reuse: ReusePolicy = .split
+    /// Run the checker after every K statements.
+    public var checkEvery: Int = 1
+    /// Where a minimised trace is written.
+    public var outDirectory: String = "fuzz-failures"
+    /// Operation lines per generated run (each run is a fresh machine).
+    public var statementsPerRun: Int = 300
+    public init() {}
+}
+
+/// The outcome of a campaign.
+public struct FuzzReport: Sendable {
+    public var ops = 0
+    public var runs = 0
+    public var seconds = 0.0
+    public var violations = 0
+    /// The first violation and the minimised trace that shows it.
+    public var firstViolation: String?
+    public var minimizedTrace: String?
+    public var minimizedPath: String?
+}
+
+/// Deterministic random runs over the model with the invariant checker.
+///
+/// Each run is a trace from `TraceGenerator` (all forward paths and the
+/// model-only reverse operations, valid and failing calls) replayed on a fresh
+/// machine whose arena is sometimes tiny, so arena exhaustion (ENOMEM with the
+/// state unchanged) is exercised too. The checker runs every `checkEvery`
+/// statements. The first violation stops the campaign; its trace is shrunk
+/// by delta debugging to a minimal trace that still violates an invariant.
+/// The same seed gives the same runs.
+public struct Fuzzer {
+    public var options: FuzzOptions
+    public init(options: FuzzOptions) { self.options = options }
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
+    /// The arena of run `i`: every fourth run is small enough to run out.
+    static func config(_ rng: inout SplitMix64) -> ArenaConfig {
+        var c = ArenaConfig()
+        c.frames = 4096
+        c.ptPages = 512
+        c.mms = 64
+        c.vmas = 1024
+        c.anonVMAs = 1024
+        c.avcs = 2048
+        c.files = 16
+        c.swapSlots = 256
+        if rng.next() % 4 == 0 {
+            c.frames = 8 + UInt32(rng.next() % 120)
+            c.ptPages = 6 + UInt32(rng.next() % 40)
+            c.vmas = 8 + UInt32(rng.next() % 40)
+            c.anonVMAs = 4 + UInt32(rng.next() % 24)
+            c.avcs = 8 + UInt32(rng.next() % 48)
+            c.mms = 4 + UInt32(rng.next() % 8)
+        }
+        return c
+    }
+
+    /// Runs the trace; the first violation (message) and the line it followed, if any.
+    static func firstViolation(_ trace: Trace, config: ArenaConfig, reuse: ReusePolicy, every: Int,
+                               stopAt limit: Int = Int.max) -> (line: Int, message: String, statements: Int)? {
+        guard let m = try? Machine(config: config, reuse: reuse) else { return nil }
+        var out = ReplayOutcome()
+        var n = 0
+        for tl in trace.lines {
+            m.step(tl, file: trace.file, into: &out)
+            n += 1
+            if n % max(1, every) == 0 || n == trace.lines.count {
+                if let v = m.check().first { return (tl.line, v, n) }
+            }
+            if n >= limit { break }
+        }
+        return nil
+    }
+
+    /// Runs the campaign. `progress` gets a line now and then on long runs.
+    public func run(progress: (String) -> Void = { _ in }) -> FuzzReport {
+        var report = FuzzReport()
+        let t0 = Fuzzer.now()
+        var lastProgress = t0
+        var master = SplitMix64(seed: options.seed)
+        while true {
+            if options.ops > 0 && report.ops >= options.ops { break }
+            if options.seconds > 0 && Fuzzer.now() - t0 >= options.seconds { break }
+            let runSeed = master.next()
+            var cfgRNG = SplitMix64(seed: runSeed ^ 0x5eed)
+            let config = Fuzzer.config(&cfgRNG)
+            var n = options.statementsPerRun
+            if options.ops > 0 { n = min(n, options.ops - report.ops) }
+            var g = TraceGenerator(seed: runSeed, kernelOnly: false)
+            let text = g.generate(statements: max(1, n))
+            guard let trace = try? TraceParser.parse(text, file: "fuzz.trace") else {
+                report.violations += 1
+                report.firstViolation = "the generator wrote a trace the parser rejects (seed \(runSeed))"
+                report.minimizedTrace = text
+                break
+            }
+            report.runs += 1
+            let opsInRun = trace.lines.filter { if case .op = $0.statement { return true } else { return false } }.count
+            if let v = Fuzzer.firstViolation(trace, config: config, reuse: options.reuse, every: options.checkEvery) {
+                report.violations += 1
+                report.ops += trace.lines.prefix(v.statements).filter { if case .op = $0.statement { return true } else { return false } }.count
+                report.firstViolation = "run seed \(runSeed): after line \(v.line): \(v.message)"
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                let kept = Array(lines.prefix(v.line))
+                let minimal = Fuzzer.shrink(kept, config: config, reuse: options.reuse)
+                var header = "# rmap fuzz --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
+                header += "# arena: frames \(config.frames), pt pages \(config.ptPages), vmas \(config.vmas), anon_vmas \(config.anonVMAs), avcs \(config.avcs), mms \(config.mms)\n"
+                header += "# violation: \(v.message)\n"
+                report.minimizedTrace = header + minimal.joined(separator: "\n") + "\n"
+                break
+            }
+            report.ops += opsInRun
+            let t = Fuzzer.now()
+            if t - lastProgress >= 5 {
+                lastProgress = t
+                progress("fuzz: \(report.ops) ops, \(report.runs) runs, \(Int(Double(report.ops) / (t - t0))) ops/s, 0 violations")
+            }
+        }
+        report.seconds = Fuzzer.now() - t0
+        return report
+    }
+
+    /// Delta debugging (ddmin) over the trace's lines: the smallest subset
+    /// that still parses and still violates an invariant.
+    static func shrink(_ lines: [String], config: ArenaConfig, reuse: ReusePolicy) -> [String] {
+        func fails(_ c: [String]) -> Bool {
+            guard let t = try? TraceParser.parse(c.joined(separator: "\n"), file: "shrink.trace") else { return false }
+            return firstViolation(t, config: config, reuse: reuse, every: 1) != nil
+        }
+        var cur = lines.filter { !$0.hasPrefix("#") && !$0.hasPrefix("observe") && !$0.isEmpty }
+        if !fails(cur) { return lines }
+        var n = 2
+        var budget = 20_000
+        while cur.count >= 2 && budget > 0 {
+            let chunk = (cur.count + n - 1) / n
+            var reduced = false
+            var i = 0
+            while i < cur.count && budget > 0 {
+                budget -= 1
+                let candidate = Array(cur[0..<i]) + Array(cur[min(cur.count, i + chunk)...])
+                if !candidate.isEmpty && fails(candidate) {
+                    cur = candidate
+                    n = max(n - 1, 2)
+                    reduced = true
+                } else {
+                    i += chunk
+                }
+            }
+            if !reduced {
+                if chunk == 1 { break }
+                n = min(cur.count, n * 2)
+            }
+        }
+        return cur
+    }
+}
