@@ -25,3 +25,24 @@ release:
 
 clean:
 	rm -rf .build .build-*
+
+## fuzz: the libFuzzer targets (parser, operation sequences with the checker),
+## built with -sanitize=fuzzer,address in their own package (Fuzz/), 60 s each.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = --sanitize=fuzzer --sanitize=address --scratch-path $(CURDIR)/.build-fuzz \
+	-Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table
+.PHONY: fuzz fuzz-long
+fuzz:
+	cd Fuzz && $(SWIFT) build -c debug --product FuzzParser $(FUZZ_FLAGS)
+	cd Fuzz && $(SWIFT) build -c debug --product FuzzOps $(FUZZ_FLAGS)
+	mkdir -p .build-fuzz/corpus-parser .build-fuzz/corpus-ops
+	.build-fuzz/debug/FuzzParser -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 .build-fuzz/corpus-parser Fuzz/corpus/parser
+	.build-fuzz/debug/FuzzOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 .build-fuzz/corpus-ops Fuzz/corpus/ops
+
+## fuzz-long: an hour per libFuzzer target, then a million-operation campaign per history mode.
+fuzz-long:
+	$(MAKE) fuzz FUZZ_SECONDS=3600
+	$(SWIFT) build -c release --product rmap
+	.build/release/rmap fuzz --seed 1 --ops 1000000 --reuse split
+	.build/release/rmap fuzz --seed 1 --ops 1000000 --reuse none
+	-.build/release/rmap fuzz --seed 1 --ops 2000000 --reuse degree

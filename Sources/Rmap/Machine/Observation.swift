@@ -79,6 +79,8 @@ public struct ReplayOutcome: Sendable {
     /// `FILE:LINE: expectation failed: expected X, got Y`, in trace order.
     public var failures: [String] = []
 
+    public init() {}
+
     /// The canonical observation: one line of JSON, keys in spec order.
     public var canonicalJSON: String {
         var s = "{\"format\":\"rmap-observation/1\",\"results\":["

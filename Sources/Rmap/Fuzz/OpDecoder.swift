@@ -1,0 +1,54 @@
+/// Turns arbitrary bytes into a valid trace (for the libFuzzer target over
+/// operation sequences): four bytes per operation, every choice taken modulo
+/// its range, processes named and tracked so the trace always parses.
+public enum OpDecoder {
+    public static let base: UInt64 = 0x1000_001e_0000
+    public static let window: UInt64 = 64
+
+    public static func trace(from bytes: [UInt8]) -> String {
+        var lines = ["file f0 \(1 + Int(bytes.first ?? 0) % 64)", "file f1 24", "swap \(Int(bytes.count > 1 ? bytes[1] : 0) % 16)", "proc P0"]
+        var live = ["P0"]
+        var next = 1
+        var i = 2
+        func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+        while i + 4 <= bytes.count {
+            let k = bytes[i], a = UInt64(bytes[i + 1]), b = UInt64(bytes[i + 2]), c = bytes[i + 3]
+            i += 4
+            if live.isEmpty { lines.append("proc P\(next)"); live.append("P\(next)"); next += 1 }
+            let p = live[Int(c) % live.count]
+            let addr = hex(base + (a % window) << 12)
+            let pages = 1 + b % 16
+            switch k % 20 {
+            case 0, 1:
+                let kinds = ["anon-private", "anon-shared", "file-private:f0@\(b % 8)", "file-shared:f0@\(b % 8)",
+                             "file-private:f1@\(c % 30)", "anon-private"]
+                let prots = ["r", "rw", "none", "rx", "w", "rw"]
+                lines.append("\(p) mmap \(addr) \(pages) \(prots[Int(c >> 4) % prots.count]) \(kinds[Int(k / 20) % kinds.count])")
+            case 2, 3, 4: lines.append("\(p) write \(addr) \(pages)")
+            case 5, 6: lines.append("\(p) read \(addr) \(pages)")
+            case 7:
+                if live.count < 10 { lines.append("P\(next) = fork \(p)"); live.append("P\(next)"); next += 1 }
+            case 8:
+                lines.append("\(p) exit")
+                live.removeAll { $0 == p }
+            case 9: lines.append("\(p) munmap \(addr) \(pages)")
+            case 10: lines.append("\(p) mprotect \(addr) \(pages) \(["none", "r", "rw", "rx"][Int(c) % 4])")
+            case 11: lines.append("\(p) mremap \(addr) \(pages) \(1 + UInt64(c) % 16)")
+            case 12: lines.append("\(p) mremap \(addr) \(pages) \(1 + UInt64(c) % 16) \(hex(base + (UInt64(c) % window) << 12))")
+            case 13:
+                let adv = Advice.allCases[Int(c) % Advice.allCases.count].rawValue
+                lines.append("\(p) madvise \(addr) \(pages) \(adv)")
+            case 14: lines.append("\(p) mlock \(addr) \(pages)")
+            case 15: lines.append("\(p) munlock \(addr) \(pages)")
+            case 16:
+                let flags = TTUFlags(rawValue: UInt32(c) & 0x1ff).names.joined(separator: ",")
+                lines.append("\(p) unmap \(addr) \(1 + b % 4)\(flags.isEmpty ? "" : " " + flags)")
+            case 17: lines.append("\(p) reclaim \(addr) \(1 + b % 4)")
+            default:
+                let t = live.map { "\($0) \(hex(base)) \(window)" }.joined(separator: ", ")
+                if !t.isEmpty { lines.append("observe \(t)") }
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
