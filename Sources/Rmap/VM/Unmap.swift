@@ -56,22 +56,39 @@ extension Kernel {
         freePgtables(root: mm(m).pointee.pgd, start: start, end: end, floor: floor, ceiling: ceiling)
     }
 
-    /// Removes whole VMAs [first..] that lie inside [start, end): zap, take
-    /// off the trees, unlink anon_vmas and the file, free (vms_complete_munmap_vmas).
-    func removeVMAs(_ m: UInt32, _ list: [UInt32]) {
-        guard let first = list.first, let last = list.last else { return }
-        let start = vma(first).pointee.vm_start, end = vma(last).pointee.vm_end
-        for v in list {
+    /// Removes the whole VMAs that lie inside [start, end): zap their PTEs,
+    /// take them off the trees, free the page tables of the gap, unlink
+    /// anon_vmas and files, free them (unmap_region + vms_complete_munmap_vmas).
+    /// The detached VMAs are chained through their free-list link, so nothing
+    /// is allocated.
+    func removeVMAs(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+        var v = findVMA(m, start)
+        guard v != 0, vma(v).pointee.vm_start < end else { return }
+        while v != 0 && vma(v).pointee.vm_start < end {
             if vma(v).pointee.vm_flags & VM.locked != 0 {
                 mm(m).pointee.locked_vm -= min(mm(m).pointee.locked_vm, vmaPages(v))  // the checker verifies the count
             }
             zapPTERange(v, vma(v).pointee.vm_start, vma(v).pointee.vm_end)
+            v = nextVMA(v)
         }
-        for v in list { vmaUnlinkFromMM(v) }
-        freePgtablesAround(m, start, end)
-        for v in list {
-            unlinkAnonVMAs(v)
-            vmAreaFree(v)
+        var detached: UInt32 = 0
+        var lo = UInt64.max, hi: UInt64 = 0
+        v = findVMA(m, start)
+        while v != 0 && vma(v).pointee.vm_start < end {
+            let next = nextVMA(v)
+            lo = min(lo, vma(v).pointee.vm_start)
+            hi = max(hi, vma(v).pointee.vm_end)
+            vmaUnlinkFromMM(v)
+            vma(v).pointee.next = detached
+            detached = v
+            v = next
+        }
+        freePgtablesAround(m, lo, hi)
+        while detached != 0 {
+            let next = vma(detached).pointee.next
+            unlinkAnonVMAs(detached)
+            vmAreaFree(detached)
+            detached = next
         }
     }
 
@@ -81,23 +98,33 @@ extension Kernel {
         let v = findVMA(m, start)
         guard v != 0, vma(v).pointee.vm_start < end else { return nil }
         // Room for both splits up front: ENOMEM leaves everything unchanged.
-        let lastV = vmasIntersecting(m, start, end).last!
+        let lastV = lastVMABefore(m, end)
         guard available(T.vma) >= 2,
               available(T.avc) >= UInt32(avcListLength(v) + avcListLength(lastV)) else { return .ENOMEM }
         if vma(v).pointee.vm_start < start { _ = splitVMA(v, at: start, newBelow: true) }
-        let last = vmasIntersecting(m, start, end).last!
+        let last = lastVMABefore(m, end)
         if vma(last).pointee.vm_end > end { _ = splitVMA(last, at: end, newBelow: false) }
-        removeVMAs(m, vmasIntersecting(m, start, end))
+        removeVMAs(m, start, end)
         return nil
+    }
+
+    /// The last VMA that starts before `end` (0 if none).
+    func lastVMABefore(_ m: UInt32, _ end: UInt64) -> UInt32 {
+        let n = findVMA(m, end)
+        if n != 0 && vma(n).pointee.vm_start < end { return n }
+        return n != 0 ? prevVMA(n) : IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)
     }
 
     /// exit_mmap(): unmaps every VMA, frees the page tables and the mm.
     func exitMMap(_ m: UInt32) {
-        var list: [UInt32] = []
         var v = firstVMA(m)
-        while v != 0 { list.append(v); v = nextVMA(v) }
-        for v in list { zapPTERange(v, vma(v).pointee.vm_start, vma(v).pointee.vm_end) }
-        for v in list {
+        while v != 0 {
+            zapPTERange(v, vma(v).pointee.vm_start, vma(v).pointee.vm_end)
+            v = nextVMA(v)
+        }
+        while true {
+            v = firstVMA(m)
+            if v == 0 { break }
             vmaUnlinkFromMM(v)
             unlinkAnonVMAs(v)
             vmAreaFree(v)
