@@ -22,6 +22,7 @@ _Static_assert(sizeof(rmap_anon_vma) == 48, "rmap_anon_vma layout");
 _Static_assert(sizeof(rmap_avc) == 40, "rmap_avc layout");
 _Static_assert(sizeof(rmap_file) == 56, "rmap_file layout");
 _Static_assert(sizeof(rmap_swap_slot) == 8, "rmap_swap_slot layout");
+_Static_assert(sizeof(rmap_name) == 80, "rmap_name layout");
 
 #define RMAP_PT_PAGE_SIZE 4096u
 #define RMAP_MAX_CAPACITY (1u << 30)
@@ -35,14 +36,14 @@ uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr)
         [RMAP_T_PTDESC] = cfg->pt_pages,    [RMAP_T_MM] = cfg->mms,
         [RMAP_T_VMA] = cfg->vmas,           [RMAP_T_ANON_VMA] = cfg->anon_vmas,
         [RMAP_T_AVC] = cfg->avcs,           [RMAP_T_FILE] = cfg->files,
-        [RMAP_T_SWAP] = cfg->swap_slots,
+        [RMAP_T_SWAP] = cfg->swap_slots,    [RMAP_T_NAME] = cfg->names,
     };
     const uint32_t sizes[RMAP_T_COUNT] = {
         [RMAP_T_FRAME] = sizeof(rmap_page), [RMAP_T_PTPAGE] = RMAP_PT_PAGE_SIZE,
         [RMAP_T_PTDESC] = sizeof(rmap_ptdesc), [RMAP_T_MM] = sizeof(rmap_mm),
         [RMAP_T_VMA] = sizeof(rmap_vma),    [RMAP_T_ANON_VMA] = sizeof(rmap_anon_vma),
         [RMAP_T_AVC] = sizeof(rmap_avc),    [RMAP_T_FILE] = sizeof(rmap_file),
-        [RMAP_T_SWAP] = sizeof(rmap_swap_slot),
+        [RMAP_T_SWAP] = sizeof(rmap_swap_slot), [RMAP_T_NAME] = sizeof(rmap_name),
     };
     memset(hdr, 0, sizeof(*hdr));
     hdr->magic = RMAP_ARENA_MAGIC;
@@ -89,7 +90,7 @@ void *rmap_arena_map(uint64_t size, const char *path)
     return p == MAP_FAILED ? NULL : p;
 }
 
-void *rmap_arena_open(const char *path, uint64_t *size)
+void *rmap_arena_open(const char *path, uint64_t *size, int private_)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0)
@@ -102,7 +103,7 @@ void *rmap_arena_open(const char *path, uint64_t *size)
         return NULL;
     }
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_NORESERVE, fd, 0);
+                   (private_ ? MAP_PRIVATE : MAP_SHARED) | MAP_NORESERVE, fd, 0);
     int e = errno;
     close(fd);
     errno = e;

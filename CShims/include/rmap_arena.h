@@ -25,7 +25,7 @@
 #include <stddef.h>
 
 #define RMAP_ARENA_MAGIC 0x31414e4552414d52ull /* "RMARENA1" little-endian */
-#define RMAP_LAYOUT_VERSION 1u
+#define RMAP_LAYOUT_VERSION 2u
 
 /* Table identifiers. */
 enum {
@@ -38,6 +38,7 @@ enum {
     RMAP_T_AVC,         /* struct anon_vma_chain */
     RMAP_T_FILE,        /* struct address_space (with its inode's size) */
     RMAP_T_SWAP,        /* swap_map: one slot per swap page */
+    RMAP_T_NAME,        /* the trace's names of processes and files (saved states) */
     RMAP_T_COUNT
 };
 
@@ -166,6 +167,17 @@ typedef struct rmap_swap_slot {
     uint32_t cache_frame;    /* the frame in the swap cache for this slot, 0 if none */
 } rmap_swap_slot;
 
+/* A process or file name of the trace, so a saved arena reopens with them. */
+#define RMAP_NAME_MAX 64
+enum { RMAP_NAME_PROCESS = 1, RMAP_NAME_FILE = 2 };
+typedef struct rmap_name {
+    uint32_t kind;           /* RMAP_NAME_PROCESS or RMAP_NAME_FILE */
+    uint32_t index;          /* mm or file index; 0 for a process that exited */
+    uint32_t order;          /* creation order */
+    uint32_t len;            /* bytes of name[] in use */
+    char name[RMAP_NAME_MAX];
+} rmap_name;
+
 /* Capacities requested when an arena is created. */
 typedef struct rmap_arena_config {
     uint32_t frames;
@@ -176,6 +188,7 @@ typedef struct rmap_arena_config {
     uint32_t avcs;
     uint32_t files;
     uint32_t swap_slots;
+    uint32_t names;
 } rmap_arena_config;
 
 /* Computes the layout for a configuration into *hdr (sizes and offsets).
@@ -186,8 +199,10 @@ uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr)
  * file (created or truncated to size). MAP_NORESERVE: untouched pages cost
  * nothing. Returns the base, or NULL with errno set. */
 void *rmap_arena_map(uint64_t size, const char *path);
-/* Maps an existing arena file read-write; *size receives its size. */
-void *rmap_arena_open(const char *path, uint64_t *size);
+/* Maps an existing arena file; *size receives its size. With private_ != 0
+ * the mapping is MAP_PRIVATE (changes stay in memory), else MAP_SHARED.
+ * Nothing in it is trusted: the caller validates before use. */
+void *rmap_arena_open(const char *path, uint64_t *size, int private_);
 int rmap_arena_unmap(void *base, uint64_t size);
 int rmap_arena_sync(void *base, uint64_t size);
 /* Returns the pages of [offset, offset+len) to the kernel (MADV_DONTNEED). */

@@ -47,15 +47,27 @@ struct Replay: ParsableCommand {
     @Option(help: "Page frames in the arena (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
     var frames: UInt32 = ArenaConfig.default.frames
 
+    @Option(help: "Write the final state to this arena file (one trace only).")
+    var save: String?
+
+    @Option(help: "Continue from the state saved in this arena file (one trace only).")
+    var load: String?
+
     @Argument(help: "Trace files.")
     var traces: [String]
+
+    func validate() throws {
+        if (save != nil || load != nil) && traces.count != 1 {
+            throw ValidationError("--save and --load take exactly one trace")
+        }
+    }
 
     func run() throws {
         var config = ArenaConfig.default
         config.frames = max(2, frames)
         var status: Int32 = 0
         for path in traces {
-            let s = Rmap.replayFile(path: path, reuse: reuse, config: config, check: check)
+            let s = Rmap.replayFile(path: path, reuse: reuse, config: config, check: check, load: load, save: save)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
             status = max(status, s.status)

@@ -12,6 +12,8 @@ public struct ArenaConfig: Sendable, Equatable {
     public var avcs: UInt32 = 524_288
     public var files: UInt32 = 16_384
     public var swapSlots: UInt32 = 262_144
+    /// Process and file names (each `proc`, fork child and `file`).
+    public var names: UInt32 = 65_536
 
     public init() {}
 
@@ -19,7 +21,7 @@ public struct ArenaConfig: Sendable, Equatable {
 
     var c: rmap_arena_config {
         rmap_arena_config(frames: frames, pt_pages: ptPages, mms: mms, vmas: vmas,
-                          anon_vmas: anonVMAs, avcs: avcs, files: files, swap_slots: swapSlots)
+                          anon_vmas: anonVMAs, avcs: avcs, files: files, swap_slots: swapSlots, names: names)
     }
 }
 

@@ -18,6 +18,7 @@ struct Kernel {
     let avcs: UnsafeMutablePointer<rmap_avc>
     let files: UnsafeMutablePointer<rmap_file>
     let swapMap: UnsafeMutablePointer<rmap_swap_slot>
+    let names: UnsafeMutablePointer<rmap_name>
 
     init(base: UnsafeMutableRawPointer) {
         self.base = base
@@ -36,6 +37,7 @@ struct Kernel {
         avcs = table(Int32(RMAP_T_AVC), rmap_avc.self)
         files = table(Int32(RMAP_T_FILE), rmap_file.self)
         swapMap = table(Int32(RMAP_T_SWAP), rmap_swap_slot.self)
+        names = table(Int32(RMAP_T_NAME), rmap_name.self)
     }
 
     @inline(__always)
@@ -130,4 +132,5 @@ enum T {
     static let avc = Int32(RMAP_T_AVC)
     static let file = Int32(RMAP_T_FILE)
     static let swap = Int32(RMAP_T_SWAP)
+    static let name = Int32(RMAP_T_NAME)
 }

@@ -31,19 +31,38 @@ public final class Machine {
     let arena: Arena
     let k: Kernel
     /// Live processes by name: their mm index.
-    public private(set) var processes: [String: UInt32] = [:]
+    public internal(set) var processes: [String: UInt32] = [:]
     /// Process names in creation order (live or not), for reports.
-    public private(set) var processOrder: [String] = []
+    public internal(set) var processOrder: [String] = []
     /// Files by name: their address_space index.
-    public private(set) var files: [String: UInt32] = [:]
-    public private(set) var fileOrder: [String] = []
+    public internal(set) var files: [String: UInt32] = [:]
+    public internal(set) var fileOrder: [String] = []
+    /// The arena name record of each live process (so exit can clear it).
+    var processNameRecord: [String: UInt32] = [:]
 
-    /// A machine over a new in-memory arena.
-    public init(config: ArenaConfig = .default, reuse: ReusePolicy = .split) throws(ArenaError) {
-        arena = try Arena(config: config)
+    /// A machine over a new arena: in memory, or MAP_SHARED on the file at
+    /// `path` (the state then persists there and reopens with `init(opening:)`).
+    public init(config: ArenaConfig = .default, reuse: ReusePolicy = .split, path: String? = nil) throws(ArenaError) {
+        arena = try Arena(config: config, path: path)
         k = arena.kernel
         k.header.pointee.reuse_policy = reuse.rawValue
         guard k.initZeroPage() else { throw ArenaError(message: "arena: no frame for the zero page") }
+    }
+
+    /// Reopens a saved machine (`save(to:)`, or an arena created with
+    /// `path:`). With `privately`, the file is not changed by what follows.
+    /// The header, every index of every object, the page tables, the trees
+    /// and the invariants are checked before the machine is returned; a file
+    /// that fails is rejected with the first problem.
+    public init(opening path: String, privately: Bool = true) throws(ArenaError) {
+        arena = try Arena(opening: path, privately: privately)
+        k = arena.kernel
+        var v = ArenaValidator(k: k)
+        if let e = v.validate() { throw ArenaError(message: "\(path): rejected: \(e)") }
+        loadNames()
+        if let e = check().first(where: { !$0.contains("CVE-2022-42703") }) {
+            throw ArenaError(message: "\(path): rejected: inconsistent state: \(e)")
+        }
     }
 
     public var reusePolicy: ReusePolicy { k.reusePolicy }
@@ -57,8 +76,10 @@ public final class Machine {
     /// `file NAME PAGES`: a file whose pages are all resident and clean.
     public func createFile(_ name: String, pages: UInt64) -> OpResult {
         guard files[name] == nil else { return .errno(.EEXIST) }
+        guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let f = k.createFile(pages: pages, kind: .regular)
         guard f != 0 else { return .errno(.ENOMEM) }
+        _ = recordName(name, kind: UInt32(RMAP_NAME_FILE), index: f)
         files[name] = f
         fileOrder.append(name)
         return .ok
@@ -67,8 +88,10 @@ public final class Machine {
     /// `proc NAME`: a process with an empty address space.
     public func createProcess(_ name: String) -> OpResult {
         guard processes[name] == nil else { return .errno(.EEXIST) }
+        guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let m = k.mmAlloc()
         guard m != 0 else { return .errno(.ENOMEM) }
+        processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m)
         processes[name] = m
         processOrder.append(name)
         return .ok
@@ -76,12 +99,31 @@ public final class Machine {
 
     func mmOf(_ name: String) -> UInt32? { processes[name] }
 
+    /// Stores a name in the arena's name table (creation order kept).
+    func recordName(_ name: String, kind: UInt32, index: UInt32) -> UInt32 {
+        let r = k.alloc(T.name)
+        if r == 0 { return 0 }
+        k.header.pointee.reserved.4 += 1
+        let p = k.names + Int(r)
+        p.pointee.kind = kind
+        p.pointee.index = index
+        p.pointee.order = UInt32(truncatingIfNeeded: k.header.pointee.reserved.4)
+        let bytes = Array(name.utf8.prefix(Int(RMAP_NAME_MAX)))
+        p.pointee.len = UInt32(bytes.count)
+        withUnsafeMutableBytes(of: &p.pointee.name) { buf in
+            for (i, b) in bytes.enumerated() { buf[i] = b }
+        }
+        return r
+    }
+
     /// `CHILD = fork PARENT`
     public func fork(_ parent: String, child: String) -> OpResult {
         guard let pm = mmOf(parent) else { return .errno(.ESRCH) }
         guard processes[child] == nil else { return .errno(.EEXIST) }
+        guard child.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let c = k.dupMMap(pm)
         guard c != 0 else { return .errno(.ENOMEM) }
+        processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c)
         processes[child] = c
         processOrder.append(child)
         return .ok
@@ -91,6 +133,7 @@ public final class Machine {
     public func exit(_ name: String) -> OpResult {
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
         k.exitMMap(m)
+        if let r = processNameRecord.removeValue(forKey: name) { k.names[Int(r)].index = 0 }
         processes[name] = nil
         return .ok
     }

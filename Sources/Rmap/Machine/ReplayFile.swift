@@ -51,16 +51,29 @@ func firstUnimplemented(_ trace: Trace, text: [UInt8]) -> (line: Int, verb: Stri
 /// Parses and replays one trace file on a fresh machine (`rmap replay`).
 /// With `check`, the invariant checker runs after every statement and each
 /// violation is reported as `FILE:LINE: invariant violated: ...` (status 1).
+/// With `load`, the trace continues the saved state in that file (its
+/// processes and files exist already); with `save`, the final state is
+/// written to that file.
 public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default,
-                       check: Bool = false) -> ReplayStatus {
+                       check: Bool = false, load: String? = nil, save: String? = nil) -> ReplayStatus {
     let bytes: [UInt8]
     switch readFileBytes(path) {
     case .failure(let m): return ReplayStatus(stdout: nil, stderr: [m.message], status: 2)
     case .success(let b): bytes = b
     }
+    var loaded: Machine? = nil
+    if let load {
+        do { loaded = try Machine(opening: load) } catch {
+            return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
+        }
+    }
     let trace: Trace
     do {
-        trace = try TraceParser.parse(bytes: bytes, file: path)
+        let context = loaded.map { m in
+            TraceContext(processes: m.processOrder.filter { m.processes[$0] != nil },
+                         exitedProcesses: m.processOrder.filter { m.processes[$0] == nil }, files: m.fileOrder)
+        }
+        trace = try TraceParser.parse(bytes: bytes, file: path, continuing: context)
     } catch {
         return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
     }
@@ -68,16 +81,24 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
         return ReplayStatus(stdout: nil, stderr: ["\(path):\(u.line):1: error: `\(u.verb)` is not implemented yet"], status: 2)
     }
     let machine: Machine
-    do {
-        machine = try Machine(config: config, reuse: reuse)
-    } catch {
-        return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
+    if let loaded {
+        machine = loaded
+    } else {
+        do {
+            machine = try Machine(config: config, reuse: reuse)
+        } catch {
+            return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
+        }
     }
     var violations: [String] = []
     let out = machine.replay(trace, after: check ? { tl in
         guard violations.count < 100 else { return }
         for v in machine.check() { violations.append("\(path):\(tl.line): invariant violated: \(v)") }
     } : nil)
-    let errs = out.failures + violations
+    var errs = out.failures + violations
+    if let save, let e = machine.save(to: save) {
+        errs.append(e)
+        return ReplayStatus(stdout: out.canonicalJSON, stderr: errs, status: 2)
+    }
     return ReplayStatus(stdout: out.canonicalJSON, stderr: errs, status: errs.isEmpty ? 0 : 1)
 }

@@ -35,7 +35,20 @@ public enum TraceParser {
 
     /// Parses and statically checks a trace. Only `TraceError` is thrown.
     public static func parse(_ text: String, file: String) throws(TraceError) -> Trace {
+        try parse(text, file: file, continuing: nil)
+    }
+
+    /// Parses a trace that continues a saved state (`rmap replay --load`):
+    /// the processes and files of `context` exist already (so `swap` is no
+    /// longer allowed).
+    public static func parse(_ text: String, file: String, continuing context: TraceContext?) throws(TraceError) -> Trace {
         var parser = LineParser(file: file)
+        if let context {
+            for p in context.processes { parser.processes[p] = true }
+            for p in context.exitedProcesses { parser.processes[p] = false }
+            parser.files = Set(context.files)
+            if !context.processes.isEmpty || !context.exitedProcesses.isEmpty { parser.firstProcessLine = 0 }
+        }
         var line: [Unicode.Scalar] = []
         var number = 1
         for scalar in text.unicodeScalars {
@@ -53,6 +66,11 @@ public enum TraceParser {
 
     /// Parses raw bytes: invalid UTF-8 is an error at the first bad byte. Only `TraceError` is thrown.
     public static func parse(bytes: [UInt8], file: String) throws(TraceError) -> Trace {
+        try parse(bytes: bytes, file: file, continuing: nil)
+    }
+
+    /// `parse(bytes:file:)` for a trace that continues a saved state.
+    public static func parse(bytes: [UInt8], file: String, continuing context: TraceContext?) throws(TraceError) -> Trace {
         var iterator = bytes.makeIterator()
         var decoder = Unicode.UTF8.ForwardParser()
         var line = 1, column = 1, offset = 0
@@ -74,7 +92,7 @@ public enum TraceParser {
                 break decoding
             }
         }
-        return try parse(String(decoding: bytes, as: UTF8.self), file: file)
+        return try parse(String(decoding: bytes, as: UTF8.self), file: file, continuing: context)
     }
 
     private static func hex2(_ b: UInt8) -> String {
@@ -275,6 +293,18 @@ struct Cursor {
 }
 
 // MARK: - The line parser and its static state
+
+/// The names a continued trace may use without creating them.
+public struct TraceContext: Sendable, Equatable {
+    public var processes: [String]
+    public var exitedProcesses: [String]
+    public var files: [String]
+    public init(processes: [String], exitedProcesses: [String] = [], files: [String]) {
+        self.processes = processes
+        self.exitedProcesses = exitedProcesses
+        self.files = files
+    }
+}
 
 struct LineParser {
     let file: String

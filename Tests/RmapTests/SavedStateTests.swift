@@ -1,0 +1,101 @@
+import Testing
+import Foundation
+@testable import Rmap
+import CShims
+
+/// Saved states: a run interrupted by `--save` and resumed by `--load` gives
+/// the same results and observations as an uninterrupted run, and corrupted
+/// arena files are rejected (never a crash or an out-of-bounds access).
+@Suite struct SavedStateTests {
+    func tempPath(_ name: String) -> String {
+        NSTemporaryDirectory() + "rmap-\(getpid())-\(name)"
+    }
+
+    @Test(arguments: corpusTraces())
+    func resumedRunMatchesUninterruptedRun(_ url: URL) throws {
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let k = lines.count / 2
+        let a = tempPath("a-\(url.lastPathComponent)"), b = tempPath("b-\(url.lastPathComponent)")
+        let arena = tempPath("arena-\(url.lastPathComponent)")
+        defer { for p in [a, b, arena] { unlink(p) } }
+        try lines.prefix(k).joined(separator: "\n").write(toFile: a, atomically: true, encoding: .utf8)
+        // The second half keeps its line numbers (blank lines stand for the first).
+        try (Array(repeating: "", count: k) + lines.dropFirst(k)).joined(separator: "\n")
+            .write(toFile: b, atomically: true, encoding: .utf8)
+        let full = replayFile(path: url.path)
+        let first = replayFile(path: a, save: arena)
+        let second = replayFile(path: b, load: arena)
+        #expect(first.status != 2 && second.status != 2, "\(first.stderr) \(second.stderr)")
+        func parts(_ s: ReplayStatus) -> (String, String) {
+            let j = s.stdout ?? ""
+            guard let r = j.range(of: "\"results\":["), let o = j.range(of: "],\"observations\":[") else { return ("", "") }
+            return (String(j[r.upperBound..<o.lowerBound]), String(j[o.upperBound..<j.index(j.endIndex, offsetBy: -2)]))
+        }
+        let (fr, fo) = parts(full), (ar, ao) = parts(first), (br, bo) = parts(second)
+        #expect([ar, br].filter { !$0.isEmpty }.joined(separator: ",") == fr)
+        #expect([ao, bo].filter { !$0.isEmpty }.joined(separator: ",") == fo)
+    }
+
+    @Test func corruptedArenaFilesAreRejectedOrSound() throws {
+        var cfg = ArenaConfig()
+        cfg.frames = 256; cfg.ptPages = 64; cfg.mms = 16; cfg.vmas = 64; cfg.anonVMAs = 64; cfg.avcs = 128
+        cfg.files = 8; cfg.swapSlots = 16; cfg.names = 32
+        let (m, _) = try machine("""
+            file f 16
+            proc A
+            A mmap 0x100000000000 8 rw anon-private
+            A mmap 0x100000010000 8 r file-shared:f@0
+            A mmap 0x100000020000 4 rw anon-shared
+            A write 0x100000000000 6
+            A read 0x100000010000
+            A write 0x100000020000 2
+            B = fork A
+            B write 0x100000001000
+            A mprotect 0x100000002000 2 r
+            """, config: cfg)
+        let clean = tempPath("clean.arena")
+        defer { unlink(clean) }
+        #expect(m.save(to: clean) == nil)
+        let good = try Machine(opening: clean)
+        #expect(good.processes.keys.sorted() == ["A", "B"])
+        #expect(good.tokens("B", 0x1000_0000_0000, 2) == m.tokens("B", 0x1000_0000_0000, 2))
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: clean)))
+        // The bytes that matter: the header and the used records of every table.
+        var hot: [Range<Int>] = [0..<MemoryLayout<rmap_arena_header>.size]
+        for t in Int32(0)..<Int32(RMAP_T_COUNT) {
+            let d = m.k.desc(t).pointee
+            let used = t == T.ptDesc ? m.k.desc(T.ptPage).pointee.bump : d.bump
+            hot.append(Int(d.offset)..<Int(d.offset) + Int(used) * Int(d.record_size))
+        }
+        var rng = SplitMix64(seed: 42)
+        var rejected = 0, accepted = 0
+        let path = tempPath("corrupt.arena")
+        defer { unlink(path) }
+        for _ in 0..<400 {
+            var b = bytes
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let r = hot[Int(rng.next() % UInt64(hot.count))]
+                guard !r.isEmpty else { continue }
+                let i = r.lowerBound + Int(rng.next() % UInt64(r.count))
+                b[i] = rng.next() % 3 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : b[i] ^ (1 << UInt8(rng.next() % 8))
+            }
+            if rng.next() % 10 == 0 { b = Array(b.prefix(Int(rng.next() % UInt64(b.count)))) }
+            try Data(b).write(to: URL(fileURLWithPath: path))
+            do {
+                let x = try Machine(opening: path)
+                accepted += 1
+                // Accepted: it must be usable.
+                for p in x.processes.keys.sorted() {
+                    _ = x.perform(p, .write(addr: 0x1000_0000_0000, pages: 8))
+                    _ = x.perform(p, .munmap(addr: 0x1000_0000_0000, pages: 2))
+                }
+                #expect(x.check().allSatisfy { $0.contains("CVE") })
+            } catch {
+                rejected += 1
+                #expect(error.description.contains("rejected") || error.description.contains("not a valid arena") || error.description.contains("cannot open"))
+            }
+        }
+        #expect(rejected > 200)
+    }
+}
