@@ -26,7 +26,7 @@ release:
 clean:
 	rm -rf .build .build-*
 
-## fuzz: the libFuzzer targets (parser, operation sequences with the checker),
+## fuzz: the libFuzzer targets (parser, operation sequences with the checker, arena files),
 ## built with -sanitize=fuzzer,address in their own package (Fuzz/), 60 s each.
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = --sanitize=fuzzer --sanitize=address --scratch-path $(CURDIR)/.build-fuzz \
@@ -35,9 +35,11 @@ FUZZ_FLAGS = --sanitize=fuzzer --sanitize=address --scratch-path $(CURDIR)/.buil
 fuzz:
 	cd Fuzz && $(SWIFT) build -c debug --product FuzzParser $(FUZZ_FLAGS)
 	cd Fuzz && $(SWIFT) build -c debug --product FuzzOps $(FUZZ_FLAGS)
-	mkdir -p .build-fuzz/corpus-parser .build-fuzz/corpus-ops
+	cd Fuzz && $(SWIFT) build -c debug --product FuzzArena $(FUZZ_FLAGS)
+	mkdir -p .build-fuzz/corpus-parser .build-fuzz/corpus-ops .build-fuzz/corpus-arena
 	.build-fuzz/debug/FuzzParser -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 .build-fuzz/corpus-parser Fuzz/corpus/parser
 	.build-fuzz/debug/FuzzOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 .build-fuzz/corpus-ops Fuzz/corpus/ops
+	.build-fuzz/debug/FuzzArena -max_len=200000 -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 .build-fuzz/corpus-arena Fuzz/corpus/arena
 
 ## fuzz-long: an hour per libFuzzer target, then a million-operation campaign per history mode.
 fuzz-long:

@@ -14,6 +14,8 @@ let package = Package(
     targets: [
         .executableTarget(name: "FuzzParser", dependencies: [.product(name: "Rmap", package: root)],
                           path: "Sources/FuzzParser"),
+        .executableTarget(name: "FuzzArena", dependencies: [.product(name: "Rmap", package: root)],
+                          path: "Sources/FuzzArena"),
         .executableTarget(name: "FuzzOps", dependencies: [.product(name: "Rmap", package: root)],
                           path: "Sources/FuzzOps"),
     ],

@@ -47,6 +47,9 @@ struct Replay: ParsableCommand {
     @Option(help: "Page frames in the arena (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
     var frames: UInt32 = ArenaConfig.default.frames
 
+    @Flag(help: "Use a tiny arena (64 frames, 16 page-table pages, a few objects of each kind).")
+    var tinyArena = false
+
     @Option(help: "Write the final state to this arena file (one trace only).")
     var save: String?
 
@@ -63,8 +66,8 @@ struct Replay: ParsableCommand {
     }
 
     func run() throws {
-        var config = ArenaConfig.default
-        config.frames = max(2, frames)
+        var config = tinyArena ? ArenaConfig.tiny : ArenaConfig.default
+        if !tinyArena { config.frames = max(2, frames) }
         var status: Int32 = 0
         for path in traces {
             let s = Rmap.replayFile(path: path, reuse: reuse, config: config, check: check, load: load, save: save)

@@ -19,6 +19,14 @@ public struct ArenaConfig: Sendable, Equatable {
 
     public static let `default` = ArenaConfig()
 
+    /// A few kilobytes of tables: for saved-state seeds and exhaustion tests.
+    public static let tiny: ArenaConfig = {
+        var c = ArenaConfig()
+        c.frames = 64; c.ptPages = 16; c.mms = 8; c.vmas = 32; c.anonVMAs = 32; c.avcs = 64
+        c.files = 4; c.swapSlots = 8; c.names = 16
+        return c
+    }()
+
     var c: rmap_arena_config {
         rmap_arena_config(frames: frames, pt_pages: ptPages, mms: mms, vmas: vmas,
                           anon_vmas: anonVMAs, avcs: avcs, files: files, swap_slots: swapSlots, names: names)
