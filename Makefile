@@ -16,6 +16,18 @@ test:
 	$(SWIFT) build --product rmap-oracle
 	$(SWIFT) build --product rmap
 	$(SWIFT) test 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
+	$(MAKE) examples
+
+## examples: the embedding examples, from Swift and from C (run by `make test`).
+SWIFT_LIBDIR = $(shell dirname $$(dirname $$(readlink -f $$(command -v $(SWIFT)))))/lib/swift/linux
+.PHONY: examples
+examples:
+	$(SWIFT) build --product rmap-embed-example
+	.build/debug/rmap-embed-example
+	$(SWIFT) build --product RmapC
+	$(CC) -O2 -Wall -Werror -o .build/c-example Examples/c/example.c -ISources/RmapC \
+		-L.build/debug -lRmapC -Wl,-rpath,$(CURDIR)/.build/debug -Wl,-rpath,$(SWIFT_LIBDIR)
+	.build/c-example
 
 build:
 	$(SWIFT) build

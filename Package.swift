@@ -7,6 +7,9 @@ let package = Package(
         .library(name: "Rmap", targets: ["Rmap"]),
         .executable(name: "rmap", targets: ["rmap"]),
         .executable(name: "rmap-oracle", targets: ["RmapOracle"]),
+        // The C API (Sources/RmapC/rmap.h): link C programs with -lRmapC.
+        .library(name: "RmapC", type: .dynamic, targets: ["RmapC"]),
+        .executable(name: "rmap-embed-example", targets: ["EmbedExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,6 +27,9 @@ let package = Package(
         // The kernel oracle: runs the kernel-side statements of a trace on the live kernel (C).
         .executableTarget(name: "RmapOracle", path: "Sources/RmapOracle",
                           cSettings: [.define("_GNU_SOURCE")]),
+        .target(name: "RmapC", dependencies: ["Rmap"], path: "Sources/RmapC", exclude: ["rmap.h"]),
+        // Embedding from Swift: the example `make test` runs.
+        .executableTarget(name: "EmbedExample", dependencies: ["Rmap"], path: "Examples/swift"),
         .testTarget(name: "RmapTests", dependencies: ["Rmap", "CShims"], path: "Tests/RmapTests"),
     ],
     swiftLanguageModes: [.v5]

@@ -35,6 +35,12 @@ extension Machine {
         return "\(kind)\(id):\(k.pageMapcount(pfn))"
     }
 
+    /// `{"tokens":[...],"vmas":[...]}` for the targets (the C API's observation).
+    public func observationJSON(_ targets: [Target]) -> String {
+        "{\"tokens\":[" + observeTokens(targets).map(jsonString).joined(separator: ",") + "],\"vmas\":["
+            + observeVMAs(targets).map(jsonString).joined(separator: ",") + "]}"
+    }
+
     /// The VMAs that intersect each target, target by target, whole, as
     /// `P START-END PERMS KIND`.
     public func observeVMAs(_ targets: [Target]) -> [String] {

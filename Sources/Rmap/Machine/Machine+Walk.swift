@@ -1,0 +1,34 @@
+import CShims
+
+extension Machine {
+    /// Runs an rmap walk (`rmap_walk()`) over the frame that `process` maps
+    /// at `addr`, with the caller's walk control. Returns false when no frame
+    /// is mapped there (none, the zero page, a swap or migration entry).
+    @inlinable
+    public func rmapWalk<C: RmapWalkControl>(process: String, addr: UInt64, _ control: inout C) -> Bool {
+        walkFrame(process: process, addr: addr, &control)
+    }
+
+    @usableFromInline
+    func walkFrame<C: RmapWalkControl>(process: String, addr: UInt64, _ control: inout C) -> Bool {
+        guard let m = processes[process] else { return false }
+        let pfn = mappedFrame(m, addr)
+        guard pfn != 0 else { return false }
+        k.rmapWalk(pfn, &control)
+        return true
+    }
+
+    /// The process whose mm is `mm`, if it is alive.
+    public func processName(mm: UInt32) -> String? {
+        processes.first { $0.value == mm }?.key
+    }
+}
+
+extension RmapContext {
+    /// Whether the VMA really maps `pfn` at `address` (page_vma_mapped_walk()):
+    /// an rmap walk visits every VMA that may map the frame, and a visitor
+    /// that wants only real mappings asks this.
+    public func maps(pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+        k.pageVMAMappedWalk(pfn, vma, address) != nil
+    }
+}
