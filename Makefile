@@ -60,3 +60,10 @@ fuzz-long:
 	.build/release/rmap fuzz --seed 1 --ops 1000000 --reuse split
 	.build/release/rmap fuzz --seed 1 --ops 1000000 --reuse none
 	-.build/release/rmap fuzz --seed 1 --ops 2000000 --reuse degree
+
+## docs: DocC documentation of the Rmap library (articles: the tour, traces, C).
+.PHONY: docs
+docs:
+	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target Rmap \
+		--output-path .build/docs --transform-for-static-hosting
+	@echo "documentation in .build/docs"
