@@ -67,3 +67,17 @@ docs:
 	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target Rmap \
 		--output-path .build/docs --transform-for-static-hosting
 	@echo "documentation in .build/docs"
+
+## pictures: Graphviz SVGs of the demo's rmap graph and of the CVE-2022-42703
+## double reuse (degree) next to the same trace under split. Installs Debian's
+## graphviz when `dot` is missing.
+.PHONY: pictures
+pictures:
+	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
+	$(SWIFT) build -c release --product rmap
+	mkdir -p .build/pictures
+	.build/release/rmap dot --demo > .build/pictures/demo.dot
+	.build/release/rmap dot --reuse degree Tests/Corpus/fuzz/cve-2022-42703-degree.trace > .build/pictures/cve-degree.dot
+	.build/release/rmap dot --reuse split Tests/Corpus/fuzz/cve-2022-42703-degree.trace > .build/pictures/cve-split.dot
+	for f in .build/pictures/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg"; done
+	@ls .build/pictures/*.svg

@@ -9,7 +9,7 @@ struct RmapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rmap",
         abstract: "A model of the Linux kernel's reverse mapping (rmap).",
-        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self])
+        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self, Dot.self])
 }
 
 func writeStderr(_ s: String) {
@@ -164,6 +164,48 @@ struct Fuzz: ParsableCommand {
             }
             throw ExitCode(1)
         }
+    }
+}
+
+struct Dot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a Graphviz picture of the anon_vma / AVC / VMA graph after a trace (or the demo).")
+
+    @Option(help: "Stop after this line of the trace.")
+    var at: Int?
+
+    @Option(help: "anon_vma reuse policy: none, degree or split.")
+    var reuse: ReusePolicy = .split
+
+    @Flag(help: "Use the demo's built-in scenario instead of a trace file.")
+    var demo = false
+
+    @Argument(help: "Trace file.")
+    var trace: String?
+
+    func run() throws {
+        guard demo || trace != nil else { throw ValidationError("give a trace file or --demo") }
+        let name = demo ? "demo.trace" : trace!
+        let parsed: Trace
+        do {
+            if demo {
+                parsed = try TraceParser.parse(demoTrace, file: name)
+            } else {
+                guard let f = fopen(name, "rb") else { writeStderr("\(name): error: cannot open"); throw ExitCode(2) }
+                var bytes: [UInt8] = []
+                var buf = [UInt8](repeating: 0, count: 65536)
+                while true { let n = fread(&buf, 1, buf.count, f); if n <= 0 { break }; bytes += buf[0..<n] }
+                fclose(f)
+                parsed = try TraceParser.parse(bytes: bytes, file: name)
+            }
+        } catch let e as TraceError {
+            writeStderr(e.description)
+            throw ExitCode(2)
+        }
+        let m = try Machine(reuse: reuse)
+        var out = ReplayOutcome()
+        for tl in parsed.lines where at == nil || tl.line <= at! { m.step(tl, file: name, into: &out) }
+        print(m.dot(title: "\(name)\(at.map { " at line \($0)" } ?? "") (reuse: \(reuse.name))"), terminator: "")
     }
 }
 
