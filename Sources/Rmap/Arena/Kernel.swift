@@ -19,6 +19,8 @@ struct Kernel {
     let files: UnsafeMutablePointer<rmap_file>
     let swapMap: UnsafeMutablePointer<rmap_swap_slot>
     let names: UnsafeMutablePointer<rmap_name>
+    /// MMU notifiers and TLB-flush accounting (not in the arena: Rmap/MMUNotifier.swift).
+    let hooks = KernelHooks()
 
     init(base: UnsafeMutableRawPointer) {
         self.base = base

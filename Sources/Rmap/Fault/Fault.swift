@@ -245,6 +245,10 @@ extension Kernel {
                     old: UInt32) -> FaultResult {
         guard available(T.frame) >= 1, available(T.anonVMA) >= 1, available(T.avc) >= 1 else { return .oom }
         guard anonVMAPrepare(v) else { return .oom }
+        // The secondary MMUs drop the old translation (MMU_NOTIFY_CLEAR) and
+        // hear of the new one (set_pte_at_notify, v5.x-6.8).
+        mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
+        defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
         let pfn = allocPage()
         if old != 0 { page(pfn).pointee.content = page(old).pointee.content }
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
@@ -261,6 +265,7 @@ extension Kernel {
         }
         slot.pointee = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
             | PTE.rw | PTE.dirty
+        mmuChangePTE(m, addr, slot.pointee)
         return .ok
     }
 }

@@ -13,11 +13,30 @@ extension Machine {
     func performReverse(_ m: UInt32, _ op: Operation) -> OpResult {
         switch op {
         case .unmap(let addr, let pages, let flags):
-            return eachFrame(m, addr, pages) { k.tryToUnmap($0, flags: flags) ? .ok : .fail }
+            let r = eachFrame(m, addr, pages) { k.tryToUnmap($0, flags: flags) ? .ok : .fail }
+            // The caller of try_to_unmap() flushes a TTU_BATCH_FLUSH batch
+            // once, after all its pages (try_to_unmap_flush()).
+            k.tryToUnmapFlush()
+            return r
         case .reclaim(let addr, let pages):
             return eachFrame(m, addr, pages) { k.reclaimPage($0) ? .ok : .fail }
-        case .migrate, .referenced, .mkclean:
-            return .errno(.EINVAL)
+        case .migrate(let addr, let pages):
+            return eachFrame(m, addr, pages) { k.migratePage($0) ? .ok : .fail }
+        case .referenced(let addr, let pages):
+            // The sum over the line's frames (one frame per page).
+            var n = 0
+            let r = eachFrame(m, addr, pages) { pfn in
+                n += k.pageReferenced(pfn, filter: AllVMAs?.none).referenced
+                return .ok
+            }
+            return r == .ok ? .referenced(n) : r
+        case .mkclean(let addr, let pages):
+            var n = 0
+            let r = eachFrame(m, addr, pages) { pfn in
+                n += k.pageMkclean(pfn)
+                return .ok
+            }
+            return r == .ok ? .cleaned(n) : r
         default:
             return .errno(.EINVAL)
         }
@@ -36,5 +55,24 @@ extension Machine {
             a += PAGE_SIZE
         }
         return result
+    }
+}
+
+extension Machine {
+    /// page_referenced() on the frame `process` maps at `addr`, optionally
+    /// counting only the VMAs of one process (the model's stand-in for a
+    /// memcg: invalid_page_referenced_vma). Nil when no frame is mapped there.
+    public func referenced(process: String, addr: UInt64, onlyProcess: String? = nil) -> (count: Int, locked: Bool)? {
+        guard let m = processes[process] else { return nil }
+        let pfn = mappedFrame(m, addr)
+        guard pfn != 0 else { return nil }
+        let r: (referenced: Int, vmFlags: UInt64)
+        if let only = onlyProcess {
+            guard let om = processes[only] else { return nil }
+            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
+        } else {
+            r = k.pageReferenced(pfn, filter: AllVMAs?.none)
+        }
+        return (r.referenced, r.vmFlags & VM.locked != 0)
     }
 }

@@ -7,51 +7,96 @@ struct TryToUnmapControl: RmapWalkControl {
     /// False once a mapping could not be removed (mlocked VMA, young PTE,
     /// no swap slot, redirtied lazyfree page).
     var ret = true
+    /// Whether `flags` asks for migration entries of an anonymous page
+    /// (try_to_unmap() then sets invalid_migration_vma).
+    let anonMigration: Bool
 
+    init(flags: TTUFlags, anon: Bool) {
+        self.flags = flags
+        anonMigration = anon && !flags.intersection([.migration, .splitFreeze]).isEmpty
+    }
+
+    /// invalid_migration_vma(): vma_is_temporary_stack(). The model never
+    /// has exec's temporary stack, so no VMA is skipped; the branch is kept.
+    mutating func invalidVMA(_ m: RmapContext, vma v: UInt32) -> Bool {
+        guard anonMigration else { return false }
+        return false
+    }
+
+    /// Models `try_to_unmap_one()` (mm/rmap.c), v5.0 order: the TTU_MUNLOCK
+    /// early return, mmu_notifier_invalidate_range_start, then for the PTE:
+    /// VM_LOCKED (mlock, fail) unless TTU_IGNORE_MLOCK, TTU_MUNLOCK stops
+    /// there, a young PTE (primary or secondary MMU) fails unless
+    /// TTU_IGNORE_ACCESS, the PTE is cleared (flushed now, or batched under
+    /// TTU_BATCH_FLUSH) and its dirty bit moves to the page; then a migration
+    /// entry (TTU_MIGRATION), a discarded clean lazyfree page, a swap entry,
+    /// or for a file page just the counter. Left out: THP/hugetlb (the model
+    /// maps small pages only), zone-device pages, HWPoison entries (no trace
+    /// poisons a page), pte_unused (s390), arch_unmap_one (SPARC ADI), the
+    /// mmlist. The migration entry uses the 6.x encoding (read, read-exclusive,
+    /// write; v5.0 had read and write only) so PG_anon_exclusive survives it,
+    /// and it keeps the PTE's page reference (the model's stand-in for the
+    /// migrator's isolation reference, since a trace can leave it behind).
+    /// Where v5.0 WARNs (a swap-backed anon page outside the swap cache) and
+    /// leaves the PTE cleared, the model restores the PTE and fails.
     mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
         let k = m.k
-        guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
         let flagsV = k.vma(v).pointee.vm_flags
+        // munlock has nothing to gain from examining un-locked vmas
+        if flags.contains(.munlock) && flagsV & VM.locked == 0 { return true }
         let mmi = k.vma(v).pointee.mm
-        // VM_LOCKED: the page is mlocked, not unmapped.
-        if !flags.contains(.ignoreMlock) && flagsV & VM.locked != 0 {
-            k.page(pfn).pointee.flags |= PG.mlocked | PG.unevictable
-            ret = false
-            return false
-        }
-        if flags.contains(.munlock) { return true }
-        // A young PTE means the page is in use: keep it (ptep_clear_flush_young_notify).
-        if !flags.contains(.ignoreAccess) {
-            if PTE.isYoung(slot.pointee) {
-                slot.pointee &= ~PTE.accessed
+        k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
+        defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
+        guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return ret }
+        if !flags.contains(.ignoreMlock) {
+            // VM_LOCKED: the page is mlocked, not unmapped (mlock_vma_page).
+            if flagsV & VM.locked != 0 {
+                k.page(pfn).pointee.flags |= PG.mlocked | PG.unevictable
                 ret = false
-                return false
+                return ret
+            }
+            if flags.contains(.munlock) { return ret }
+        }
+        // A young PTE means the page is in use: keep it.
+        if !flags.contains(.ignoreAccess) {
+            if k.ptepClearFlushYoungNotify(mmi, address, slot) {
+                ret = false
+                return ret
             }
         }
-        // ptep_clear_flush(): the entry goes; its dirty bit moves to the page.
+        // Nuke the page table entry: ptep_clear_flush(), or under
+        // TTU_BATCH_FLUSH (should_defer_flush: the model assumes other CPUs
+        // ran the mm) ptep_get_and_clear() + set_tlb_ubc_flush_pending().
         let pteval = slot.pointee
         slot.pointee = 0
-        if PTE.isDirty(pteval) { k.page(pfn).pointee.flags |= PG.dirty }
+        if flags.contains(.batchFlush) { k.setTLBBatchPending() } else { k.flushTLBPage() }
         let p = k.page(pfn)
+        // Move the dirty bit to the page. Now the pte is gone.
+        if PTE.isDirty(pteval) { p.pointee.flags |= PG.dirty }
+        if !flags.intersection([.migration, .splitFreeze]).isEmpty {
+            slot.pointee = k.makeMigrationPTE(pfn, pteval)
+            k.folioRemoveRmapPTE(pfn, vma: v)
+            return ret  // the entry keeps the PTE's reference; MM counters unchanged
+        }
         if k.pageIsAnon(pfn) {
             if p.pointee.flags & PG.swapbacked == 0 {
-                // MADV_FREE page: discard when clean, else it is in use again.
-                if !PTE.isDirty(pteval) && p.pointee.flags & PG.dirty == 0 {
+                // MADV_FREE page check: discard when clean, else it is in use again.
+                if p.pointee.flags & PG.dirty == 0 {
                     k.addMMCounter(mmi, .anon, -1)
                     k.folioRemoveRmapPTE(pfn, vma: v)
                     k.putPage(pfn)
-                    return true
+                    return ret
                 }
-                p.pointee.flags |= PG.swapbacked
                 slot.pointee = pteval
+                p.pointee.flags |= PG.swapbacked
                 ret = false
-                return false
+                return ret
             }
             let entry = p.pointee.private_
             guard p.pointee.flags & PG.swapcache != 0, k.swapDuplicate(entry) else {
                 slot.pointee = pteval  // swap_duplicate() failed: restore the PTE
                 ret = false
-                return false
+                return ret
             }
             var swp = entry
             if p.pointee.flags & PG.anonExclusive != 0 { swp |= PTE.swpExclusive }
@@ -65,19 +110,29 @@ struct TryToUnmapControl: RmapWalkControl {
         }
         k.folioRemoveRmapPTE(pfn, vma: v)
         k.putPage(pfn)
-        return true
+        return ret
     }
 
-    /// page_mapcount(page) == 0: nothing left to unmap.
+    /// page_mapcount_is_zero(): nothing left to unmap.
     mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool { m.k.pageMapcount(pfn) == 0 }
 }
 
 extension Kernel {
-    /// try_to_unmap(): true when no mapping of the frame remains.
+    /// try_to_unmap(): true when no mapping of the frame remains. A batched
+    /// flush stays pending for the caller's try_to_unmap_flush().
+    /// Models `try_to_unmap()` (mm/rmap.c), v5.0: rmap_walk with
+    /// try_to_unmap_one, done when unmapped, invalid_migration_vma for anon
+    /// migration; the result is `!page_mapcount(page)`. TTU_RMAP_LOCKED walks
+    /// the same way (the model takes no locks).
+    /// The walk holds a reference of its own, as the kernel's callers must
+    /// ("try_to_unmap() must hold a reference on the page"): a discarded
+    /// lazyfree page is freed only after the walk has read its mapcount.
     func tryToUnmap(_ pfn: UInt32, flags: TTUFlags) -> Bool {
-        var c = TryToUnmapControl(flags: flags)
+        getPage(pfn)
+        defer { putPage(pfn) }
+        var c = TryToUnmapControl(flags: flags, anon: pageIsAnon(pfn))
         rmapWalk(pfn, &c)
-        return c.ret && pageMapcount(pfn) == 0
+        return pageMapcount(pfn) == 0
     }
 
     /// The part of shrink_folio_list() that runs once reclaim decided to
@@ -101,7 +156,11 @@ extension Kernel {
         getPage(pfn)  // isolate_lru_folio(): reclaim holds the page while it works
         defer { putPage(pfn) }
         if pageMapcount(pfn) > 0 {
-            if !tryToUnmap(pfn, flags: [.ignoreAccess, .batchFlush]) { return false }
+            let unmapped = tryToUnmap(pfn, flags: [.ignoreAccess, .batchFlush])
+            // try_to_unmap_flush_dirty() / try_to_unmap_flush(): the model's
+            // page list is this one frame, so its batch is flushed here.
+            tryToUnmapFlush()
+            if !unmapped { return false }
         }
         if anon {
             if p.pointee.flags & PG.swapcache == 0 {

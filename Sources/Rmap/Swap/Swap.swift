@@ -125,26 +125,17 @@ extension Kernel {
     }
 
     /// A fault on a migration entry waits for the migration to finish
-    /// (migration_entry_wait); in the single-threaded model the migration
-    /// already finished, so the PTE is restored to the frame the entry names
-    /// and the access retried (remove_migration_pte for this PTE).
+    /// (migration_entry_wait); in the single-threaded model a migration that
+    /// left its entries behind (`unmap ... migration`) never finishes, so the
+    /// fault finishes it the way a failed migration does
+    /// (remove_migration_ptes(page, page), for this PTE): the entry becomes
+    /// an old PTE of the frame it names, writable for a write entry,
+    /// exclusive unless a read entry, taking over the entry's reference. Then
+    /// the access is retried. Not in the kernel: its waiter only sleeps.
     func removeMigrationEntryOnFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
                                      _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
-        let e = slot.pointee
-        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-        var pte = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
-        if PTE.swpType(e) == PTE.swpMigrationWrite { pte |= PTE.rw }
-        if e & PTE.swpSoftDirty != 0 { pte |= PTE.softDirty }
-        // The PTE maps the frame again: a reference and a mapcount (the MM
-        // counter kept counting the migration entry).
-        getPage(pfn)
-        if pageIsAnon(pfn) {
-            folioAddAnonRmapPTE(pfn, vma: v, address: addr,
-                                exclusive: PTE.swpType(e) != PTE.swpMigrationRead)
-        } else {
-            folioAddFileRmapPTE(pfn, vma: v)
-        }
-        slot.pointee = pte
+        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(slot.pointee))
+        restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)
         return handleMMFault(m, addr, write: write)
     }
 }

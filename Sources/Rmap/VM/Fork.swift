@@ -64,6 +64,7 @@ extension Kernel {
                 } else if PTE.isMigrationEntry(e) {
                     let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                     addMMCounter(dm, mmCounterFor(pfn), 1)
+                    getPage(pfn)  // the model's entries hold a reference (Rmap/Migrate.swift)
                     if cow && PTE.swpType(e) != PTE.swpMigrationRead {
                         // make_readable_migration_entry() on both sides.
                         e = PTE.swpEntry(type: PTE.swpMigrationRead, offset: PTE.swpOffset(e)) | (e & PTE.swpSoftDirty)

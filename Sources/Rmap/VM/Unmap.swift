@@ -6,9 +6,14 @@ extension Kernel {
     /// zap_pte_range(): clears every PTE of `v` in [start, end). A present
     /// entry gives its dirty bit to the page (set_page_dirty), loses its
     /// mapcount, MM counter and reference; a swap entry frees its slot; a
-    /// migration entry drops the MM counter it kept.
+    /// migration entry drops the MM counter it kept and the page reference
+    /// the model lets it hold (Rmap/Migrate.swift). Secondary MMUs are told
+    /// around it (mmu_notifier_invalidate_range_start/end of unmap_vmas and
+    /// zap_page_range_single).
     func zapPTERange(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
         let m = vma(v).pointee.mm
+        mmuInvalidateRangeStart(m, start, end)
+        defer { mmuInvalidateRangeEnd(m, start, end) }
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
             let e = slot.pointee
             guard e != 0 else { return true }
@@ -27,6 +32,7 @@ extension Kernel {
             } else if PTE.isMigrationEntry(e) {
                 let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                 addMMCounter(m, mmCounterFor(pfn), -1)
+                putPage(pfn)
             } else if PTE.isRealSwapEntry(e) {
                 addMMCounter(m, .swapents, -1)
                 swapFree(e)
@@ -117,6 +123,7 @@ extension Kernel {
 
     /// exit_mmap(): unmaps every VMA, frees the page tables and the mm.
     func exitMMap(_ m: UInt32) {
+        mmuRelease(m)  // mmu_notifier_release()
         var v = firstVMA(m)
         while v != 0 {
             zapPTERange(v, vma(v).pointee.vm_start, vma(v).pointee.vm_end)
