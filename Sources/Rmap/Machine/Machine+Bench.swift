@@ -1,0 +1,108 @@
+import CShims
+
+/// Benchmarking entry points (Benchmarks/: the package-benchmark suites and
+/// `bench-model`, the model side of `make bench-kernel`).
+///
+/// They reach the kernel paths directly by mm index and frame number, so a
+/// timed loop pays for the model and not for the name dictionaries of the
+/// trace API. Processes made by `benchFork` have no name: they are not in
+/// `processes`, and only `benchExit` ends them. Nothing here is needed by a
+/// trace or by the checker.
+extension Machine {
+    /// The frame that mm `mm` maps at `addr` (0 for none, the zero page or a
+    /// non-present entry): the argument of `benchWalk` and `benchTryToUnmap`.
+    public func benchFrame(mm: UInt32, addr: UInt64) -> UInt32 {
+        mappedFrame(mm, addr)
+    }
+
+    /// An unnamed process with an empty address space (mm_alloc()); 0 when
+    /// the arena has no room. End it with `benchExit`.
+    public func benchProcess() -> UInt32 {
+        k.mmAlloc()
+    }
+
+    /// mmap() of `pages` private anonymous read-write pages at `addr`
+    /// (MAP_FIXED_NOREPLACE); false on an error.
+    public func benchMmapAnon(mm: UInt32, addr: UInt64, pages: UInt64) -> Bool {
+        k.doMmap(mm, addr: addr, pages: pages, prot: VM.fromProt([.read, .write]), shared: false,
+                 file: 0, pgoff: 0) == nil
+    }
+
+    /// `pages` accesses from `addr` up (handle_mm_fault() for each page that
+    /// faults); the number of pages that ended in ok.
+    public func benchFault(mm: UInt32, addr: UInt64, pages: UInt64, write: Bool) -> Int {
+        var a = addr
+        var n = 0
+        for _ in 0..<pages {
+            if k.handleMMFault(mm, a, write: write) == .ok { n += 1 }
+            a += PAGE_SIZE
+        }
+        return n
+    }
+
+    /// fork() of mm `mm` (dup_mmap()): the child's mm index, 0 on ENOMEM.
+    /// The child is unnamed; end it with `benchExit`.
+    public func benchFork(mm: UInt32) -> UInt32 {
+        k.dupMMap(mm)
+    }
+
+    /// exit_mmap() of an mm made by `benchFork`.
+    public func benchExit(mm: UInt32) {
+        k.exitMMap(mm)
+    }
+
+    /// munmap() of `pages` pages at `addr` in mm `mm`; false on an error.
+    public func benchMunmap(mm: UInt32, addr: UInt64, pages: UInt64) -> Bool {
+        k.doMunmap(mm, addr, addr + pages << PAGE_SHIFT) == nil
+    }
+
+    /// rmap_walk() of `frame` with a visitor that counts the VMAs it is
+    /// given (rmap_one calls): the mappings visited. Allocates nothing.
+    public func benchWalk(frame: UInt32) -> Int {
+        var c = CountingWalk()
+        k.rmapWalk(frame, &c)
+        return c.visited
+    }
+
+    /// rmap_walk() of `frame` whose visitor also checks each VMA's PTE
+    /// (page_vma_mapped_walk(), as every real rmap_one does): the mappings
+    /// that really map the frame. Allocates nothing.
+    public func benchWalkMapped(frame: UInt32) -> Int {
+        var c = MappedWalk()
+        k.rmapWalk(frame, &c)
+        return c.mapped
+    }
+
+    /// try_to_unmap() of `frame` with `flags`, flushing a batched TLB flush
+    /// as the caller would: true when no mapping is left. Allocates nothing.
+    public func benchTryToUnmap(frame: UInt32, flags: TTUFlags) -> Bool {
+        let r = k.tryToUnmap(frame, flags: flags)
+        k.tryToUnmapFlush()
+        return r
+    }
+
+    /// page_referenced() of `frame` over every VMA: the referenced count.
+    public func benchPageReferenced(frame: UInt32) -> Int {
+        k.pageReferenced(frame, filter: AllVMAs?.none).referenced
+    }
+}
+
+/// Counts rmap_one calls.
+struct CountingWalk: RmapWalkControl {
+    var visited = 0
+    @inline(__always)
+    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+        visited += 1
+        return true
+    }
+}
+
+/// Counts the VMAs whose PTE maps the frame.
+struct MappedWalk: RmapWalkControl {
+    var mapped = 0
+    @inline(__always)
+    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+        if m.k.pageVMAMappedWalk(pfn, vma, address) != nil { mapped += 1 }
+        return true
+    }
+}
