@@ -81,3 +81,34 @@ pictures:
 	.build/release/rmap dot --reuse split Tests/Corpus/fuzz/cve-2022-42703-degree.trace > .build/pictures/cve-split.dot
 	for f in .build/pictures/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg"; done
 	@ls .build/pictures/*.svg
+
+## bench: the package-benchmark suites (Benchmarks/, their own package), then the
+## gate: no malloc on the rmap_walk, try_to_unmap, page_referenced, munmap and exit
+## paths (static thresholds in Benchmarks/Thresholds; time is never gated).
+BENCH_GATED = --filter 'rmap_walk.*' --filter 'try_to_unmap.*' --filter 'page_referenced.*' \
+	--filter 'munmap.*' --filter 'exit.*'
+.PHONY: bench bench-kernel bench-walk
+bench:
+	cd Benchmarks && $(SWIFT) package benchmark --no-progress
+	cd Benchmarks && $(SWIFT) package benchmark thresholds check --no-progress $(BENCH_GATED)
+
+## bench-kernel: the same workloads on this machine's kernel (a C harness) and on
+## the model (bench-model, release), one line per workload: ns per page (or PTE)
+## on each side and ratio = kernel/model.
+BENCH_PAGES ?= 65536
+bench-kernel:
+	mkdir -p .build
+	$(CC) -O2 -Wall -Werror -o .build/bench_kernel Benchmarks/kernel/bench_kernel.c
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	.build/bench_kernel -n $(BENCH_PAGES) > .build/bench-kernel.txt
+	Benchmarks/.build/release/bench-model workloads -n $(BENCH_PAGES) > .build/bench-model.txt
+	@awk 'NR == FNR { k[$$1] = $$2; next } ($$1 in k) { \
+		printf "%s kernel_ns=%s model_ns=%s ratio=%.1f\n", $$1, k[$$1], $$2, k[$$1] / $$2 }' \
+		.build/bench-kernel.txt .build/bench-model.txt
+
+## bench-walk: rmap_walk per visited mapping (1..10,000 mappings), try_to_unmap per
+## page, and the fork loop's anon_vmas and AVCs per reuse policy, on the model.
+bench-walk:
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	Benchmarks/.build/release/bench-model walk
+	Benchmarks/.build/release/bench-model forkloop
