@@ -18,6 +18,17 @@ test:
 	$(SWIFT) test 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
 	$(MAKE) examples
 
+## oracle: the differential check against this machine's kernel: the kernel corpus
+## and 500 random kernel-only traces (seeds 1-500) on the model and on rmap-oracle;
+## each difference is minimised into oracle-failures/. Exit 77 without root.
+## More: make oracle ORACLE_ARGS="--count 2000 --first-seed 1 --jobs 2"
+ORACLE_ARGS ?=
+.PHONY: oracle
+oracle:
+	$(SWIFT) build --product rmap-oracle
+	$(SWIFT) build --product rmap
+	.build/debug/rmap oracle-check --oracle .build/debug/rmap-oracle $(ORACLE_ARGS)
+
 ## examples: the embedding examples, from Swift and from C (run by `make test`).
 SWIFT_LIBDIR = $(shell dirname $$(dirname $$(readlink -f $$(command -v $(SWIFT)))))/lib/swift/linux
 .PHONY: examples
