@@ -20,7 +20,8 @@ public struct OracleCheckOptions: Sendable {
     public var outDirectory: String = "oracle-failures"
     /// The corpus folder whose `.trace` files are checked first ("" for none).
     public var corpusDirectory: String = "Tests/Corpus/kernel"
-    /// Worker threads (each pinned to its own CPU when there are enough).
+    /// Worker threads, pinned round-robin to the CPUs this process may use
+    /// (the oracle pins itself and its trace processes to its first allowed CPU).
     public var jobs: Int = 2
     /// Seconds before an oracle run is killed.
     public var timeoutSeconds: Double = 120
@@ -61,6 +62,8 @@ struct ProgramRun {
 struct Comparison {
     var model: ProgramRun
     var kernel: ProgramRun
+    /// The first lines of the oracle's internal errors before the run kept.
+    var internalErrors: [String] = []
     /// Neither side rejected the trace (status 2) and the oracle ran it.
     var accepted: Bool { model.status != 2 && kernel.status != 2 && kernel.status != 77 }
     var differs: Bool { model.stdout != kernel.stdout || model.status != kernel.status }
@@ -157,7 +160,7 @@ public enum OracleCheck {
         let cpus = allowedCPUs()
         var threads: [pthread_t] = []
         for w in 0..<jobs {
-            let cpu: Int? = (jobs > 1 && cpus.count >= jobs) ? cpus[w] : nil
+            let cpu: Int? = (jobs > 1 && cpus.count > 1) ? cpus[w % cpus.count] : nil
             let worker = Worker(index: w + 1, scratch: scratch, options: o)
             let body = {
                 if let cpu { pinCurrentThread(to: cpu) }
@@ -235,15 +238,27 @@ public enum OracleCheck {
             self.options = options
         }
 
-        /// Both sides on one trace text.
+        /// Both sides on one trace text. An internal error of the oracle
+        /// (status 3: a system call of its own failed, a worker died) is not
+        /// the kernel's answer: the oracle is run up to twice more, and the
+        /// messages of the failed attempts are kept.
         func compare(_ text: String) -> Comparison {
             _ = writeFile(tracePath, text)
             let s = replayFile(path: tracePath)
             let model = ProgramRun(stdout: s.stdout.map { $0 + "\n" } ?? "",
                                    stderr: s.stderr.map { $0 + "\n" }.joined(), status: s.status)
-            let kernel = runProgram(options.oraclePath, [tracePath], stdoutPath: outPath, stderrPath: errPath,
-                                    timeout: options.timeoutSeconds)
-            return Comparison(model: model, kernel: kernel)
+            var internalErrors: [String] = []
+            var kernel = runOracle()
+            while kernel.status == 3 && internalErrors.count < 2 {
+                internalErrors.append(firstLine(kernel.stderr))
+                kernel = runOracle()
+            }
+            return Comparison(model: model, kernel: kernel, internalErrors: internalErrors)
+        }
+
+        func runOracle() -> ProgramRun {
+            runProgram(options.oraclePath, [tracePath], stdoutPath: outPath, stderrPath: errPath,
+                       timeout: options.timeoutSeconds)
         }
 
         func check(_ item: Item) -> ItemResult {
@@ -259,12 +274,66 @@ public enum OracleCheck {
                 text = g.generate(statements: max(1, options.statements))
             }
             let c = compare(text)
+            let notes = c.internalErrors.map { "note \(item.label): the oracle failed internally and was run again: \($0)" }
             if c.kernel.status == 77 {
-                let why = c.kernel.stderr.split(separator: "\n").first.map(String.init) ?? "exit status 77"
-                return ItemResult(kind: .skipped, lines: ["skipped \(item.label): \(why)"])
+                return ItemResult(kind: .skipped, lines: notes + ["skipped \(item.label): \(firstLine(c.kernel.stderr))"])
             }
-            guard c.differs else { return ItemResult(kind: .passed) }
-            return minimiseAndWrite(item, text: text, first: c)
+            guard c.differs else { return ItemResult(kind: .passed, lines: notes) }
+            // Does the difference reproduce? (The kernel side is a live system.)
+            var reproduced = 1
+            for _ in 0..<2 where compare(text).differs { reproduced += 1 }
+            var r = reproduced > 1 ? minimiseAndWrite(item, text: text, first: c)
+                                   : writeUnreproduced(item, text: text, first: c)
+            r.lines = notes + r.lines
+            return r
+        }
+
+        func origin(_ item: Item) -> String {
+            switch item {
+            case .corpus(let name, _): return "corpus trace \(name)"
+            case .seed(let s): return "seed \(s) (rmap gen --kernel-only --seed \(s) --statements \(options.statements))"
+            }
+        }
+
+        /// The header of a failure file: always `headerLineCount` lines.
+        func header(_ item: Item, _ what: String, _ c: Comparison) -> [String] {
+            let h = [
+                "# rmap oracle-check: the model and the kernel disagree on this trace",
+                "# origin: \(origin(item)); \(what)",
+                "# model  (exit \(c.model.status)): \(oneLine(c.model.stdout))",
+                "# kernel (exit \(c.kernel.status)): \(oneLine(c.kernel.stdout))",
+                "# model stderr: \(oneLine(c.model.stderr))",
+                "# kernel stderr: \(oneLine(c.kernel.stderr))",
+            ]
+            precondition(h.count == Worker.headerLineCount)
+            return h
+        }
+
+        /// Writes a failure file; the lines `rmap oracle-check` prints for it.
+        func writeFailure(_ item: Item, _ fileText: String, _ c: Comparison, flaky: Bool) -> ItemResult {
+            mkdir(options.outDirectory, 0o755)
+            let path = options.outDirectory + "/" + item.outName
+            let tag = flaky ? "FAIL (did not reproduce)" : "FAIL"
+            var lines = ["\(tag) \(item.label): \(path)"]
+            if !writeFile(path, fileText) {
+                lines = ["\(tag) \(item.label): cannot write \(path): \(String(cString: strerror(errno)))"]
+                lines += fileText.split(separator: "\n").map { "  " + $0 }
+            } else {
+                lines.append("  model  (exit \(c.model.status)): \(oneLine(c.model.stdout))")
+                lines.append("  kernel (exit \(c.kernel.status)): \(oneLine(c.kernel.stdout))")
+                if c.kernel.status != 0 && c.kernel.status != 1 {
+                    lines.append("  kernel stderr: \(oneLine(c.kernel.stderr))")
+                }
+            }
+            return ItemResult(kind: .failed, lines: lines, failurePath: path)
+        }
+
+        /// A difference that does not reproduce (seen once, not in two reruns,
+        /// or gone from the minimised trace): the whole trace, not minimised.
+        func writeUnreproduced(_ item: Item, text: String, first: Comparison) -> ItemResult {
+            let h = header(item, "not minimised: the difference did not reproduce reliably; line numbers "
+                           + "below count without these \(Worker.headerLineCount) header lines", first)
+            return writeFailure(item, h.joined(separator: "\n") + "\n" + text, first, flaky: true)
         }
 
         /// Delta debugging of a difference, then the minimised trace with its
@@ -300,6 +369,21 @@ public enum OracleCheck {
                     i -= 1
                 }
                 if changed { continue }
+                // Targets of an `observe` line, one at a time (so that the
+                // processes only observed can go too).
+                for i in cur.indices.reversed() where budget > 0 {
+                    var targets = Worker.observeTargets(cur[i]) ?? []
+                    var t = targets.count - 1
+                    while targets.count > 1 && t >= 0 && budget > 0 {
+                        var fewer = targets
+                        fewer.remove(at: t)
+                        var c = cur
+                        c[i] = "observe " + fewer.joined(separator: ", ")
+                        if stillDiffers(c) { cur = c; targets = fewer; changed = true }
+                        t -= 1
+                    }
+                }
+                if changed { continue }
                 pairs: for a in stride(from: cur.count - 1, through: 1, by: -1) {
                     for b in stride(from: a - 1, through: 0, by: -1) {
                         guard budget > 0 else { break pairs }
@@ -311,8 +395,8 @@ public enum OracleCheck {
                 }
             }
 
-            // The final outputs, with the header's lines in place so the line
-            // numbers in the header are the file's; and is it reproducible?
+            // The final outputs, with the header's lines in place so that the
+            // line numbers in the header are the file's; and does it reproduce?
             let final = Worker.body(cur, headerLines: Worker.headerLineCount)
             var last = compare(final)
             var reproduced = last.differs ? 1 : 0
@@ -320,36 +404,13 @@ public enum OracleCheck {
                 let c = compare(final)
                 if c.differs { reproduced += 1; last = c }
             }
-            let origin: String
-            switch item {
-            case .corpus(let name, _): origin = "corpus trace \(name)"
-            case .seed(let s): origin = "seed \(s) (rmap gen --kernel-only --seed \(s) --statements \(options.statements))"
+            if reproduced == 0 {
+                return writeUnreproduced(item, text: text, first: first)
             }
-            func oneLine(_ s: String) -> String {
-                let t = s.split(separator: "\n").joined(separator: " | ")
-                return t.isEmpty ? "(none)" : t
-            }
-            let header = [
-                "# rmap oracle-check: the model and the kernel disagree on this trace",
-                "# origin: \(origin); minimised from \(original.count) to \(cur.count) lines; the difference reproduced \(reproduced)/3",
-                "# model  (exit \(last.model.status)): \(oneLine(last.model.stdout))",
-                "# kernel (exit \(last.kernel.status)): \(oneLine(last.kernel.stdout))",
-                "# model stderr: \(oneLine(last.model.stderr))",
-                "# kernel stderr: \(oneLine(last.kernel.stderr))",
-            ]
-            precondition(header.count == Worker.headerLineCount)
-            let fileText = header.joined(separator: "\n") + "\n" + cur.joined(separator: "\n") + "\n"
-            mkdir(options.outDirectory, 0o755)
-            let path = options.outDirectory + "/" + item.outName
-            var lines = ["FAIL \(item.label): \(path)"]
-            if !writeFile(path, fileText) {
-                lines = ["FAIL \(item.label): cannot write \(path): \(String(cString: strerror(errno)))"]
-                lines += fileText.split(separator: "\n").map { "  " + $0 }
-            } else {
-                lines.append("  model  (exit \(last.model.status)): \(oneLine(last.model.stdout))")
-                lines.append("  kernel (exit \(last.kernel.status)): \(oneLine(last.kernel.stdout))")
-            }
-            return ItemResult(kind: .failed, lines: lines, failurePath: path)
+            let h = header(item, "minimised from \(original.count) to \(cur.count) lines; the difference "
+                           + "reproduced \(reproduced)/3 on the minimised trace", last)
+            return writeFailure(item, h.joined(separator: "\n") + "\n" + cur.joined(separator: "\n") + "\n",
+                                last, flaky: false)
         }
 
         static let headerLineCount = 6
@@ -357,6 +418,17 @@ public enum OracleCheck {
         /// The trace text of `lines`, after `headerLines` comment lines.
         static func body(_ lines: [String], headerLines: Int) -> String {
             String(repeating: "#\n", count: headerLines) + lines.joined(separator: "\n") + "\n"
+        }
+
+        /// The targets of an `observe` line (nil for any other line).
+        static func observeTargets(_ line: String) -> [String]? {
+            let code = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let words = code.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard words.first == "observe" else { return nil }
+            let rest = code.drop { $0 == " " || $0 == "\t" }.dropFirst("observe".count)
+            return rest.split(separator: ",").map {
+                $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            }
         }
 
         /// ddmin: remove ever smaller chunks while the difference remains.
@@ -392,6 +464,16 @@ public enum OracleCheck {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
+}
+
+func firstLine(_ s: String) -> String {
+    s.split(separator: "\n").first.map(String.init) ?? "(no message)"
+}
+
+/// Several lines as one (` | ` between them), for headers and reports.
+func oneLine(_ s: String) -> String {
+    let t = s.split(separator: "\n").joined(separator: " | ")
+    return t.isEmpty ? "(none)" : t
 }
 
 extension String {
