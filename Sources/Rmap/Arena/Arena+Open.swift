@@ -81,12 +81,17 @@ extension Arena {
         for t in Int32(0)..<Int32(RMAP_T_COUNT) {
             let d = k.desc(t).pointee
             // The descriptors of page-table pages are indexed like the pages.
-            let used = t == T.ptDesc ? k.desc(T.ptPage).pointee.bump : d.bump
+            // The swap map is never allocated from: slots 1...swap_slots are in use.
+            let used: UInt32
+            switch t {
+            case T.ptDesc: used = k.desc(T.ptPage).pointee.bump
+            case T.swap: used = UInt32(min(UInt64(d.capacity), k.header.pointee.swap_slots + 1))
+            default: used = d.bump
+            }
             guard write(d.offset, UInt64(used) * UInt64(d.record_size)) else { return "\(path): write failed" }
             pos = max(pos, d.offset + UInt64(d.capacity) * UInt64(d.record_size))
         }
-        if fflush(f) != 0 || ftruncate(fileno(f), off_t(size)) != 0 { return "\(path): write failed" }
-        _ = pos
+        if fflush(f) != 0 || ftruncate(fileno(f), off_t(max(UInt64(size), pos))) != 0 { return "\(path): write failed" }
         return nil
     }
 }
