@@ -3,7 +3,8 @@
 // Parsing is one pass over the lines; the static checks (processes created before
 // use and not exited, files declared before use, `swap` placement, observation
 // sizes, `=> RESULT` syntax) run in line order, and inside a line left to right,
-// so the first error reported is the leftmost one of the first bad line.
+// so the first error reported is the leftmost one of the first bad line
+// (`parse(bytes:)` decodes line by line: invalid UTF-8 is that line's error).
 //
 // Columns are 1-based and count Unicode scalars of the line (the line's characters:
 // every valid token is ASCII). Memory is linear in the input; nothing is allocated
@@ -42,13 +43,7 @@ public enum TraceParser {
     /// the processes and files of `context` exist already (so `swap` is no
     /// longer allowed).
     public static func parse(_ text: String, file: String, continuing context: TraceContext?) throws(TraceError) -> Trace {
-        var parser = LineParser(file: file)
-        if let context {
-            for p in context.processes { parser.processes[p] = true }
-            for p in context.exitedProcesses { parser.processes[p] = false }
-            parser.files = Set(context.files)
-            if !context.processes.isEmpty || !context.exitedProcesses.isEmpty { parser.firstProcessLine = 0 }
-        }
+        var parser = LineParser(file: file, continuing: context)
         var line: [Unicode.Scalar] = []
         var number = 1
         for scalar in text.unicodeScalars {
@@ -70,29 +65,38 @@ public enum TraceParser {
     }
 
     /// `parse(bytes:file:)` for a trace that continues a saved state.
+    ///
+    /// Lines are decoded and parsed one at a time, so errors come in line order whatever
+    /// their kind: a line with invalid UTF-8 fails at its first bad byte (the column
+    /// counts the scalars before it), after every earlier line has been checked.
     public static func parse(bytes: [UInt8], file: String, continuing context: TraceContext?) throws(TraceError) -> Trace {
+        var parser = LineParser(file: file, continuing: context)
         var iterator = bytes.makeIterator()
         var decoder = Unicode.UTF8.ForwardParser()
-        var line = 1, column = 1, offset = 0
+        var line: [Unicode.Scalar] = []
+        var number = 1, offset = 0
         decoding: while true {
             switch decoder.parseScalar(from: &iterator) {
             case .valid(let encoded):
                 offset += encoded.count
-                if encoded.count == 1 && encoded.first == 0x0A {
-                    line += 1
-                    column = 1
+                let scalar = Unicode.UTF8.decode(encoded)
+                if scalar == "\n" {
+                    try parser.parseLine(line, number: number)
+                    line.removeAll(keepingCapacity: true)
+                    number += 1
                 } else {
-                    column += 1
+                    line.append(scalar)
                 }
             case .error:
                 let byte = offset < bytes.count ? bytes[offset] : 0
-                throw TraceError(file: file, line: line, column: column,
+                throw TraceError(file: file, line: number, column: line.count + 1,
                                  message: "invalid UTF-8 (byte 0x\(hex2(byte)))")
             case .emptyInput:
                 break decoding
             }
         }
-        return try parse(String(decoding: bytes, as: UTF8.self), file: file, continuing: context)
+        try parser.parseLine(line, number: number)
+        return Trace(file: file, lines: parser.lines)
     }
 
     private static func hex2(_ b: UInt8) -> String {
@@ -237,7 +241,8 @@ func isNameSyntax<S: Collection>(_ s: S) -> Bool where S.Element == Unicode.Scal
     return s.allSatisfy(isNameChar)
 }
 
-/// `-`, `Z`, `S`, `M` or `[AFK][1-9][0-9]*:[0-9]+`.
+/// `-`, `Z`, `S`, `M` or `[AFK][1-9][0-9]*:(0|[1-9][0-9]*)`: numbers as the model prints them
+/// (a leading zero could never match).
 func isObservationToken(_ text: String) -> Bool {
     let b = Array(text.utf8)
     if b.count == 1 { return b[0] == UInt8(ascii: "-") || b[0] == UInt8(ascii: "Z") || b[0] == UInt8(ascii: "S") || b[0] == UInt8(ascii: "M") }
@@ -248,6 +253,7 @@ func isObservationToken(_ text: String) -> Bool {
     guard i < b.count, b[i] == UInt8(ascii: ":") else { return false }
     i += 1
     guard i < b.count else { return false }
+    if b[i] == UInt8(ascii: "0") && i + 1 < b.count { return false }  // no leading zero
     while i < b.count {
         guard b[i] >= UInt8(ascii: "0") && b[i] <= UInt8(ascii: "9") else { return false }
         i += 1
@@ -255,7 +261,8 @@ func isObservationToken(_ text: String) -> Bool {
     return true
 }
 
-/// `ok`, `fail`, `SIGSEGV`, `SIGBUS`, `referenced=N`, `cleaned=N` or `E[A-Z]{2,15}`.
+/// `ok`, `fail`, `SIGSEGV`, `SIGBUS`, `referenced=N`, `cleaned=N` (N decimal, as the model
+/// prints it: no leading zero) or `E[A-Z]{2,15}`.
 func isResult(_ text: String) -> Bool {
     switch text {
     case "ok", "fail", "SIGSEGV", "SIGBUS": return true
@@ -264,6 +271,7 @@ func isResult(_ text: String) -> Bool {
     for prefix in ["referenced=", "cleaned="] where text.hasPrefix(prefix) {
         let digits = Array(text.unicodeScalars.dropFirst(prefix.count))
         guard !digits.isEmpty, digits.allSatisfy({ $0.value >= 0x30 && $0.value <= 0x39 }) else { return false }
+        if digits.count > 1 && digits[0] == "0" { return false }
         if case .value = parseNumber(digits) { return true }
         return false
     }
@@ -317,7 +325,16 @@ struct LineParser {
     /// The first line that was a process statement (`proc` or an operation line).
     var firstProcessLine: Int?
 
-    init(file: String) { self.file = file }
+    init(file: String, continuing context: TraceContext? = nil) {
+        self.file = file
+        if let context {
+            for p in context.processes { processes[p] = true }
+            for p in context.exitedProcesses { processes[p] = false }
+            files = Set(context.files)
+            // Line 0 stands for the saved state: it had process statements.
+            if !context.processes.isEmpty || !context.exitedProcesses.isEmpty { firstProcessLine = 0 }
+        }
+    }
 
     func error(_ column: Int, _ message: String) -> TraceError {
         TraceError(file: file, line: line, column: max(1, column), message: message)
@@ -423,7 +440,8 @@ struct LineParser {
                 throw error(keyword.column, "'swap' is given twice (first on line \(previous))")
             }
             if let p = firstProcessLine {
-                throw error(keyword.column, "'swap' must come before any process statement (line \(p) is one)")
+                throw error(keyword.column, "'swap' must come before any process statement ("
+                            + (p == 0 ? "the saved state this trace continues has processes)" : "line \(p) is one)"))
             }
             let (slots, slotsTok) = try number(&c, "a slot count")
             guard slots <= TraceParser.maxSwapSlots else {
