@@ -98,10 +98,10 @@ extension Kernel {
         if file(f).pointee.kind == FileKind.shmem.rawValue {
             let pfn = pageCacheLookup(f, index, materialize: false)
             if pfn != 0 { return pfn }
-            // shmem_get_folio_gfp(SGP_CACHE): a new zeroed, dirty page.
-            let n = pageCacheAddNew(f, index)
-            if n != 0 { page(n).pointee.flags |= PG.dirty }
-            return n
+            // shmem_get_folio_gfp(SGP_CACHE): a new zeroed, uptodate page; it
+            // becomes dirty when written (do_shared_fault, or the PTE's dirty
+            // bit when it is unmapped).
+            return pageCacheAddNew(f, index)
         }
         if !pageCacheResident(f, index) { readAround(f, index) }
         let pfn = pageCacheLookup(f, index, materialize: true)

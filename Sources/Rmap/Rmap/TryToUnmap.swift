@@ -182,8 +182,15 @@ extension Kernel {
         let f = pageFile(pfn)
         guard f != 0 else { return true }
         if file(f).pointee.kind == FileKind.shmem.rawValue {
-            // shmem_writeout() without a swap slot for it: redirtied, kept.
-            return false
+            if p.pointee.flags & PG.dirty != 0 {
+                // shmem_writeout() without a swap slot for it: redirtied, kept.
+                return false
+            }
+            // A clean shmem folio (only ever read: a hole filled with zeroes)
+            // needs no writing: __remove_mapping() drops it (observed on 6.18:
+            // a later fault allocates a new one).
+            pageCacheRemove(f, p.pointee.index)
+            return true
         }
         if p.pointee.flags & PG.dirty != 0 {
             // pageout(): reclaim may not write file folios; the folio stays
