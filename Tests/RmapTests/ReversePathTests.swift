@@ -430,6 +430,60 @@ import Testing
         #expect(m.check() == [])
     }
 
+    // MARK: idle page tracking
+
+    /// page_idle_bitmap_write / _read (mm/page_idle.c): marking clears the
+    /// accessed bits of every mapping (no TLB flush) and sets PG_idle; an
+    /// access through any mapping or a secondary MMU makes the read report
+    /// "not idle" and sets PG_young, which page_referenced then counts once.
+    @Test func idleTrackingClearsReferencesAndMarksYoung() throws {
+        let (m, out) = try machine("""
+            file f 4
+            proc A
+            A mmap 0x100000000000 2 rw anon-private
+            A write 0x100000000000 2
+            B = fork A
+            B read 0x100000000000
+            A read 0x100000001000
+            A mmap 0x100000100000 1 r anon-private
+            A read 0x100000100000
+            """)
+        #expect(out.failures == [])
+        let pfn = frame(m, "A", a)
+        let flushes = m.tlbFlushes
+        #expect(m.markIdle(process: "A", addr: a))
+        #expect(!PTE.isYoung(pte(m, "A", a)) && !PTE.isYoung(pte(m, "B", a)), "both mappings aged")
+        #expect(m.tlbFlushes == flushes, "ptep_clear_young_notify does not flush")
+        #expect(m.k.page(pfn).pointee.flags & PG.idle != 0)
+        // Young bits were cleared by the mark itself, not counted as a reference:
+        #expect(m.k.page(pfn).pointee.flags & PG.young != 0, "the mark took away the references: PG_young keeps them")
+        #expect(m.perform("A", .referenced(addr: a, pages: 1)) == .referenced(1), "PG_young counts once")
+        #expect(m.markIdle(process: "A", addr: a))
+        #expect(m.k.page(pfn).pointee.flags & PG.young == 0, "no PTE was young this time")
+        #expect(m.isIdle(process: "A", addr: a) == true)
+        // B accesses the page: hardware sets its accessed bit.
+        m.k.leafSlot(root: m.k.mm(m.mmIndex(of: "B")!).pointee.pgd, key: a)!.pointee |= PTE.accessed
+        #expect(m.isIdle(process: "A", addr: a) == false)
+        #expect(m.k.page(pfn).pointee.flags & (PG.idle | PG.young) == PG.young)
+        #expect(!PTE.isYoung(pte(m, "B", a)))
+        #expect(m.perform("A", .referenced(addr: a, pages: 1)) == .referenced(1))
+        // A secondary MMU's access counts too (mmu_notifier_clear_young).
+        let shadow = ShadowMMU()
+        m.register(shadow, for: "A")
+        #expect(shadow.fault(m, process: "A", address: a))
+        #expect(m.markIdle(process: "A", addr: a))
+        #expect(m.isIdle(process: "A", addr: a) == true)
+        shadow.touch(mm: m.mmIndex(of: "A")!, address: a)
+        #expect(m.isIdle(process: "A", addr: a) == false)
+        #expect(shadow.calls["clearYoung", default: 0] >= 2)
+        m.unregister(shadow)
+        // The zero page and an unmapped address are not tracked.
+        #expect(m.isIdle(process: "A", addr: 0x100000100000) == nil, "zero page")
+        #expect(!m.markIdle(process: "A", addr: 0x100000100000))
+        #expect(m.isIdle(process: "A", addr: 0x100000200000) == nil, "nothing mapped")
+        #expect(m.check() == [])
+    }
+
     // MARK: page_mkclean
 
     @Test func mkcleanWriteProtectsSharedDirtyPTEsOnly() throws {

@@ -76,3 +76,25 @@ extension Machine {
         return (r.referenced, r.vmFlags & VM.locked != 0)
     }
 }
+
+extension Machine {
+    /// Idle page tracking (/sys/kernel/mm/page_idle/bitmap, mm/page_idle.c)
+    /// on the frame `process` maps at `addr`: the bit write
+    /// (page_idle_bitmap_write: page_idle_clear_pte_refs, then
+    /// folio_set_idle). False when no trackable frame is mapped there (none,
+    /// the zero page, a swap or migration entry).
+    @discardableResult
+    public func markIdle(process: String, addr: UInt64) -> Bool {
+        guard let m = processes[process] else { return false }
+        return k.pageIdleMark(mappedFrame(m, addr))
+    }
+
+    /// The bit read (page_idle_bitmap_read): true while the frame at `addr`
+    /// has not been accessed through any PTE or secondary MMU since
+    /// `markIdle`; a reference found clears the bit (and marks the page young
+    /// for page_referenced). Nil when no trackable frame is mapped there.
+    public func isIdle(process: String, addr: UInt64) -> Bool? {
+        guard let m = processes[process] else { return nil }
+        return k.pageIdleRead(mappedFrame(m, addr))
+    }
+}

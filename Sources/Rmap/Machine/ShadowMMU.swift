@@ -70,10 +70,15 @@ public final class ShadowMMU: MMUNotifier {
 
     public func clearFlushYoung(mm: UInt32, start: UInt64, end: UInt64) -> Bool {
         count("clearFlushYoung")
-        return clearYoung(mm: mm, start: start, end: end)
+        return testAndClearYoung(mm: mm, start: start, end: end)
     }
 
     public func clearYoung(mm: UInt32, start: UInt64, end: UInt64) -> Bool {
+        count("clearYoung")
+        return testAndClearYoung(mm: mm, start: start, end: end)
+    }
+
+    private func testAndClearYoung(mm: UInt32, start: UInt64, end: UInt64) -> Bool {
         var young = false
         for (k, e) in table where k.mm == mm && k.address >= start && k.address < end && e.young {
             young = true

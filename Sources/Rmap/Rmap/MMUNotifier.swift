@@ -13,10 +13,11 @@ import CShims
 /// mremap move) and around wp_page_copy (COW); `changePTE` inside the COW
 /// (set_pte_at_notify, v5.x-6.8); `clearFlushYoung` from
 /// ptep_clear_flush_young_notify (page_referenced_one and the young check of
-/// try_to_unmap_one); `release` at the start of exit_mmap. `clearYoung` and
-/// `testYoung` (ptep_clear_young_notify / mmu_notifier_test_young, used by
-/// page_idle and khugepaged) have no caller in the modelled paths; they are
-/// part of the interface for completeness. Not modelled: mprotect, fork's
+/// try_to_unmap_one); `clearYoung` from ptep_clear_young_notify (idle page
+/// tracking, page_idle_clear_pte_refs_one); `release` at the start of
+/// exit_mmap. `testYoung` (mmu_notifier_test_young, used by khugepaged) has
+/// no caller in the modelled paths; it is part of the interface for
+/// completeness. Not modelled: mprotect, fork's
 /// write-protection and MADV_FREE (they keep the PFN; a shadow of PFNs does
 /// not need them), invalidate_range (the secondary TLB callback of v5.x).
 public protocol MMUNotifier: AnyObject {
@@ -54,7 +55,24 @@ final class KernelHooks {
     /// tlb_ubc->flush_required: a batched flush is pending (TTU_BATCH_FLUSH).
     var tlbBatchPending = false
 
+    /// A deliberate defect, set only by the tests that prove the invariant
+    /// checker can fail (a broken model must be caught).
+    var defect = ModelDefect.none
+
     @inline(__always) var hasSubscriptions: Bool { !subscriptions.isEmpty }
+}
+
+/// Defects the tests plant in the model to show the checker catches them.
+enum ModelDefect {
+    case none
+    /// fork's folio_try_dup_anon_rmap_pte() forgets the mapcount increment
+    /// (one rmap add removed).
+    case skipDupAnonRmap
+    /// folio_remove_rmap_pte() forgets the mapcount decrement.
+    case skipRemoveRmapDecrement
+    /// __page_set_anon_rmap() ignores the root rule: a page that may be
+    /// shared points at the VMA's own anon_vma (the 2.6.34 bug).
+    case sharedAnonPageNotAtRoot
 }
 
 extension Kernel {

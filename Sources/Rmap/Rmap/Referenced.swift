@@ -140,3 +140,69 @@ extension Kernel {
         return c.cleaned
     }
 }
+
+/// page_idle_clear_pte_refs()'s rmap_walk_control (mm/page_idle.c): no
+/// filter, every mapping is visited.
+struct PageIdleClearRefsControl: RmapWalkControl {
+    /// Models `page_idle_clear_pte_refs_one()`: the PTE's accessed bit (and
+    /// every secondary MMU's, ptep_clear_young_notify: no TLB flush) is
+    /// tested and cleared; if any was set the page is no longer idle and is
+    /// marked young, so that a later page_referenced() still counts the
+    /// reference it took away (folio_clear_idle + folio_set_young).
+    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+        let k = m.k
+        guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
+        if k.ptepClearYoungNotify(k.vma(v).pointee.mm, address, slot) {
+            k.page(pfn).pointee.flags = (k.page(pfn).pointee.flags & ~PG.idle) | PG.young
+        }
+        return true
+    }
+}
+
+extension Kernel {
+    /// ptep_clear_young_notify(): the primary accessed bit is tested and
+    /// cleared without a flush, then the secondary MMUs' (mmu_notifier_clear_young).
+    func ptepClearYoungNotify(_ m: UInt32, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
+        var young = PTE.isYoung(slot.pointee)
+        slot.pointee &= ~PTE.accessed
+        if hooks.hasSubscriptions && mmuClearYoung(m, address, address + PAGE_SIZE) { young = true }
+        return young
+    }
+
+    /// page_idle_get_folio(): only an LRU folio in use is tracked (the zero
+    /// page, free frames and isolated ones are not).
+    func pageIdleTracked(_ pfn: UInt32) -> Bool {
+        guard pfn != 0, pfn != zeroPFN, pfn < desc(T.frame).pointee.bump else { return false }
+        let p = page(pfn).pointee
+        return p.flags & PG.lru != 0 && p.refcount > 0
+    }
+
+    /// page_idle_clear_pte_refs(): walks the rmap of a mapped folio with a
+    /// mapping (the trylock of a file or KSM folio always succeeds in the
+    /// single-threaded model).
+    func pageIdleClearPTERefs(_ pfn: UInt32) {
+        if pageMapcount(pfn) == 0 || page(pfn).pointee.mapping == 0 { return }
+        var c = PageIdleClearRefsControl()
+        rmapWalk(pfn, &c)
+    }
+
+    /// One bit of a write to /sys/kernel/mm/page_idle/bitmap
+    /// (page_idle_bitmap_write): the PTE references are cleared first, then
+    /// the folio is marked idle. False for an untracked frame.
+    func pageIdleMark(_ pfn: UInt32) -> Bool {
+        guard pageIdleTracked(pfn) else { return false }
+        pageIdleClearPTERefs(pfn)
+        page(pfn).pointee.flags |= PG.idle
+        return true
+    }
+
+    /// One bit of a read of /sys/kernel/mm/page_idle/bitmap
+    /// (page_idle_bitmap_read): an idle folio whose PTEs were referenced
+    /// since is cleared of them and reported not idle. Nil for an untracked frame.
+    func pageIdleRead(_ pfn: UInt32) -> Bool? {
+        guard pageIdleTracked(pfn) else { return nil }
+        guard page(pfn).pointee.flags & PG.idle != 0 else { return false }
+        pageIdleClearPTERefs(pfn)
+        return page(pfn).pointee.flags & PG.idle != 0
+    }
+}
