@@ -37,7 +37,7 @@ extension Kernel {
     /// the 2.6.34 "overly anonymous anon_vma" lesson).
     @inline(__always) func setPageAnonRmap(_ pfn: UInt32, vma v: UInt32, address: UInt64, exclusive: Bool) {
         var av = vma(v).pointee.anon_vma
-        if !exclusive { av = anonVMA(av).pointee.root }
+        if !exclusive && _fastPath(hooks.defect != .sharedAnonPageNotAtRoot) { av = anonVMA(av).pointee.root }
         let p = page(pfn)
         p.pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
         p.pointee.index = linearPageIndex(v, address)
@@ -78,7 +78,7 @@ extension Kernel {
     /// so the copy-instead branch never runs.)
     @inline(__always) func folioDupAnonRmapPTE(_ pfn: UInt32) {
         let p = page(pfn)
-        p.pointee.mapcount += 1
+        if _fastPath(hooks.defect != .skipDupAnonRmap) { p.pointee.mapcount += 1 }
         p.pointee.flags &= ~PG.anonExclusive
     }
 
@@ -87,7 +87,7 @@ extension Kernel {
     /// mapping (an anon page may still be in the swap cache or a pagevec).
     @inline(__always) func folioRemoveRmapPTE(_ pfn: UInt32, vma v: UInt32) {
         let p = page(pfn)
-        p.pointee.mapcount -= 1
+        if _fastPath(hooks.defect != .skipRemoveRmapDecrement) { p.pointee.mapcount -= 1 }
         if p.pointee.mapcount < 0 {
             // No mapping left: munlock (mlock_drain / munlock_folio) and
             // clear the exclusive marker of an anon page.
