@@ -55,9 +55,14 @@ extension Kernel {
             return doSwapPage(m, v, addr, slot, write: write)
         }
         guard faultHasRoom() else { return .oom }
+        let pmdNone = leafSlot(root: mm(m).pointee.pgd, key: addr) == nil
         guard let slot = leafSlotAlloc(root: mm(m).pointee.pgd, key: addr) else { return .oom }
         if vma(v).pointee.file == 0 { return doAnonymousPage(m, v, addr, slot, write: write) }
-        return doFault(m, v, addr, slot, write: write)
+        let r = doFault(m, v, addr, slot, write: write, pmdNone: pmdNone)
+        // A file fault that maps nothing leaves no PTE table: the kernel's
+        // was only preallocated (vmf->prealloc_pte) and is freed unused.
+        if pmdNone && r != .ok { freeEmptyPTETable(root: mm(m).pointee.pgd, key: addr) }
+        return r
     }
 
     /// do_anonymous_page(): a read maps the shared zero page; a write gets a
@@ -81,9 +86,9 @@ extension Kernel {
 
     /// do_fault(): file-backed (and shmem) faults on a none PTE.
     func doFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
-                 _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
+                 _ slot: UnsafeMutablePointer<UInt64>, write: Bool, pmdNone: Bool = false) -> FaultResult {
         let flags = vma(v).pointee.vm_flags
-        if !write { return doReadFault(m, v, addr, slot) }
+        if !write { return doReadFault(m, v, addr, slot, pmdNone: pmdNone) }
         if flags & VM.shared == 0 { return doCOWFault(m, v, addr, slot) }
         return doSharedFault(m, v, addr, slot)
     }
@@ -113,8 +118,9 @@ extension Kernel {
 
     /// do_read_fault(): fault-around first (filemap_map_pages over the 64 KiB
     /// window of cached pages), then __do_fault for the page itself.
-    func doReadFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
-        doFaultAround(m, v, addr)
+    func doReadFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+                     pmdNone: Bool = false) -> FaultResult {
+        doFaultAround(m, v, addr, pmdNone: pmdNone)
         if slot.pointee != 0 { return .ok }  // VM_FAULT_NOPAGE: mapped by fault-around
         var sigbus = false
         let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
@@ -138,8 +144,9 @@ extension Kernel {
     /// do_fault_around() + filemap_map_pages(): maps the cached, uptodate pages
     /// of the window around `addr` whose PTEs are none. The window is
     /// fault_around_pages PTEs aligned in the page table, clipped to the VMA
-    /// and to the PTE table; pages at or beyond EOF are skipped.
-    func doFaultAround(_ m: UInt32, _ v: UInt32, _ addr: UInt64) {
+    /// and to the PTE table; pages at or beyond EOF are skipped. `pmdNone`:
+    /// the PTE table did not exist before this fault.
+    func doFaultAround(_ m: UInt32, _ v: UInt32, _ addr: UInt64, pmdNone: Bool = false) {
         let nr = Kernel.faultAroundPages
         let pteOff = (addr >> PAGE_SHIFT) & 511
         let vmaOff = (addr - vma(v).pointee.vm_start) >> PAGE_SHIFT
@@ -148,13 +155,27 @@ extension Kernel {
         let f = vma(v).pointee.file
         let base = addr - (pteOff << PAGE_SHIFT)
         let regular = file(f).pointee.kind == FileKind.regular.rawValue
-        // filemap_map_pages() clips the window at the last page of the file;
-        // observed on 6.18: a window clipped to a single page maps nothing
-        // (it matters only when the fault itself is past EOF: SIGBUS).
+        // filemap_map_pages() clips the window at the last page of the file.
         let size = file(f).pointee.size_pages
         let firstIdx = linearPageIndex(v, base + (fromPTE << PAGE_SHIFT))
         let lastIdx = min(linearPageIndex(v, base + (toPTE << PAGE_SHIFT)), size == 0 ? 0 : size - 1)
-        if size == 0 || firstIdx >= lastIdx { return }
+        if size == 0 || firstIdx > lastIdx { return }
+        // With the PMD none, filemap_map_pages() installs the preallocated
+        // PTE table (filemap_map_pmd) only when the first uptodate folio of
+        // the window ends before EOF or the file is shmem ("do not allow to
+        // map with PMD across i_size to preserve SIGBUS semantics"); else
+        // pte_offset_map_lock() finds no table and nothing is mapped. Seen
+        // when a fault past EOF has only the file's last page in its window.
+        if pmdNone && regular {
+            var idx = firstIdx
+            while idx <= lastIdx {
+                let pfn = pageCacheLookup(f, idx, materialize: false)
+                // next_uptodate_folio(): resident, not PG_readahead.
+                if pageCacheResident(f, idx) && (pfn == 0 || page(pfn).pointee.flags & PG.reclaim == 0) { break }
+                idx += 1
+            }
+            if idx > lastIdx || idx == size - 1 { return }
+        }
         var i = fromPTE
         while i <= toPTE {
             let a = base + (i << PAGE_SHIFT)

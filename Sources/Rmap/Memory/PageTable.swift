@@ -61,6 +61,26 @@ extension Kernel {
         return ptPage(table) + Kernel.index(key, level: 1)
     }
 
+    /// pte_free() of the PTE table holding `key` when all its entries are
+    /// none: the fault that allocated it mapped nothing.
+    func freeEmptyPTETable(root: UInt32, key: UInt64) {
+        var table = root
+        var level = 4
+        while level > 2 {
+            let e = ptPage(table)[Kernel.index(key, level: level)]
+            if e == 0 { return }
+            table = PTE.pfn(e)
+            level -= 1
+        }
+        let pmd = ptPage(table) + Kernel.index(key, level: 2)
+        guard pmd.pointee != 0 else { return }
+        let pte = PTE.pfn(pmd.pointee)
+        for i in 0..<512 where ptPage(pte)[i] != 0 { return }
+        pmd.pointee = 0
+        ptDesc(table).pointee.used -= 1
+        freePTPage(pte)
+    }
+
     /// Visits every leaf slot in [start, end) whose tables exist, in key order,
     /// skipping absent subtrees in one step (as walk_page_range / zap_*_range do).
     /// `body` returns false to stop; `walkLeaves` then returns false.
