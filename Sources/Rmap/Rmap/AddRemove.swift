@@ -51,6 +51,7 @@ extension Kernel {
         p.pointee.mapcount = 0
         setPageAnonRmap(pfn, vma: v, address: address, exclusive: true)
         if vma(v).pointee.vm_flags & VM.locked != 0 { p.pointee.flags |= PG.mlocked | PG.unevictable }
+        if _slowPath(hooks.pvOn) { pvAdd(pfn, vma: v, address: address) }  // design variant (Variants/)
     }
 
     /// folio_add_anon_rmap_pte() (page_add_anon_rmap()): maps an existing
@@ -64,6 +65,7 @@ extension Kernel {
         }
         if exclusive { p.pointee.flags |= PG.anonExclusive }
         if vma(v).pointee.vm_flags & VM.locked != 0 { p.pointee.flags |= PG.mlocked | PG.unevictable }
+        if _slowPath(hooks.pvOn) { pvAdd(pfn, vma: v, address: address) }  // design variant (Variants/)
     }
 
     /// folio_add_file_rmap_pte() (page_add_file_rmap()) and
@@ -71,6 +73,7 @@ extension Kernel {
     @inline(__always) func folioAddFileRmapPTE(_ pfn: UInt32, vma v: UInt32) {
         page(pfn).pointee.mapcount += 1
         if vma(v).pointee.vm_flags & VM.locked != 0 { page(pfn).pointee.flags |= PG.mlocked | PG.unevictable }
+        if _slowPath(hooks.pvOn) { pvAddFile(pfn, vma: v) }  // design variant (Variants/)
     }
 
     /// folio_try_dup_anon_rmap_pte() at fork: one more PTE maps the anon page;
@@ -93,6 +96,7 @@ extension Kernel {
             // clear the exclusive marker of an anon page.
             p.pointee.flags &= ~(PG.mlocked | PG.unevictable)
         }
+        if _slowPath(hooks.pvOn) { pvRemove(pfn, vma: v) }  // design variant (Variants/)
     }
 
     /// folio_move_anon_rmap() (page_move_anon_rmap()): on reuse at a write

@@ -59,6 +59,13 @@ final class KernelHooks {
     /// checker can fail (a broken model must be caught).
     var defect = ModelDefect.none
 
+    /// The design variants' PV lists (Variants/PVList.swift), and the one
+    /// flag the rmap add/remove paths test: they are maintained.
+    var pv: PVTable?
+    var pvOn = false
+
+    deinit { pv?.destroy() }
+
     @inline(__always) var hasSubscriptions: Bool { !subscriptions.isEmpty }
 }
 

@@ -79,6 +79,7 @@ extension Kernel {
                 getPage(pfn)
                 if pageIsAnon(pfn) {
                     folioDupAnonRmapPTE(pfn)
+                    if _slowPath(hooks.pvOn) { pvAdd(pfn, mm: dm, address: addr) }  // design variant (Variants/)
                 } else {
                     folioAddFileRmapPTE(pfn, vma: dst)
                 }

@@ -264,7 +264,10 @@ extension Kernel {
             if let s = leafSlot(root: root, key: oldAddr + off), s.pointee != 0 {
                 let e = s.pointee
                 s.pointee = 0
-                if let d = leafSlotAlloc(root: root, key: newAddr + off) { d.pointee = e }
+                if let d = leafSlotAlloc(root: root, key: newAddr + off) {
+                    d.pointee = e
+                    if _slowPath(hooks.pvOn) { pvMovePTE(e, mm: m, from: oldAddr + off, to: newAddr + off) }  // design variant
+                }
             }
             off += PAGE_SIZE
         }
