@@ -13,15 +13,17 @@
 
 _Static_assert(sizeof(rmap_rb_node) == 24, "rmap_rb_node layout");
 _Static_assert(sizeof(rmap_table_desc) == 32, "rmap_table_desc layout");
-_Static_assert(sizeof(rmap_arena_header) == 48 + 32 * RMAP_T_COUNT + 64, "rmap_arena_header layout");
+_Static_assert(sizeof(rmap_arena_header) == 48 + 32 * RMAP_T_COUNT + 64 + 48, "rmap_arena_header layout");
 _Static_assert(sizeof(rmap_page) == 64, "rmap_page layout");
 _Static_assert(sizeof(rmap_ptdesc) == 16, "rmap_ptdesc layout");
-_Static_assert(sizeof(rmap_mm) == 88, "rmap_mm layout");
+_Static_assert(sizeof(rmap_mm) == 112, "rmap_mm layout");
 _Static_assert(sizeof(rmap_vma) == 104, "rmap_vma layout");
 _Static_assert(sizeof(rmap_anon_vma) == 48, "rmap_anon_vma layout");
 _Static_assert(sizeof(rmap_avc) == 40, "rmap_avc layout");
 _Static_assert(sizeof(rmap_file) == 56, "rmap_file layout");
-_Static_assert(sizeof(rmap_swap_slot) == 8, "rmap_swap_slot layout");
+_Static_assert(sizeof(rmap_swap_slot) == 16, "rmap_swap_slot layout");
+_Static_assert(sizeof(rmap_ksm_item) == 80, "rmap_ksm_item layout");
+_Static_assert(sizeof(rmap_ksm_node) == 48, "rmap_ksm_node layout");
 _Static_assert(sizeof(rmap_name) == 80, "rmap_name layout");
 
 #define RMAP_PT_PAGE_SIZE 4096u
@@ -37,6 +39,7 @@ uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr)
         [RMAP_T_VMA] = cfg->vmas,           [RMAP_T_ANON_VMA] = cfg->anon_vmas,
         [RMAP_T_AVC] = cfg->avcs,           [RMAP_T_FILE] = cfg->files,
         [RMAP_T_SWAP] = cfg->swap_slots,    [RMAP_T_NAME] = cfg->names,
+        [RMAP_T_KSM_ITEM] = cfg->ksm_items, [RMAP_T_KSM_NODE] = cfg->ksm_nodes,
     };
     const uint32_t sizes[RMAP_T_COUNT] = {
         [RMAP_T_FRAME] = sizeof(rmap_page), [RMAP_T_PTPAGE] = RMAP_PT_PAGE_SIZE,
@@ -44,6 +47,7 @@ uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr)
         [RMAP_T_VMA] = sizeof(rmap_vma),    [RMAP_T_ANON_VMA] = sizeof(rmap_anon_vma),
         [RMAP_T_AVC] = sizeof(rmap_avc),    [RMAP_T_FILE] = sizeof(rmap_file),
         [RMAP_T_SWAP] = sizeof(rmap_swap_slot), [RMAP_T_NAME] = sizeof(rmap_name),
+        [RMAP_T_KSM_ITEM] = sizeof(rmap_ksm_item), [RMAP_T_KSM_NODE] = sizeof(rmap_ksm_node),
     };
     memset(hdr, 0, sizeof(*hdr));
     hdr->magic = RMAP_ARENA_MAGIC;

@@ -25,7 +25,7 @@
 #include <stddef.h>
 
 #define RMAP_ARENA_MAGIC 0x31414e4552414d52ull /* "RMARENA1" little-endian */
-#define RMAP_LAYOUT_VERSION 2u
+#define RMAP_LAYOUT_VERSION 3u
 
 /* Table identifiers. */
 enum {
@@ -39,6 +39,8 @@ enum {
     RMAP_T_FILE,        /* struct address_space (with its inode's size) */
     RMAP_T_SWAP,        /* swap_map: one slot per swap page */
     RMAP_T_NAME,        /* the trace's names of processes and files (saved states) */
+    RMAP_T_KSM_ITEM,    /* struct ksm_rmap_item (mm/ksm.c) */
+    RMAP_T_KSM_NODE,    /* struct ksm_stable_node (mm/ksm.c) */
     RMAP_T_COUNT
 };
 
@@ -74,6 +76,18 @@ typedef struct rmap_arena_header {
     uint64_t next_frame_serial;
     rmap_table_desc tables[RMAP_T_COUNT];
     uint64_t reserved[8];
+    /* KSM (mm/ksm.c) globals: root_stable_tree, root_unstable_tree (interval
+     * trees keyed by content), the ksm_mm_head list of mm slots (the mms with
+     * MMF_VM_MERGEABLE, threaded through rmap_mm.ksm_slot_next), ksm_scan.seqnr
+     * and the counters of /sys/kernel/mm/ksm. */
+    uint32_t ksm_stable_root;
+    uint32_t ksm_unstable_root;
+    uint32_t ksm_mm_head;
+    uint32_t ksm_mm_tail;
+    uint64_t ksm_seqnr;
+    uint64_t ksm_pages_shared;
+    uint64_t ksm_pages_sharing;
+    uint64_t ksm_pages_unshared;
 } rmap_arena_header;
 
 /* struct page (the fields rmap needs). */
@@ -110,6 +124,12 @@ typedef struct rmap_mm {
     uint32_t next;           /* free list */
     uint32_t pid;
     uint64_t mmap_lock;      /* rw_semaphore word */
+    /* KSM: the mm's ksm_mm_slot folded in (mm/ksm.c) */
+    uint32_t ksm_rmap_list;  /* first ksm_rmap_item, in address order */
+    uint32_t ksm_slot_next;  /* next mm on ksm_mm_head's list */
+    uint32_t ksm_flags;      /* MMF_VM_MERGEABLE (1): on the list */
+    uint32_t ksm_rmap_items; /* mm->ksm_rmap_items */
+    uint64_t ksm_merging_pages; /* mm->ksm_merging_pages */
 } rmap_mm;
 
 typedef struct rmap_vma {
@@ -165,7 +185,38 @@ typedef struct rmap_swap_slot {
     uint16_t count;          /* swap_map[]: references from swap PTEs and the swap cache */
     uint16_t flags;          /* SWAP_HAS_CACHE */
     uint32_t cache_frame;    /* the frame in the swap cache for this slot, 0 if none */
+    uint64_t content;        /* the content token written to the slot by pageout */
 } rmap_swap_slot;
+
+/* struct ksm_rmap_item (mm/ksm.c): one scanned (mm, address). `address`
+ * carries the kernel's low flag bits (SEQNR_MASK 0xff, UNSTABLE_FLAG 0x100,
+ * STABLE_FLAG 0x200). */
+typedef struct rmap_ksm_item {
+    uint32_t rmap_list;      /* next rmap_item of the mm (free list link too) */
+    uint32_t anon_vma;       /* when stable: the VMA's anon_vma (a reference is held) */
+    uint32_t mm;
+    uint32_t head;           /* when stable: the stable node */
+    uint64_t address;        /* + flags in the low bits */
+    uint64_t oldchecksum;    /* when unstable: the content token seen by the last scan */
+    uint64_t vm_pgoff;       /* when stable: vma->vm_pgoff */
+    uint32_t hlist_next;     /* when stable: next rmap_item of the stable node */
+    uint32_t hlist_prev;     /* when stable: previous one (0: the node's first) */
+    uint8_t age;             /* when unstable: scans since creation (smart scan) */
+    uint8_t remaining_skips;
+    uint16_t pad0;
+    uint32_t pad1;
+    rmap_rb_node node;       /* when unstable: in root_unstable_tree, keyed by oldchecksum */
+} rmap_ksm_item;
+
+/* struct ksm_stable_node (mm/ksm.c): one KSM page. */
+typedef struct rmap_ksm_node {
+    uint32_t hlist;          /* first rmap_item (free list link too) */
+    uint32_t kpfn;           /* the KSM frame */
+    int32_t rmap_hlist_len;
+    uint32_t pad;
+    uint64_t content;        /* the frame's content token: the stable tree's key */
+    rmap_rb_node node;       /* in root_stable_tree */
+} rmap_ksm_node;
 
 /* A process or file name of the trace, so a saved arena reopens with them. */
 #define RMAP_NAME_MAX 64
@@ -189,6 +240,8 @@ typedef struct rmap_arena_config {
     uint32_t files;
     uint32_t swap_slots;
     uint32_t names;
+    uint32_t ksm_items;
+    uint32_t ksm_nodes;
 } rmap_arena_config;
 
 /* Computes the layout for a configuration into *hdr (sizes and offsets).

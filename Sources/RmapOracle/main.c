@@ -479,6 +479,18 @@ static void parse_line(char *line)
         if (v != 0)
             set_skip("line %d: 'swap %s': the oracle runs without swap (no swap device is configured)",
                      cur_line, n->s);
+    } else if (strcmp(w, "ksm") == 0 && NT >= 2 && strcmp(T[1].s, "scan") == 0) {
+        /* ksm scan [PASSES]: ksmd passes, model only */
+        is_op = 0;
+        st.kind = S_MODEL_ONLY;
+        pos = 2;
+        if (pos < NT) {
+            struct tok *n = &T[pos++];
+            uint64_t v;
+            if (!parse_num(n->s, &v) || v < 1) perr(n->col, "bad pass count '%s'", n->s);
+        }
+        set_skip("line %d: 'ksm scan' is a model-only statement (the live kernel offers no way to run it)",
+                 cur_line);
     } else if (strcmp(w, "observe") == 0) {
         is_op = 0;
         st.kind = S_OBSERVE;
@@ -571,10 +583,18 @@ static void parse_line(char *line)
             st.kind = v[0] == 'r' ? S_READ : S_WRITE;
             st.addr = addr_tok(need("address"));
             st.pages = 1;
-            if (pos < NT) {
+            if (pos < NT && strncmp(T[pos].s, "value=", 6) != 0) {
                 struct tok *pg = &T[pos++];
                 st.pages = pages_tok(pg);
                 check_range(pg, st.addr, st.pages);
+            }
+            if (pos < NT && st.kind == S_WRITE && strncmp(T[pos].s, "value=", 6) == 0) {
+                /* write ... value=V: content tokens are model only */
+                struct tok *vt = &T[pos++];
+                uint64_t val;
+                if (!parse_num(vt->s + 6, &val)) perr(vt->col + 6, "bad content value '%s'", vt->s + 6);
+                set_skip("line %d: 'write ... value=' is a model-only statement (content tokens are the model's)",
+                         cur_line);
             }
         } else if (strcmp(v, "madvise") == 0) {
             st.kind = S_MADVISE;
@@ -586,6 +606,11 @@ static void parse_line(char *line)
             st.advice = -1;
             for (size_t i = 0; i < sizeof advice_names / sizeof *advice_names; i++)
                 if (strcmp(a->s, advice_names[i]) == 0) st.advice = (int)i;
+            if (st.advice < 0 && (strcmp(a->s, "mergeable") == 0 || strcmp(a->s, "unmergeable") == 0)) {
+                /* KSM advice: model only (ksmd's scans are not the trace's) */
+                st.advice = 0;
+                set_skip("line %d: 'madvise %s' is a model-only statement (KSM)", cur_line, a->s);
+            }
             if (st.advice < 0) perr(a->col, "unknown advice '%s'", a->s);
         } else if (!strcmp(v, "unmap") || !strcmp(v, "reclaim") || !strcmp(v, "migrate") ||
                    !strcmp(v, "referenced") || !strcmp(v, "mkclean")) {

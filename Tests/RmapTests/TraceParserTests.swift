@@ -125,6 +125,7 @@ private func render(_ s: Statement) -> String {
     case .swap(let n): return "swap \(n)"
     case .observe(let ts): return "observe " + targets(ts)
     case .expect(let ts, let tokens): return "expect " + targets(ts) + " = " + tokens.joined(separator: " ")
+    case .ksmScan(let n): return "ksm scan \(n)"
     case .op(let p, let op, let expected):
         var out: String
         switch op {
@@ -135,6 +136,7 @@ private func render(_ s: Statement) -> String {
         case .mremap(let a, let o, let n, let to): out = "\(p) mremap \(h(a)) \(o) \(n)" + (to.map { " " + h($0) } ?? "")
         case .madvise(let a, let n, let adv): out = "\(p) madvise \(h(a)) \(n) \(adv.rawValue)"
         case .unmap(let a, let n, let f): out = "\(p) unmap \(h(a)) \(n)" + (f.isEmpty ? "" : " \(f)")
+        case .writeValue(let a, let n, let v): out = "\(p) write \(h(a)) \(n) value=\(v)"
         case .munmap(let a, let n), .read(let a, let n), .write(let a, let n), .mlock(let a, let n),
              .munlock(let a, let n), .reclaim(let a, let n), .migrate(let a, let n),
              .referenced(let a, let n), .mkclean(let a, let n):
@@ -382,7 +384,8 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
     }
 
     @Test func everyAdvice() {
-        let names = ["dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork"]
+        let names = ["dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork",
+                     "mergeable", "unmergeable"]  // the last two: KSM, model only (README additions)
         #expect(Advice.allCases.map(\.rawValue) == names)
         for adv in Advice.allCases {
             #expect(last(base + "\nP0 madvise \(A) 2 \(adv.rawValue) => ok")

@@ -11,6 +11,7 @@ extension Arena {
         T.anonVMA: UInt32(MemoryLayout<rmap_anon_vma>.size), T.avc: UInt32(MemoryLayout<rmap_avc>.size),
         T.file: UInt32(MemoryLayout<rmap_file>.size), T.swap: UInt32(MemoryLayout<rmap_swap_slot>.size),
         T.name: UInt32(MemoryLayout<rmap_name>.size),
+        T.ksmItem: UInt32(MemoryLayout<rmap_ksm_item>.size), T.ksmNode: UInt32(MemoryLayout<rmap_ksm_node>.size),
     ]
 
     /// Opens a saved arena. Only the header is checked here (magic, layout

@@ -14,6 +14,10 @@ public struct ArenaConfig: Sendable, Equatable {
     public var swapSlots: UInt32 = 262_144
     /// Process and file names (each `proc`, fork child and `file`).
     public var names: UInt32 = 65_536
+    /// KSM rmap_items (one per scanned page of a VM_MERGEABLE region) and
+    /// stable-tree nodes (one per KSM page).
+    public var ksmItems: UInt32 = 262_144
+    public var ksmNodes: UInt32 = 65_536
 
     public init() {}
 
@@ -23,13 +27,14 @@ public struct ArenaConfig: Sendable, Equatable {
     public static let tiny: ArenaConfig = {
         var c = ArenaConfig()
         c.frames = 64; c.ptPages = 16; c.mms = 8; c.vmas = 32; c.anonVMAs = 32; c.avcs = 64
-        c.files = 4; c.swapSlots = 8; c.names = 16
+        c.files = 4; c.swapSlots = 8; c.names = 16; c.ksmItems = 32; c.ksmNodes = 16
         return c
     }()
 
     var c: rmap_arena_config {
         rmap_arena_config(frames: frames, pt_pages: ptPages, mms: mms, vmas: vmas,
-                          anon_vmas: anonVMAs, avcs: avcs, files: files, swap_slots: swapSlots, names: names)
+                          anon_vmas: anonVMAs, avcs: avcs, files: files, swap_slots: swapSlots, names: names,
+                          ksm_items: ksmItems, ksm_nodes: ksmNodes)
     }
 }
 

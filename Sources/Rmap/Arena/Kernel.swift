@@ -19,6 +19,8 @@ struct Kernel {
     let files: UnsafeMutablePointer<rmap_file>
     let swapMap: UnsafeMutablePointer<rmap_swap_slot>
     let names: UnsafeMutablePointer<rmap_name>
+    let ksmItems: UnsafeMutablePointer<rmap_ksm_item>
+    let ksmNodes: UnsafeMutablePointer<rmap_ksm_node>
     /// MMU notifiers and TLB-flush accounting (not in the arena: Rmap/MMUNotifier.swift).
     let hooks = KernelHooks()
 
@@ -40,6 +42,8 @@ struct Kernel {
         files = table(Int32(RMAP_T_FILE), rmap_file.self)
         swapMap = table(Int32(RMAP_T_SWAP), rmap_swap_slot.self)
         names = table(Int32(RMAP_T_NAME), rmap_name.self)
+        ksmItems = table(Int32(RMAP_T_KSM_ITEM), rmap_ksm_item.self)
+        ksmNodes = table(Int32(RMAP_T_KSM_NODE), rmap_ksm_node.self)
     }
 
     @inline(__always)
@@ -58,6 +62,8 @@ struct Kernel {
     @inline(__always) func anonVMA(_ i: UInt32) -> UnsafeMutablePointer<rmap_anon_vma> { anonVMAs + Int(i) }
     @inline(__always) func avc(_ i: UInt32) -> UnsafeMutablePointer<rmap_avc> { avcs + Int(i) }
     @inline(__always) func file(_ i: UInt32) -> UnsafeMutablePointer<rmap_file> { files + Int(i) }
+    @inline(__always) func ksmItem(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i) }
+    @inline(__always) func ksmNode(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_node> { ksmNodes + Int(i) }
     @inline(__always) func ptDesc(_ i: UInt32) -> UnsafeMutablePointer<rmap_ptdesc> { ptDescs + Int(i) }
     /// The 512 entries of page-table page `i`.
     @inline(__always) func ptPage(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }
@@ -135,4 +141,6 @@ enum T {
     static let file = Int32(RMAP_T_FILE)
     static let swap = Int32(RMAP_T_SWAP)
     static let name = Int32(RMAP_T_NAME)
+    static let ksmItem = Int32(RMAP_T_KSM_ITEM)
+    static let ksmNode = Int32(RMAP_T_KSM_NODE)
 }

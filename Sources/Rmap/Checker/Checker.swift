@@ -72,6 +72,7 @@ final class Checker {
                         mapcount[pfn, default: 0] += 1
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         checkFoundByWalk(pfn, v, addr)
+                        if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail("frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
                     } else if PTE.isMigrationEntry(e) {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         rss[k.mmCounterFor(pfn).rawValue] += 1
@@ -132,6 +133,7 @@ final class Checker {
         if k.live(T.vma) != UInt32(vmaCount) { fail("vma table: \(k.live(T.vma)) live, \(vmaCount) in the mms (leak)") }
         if k.live(T.avc) != UInt32(avcCount) { fail("avc table: \(k.live(T.avc)) live, \(avcCount) on VMA lists (leak)") }
         if k.live(T.mm) != UInt32(mms.count) { fail("mm table: \(k.live(T.mm)) live, \(mms.count) processes (leak)") }
+        checkKSM(mms: mms)
     }
 
     /// Every present PTE is found by an rmap walk of its frame.

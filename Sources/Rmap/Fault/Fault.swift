@@ -252,6 +252,8 @@ extension Kernel {
     func wpCanReuseAnonFolio(_ pfn: UInt32, vma v: UInt32) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.anonExclusive != 0 { return true }
+        // A KSM page is never reused: its content is shared by design.
+        if p.pointee.mapping & PageMapping.flags == PageMapping.ksm { return false }
         let swapcache: Int32 = p.pointee.flags & PG.swapcache != 0 ? 1 : 0
         if p.pointee.refcount > 1 + swapcache { return false }
         if swapcache != 0 { folioFreeSwap(pfn) }
@@ -262,8 +264,10 @@ extension Kernel {
 
     /// wp_page_copy(): a new exclusive anonymous copy replaces the zero page,
     /// a shared anon page or a private file page.
+    /// With `unshare` (FAULT_FLAG_UNSHARE, break_ksm) the copy is mapped
+    /// read-only and clean, keeping the old PTE's soft-dirty bit.
     func wpPageCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
-                    old: UInt32) -> FaultResult {
+                    old: UInt32, unshare: Bool = false) -> FaultResult {
         guard available(T.frame) >= 1, available(T.anonVMA) >= 1, available(T.avc) >= 1 else { return .oom }
         guard anonVMAPrepare(v) else { return .oom }
         // The secondary MMUs drop the old translation (MMU_NOTIFY_CLEAR) and
@@ -284,8 +288,9 @@ extension Kernel {
         } else {
             addMMCounter(m, .anon, 1)
         }
+        let orig = slot.pointee
         slot.pointee = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
-            | PTE.rw | PTE.dirty
+            | (unshare ? orig & PTE.softDirty : PTE.rw | PTE.dirty)
         mmuChangePTE(m, addr, slot.pointee)
         return .ok
     }

@@ -93,6 +93,11 @@ struct ArenaValidator {
                 if k.index(table: T.anonVMA, offset: p.mapping & ~PageMapping.flags) == 0 {
                     return "frame \(i): mapping is not an anon_vma record"
                 }
+            case PageMapping.ksm:
+                let off = p.mapping & ~PageMapping.flags
+                if off != 0 && !ok(T.ksmNode, k.index(table: T.ksmNode, offset: off)) {
+                    return "frame \(i): KSM mapping is not a live stable node"
+                }
             default:
                 return "frame \(i): mapping kind \(p.mapping & PageMapping.flags) is not supported"
             }
@@ -126,6 +131,7 @@ struct ArenaValidator {
             guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind == 1 || p.kind == 2,
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
+        if let e = validateKSMObjects() { return e }
         let slots = k.header.pointee.swap_slots
         if slots > 0 {
             for s in 1...slots {
@@ -150,6 +156,68 @@ struct ArenaValidator {
                 guard seen.insert("\(p.kind):\(name)").inserted else { return "name '\(name)' is used twice" }
             }
         }
+        return nil
+    }
+
+    /// KSM: every index of the mm slots, rmap_items and stable nodes in range.
+    /// Fields the kernel leaves stale (the head of an item whose node was
+    /// removed, the tree links of an item out of the unstable tree, the
+    /// unstable root after a pass) need only be inside their table.
+    func validateKSMObjects() -> String? {
+        let h = k.header.pointee
+        guard okOr0(T.ksmNode, h.ksm_stable_root), okOr0(T.mm, h.ksm_mm_head), okOr0(T.mm, h.ksm_mm_tail),
+              h.ksm_unstable_root < bump(T.ksmItem) else { return "ksm: a root or list end is out of range" }
+        for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
+            let p = k.mm(i).pointee
+            guard okOr0(T.ksmItem, p.ksm_rmap_list), okOr0(T.mm, p.ksm_slot_next), p.ksm_flags <= 1 else {
+                return "mm \(i): a KSM field is out of range"
+            }
+        }
+        let items = bump(T.ksmItem)
+        for i in 1..<items where live[Int(T.ksmItem)][Int(i)] {
+            let p = k.ksmItem(i).pointee
+            guard ok(T.mm, p.mm), okOr0(T.ksmItem, p.rmap_list), okOr0(T.ksmItem, p.hlist_next),
+                  okOr0(T.ksmItem, p.hlist_prev), p.anon_vma < bump(T.anonVMA), p.head < bump(T.ksmNode),
+                  p.node.parent < items, p.node.left < items, p.node.right < items else {
+                return "ksm rmap_item \(i): an index is out of range"
+            }
+            if p.address & KSMFlag.stable != 0 {
+                guard ok(T.ksmNode, p.head), ok(T.anonVMA, p.anon_vma) else { return "ksm rmap_item \(i): stable without a live node and anon_vma" }
+            }
+        }
+        for i in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(i)] {
+            let p = k.ksmNode(i).pointee
+            guard p.kpfn < bump(T.frame), okOr0(T.ksmItem, p.hlist), links(T.ksmNode, p.node) else {
+                return "ksm stable node \(i): an index is out of range"
+            }
+        }
+        // Lists end: the mm slot list, each mm's items, each node's hlist.
+        var n: UInt32 = 0
+        var m = h.ksm_mm_head
+        while m != 0 {
+            n += 1
+            guard n < bump(T.mm), ok(T.mm, m) else { return "ksm: mm slot list broken at mm \(m)" }
+            m = k.mm(m).pointee.ksm_slot_next
+        }
+        var seen = [Bool](repeating: false, count: Int(items))
+        for mi in 1..<bump(T.mm) where live[Int(T.mm)][Int(mi)] {
+            var i = k.mm(mi).pointee.ksm_rmap_list
+            while i != 0 {
+                guard ok(T.ksmItem, i), !seen[Int(i)], k.ksmItem(i).pointee.mm == mi else { return "ksm: mm \(mi)'s rmap_item list broken at \(i)" }
+                seen[Int(i)] = true
+                i = k.ksmItem(i).pointee.rmap_list
+            }
+        }
+        for ni in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(ni)] {
+            var i = k.ksmNode(ni).pointee.hlist
+            var c: UInt32 = 0
+            while i != 0 {
+                c += 1
+                guard c < items, ok(T.ksmItem, i), k.ksmItem(i).pointee.head == ni else { return "ksm: stable node \(ni)'s hlist broken at \(i)" }
+                i = k.ksmItem(i).pointee.hlist_next
+            }
+        }
+        if let e = IntervalTree.check(root: h.ksm_stable_root, k.ksmStableTree, limit: Int(bump(T.ksmNode))).first { return "ksm stable tree: \(e)" }
         return nil
     }
 

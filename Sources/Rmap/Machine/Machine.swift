@@ -165,6 +165,8 @@ public final class Machine {
             return access(m, addr, pages, write: false)
         case .write(let addr, let pages):
             return access(m, addr, pages, write: true)
+        case .writeValue(let addr, let pages, let value):
+            return access(m, addr, pages, write: true, value: value)
         case .madvise(let addr, let pages, let advice):
             return r(k.doMadvise(m, start: addr, end: addr + pages << PAGE_SHIFT, advice: advice))
         case .mlock(let addr, let pages):
@@ -177,7 +179,9 @@ public final class Machine {
     }
 
     /// One access per page in address order; the first fault ends the line.
-    func access(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool) -> OpResult {
+    /// A write stores a content token in the frame it wrote: `value`, or
+    /// one derived from the writer and the address (`writeToken`).
+    func access(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool, value: UInt64? = nil) -> OpResult {
         var a = addr
         for _ in 0..<pages {
             switch k.handleMMFault(m, a, write: write) {
@@ -186,8 +190,29 @@ public final class Machine {
             case .sigbus: return .sigbus
             case .oom: return .errno(.ENOMEM)
             }
+            if write, let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: a) {
+                let pfn = k.vmNormalPage(s.pointee)
+                if pfn != 0 { k.page(pfn).pointee.content = value ?? Machine.writeToken(mm: m, addr: a) }
+            }
             a += PAGE_SIZE
         }
         return .ok
+    }
+
+    /// The content token a plain `write` stores: a mix (SplitMix64's
+    /// finaliser) of the writer's mm and the address, never 0 (the token of
+    /// a zeroed page), so different writers or addresses write different data.
+    static func writeToken(mm: UInt32, addr: UInt64) -> UInt64 {
+        var z = (UInt64(mm) << 48) ^ addr ^ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return z == 0 ? 1 : z
+    }
+
+    /// `ksm scan [PASSES]`: full passes of ksmd (ksm_do_scan over every
+    /// mergeable mm). A pass that runs out of rmap_items ends the statement.
+    public func ksmScan(passes: UInt64 = 1) {
+        for _ in 0..<passes where !k.ksmScanPass() { break }
     }
 }

@@ -145,6 +145,8 @@ extension Machine {
             if let expected, expected != r {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(expected), got \(r)")
             }
+        case .ksmScan(let passes):
+            ksmScan(passes: passes)
         case .observe(let targets):
             out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets)))
         case .expect(let targets, let tokens):

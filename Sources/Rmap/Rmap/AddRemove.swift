@@ -60,7 +60,9 @@ extension Kernel {
     @inline(__always) func folioAddAnonRmapPTE(_ pfn: UInt32, vma v: UInt32, address: UInt64, exclusive: Bool) {
         let p = page(pfn)
         p.pointee.mapcount += 1
-        if p.pointee.mapcount == 0 && p.pointee.mapping & PageMapping.flags != PageMapping.anon {
+        // __folio_add_anon_rmap(): only a page that is not anonymous yet (not
+        // even KSM: folio_test_anon() is true for PAGE_MAPPING_KSM) gets its rmap set.
+        if p.pointee.mapcount == 0 && p.pointee.mapping & PageMapping.anon == 0 {
             setPageAnonRmap(pfn, vma: v, address: address, exclusive: exclusive)
         }
         if exclusive { p.pointee.flags |= PG.anonExclusive }

@@ -150,11 +150,12 @@ extension Kernel {
     /// index and swap-backed flag, moves the page-cache slot (file, shmem)
     /// or the swap-cache slot and PG_swapcache/private (anon in the swap
     /// cache) with their reference, and moves PG_dirty. Then
-    /// remove_migration_ptes() maps the new frame wherever the old was, and
+    /// remove_migration_ptes() maps the new frame wherever the old was (a KSM
+    /// frame's stable node moves to it first: folio_migrate_ksm), and
     /// the old frame is freed with its last reference. Models
     /// `migrate_pages()` (mm/migrate.c) for one folio; left out: the retry
     /// passes, refcount freezing (no other user holds the page), THP split,
-    /// KSM, movable_ops pages, memcg and NUMA statistics, mlock (re-established
+    /// movable_ops pages, memcg and NUMA statistics, mlock (re-established
     /// by the rmap of a VM_LOCKED VMA, as in 6.x).
     func migratePage(_ src: UInt32) -> Bool {
         let dst = allocPage()  // get_new_folio()
@@ -208,6 +209,13 @@ extension Kernel {
             d.pointee.flags |= PG.unevictable
         }
         if pageIsAnon(src) { d.pointee.flags |= s.pointee.flags & PG.anonExclusive }
+        // folio_migrate_ksm(): the stable node now names the new frame; the
+        // old one keeps only the KSM tag (its node pointer is cleared).
+        let node = folioStableNode(src)
+        if node != 0 {
+            ksmNode(node).pointee.kpfn = dst
+            folioSetStableNode(src, 0)
+        }
         d.pointee.flags |= PG.lru  // putback of the new folio
         if wasMapped { removeMigrationPTEs(src: src, dst: dst) }
         putPage(src)  // migrate_folio_done(): the isolation reference; the old frame is freed

@@ -30,7 +30,9 @@ struct TryToUnmapControl: RmapWalkControl {
     /// TTU_IGNORE_ACCESS, the PTE is cleared (flushed now, or batched under
     /// TTU_BATCH_FLUSH) and its dirty bit moves to the page; then a migration
     /// entry (TTU_MIGRATION), a discarded clean lazyfree page, a swap entry,
-    /// or for a file page just the counter. Left out: THP/hugetlb (the model
+    /// or for a file page just the counter. A KSM page is anonymous and
+    /// swap-backed: it is unmapped like any anonymous page, its mappings
+    /// found by rmap_walk_ksm. Left out: THP/hugetlb (the model
     /// maps small pages only), zone-device pages, HWPoison entries (no trace
     /// poisons a page), pte_unused (s390), arch_unmap_one (SPARC ADI), the
     /// mmlist. The migration entry uses the 6.x encoding (read, read-exclusive,
@@ -173,6 +175,7 @@ extension Kernel {
             p.pointee.flags &= ~PG.swapcache
             p.pointee.private_ = 0
             if let s = swapSlot(PTE.swpOffset(e)) {
+                s.pointee.content = p.pointee.content  // swap_writeout(): the data is on swap
                 s.pointee.flags = 0
                 s.pointee.cache_frame = 0
             }

@@ -35,13 +35,15 @@ public struct RmapContext {
 extension Kernel {
     /// rmap_walk(): dispatches on the tagged page->mapping to the anon walk
     /// (anon_vma interval tree over [index, index]) or the file walk
-    /// (i_mmap). KSM frames are walked by rmap_walk_ksm once KSM exists.
+    /// (i_mmap), or for a KSM frame to rmap_walk_ksm (KSM/KSM.swift).
     /// Models `rmap_walk()` (mm/rmap.c); the caller holds no locks (the
     /// single-threaded model takes none).
     @inline(__always)
     func rmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
         let mapping = page(pfn).pointee.mapping
-        if mapping & PageMapping.flags == PageMapping.anon {
+        if mapping & PageMapping.flags == PageMapping.ksm {
+            rmapWalkKSM(pfn, &c)
+        } else if mapping & PageMapping.flags == PageMapping.anon {
             rmapWalkAnon(pfn, &c)
         } else if mapping & PageMapping.flags == 0 && mapping != 0 {
             rmapWalkFile(pfn, &c)

@@ -88,18 +88,26 @@ extension Kernel {
             guard available(T.frame) >= 1 else { return .oom }
             // swapin_readahead(): a new page, added to the swap cache.
             pfn = allocPage()
-            page(pfn).pointee.content = UInt64(PTE.swpOffset(e))
+            page(pfn).pointee.content = s.pointee.content  // swap_read_folio()
             page(pfn).pointee.flags |= PG.swapcache | PG.swapbacked
             page(pfn).pointee.private_ = e
             s.pointee.flags = Kernel.swapHasCache
             s.pointee.cache_frame = pfn
             // The swap cache holds the new page's first reference.
         }
+        // ksm_might_need_to_copy(): a swap-cache page that this VMA could not
+        // find through its rmap (another anon_vma tree, another index: a page
+        // KSM merged across processes) is copied into a new exclusive page.
+        if ksmMightNeedToCopy(pfn, vma: v, address: addr) {
+            return doSwapPageKSMCopy(m, v, addr, slot, swapcache: pfn, write: write)
+        }
         let p = page(pfn)
-        // The page is exclusive if the PTE said so or nobody else can map it.
-        let exclusive = e & PTE.swpExclusive != 0 || (s.pointee.count == 1 && p.pointee.mapcount < 0)
+        // The page is exclusive if the PTE said so or nobody else can map it;
+        // never a KSM page.
+        let exclusive = !pageIsKSM(pfn)
+            && (e & PTE.swpExclusive != 0 || (s.pointee.count == 1 && p.pointee.mapcount < 0))
         getPage(pfn)
-        if p.pointee.mapping & PageMapping.flags != PageMapping.anon {
+        if p.pointee.mapping & PageMapping.anon == 0 {
             guard anonVMAPrepare(v) else { putPage(pfn); return .oom }
             p.pointee.mapcount += 1
             setPageAnonRmap(pfn, vma: v, address: addr, exclusive: exclusive)
@@ -121,6 +129,45 @@ extension Kernel {
         }
         slot.pointee = pte
         if write && !PTE.isWrite(pte) { return doWPPage(m, v, addr, slot) }
+        return .ok
+    }
+
+    /// ksm_might_need_to_copy(): whether the swap-cache page `pfn` must be
+    /// copied before `v` maps it at `address`: a KSM page without a stable
+    /// node, or an anonymous page of another anon_vma tree or index. A page
+    /// not yet anonymous (just read from swap) or a KSM page with its node
+    /// is mapped as it is.
+    func ksmMightNeedToCopy(_ pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+        if pageIsKSM(pfn) { return folioStableNode(pfn) == 0 }
+        let av = pageAnonVMA(pfn)
+        if av == 0 { return false }
+        let vav = vma(v).pointee.anon_vma
+        if page(pfn).pointee.index == linearPageIndex(v, address), vav != 0,
+           anonVMA(av).pointee.root == anonVMA(vav).pointee.root { return false }
+        return true
+    }
+
+    /// do_swap_page() when ksm_might_need_to_copy() made a copy: the new
+    /// page (dirty, uptodate, the content of the swap-cache page) is mapped
+    /// as a new exclusive anonymous page (folio_add_new_anon_rmap with
+    /// RMAP_EXCLUSIVE); the swap entry is freed; the swap-cache page stays
+    /// in the swap cache.
+    func doSwapPageKSMCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+                           swapcache: UInt32, write: Bool) -> FaultResult {
+        let e = slot.pointee
+        guard available(T.frame) >= 1, anonVMAPrepare(v) else { return .oom }
+        let pfn = allocPage()
+        if pfn == 0 { return .oom }
+        page(pfn).pointee.content = page(swapcache).pointee.content  // copy_mc_user_highpage()
+        page(pfn).pointee.flags |= PG.dirty
+        folioAddNewAnonRmap(pfn, vma: v, address: addr)
+        addMMCounter(m, .anon, 1)
+        addMMCounter(m, .swapents, -1)
+        var pte = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
+        if e & PTE.swpSoftDirty != 0 { pte |= PTE.softDirty }
+        if write { pte |= PTE.rw | PTE.dirty }  // exclusive: maybe_mkwrite(pte_mkdirty())
+        swapFree(e)
+        slot.pointee = pte
         return .ok
     }
 

@@ -103,6 +103,11 @@ public enum MappingKind: Equatable, Hashable, Sendable, CustomStringConvertible 
 /// madvise() advice names, as spelled in a trace.
 public enum Advice: String, Sendable, CaseIterable {
     case dontneed, free, cold, pageout, dontfork, dofork, wipeonfork, keeponfork
+    /// MADV_MERGEABLE / MADV_UNMERGEABLE (KSM; model only).
+    case mergeable, unmergeable
+
+    /// True for the advice the kernel oracle cannot run (KSM: ksmd's timing is not the trace's).
+    public var isModelOnly: Bool { self == .mergeable || self == .unmergeable }
 }
 
 /// try_to_unmap() flags (TTU_*), as the model numbers them.
@@ -170,6 +175,8 @@ public enum Operation: Equatable, Sendable {
     /// `pages` is 1 when the trace omits it (likewise for every optional PAGES below).
     case read(addr: UInt64, pages: UInt64)
     case write(addr: UInt64, pages: UInt64)
+    /// `P write ADDR [PAGES] value=V`: each page's frame gets content token V (model only).
+    case writeValue(addr: UInt64, pages: UInt64, value: UInt64)
     case madvise(addr: UInt64, pages: UInt64, advice: Advice)
     case mlock(addr: UInt64, pages: UInt64)
     case munlock(addr: UInt64, pages: UInt64)
@@ -183,7 +190,8 @@ public enum Operation: Equatable, Sendable {
     /// True for the statements the kernel oracle cannot run.
     public var isModelOnly: Bool {
         switch self {
-        case .unmap, .reclaim, .migrate, .referenced, .mkclean: return true
+        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .writeValue: return true
+        case .madvise(_, _, let advice): return advice.isModelOnly
         default: return false
         }
     }
@@ -198,7 +206,7 @@ public enum Operation: Equatable, Sendable {
         case .mprotect: return "mprotect"
         case .mremap: return "mremap"
         case .read: return "read"
-        case .write: return "write"
+        case .write, .writeValue: return "write"
         case .madvise: return "madvise"
         case .mlock: return "mlock"
         case .munlock: return "munlock"
@@ -221,6 +229,8 @@ public enum Statement: Equatable, Sendable {
     case observe([Target])
     /// `tokens` has exactly one token per page of the targets.
     case expect([Target], tokens: [String])
+    /// `ksm scan [PASSES]`: PASSES full scans of ksmd (model only).
+    case ksmScan(passes: UInt64)
 }
 
 /// A statement and its 1-based line number.

@@ -24,6 +24,8 @@ public enum TraceParser {
     public static let maxFilePages: UInt64 = 1 << 24
     /// The largest `swap` (slots).
     public static let maxSwapSlots: UInt64 = 1 << 24
+    /// The most passes one `ksm scan` may run.
+    public static let maxKSMPasses: UInt64 = 1000
     /// The largest PGOFF of a file mapping.
     public static let maxPgoff: UInt64 = 1 << 32
     /// Words that start a non-operation statement; they cannot name a process.
@@ -372,6 +374,28 @@ struct LineParser {
                             endDescription: "end of line")
         }
 
+        if first.text == "ksm" && tokens.count > 1 && tokens[1].text == "scan" {
+            // `ksm scan [PASSES]` ("scan" is no operation, so a process named ksm keeps its verbs).
+            var c = cursor
+            c.index = 2
+            var passes: UInt64 = 1
+            if c.peek() != nil {
+                let (n, nTok) = try self.number(&c, "a pass count")
+                guard n >= 1 && n <= TraceParser.maxKSMPasses else {
+                    throw error(nTok.column, "ksm scan passes must be between 1 and \(TraceParser.maxKSMPasses), got \(quoted(nTok.text))")
+                }
+                passes = n
+            }
+            if let extra = c.peek() {
+                throw error(extra.column, "unexpected \(quoted(extra.text)) after the statement")
+            }
+            if let a = arrow {
+                throw error(tokens[a].column, "'=> RESULT' is only allowed on operation lines")
+            }
+            lines.append(TraceLine(line: number, statement: .ksmScan(passes: passes)))
+            return
+        }
+
         if TraceParser.reservedWords.contains(first.text) {
             if tokens.count > 1 && tokens[1].text == "=" {
                 throw error(first.column, "'\(first.text)' is a reserved word and cannot name a process")
@@ -570,11 +594,30 @@ struct LineParser {
                 try checkRange(addr, addrTok, new, newTok)
             }
             op = .mremap(addr: addr, oldPages: old, newPages: new, to: to)
-        case "read", "write", "reclaim", "migrate", "referenced", "mkclean":
+        case "write":
+            // `P write ADDR [PAGES] [value=V]`
+            let (addr, addrTok) = try address(&c, "an address")
+            var pages: UInt64 = 1
+            if let next = c.peek(), !next.text.hasPrefix("value=") {
+                let (p, pTok) = try pageCount(&c)
+                try checkRange(addr, addrTok, p, pTok)
+                pages = p
+            }
+            if let v = c.peek(), v.text.hasPrefix("value=") {
+                _ = c.next()
+                let digits = v.text.unicodeScalars.dropFirst(6)
+                switch parseNumber(digits) {
+                case .value(let value): op = .writeValue(addr: addr, pages: pages, value: value)
+                case .invalid: throw error(v.column + 6, "expected a content value (decimal or 0x hex) after 'value=', got \(quoted(String(String.UnicodeScalarView(digits))))")
+                case .tooLarge: throw error(v.column + 6, "number too large: \(quoted(String(String.UnicodeScalarView(digits))))")
+                }
+            } else {
+                op = .write(addr: addr, pages: pages)
+            }
+        case "read", "reclaim", "migrate", "referenced", "mkclean":
             let (addr, pages) = try addressAndOptionalPages(&c)
             switch verb.text {
             case "read": op = .read(addr: addr, pages: pages)
-            case "write": op = .write(addr: addr, pages: pages)
             case "reclaim": op = .reclaim(addr: addr, pages: pages)
             case "migrate": op = .migrate(addr: addr, pages: pages)
             case "referenced": op = .referenced(addr: addr, pages: pages)

@@ -16,6 +16,7 @@ extension Kernel {
     func dupMMap(_ parent: UInt32) -> UInt32 {
         let child = mmAlloc()
         if child == 0 { return 0 }
+        ksmFork(child: child, parent: parent)  // ksm_fork()
         var pv = firstVMA(parent)
         while pv != 0 {
             defer { pv = nextVMA(pv) }

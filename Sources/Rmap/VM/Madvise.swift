@@ -54,6 +54,15 @@ extension Kernel {
             madviseColdOrPageout(v, start, end, pageout: advice == .pageout)
             prev = v
             return .success(())
+        case .mergeable, .unmergeable:
+            // ksm_madvise(), then madvise_update_vma() with the new flags.
+            var newflags = flags
+            if let e = ksmMadvise(v, start: start, end: end, advice: advice, flags: &newflags) { return .failure(e) }
+            if newflags == flags { prev = v; return .success(()) }
+            let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
+            if r == 0 { return .failure(.ENOMEM) }
+            prev = r
+            return .success(())
         case .dontfork, .dofork, .wipeonfork, .keeponfork:
             var newflags = flags
             switch advice {

@@ -238,6 +238,11 @@ extension Kernel {
     /// move_vma(): copy_vma() at the new place (merging there if it can),
     /// move_page_tables(), then unmap the old range (whose PTEs are gone).
     func moveVMA(_ m: UInt32, _ v: UInt32, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+        // Advise KSM to break any KSM pages in the area to be moved (they
+        // would otherwise turn up where rmap_walk_ksm does not look); the
+        // VMA keeps VM_MERGEABLE.
+        var dummy = vma(v).pointee.vm_flags
+        if let e = ksmMadvise(v, start: oldAddr, end: oldAddr + oldLen, advice: .unmergeable, flags: &dummy) { return e }
         let p = vma(v).pointee
         var newPgoff = p.vm_pgoff + ((oldAddr - p.vm_start) >> PAGE_SHIFT)
         // copy_vma(): an unfaulted anonymous VMA takes the new address's pgoff.

@@ -123,6 +123,7 @@ extension Kernel {
 
     /// exit_mmap(): unmaps every VMA, frees the page tables and the mm.
     func exitMMap(_ m: UInt32) {
+        ksmExit(m)  // __mmput(): ksm_exit() before exit_mmap()
         mmuRelease(m)  // mmu_notifier_release()
         var v = firstVMA(m)
         while v != 0 {

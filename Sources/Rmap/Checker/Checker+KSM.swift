@@ -1,0 +1,128 @@
+import CShims
+
+/// The KSM invariants (mm/ksm.c's data structures): the mm slot list, each
+/// mm's sorted rmap_item list, the stable tree and its hlists, the
+/// keyhole between a KSM frame and its stable node, the counters, and no
+/// leaked item or node. (That every PTE of a KSM frame is found by
+/// rmap_walk_ksm is checked with the other frames, in `run`.)
+extension Checker {
+    func checkKSM(mms: [UInt32]) {
+        let live = Set(mms)
+        var onList = Set<UInt32>()
+        var m = k.header.pointee.ksm_mm_head
+        var last: UInt32 = 0
+        var steps = 0
+        while m != 0 && steps < 1 << 20 {
+            steps += 1
+            if !live.contains(m) { fail("ksm: mm \(m) on ksm_mm_head's list is not a live process"); break }
+            if k.mm(m).pointee.ksm_flags & KSMFlag.mmMergeable == 0 { fail("ksm: mm \(m) on the list without MMF_VM_MERGEABLE") }
+            if !onList.insert(m).inserted { fail("ksm: mm \(m) twice on the list"); break }
+            last = m
+            m = k.mm(m).pointee.ksm_slot_next
+        }
+        if last != k.header.pointee.ksm_mm_tail { fail("ksm: list tail \(k.header.pointee.ksm_mm_tail), last slot \(last)") }
+        var items = 0
+        var unstable: UInt64 = 0
+        for mi in mms {
+            let p = k.mm(mi).pointee
+            if p.ksm_flags & KSMFlag.mmMergeable != 0 && !onList.contains(mi) { fail("ksm: mm \(mi) has MMF_VM_MERGEABLE but no slot on the list") }
+            if p.ksm_flags & KSMFlag.mmMergeable == 0 && p.ksm_rmap_list != 0 { fail("ksm: mm \(mi) has rmap_items but no slot") }
+            var i = p.ksm_rmap_list
+            var prevAddr: UInt64 = 0
+            var n: UInt32 = 0
+            var merging: UInt64 = 0
+            while i != 0 && n < 1 << 24 {
+                n += 1
+                let it = k.ksmItem(i).pointee
+                if it.mm != mi { fail("ksm: rmap_item \(i) on mm \(mi)'s list names mm \(it.mm)") }
+                let a = it.address & KSMFlag.pageMask
+                if n > 1 && a <= prevAddr { fail("ksm: mm \(mi)'s rmap_items not in address order at \(hex(a))") }
+                prevAddr = a
+                if it.address & KSMFlag.stable != 0 {
+                    merging += 1
+                    let node = it.head
+                    if node == 0 || node >= k.desc(T.ksmNode).pointee.bump || k.ksmNode(node).pointee.kpfn == 0x6b6b6b6b {
+                        fail("ksm: stable rmap_item \(i) heads no live stable node (\(node))")
+                    } else if !hlistContains(node, i) {
+                        fail("ksm: stable rmap_item \(i) is not on its node \(node)'s hlist")
+                    }
+                    let av = k.anonVMA(it.anon_vma).pointee
+                    if it.anon_vma == 0 || av.refcount < 1 || av.parent == 0x6b6b6b6b {
+                        fail("ksm: stable rmap_item \(i) holds no live anon_vma (\(it.anon_vma))")
+                    }
+                } else if it.address & KSMFlag.unstable != 0 {
+                    unstable += 1
+                }
+                i = it.rmap_list
+            }
+            items += Int(n)
+            if n != p.ksm_rmap_items { fail("ksm: mm \(mi): ksm_rmap_items \(p.ksm_rmap_items), list holds \(n)") }
+            if merging != p.ksm_merging_pages { fail("ksm: mm \(mi): ksm_merging_pages \(p.ksm_merging_pages), stable items \(merging)") }
+        }
+        if k.live(T.ksmItem) != UInt32(items) { fail("ksm: \(k.live(T.ksmItem)) rmap_items live, \(items) on the mms' lists (leak)") }
+        if unstable != k.header.pointee.ksm_pages_unshared {
+            fail("ksm: pages_unshared \(k.header.pointee.ksm_pages_unshared), unstable rmap_items \(unstable)")
+        }
+        // The stable tree: every node sound, its hlist matching its count.
+        for e in IntervalTree.check(root: k.ksmStableRoot.pointee, k.ksmStableTree, limit: 1 << 22) { fail("ksm: stable tree: \(e)") }
+        var nodes = 0
+        var shared: UInt64 = 0, sharing: UInt64 = 0
+        var node = IntervalTree.first(root: k.ksmStableRoot.pointee, k.ksmStableTree)
+        while node != 0 && nodes < 1 << 22 {
+            nodes += 1
+            let n = k.ksmNode(node).pointee
+            var len: Int32 = 0
+            var i = n.hlist
+            var prev: UInt32 = 0
+            while i != 0 && len < 1 << 24 {
+                len += 1
+                let it = k.ksmItem(i).pointee
+                if it.head != node || it.address & KSMFlag.stable == 0 { fail("ksm: rmap_item \(i) on node \(node)'s hlist is not stable on it") }
+                if it.hlist_prev != prev { fail("ksm: node \(node)'s hlist back link broken at rmap_item \(i)") }
+                prev = i
+                i = it.hlist_next
+            }
+            if len != n.rmap_hlist_len { fail("ksm: node \(node): rmap_hlist_len \(n.rmap_hlist_len), hlist holds \(len)") }
+            if len > 0 { shared += 1; sharing += UInt64(len - 1) }
+            // The keyhole: a node whose page still holds its key names that page.
+            let expected = k.offset(table: T.ksmNode, index: node) | PageMapping.ksm
+            if n.kpfn != 0, n.kpfn < k.desc(T.frame).pointee.bump, k.page(n.kpfn).pointee.mapping == expected,
+               k.page(n.kpfn).pointee.content != n.content {
+                fail("ksm: node \(node): KSM frame \(n.kpfn) content changed under write protection")
+            }
+            node = IntervalTree.next(node, k.ksmStableTree)
+        }
+        if k.live(T.ksmNode) != UInt32(nodes) { fail("ksm: \(k.live(T.ksmNode)) stable nodes live, \(nodes) in the stable tree (leak)") }
+        if shared != k.header.pointee.ksm_pages_shared || sharing != k.header.pointee.ksm_pages_sharing {
+            fail("ksm: pages_shared/sharing \(k.header.pointee.ksm_pages_shared)/\(k.header.pointee.ksm_pages_sharing), stable tree holds \(shared)/\(sharing)")
+        }
+        // Every KSM frame with a node is that node's page; no KSM PTE is writable.
+        let d = k.desc(T.frame).pointee
+        var f: UInt32 = 1
+        while f < d.bump {
+            defer { f += 1 }
+            let p = k.page(f).pointee
+            if p.refcount == 0x6b6b6b6b || p.mapping & PageMapping.flags != PageMapping.ksm { continue }
+            let nodeIdx = k.folioStableNode(f)
+            if nodeIdx == 0 {
+                if p.mapcount >= 0 { fail("frame \(f): mapped KSM frame without a stable node") }
+                continue
+            }
+            if nodeIdx >= k.desc(T.ksmNode).pointee.bump || k.ksmNode(nodeIdx).pointee.kpfn != f {
+                fail("frame \(f): KSM mapping names stable node \(nodeIdx), which does not name it")
+            }
+            if p.flags & PG.anonExclusive != 0 { fail("frame \(f): KSM frame marked PG_anon_exclusive") }
+        }
+    }
+
+    func hlistContains(_ node: UInt32, _ item: UInt32) -> Bool {
+        var i = k.ksmNode(node).pointee.hlist
+        var n = 0
+        while i != 0 && n < 1 << 24 {
+            if i == item { return true }
+            i = k.ksmItem(i).pointee.hlist_next
+            n += 1
+        }
+        return false
+    }
+}

@@ -1,0 +1,747 @@
+import CShims
+
+/// Kernel samepage merging (mm/ksm.c, the 6.x code): VM_MERGEABLE regions,
+/// rmap_items per scanned (mm, address), the unstable tree rebuilt every
+/// full scan, the stable tree of KSM pages, write-protected sharing, COW
+/// break, unmerging and rmap_walk_ksm().
+///
+/// A frame's content is its `content` token (Machine writes store one), so
+/// the model's checksum (calc_checksum) and memcmp_pages are comparisons of
+/// tokens. Both trees are the model's augmented rbtree (`IntervalTree`)
+/// keyed by the token: the stable tree by the KSM page's token (fixed, the
+/// page is write-protected), the unstable tree by the token the scan saw
+/// (`oldchecksum`); a match found there is then checked against the tree
+/// page's current token, as memcmp_pages does.
+///
+/// Left out (documented, not guessed): stable_node chains and
+/// ksm_max_page_sharing (a stable node takes any number of sharers; a
+/// second node with the same content becomes a separate tree node instead
+/// of a chain dup), NUMA trees and migrate_nodes, ksm_use_zero_pages
+/// (default off), THP splitting, the advisor, MMF_VM_MERGE_ANY (prctl).
+/// `ksm scan` runs whole passes of ksm_do_scan, so the scan cursor
+/// (struct ksm_scan) lives only for the pass; a pass that cannot allocate
+/// an rmap_item ends early (the kernel would resume at its cursor).
+/// An exiting mm's rmap_items are removed at exit (the kernel leaves them for
+/// ksmd's next visit, which finds the mm exiting and removes them all).
+enum KSMFlag {
+    /// SEQNR_MASK: low bits of the unstable tree seqnr.
+    static let seqnrMask: UInt64 = 0x0ff
+    /// UNSTABLE_FLAG: is a node of the unstable tree.
+    static let unstable: UInt64 = 0x100
+    /// STABLE_FLAG: is listed from the stable tree.
+    static let stable: UInt64 = 0x200
+    static let pageMask: UInt64 = ~(PAGE_SIZE - 1)
+    /// MMF_VM_MERGEABLE: the mm has a ksm_mm_slot.
+    static let mmMergeable: UInt32 = 1
+}
+
+/// root_stable_tree: stable nodes keyed by their page's content token.
+struct KSMStableTree: IntervalTreeAccessor {
+    let k: Kernel
+    @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
+        UnsafeMutableRawPointer(k.ksmNode(n)).advanced(by: MemoryLayout<rmap_ksm_node>.offset(of: \rmap_ksm_node.node)!)
+            .assumingMemoryBound(to: rmap_rb_node.self)
+    }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmNode(n).pointee.content }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmNode(n).pointee.content }
+}
+
+/// root_unstable_tree: rmap_items keyed by the token the scan saw.
+struct KSMUnstableTree: IntervalTreeAccessor {
+    let k: Kernel
+    @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
+        UnsafeMutableRawPointer(k.ksmItem(n)).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.node)!)
+            .assumingMemoryBound(to: rmap_rb_node.self)
+    }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmItem(n).pointee.oldchecksum }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmItem(n).pointee.oldchecksum }
+}
+
+extension Kernel {
+    var ksmStableTree: KSMStableTree { KSMStableTree(k: self) }
+    var ksmUnstableTree: KSMUnstableTree { KSMUnstableTree(k: self) }
+
+    @inline(__always) var ksmStableRoot: UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(header).advanced(by: MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.ksm_stable_root)!)
+            .assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) var ksmUnstableRoot: UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(header).advanced(by: MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.ksm_unstable_root)!)
+            .assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) func mmKSMRmapList(_ m: UInt32) -> UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(mm(m)).advanced(by: MemoryLayout<rmap_mm>.offset(of: \rmap_mm.ksm_rmap_list)!)
+            .assumingMemoryBound(to: UInt32.self)
+    }
+    @inline(__always) func itemRmapList(_ i: UInt32) -> UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(ksmItem(i)).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.rmap_list)!)
+            .assumingMemoryBound(to: UInt32.self)
+    }
+
+    // MARK: KSM pages
+
+    /// folio_test_ksm(): page->mapping tagged PAGE_MAPPING_KSM.
+    @inline(__always) func pageIsKSM(_ pfn: UInt32) -> Bool {
+        page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
+    }
+
+    /// folio_stable_node(): the stable node of a KSM page (0: none, or not KSM).
+    @inline(__always) func folioStableNode(_ pfn: UInt32) -> UInt32 {
+        let m = page(pfn).pointee.mapping
+        guard m & PageMapping.flags == PageMapping.ksm, m & ~PageMapping.flags != 0 else { return 0 }
+        return index(table: T.ksmNode, offset: m & ~PageMapping.flags)
+    }
+
+    /// folio_set_stable_node(): page->mapping = stable_node | PAGE_MAPPING_KSM.
+    @inline(__always) func folioSetStableNode(_ pfn: UInt32, _ node: UInt32) {
+        page(pfn).pointee.mapping = (node == 0 ? 0 : offset(table: T.ksmNode, index: node)) | PageMapping.ksm
+    }
+
+    /// The vm_pgoff of a stable rmap_item overlays {oldchecksum, age,
+    /// remaining_skips} of an unstable one (a union): writing it writes them.
+    @inline(__always) func setItemPgoff(_ i: UInt32, _ pgoff: UInt64) {
+        let p = ksmItem(i)
+        p.pointee.vm_pgoff = pgoff
+        p.pointee.oldchecksum = pgoff & 0xffff_ffff
+        p.pointee.age = UInt8(truncatingIfNeeded: pgoff >> 32)
+        p.pointee.remaining_skips = UInt8(truncatingIfNeeded: pgoff >> 40)
+    }
+
+    // MARK: mm slots
+
+    /// __ksm_enter(): the mm joins ksm_mm_head's list (at the tail: between
+    /// `ksm scan` statements the cursor is at the head, and a new slot goes
+    /// just behind it) and gets MMF_VM_MERGEABLE. The slot is part of the mm
+    /// record, so nothing can fail.
+    func ksmEnter(_ m: UInt32) {
+        let p = mm(m)
+        guard p.pointee.ksm_flags & KSMFlag.mmMergeable == 0 else { return }
+        p.pointee.ksm_flags |= KSMFlag.mmMergeable
+        p.pointee.ksm_slot_next = 0
+        if header.pointee.ksm_mm_tail != 0 {
+            mm(header.pointee.ksm_mm_tail).pointee.ksm_slot_next = m
+        } else {
+            header.pointee.ksm_mm_head = m
+        }
+        header.pointee.ksm_mm_tail = m
+    }
+
+    /// Takes the mm off ksm_mm_head's list (hash_del + list_del of the slot)
+    /// and clears MMF_VM_MERGEABLE.
+    func ksmRemoveSlot(_ m: UInt32) {
+        guard mm(m).pointee.ksm_flags & KSMFlag.mmMergeable != 0 else { return }
+        var prev: UInt32 = 0
+        var x = header.pointee.ksm_mm_head
+        while x != 0 && x != m { prev = x; x = mm(x).pointee.ksm_slot_next }
+        if x == m {
+            let next = mm(m).pointee.ksm_slot_next
+            if prev == 0 { header.pointee.ksm_mm_head = next } else { mm(prev).pointee.ksm_slot_next = next }
+            if header.pointee.ksm_mm_tail == m { header.pointee.ksm_mm_tail = prev }
+        }
+        mm(m).pointee.ksm_slot_next = 0
+        mm(m).pointee.ksm_flags &= ~KSMFlag.mmMergeable
+    }
+
+    /// ksm_exit() / __ksm_exit() with what ksmd then does for an exiting mm
+    /// (scan_get_next_rmap_item: remove_trailing_rmap_items of the whole
+    /// list, free the slot). Called before the address space is torn down.
+    func ksmExit(_ m: UInt32) {
+        guard mm(m).pointee.ksm_flags & KSMFlag.mmMergeable != 0 else { return }
+        removeTrailingRmapItems(mmKSMRmapList(m))
+        ksmRemoveSlot(m)
+    }
+
+    /// ksm_fork(): a child of a mergeable mm is entered too (its VMAs keep VM_MERGEABLE).
+    func ksmFork(child: UInt32, parent: UInt32) {
+        if mm(parent).pointee.ksm_flags & KSMFlag.mmMergeable != 0 { ksmEnter(child) }
+    }
+
+    // MARK: madvise
+
+    /// vma_ksm_compatible() / ksm_compatible(): not shared, not hugetlb, not
+    /// VM_SPECIAL (VM_IO, VM_DONTEXPAND, VM_PFNMAP, VM_MIXEDMAP). (No DAX, SAO, ADI here.)
+    func vmaKSMCompatible(_ v: UInt32) -> Bool {
+        let f = vma(v).pointee.vm_flags
+        if f & (VM.shared | VM.mayshare | VM.hugetlb) != 0 { return false }
+        if f & (VM.io | VM.dontexpand | VM.pfnmap | VM.mixedmap) != 0 { return false }
+        return true
+    }
+
+    /// ksm_madvise(): MADV_MERGEABLE sets VM_MERGEABLE in `flags` (and enters
+    /// the mm); MADV_UNMERGEABLE breaks every KSM page of [start, end) first
+    /// (break_ksm), then clears it. An incompatible VMA ignores the advice.
+    func ksmMadvise(_ v: UInt32, start: UInt64, end: UInt64, advice: Advice, flags: inout UInt64) -> Errno? {
+        switch advice {
+        case .mergeable:
+            if vma(v).pointee.vm_flags & VM.mergeable != 0 { return nil }
+            if !vmaKSMCompatible(v) { return nil }
+            ksmEnter(vma(v).pointee.mm)
+            flags |= VM.mergeable
+        case .unmergeable:
+            if flags & VM.mergeable == 0 { return nil }  // just ignore the advice
+            if vma(v).pointee.anon_vma != 0, let e = breakKSM(v, start, end) { return e }
+            flags &= ~VM.mergeable
+        default:
+            break
+        }
+        return nil
+    }
+
+    /// break_ksm(): while [start, end) of `v` maps a KSM page (or holds a
+    /// migration entry for one), unshare it with handle_mm_fault(
+    /// FAULT_FLAG_UNSHARE): do_wp_page cannot reuse a KSM page, so
+    /// wp_page_copy() gives the process an exclusive, read-only copy.
+    /// ENOMEM when the fault runs out of memory.
+    func breakKSM(_ v: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+        let m = vma(v).pointee.mm
+        var addr = start
+        while true {
+            // break_ksm_pmd_entry(): the first KSM page in [addr, end).
+            var found: UInt64 = 0
+            var slotFound: UnsafeMutablePointer<UInt64>?
+            walkLeaves(root: mm(m).pointee.pgd, start: addr, end: end) { a, slot in
+                let e = slot.pointee
+                var pfn: UInt32 = 0
+                if PTE.isPresent(e) {
+                    pfn = vmNormalPage(e)
+                } else if PTE.isMigrationEntry(e) {
+                    pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                }
+                if pfn != 0 && pageIsKSM(pfn) {
+                    found = a
+                    slotFound = slot
+                    return false
+                }
+                return true
+            }
+            guard let slot = slotFound else { return nil }
+            addr = found
+            let e = slot.pointee
+            if !PTE.isPresent(e) {
+                // A fault on the migration entry waits for it to end (the
+                // model finishes it: removeMigrationEntryOnFault), then retries.
+                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)
+                continue
+            }
+            // handle_mm_fault(FAULT_FLAG_UNSHARE) -> do_wp_page -> wp_page_copy(unshare).
+            let r = wpPageCopy(m, v, addr, slot, old: vmNormalPage(e), unshare: true)
+            if r == .oom { return .ENOMEM }
+            if r != .ok { return nil }
+        }
+    }
+
+    // MARK: rmap items
+
+    /// free_rmap_item()
+    func freeRmapItem(_ i: UInt32) {
+        let m = ksmItem(i).pointee.mm
+        if m != 0 { mm(m).pointee.ksm_rmap_items -= 1 }
+        free(T.ksmItem, i)
+    }
+
+    /// hlist_del(&rmap_item->hlist)
+    func ksmHlistDel(_ i: UInt32) {
+        let p = ksmItem(i)
+        let next = p.pointee.hlist_next, prev = p.pointee.hlist_prev
+        if prev != 0 { ksmItem(prev).pointee.hlist_next = next } else { ksmNode(p.pointee.head).pointee.hlist = next }
+        if next != 0 { ksmItem(next).pointee.hlist_prev = prev }
+        p.pointee.hlist_next = 0
+        p.pointee.hlist_prev = 0
+    }
+
+    /// remove_rmap_item_from_tree(): a stable item leaves its node's hlist
+    /// (dropping its anon_vma reference); an unstable one leaves the
+    /// unstable tree if this scan inserted it (an older tree was already
+    /// dropped whole). The flags are cleared.
+    func removeRmapItemFromTree(_ i: UInt32) {
+        let p = ksmItem(i)
+        if p.pointee.address & KSMFlag.stable != 0 {
+            let node = p.pointee.head
+            let kpfn = ksmGetFolio(node)
+            if kpfn == 0 { return }  // the node was stale: remove_node_from_stable_tree did the rest
+            ksmHlistDel(i)
+            putPage(kpfn)
+            let n = ksmNode(node)
+            if n.pointee.hlist != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
+            mm(p.pointee.mm).pointee.ksm_merging_pages -= 1
+            n.pointee.rmap_hlist_len -= 1
+            putAnonVMA(p.pointee.anon_vma)
+            setItemPgoff(i, 0)
+            p.pointee.head = 0
+            p.pointee.address &= KSMFlag.pageMask
+        } else if p.pointee.address & KSMFlag.unstable != 0 {
+            let age = UInt8(truncatingIfNeeded: header.pointee.ksm_seqnr &- p.pointee.address)
+            if age == 0 { IntervalTree.remove(i, root: ksmUnstableRoot, ksmUnstableTree) }
+            header.pointee.ksm_pages_unshared -= 1
+            p.pointee.address &= KSMFlag.pageMask
+        }
+    }
+
+    /// remove_trailing_rmap_items(): frees every item from `link` on.
+    func removeTrailingRmapItems(_ link: UnsafeMutablePointer<UInt32>) {
+        while link.pointee != 0 {
+            let i = link.pointee
+            link.pointee = ksmItem(i).pointee.rmap_list
+            removeRmapItemFromTree(i)
+            freeRmapItem(i)
+        }
+    }
+
+    /// get_next_rmap_item(): the item for `addr` in the mm's sorted list,
+    /// freeing the items passed over (their pages are gone); a new one if
+    /// there is none. 0 when the item table is full.
+    func getNextRmapItem(_ m: UInt32, _ link: UnsafeMutablePointer<UInt32>, _ addr: UInt64) -> UInt32 {
+        while link.pointee != 0 {
+            let i = link.pointee
+            if ksmItem(i).pointee.address & KSMFlag.pageMask == addr { return i }
+            if ksmItem(i).pointee.address > addr { break }
+            link.pointee = ksmItem(i).pointee.rmap_list
+            removeRmapItemFromTree(i)
+            freeRmapItem(i)
+        }
+        let i = alloc(T.ksmItem)
+        if i == 0 { return 0 }
+        let p = ksmItem(i)
+        p.pointee.mm = m
+        mm(m).pointee.ksm_rmap_items += 1
+        p.pointee.address = addr
+        p.pointee.rmap_list = link.pointee
+        link.pointee = i
+        return i
+    }
+
+    // MARK: the stable tree
+
+    /// ksm_get_folio(): the stable node's page if it still holds the key
+    /// (page->mapping == stable_node | PAGE_MAPPING_KSM: the "keyhole
+    /// reference"), with a reference taken; otherwise the node is stale and
+    /// is removed (remove_node_from_stable_tree) and the result is 0.
+    func ksmGetFolio(_ node: UInt32) -> UInt32 {
+        let kpfn = ksmNode(node).pointee.kpfn
+        let expected = offset(table: T.ksmNode, index: node) | PageMapping.ksm
+        if kpfn != 0, kpfn < desc(T.frame).pointee.bump, page(kpfn).pointee.mapping == expected,
+           page(kpfn).pointee.refcount > 0 {
+            getPage(kpfn)
+            return kpfn
+        }
+        removeNodeFromStableTree(node)
+        return 0
+    }
+
+    /// remove_node_from_stable_tree(): every item of the node loses its
+    /// stable flag and anon_vma reference (they keep `head`, as in the
+    /// kernel, but are no longer listed); the node leaves the tree and is freed.
+    func removeNodeFromStableTree(_ node: UInt32) {
+        var i = ksmNode(node).pointee.hlist
+        while i != 0 {
+            let p = ksmItem(i)
+            let next = p.pointee.hlist_next
+            if next != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
+            mm(p.pointee.mm).pointee.ksm_merging_pages -= 1
+            ksmNode(node).pointee.rmap_hlist_len -= 1
+            putAnonVMA(p.pointee.anon_vma)
+            setItemPgoff(i, 0)
+            p.pointee.address &= KSMFlag.pageMask
+            p.pointee.hlist_next = 0
+            p.pointee.hlist_prev = 0
+            i = next
+        }
+        IntervalTree.remove(node, root: ksmStableRoot, ksmStableTree)  // stable_node_dup_del()
+        free(T.ksmNode, node)
+    }
+
+    /// is_page_sharing_candidate(): a node with at least one mapping left
+    /// (ksm_max_page_sharing is not modelled).
+    @inline(__always) func isPageSharingCandidate(_ node: UInt32) -> Bool {
+        ksmNode(node).pointee.rmap_hlist_len != 0
+    }
+
+    /// stable_tree_search(): a KSM page with the same content as `pfn`, with
+    /// a reference (a KSM page itself: "ksm page forked"). Stale nodes met
+    /// are removed and the search restarts. 0 when none.
+    func stableTreeSearch(_ pfn: UInt32) -> UInt32 {
+        if folioStableNode(pfn) != 0 {
+            getPage(pfn)
+            return pfn
+        }
+        let content = page(pfn).pointee.content
+        again: while true {
+            let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
+            if node == 0 { return 0 }
+            let tree = ksmGetFolio(node)  // chain_prune() -> ksm_get_folio(NOLOCK)
+            if tree == 0 { continue again }
+            putPage(tree)  // memcmp_pages() said equal
+            if !isPageSharingCandidate(node) { return 0 }
+            let locked = ksmGetFolio(node)  // KSM_GET_FOLIO_TRYLOCK
+            if locked == 0 { continue again }
+            return locked
+        }
+    }
+
+    /// stable_tree_insert(): a new stable node for the KSM page `kpfn`
+    /// (already write-protected and mapped), linked into the stable tree;
+    /// the page's mapping points at it. 0 when the node table is full.
+    func stableTreeInsert(_ kpfn: UInt32) -> UInt32 {
+        let content = page(kpfn).pointee.content
+        // Stale nodes with this content are pruned first (chain()).
+        while true {
+            let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
+            if node == 0 { break }
+            let tree = ksmGetFolio(node)
+            if tree == 0 { continue }
+            putPage(tree)
+            break  // need_chain: not modelled, the new node is linked beside it
+        }
+        let node = alloc(T.ksmNode)
+        if node == 0 { return 0 }
+        let n = ksmNode(node)
+        n.pointee.hlist = 0
+        n.pointee.kpfn = kpfn
+        n.pointee.rmap_hlist_len = 0
+        n.pointee.content = content
+        IntervalTree.insert(node, root: ksmStableRoot, ksmStableTree)
+        folioSetStableNode(kpfn, node)
+        return node
+    }
+
+    /// stable_tree_append(): the item is listed from the node (hlist_add_head).
+    func stableTreeAppend(_ i: UInt32, _ node: UInt32) {
+        let n = ksmNode(node), p = ksmItem(i)
+        n.pointee.rmap_hlist_len += 1
+        p.pointee.head = node
+        p.pointee.address |= KSMFlag.stable
+        p.pointee.hlist_prev = 0
+        p.pointee.hlist_next = n.pointee.hlist
+        if n.pointee.hlist != 0 { ksmItem(n.pointee.hlist).pointee.hlist_prev = i }
+        n.pointee.hlist = i
+        if p.pointee.hlist_next != 0 { header.pointee.ksm_pages_sharing += 1 } else { header.pointee.ksm_pages_shared += 1 }
+        mm(p.pointee.mm).pointee.ksm_merging_pages += 1
+    }
+
+    // MARK: the unstable tree
+
+    /// find_mergeable_vma(): the VM_MERGEABLE VMA with an anon_vma at `addr`.
+    func findMergeableVMA(_ m: UInt32, _ addr: UInt64) -> UInt32 {
+        let v = vmaLookup(m, addr)
+        guard v != 0, vma(v).pointee.vm_flags & VM.mergeable != 0, vma(v).pointee.anon_vma != 0 else { return 0 }
+        return v
+    }
+
+    /// get_mergeable_page(): the anonymous page the item's (mm, address)
+    /// maps, with a reference; 0 if none.
+    func getMergeablePage(_ i: UInt32) -> UInt32 {
+        let m = ksmItem(i).pointee.mm
+        let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
+        guard findMergeableVMA(m, addr) != 0, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return 0 }
+        let pfn = vmNormalPage(slot.pointee)
+        guard pfn != 0, pageIsAnon(pfn) else { return 0 }
+        getPage(pfn)
+        return pfn
+    }
+
+    /// unstable_tree_search_insert(): an item of the unstable tree whose
+    /// page has the same content as `pfn` (returned with its page, which
+    /// holds a reference), else `i` is inserted (UNSTABLE_FLAG and the
+    /// seqnr in its address). A forked copy of the same page is not merged.
+    func unstableTreeSearchInsert(_ i: UInt32, _ pfn: UInt32) -> (item: UInt32, page: UInt32) {
+        let content = page(pfn).pointee.content
+        var t = IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: content, last: content, ksmUnstableTree)
+        while t != 0 {
+            let tree = getMergeablePage(t)
+            if tree == 0 { return (0, 0) }
+            if tree == pfn { putPage(tree); return (0, 0) }  // don't substitute a ksm page for a forked page
+            if page(tree).pointee.content == content { return (t, tree) }  // memcmp_pages() == 0
+            putPage(tree)
+            t = IntervalTree.iterNext(t, start: content, last: content, ksmUnstableTree)
+        }
+        let p = ksmItem(i)
+        p.pointee.address |= KSMFlag.unstable | (header.pointee.ksm_seqnr & KSMFlag.seqnrMask)
+        p.pointee.oldchecksum = content
+        IntervalTree.insert(i, root: ksmUnstableRoot, ksmUnstableTree)
+        header.pointee.ksm_pages_unshared += 1
+        return (0, 0)
+    }
+
+    // MARK: merging
+
+    /// page_address_in_vma() for an anonymous page: where `v` maps it, nil
+    /// when `v`'s anon_vma is not in the page's anon_vma tree.
+    func pageAddressInVMA(_ pfn: UInt32, _ v: UInt32) -> UInt64? {
+        let vav = vma(v).pointee.anon_vma
+        guard vav != 0 else { return nil }
+        if !pageIsKSM(pfn) {
+            let av = pageAnonVMA(pfn)
+            guard av != 0, anonVMA(vav).pointee.root == anonVMA(av).pointee.root else { return nil }
+        }
+        return vmaAddress(v, index: page(pfn).pointee.index)
+    }
+
+    /// write_protect_page(): the PTE of `v` mapping `pfn` becomes read-only
+    /// and clean (its dirty bit moves to the page), unless the page has a
+    /// reference beyond its mappings, the caller's and the swap cache's
+    /// (then the PTE is restored and the merge fails). An exclusive page is
+    /// shared first (folio_try_share_anon_rmap_pte: no GUP pins here, it
+    /// succeeds). `orig` receives the PTE. MMU notifiers: MMU_NOTIFY_CLEAR.
+    func writeProtectPage(_ v: UInt32, _ pfn: UInt32, orig: inout UInt64) -> Bool {
+        guard let address = pageAddressInVMA(pfn, v) else { return false }
+        let m = vma(v).pointee.mm
+        mmuInvalidateRangeStart(m, address, address + PAGE_SIZE)
+        defer { mmuInvalidateRangeEnd(m, address, address + PAGE_SIZE) }
+        guard let slot = pageVMAMappedWalk(pfn, v, address) else { return false }
+        var entry = slot.pointee
+        let p = page(pfn)
+        let anonExclusive = p.pointee.flags & PG.anonExclusive != 0
+        if PTE.isWrite(entry) || PTE.isDirty(entry) || anonExclusive {
+            let swapped: Int32 = p.pointee.flags & PG.swapcache != 0 ? 1 : 0
+            entry = slot.pointee
+            slot.pointee = 0
+            flushTLBPage()  // ptep_clear_flush()
+            if Int32(pageMapcount(pfn)) + 1 + swapped != p.pointee.refcount {
+                slot.pointee = entry
+                return false
+            }
+            if anonExclusive { p.pointee.flags &= ~PG.anonExclusive }
+            if PTE.isDirty(entry) { p.pointee.flags |= PG.dirty }  // folio_mark_dirty()
+            entry &= ~(PTE.dirty | PTE.rw)  // pte_mkclean(), pte_wrprotect()
+            slot.pointee = entry
+        }
+        orig = entry
+        return true
+    }
+
+    /// replace_page(): `v`'s PTE of `pfn` (still `orig`) maps the KSM page
+    /// `kpfn` instead: read-only (vm_page_prot), the KSM page's rmap and
+    /// reference added, the old page's removed (and its swap slot freed
+    /// once unmapped). MM counters do not change (anon for anon).
+    func replacePage(_ v: UInt32, _ pfn: UInt32, _ kpfn: UInt32, orig: UInt64) -> Bool {
+        guard let addr = pageAddressInVMA(pfn, v) else { return false }
+        let m = vma(v).pointee.mm
+        guard let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return false }
+        mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
+        defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
+        guard slot.pointee == orig else { return false }  // pte_same()
+        getPage(kpfn)
+        folioAddAnonRmapPTE(kpfn, vma: v, address: addr, exclusive: false)  // RMAP_NONE
+        let newpte = PTE.make(pfn: kpfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
+        slot.pointee = 0
+        flushTLBPage()  // ptep_clear_flush()
+        slot.pointee = newpte
+        folioRemoveRmapPTE(pfn, vma: v)
+        if pageMapcount(pfn) == 0 && page(pfn).pointee.flags & PG.swapcache != 0 { folioFreeSwap(pfn) }
+        putPage(pfn)
+        return true
+    }
+
+    /// try_to_merge_one_page(): with `kpfn` 0, `pfn` itself becomes a KSM
+    /// page (write-protected, mapping = PAGE_MAPPING_KSM with no node yet,
+    /// accessed, dirty so reclaim swaps it); otherwise `pfn`'s mapping in `v`
+    /// is replaced by `kpfn` if their contents are identical.
+    func tryToMergeOnePage(_ v: UInt32, _ pfn: UInt32, _ kpfn: UInt32) -> Bool {
+        if pfn == kpfn { return true }  // ksm page forked
+        guard pageIsAnon(pfn) else { return false }
+        var orig: UInt64 = 0
+        guard writeProtectPage(v, pfn, orig: &orig) else { return false }
+        if kpfn == 0 {
+            folioSetStableNode(pfn, 0)
+            page(pfn).pointee.flags |= PG.referenced  // folio_mark_accessed()
+            page(pfn).pointee.flags |= PG.dirty       // folio_mark_dirty() if clean
+            return true
+        }
+        guard page(pfn).pointee.content == page(kpfn).pointee.content else { return false }  // pages_identical()
+        return replacePage(v, pfn, kpfn, orig: orig)
+    }
+
+    /// try_to_merge_with_ksm_page(): merges the item's page into `kpfn`
+    /// (0: makes it a KSM page), then the item records the VMA's anon_vma
+    /// (with a reference) and vm_pgoff for rmap_walk_ksm.
+    func tryToMergeWithKSMPage(_ i: UInt32, _ pfn: UInt32, _ kpfn: UInt32) -> Bool {
+        let v = findMergeableVMA(ksmItem(i).pointee.mm, ksmItem(i).pointee.address & KSMFlag.pageMask)
+        guard v != 0, tryToMergeOnePage(v, pfn, kpfn) else { return false }
+        removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
+        let av = vma(v).pointee.anon_vma
+        ksmItem(i).pointee.anon_vma = av
+        setItemPgoff(i, vma(v).pointee.vm_pgoff)
+        getAnonVMA(av)
+        return true
+    }
+
+    /// try_to_merge_two_pages(): `pfn` becomes a KSM page and `tree` is
+    /// merged into it; if the second step fails, the first is undone
+    /// (break_cow). Returns the KSM page or 0.
+    func tryToMergeTwoPages(_ i: UInt32, _ pfn: UInt32, _ ti: UInt32, _ tree: UInt32) -> UInt32 {
+        guard tryToMergeWithKSMPage(i, pfn, 0) else { return 0 }
+        if !tryToMergeWithKSMPage(ti, tree, pfn) {
+            breakCOW(i)
+            return 0
+        }
+        return pfn
+    }
+
+    /// break_cow(): undoes a merge of an item not yet stable: drops its
+    /// anon_vma reference and unshares its page (break_ksm on one page).
+    func breakCOW(_ i: UInt32) {
+        let p = ksmItem(i)
+        putAnonVMA(p.pointee.anon_vma)
+        setItemPgoff(i, 0)
+        let addr = p.pointee.address & KSMFlag.pageMask
+        let v = findMergeableVMA(p.pointee.mm, addr)
+        if v != 0 { _ = breakKSM(v, addr, addr + PAGE_SIZE) }
+    }
+
+    /// cmp_and_merge_page(): a KSM page already listed for this item is left
+    /// alone; any other page must have kept its checksum since the last
+    /// scan. Then: merge into an identical stable page, or with an identical
+    /// page of the unstable tree (both become one new KSM page in the stable
+    /// tree), or enter the unstable tree.
+    func cmpAndMergePage(_ pfn: UInt32, _ i: UInt32) {
+        let stableNode = folioStableNode(pfn)
+        if stableNode != 0 {
+            if ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
+        } else {
+            removeRmapItemFromTree(i)
+            let checksum = page(pfn).pointee.content  // calc_checksum()
+            if ksmItem(i).pointee.oldchecksum != checksum {
+                ksmItem(i).pointee.oldchecksum = checksum
+                return
+            }
+            // try_to_merge_with_zero_page(): ksm_use_zero_pages is off.
+        }
+        let kpfn = stableTreeSearch(pfn)
+        if kpfn == pfn && ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 {
+            putPage(kpfn)
+            return
+        }
+        removeRmapItemFromTree(i)
+        if kpfn != 0 {
+            if tryToMergeWithKSMPage(i, pfn, kpfn) {
+                stableTreeAppend(i, folioStableNode(kpfn))
+            }
+            putPage(kpfn)
+            return
+        }
+        let (ti, tree) = unstableTreeSearchInsert(i, pfn)
+        guard ti != 0 else { return }
+        let k = tryToMergeTwoPages(i, pfn, ti, tree)
+        putPage(tree)
+        guard k != 0 else { return }
+        let node = stableTreeInsert(k)
+        if node != 0 {
+            stableTreeAppend(ti, node)
+            stableTreeAppend(i, node)
+        } else {
+            breakCOW(ti)
+            breakCOW(i)
+        }
+    }
+
+    /// should_skip_rmap_item() (ksm_smart_scan, on by default): a page that
+    /// failed to merge for 3 scans is skipped for 1, 2, 4 then 8 scans.
+    func shouldSkipRmapItem(_ pfn: UInt32, _ i: UInt32) -> Bool {
+        if pageIsKSM(pfn) { return false }
+        let p = ksmItem(i)
+        if p.pointee.address & KSMFlag.stable != 0 { return false }
+        let age = p.pointee.age
+        if age != UInt8.max { p.pointee.age += 1 }
+        if age < 3 { return false }
+        if p.pointee.remaining_skips == 0 {
+            p.pointee.remaining_skips = age <= 3 ? 1 : age <= 5 ? 2 : age <= 8 ? 4 : 8  // skip_age()
+            return false
+        }
+        p.pointee.remaining_skips -= 1
+        removeRmapItemFromTree(i)
+        return true
+    }
+
+    /// One full pass of ksmd: ksm_do_scan() until scan_get_next_rmap_item()
+    /// completes the list. The unstable tree starts empty; each mm on the
+    /// list is scanned VMA by VMA (VM_MERGEABLE ones with an anon_vma), each
+    /// present anonymous page (ksm_next_page_pmd_entry) gets its rmap_item
+    /// and cmp_and_merge_page(); items of pages that are gone are freed; an
+    /// mm with no VM_MERGEABLE VMA left leaves the list; then seqnr++.
+    /// Returns false when an rmap_item could not be allocated (the pass ended early).
+    @discardableResult
+    func ksmScanPass() -> Bool {
+        ksmUnstableRoot.pointee = 0  // root_unstable_tree = RB_ROOT
+        var m = header.pointee.ksm_mm_head
+        while m != 0 {
+            let nextSlot = mm(m).pointee.ksm_slot_next
+            var address: UInt64 = 0
+            var link = mmKSMRmapList(m)
+            var v = firstVMA(m)
+            while v != 0 {
+                let p = vma(v).pointee
+                if p.vm_flags & VM.mergeable == 0 { v = nextVMA(v); continue }
+                if address < p.vm_start { address = p.vm_start }
+                if p.anon_vma == 0 { address = p.vm_end }
+                while address < p.vm_end {
+                    var pfn: UInt32 = 0
+                    walkLeaves(root: mm(m).pointee.pgd, start: address, end: p.vm_end) { a, slot in
+                        let e = slot.pointee
+                        guard PTE.isPresent(e) else { return true }
+                        let f = vmNormalPage(e)
+                        guard f != 0, pageIsAnon(f) else { return true }
+                        pfn = f
+                        address = a
+                        return false
+                    }
+                    if pfn == 0 { address = p.vm_end; break }
+                    getPage(pfn)  // folio_get()
+                    let i = getNextRmapItem(m, link, address)
+                    if i == 0 {
+                        putPage(pfn)
+                        return false
+                    }
+                    link = itemRmapList(i)
+                    address += PAGE_SIZE
+                    if !shouldSkipRmapItem(pfn, i) { cmpAndMergePage(pfn, i) }
+                    putPage(pfn)
+                }
+                v = nextVMA(v)
+            }
+            // Nuke all the rmap_items above the last one scanned.
+            removeTrailingRmapItems(link)
+            if address == 0 { ksmRemoveSlot(m) }  // no VM_MERGEABLE VMA: like __ksm_exit
+            m = nextSlot
+        }
+        header.pointee.ksm_seqnr += 1
+        return true
+    }
+
+    // MARK: the walk
+
+    /// rmap_walk_ksm(): for each rmap_item of the page's stable node, the
+    /// VMAs of its anon_vma's tree (the whole tree, [0, ULONG_MAX], as 6.x
+    /// up to 6.17 does) that cover the item's address: first those of the
+    /// item's own mm, then (search_new_forks) those of other mms, forked
+    /// since ksmd passed. The newest linux-mm code narrows the AVC range to
+    /// [rmap_item->vm_pgoff, rmap_item->vm_pgoff] (the VMA's pgoff at merge
+    /// time); the model keeps the full range.
+    @inline(__always)
+    func rmapWalkKSM<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+        let node = folioStableNode(pfn)
+        guard node != 0 else { return }
+        let ctx = RmapContext(k: self)
+        let tree = avcTree
+        for pass in 0..<2 {
+            let searchNewForks = pass == 1
+            var i = ksmNode(node).pointee.hlist
+            while i != 0 {
+                let p = ksmItem(i).pointee
+                let addr = p.address & KSMFlag.pageMask
+                var a = IntervalTree.first(root: anonVMARoot(p.anon_vma).pointee, tree)
+                while a != 0 {
+                    let v = avc(a).pointee.vma
+                    a = IntervalTree.next(a, tree)
+                    let r = vma(v).pointee
+                    if addr < r.vm_start || addr >= r.vm_end { continue }
+                    if (p.mm == r.mm) == searchNewForks { continue }
+                    if c.invalidVMA(ctx, vma: v) { continue }
+                    if !c.rmapOne(ctx, pfn: pfn, vma: v, address: addr) { return }
+                    if c.done(ctx, pfn: pfn) { return }
+                }
+                i = p.hlist_next
+            }
+        }
+    }
+}
