@@ -154,6 +154,39 @@ import Testing
         #expect(m.check() == [])
     }
 
+    /// munlock_vma_page() + try_to_munlock() (the seeds' page_mlock): when a
+    /// locked mapping goes (munlock, munmap, exit) the page stays mlocked
+    /// while another VM_LOCKED VMA maps it, and only then.
+    @Test func munlockKeepsThePageMlockedWhileAnotherLockedVMAMapsIt() throws {
+        let (m, out) = try machine("""
+            file f 4
+            proc A
+            proc B
+            proc C
+            A mmap 0x100000000000 1 r file-shared:f@0
+            B mmap 0x100000000000 1 r file-shared:f@0
+            C mmap 0x100000000000 1 r file-shared:f@0
+            C read 0x100000000000
+            A mlock 0x100000000000 1
+            B mlock 0x100000000000 1
+            expect C 0x100000000000 1 = F1:3
+            """)
+        #expect(out.failures == [])
+        let pfn = frame(m, "C", a)
+        func mlocked() -> Bool { m.k.page(pfn).pointee.flags & PG.mlocked != 0 }
+        #expect(mlocked())
+        #expect(m.perform("A", .munlock(addr: a, pages: 1)) == .ok)
+        #expect(mlocked(), "B's locked VMA still maps it: try_to_munlock mlocks it again")
+        #expect(m.check() == [])
+        #expect(m.perform("A", .mlock(addr: a, pages: 1)) == .ok)
+        #expect(m.perform("B", .munmap(addr: a, pages: 1)) == .ok)
+        #expect(mlocked(), "A's locked VMA still maps it")
+        #expect(m.perform("A", .exit) == .ok)
+        #expect(!mlocked(), "only C's unlocked VMA maps it now")
+        #expect(m.k.pageMapcount(pfn) == 1)
+        #expect(m.check() == [])
+    }
+
     @Test func tlbFlushesPerPTEOrOnePerBatch() throws {
         let text = """
             file f 4

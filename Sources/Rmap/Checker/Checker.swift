@@ -17,6 +17,7 @@ final class Checker {
     /// The mms of the live processes.
     func run(mms: [UInt32]) {
         var mapcount: [UInt32: Int] = [:]      // PTEs mapping each frame
+        var mappedLocked = Set<UInt32>()        // frames a VM_LOCKED VMA maps
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
         var vmaCount = 0
         var avcCount = 0
@@ -70,6 +71,7 @@ final class Checker {
                         let pfn = k.vmNormalPage(e)
                         if pfn == 0 { return true }
                         mapcount[pfn, default: 0] += 1
+                        if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         checkFoundByWalk(pfn, v, addr)
                         if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail("frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
@@ -117,6 +119,12 @@ final class Checker {
                 fail("frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
             }
             if Int(p.refcount) < census { fail("frame \(i): _refcount \(p.refcount) below its \(census) mappings") }
+            // PG_mlocked on a mapped page exactly when a VM_LOCKED VMA maps
+            // it (mlock_vma_page on every locked mapping, munlock_vma_page
+            // with try_to_munlock when one goes).
+            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) {
+                fail("frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
+            }
             if p.refcount <= 0 { fail("frame \(i): live with _refcount \(p.refcount)") }
             if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
                 let av = k.pageAnonVMA(i)

@@ -283,8 +283,6 @@ extension Kernel {
                 addMMCounter(m, c, -1)
                 addMMCounter(m, .anon, 1)
             }
-            folioRemoveRmapPTE(old, vma: v)
-            putPage(old)
         } else {
             addMMCounter(m, .anon, 1)
         }
@@ -292,6 +290,12 @@ extension Kernel {
         slot.pointee = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
             | (unshare ? orig & PTE.softDirty : PTE.rw | PTE.dirty)
         mmuChangePTE(m, addr, slot.pointee)
+        // The old page's rmap goes after the new PTE is set (as in the kernel:
+        // a munlock walk must not find the old PTE).
+        if old != 0 {
+            folioRemoveRmapPTE(old, vma: v)
+            putPage(old)
+        }
         return .ok
     }
 }

@@ -97,8 +97,22 @@ extension Kernel {
             // No mapping left: munlock (mlock_drain / munlock_folio) and
             // clear the exclusive marker of an anon page.
             p.pointee.flags &= ~(PG.mlocked | PG.unevictable)
+        } else if p.pointee.flags & PG.mlocked != 0 && vma(v).pointee.vm_flags & VM.locked != 0 {
+            // A locked mapping goes while others remain (munmap or exit of
+            // a VM_LOCKED VMA: munlock_vma_pages_all; 6.x munlock_vma_folio).
+            munlockVMAPage(pfn)
         }
         if _slowPath(hooks.pvOn) { pvRemove(pfn, vma: v) }  // design variant (Variants/)
+    }
+
+    /// munlock_vma_page() (mm/mlock.c, v5.0): PG_mlocked is cleared, then,
+    /// if other PTEs still map the page, try_to_munlock() walks the rmap
+    /// with TTU_MUNLOCK and the first VM_LOCKED VMA that maps it mlocks it
+    /// again (the seeds' page_mlock). 6.x counts the same thing in
+    /// folio->mlock_count.
+    func munlockVMAPage(_ pfn: UInt32) {
+        page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
+        if pageMapcount(pfn) > 0 { _ = tryToUnmap(pfn, flags: [.munlock]) }
     }
 
     /// folio_move_anon_rmap() (page_move_anon_rmap()): on reuse at a write

@@ -340,7 +340,7 @@ extension Kernel {
             if newflags & VM.locked != 0 {
                 page(pfn).pointee.flags |= PG.mlocked | PG.unevictable  // mlock_folio()
             } else {
-                page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)  // munlock_folio()
+                if page(pfn).pointee.flags & PG.mlocked != 0 { munlockVMAPage(pfn) }
             }
             return true
         }
