@@ -9,7 +9,7 @@ struct RmapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rmap",
         abstract: "A model of the Linux kernel's reverse mapping (rmap).",
-        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self, Dot.self, OracleCheckCommand.self])
+        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self, Dot.self, Stats.self, OracleCheckCommand.self])
 }
 
 func writeStderr(_ s: String) {
@@ -206,6 +206,36 @@ struct Dot: ParsableCommand {
         var out = ReplayOutcome()
         for tl in parsed.lines where at == nil || tl.line <= at! { m.step(tl, file: name, into: &out) }
         print(m.dot(title: "\(name)\(at.map { " at line \($0)" } ?? "") (reuse: \(reuse.name))"), terminator: "")
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay a trace and print statistics of the final state: objects and bytes per table, the anon_vma forest, and the rmap walk cost (VMAs visited per frame against those that map it).",
+        discussion: "Exit status as for replay; the statistics are printed whatever the expectations said.")
+
+    @Option(help: "anon_vma reuse policy: none, degree or split.")
+    var reuse: ReusePolicy = .split
+
+    @Flag(help: "Print one JSON object instead of the text report.")
+    var json = false
+
+    @Option(help: "Page frames in the arena.")
+    var frames: UInt32 = ArenaConfig.default.frames
+
+    @Option(help: "Continue from the state saved in this arena file.")
+    var load: String?
+
+    @Argument(help: "Trace file.")
+    var trace: String
+
+    func run() throws {
+        var config = ArenaConfig.default
+        config.frames = max(2, frames)
+        let s = Rmap.replayFile(path: trace, reuse: reuse, config: config, load: load, withStats: true)
+        for e in s.stderr { writeStderr(e) }
+        if let st = s.stats { print(json ? st.json : st.text, terminator: json ? "\n" : "") }
+        if s.status != 0 { throw ExitCode(s.status) }
     }
 }
 

@@ -10,6 +10,8 @@ public struct ReplayStatus: Sendable {
     public var stderr: [String]
     /// 0 passed, 1 an expectation failed, 2 the trace is malformed or unreadable.
     public var status: Int32
+    /// The final state's statistics, when asked for (`rmap stats`).
+    public var stats: ModelStats? = nil
 }
 
 /// The longest trace file accepted (bytes): bounded memory on any input.
@@ -48,7 +50,8 @@ func firstUnimplemented(_ trace: Trace, text: [UInt8]) -> (line: Int, verb: Stri
 /// processes and files exist already); with `save`, the final state is
 /// written to that file.
 public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default,
-                       check: Bool = false, load: String? = nil, save: String? = nil) -> ReplayStatus {
+                       check: Bool = false, load: String? = nil, save: String? = nil,
+                       withStats: Bool = false) -> ReplayStatus {
     let bytes: [UInt8]
     switch readFileBytes(path) {
     case .failure(let m): return ReplayStatus(stdout: nil, stderr: [m.message], status: 2)
@@ -89,9 +92,10 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
         for v in machine.check() { violations.append("\(path):\(tl.line): invariant violated: \(v)") }
     } : nil)
     var errs = out.failures + violations
+    let stats = withStats ? machine.stats() : nil
     if let save, let e = machine.save(to: save) {
         errs.append(e)
-        return ReplayStatus(stdout: out.canonicalJSON, stderr: errs, status: 2)
+        return ReplayStatus(stdout: out.canonicalJSON, stderr: errs, status: 2, stats: stats)
     }
-    return ReplayStatus(stdout: out.canonicalJSON, stderr: errs, status: errs.isEmpty ? 0 : 1)
+    return ReplayStatus(stdout: out.canonicalJSON, stderr: errs, status: errs.isEmpty ? 0 : 1, stats: stats)
 }
