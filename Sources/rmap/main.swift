@@ -108,6 +108,7 @@ struct Gen: ParsableCommand {
 
     func run() throws {
         var g = TraceGenerator(seed: seed, kernelOnly: kernelOnly)
+        g.ksm = !kernelOnly
         print(g.generate(statements: max(1, min(statements, 1_000_000))), terminator: "")
     }
 }

@@ -104,6 +104,7 @@ public struct Fuzzer {
             var n = options.statementsPerRun
             if options.ops > 0 { n = min(n, options.ops - report.ops) }
             var g = TraceGenerator(seed: runSeed, kernelOnly: false)
+            g.ksm = true
             let text = g.generate(statements: max(1, n))
             guard let trace = try? TraceParser.parse(text, file: "fuzz.trace") else {
                 report.violations += 1

@@ -44,6 +44,14 @@ public enum OpDecoder {
                 let flags = TTUFlags(rawValue: UInt32(c) & 0x1ff).names.joined(separator: ",")
                 lines.append("\(p) unmap \(addr) \(1 + b % 4)\(flags.isEmpty ? "" : " " + flags)")
             case 17: lines.append("\(p) reclaim \(addr) \(1 + b % 4)")
+            case 18:
+                // KSM: a full scan, or pages written with one of a few
+                // values (so identical pages exist), or a migration.
+                switch c % 3 {
+                case 0: lines.append("ksm scan \(1 + b % 3)")
+                case 1: lines.append("\(p) write \(addr) \(pages) value=\(b % 3)")
+                default: lines.append("\(p) migrate \(addr) \(1 + b % 4)")
+                }
             default:
                 let t = live.map { "\($0) \(hex(base)) \(window)" }.joined(separator: ", ")
                 if !t.isEmpty { lines.append("observe \(t)") }

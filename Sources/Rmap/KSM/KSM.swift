@@ -46,7 +46,7 @@ struct KSMStableTree: IntervalTreeAccessor {
     @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmNode(n).pointee.content }
 }
 
-/// root_unstable_tree: rmap_items keyed by the token the scan saw.
+/// root_unstable_tree: rmap_items keyed by the checksum the scan saw.
 struct KSMUnstableTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
@@ -105,6 +105,17 @@ extension Kernel {
         p.pointee.oldchecksum = pgoff & 0xffff_ffff
         p.pointee.age = UInt8(truncatingIfNeeded: pgoff >> 32)
         p.pointee.remaining_skips = UInt8(truncatingIfNeeded: pgoff >> 40)
+    }
+
+    /// calc_checksum(): xxhash of the page in the kernel; here a bijective
+    /// mix (SplitMix64's finaliser) of the content token, so equal checksums
+    /// mean equal contents and a zeroed page's checksum is not the initial 0
+    /// of a new rmap_item's oldchecksum.
+    @inline(__always) static func ksmChecksum(_ content: UInt64) -> UInt64 {
+        var z = content &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     // MARK: mm slots
@@ -446,18 +457,19 @@ extension Kernel {
     /// seqnr in its address). A forked copy of the same page is not merged.
     func unstableTreeSearchInsert(_ i: UInt32, _ pfn: UInt32) -> (item: UInt32, page: UInt32) {
         let content = page(pfn).pointee.content
-        var t = IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: content, last: content, ksmUnstableTree)
+        let key = Kernel.ksmChecksum(content)
+        var t = IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: key, last: key, ksmUnstableTree)
         while t != 0 {
             let tree = getMergeablePage(t)
             if tree == 0 { return (0, 0) }
             if tree == pfn { putPage(tree); return (0, 0) }  // don't substitute a ksm page for a forked page
             if page(tree).pointee.content == content { return (t, tree) }  // memcmp_pages() == 0
             putPage(tree)
-            t = IntervalTree.iterNext(t, start: content, last: content, ksmUnstableTree)
+            t = IntervalTree.iterNext(t, start: key, last: key, ksmUnstableTree)
         }
         let p = ksmItem(i)
         p.pointee.address |= KSMFlag.unstable | (header.pointee.ksm_seqnr & KSMFlag.seqnrMask)
-        p.pointee.oldchecksum = content
+        p.pointee.oldchecksum = key
         IntervalTree.insert(i, root: ksmUnstableRoot, ksmUnstableTree)
         header.pointee.ksm_pages_unshared += 1
         return (0, 0)
@@ -600,7 +612,7 @@ extension Kernel {
             if ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
         } else {
             removeRmapItemFromTree(i)
-            let checksum = page(pfn).pointee.content  // calc_checksum()
+            let checksum = Kernel.ksmChecksum(page(pfn).pointee.content)  // calc_checksum()
             if ksmItem(i).pointee.oldchecksum != checksum {
                 ksmItem(i).pointee.oldchecksum = checksum
                 return

@@ -112,6 +112,8 @@ extension Kernel {
             p.pointee.mapcount += 1
             setPageAnonRmap(pfn, vma: v, address: addr, exclusive: exclusive)
             p.pointee.flags |= PG.swapbacked
+            // __folio_add_anon_rmap() ends in mlock_vma_folio().
+            if vma(v).pointee.vm_flags & VM.locked != 0 { p.pointee.flags |= PG.mlocked | PG.unevictable }
         } else {
             folioAddAnonRmapPTE(pfn, vma: v, address: addr, exclusive: exclusive)
         }

@@ -21,6 +21,11 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// so mappings collide, merge and split often.
 public struct TraceGenerator {
     public var kernelOnly = true
+    /// With `kernelOnly` false: also the KSM statements (`madvise
+    /// mergeable/unmergeable`, `write ... value=`, `ksm scan`). Off by
+    /// default so the model-only stream of a seed stays what it was;
+    /// `rmap fuzz` and `rmap gen` (without --kernel-only) turn it on.
+    public var ksm = false
     var rng: SplitMix64
     var live: [String] = []
     var nextProc = 0
@@ -113,9 +118,19 @@ public struct TraceGenerator {
                 observeAll()
                 ops -= 1
             default:
-                if !kernelOnly {
+                if !kernelOnly && !ksm {
                     let verb = pick(["unmap", "reclaim"])
                     lines.append("\(p) \(verb) \(hex(addr())) \(pages(4))")
+                } else if !kernelOnly {
+                    // Model-only statements, KSM among them: identical pages
+                    // come from a few shared content values.
+                    switch pick(["unmap", "reclaim", "migrate", "ksm", "mergeable", "unmergeable", "value"]) {
+                    case "ksm": lines.append("ksm scan \(1 + int(3))")
+                    case "mergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(24)) mergeable")
+                    case "unmergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(12)) unmergeable")
+                    case "value": lines.append("\(p) write \(hex(addr())) \(pages(8)) value=\(int(3))")
+                    case let verb: lines.append("\(p) \(verb) \(hex(addr())) \(pages(4))")
+                    }
                 } else {
                     lines.append("\(p) write \(hex(addr())) \(pages(4))")
                 }
