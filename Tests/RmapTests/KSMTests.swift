@@ -123,6 +123,26 @@ import Foundation
         #expect(m.check() == [])
     }
 
+    /// After the merge, an mprotect splits P0's VMA so that the page's VMA
+    /// starts above the pgoff recorded in the rmap_item: the full-range AVC
+    /// search of rmap_walk_ksm still finds the mapping.
+    @Test func rmapWalkKSMFindsTheMappingAfterASplit() throws {
+        let m = try three(extra: """
+            P0 write 0x100000001000 value=7
+            ksm scan 2
+            P0 mprotect 0x100000000000 1 r
+            """)
+        let k = frame(m, "P0", a + 0x1000)
+        #expect(m.k.pageIsKSM(k) && m.k.pageMapcount(k) == 4)
+        let v = m.vmaAt("P0", a + 0x1000)
+        #expect(m.k.vma(v).pointee.vm_start == a + 0x1000, "split at the mprotect boundary")
+        let items = m.k.mmKSMRmapList(m.processes["P0"]!)
+        #expect(m.k.ksmItem(items.pointee).pointee.vm_pgoff < m.k.vma(v).pointee.vm_pgoff,
+                "the item's recorded pgoff is below the split VMA's range")
+        #expect(walk(m, k).contains("P0@0x100000001000"))
+        #expect(m.check() == [])
+    }
+
     // MARK: COW break and unmerge
 
     @Test func writeBreaksCOWAndTheNextScanDropsTheItem() throws {
