@@ -59,6 +59,16 @@ int main(void)
     CHECK(rmap_check(m, &report) == 0);
     rmap_free(report);
 
+    /* 4 anon frames shared by P0 and its child P1, 16 file frames mapped by
+     * both (fault-around): 20 frames, 40 mappings, and no COW yet, so every
+     * VMA a walk visits maps the frame. */
+    char *stats = rmap_stats_json(m);
+    CHECK(stats != NULL);
+    CHECK(strstr(stats, "\"mapped_frames\":{\"anon\":4,\"file\":16},\"mappings\":40") != NULL);
+    CHECK(strstr(stats, "\"walk_hits\":40,\"walk_visits\":40") != NULL);
+    printf("stats: %s\n", stats);
+    rmap_free(stats);
+
     const char *path = "/tmp/rmap-c-example.arena";
     CHECK(rmap_machine_save(m, path) == 0);
     rmap_machine_destroy(m);

@@ -166,3 +166,9 @@ public func rmap_check(_ h: Handle, _ report: UnsafeMutablePointer<UnsafeMutable
     report?.pointee = cString(v.joined(separator: "\n"))
     return CInt(v.count)
 }
+
+/// Statistics of the current state as JSON (`Machine.stats()`).
+@_cdecl("rmap_stats_json")
+public func rmap_stats_json(_ h: Handle) -> UnsafeMutablePointer<CChar>? {
+    cString(machine(h).stats().json)
+}

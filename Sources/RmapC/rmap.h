@@ -56,6 +56,10 @@ int rmap_walk(rmap_machine *m, const char *process, uint64_t addr, rmap_walk_fn 
 char *rmap_observe(rmap_machine *m, const char *targets);
 /* The invariant checker: 0 when clean, else the number of violations. */
 int rmap_check(rmap_machine *m, char **report);
+/* Statistics of the current state as one JSON object (free it): objects and
+ * bytes per arena table, the anon_vma forest, and the rmap walk cost (VMAs
+ * visited per mapped frame against those mapping it), as `rmap stats --json`. */
+char *rmap_stats_json(rmap_machine *m);
 
 #ifdef __cplusplus
 }
