@@ -40,6 +40,32 @@ public let demoTrace = """
     observe init 0x100000100000 4, worker2 0x100000100000 4, worker2 0x100000300000 4
     """
 
+/// The demo's second part, KSM sharing: three unrelated processes hold a
+/// page of identical content in VM_MERGEABLE regions; two ksmd scans merge
+/// them into one write-protected KSM frame, which is then migrated and
+/// copied on write.
+public let demoKSMTrace = """
+    # KSM sharing: identical pages of three processes become one KSM frame.
+    proc vm1
+    proc vm2
+    proc vm3
+    vm1 mmap 0x100000000000 8 rw anon-private
+    vm2 mmap 0x100000000000 8 rw anon-private
+    vm3 mmap 0x200000000000 8 rw anon-private
+    vm1 write 0x100000000000 4 value=0x5a5a                 # the same content everywhere
+    vm2 write 0x100000000000 4 value=0x5a5a
+    vm3 write 0x200000000000 4 value=0x5a5a
+    vm3 write 0x200000003000 value=0x77                     # one page differs
+    vm1 madvise 0x100000000000 8 mergeable
+    vm2 madvise 0x100000000000 8 mergeable
+    vm3 madvise 0x200000000000 8 mergeable
+    ksm scan 2                                               # checksums seen twice, then merged
+    expect vm1 0x100000000000 4, vm2 0x100000000000 4, vm3 0x200000000000 4 = K1:11 K1:11 K1:11 K1:11 K1:11 K1:11 K1:11 K1:11 K1:11 K1:11 K1:11 A2:1
+    vm2 migrate 0x100000000000                               # rmap_walk_ksm finds all 11 PTEs
+    vm3 write 0x200000000000                                 # copy on write: vm3 gets its own page
+    expect vm1 0x100000000000 1, vm3 0x200000000000 1 = K1:10 A2:1
+    """
+
 /// Runs the demo and returns its report, and whether everything held
 /// (expectations and invariants).
 public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) {
@@ -89,6 +115,7 @@ public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) {
     for x in v.prefix(20) { s += "  \(x)\n" }
     if !v.isEmpty { ok = false }
     s += "\n== arena\n" + machine.reportArena()
+    s += runKSMDemo(&ok)
     var t1 = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t1)
     let ms = Double(t1.tv_sec - t0.tv_sec) * 1000 + Double(t1.tv_nsec - t0.tv_nsec) / 1e6
@@ -96,3 +123,28 @@ public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) {
     return (s, ok)
 }
 
+
+/// The KSM part of the demo: its trace, frames by kind, and the checker.
+func runKSMDemo(_ ok: inout Bool) -> String {
+    var s = "\n== KSM sharing (trace language)\n"
+    guard let m = try? Machine(), let trace = try? TraceParser.parse(demoKSMTrace, file: "demo-ksm.trace") else {
+        ok = false
+        return s + "  the KSM demo could not start\n"
+    }
+    for (i, l) in demoKSMTrace.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        s += String(i + 1).leftPad(4) + "  " + l + "\n"
+    }
+    var afterScan = ""
+    let out = m.replay(trace) { tl in
+        if case .ksmScan = tl.statement { afterScan = m.reportFrames() }
+    }
+    s += "\n== frames after the scans\n" + afterScan
+    s += "KSM: pages_shared \(m.k.header.pointee.ksm_pages_shared), pages_sharing \(m.k.header.pointee.ksm_pages_sharing) (at the end)\n"
+    s += "\n== KSM expectations: " + (out.failures.isEmpty ? "all held\n" : "\(out.failures.count) failed\n")
+    for f in out.failures { s += "  \(f)\n"; ok = false }
+    let v = m.check()
+    s += "== KSM invariant checker: " + (v.isEmpty ? "clean\n" : "\(v.count) violations\n")
+    for x in v.prefix(10) { s += "  \(x)\n" }
+    if !v.isEmpty { ok = false }
+    return s
+}
