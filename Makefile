@@ -80,8 +80,9 @@ docs:
 	@echo "documentation in .build/docs"
 
 ## pictures: Graphviz SVGs of the demo's rmap graph and of the CVE-2022-42703
-## double reuse (degree) next to the same trace under split. Installs Debian's
-## graphviz when `dot` is missing.
+## double reuse (degree) next to the same trace under split, and the curves of
+## the design variants (variants-*.svg: bench-model variants, measured here, log-log).
+## Installs Debian's graphviz when `dot` is missing.
 .PHONY: pictures
 pictures:
 	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
@@ -91,14 +92,16 @@ pictures:
 	.build/release/rmap dot --reuse degree Tests/Corpus/fuzz/cve-2022-42703-degree.trace > .build/pictures/cve-degree.dot
 	.build/release/rmap dot --reuse split Tests/Corpus/fuzz/cve-2022-42703-degree.trace > .build/pictures/cve-split.dot
 	for f in .build/pictures/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg"; done
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	Benchmarks/.build/release/bench-model variants -r 3 --svg .build/pictures > .build/pictures/variants.txt
 	@ls .build/pictures/*.svg
 
 ## bench: the package-benchmark suites (Benchmarks/, their own package), then the
 ## gate: no malloc on the rmap_walk, try_to_unmap, page_referenced, munmap and exit
 ## paths (static thresholds in Benchmarks/Thresholds; time is never gated).
 BENCH_GATED = --filter 'rmap_walk.*' --filter 'try_to_unmap.*' --filter 'page_referenced.*' \
-	--filter 'munmap.*' --filter 'exit.*'
-.PHONY: bench bench-kernel bench-walk
+	--filter 'munmap.*' --filter 'exit.*' --filter 'migrate.*' --filter 'rmap_walk_variant.*'
+.PHONY: bench bench-kernel bench-walk bench-variants
 bench:
 	cd Benchmarks && $(SWIFT) package benchmark --no-progress
 	cd Benchmarks && $(SWIFT) package benchmark thresholds check --no-progress $(BENCH_GATED)
@@ -123,3 +126,12 @@ bench-walk:
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model
 	Benchmarks/.build/release/bench-model walk
 	Benchmarks/.build/release/bench-model forkloop
+
+## bench-variants: the reverse-map designs of issue #6 behind the same walk API:
+## anon_vma (the kernel), per-page PV lists (FreeBSD pmap, Linux 2.5 pte_chains)
+## and no reverse map (Linux 2.4: scan every page table). Walk, fork, exit and
+## bytes per mapping as sharing grows, printed as tables (Sources/Rmap/Variants,
+## Benchmarks/Sources/bench-model/Variants.swift).
+bench-variants:
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	Benchmarks/.build/release/bench-model variants

@@ -5,7 +5,7 @@
 //
 // Forward paths: one iteration is a whole workload of `pages` pages (its
 // setup and teardown are not measured), so per page = per iteration / pages.
-// Walks, try_to_unmap and page_referenced are scaled (`.kilo`: 1,000 walks
+// Walks, try_to_unmap, page_referenced and migrate are scaled (`.kilo`: 1,000 walks
 // or pages per iteration): their time and malloc count read per walk and per
 // page, so one malloc per walk or per page shows as 1 and fails the gate.
 // munmap and exit are gated per whole workload.
@@ -219,6 +219,87 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         for f in frames { blackHole(m.benchPageReferenced(frame: f)) }
         benchmark.stopMeasurement()
+    }
+
+    // MARK: migration
+
+    for sharers in [1, 10] {
+        Benchmark("migrate.anon_page_mapped_\(sharers)_times", configuration: scaled) { benchmark in
+            // Anonymous pages written by p0 and shared with sharers - 1 forked
+            // children; every iteration migrates each of them to a new frame
+            // (try_to_migrate, copy, remove_migration_ptes). Per page.
+            let n = benchmark.scaledIterations.count
+            let m = state("migrate\(sharers)") { () -> Machine in
+                let m = Scenario.machine(pages: n, processes: 16)
+                precondition(m.createProcess("p0") == .ok)
+                precondition(m.perform("p0", .mmap(addr: base, pages: UInt64(n), prot: [.read, .write], kind: .anonPrivate)) == .ok)
+                precondition(m.perform("p0", .write(addr: base, pages: UInt64(n))) == .ok)
+                for i in 1..<sharers { precondition(m.fork("p0", child: "p\(i)") == .ok) }
+                return m
+            }
+            let mm = m.mmIndex(of: "p0")!
+            let frames = (0..<n).map { m.benchFrame(mm: mm, addr: base + UInt64($0) * Scenario.pageSize) }
+            benchmark.startMeasurement()
+            for f in frames { blackHole(m.benchMigrate(frame: f)) }
+            benchmark.stopMeasurement()
+            precondition(m.benchFrame(mm: mm, addr: base) != frames[0], "the page did not move")
+        }
+    }
+
+    // MARK: design variants (issue #6): PV lists and the full scan behind the walk API
+
+    for n in [1, 10, 100, 1_000] {
+        Benchmark("rmap_walk_variant.pv.anon_fork_tree.\(n)_mappings", configuration: scaled) { benchmark in
+            let (m, f) = state("pvtree\(n)") { () -> (Machine, UInt32) in
+                let m = Scenario.machine(pages: 1, processes: n)
+                let f = Scenario.anonForkTree(m, mappings: n)
+                precondition(m.enablePVLists())
+                return (m, f)
+            }
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations { blackHole(m.benchPVWalkMapped(frame: f)) }
+            benchmark.stopMeasurement()
+        }
+        // The page written by every child after the forks: mapped once.
+        for design in [RmapDesign.anonVMA, .pvLists] {
+            Benchmark("rmap_walk_variant.\(design.rawValue).cow_broken_tree.\(n)_vmas", configuration: scaled) { benchmark in
+                let (m, f) = state("cow\(n)") { () -> (Machine, UInt32) in
+                    let m = Scenario.machine(pages: 1, processes: n)
+                    let mms = Scenario.forkTree(m, processes: n, pages: 1)
+                    for c in mms.dropFirst() { precondition(m.benchFault(mm: c, addr: base, pages: 1, write: true) == 1) }
+                    precondition(m.enablePVLists())
+                    return (m, m.benchFrame(mm: mms[0], addr: base))
+                }
+                benchmark.startMeasurement()
+                for _ in benchmark.scaledIterations { blackHole(m.benchWalkMapped(frame: f, design: design)) }
+                benchmark.stopMeasurement()
+            }
+        }
+    }
+
+    for n in [1, 10, 100] {
+        Benchmark("rmap_walk_variant.scan.anon_fork_tree.\(n)_mappings", configuration: scaled) { benchmark in
+            let (m, f) = state("scantree\(n)") { () -> (Machine, UInt32) in
+                let m = Scenario.machine(pages: 1, processes: n)
+                return (m, Scenario.anonForkTree(m, mappings: n))
+            }
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations { blackHole(m.benchWalkMapped(frame: f, design: .fullScan)) }
+            benchmark.stopMeasurement()
+        }
+    }
+
+    Benchmark("fork_variant.pv.\(pages)_ptes_copied", configuration: forward()) { benchmark in
+        let (m, p) = state("forkpv") { () -> (Machine, UInt32) in
+            let m = Scenario.machine(pages: pages)
+            let p = Scenario.populated(m, pages: pages)
+            precondition(m.enablePVLists())
+            return (m, p)
+        }
+        benchmark.startMeasurement()
+        let c = m.benchFork(mm: p)
+        benchmark.stopMeasurement()
+        m.benchExit(mm: c)
     }
 
     // MARK: the seeds' fork loop

@@ -53,6 +53,20 @@ public enum Scenario {
         return f
     }
 
+    /// A fork tree of `n` processes sharing `pages` written anonymous pages
+    /// (process i > 0 forked from (i - 1) / 2 after the first wrote them).
+    /// Returns the mm indices in creation order.
+    public static func forkTree(_ m: Machine, processes n: Int, pages: Int) -> [UInt32] {
+        var mms = [populated(m, pages: pages)]
+        mms.reserveCapacity(n)
+        for i in 1..<max(n, 1) {
+            let c = m.benchFork(mm: mms[(i - 1) / 2])
+            precondition(c != 0, "fork \(i) failed: arena too small")
+            mms.append(c)
+        }
+        return mms
+    }
+
     /// A one-page file mapped shared (read) by `n` processes, each having
     /// read it. Returns the frame.
     public static func sharedFile(_ m: Machine, mappings n: Int) -> UInt32 {

@@ -10,6 +10,10 @@
 //       (anon fork tree, shared file), and try_to_unmap per page.
 //   bench-model forkloop [-n GENERATIONS]
 //       the seeds' fork loop: live anon_vmas and AVCs per reuse policy.
+//   bench-model variants [-r REPS] [--svg DIR]
+//       the reverse-map designs (anon_vma, PV lists, full scan): walk, fork,
+//       exit and bytes per mapping as sharing grows (Variants.swift); with
+//       --svg, the curves as SVG files in DIR.
 import BenchSupport
 import Glibc
 import Rmap
@@ -34,8 +38,10 @@ var args = Array(CommandLine.arguments.dropFirst())
 let mode = args.isEmpty ? "workloads" : args.removeFirst()
 var n = 65_536
 var reps = 7
+var svgDir: String?
 while !args.isEmpty {
     let a = args.removeFirst()
+    if a == "--svg", !args.isEmpty { svgDir = args.removeFirst(); continue }
     guard let v = args.first.flatMap({ Int($0) }) else { fatalError("usage: bench-model MODE [-n N] [-r REPS]") }
     args.removeFirst()
     switch a {
@@ -219,5 +225,6 @@ switch mode {
 case "workloads": workloads()
 case "walk": walks()
 case "forkloop": forkLoop()
+case "variants": variants(svgDir: svgDir)
 default: fatalError("unknown mode \(mode)")
 }

@@ -156,17 +156,25 @@ extension Kernel {
 
     /// One PTE of VMA `v` no longer maps `pfn`: its entry goes. The address
     /// is where `v` maps the page's index (the rmap invariant every walk
-    /// relies on); failing that, the first entry of `v`'s mm inside `v`.
+    /// relies on). A KSM page has no such address (its index is one
+    /// mapping's, and it may be mapped twice in one VMA): its entry is the
+    /// one of `v`'s mm inside `v` whose PTE no longer maps it (every caller
+    /// clears or replaces the PTE before the rmap remove, as the kernel does).
     @inline(never)
     func pvRemove(_ pfn: UInt32, vma v: UInt32) {
         guard let pv = hooks.pv else { return }
         let m = vma(v).pointee.mm
-        if let a = vmaAddress(v, index: page(pfn).pointee.index), pv.remove(pfn, mm: m, va: a) { return }
+        let ksm = page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
+        if !ksm, let a = vmaAddress(v, index: page(pfn).pointee.index), pv.remove(pfn, mm: m, va: a) { return }
         let s = vma(v).pointee.vm_start, e = vma(v).pointee.vm_end
+        let pgd = mm(m).pointee.pgd
         var i = pv.heads[Int(pfn)]
         while i != 0 {
             let en = pv.entries[Int(i)]
-            if en.mm == m && en.va >= s && en.va < e { pv.remove(pfn, mm: m, va: en.va); return }
+            if en.mm == m && en.va >= s && en.va < e {
+                let pte = leafSlot(root: pgd, key: en.va)?.pointee ?? 0
+                if !(PTE.isPresent(pte) && PTE.pfn(pte) == pfn) { pv.remove(pfn, mm: m, va: en.va); return }
+            }
             i = en.next
         }
         pv.counters.pointee.overflowed = 1  // not found: the lists are wrong
