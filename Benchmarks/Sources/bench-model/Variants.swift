@@ -179,8 +179,14 @@ func variants(svgDir: String?) {
     print("\n== reverse-map bytes per mapping (per PTE that maps a page): a fork tree of N processes sharing P pages")
     print("   anon_vma: live anon_vmas x \(RmapMetadata.anonVMARecordBytes) B + AVCs x \(RmapMetadata.avcRecordBytes) B (the model's records);"
           + " PV: \(RmapMetadata.pvEntryRecordBytes) B an entry (+4 B of list head in every frame); scan: 0")
-    let w5 = [7, 6, 10, 10, 8, 14, 10]
-    print(row(["N", "P", "mappings", "anon_vmas", "AVCs", "anon_vma B/map", "PV B/map"], w5))
+    // This kernel's object sizes, when /proc/slabinfo is readable.
+    let slab = slabObjectSizes()
+    let kav = slab["anon_vma"], kavc = slab["anon_vma_chain"]
+    if let kav, let kavc {
+        print("   kernel B/map: the same counts at this kernel's slab object sizes (/proc/slabinfo: anon_vma \(kav) B, anon_vma_chain \(kavc) B)")
+    }
+    let w5 = [7, 6, 10, 10, 8, 14, 14, 10]
+    print(row(["N", "P", "mappings", "anon_vmas", "AVCs", "anon_vma B/map", "kernel B/map", "PV B/map"], w5))
     for p in [1, 16, 1_024] {
         for n in sharings {
             let m = Scenario.machine(pages: p, processes: n)
@@ -190,12 +196,28 @@ func variants(svgDir: String?) {
             precondition(md.pvEntries == md.mappedPTEs && md.mappedPTEs == n * p)
             let a = Double(md.anonVMABytes) / Double(md.mappedPTEs)
             let v = Double(md.pvEntryBytes) / Double(md.mappedPTEs)
-            print(row(["\(n)", "\(p)", "\(md.mappedPTEs)", "\(md.anonVMAs)", "\(md.avcs)", fmt(a), fmt(v)], w5))
+            var kb = "-"
+            if let kav, let kavc { kb = fmt(Double(md.anonVMAs * kav + md.avcs * kavc) / Double(md.mappedPTEs)) }
+            print(row(["\(n)", "\(p)", "\(md.mappedPTEs)", "\(md.anonVMAs)", "\(md.avcs)", fmt(a), kb, fmt(v)], w5))
             addPoint("bytes", "anon_vma, P=\(p)", Double(n), a)
             if p == 1 { addPoint("bytes", "PV lists (any P)", Double(n), v) }
         }
     }
     if let dir = svgDir { writeSVGs(dir) }
+}
+
+/// objsize of each slab cache in /proc/slabinfo (empty when unreadable).
+func slabObjectSizes() -> [String: Int] {
+    guard let f = fopen("/proc/slabinfo", "r") else { return [:] }
+    defer { fclose(f) }
+    var out: [String: Int] = [:]
+    var buf = [CChar](repeating: 0, count: 1024)
+    while fgets(&buf, Int32(buf.count), f) != nil {
+        let fields = String(cString: buf).split(separator: " ", omittingEmptySubsequences: true)
+        // name active_objs num_objs objsize ...
+        if fields.count > 3, let size = Int(fields[3]) { out[String(fields[0])] = size }
+    }
+    return out
 }
 
 // MARK: pictures
