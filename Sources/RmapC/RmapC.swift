@@ -25,6 +25,7 @@ func code(_ r: OpResult) -> CInt {
         case .EEXIST: return -17
         case .EINVAL: return -22
         case .EAGAIN: return -11
+        case .EHWPOISON: return -133
         }
     case .sigsegv: return -1000
     case .sigbus: return -1001

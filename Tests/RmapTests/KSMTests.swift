@@ -417,14 +417,25 @@ import Foundation
         #expect(ksmLines > 0)
     }
 
-    @Test(.enabled(if: oraclePath != nil, "needs the rmap-oracle binary (make test builds it)"))
+    /// The oracle built with these tests (the same build directory), else `oraclePath`.
+    static let oracle: String? = {
+        let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for dir in [here, here.deletingLastPathComponent()] {
+            let p = dir.appendingPathComponent("rmap-oracle").path
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return oraclePath
+    }()
+
+    @Test(.enabled(if: KSMTraceTests.oracle != nil, "needs the rmap-oracle binary (make test builds it)"))
     func theOracleSkipsKSMStatementsAsModelOnly() throws {
-        for line in ["ksm scan 2", "P0 madvise 0x100000000000 4 mergeable", "P0 write 0x100000000000 value=3"] {
+        for line in ["ksm scan 2", "P0 madvise 0x100000000000 4 mergeable", "P0 write 0x100000000000 value=3",
+                     "P0 poison 0x100000000000"] {
             let path = "/tmp/rmap-ksm-oracle-\(getpid()).trace"
             defer { unlink(path) }
             let text = base + "\n" + line + "\n"
             try text.write(toFile: path, atomically: true, encoding: .utf8)
-            let r = try run(oraclePath!, [path])
+            let r = try run(KSMTraceTests.oracle!, [path])
             #expect(r.status == 77, "\(line): \(r.err)")
             #expect(r.err.contains("model-only"), "\(line): \(r.err)")
         }

@@ -10,6 +10,7 @@ final class Checker {
     var violations: [String] = []
     /// KSM mappings rmap_walk_ksm cannot reach by the kernel's design (not violations).
     var ksmUnregistered: [String] = []
+    var ksmUnregisteredFrames = Set<UInt32>()
     let limit = 200
 
     func fail(_ s: @autoclosure () -> String) {
@@ -82,6 +83,12 @@ final class Checker {
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                     } else if PTE.isRealSwapEntry(e) {
                         rss[MMCounter.swapents.rawValue] += 1
+                    } else if PTE.isHWPoisonEntry(e) {
+                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
+                            || k.page(pfn).pointee.refcount == 0x6b6b6b6b {
+                            fail("mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
+                        }
                     }
                     return true
                 }
@@ -124,7 +131,9 @@ final class Checker {
             // PG_mlocked on a mapped page exactly when a VM_LOCKED VMA maps
             // it (mlock_vma_page on every locked mapping, munlock_vma_page
             // with try_to_munlock when one goes).
-            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) {
+            // (Not for a KSM frame with a mapping rmap_walk_ksm cannot reach:
+            // try_to_munlock's walk cannot find that VMA either.)
+            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) && !ksmUnregisteredFrames.contains(i) {
                 fail("frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
             }
             if p.refcount <= 0 { fail("frame \(i): live with _refcount \(p.refcount)") }
@@ -159,6 +168,7 @@ final class Checker {
         if c.found { return }
         if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vma(v).pointee.mm, addr) {
             ksmUnregistered.append("frame \(pfn): KSM mapping by vma \(v) at \(hex(addr)) has no rmap_item")
+            ksmUnregisteredFrames.insert(pfn)
             return
         }
         fail("frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
@@ -198,7 +208,10 @@ final class Checker {
             let p = k.anonVMA(av).pointee
             for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail("anon_vma \(av): tree: \(e)") }
             if k.anonVMA(p.root).pointee.root != p.root { fail("anon_vma \(av): root \(p.root) is not a root") }
-            if k.anonVMA(p.parent).pointee.root != p.root { fail("anon_vma \(av): parent \(p.parent) in another tree") }
+            // An anon_vma whose tree is empty is kept only by a reference
+            // (a KSM rmap_item's get_anon_vma): its parent pointer is stale
+            // in the kernel too (only the root is referenced), and unused.
+            if p.rb_root != 0 && k.anonVMA(p.parent).pointee.root != p.root { fail("anon_vma \(av): parent \(p.parent) in another tree") }
             let u = users[av] ?? 0
             if p.num_active_vmas != u { fail("anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
             let c = children[av] ?? 0

@@ -47,9 +47,10 @@ public enum OpDecoder {
             case 18:
                 // KSM: a full scan, or pages written with one of a few
                 // values (so identical pages exist), or a migration.
-                switch c % 3 {
+                switch c % 4 {
                 case 0: lines.append("ksm scan \(1 + b % 3)")
                 case 1: lines.append("\(p) write \(addr) \(pages) value=\(b % 3)")
+                case 2: lines.append("\(p) poison \(addr) \(1 + b % 2)")
                 default: lines.append("\(p) migrate \(addr) \(1 + b % 4)")
                 }
             default:

@@ -22,6 +22,8 @@ extension Machine {
             return eachFrame(m, addr, pages) { k.reclaimPage($0) ? .ok : .fail }
         case .migrate(let addr, let pages):
             return eachFrame(m, addr, pages) { k.migratePage($0) ? .ok : .fail }
+        case .poison(let addr, let pages):
+            return eachFrame(m, addr, pages) { k.poisonPage($0) ? .ok : .errno(.EHWPOISON) }
         case .referenced(let addr, let pages):
             // The sum over the line's frames (one frame per page).
             var n = 0

@@ -71,6 +71,17 @@ struct ArenaValidator {
                 i = (k.base + Int(d.offset) + Int(i) * Int(d.record_size)).load(as: UInt32.self)
             }
             guard n + d.live == d.bump - 1 else { return "table \(t): \(d.live) live + \(n) free != \(d.bump - 1) used records" }
+            // A free record is poisoned after its link (Kernel.free): the
+            // checker tells free records by that, so it must hold.
+            if t != T.ptPage && t != T.ptDesc && t != T.swap {
+                let size = Int(d.record_size)
+                for r in 1..<Int(d.bump) where !l[r] {
+                    let rec = k.base + Int(d.offset) + r * size
+                    for b in 4..<size where rec.load(fromByteOffset: b, as: UInt8.self) != 0x6b {
+                        return "table \(t): free record \(r) is not poisoned"
+                    }
+                }
+            }
             live.append(l)
         }
         if let e = validateObjects() { return e }
@@ -250,6 +261,8 @@ struct ArenaValidator {
                     guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x)) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
                 } else if PTE.isPresent(x) {
                     guard ok(T.frame, PTE.pfn(x)) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
+                } else if PTE.isHWPoisonEntry(x) {
+                    guard PTE.swpOffset(x) < UInt64(bump(T.frame)) else { return "hwpoison entry for no frame" }
                 } else if PTE.isMigrationEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "migration entry for no live frame" }
                 } else if !validSwapEntry(x) {

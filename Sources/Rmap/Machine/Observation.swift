@@ -25,7 +25,7 @@ extension Machine {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return "-" }
         let e = s.pointee
         if e == 0 { return "-" }
-        if !PTE.isPresent(e) { return PTE.isMigrationEntry(e) ? "M" : "S" }
+        if !PTE.isPresent(e) { return PTE.isMigrationEntry(e) ? "M" : PTE.isHWPoisonEntry(e) ? "H" : "S" }
         let pfn = PTE.pfn(e)
         if pfn == k.zeroPFN { return "Z" }
         let id: Int

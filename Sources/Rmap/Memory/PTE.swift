@@ -78,6 +78,10 @@ enum PTE {
         let t = swpType(e)
         return t >= swpMigrationRead && t <= swpMigrationWrite
     }
+    /// is_hwpoison_entry(): a swap-format entry of type SWP_HWPOISON (offset = PFN).
+    @inline(__always) static func isHWPoisonEntry(_ e: UInt64) -> Bool {
+        isSwapPTE(e) && swpType(e) == swpHWPoison
+    }
     @inline(__always) static func isRealSwapEntry(_ e: UInt64) -> Bool {
         isSwapPTE(e) && swpType(e) < maxSwapfiles
     }

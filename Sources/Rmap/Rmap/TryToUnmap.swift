@@ -28,13 +28,13 @@ struct TryToUnmapControl: RmapWalkControl {
     /// VM_LOCKED (mlock, fail) unless TTU_IGNORE_MLOCK, TTU_MUNLOCK stops
     /// there, a young PTE (primary or secondary MMU) fails unless
     /// TTU_IGNORE_ACCESS, the PTE is cleared (flushed now, or batched under
-    /// TTU_BATCH_FLUSH) and its dirty bit moves to the page; then a migration
+    /// TTU_BATCH_FLUSH) and its dirty bit moves to the page; then a hwpoison
+    /// entry for a PG_hwpoison page unless TTU_IGNORE_HWPOISON, a migration
     /// entry (TTU_MIGRATION), a discarded clean lazyfree page, a swap entry,
     /// or for a file page just the counter. A KSM page is anonymous and
     /// swap-backed: it is unmapped like any anonymous page, its mappings
     /// found by rmap_walk_ksm. Left out: THP/hugetlb (the model
-    /// maps small pages only), zone-device pages, HWPoison entries (no trace
-    /// poisons a page), pte_unused (s390), arch_unmap_one (SPARC ADI), the
+    /// maps small pages only), zone-device pages, pte_unused (s390), arch_unmap_one (SPARC ADI), the
     /// mmlist. The migration entry uses the 6.x encoding (read, read-exclusive,
     /// write; v5.0 had read and write only) so PG_anon_exclusive survives it,
     /// and it keeps the PTE's page reference (the model's stand-in for the
@@ -75,6 +75,16 @@ struct TryToUnmapControl: RmapWalkControl {
         let p = k.page(pfn)
         // Move the dirty bit to the page. Now the pte is gone.
         if PTE.isDirty(pteval) { p.pointee.flags |= PG.dirty }
+        if p.pointee.flags & PG.hwpoison != 0 && !flags.contains(.ignoreHWPoison) {
+            // A poisoned page: a hwpoison entry takes the PTE's place, the
+            // MM counter goes (the entry is not counted), then the rmap and
+            // the PTE's reference (discard:).
+            slot.pointee = k.makeHWPoisonPTE(pfn)
+            k.addMMCounter(mmi, k.mmCounterFor(pfn), -1)
+            k.folioRemoveRmapPTE(pfn, vma: v)
+            k.putPage(pfn)
+            return ret
+        }
         if !flags.intersection([.migration, .splitFreeze]).isEmpty {
             slot.pointee = k.makeMigrationPTE(pfn, pteval)
             k.folioRemoveRmapPTE(pfn, vma: v)

@@ -186,11 +186,13 @@ public enum Operation: Equatable, Sendable {
     case migrate(addr: UInt64, pages: UInt64)
     case referenced(addr: UInt64, pages: UInt64)
     case mkclean(addr: UInt64, pages: UInt64)
+    /// `P poison ADDR [PAGES]`: memory_failure()'s first step on the frame (model only).
+    case poison(addr: UInt64, pages: UInt64)
 
     /// True for the statements the kernel oracle cannot run.
     public var isModelOnly: Bool {
         switch self {
-        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .writeValue: return true
+        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .writeValue, .poison: return true
         case .madvise(_, _, let advice): return advice.isModelOnly
         default: return false
         }
@@ -215,6 +217,7 @@ public enum Operation: Equatable, Sendable {
         case .migrate: return "migrate"
         case .referenced: return "referenced"
         case .mkclean: return "mkclean"
+        case .poison: return "poison"
         }
     }
 }

@@ -22,7 +22,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 public struct TraceGenerator {
     public var kernelOnly = true
     /// With `kernelOnly` false: also the KSM statements (`madvise
-    /// mergeable/unmergeable`, `write ... value=`, `ksm scan`). Off by
+    /// mergeable/unmergeable`, `write ... value=`, `ksm scan`), `migrate` and `poison`. Off by
     /// default so the model-only stream of a seed stays what it was;
     /// `rmap fuzz` and `rmap gen` (without --kernel-only) turn it on.
     public var ksm = false
@@ -124,7 +124,7 @@ public struct TraceGenerator {
                 } else if !kernelOnly {
                     // Model-only statements, KSM among them: identical pages
                     // come from a few shared content values.
-                    switch pick(["unmap", "reclaim", "migrate", "ksm", "mergeable", "unmergeable", "value"]) {
+                    switch pick(["unmap", "reclaim", "migrate", "ksm", "mergeable", "unmergeable", "value", "poison"]) {
                     case "ksm": lines.append("ksm scan \(1 + int(3))")
                     case "mergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(24)) mergeable")
                     case "unmergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(12)) unmergeable")
