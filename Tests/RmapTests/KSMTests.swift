@@ -349,6 +349,26 @@ import Foundation
         #expect(r.save(to: bad) == nil)
         #expect(throws: ArenaError.self) { try Machine(opening: bad) }
     }
+
+    /// The checker tells free records by their poison, so the validator
+    /// requires it: a free rmap_item with a byte changed is rejected.
+    @Test func aFreeRecordThatLostItsPoisonIsRejected() throws {
+        let m = try three(extra: "ksm scan 2\nP1 exit")
+        let d = m.k.desc(T.ksmItem).pointee
+        #expect(d.free_head != 0, "P1's item was freed")
+        let path = "/tmp/rmap-ksm-test-free-\(getpid()).arena"
+        defer { unlink(path) }
+        #expect(m.save(to: path) == nil)
+        #expect((try? Machine(opening: path)) != nil, "intact: accepted")
+        m.k.ksmItem(d.free_head).pointee.mm = 1  // bytes 8-11 of a free record
+        #expect(m.save(to: path) == nil)
+        do {
+            _ = try Machine(opening: path)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.message.contains("free record \(d.free_head) is not poisoned"), "\(error.message)")
+        }
+    }
 }
 
 /// The KSM statements of the trace language (README: trace language
