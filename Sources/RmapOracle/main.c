@@ -359,7 +359,8 @@ static int is_result_token(const char *s)
 
 static int is_obs_token(const char *s)
 {
-    if (!strcmp(s, "-") || !strcmp(s, "Z") || !strcmp(s, "S") || !strcmp(s, "M") || !strcmp(s, "H")) return 1;
+    if (!strcmp(s, "-") || !strcmp(s, "Z") || !strcmp(s, "S") || !strcmp(s, "M") || !strcmp(s, "H") ||
+        !strcmp(s, "D")) return 1;
     if (s[0] != 'A' && s[0] != 'F' && s[0] != 'K') return 0;
     const char *q = s + 1;
     if (!isdigit((unsigned char)*q) || *q == '0') return 0;
@@ -613,7 +614,8 @@ static void parse_line(char *line)
             }
             if (st.advice < 0) perr(a->col, "unknown advice '%s'", a->s);
         } else if (!strcmp(v, "unmap") || !strcmp(v, "reclaim") || !strcmp(v, "migrate") ||
-                   !strcmp(v, "referenced") || !strcmp(v, "mkclean") || !strcmp(v, "poison")) {
+                   !strcmp(v, "referenced") || !strcmp(v, "mkclean") || !strcmp(v, "poison") ||
+                   !strcmp(v, "device")) {
             st.kind = S_MODEL_ONLY;
             st.addr = addr_tok(need("address"));
             if (pos < NT && parse_num(T[pos].s, &st.pages)) {
@@ -621,6 +623,7 @@ static void parse_line(char *line)
                 st.pages = pages_tok(pg);
                 check_range(pg, st.addr, st.pages);
             }
+            if (pos < NT && !strcmp(v, "device") && !strcmp(T[pos].s, "coherent")) pos++;
             if (pos < NT && !strcmp(v, "unmap")) {
                 struct tok *fl = &T[pos++];
                 for (const char *q = fl->s; *q; q++)

@@ -141,6 +141,8 @@ private func render(_ s: Statement) -> String {
              .munlock(let a, let n), .reclaim(let a, let n), .migrate(let a, let n),
              .referenced(let a, let n), .mkclean(let a, let n), .poison(let a, let n):
             out = "\(p) \(op.verb) \(h(a)) \(n)"
+        case .device(let a, let n, let coherent):
+            out = "\(p) device \(h(a)) \(n)" + (coherent ? " coherent" : "")
         }
         if let expected { out += " => \(expected)" }
         return out
@@ -292,6 +294,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             expect P0 0x100000000000 1,P1 0x100000000000 5 = A1:1 F2:3 K3:2 S M A10:100
             P1 exit
             P0 poison 0x100000000000 2
+            P0 device 0x100000000000 coherent
             """
         let s = statements(text)
         func op(_ p: String, _ o: Operation, _ e: String? = nil) -> Statement { .op(process: p, operation: o, expected: e) }
@@ -338,7 +341,8 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             .expect([t("P0", a0, 1, 8, line: 36), t("P1", a0, 5, 28, line: 36)],
                     tokens: ["A1:1", "F2:3", "K3:2", "S", "M", "A10:100"]),
             op("P1", .exit),
-            op("P0", .poison(addr: a0, pages: 2)),  // an addition (README)
+            op("P0", .poison(addr: a0, pages: 2)),  // additions (README)
+            op("P0", .device(addr: a0, pages: 1, coherent: true)),
         ]
         #expect(s.count == expected.count)
         for (i, (got, want)) in zip(s, expected).enumerated() {
@@ -347,7 +351,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         // Verbs and the model-only set.
         let ops = s.compactMap { st -> Operation? in if case .op(_, let o, _) = st { return o } else { return nil } }
         #expect(Set(ops.map(\.verb)) == TraceParser.verbs.union(["fork"]))
-        #expect(Set(ops.filter(\.isModelOnly).map(\.verb)) == ["unmap", "reclaim", "migrate", "referenced", "mkclean", "poison"])
+        #expect(Set(ops.filter(\.isModelOnly).map(\.verb)) == ["unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device"])
     }
 
     @Test func everyResultKind() {

@@ -78,11 +78,23 @@ final class Checker {
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         checkFoundByWalk(pfn, v, addr)
                         if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail("frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
+                        if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail("frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
                     } else if PTE.isMigrationEntry(e) {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                     } else if PTE.isRealSwapEntry(e) {
                         rss[MMCounter.swapents.rawValue] += 1
+                    } else if PTE.isDevicePrivateEntry(e) {
+                        // A device-private entry maps its page: counted, and found by the walk.
+                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
+                            || k.page(pfn).pointee.refcount == 0x6b6b6b6b {
+                            fail("mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
+                        } else {
+                            mapcount[pfn, default: 0] += 1
+                            rss[k.mmCounterFor(pfn).rawValue] += 1
+                            checkFoundByWalk(pfn, v, addr)
+                        }
                     } else if PTE.isHWPoisonEntry(e) {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
@@ -132,8 +144,10 @@ final class Checker {
             // it (mlock_vma_page on every locked mapping, munlock_vma_page
             // with try_to_munlock when one goes).
             // (Not for a KSM frame with a mapping rmap_walk_ksm cannot reach:
-            // try_to_munlock's walk cannot find that VMA either.)
-            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) && !ksmUnregisteredFrames.contains(i) {
+            // try_to_munlock's walk cannot find that VMA either; nor for a
+            // device-private frame: mlock_pte_range skips non-present entries.)
+            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) && !ksmUnregisteredFrames.contains(i)
+                && p.flags & PG.devicePrivate == 0 {
                 fail("frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
             }
             if p.refcount <= 0 { fail("frame \(i): live with _refcount \(p.refcount)") }

@@ -50,7 +50,7 @@ public enum OpDecoder {
                 switch c % 4 {
                 case 0: lines.append("ksm scan \(1 + b % 3)")
                 case 1: lines.append("\(p) write \(addr) \(pages) value=\(b % 3)")
-                case 2: lines.append("\(p) poison \(addr) \(1 + b % 2)")
+                case 2: lines.append(b % 2 == 0 ? "\(p) poison \(addr) \(1 + b % 2)" : "\(p) device \(addr) \(1 + b % 3)\(b % 4 == 1 ? " coherent" : "")")
                 default: lines.append("\(p) migrate \(addr) \(1 + b % 4)")
                 }
             default:

@@ -5,15 +5,18 @@ import CShims
 extension Machine {
     /// The frame `m` maps at `addr`, 0 for none, the zero page, or a
     /// non-present entry (the statement then answers EFAULT).
-    func mappedFrame(_ m: UInt32, _ addr: UInt64) -> UInt32 {
+    /// With `devicePrivate`, a device-private entry names its frame too (what
+    /// migrate_vma hands to try_to_unmap / migration: `unmap`, `migrate`).
+    func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> UInt32 {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return 0 }
+        if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return UInt32(truncatingIfNeeded: PTE.swpOffset(s.pointee)) }
         return k.vmNormalPage(s.pointee)
     }
 
     func performReverse(_ m: UInt32, _ op: Operation) -> OpResult {
         switch op {
         case .unmap(let addr, let pages, let flags):
-            let r = eachFrame(m, addr, pages) { k.tryToUnmap($0, flags: flags) ? .ok : .fail }
+            let r = eachFrame(m, addr, pages, devicePrivate: true) { k.tryToUnmap($0, flags: flags) ? .ok : .fail }
             // The caller of try_to_unmap() flushes a TTU_BATCH_FLUSH batch
             // once, after all its pages (try_to_unmap_flush()).
             k.tryToUnmapFlush()
@@ -21,7 +24,15 @@ extension Machine {
         case .reclaim(let addr, let pages):
             return eachFrame(m, addr, pages) { k.reclaimPage($0) ? .ok : .fail }
         case .migrate(let addr, let pages):
-            return eachFrame(m, addr, pages) { k.migratePage($0) ? .ok : .fail }
+            return eachFrame(m, addr, pages, devicePrivate: true) { k.migratePage($0) ? .ok : .fail }
+        case .device(let addr, let pages, let coherent):
+            // migrate_vma_setup/pages/finalize with a driver's device pages:
+            // only plain anonymous system pages are collected.
+            return eachFrame(m, addr, pages) { pfn in
+                let p = k.page(pfn).pointee
+                guard k.pageIsAnon(pfn), !k.pageIsKSM(pfn), p.flags & PG.zoneDevice == 0 else { return .fail }
+                return k.migratePage(pfn, to: coherent ? .deviceCoherent : .devicePrivate) ? .ok : .fail
+            }
         case .poison(let addr, let pages):
             return eachFrame(m, addr, pages) { k.poisonPage($0) ? .ok : .errno(.EHWPOISON) }
         case .referenced(let addr, let pages):
@@ -46,11 +57,12 @@ extension Machine {
 
     /// Runs `body` on the frame at each page; EFAULT for a page without one
     /// (the rest of the line does not run); the last non-ok result otherwise.
-    func eachFrame(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, _ body: (UInt32) -> OpResult) -> OpResult {
+    func eachFrame(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, devicePrivate: Bool = false,
+                   _ body: (UInt32) -> OpResult) -> OpResult {
         var result = OpResult.ok
         var a = addr
         for _ in 0..<pages {
-            let pfn = mappedFrame(m, a)
+            let pfn = mappedFrame(m, a, devicePrivate: devicePrivate)
             if pfn == 0 { return .errno(.EFAULT) }
             let r = body(pfn)
             if r != .ok { result = r }

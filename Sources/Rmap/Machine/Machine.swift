@@ -173,7 +173,7 @@ public final class Machine {
             return r(k.doMlock(m, start: addr, end: addr + pages << PAGE_SHIFT, lock: true))
         case .munlock(let addr, let pages):
             return r(k.doMlock(m, start: addr, end: addr + pages << PAGE_SHIFT, lock: false))
-        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .poison:
+        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .poison, .device:
             return performReverse(m, op)
         }
     }

@@ -25,7 +25,12 @@ extension Machine {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return "-" }
         let e = s.pointee
         if e == 0 { return "-" }
-        if !PTE.isPresent(e) { return PTE.isMigrationEntry(e) ? "M" : PTE.isHWPoisonEntry(e) ? "H" : "S" }
+        if !PTE.isPresent(e) {
+            if PTE.isMigrationEntry(e) { return "M" }
+            if PTE.isHWPoisonEntry(e) { return "H" }
+            if PTE.isDevicePrivateEntry(e) { return "D" }
+            return "S"
+        }
         let pfn = PTE.pfn(e)
         if pfn == k.zeroPFN { return "Z" }
         let id: Int

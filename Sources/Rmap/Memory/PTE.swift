@@ -78,6 +78,12 @@ enum PTE {
         let t = swpType(e)
         return t >= swpMigrationRead && t <= swpMigrationWrite
     }
+    /// is_device_private_entry(): SWP_DEVICE_READ / SWP_DEVICE_WRITE (offset = PFN).
+    @inline(__always) static func isDevicePrivateEntry(_ e: UInt64) -> Bool {
+        guard isSwapPTE(e) else { return false }
+        let t = swpType(e)
+        return t == swpDevicePrivateRead || t == swpDevicePrivateWrite
+    }
     /// is_hwpoison_entry(): a swap-format entry of type SWP_HWPOISON (offset = PFN).
     @inline(__always) static func isHWPoisonEntry(_ e: UInt64) -> Bool {
         isSwapPTE(e) && swpType(e) == swpHWPoison

@@ -21,6 +21,12 @@ enum PG {
     static let writeback: UInt64 = 1 << 16
     /// Not a kernel flag: marks the shared zero page and other reserved frames.
     static let reserved: UInt64 = 1 << 17
+    /// is_zone_device_page(): the frame is device memory (a dev_pagemap's),
+    /// not system RAM. Model bit (the kernel reads the page's zone).
+    static let zoneDevice: UInt64 = 1 << 18
+    /// is_device_private_page(): MEMORY_DEVICE_PRIVATE, not addressable by
+    /// the CPU: mapped only through device-private swap entries.
+    static let devicePrivate: UInt64 = 1 << 19
 }
 
 /// Low bits of page->mapping (include/linux/page-flags.h).

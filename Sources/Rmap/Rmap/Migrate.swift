@@ -17,11 +17,21 @@ extension Kernel {
     /// with the soft-dirty bit. An exclusive anon page stops being exclusive
     /// (folio_try_share_anon_rmap_pte: the model has no GUP pins, so sharing
     /// always succeeds); the entry remembers it.
+    /// For a device-private entry (try_to_migrate_one's folio_is_device_private
+    /// branch) the writability is the entry's and soft-dirty is its swap bit.
     @inline(__always) func makeMigrationPTE(_ pfn: UInt32, _ pteval: UInt64) -> UInt64 {
         let p = page(pfn)
         let anonExclusive = pageIsAnon(pfn) && p.pointee.flags & PG.anonExclusive != 0
         if anonExclusive { p.pointee.flags &= ~PG.anonExclusive }
-        let type = PTE.isWrite(pteval) ? PTE.swpMigrationWrite
+        let writable = PTE.isDevicePrivateEntry(pteval) ? PTE.swpType(pteval) == PTE.swpDevicePrivateWrite
+            : PTE.isWrite(pteval)
+        if PTE.isDevicePrivateEntry(pteval) {
+            var e = PTE.swpEntry(type: writable ? PTE.swpMigrationWrite
+                                 : anonExclusive ? PTE.swpMigrationReadExclusive : PTE.swpMigrationRead, offset: UInt64(pfn))
+            if pteval & PTE.swpSoftDirty != 0 { e |= PTE.swpSoftDirty }
+            return e
+        }
+        let type = writable ? PTE.swpMigrationWrite
             : anonExclusive ? PTE.swpMigrationReadExclusive : PTE.swpMigrationRead
         var e = PTE.swpEntry(type: type, offset: UInt64(pfn))
         if pteval & PTE.softDirty != 0 { e |= PTE.swpSoftDirty }
@@ -38,6 +48,18 @@ extension Kernel {
                              old: UInt32, new: UInt32) {
         let e = slot.pointee
         let flags = vma(v).pointee.vm_flags
+        if page(new).pointee.flags & PG.devicePrivate != 0 {
+            // remove_migration_pte(): device-private memory is mapped by a
+            // device-private entry (writable for a write entry), soft-dirty kept.
+            let write = PTE.swpType(e) == PTE.swpMigrationWrite && flags & VM.write != 0
+            var ent = PTE.swpEntry(type: write ? PTE.swpDevicePrivateWrite : PTE.swpDevicePrivateRead, offset: UInt64(new))
+            if e & PTE.swpSoftDirty != 0 { ent |= PTE.swpSoftDirty }
+            getPage(new)
+            folioAddAnonRmapPTE(new, vma: v, address: address, exclusive: PTE.swpType(e) != PTE.swpMigrationRead)
+            slot.pointee = ent
+            putPage(old)
+            return
+        }
         var pte = PTE.make(pfn: new, prot: PTE.pageProt(vmFlags: flags)) & ~PTE.accessed  // pte_mkold
         if e & PTE.swpSoftDirty != 0 { pte |= PTE.softDirty }
         let type = PTE.swpType(e)
@@ -86,7 +108,7 @@ struct TryToMigrateControl: RmapWalkControl {
         let pteval = slot.pointee
         slot.pointee = 0
         k.flushTLBPage()
-        if PTE.isDirty(pteval) { k.page(pfn).pointee.flags |= PG.dirty }
+        if PTE.isPresent(pteval) && PTE.isDirty(pteval) { k.page(pfn).pointee.flags |= PG.dirty }
         slot.pointee = k.makeMigrationPTE(pfn, pteval)
         k.folioRemoveRmapPTE(pfn, vma: v)
         return ret
@@ -115,6 +137,12 @@ struct RemoveMigrationPTEControl: RmapWalkControl {
         return true
     }
 }
+
+/// Where migratePage() puts the page: system RAM (migrate_pages), or the
+/// device memory of a driver (migrate_vma_setup/pages/finalize):
+/// MEMORY_DEVICE_PRIVATE (mapped by device-private entries) or
+/// MEMORY_DEVICE_COHERENT (CPU-addressable, mapped by present PTEs).
+enum MigrateTarget { case system, devicePrivate, deviceCoherent }
 
 extension Kernel {
     /// try_to_migrate(): replaces every PTE of `pfn` by a migration entry.
@@ -157,12 +185,26 @@ extension Kernel {
     /// passes, refcount freezing (no other user holds the page), THP split,
     /// movable_ops pages, memcg and NUMA statistics, mlock (re-established
     /// by the rmap of a VM_LOCKED VMA, as in 6.x).
-    func migratePage(_ src: UInt32) -> Bool {
-        let dst = allocPage()  // get_new_folio()
+    func migratePage(_ src: UInt32, to target: MigrateTarget = .system) -> Bool {
+        let dst = allocPage()  // get_new_folio(), or the driver's device page (migrate_vma)
         if dst == 0 { return false }
+        switch target {
+        case .system: break
+        case .devicePrivate: page(dst).pointee.flags |= PG.zoneDevice | PG.devicePrivate
+        case .deviceCoherent: page(dst).pointee.flags |= PG.zoneDevice
+        }
         getPage(src)  // isolate: migration holds the folio
         let wasMapped = pageMapcount(src) > 0
-        if wasMapped { tryToMigrate(src) }
+        if wasMapped {
+            if page(src).pointee.flags & PG.devicePrivate != 0 {
+                // migrate_vma_unmap() (v5.0): try_to_unmap(TTU_MIGRATION |
+                // TTU_IGNORE_MLOCK | TTU_IGNORE_ACCESS), whose zone-device
+                // branch turns each device-private entry into a migration entry.
+                _ = tryToUnmap(src, flags: [.migration, .ignoreMlock, .ignoreAccess])
+            } else {
+                tryToMigrate(src)
+            }
+        }
         if pageMapcount(src) > 0 {
             // migrate_folio_undo_src(): back to the old frame.
             if wasMapped { removeMigrationPTEs(src: src, dst: src) }
@@ -216,7 +258,7 @@ extension Kernel {
             ksmNode(node).pointee.kpfn = dst
             folioSetStableNode(src, 0)
         }
-        d.pointee.flags |= PG.lru  // putback of the new folio
+        if target == .system { d.pointee.flags |= PG.lru }  // putback of the new folio (device pages are on no LRU)
         if wasMapped { removeMigrationPTEs(src: src, dst: dst) }
         putPage(src)  // migrate_folio_done(): the isolation reference; the old frame is freed
         putPage(dst)  // the allocation's reference: the new frame lives on in its PTEs and caches

@@ -24,7 +24,10 @@ struct TryToUnmapControl: RmapWalkControl {
     }
 
     /// Models `try_to_unmap_one()` (mm/rmap.c), v5.0 order: the TTU_MUNLOCK
-    /// early return, mmu_notifier_invalidate_range_start, then for the PTE:
+    /// early return, the TTU_MIGRATION skip of a non-HMM zone-device page,
+    /// mmu_notifier_invalidate_range_start, then for the PTE (or the
+    /// device-private entry, which TTU_MIGRATION turns into a migration entry
+    /// right after the mlock check):
     /// VM_LOCKED (mlock, fail) unless TTU_IGNORE_MLOCK, TTU_MUNLOCK stops
     /// there, a young PTE (primary or secondary MMU) fails unless
     /// TTU_IGNORE_ACCESS, the PTE is cleared (flushed now, or batched under
@@ -34,7 +37,7 @@ struct TryToUnmapControl: RmapWalkControl {
     /// or for a file page just the counter. A KSM page is anonymous and
     /// swap-backed: it is unmapped like any anonymous page, its mappings
     /// found by rmap_walk_ksm. Left out: THP/hugetlb (the model
-    /// maps small pages only), zone-device pages, pte_unused (s390), arch_unmap_one (SPARC ADI), the
+    /// maps small pages only), pte_unused (s390), arch_unmap_one (SPARC ADI), the
     /// mmlist. The migration entry uses the 6.x encoding (read, read-exclusive,
     /// write; v5.0 had read and write only) so PG_anon_exclusive survives it,
     /// and it keeps the PTE's page reference (the model's stand-in for the
@@ -46,6 +49,10 @@ struct TryToUnmapControl: RmapWalkControl {
         let flagsV = k.vma(v).pointee.vm_flags
         // munlock has nothing to gain from examining un-locked vmas
         if flags.contains(.munlock) && flagsV & VM.locked == 0 { return true }
+        // Non-HMM zone-device pages cannot be mapped/unmapped normally: a
+        // migration request skips them.
+        let pf = k.page(pfn).pointee.flags
+        if flags.contains(.migration) && pf & PG.zoneDevice != 0 && pf & PG.devicePrivate == 0 { return true }
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
@@ -58,6 +65,21 @@ struct TryToUnmapControl: RmapWalkControl {
                 return ret
             }
             if flags.contains(.munlock) { return ret }
+        }
+        if flags.contains(.migration) && pf & PG.zoneDevice != 0 {
+            // A device-private page: ptep_get_and_clear() (no flush: the
+            // entry was not present) and a migration entry without write
+            // (make_migration_entry(page, 0)), soft-dirty kept; then discard:
+            // the rmap goes. The entry keeps the reference (model, as for
+            // every migration entry) and the MM counter (it counts entries).
+            let pteval = slot.pointee
+            slot.pointee = 0
+            var swp = PTE.swpEntry(type: PTE.swpMigrationRead, offset: UInt64(pfn))
+            if pteval & PTE.swpSoftDirty != 0 { swp |= PTE.swpSoftDirty }
+            k.page(pfn).pointee.flags &= ~PG.anonExclusive  // a read entry restores a shared mapping
+            slot.pointee = swp
+            k.folioRemoveRmapPTE(pfn, vma: v)
+            return ret
         }
         // A young PTE means the page is in use: keep it.
         if !flags.contains(.ignoreAccess) {

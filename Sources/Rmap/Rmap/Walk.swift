@@ -90,7 +90,8 @@ extension Kernel {
     }
 
     /// page_vma_mapped_walk() for a small page: the PTE of `v` at `address`
-    /// if it maps `pfn` (or, with `migration`, holds a migration entry for it).
+    /// if it maps `pfn` or holds a device-private entry for it (or, with
+    /// `migration`, holds a migration entry for it).
     @inline(__always)
     func pageVMAMappedWalk(_ pfn: UInt32, _ v: UInt32, _ address: UInt64,
                            migration: Bool = false) -> UnsafeMutablePointer<UInt64>? {
@@ -99,6 +100,8 @@ extension Kernel {
         let e = slot.pointee
         if PTE.isPresent(e) { return !migration && PTE.pfn(e) == pfn && e & PTE.special == 0 ? slot : nil }
         if migration && PTE.isMigrationEntry(e) && PTE.swpOffset(e) == UInt64(pfn) { return slot }
+        // check_pte(): un-addressable ZONE_DEVICE memory is mapped by device-private entries.
+        if !migration && PTE.isDevicePrivateEntry(e) && PTE.swpOffset(e) == UInt64(pfn) { return slot }
         return nil
     }
 }

@@ -82,6 +82,13 @@ extension Kernel {
                     _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let e = slot.pointee
         if PTE.isMigrationEntry(e) { return removeMigrationEntryOnFault(m, v, addr, slot, write: write) }
+        if PTE.isDevicePrivateEntry(e) {
+            // pgmap->ops->migrate_to_ram(): the driver migrates the page back
+            // to system RAM (migrate_vma, every mapping), then the access retries.
+            let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+            guard migratePage(pfn, to: .system) else { return .oom }
+            return handleMMFault(m, addr, write: write)
+        }
         guard PTE.isRealSwapEntry(e), let s = swapSlot(PTE.swpOffset(e)) else { return .sigbus }
         var pfn = s.pointee.cache_frame
         if pfn == 0 {

@@ -188,11 +188,14 @@ public enum Operation: Equatable, Sendable {
     case mkclean(addr: UInt64, pages: UInt64)
     /// `P poison ADDR [PAGES]`: memory_failure()'s first step on the frame (model only).
     case poison(addr: UInt64, pages: UInt64)
+    /// `P device ADDR [PAGES] [coherent]`: migrate_vma of each page's frame to
+    /// device memory, private (the default) or coherent (model only).
+    case device(addr: UInt64, pages: UInt64, coherent: Bool)
 
     /// True for the statements the kernel oracle cannot run.
     public var isModelOnly: Bool {
         switch self {
-        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .writeValue, .poison: return true
+        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .writeValue, .poison, .device: return true
         case .madvise(_, _, let advice): return advice.isModelOnly
         default: return false
         }
@@ -218,6 +221,7 @@ public enum Operation: Equatable, Sendable {
         case .referenced: return "referenced"
         case .mkclean: return "mkclean"
         case .poison: return "poison"
+        case .device: return "device"
         }
     }
 }

@@ -62,6 +62,17 @@ extension Kernel {
                     addMMCounter(dm, .swapents, 1)
                     e &= ~PTE.swpExclusive
                     sslot.pointee &= ~PTE.swpExclusive
+                } else if PTE.isDevicePrivateEntry(e) {
+                    // copy_nonpresent_pte(): the page is shared; a writable
+                    // entry becomes readable on both sides of a COW mapping.
+                    let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    getPage(pfn)
+                    folioDupAnonRmapPTE(pfn)
+                    addMMCounter(dm, mmCounterFor(pfn), 1)
+                    if cow && PTE.swpType(e) == PTE.swpDevicePrivateWrite {
+                        e = PTE.swpEntry(type: PTE.swpDevicePrivateRead, offset: PTE.swpOffset(e)) | (e & PTE.swpSoftDirty)
+                        sslot.pointee = e
+                    }
                 } else if PTE.isMigrationEntry(e) {
                     let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                     addMMCounter(dm, mmCounterFor(pfn), 1)

@@ -33,6 +33,12 @@ extension Kernel {
                 let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 putPage(pfn)
+            } else if PTE.isDevicePrivateEntry(e) {
+                // zap_nonpresent_ptes(): the device-private page's counter, rmap and reference.
+                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                addMMCounter(m, mmCounterFor(pfn), -1)
+                folioRemoveRmapPTE(pfn, vma: v)
+                putPage(pfn)
             } else if PTE.isRealSwapEntry(e) {
                 addMMCounter(m, .swapents, -1)
                 swapFree(e)

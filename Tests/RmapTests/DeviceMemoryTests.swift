@@ -1,0 +1,132 @@
+import Testing
+@testable import Rmap
+
+/// Device memory (ZONE_DEVICE): migrate_vma to device-private memory (pages
+/// mapped by device-private swap entries) or device-coherent memory
+/// (CPU-addressable, present PTEs), try_to_unmap_one's two TTU_MIGRATION
+/// branches for zone-device pages (v5.0: skip a non-HMM page; a migration
+/// entry for a device-private one), page_vma_mapped_walk's device-private
+/// match, and migrate_to_ram on a CPU fault.
+@Suite struct DeviceMemoryTests {
+    let a: UInt64 = 0x1000_0000_0000
+
+    func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt64 {
+        m.k.leafSlot(root: m.k.mm(m.processes[p]!).pointee.pgd, key: addr)?.pointee ?? 0
+    }
+    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: PTE.swpOffset(pte(m, p, addr)))
+    }
+
+    func setup() throws -> Machine {
+        let (m, out) = try machine("""
+            proc P0
+            P0 mmap 0x100000000000 2 rw anon-private
+            P0 write 0x100000000000 2 value=4
+            P1 = fork P0
+            """)
+        #expect(out.failures == [])
+        return m
+    }
+
+    @Test func migrateToDevicePrivateMapsByDeviceEntries() throws {
+        let m = try setup()
+        let src = m.mappedFrame(m.processes["P0"]!, a)
+        let anon = m.k.mmCounter(m.processes["P1"]!, .anon)
+        #expect(m.perform("P0", .device(addr: a, pages: 1, coherent: false)) == .ok)
+        #expect(m.tokens("P0", a, 1) == "D" && m.tokens("P1", a, 1) == "D")
+        let d = entryFrame(m, "P0", a)
+        #expect(d != src && entryFrame(m, "P1", a) == d)
+        #expect(m.k.page(d).pointee.flags & (PG.zoneDevice | PG.devicePrivate) == PG.zoneDevice | PG.devicePrivate)
+        #expect(m.k.page(d).pointee.content == 4 && m.k.pageMapcount(d) == 2)
+        // A read-only (COW-shared) PTE gives a read device-private entry.
+        #expect(PTE.swpType(pte(m, "P0", a)) == PTE.swpDevicePrivateRead)
+        #expect(m.k.mmCounter(m.processes["P1"]!, .anon) == anon, "the entry counts as an anon page")
+        #expect(m.k.page(src).pointee.refcount == 0x6b6b6b6b, "the system page is freed")
+        #expect(m.check() == [])
+        // Only plain anonymous system pages are collected.
+        #expect(m.perform("P0", .device(addr: a, pages: 1, coherent: false)) == .errno(.EFAULT))
+    }
+
+    @Test func aCPUFaultMigratesTheDevicePageBackToRAM() throws {
+        let m = try setup()
+        #expect(m.perform("P1", .write(addr: a + 0x1000, pages: 1)) == .ok)  // P1's own page
+        #expect(m.perform("P1", .device(addr: a + 0x1000, pages: 1, coherent: false)) == .ok)
+        #expect(PTE.swpType(pte(m, "P1", a + 0x1000)) == PTE.swpDevicePrivateWrite, "an exclusive writable page")
+        let d = entryFrame(m, "P1", a + 0x1000)
+        #expect(m.perform("P1", .read(addr: a + 0x1000, pages: 1)) == .ok)
+        let r = m.mappedFrame(m.processes["P1"]!, a + 0x1000)
+        #expect(r != 0 && r != d && m.k.page(r).pointee.flags & PG.zoneDevice == 0)
+        #expect(m.k.page(d).pointee.refcount == 0x6b6b6b6b)
+        #expect(m.tokens("P1", a + 0x1000, 1) == "A1:1")
+        // migrate_vma_unmap() went through try_to_unmap's zone-device branch
+        // (a migration entry without write): the page comes back read-only;
+        // a write then reuses it (the only reference) instead of copying.
+        #expect(pte(m, "P1", a + 0x1000) & PTE.rw == 0)
+        #expect(m.perform("P1", .write(addr: a + 0x1000, pages: 1)) == .ok)
+        #expect(m.mappedFrame(m.processes["P1"]!, a + 0x1000) == r && pte(m, "P1", a + 0x1000) & PTE.rw != 0)
+        #expect(m.check() == [])
+    }
+
+    @Test func ttuMigrationWritesAReadMigrationEntryForADevicePrivatePage() throws {
+        let m = try setup()
+        #expect(m.perform("P1", .write(addr: a + 0x1000, pages: 1)) == .ok)
+        #expect(m.perform("P1", .device(addr: a + 0x1000, pages: 1, coherent: false)) == .ok)
+        let d = entryFrame(m, "P1", a + 0x1000)
+        // Without TTU_MIGRATION: the ordinary path, which cannot swap an
+        // anon page outside the swap cache: the entry is put back.
+        let before = pte(m, "P1", a + 0x1000)
+        #expect(m.perform("P1", .unmap(addr: a + 0x1000, pages: 1, flags: [.ignoreAccess])) == .fail)
+        #expect(pte(m, "P1", a + 0x1000) == before)
+        // With it: make_migration_entry(page, 0), the rmap removed, even with a young mapping.
+        #expect(m.perform("P1", .unmap(addr: a + 0x1000, pages: 1, flags: [.migration])) == .ok)
+        let e = pte(m, "P1", a + 0x1000)
+        #expect(PTE.isMigrationEntry(e) && PTE.swpType(e) == PTE.swpMigrationRead && PTE.swpOffset(e) == UInt64(d))
+        #expect(m.k.pageMapcount(d) == 0 && m.k.page(d).pointee.refcount == 1)
+        #expect(m.check() == [])
+        // A fault ends the migration: the device entry comes back, then migrate_to_ram.
+        #expect(m.perform("P1", .read(addr: a + 0x1000, pages: 1)) == .ok)
+        #expect(m.tokens("P1", a + 0x1000, 1) == "A1:1")
+        #expect(pte(m, "P1", a + 0x1000) & PTE.rw == 0, "a read entry: the page comes back read-only")
+        #expect(m.check() == [])
+    }
+
+    @Test func ttuMigrationSkipsANonHMMZoneDevicePage() throws {
+        let m = try setup()
+        #expect(m.perform("P0", .device(addr: a, pages: 1, coherent: true)) == .ok)
+        let c = m.mappedFrame(m.processes["P0"]!, a)
+        #expect(m.k.page(c).pointee.flags & (PG.zoneDevice | PG.devicePrivate) == PG.zoneDevice)
+        #expect(m.tokens("P0", a, 1) == "A1:2" && m.tokens("P1", a, 1) == "A1:2")
+        let p0 = pte(m, "P0", a), p1 = pte(m, "P1", a)
+        #expect(m.perform("P0", .unmap(addr: a, pages: 1, flags: [.migration, .ignoreAccess])) == .fail)
+        #expect(pte(m, "P0", a) == p0 && pte(m, "P1", a) == p1, "rmap_one returned at once for every VMA")
+        // Without TTU_MIGRATION it is unmapped like any anonymous page (here: no swap, so it stays).
+        #expect(m.perform("P0", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .fail)
+        #expect(m.check() == [])
+    }
+
+    @Test func forkZapAndMigrateOfDeviceEntries() throws {
+        let m = try setup()
+        #expect(m.perform("P0", .write(addr: a, pages: 1)) == .ok)  // P0's own writable page
+        #expect(m.perform("P0", .device(addr: a, pages: 2, coherent: false)) == .ok)
+        #expect(PTE.swpType(pte(m, "P0", a)) == PTE.swpDevicePrivateWrite)
+        let d = entryFrame(m, "P0", a)
+        #expect(m.fork("P0", child: "P2") == .ok)
+        // copy_nonpresent_pte: shared, and read-only on both sides of the COW mapping.
+        #expect(entryFrame(m, "P2", a) == d && m.k.pageMapcount(d) == 2)
+        #expect(PTE.swpType(pte(m, "P0", a)) == PTE.swpDevicePrivateRead)
+        #expect(PTE.swpType(pte(m, "P2", a)) == PTE.swpDevicePrivateRead)
+        #expect(m.check() == [])
+        // `migrate` of a device page is migrate_vma back to RAM, every mapping.
+        #expect(m.perform("P2", .migrate(addr: a, pages: 1)) == .ok)
+        #expect(m.tokens("P0", a, 1) == "A1:2" && m.tokens("P2", a, 1) == "A1:2")
+        #expect(m.tokens("P2", a + 0x1000, 1) == "D")
+        #expect(m.perform("P2", .device(addr: a + 0x1000, pages: 1, coherent: false)) == .errno(.EFAULT), "no present frame")
+        // zap_nonpresent_ptes: counter, rmap and reference of the device page go.
+        let d2 = entryFrame(m, "P2", a + 0x1000)
+        #expect(m.k.pageMapcount(d2) == 3)
+        #expect(m.perform("P2", .munmap(addr: a, pages: 2)) == .ok)
+        #expect(m.k.pageMapcount(d2) == 2)
+        #expect(m.exit("P0") == .ok && m.exit("P1") == .ok)
+        #expect(m.check() == [])
+    }
+}
