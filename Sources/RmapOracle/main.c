@@ -360,7 +360,7 @@ static int is_result_token(const char *s)
 static int is_obs_token(const char *s)
 {
     if (!strcmp(s, "-") || !strcmp(s, "Z") || !strcmp(s, "S") || !strcmp(s, "M") || !strcmp(s, "H") ||
-        !strcmp(s, "D")) return 1;
+        !strcmp(s, "D") || !strcmp(s, "X")) return 1;
     if (s[0] != 'A' && s[0] != 'F' && s[0] != 'K') return 0;
     const char *q = s + 1;
     if (!isdigit((unsigned char)*q) || *q == '0') return 0;
@@ -615,7 +615,7 @@ static void parse_line(char *line)
             if (st.advice < 0) perr(a->col, "unknown advice '%s'", a->s);
         } else if (!strcmp(v, "unmap") || !strcmp(v, "reclaim") || !strcmp(v, "migrate") ||
                    !strcmp(v, "referenced") || !strcmp(v, "mkclean") || !strcmp(v, "poison") ||
-                   !strcmp(v, "device")) {
+                   !strcmp(v, "device") || !strcmp(v, "exclusive")) {
             st.kind = S_MODEL_ONLY;
             st.addr = addr_tok(need("address"));
             if (pos < NT && parse_num(T[pos].s, &st.pages)) {

@@ -129,4 +129,51 @@ import Testing
         #expect(m.exit("P0") == .ok && m.exit("P1") == .ok)
         #expect(m.check() == [])
     }
+
+    // MARK: make_device_exclusive
+
+    @Test func makeDeviceExclusiveReplacesEveryMappingAndACPUAccessRestoresIt() throws {
+        let m = try setup()
+        let shared = m.mappedFrame(m.processes["P0"]!, a)
+        let anon = m.k.mmCounter(m.processes["P0"]!, .anon)
+        // GUP with FOLL_WRITE first breaks COW: P0 gets its own copy.
+        #expect(m.perform("P0", .exclusive(addr: a, pages: 1)) == .ok)
+        #expect(m.tokens("P0", a, 1) == "X" && m.tokens("P1", a, 1) == "A1:1")
+        let e = pte(m, "P0", a)
+        let x = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+        #expect(x != shared && PTE.isDeviceExclusiveEntry(e) && e & PTE.swpDeviceExclusiveWrite != 0)
+        // Out of the rmap, still counted, the entry holds the PTE's reference.
+        #expect(m.k.pageMapcount(x) == 0 && m.k.page(x).pointee.refcount == 1)
+        #expect(m.k.mmCounter(m.processes["P0"]!, .anon) == anon)
+        #expect(m.k.page(x).pointee.flags & PG.dirty != 0, "the PTE's dirty bit moved to the folio")
+        #expect(m.check() == [])
+        // restore_exclusive_pte(): old, dirty, writable again, the rmap back; no copy.
+        #expect(m.perform("P0", .read(addr: a, pages: 1)) == .ok)
+        let p = pte(m, "P0", a)
+        #expect(PTE.pfn(p) == x && p & PTE.rw != 0 && p & PTE.dirty != 0)
+        #expect(m.k.pageMapcount(x) == 1 && m.k.page(x).pointee.content == 4)
+        #expect(m.check() == [])
+    }
+
+    @Test func forkRestoresDeviceExclusiveEntriesAndZapDropsThem() throws {
+        let m = try setup()
+        #expect(m.perform("P0", .mmap(addr: a + 0x2000, pages: 2, prot: [.read, .write], kind: .anonPrivate)) == .ok)
+        #expect(m.perform("P0", .exclusive(addr: a + 0x2000, pages: 2)) == .ok, "unfaulted pages are faulted in first")
+        #expect(m.tokens("P0", a + 0x2000, 2) == "X X")
+        let x = UInt32(truncatingIfNeeded: PTE.swpOffset(pte(m, "P0", a + 0x2000)))
+        // copy_nonpresent_pte: the parent's entry is restored, then copied as a present PTE.
+        #expect(m.fork("P0", child: "P2") == .ok)
+        #expect(m.tokens("P0", a + 0x2000, 1) == "A1:2" && m.tokens("P2", a + 0x2000, 1) == "A1:2")
+        #expect(m.mappedFrame(m.processes["P2"]!, a + 0x2000) == x)
+        #expect(m.check() == [])
+        #expect(m.perform("P0", .exclusive(addr: a + 0x3000, pages: 1)) == .ok)
+        let y = UInt32(truncatingIfNeeded: PTE.swpOffset(pte(m, "P0", a + 0x3000)))
+        #expect(m.k.page(y).pointee.refcount == 1)
+        #expect(m.perform("P0", .munmap(addr: a, pages: 4)) == .ok)
+        #expect(m.k.page(y).pointee.refcount == 0x6b6b6b6b, "the entry's reference went with it: freed")
+        #expect(m.check() == [])
+        // No writable mapping for GUP FOLL_WRITE: the access faults.
+        #expect(m.perform("P1", .mprotect(addr: a, pages: 2, prot: .read)) == .ok)
+        #expect(m.perform("P1", .exclusive(addr: a, pages: 1)) == .sigsegv)
+    }
 }

@@ -450,7 +450,8 @@ import Foundation
     @Test(.enabled(if: KSMTraceTests.oracle != nil, "needs the rmap-oracle binary (make test builds it)"))
     func theOracleSkipsKSMStatementsAsModelOnly() throws {
         for line in ["ksm scan 2", "P0 madvise 0x100000000000 4 mergeable", "P0 write 0x100000000000 value=3",
-                     "P0 poison 0x100000000000", "P0 device 0x100000000000 coherent"] {
+                     "P0 poison 0x100000000000", "P0 device 0x100000000000 coherent",
+                     "P0 exclusive 0x100000000000"] {
             let path = "/tmp/rmap-ksm-oracle-\(getpid()).trace"
             defer { unlink(path) }
             let text = base + "\n" + line + "\n"

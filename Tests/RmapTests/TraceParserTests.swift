@@ -139,7 +139,7 @@ private func render(_ s: Statement) -> String {
         case .writeValue(let a, let n, let v): out = "\(p) write \(h(a)) \(n) value=\(v)"
         case .munmap(let a, let n), .read(let a, let n), .write(let a, let n), .mlock(let a, let n),
              .munlock(let a, let n), .reclaim(let a, let n), .migrate(let a, let n),
-             .referenced(let a, let n), .mkclean(let a, let n), .poison(let a, let n):
+             .referenced(let a, let n), .mkclean(let a, let n), .poison(let a, let n), .exclusive(let a, let n):
             out = "\(p) \(op.verb) \(h(a)) \(n)"
         case .device(let a, let n, let coherent):
             out = "\(p) device \(h(a)) \(n)" + (coherent ? " coherent" : "")
@@ -295,6 +295,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             P1 exit
             P0 poison 0x100000000000 2
             P0 device 0x100000000000 coherent
+            P0 exclusive 0x100000000000
             """
         let s = statements(text)
         func op(_ p: String, _ o: Operation, _ e: String? = nil) -> Statement { .op(process: p, operation: o, expected: e) }
@@ -343,6 +344,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             op("P1", .exit),
             op("P0", .poison(addr: a0, pages: 2)),  // additions (README)
             op("P0", .device(addr: a0, pages: 1, coherent: true)),
+            op("P0", .exclusive(addr: a0, pages: 1)),
         ]
         #expect(s.count == expected.count)
         for (i, (got, want)) in zip(s, expected).enumerated() {
@@ -351,7 +353,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         // Verbs and the model-only set.
         let ops = s.compactMap { st -> Operation? in if case .op(_, let o, _) = st { return o } else { return nil } }
         #expect(Set(ops.map(\.verb)) == TraceParser.verbs.union(["fork"]))
-        #expect(Set(ops.filter(\.isModelOnly).map(\.verb)) == ["unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device"])
+        #expect(Set(ops.filter(\.isModelOnly).map(\.verb)) == ["unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device", "exclusive"])
     }
 
     @Test func everyResultKind() {
@@ -689,10 +691,11 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
     }
 
     @Test func badObservationTokens() {
-        for bad in ["A0:1", "A1", "A1:", "a1:1", "X", "A1:x", "A01:1", "B1:1", "--", "z", "A:1", "F1:1:1", "1", "A1;1", "=", "A1:-1", "A1:01", "A1:00", "K\u{212A}1:1", "\u{212A}1:1"] {
+        for bad in ["A0:1", "A1", "A1:", "a1:1", "Y", "A1:x", "A01:1", "B1:1", "--", "z", "A:1", "F1:1:1", "1", "A1;1", "=", "A1:-1", "A1:01", "A1:00", "K\u{212A}1:1", "\u{212A}1:1"] {
             expectError("expect P0 \(A) 2 = - \(bad)", at: .nthToken(bad, bad == "=" ? 2 : 1), "expected an observation token")
         }
-        for good in ["-", "Z", "S", "M", "A1:0", "F12:3", "K9:100"] {
+        // H, D and X are additions (README: trace language additions).
+        for good in ["-", "Z", "S", "M", "H", "D", "X", "A1:0", "F12:3", "K9:100"] {
             #expect(last(base + "\nexpect P0 \(A) 1 = \(good)") != nil, "\(good)")
         }
     }

@@ -21,6 +21,7 @@ final class Checker {
     func run(mms: [UInt32]) {
         var mapcount: [UInt32: Int] = [:]      // PTEs mapping each frame
         var mappedLocked = Set<UInt32>()        // frames a VM_LOCKED VMA maps
+        var exclusiveRefs: [UInt32: Int] = [:]  // device-exclusive entries naming each frame
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
         var vmaCount = 0
         var avcCount = 0
@@ -95,6 +96,16 @@ final class Checker {
                             rss[k.mmCounterFor(pfn).rawValue] += 1
                             checkFoundByWalk(pfn, v, addr)
                         }
+                    } else if PTE.isDeviceExclusiveEntry(e) {
+                        // Counted in RSS, holding a reference, out of the rmap.
+                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.refcount == 0x6b6b6b6b
+                            || !k.pageIsAnon(pfn) {
+                            fail("mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
+                        } else {
+                            rss[k.mmCounterFor(pfn).rawValue] += 1
+                            exclusiveRefs[pfn, default: 0] += 1
+                        }
                     } else if PTE.isHWPoisonEntry(e) {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
@@ -139,7 +150,9 @@ final class Checker {
             if Int(p.mapcount) + 1 != census {
                 fail("frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
             }
-            if Int(p.refcount) < census { fail("frame \(i): _refcount \(p.refcount) below its \(census) mappings") }
+            if Int(p.refcount) < census + (exclusiveRefs[i] ?? 0) {
+                fail("frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[i] ?? 0) device-exclusive entries")
+            }
             // PG_mlocked on a mapped page exactly when a VM_LOCKED VMA maps
             // it (mlock_vma_page on every locked mapping, munlock_vma_page
             // with try_to_munlock when one goes).

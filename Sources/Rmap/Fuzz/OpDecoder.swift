@@ -51,7 +51,7 @@ public enum OpDecoder {
                 case 0: lines.append("ksm scan \(1 + b % 3)")
                 case 1: lines.append("\(p) write \(addr) \(pages) value=\(b % 3)")
                 case 2: lines.append(b % 2 == 0 ? "\(p) poison \(addr) \(1 + b % 2)" : "\(p) device \(addr) \(1 + b % 3)\(b % 4 == 1 ? " coherent" : "")")
-                default: lines.append("\(p) migrate \(addr) \(1 + b % 4)")
+                default: lines.append(b % 3 == 0 ? "\(p) exclusive \(addr) \(1 + b % 2)" : "\(p) migrate \(addr) \(1 + b % 4)")
                 }
             default:
                 let t = live.map { "\($0) \(hex(base)) \(window)" }.joined(separator: ", ")

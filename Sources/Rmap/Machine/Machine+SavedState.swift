@@ -261,6 +261,8 @@ struct ArenaValidator {
                     guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x)) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
                 } else if PTE.isPresent(x) {
                     guard ok(T.frame, PTE.pfn(x)) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
+                } else if PTE.isDeviceExclusiveEntry(x) {
+                    guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-exclusive entry for no live frame" }
                 } else if PTE.isDevicePrivateEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-private entry for no live frame" }
                 } else if PTE.isHWPoisonEntry(x) {

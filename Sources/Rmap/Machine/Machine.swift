@@ -175,6 +175,22 @@ public final class Machine {
             return r(k.doMlock(m, start: addr, end: addr + pages << PAGE_SHIFT, lock: false))
         case .unmap, .reclaim, .migrate, .referenced, .mkclean, .poison, .device:
             return performReverse(m, op)
+        case .exclusive(let addr, let pages):
+            // One make_device_exclusive_range() call per page; the first
+            // fault error ends the line, a page not made exclusive is `fail`.
+            var result = OpResult.ok
+            var a = addr
+            for _ in 0..<pages {
+                switch k.makeDeviceExclusive(m, a) {
+                case .ok?: break
+                case nil: result = .fail
+                case .sigsegv?: return .sigsegv
+                case .sigbus?: return .sigbus
+                case .oom?: return .errno(.ENOMEM)
+                }
+                a += PAGE_SIZE
+            }
+            return result
         }
     }
 

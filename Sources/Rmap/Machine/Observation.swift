@@ -29,6 +29,7 @@ extension Machine {
             if PTE.isMigrationEntry(e) { return "M" }
             if PTE.isHWPoisonEntry(e) { return "H" }
             if PTE.isDevicePrivateEntry(e) { return "D" }
+            if PTE.isDeviceExclusiveEntry(e) { return "X" }
             return "S"
         }
         let pfn = PTE.pfn(e)

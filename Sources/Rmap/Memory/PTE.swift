@@ -84,6 +84,14 @@ enum PTE {
         let t = swpType(e)
         return t == swpDevicePrivateRead || t == swpDevicePrivateWrite
     }
+    /// is_device_exclusive_entry(): SWP_DEVICE_EXCLUSIVE (offset = PFN).
+    @inline(__always) static func isDeviceExclusiveEntry(_ e: UInt64) -> Bool {
+        isSwapPTE(e) && swpType(e) == swpDeviceExclusive
+    }
+    /// The model's one device-exclusive type stands for the kernel's two
+    /// (SWP_DEVICE_EXCLUSIVE_WRITE / _READ): a writable entry carries bit 6
+    /// (a bit no swap entry uses: not present, not PROT_NONE, below the offset).
+    static let swpDeviceExclusiveWrite: UInt64 = 1 << 6
     /// is_hwpoison_entry(): a swap-format entry of type SWP_HWPOISON (offset = PFN).
     @inline(__always) static func isHWPoisonEntry(_ e: UInt64) -> Bool {
         isSwapPTE(e) && swpType(e) == swpHWPoison

@@ -82,6 +82,11 @@ extension Kernel {
                     _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let e = slot.pointee
         if PTE.isMigrationEntry(e) { return removeMigrationEntryOnFault(m, v, addr, slot, write: write) }
+        if PTE.isDeviceExclusiveEntry(e) {
+            // remove_device_exclusive_entry(): the CPU takes the page back; retry.
+            restoreExclusivePTE(v, addr, slot)
+            return handleMMFault(m, addr, write: write)
+        }
         if PTE.isDevicePrivateEntry(e) {
             // pgmap->ops->migrate_to_ram(): the driver migrates the page back
             // to system RAM (migrate_vma, every mapping), then the access retries.

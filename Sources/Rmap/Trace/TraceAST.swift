@@ -191,11 +191,13 @@ public enum Operation: Equatable, Sendable {
     /// `P device ADDR [PAGES] [coherent]`: migrate_vma of each page's frame to
     /// device memory, private (the default) or coherent (model only).
     case device(addr: UInt64, pages: UInt64, coherent: Bool)
+    /// `P exclusive ADDR [PAGES]`: make_device_exclusive_range() on P's pages (model only).
+    case exclusive(addr: UInt64, pages: UInt64)
 
     /// True for the statements the kernel oracle cannot run.
     public var isModelOnly: Bool {
         switch self {
-        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .writeValue, .poison, .device: return true
+        case .unmap, .reclaim, .migrate, .referenced, .mkclean, .writeValue, .poison, .device, .exclusive: return true
         case .madvise(_, _, let advice): return advice.isModelOnly
         default: return false
         }
@@ -222,6 +224,7 @@ public enum Operation: Equatable, Sendable {
         case .mkclean: return "mkclean"
         case .poison: return "poison"
         case .device: return "device"
+        case .exclusive: return "exclusive"
         }
     }
 }

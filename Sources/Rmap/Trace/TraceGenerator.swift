@@ -124,11 +124,12 @@ public struct TraceGenerator {
                 } else if !kernelOnly {
                     // Model-only statements, KSM among them: identical pages
                     // come from a few shared content values.
-                    switch pick(["unmap", "reclaim", "migrate", "ksm", "mergeable", "unmergeable", "value", "poison", "device"]) {
+                    switch pick(["unmap", "reclaim", "migrate", "ksm", "mergeable", "unmergeable", "value", "poison", "device", "exclusive"]) {
                     case "ksm": lines.append("ksm scan \(1 + int(3))")
                     case "mergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(24)) mergeable")
                     case "unmergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(12)) unmergeable")
                     case "value": lines.append("\(p) write \(hex(addr())) \(pages(8)) value=\(int(3))")
+                    case "exclusive": lines.append("\(p) exclusive \(hex(addr())) \(pages(3))")
                     case "device": lines.append("\(p) device \(hex(addr())) \(pages(4))\(chance(30) ? " coherent" : "")")
                     case let verb: lines.append("\(p) \(verb) \(hex(addr())) \(pages(4))")
                     }

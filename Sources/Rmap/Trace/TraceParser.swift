@@ -33,7 +33,7 @@ public enum TraceParser {
     /// The verbs of `P VERB ...` operation lines.
     public static let verbs: Set<String> = [
         "exit", "mmap", "munmap", "mprotect", "mremap", "read", "write", "madvise", "mlock", "munlock",
-        "unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device",
+        "unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device", "exclusive",
     ]
 
     /// Parses and statically checks a trace. Only `TraceError` is thrown.
@@ -243,13 +243,13 @@ func isNameSyntax<S: Collection>(_ s: S) -> Bool where S.Element == Unicode.Scal
     return s.allSatisfy(isNameChar)
 }
 
-/// `-`, `Z`, `S`, `M`, `H` (a hwpoison entry), `D` (a device-private entry) or `[AFK][1-9][0-9]*:(0|[1-9][0-9]*)`: numbers as the model prints them
+/// `-`, `Z`, `S`, `M`, `H` (a hwpoison entry), `D` (a device-private entry), `X` (a device-exclusive entry) or `[AFK][1-9][0-9]*:(0|[1-9][0-9]*)`: numbers as the model prints them
 /// (a leading zero could never match).
 func isObservationToken(_ text: String) -> Bool {
     let b = Array(text.utf8)
     if b.count == 1 {
         return b[0] == UInt8(ascii: "-") || b[0] == UInt8(ascii: "Z") || b[0] == UInt8(ascii: "S") || b[0] == UInt8(ascii: "M")
-            || b[0] == UInt8(ascii: "H") || b[0] == UInt8(ascii: "D")
+            || b[0] == UInt8(ascii: "H") || b[0] == UInt8(ascii: "D") || b[0] == UInt8(ascii: "X")
     }
     guard b.count >= 4, b[0] == UInt8(ascii: "A") || b[0] == UInt8(ascii: "F") || b[0] == UInt8(ascii: "K") else { return false }
     guard b[1] >= UInt8(ascii: "1") && b[1] <= UInt8(ascii: "9") else { return false }
@@ -489,7 +489,7 @@ struct LineParser {
             var tokens: [String] = []
             while let t = c.next() {
                 guard isObservationToken(t.text) else {
-                    throw error(t.column, "expected an observation token (-, Z, S, M, H, D, A<id>:<mapcount>, F<id>:<mapcount> or K<id>:<mapcount>), got \(quoted(t.text))")
+                    throw error(t.column, "expected an observation token (-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount> or K<id>:<mapcount>), got \(quoted(t.text))")
                 }
                 guard UInt64(tokens.count) < total else {
                     throw error(t.column, "too many observation tokens: the targets cover \(total) page\(total == 1 ? "" : "s")")
@@ -629,7 +629,7 @@ struct LineParser {
             var coherent = false
             if let k = c.peek(), k.text == "coherent" { _ = c.next(); coherent = true }
             op = .device(addr: addr, pages: pages, coherent: coherent)
-        case "read", "reclaim", "migrate", "referenced", "mkclean", "poison":
+        case "read", "reclaim", "migrate", "referenced", "mkclean", "poison", "exclusive":
             let (addr, pages) = try addressAndOptionalPages(&c)
             switch verb.text {
             case "read": op = .read(addr: addr, pages: pages)
@@ -637,6 +637,7 @@ struct LineParser {
             case "migrate": op = .migrate(addr: addr, pages: pages)
             case "referenced": op = .referenced(addr: addr, pages: pages)
             case "poison": op = .poison(addr: addr, pages: pages)
+            case "exclusive": op = .exclusive(addr: addr, pages: pages)
             default: op = .mkclean(addr: addr, pages: pages)
             }
         case "madvise":

@@ -52,6 +52,12 @@ extension Kernel {
         walkLeaves(root: mm(sm).pointee.pgd, start: vma(src).pointee.vm_start, end: vma(src).pointee.vm_end) { addr, sslot in
             var e = sslot.pointee
             guard e != 0 else { return true }
+            if PTE.isDeviceExclusiveEntry(e) {
+                // copy_nonpresent_pte(): try_restore_exclusive_pte() in the
+                // parent, then the PTE is copied as a present one.
+                restoreExclusivePTE(src, addr, sslot)
+                e = sslot.pointee
+            }
             guard available(T.ptPage) >= 3, let dslot = leafSlotAlloc(root: mm(dm).pointee.pgd, key: addr) else {
                 ok = false
                 return false

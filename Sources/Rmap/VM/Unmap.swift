@@ -33,6 +33,11 @@ extension Kernel {
                 let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 putPage(pfn)
+            } else if PTE.isDeviceExclusiveEntry(e) {
+                // zap_nonpresent_ptes(): the counter and the entry's reference (no rmap).
+                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                addMMCounter(m, mmCounterFor(pfn), -1)
+                putPage(pfn)
             } else if PTE.isDevicePrivateEntry(e) {
                 // zap_nonpresent_ptes(): the device-private page's counter, rmap and reference.
                 let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
