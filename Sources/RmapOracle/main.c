@@ -32,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -83,7 +85,7 @@
 enum stmt_kind {
     S_FILE, S_PROC, S_FORK, S_EXIT, S_MMAP, S_MUNMAP, S_MPROTECT, S_MREMAP,
     S_READ, S_WRITE, S_MADVISE, S_MLOCK, S_MUNLOCK, S_OBSERVE, S_EXPECT,
-    S_SWAP, S_MODEL_ONLY
+    S_SWAP, S_MODEL_ONLY, S_KSM_SCAN
 };
 
 enum map_kind { K_ANON_PRIVATE, K_ANON_SHARED, K_FILE_PRIVATE, K_FILE_SHARED };
@@ -106,6 +108,8 @@ struct stmt {
     char **tokens;      /* expect tokens */
     int ntokens;
     char *want;         /* `=> RESULT`, or NULL */
+    uint64_t value;     /* write ... value=V */
+    int has_value;
 };
 
 struct file_ent { char *name; uint64_t pages; int created; };
@@ -116,6 +120,7 @@ struct proc_ent {
     int alive;           /* at run time */
     int cmd_rd, cmd_wr;  /* controller writes cmd_wr, worker reads cmd_rd */
     int rep_rd, rep_wr;  /* worker writes rep_wr, controller reads rep_rd */
+    uint32_t mm;         /* the model's mm index for this process (write tokens) */
 };
 
 static const char *trace_path;
@@ -330,11 +335,12 @@ static int prot_tok(struct tok *t)
 }
 
 static const char *advice_names[] = {
-    "dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork"
+    "dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork",
+    "mergeable", "unmergeable"
 };
 static const int advice_values[] = {
     MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT, MADV_DONTFORK, MADV_DOFORK,
-    MADV_WIPEONFORK, MADV_KEEPONFORK
+    MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_MERGEABLE, MADV_UNMERGEABLE
 };
 
 static int is_result_token(const char *s)
@@ -481,17 +487,17 @@ static void parse_line(char *line)
             set_skip("line %d: 'swap %s': the oracle runs without swap (no swap device is configured)",
                      cur_line, n->s);
     } else if (strcmp(w, "ksm") == 0 && NT >= 2 && strcmp(T[1].s, "scan") == 0) {
-        /* ksm scan [PASSES]: ksmd passes, model only */
+        /* ksm scan [PASSES]: PASSES full scans of ksmd (run_ksm_scan) */
         is_op = 0;
-        st.kind = S_MODEL_ONLY;
+        st.kind = S_KSM_SCAN;
+        st.pages = 1;
         pos = 2;
         if (pos < NT) {
             struct tok *n = &T[pos++];
             uint64_t v;
-            if (!parse_num(n->s, &v) || v < 1) perr(n->col, "bad pass count '%s'", n->s);
+            if (!parse_num(n->s, &v) || v < 1 || v > 1000) perr(n->col, "bad pass count '%s'", n->s);
+            st.pages = v;
         }
-        set_skip("line %d: 'ksm scan' is a model-only statement (the live kernel offers no way to run it)",
-                 cur_line);
     } else if (strcmp(w, "observe") == 0) {
         is_op = 0;
         st.kind = S_OBSERVE;
@@ -590,12 +596,10 @@ static void parse_line(char *line)
                 check_range(pg, st.addr, st.pages);
             }
             if (pos < NT && st.kind == S_WRITE && strncmp(T[pos].s, "value=", 6) == 0) {
-                /* write ... value=V: content tokens are model only */
+                /* write ... value=V: every written page holds the pattern of V */
                 struct tok *vt = &T[pos++];
-                uint64_t val;
-                if (!parse_num(vt->s + 6, &val)) perr(vt->col + 6, "bad content value '%s'", vt->s + 6);
-                set_skip("line %d: 'write ... value=' is a model-only statement (content tokens are the model's)",
-                         cur_line);
+                if (!parse_num(vt->s + 6, &st.value)) perr(vt->col + 6, "bad content value '%s'", vt->s + 6);
+                st.has_value = 1;
             }
         } else if (strcmp(v, "madvise") == 0) {
             st.kind = S_MADVISE;
@@ -607,11 +611,6 @@ static void parse_line(char *line)
             st.advice = -1;
             for (size_t i = 0; i < sizeof advice_names / sizeof *advice_names; i++)
                 if (strcmp(a->s, advice_names[i]) == 0) st.advice = (int)i;
-            if (st.advice < 0 && (strcmp(a->s, "mergeable") == 0 || strcmp(a->s, "unmergeable") == 0)) {
-                /* KSM advice: model only (ksmd's scans are not the trace's) */
-                st.advice = 0;
-                set_skip("line %d: 'madvise %s' is a model-only statement (KSM)", cur_line, a->s);
-            }
             if (st.advice < 0) perr(a->col, "unknown advice '%s'", a->s);
         } else if (!strcmp(v, "unmap") || !strcmp(v, "reclaim") || !strcmp(v, "migrate") ||
                    !strcmp(v, "referenced") || !strcmp(v, "mkclean") || !strcmp(v, "poison") ||
@@ -710,9 +709,54 @@ static void remove_files(void)
     tmpdir[0] = 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* KSM: ksmd driven through /sys/kernel/mm/ksm                          */
+
+#define KSM_DIR "/sys/kernel/mm/ksm/"
+static int ksm_saved;                 /* the settings below were saved and changed */
+static char ksm_old_run[32], ksm_old_pages[32], ksm_old_sleep[32];
+static int ksm_lock_fd = -1;
+
+static int ksm_read(const char *name, char *buf, size_t n)
+{
+    char path[128];
+    snprintf(path, sizeof path, KSM_DIR "%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t r = read(fd, buf, n - 1);
+    close(fd);
+    if (r <= 0) return -1;
+    buf[r] = 0;
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = 0;
+    return 0;
+}
+
+static int ksm_write(const char *name, const char *val)
+{
+    char path[128];
+    snprintf(path, sizeof path, KSM_DIR "%s", name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t r = write(fd, val, strlen(val));
+    close(fd);
+    return r == (ssize_t)strlen(val) ? 0 : -1;
+}
+
+static void ksm_restore(void)
+{
+    if (!ksm_saved) return;
+    ksm_saved = 0;
+    ksm_write("run", "0");   /* stop before the old settings; never 2 (that unmerges all) */
+    ksm_write("pages_to_scan", ksm_old_pages);
+    ksm_write("sleep_millisecs", ksm_old_sleep);
+    if (strcmp(ksm_old_run, "2") != 0) ksm_write("run", ksm_old_run);
+}
+
 static void cleanup(void)
 {
     kill_all();
+    ksm_restore();
     remove_files();
 }
 
@@ -747,6 +791,96 @@ static void skip(const char *fmt, ...)
     exit(77);
 }
 
+/* The model's mm table (Kernel.alloc / free of T.mm): bump allocation from
+ * 1 with a LIFO free list, so the oracle knows each process's mm index and
+ * writes the same content tokens as the model. */
+static uint32_t *mm_free_stack;
+static int mm_nfree;
+static uint32_t mm_bump = 1;
+
+static uint32_t mm_alloc(void)
+{
+    if (mm_nfree) return mm_free_stack[--mm_nfree];
+    return mm_bump++;
+}
+
+static void mm_release(uint32_t m)
+{
+    mm_free_stack = xrealloc(mm_free_stack, sizeof *mm_free_stack * (size_t)(mm_nfree + 1));
+    mm_free_stack[mm_nfree++] = m;
+}
+
+static uint64_t ksm_full_scans(int line)
+{
+    char b[32];
+    if (ksm_read("full_scans", b, sizeof b)) die("line %d: cannot read " KSM_DIR "full_scans", line);
+    return strtoull(b, NULL, 10);
+}
+
+/* Takes ksmd for this trace: one KSM trace at a time on the machine (an
+ * exclusive lock), settings saved for cleanup(), ksmd stopped, each batch
+ * large enough for a whole pass (ksm_do_scan stops at the end of a pass),
+ * a long sleep between batches so a pass count can be hit exactly. */
+static void ksm_take(void)
+{
+    char b[32];
+    if (ksm_read("run", ksm_old_run, sizeof ksm_old_run) ||
+        ksm_read("pages_to_scan", ksm_old_pages, sizeof ksm_old_pages) ||
+        ksm_read("sleep_millisecs", ksm_old_sleep, sizeof ksm_old_sleep))
+        skip("the trace uses KSM and " KSM_DIR " cannot be read (no CONFIG_KSM?)");
+    ksm_lock_fd = open("/tmp/rmap-oracle-ksm.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (ksm_lock_fd < 0 || flock(ksm_lock_fd, LOCK_EX)) die("cannot lock /tmp/rmap-oracle-ksm.lock: %s", strerror(errno));
+    /* read again under the lock: another oracle may have had them changed */
+    if (ksm_read("run", ksm_old_run, sizeof ksm_old_run) ||
+        ksm_read("pages_to_scan", ksm_old_pages, sizeof ksm_old_pages) ||
+        ksm_read("sleep_millisecs", ksm_old_sleep, sizeof ksm_old_sleep))
+        die("cannot read " KSM_DIR);
+    ksm_saved = 1;
+    if (ksm_write("run", "0") || ksm_write("pages_to_scan", "1000000") || ksm_write("sleep_millisecs", "50"))
+        die("cannot set " KSM_DIR " (%s)", strerror(errno));
+    (void)b;
+}
+
+/* `ksm scan [PASSES]`: ksmd runs until full_scans has grown by PASSES, then
+ * stops. Without a mergeable mm alive, ksmd does not run
+ * (ksmd_should_run: ksm_mm_head empty) and nothing happens. */
+static void run_ksm_scan(uint64_t passes, int line)
+{
+    int any = 0;
+    for (int i = 0; i < nprocs && !any; i++) {
+        if (!procs[i].alive) continue;
+        /* MMF_VM_MERGEABLE (__ksm_enter): madvise mergeable on a VMA KSM
+         * can use, here or in a parent (ksm_fork) */
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/ksm_stat", (int)procs[i].pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) die("line %d: cannot open %s: %s", line, path, strerror(errno));
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) die("line %d: cannot read %s", line, path);
+        buf[n] = 0;
+        if (strstr(buf, "ksm_mergeable: yes")) any = 1;
+    }
+    if (!any) return;
+    uint64_t target = ksm_full_scans(line) + passes;
+    if (ksm_write("run", "1")) die("line %d: cannot start ksmd: %s", line, strerror(errno));
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (ksm_full_scans(line) < target) {
+        usleep(200);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (ms > TIMEOUT_MS + (long)passes * 1000) die("line %d: ksmd did not finish %llu scans", line,
+                                                      (unsigned long long)passes);
+    }
+    if (ksm_write("run", "0")) die("line %d: cannot stop ksmd: %s", line, strerror(errno));
+    /* ksmd sleeps sleep_millisecs after each pass; a controller descheduled
+     * that long lets it start one more: an internal error (status 3), which
+     * rmap oracle-check runs again. */
+    if (ksm_full_scans(line) != target) die("line %d: ksmd ran past the %llu scans asked", line,
+                                            (unsigned long long)passes);
+}
+
 /* ------------------------------------------------------------------ */
 /* Worker                                                               */
 
@@ -763,6 +897,9 @@ struct cmd {
     int advice;
     int file;           /* mmap: index of the trace file, or -1 */
     uint64_t addr, len, new_len, to, off;
+    uint64_t value;     /* write: the content token (value=), or ... */
+    int has_value;
+    uint32_t mm;        /* ... the model's mm index, for the token of a plain write */
     char path[256];
 };
 
@@ -814,15 +951,34 @@ static int write_full(int fd, const void *buf, size_t n)
     return 0;
 }
 
-static int do_access(uint64_t addr, uint64_t pages, int write)
+/* The model's content token of a plain write (Machine.writeToken): a mix
+ * (SplitMix64's finaliser) of the writer's mm index and the address, never 0. */
+static uint64_t write_token(uint32_t mm, uint64_t addr)
+{
+    uint64_t z = ((uint64_t)mm << 48) ^ addr ^ 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+/* A write fills the page with its content token (512 copies), so pages
+ * are equal exactly when the model's tokens are: what KSM compares. */
+static int do_access(const struct cmd *c, int write)
 {
     volatile uint64_t i;
+    uint64_t pages = c->len / PAGE;
     int sig = sigsetjmp(access_jb, 1);
     if (sig) return sig == SIGBUS ? R_SIGBUS : R_SIGSEGV;
     for (i = 0; i < pages; i++) {
-        volatile char *p = (volatile char *)(uintptr_t)(addr + i * PAGE);
-        if (write) *p = 0x5a;
-        else (void)*p;
+        uint64_t a = c->addr + i * PAGE;
+        if (write) {
+            uint64_t v = c->has_value ? c->value : write_token(c->mm, a);
+            volatile uint64_t *p = (volatile uint64_t *)(uintptr_t)a;
+            for (int w = 0; w < (int)(PAGE / 8); w++) p[w] = v;
+        } else {
+            (void)*(volatile char *)(uintptr_t)a;
+        }
     }
     return 0;
 }
@@ -890,7 +1046,7 @@ static void worker_loop(void)
         }
         case C_READ:
         case C_WRITE:
-            r.result = do_access(c.addr, c.len / PAGE, c.op == C_WRITE);
+            r.result = do_access(&c, c.op == C_WRITE);
             break;
         case C_MADVISE:
             r.result = madvise((void *)(uintptr_t)c.addr, c.len, c.advice) ? errno : 0;
@@ -1016,6 +1172,24 @@ static void file_path(int f, char *buf, size_t n)
  * write), then fsync()ed so that every page is clean and not under
  * writeback, then checked with cachestat(): all pages cached, none dirty.
  */
+/* The model's content token of page i of the f-th trace file
+ * (Kernel.fileContentToken): every byte non-zero. */
+static uint64_t file_token(uint64_t f, uint64_t i)
+{
+    uint64_t t = 0;
+    for (int b = 0; b < 4; b++) t |= (1 + ((i >> (7 * b)) & 0x7f)) << (8 * b);
+    t |= (1 + (f & 0x7f)) << 32;
+    t |= (1 + ((f >> 7) & 0x7f)) << 40;
+    t |= (uint64_t)'F' << 48 | (uint64_t)'C' << 56;
+    return t;
+}
+
+static void fill_token(void *page, uint64_t token)
+{
+    uint64_t *w = page;
+    for (size_t k = 0; k < PAGE / 8; k++) w[k] = token;
+}
+
 static void create_file(int f)
 {
     char path[512];
@@ -1027,14 +1201,15 @@ static void create_file(int f)
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0) die("create %s: %s", path, strerror(errno));
     files[f].created = 1;
-    char buf[PAGE];
-    memset(buf, 'x', sizeof buf);
+    /* page i holds the model's content token of (f, i), repeated: what
+     * KSM compares (bytes all non-zero) */
+    uint64_t buf[PAGE / 8];
     const char *mode = getenv("RMAP_ORACLE_FILE_WRITE");
     if (mode && strcmp(mode, "bulk") == 0) {
         size_t len = (size_t)(files[f].pages * PAGE);
         char *big = malloc(len);
         if (!big) die("out of memory");
-        memset(big, 'x', len);
+        for (uint64_t i = 0; i < files[f].pages; i++) fill_token(big + i * PAGE, file_token((uint64_t)f, i));
         size_t done = 0;
         while (done < len) {
             ssize_t w = pwrite(fd, big + done, len - done, (off_t)done);
@@ -1044,7 +1219,7 @@ static void create_file(int f)
         free(big);
     } else {
         for (uint64_t i = 0; i < files[f].pages; i++) {
-            buf[0] = (char)('a' + i % 26);
+            fill_token(buf, file_token((uint64_t)f, i));
             if (pwrite(fd, buf, PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE)
                 die("write %s: %s", path, strerror(errno));
         }
@@ -1362,6 +1537,15 @@ int main(int argc, char **argv)
     int nobs = 0, failed = 0;
 
     for (int si = 0; si < nstmts; si++) {
+        const struct stmt *st = &stmts[si];
+        if (st->kind == S_KSM_SCAN ||
+            (st->kind == S_MADVISE && advice_values[st->advice] == MADV_MERGEABLE)) {
+            ksm_take();
+            break;
+        }
+    }
+
+    for (int si = 0; si < nstmts; si++) {
         struct stmt *st = &stmts[si];
         struct cmd c;
         struct reply r;
@@ -1371,6 +1555,9 @@ int main(int argc, char **argv)
         switch (st->kind) {
         case S_SWAP:
         case S_MODEL_ONLY:
+            break;
+        case S_KSM_SCAN:
+            run_ksm_scan(st->pages, st->line);
             break;
         case S_FILE:
             create_file(st->file);
@@ -1385,6 +1572,7 @@ int main(int argc, char **argv)
             procs[idx].pid = pid;
             procs[idx].alive = 1;
             procs[idx].pidfd = open_pidfd(pid);
+            procs[idx].mm = mm_alloc();
             get_reply(idx, &r, st->line);
             break;
         }
@@ -1398,6 +1586,7 @@ int main(int argc, char **argv)
                 procs[st->child].pid = r.pid;
                 procs[st->child].alive = 1;
                 procs[st->child].pidfd = open_pidfd(r.pid);
+                procs[st->child].mm = mm_alloc();
                 get_reply(st->child, &cr, st->line);
             }
             res = result_name(&r, st->line);
@@ -1407,6 +1596,7 @@ int main(int argc, char **argv)
             c.op = C_EXIT;
             send_cmd(st->proc, &c, st->line);
             wait_exit(st->proc, st->line);
+            mm_release(procs[st->proc].mm);
             res = "ok";
             break;
         case S_OBSERVE:
@@ -1468,7 +1658,12 @@ int main(int argc, char **argv)
                 c.to = st->to;
                 break;
             case S_READ: c.op = C_READ; break;
-            case S_WRITE: c.op = C_WRITE; break;
+            case S_WRITE:
+                c.op = C_WRITE;
+                c.value = st->value;
+                c.has_value = st->has_value;
+                c.mm = procs[st->proc].mm;
+                break;
             case S_MADVISE: c.op = C_MADVISE; c.advice = advice_values[st->advice]; break;
             case S_MLOCK: c.op = C_MLOCK; break;
             case S_MUNLOCK: c.op = C_MUNLOCK; break;

@@ -106,9 +106,12 @@ struct Gen: ParsableCommand {
     @Flag(help: "Only statements the kernel oracle can run.")
     var kernelOnly = false
 
+    @Flag(help: "With --kernel-only: the KSM statements too (madvise mergeable/unmergeable, write value=, ksm scan), which the oracle runs through ksmd.")
+    var ksm = false
+
     func run() throws {
         var g = TraceGenerator(seed: seed, kernelOnly: kernelOnly)
-        g.ksm = !kernelOnly
+        g.ksm = !kernelOnly || ksm
         print(g.generate(statements: max(1, min(statements, 1_000_000))), terminator: "")
     }
 }
@@ -272,6 +275,9 @@ struct OracleCheckCommand: ParsableCommand {
     @Option(help: "Parallel workers.")
     var jobs: Int = 2
 
+    @Flag(help: "Random traces with the KSM statements too (the oracle drives ksmd; one KSM trace at a time).")
+    var ksm = false
+
     func validate() throws {
         if count < 0 { throw ValidationError("--count must not be negative") }
         if statements < 1 || statements > 1_000_000 { throw ValidationError("--statements must be in 1...1000000") }
@@ -286,6 +292,7 @@ struct OracleCheckCommand: ParsableCommand {
         o.outDirectory = out
         o.corpusDirectory = corpus
         o.jobs = jobs
+        o.ksm = ksm
         let r = OracleCheck.run(o, emit: { print($0); fflush(stdout) }, progress: { writeStderr($0) })
         if r.status == 0 || r.status == 1 {
             print("checked in \((r.seconds * 10).rounded() / 10) s with \(jobs) jobs")

@@ -47,17 +47,29 @@ struct OracleDifferentialTests {
     /// (`rmap oracle-check`) runs many more and minimises any difference.
     @Test(arguments: Array(UInt64(1)...20))
     func randomTraceAgreesWithKernel(_ seed: UInt64) throws {
+        try agree(seed: seed, ksm: false)
+    }
+
+    /// The same with KSM statements (`rmap gen --kernel-only --ksm
+    /// --statements 60 --seed N`): the oracle drives ksmd for `ksm scan`.
+    @Test(arguments: Array(UInt64(1)...6))
+    func randomKSMTraceAgreesWithKernel(_ seed: UInt64) throws {
+        try agree(seed: seed, ksm: true)
+    }
+
+    func agree(seed: UInt64, ksm: Bool) throws {
         var g = TraceGenerator(seed: seed, kernelOnly: true)
-        let text = g.generate(statements: 40)
+        g.ksm = ksm
+        let text = g.generate(statements: ksm ? 60 : 40)
         let url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("rmap-oracle-test-\(getpid())-seed-\(seed).trace")
+            .appendingPathComponent("rmap-oracle-test-\(getpid())-\(ksm ? "ksm-" : "")seed-\(seed).trace")
         try text.write(to: url, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: url) }
         let model = replayFile(path: url.path)
         let kernel = try run(oraclePath!, [url.path])
         #expect(kernel.status != 77, "the oracle skipped a kernel-only trace: \(kernel.err)")
         #expect(model.stdout.map { $0 + "\n" } == kernel.out,
-                "seed \(seed) (rmap gen --kernel-only --seed \(seed))\nmodel:  \(model.stdout ?? "")\nkernel: \(kernel.out)")
+                "seed \(seed) (rmap gen --kernel-only\(ksm ? " --ksm --statements 60" : "") --seed \(seed))\nmodel:  \(model.stdout ?? "")\nkernel: \(kernel.out)")
         #expect(model.status == kernel.status)
     }
 }

@@ -171,10 +171,12 @@ import Foundation
         let k = frame(m, "P0", a)
         #expect(m.perform("P2", .writeValue(addr: b, pages: 1, value: 7)) == .ok)
         #expect(frame(m, "P2", b) != k, "a write to a KSM page always copies (wp_can_reuse_anon_folio)")
+        // The rmap_item keeps the oldchecksum it had before it went stable
+        // (6.18's struct ksm_rmap_item has no union over it): the new page's
+        // checksum equals it, so one scan merges it into the stable page.
+        // The kernel oracle shows the same (Tests/Corpus/kernel/43-ksm-remerge.trace).
         m.ksmScan()
-        #expect(frame(m, "P2", b) != k, "the checksum must be seen unchanged twice")
-        m.ksmScan()
-        #expect(frame(m, "P2", b) == k, "then it merges into the stable page")
+        #expect(frame(m, "P2", b) == k, "one scan merges it into the stable page")
         #expect(m.k.pageMapcount(k) == 3)
         #expect(m.check() == [])
     }

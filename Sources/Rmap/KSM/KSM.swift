@@ -97,14 +97,14 @@ extension Kernel {
         page(pfn).pointee.mapping = (node == 0 ? 0 : offset(table: T.ksmNode, index: node)) | PageMapping.ksm
     }
 
-    /// The vm_pgoff of a stable rmap_item overlays {oldchecksum, age,
-    /// remaining_skips} of an unstable one (a union): writing it writes them.
+    /// The vm_pgoff a stable rmap_item records. In Linux 6.18 struct
+    /// ksm_rmap_item keeps oldchecksum, age and remaining_skips in fields of
+    /// their own, so they survive the stable phase: a KSM page's mapping
+    /// that COW breaks and is written back with the same content merges
+    /// again on the next scan (its checksum is unchanged), as the kernel
+    /// oracle shows (a union overlaying them would need two scans).
     @inline(__always) func setItemPgoff(_ i: UInt32, _ pgoff: UInt64) {
-        let p = ksmItem(i)
-        p.pointee.vm_pgoff = pgoff
-        p.pointee.oldchecksum = pgoff & 0xffff_ffff
-        p.pointee.age = UInt8(truncatingIfNeeded: pgoff >> 32)
-        p.pointee.remaining_skips = UInt8(truncatingIfNeeded: pgoff >> 40)
+        ksmItem(i).pointee.vm_pgoff = pgoff
     }
 
     /// calc_checksum(): xxhash of the page in the kernel; here a bijective

@@ -79,6 +79,7 @@ public final class Machine {
         guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let f = k.createFile(pages: pages, kind: .regular)
         guard f != 0 else { return .errno(.ENOMEM) }
+        k.file(f).pointee.serial = UInt64(fileOrder.count)  // the ordinal: its pages' content tokens
         _ = recordName(name, kind: UInt32(RMAP_NAME_FILE), index: f)
         files[name] = f
         fileOrder.append(name)

@@ -16,6 +16,8 @@ public struct OracleCheckOptions: Sendable {
     public var firstSeed: UInt64 = 1
     /// Operation lines per random trace.
     public var statements: Int = 40
+    /// Random traces with the KSM statements too (`rmap gen --kernel-only --ksm`).
+    public var ksm = false
     /// Where the minimised traces of differences are written.
     public var outDirectory: String = "oracle-failures"
     /// The corpus folder whose `.trace` files are checked first ("" for none).
@@ -271,6 +273,7 @@ public enum OracleCheck {
                 text = t
             case .seed(let seed):
                 var g = TraceGenerator(seed: seed, kernelOnly: true)
+                g.ksm = options.ksm
                 text = g.generate(statements: max(1, options.statements))
             }
             let c = compare(text)
@@ -291,7 +294,7 @@ public enum OracleCheck {
         func origin(_ item: Item) -> String {
             switch item {
             case .corpus(let name, _): return "corpus trace \(name)"
-            case .seed(let s): return "seed \(s) (rmap gen --kernel-only --seed \(s) --statements \(options.statements))"
+            case .seed(let s): return "seed \(s) (rmap gen --kernel-only\(options.ksm ? " --ksm" : "") --seed \(s) --statements \(options.statements))"
             }
         }
 

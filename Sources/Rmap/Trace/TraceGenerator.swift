@@ -21,10 +21,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// so mappings collide, merge and split often.
 public struct TraceGenerator {
     public var kernelOnly = true
-    /// With `kernelOnly` false: also the KSM statements (`madvise
-    /// mergeable/unmergeable`, `write ... value=`, `ksm scan`), `migrate` and `poison`. Off by
-    /// default so the model-only stream of a seed stays what it was;
-    /// `rmap fuzz` and `rmap gen` (without --kernel-only) turn it on.
+    /// Also the KSM statements (`madvise mergeable/unmergeable`, `write ...
+    /// value=`, `ksm scan`), and with `kernelOnly` false `migrate` and
+    /// `poison`. Off by default so the stream of a seed stays what it was;
+    /// `rmap fuzz` and `rmap gen` (without --kernel-only) turn it on, and
+    /// `rmap gen --kernel-only --ksm` gives kernel-side traces with KSM (the
+    /// oracle runs them through ksmd).
     public var ksm = false
     var rng: SplitMix64
     var live: [String] = []
@@ -81,7 +83,10 @@ public struct TraceGenerator {
             }
             let p = pick(live)
             ops += 1
-            let r = int(100)
+            // Kernel-side KSM traces: one statement in four is a KSM one
+            // (the default branch below), so merges, COW breaks and
+            // unmerging happen often.
+            let r = kernelOnly && ksm && chance(25) ? 99 : int(100)
             switch r {
             case 0..<14: mmap(p)
             case 14..<36:
@@ -132,6 +137,17 @@ public struct TraceGenerator {
                     case "exclusive": lines.append("\(p) exclusive \(hex(addr())) \(pages(3))")
                     case "device": lines.append("\(p) device \(hex(addr())) \(pages(4))\(chance(30) ? " coherent" : "")")
                     case let verb: lines.append("\(p) \(verb) \(hex(addr())) \(pages(4))")
+                    }
+                } else if ksm {
+                    switch pick(["ksm", "ksm", "mergeable", "mergeable", "unmergeable", "value", "value", "value", "write"]) {
+                    case "ksm": lines.append("ksm scan \(1 + int(3))")
+                    case "mergeable" where chance(50):
+                        // The whole window: every VMA in it (ENOMEM for the holes).
+                        lines.append("\(p) madvise \(hex(TraceGenerator.windowBase)) \(TraceGenerator.windowPages) mergeable")
+                    case "mergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(24)) mergeable")
+                    case "unmergeable": lines.append("\(p) madvise \(hex(addr())) \(pages(12)) unmergeable")
+                    case "value": lines.append("\(p) write \(hex(addr())) \(pages(8)) value=\(int(3))")
+                    default: lines.append("\(p) write \(hex(addr())) \(pages(4))")
                     }
                 } else {
                     lines.append("\(p) write \(hex(addr())) \(pages(4))")
