@@ -449,18 +449,34 @@ import Foundation
         return oraclePath
     }()
 
+    /// `poison`, `device` and `exclusive` have no user-space equivalent the
+    /// oracle could run: skipped (77).
     @Test(.enabled(if: KSMTraceTests.oracle != nil, "needs the rmap-oracle binary (make test builds it)"))
-    func theOracleSkipsKSMStatementsAsModelOnly() throws {
-        for line in ["ksm scan 2", "P0 madvise 0x100000000000 4 mergeable", "P0 write 0x100000000000 value=3",
-                     "P0 poison 0x100000000000", "P0 device 0x100000000000 coherent",
-                     "P0 exclusive 0x100000000000"] {
+    func theOracleSkipsPoisonAndDeviceMemoryAsModelOnly() throws {
+        for line in ["P0 poison 0x100000000000", "P0 device 0x100000000000 coherent", "P0 exclusive 0x100000000000"] {
             let path = "/tmp/rmap-ksm-oracle-\(getpid()).trace"
             defer { unlink(path) }
-            let text = base + "\n" + line + "\n"
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            try (base + "\n" + line + "\n").write(toFile: path, atomically: true, encoding: .utf8)
             let r = try run(KSMTraceTests.oracle!, [path])
             #expect(r.status == 77, "\(line): \(r.err)")
             #expect(r.err.contains("model-only"), "\(line): \(r.err)")
+        }
+    }
+
+    /// The KSM statements run on the live kernel (ksmd driven through
+    /// /sys/kernel/mm/ksm) and give the model's bytes.
+    @Test(.enabled(if: KSMTraceTests.oracle != nil && canReadPFNs, "needs root and the rmap-oracle binary"))
+    func theOracleRunsKSMStatements() throws {
+        for line in ["ksm scan 2", "P0 madvise 0x100000000000 4 mergeable\nksm scan 2",
+                     "P0 write 0x100000000000 value=3\nP0 madvise 0x100000000000 4 mergeable\nksm scan 3"] {
+            let path = "/tmp/rmap-ksm-oracle-runs-\(getpid()).trace"  // not the other test's file
+            defer { unlink(path) }
+            let text = base + "\n" + line + "\nobserve P0 0x100000000000 4\n"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let r = try run(KSMTraceTests.oracle!, [path])
+            let model = replayFile(path: path)
+            #expect(r.status == 0, "\(line): \(r.err)")
+            #expect(model.stdout.map { $0 + "\n" } == r.out, "\(line)")
         }
     }
 }
