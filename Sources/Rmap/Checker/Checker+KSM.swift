@@ -115,6 +115,38 @@ extension Checker {
         }
     }
 
+    /// Non-LRU movable pages (the balloon): never mapped, on the balloon's
+    /// list exactly when not isolated, the list and counts consistent.
+    func checkMovable(mapped: [UInt32: Int]) {
+        var onList = Set<UInt32>()
+        var p = k.balloonHead
+        var prev: UInt32 = 0
+        while p != 0 && onList.count < 1 << 24 {
+            if !onList.insert(p).inserted { fail("balloon: list loops at frame \(p)"); break }
+            if k.page(p).pointee.prev != prev { fail("balloon: back link of frame \(p) broken") }
+            prev = p
+            p = k.page(p).pointee.next
+        }
+        if UInt64(onList.count) != k.header.pointee.reserved.6 { fail("balloon: \(k.header.pointee.reserved.6) pages counted, \(onList.count) on the list") }
+        var isolated: UInt64 = 0
+        let d = k.desc(T.frame).pointee
+        var f: UInt32 = 1
+        while f < d.bump {
+            defer { f += 1 }
+            let pg = k.page(f).pointee
+            if pg.refcount == 0x6b6b6b6b || pg.mapping & PageMapping.flags != PageMapping.movable { continue }
+            if (mapped[f] ?? 0) > 0 { fail("frame \(f): a non-LRU movable page is mapped") }
+            if k.pageIsBalloonMovable(f) {
+                if pg.flags & PG.isolated != 0 { isolated += 1 }
+                if (pg.flags & PG.isolated == 0) != onList.contains(f) { fail("frame \(f): balloon page isolated \(pg.flags & PG.isolated != 0) but on the list \(onList.contains(f))") }
+            } else if pg.mapping != PageMapping.movable {
+                fail("frame \(f): PAGE_MAPPING_MOVABLE with unknown movable_operations")
+            }
+        }
+        for x in onList where !k.pageIsBalloonMovable(x) { fail("balloon: frame \(x) on the list is not a balloon page") }
+        if isolated != k.header.pointee.reserved.7 { fail("balloon: isolated_pages \(k.header.pointee.reserved.7), isolated balloon pages \(isolated)") }
+    }
+
     func hlistContains(_ node: UInt32, _ item: UInt32) -> Bool {
         var i = k.ksmNode(node).pointee.hlist
         var n = 0

@@ -180,6 +180,7 @@ final class Checker {
         if k.live(T.avc) != UInt32(avcCount) { fail("avc table: \(k.live(T.avc)) live, \(avcCount) on VMA lists (leak)") }
         if k.live(T.mm) != UInt32(mms.count) { fail("mm table: \(k.live(T.mm)) live, \(mms.count) processes (leak)") }
         checkKSM(mms: mms)
+        checkMovable(mapped: mapcount)
     }
 
     /// Every present PTE is found by an rmap walk of its frame.

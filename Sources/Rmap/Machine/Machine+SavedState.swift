@@ -104,6 +104,11 @@ struct ArenaValidator {
                 if k.index(table: T.anonVMA, offset: p.mapping & ~PageMapping.flags) == 0 {
                     return "frame \(i): mapping is not an anon_vma record"
                 }
+            case PageMapping.movable:
+                if p.mapping != k.balloonMops | PageMapping.movable && p.mapping != PageMapping.movable {
+                    return "frame \(i): movable mapping names no known movable_operations"
+                }
+                guard okOr0(T.frame, p.next), okOr0(T.frame, p.prev) else { return "frame \(i): balloon list link out of range" }
             case PageMapping.ksm:
                 let off = p.mapping & ~PageMapping.flags
                 if off != 0 && !ok(T.ksmNode, k.index(table: T.ksmNode, offset: off)) {
@@ -143,6 +148,14 @@ struct ArenaValidator {
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
         if let e = validateKSMObjects() { return e }
+        guard okOr0(T.frame, k.balloonHead), k.header.pointee.reserved.5 < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
+        var bn: UInt32 = 0
+        var bp = k.balloonHead
+        while bp != 0 {
+            bn += 1
+            guard bn < bump(T.frame), ok(T.frame, bp), k.pageIsBalloonMovable(bp) else { return "balloon list broken at frame \(bp)" }
+            bp = k.page(bp).pointee.next
+        }
         let slots = k.header.pointee.swap_slots
         if slots > 0 {
             for s in 1...slots {

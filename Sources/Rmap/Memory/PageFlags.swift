@@ -27,6 +27,10 @@ enum PG {
     /// is_device_private_page(): MEMORY_DEVICE_PRIVATE, not addressable by
     /// the CPU: mapped only through device-private swap entries.
     static let devicePrivate: UInt64 = 1 << 19
+    /// PG_isolated: a non-LRU movable page isolated for migration.
+    static let isolated: UInt64 = 1 << 20
+    /// PageOffline (a page type in the kernel): a page a balloon took from the system.
+    static let offline: UInt64 = 1 << 21
 }
 
 /// Low bits of page->mapping (include/linux/page-flags.h).
