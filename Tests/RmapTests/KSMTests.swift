@@ -484,3 +484,36 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// What the FuzzOps libFuzzer target does, on fixed random inputs: the
+/// decoder's traces (KSM, poison, device and exclusive statements among
+/// them) parse, and the checker is clean after every statement on a small arena.
+@Suite struct OpDecoderTests {
+    @Test func decodedTracesParseAndRunClean() throws {
+        var rng = SplitMix64(seed: 7)
+        var special = 0
+        for _ in 0..<150 {
+            let bytes = (0..<(4 * 120 + 2)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let text = OpDecoder.trace(from: bytes)
+            let trace = try TraceParser.parse(text, file: "ops.trace")
+            special += text.split(separator: "\n").filter {
+                $0.hasPrefix("ksm scan") || $0.contains(" value=") || $0.contains(" poison ") || $0.contains(" device ")
+                    || $0.contains(" exclusive ") || $0.contains(" mergeable")
+            }.count
+            var cfg = ArenaConfig()
+            cfg.frames = 48 + UInt32(bytes[0])
+            cfg.ptPages = 24; cfg.vmas = 64; cfg.anonVMAs = 48; cfg.avcs = 96; cfg.mms = 10; cfg.files = 8; cfg.swapSlots = 32
+            let m = try Machine(config: cfg)
+            var out = ReplayOutcome()
+            for tl in trace.lines {
+                m.step(tl, file: trace.file, into: &out)
+                let v = m.check()
+                if !v.isEmpty {
+                    Issue.record("line \(tl.line): \(v[0])\n\(text)")
+                    return
+                }
+            }
+        }
+        #expect(special > 100, "the decoder exercises the new statements")
+    }
+}
