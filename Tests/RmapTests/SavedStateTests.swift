@@ -37,6 +37,22 @@ import CShims
         #expect([ao, bo].filter { !$0.isEmpty }.joined(separator: ",") == fo)
     }
 
+    /// Inputs the FuzzArena target once crashed on (kept in its corpus as
+    /// `regress-*`): each must be rejected with a message, or reopen sound.
+    @Test func fuzzRegressionArenasAreRejectedOrSound() throws {
+        let dir = packageRoot.appendingPathComponent("Fuzz/corpus/arena")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("regress-") }
+        #expect(!files.isEmpty)
+        for f in files {
+            do {
+                let m = try Machine(opening: dir.appendingPathComponent(f).path)
+                #expect(m.check().allSatisfy { $0.contains("CVE") }, "\(f) reopened inconsistent")
+            } catch {
+                #expect(!"\(error)".isEmpty, "\(f)")
+            }
+        }
+    }
+
     @Test func corruptedArenaFilesAreRejectedOrSound() throws {
         var cfg = ArenaConfig()
         cfg.frames = 256; cfg.ptPages = 64; cfg.mms = 16; cfg.vmas = 64; cfg.anonVMAs = 64; cfg.avcs = 128
