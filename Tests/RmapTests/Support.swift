@@ -64,7 +64,15 @@ let canReadPFNs: Bool = {
 }()
 
 /// The oracle binary built by `make test` (swift build --product rmap-oracle).
+/// The one built with these tests (next to the test bundle, e.g. with
+/// `swift test --scratch-path DIR`) comes first, so a stale `.build` copy is
+/// not used.
 let oraclePath: String? = {
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for dir in [here, here.deletingLastPathComponent()] {
+        let p = dir.appendingPathComponent("rmap-oracle").path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
     for c in [".build/debug/rmap-oracle", ".build/release/rmap-oracle"] {
         let p = packageRoot.appendingPathComponent(c).path
         if FileManager.default.isExecutableFile(atPath: p) { return p }
