@@ -157,14 +157,8 @@ extension Kernel {
 
     /// Keeps the leaf table's count of used entries (ptdesc->used) for cache slots.
     @inline(__always) func ptDescUsedForLeaf(_ root: UInt32, _ key: UInt64, _ delta: Int32) {
-        var table = root
-        var level = 4
-        while level > 1 {
-            let e = ptPage(table)[Kernel.index(key, level: level)]
-            if e == 0 { return }
-            table = PTE.pfn(e)
-            level -= 1
-        }
+        let table = tableOnPath(root: root, key: key, level: 1)
+        guard table != 0 else { return }
         ptDesc(table).pointee.used = UInt32(Int32(ptDesc(table).pointee.used) + delta)
     }
 }

@@ -27,18 +27,26 @@ extension Kernel {
         free(T.ptPage, i)
     }
 
-    /// pte_offset_map(): the leaf slot for `key` under `root`, nil when a table is missing.
+    /// The page-table page of `level` (1 PTE ... 4 PGD) on the way from
+    /// `root` to `key`; 0 when a table above it is missing.
     @inline(__always)
-    func leafSlot(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+    func tableOnPath(root: UInt32, key: UInt64, level target: Int) -> UInt32 {
         var table = root
         var level = 4
-        while level > 1 {
+        while level > target {
             let e = ptPage(table)[Kernel.index(key, level: level)]
-            if e == 0 { return nil }
+            if e == 0 { return 0 }
             table = PTE.pfn(e)
             level -= 1
         }
-        return ptPage(table) + Kernel.index(key, level: 1)
+        return table
+    }
+
+    /// pte_offset_map(): the leaf slot for `key` under `root`, nil when a table is missing.
+    @inline(__always)
+    func leafSlot(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        let table = tableOnPath(root: root, key: key, level: 1)
+        return table == 0 ? nil : ptPage(table) + Kernel.index(key, level: 1)
     }
 
     /// __pte_alloc() and the upper-level allocations: the leaf slot for `key`,
@@ -64,14 +72,8 @@ extension Kernel {
     /// pte_free() of the PTE table holding `key` when all its entries are
     /// none: the fault that allocated it mapped nothing.
     func freeEmptyPTETable(root: UInt32, key: UInt64) {
-        var table = root
-        var level = 4
-        while level > 2 {
-            let e = ptPage(table)[Kernel.index(key, level: level)]
-            if e == 0 { return }
-            table = PTE.pfn(e)
-            level -= 1
-        }
+        let table = tableOnPath(root: root, key: key, level: 2)
+        guard table != 0 else { return }
         let pmd = ptPage(table) + Kernel.index(key, level: 2)
         guard pmd.pointee != 0 else { return }
         let pte = PTE.pfn(pmd.pointee)
