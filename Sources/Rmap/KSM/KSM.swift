@@ -648,11 +648,12 @@ extension Kernel {
     }
 
     /// should_skip_rmap_item() (ksm_smart_scan, on by default): a page that
-    /// failed to merge for 3 scans is skipped for 1, 2, 4 then 8 scans.
+    /// failed to merge for 3 scans is skipped for 1, 2, 4 then 8 scans. Only
+    /// a KSM page is exempt: an item still listed from the stable tree whose
+    /// page a write replaced ages like any other (6.18; the oracle shows it).
     func shouldSkipRmapItem(_ pfn: UInt32, _ i: UInt32) -> Bool {
         if pageIsKSM(pfn) { return false }
         let p = ksmItem(i)
-        if p.pointee.address & KSMFlag.stable != 0 { return false }
         let age = p.pointee.age
         if age != UInt8.max { p.pointee.age += 1 }
         if age < 3 { return false }
