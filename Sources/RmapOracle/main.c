@@ -820,25 +820,25 @@ static uint64_t ksm_full_scans(int line)
 /* Takes ksmd for this trace: one KSM trace at a time on the machine (an
  * exclusive lock), settings saved for cleanup(), ksmd stopped, each batch
  * large enough for a whole pass (ksm_do_scan stops at the end of a pass),
- * a long sleep between batches so a pass count can be hit exactly. */
+ * and a sleep between batches (50 ms) that leaves time to stop ksmd
+ * between two passes, so a pass count can be hit exactly. */
+static int ksm_read_settings(void)
+{
+    return ksm_read("run", ksm_old_run, sizeof ksm_old_run) ||
+           ksm_read("pages_to_scan", ksm_old_pages, sizeof ksm_old_pages) ||
+           ksm_read("sleep_millisecs", ksm_old_sleep, sizeof ksm_old_sleep);
+}
+
 static void ksm_take(void)
 {
-    char b[32];
-    if (ksm_read("run", ksm_old_run, sizeof ksm_old_run) ||
-        ksm_read("pages_to_scan", ksm_old_pages, sizeof ksm_old_pages) ||
-        ksm_read("sleep_millisecs", ksm_old_sleep, sizeof ksm_old_sleep))
-        skip("the trace uses KSM and " KSM_DIR " cannot be read (no CONFIG_KSM?)");
+    if (ksm_read_settings()) skip("the trace uses KSM and " KSM_DIR " cannot be read (no CONFIG_KSM?)");
     ksm_lock_fd = open("/tmp/rmap-oracle-ksm.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (ksm_lock_fd < 0 || flock(ksm_lock_fd, LOCK_EX)) die("cannot lock /tmp/rmap-oracle-ksm.lock: %s", strerror(errno));
     /* read again under the lock: another oracle may have had them changed */
-    if (ksm_read("run", ksm_old_run, sizeof ksm_old_run) ||
-        ksm_read("pages_to_scan", ksm_old_pages, sizeof ksm_old_pages) ||
-        ksm_read("sleep_millisecs", ksm_old_sleep, sizeof ksm_old_sleep))
-        die("cannot read " KSM_DIR);
+    if (ksm_read_settings()) die("cannot read " KSM_DIR);
     ksm_saved = 1;
     if (ksm_write("run", "0") || ksm_write("pages_to_scan", "1000000") || ksm_write("sleep_millisecs", "50"))
         die("cannot set " KSM_DIR " (%s)", strerror(errno));
-    (void)b;
 }
 
 /* `ksm scan [PASSES]`: ksmd runs until full_scans has grown by PASSES, then
