@@ -79,13 +79,35 @@ docs:
 		--output-path .build/docs --transform-for-static-hosting
 	@echo "documentation in .build/docs"
 
+## setup: installs, once, the system packages the Makefile calls that a fresh Debian
+## machine with Swift may lack: graphviz (`dot`, for make pictures) and gcc (`cc`,
+## for make test's C example and make bench-kernel). Only the missing ones, through
+## apt-get (with sudo when not root); says what it installs, and installs nothing
+## when every command is there. (`perf`, used by hand for the profiles in
+## docs/benchmarks.md, is Debian's linux-perf; no target calls it.)
+SETUP_NEEDS = dot:graphviz cc:gcc
+.PHONY: setup
+setup:
+	@missing=""; for need in $(SETUP_NEEDS); do \
+		cmd=$${need%%:*}; pkg=$${need#*:}; \
+		if command -v $$cmd >/dev/null; then echo "setup: $$cmd is there ($$(command -v $$cmd))"; \
+		else echo "setup: $$cmd is missing: will install Debian's $$pkg"; missing="$$missing $$pkg"; fi; \
+	done; \
+	if [ -z "$$missing" ]; then echo "setup: nothing to install"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "setup: no apt-get here: install these packages (Debian names) by hand:$$missing" >&2; exit 1; fi; \
+	sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo "; fi; \
+	echo "setup: $${sudo}apt-get update && $${sudo}apt-get install -y$$missing"; \
+	$${sudo}apt-get update -qq && $${sudo}apt-get install -y -qq$$missing >/dev/null && \
+	echo "setup: installed$$missing"
+
 ## pictures: Graphviz SVGs of the demo's rmap graph and of the CVE-2022-42703
 ## double reuse (degree) next to the same trace under split, and the curves of
 ## the design variants (variants-*.svg: bench-model variants, measured here, log-log).
-## Installs Debian's graphviz when `dot` is missing.
+## Needs Graphviz's `dot`: `make setup` installs it.
 .PHONY: pictures
 pictures:
-	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
+	@command -v dot >/dev/null || { echo "make pictures: Graphviz's dot is missing: run make setup first" >&2; exit 1; }
 	$(SWIFT) build -c release --product rmap
 	mkdir -p .build/pictures
 	.build/release/rmap dot --demo > .build/pictures/demo.dot
