@@ -1,0 +1,162 @@
+/*
+ * oracle.h - what the files of rmap-oracle share: the parsed trace (its
+ * statements, files and processes), the controller/worker protocol, and the
+ * functions one file calls in another.
+ *
+ *   parse.c    the trace: lexer and parser (exit status 2 on a malformed trace)
+ *   worker.c   the trace processes: the worker loop and the controller's side
+ *              of the pipes (commands, replies, exits)
+ *   ksm.c      KSM: ksmd driven through /sys/kernel/mm/ksm
+ *   files.c    the trace's files: created in a temporary directory, filled
+ *              with the model's content tokens
+ *   observe.c  observation: pagemap, kpagecount, kpageflags and maps
+ *   util.c     allocation, the fatal exits (die, skip) and the cleanup they run
+ *   main.c     main: runs the statements in order and prints the observation
+ *
+ * The content tokens are the model's own (CShims/include/rmap_content.h).
+ */
+#ifndef RMAP_ORACLE_H
+#define RMAP_ORACLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* by a relative path: the oracle does not depend on the CShims target (no
+ * arena code linked in), and plain cc builds it without -I */
+#include "../../CShims/include/rmap_content.h"
+
+#define PAGE 4096ULL
+#define TIMEOUT_MS 20000
+
+/* ------------------------------------------------------------------ */
+/* Trace representation (parse.c)                                       */
+
+enum stmt_kind {
+    S_FILE, S_PROC, S_FORK, S_EXIT, S_MMAP, S_MUNMAP, S_MPROTECT, S_MREMAP,
+    S_READ, S_WRITE, S_MADVISE, S_MLOCK, S_MUNLOCK, S_OBSERVE, S_EXPECT,
+    S_SWAP, S_MODEL_ONLY, S_KSM_SCAN
+};
+
+enum map_kind { K_ANON_PRIVATE, K_ANON_SHARED, K_FILE_PRIVATE, K_FILE_SHARED };
+
+struct target { int proc; uint64_t addr, pages; };
+
+struct stmt {
+    enum stmt_kind kind;
+    int line;
+    int proc;           /* acting process (operation lines) */
+    int child;          /* fork: new process index; proc: the process */
+    int file;           /* file statement / file mapping */
+    uint64_t addr, pages, new_pages, to, pgoff;
+    int has_to;
+    int prot;
+    enum map_kind mkind;
+    int advice;
+    struct target *targets;
+    int ntargets;
+    char **tokens;      /* expect tokens */
+    int ntokens;
+    char *want;         /* `=> RESULT`, or NULL */
+    uint64_t value;     /* write ... value=V */
+    int has_value;
+};
+
+struct file_ent { char *name; uint64_t pages; int created; };
+struct proc_ent {
+    char *name;
+    pid_t pid;
+    int pidfd;
+    int alive;           /* at run time */
+    int cmd_rd, cmd_wr;  /* controller writes cmd_wr, worker reads cmd_rd */
+    int rep_rd, rep_wr;  /* worker writes rep_wr, controller reads rep_rd */
+    uint32_t mm;         /* the model's mm index for this process (write tokens) */
+};
+
+extern const char *trace_path;
+extern struct stmt *stmts;
+extern int nstmts;
+extern struct file_ent *files;
+extern int nfiles;
+extern struct proc_ent *procs;
+extern int nprocs;
+extern char *skip_reason;      /* first model-only statement or swap != 0 */
+extern const int advice_values[]; /* MADV_* of st->advice */
+
+void parse_file(const char *path);
+
+/* ------------------------------------------------------------------ */
+/* Controller and worker (worker.c)                                     */
+
+enum cmd_op {
+    C_FORK = 1, C_EXIT, C_MMAP, C_MUNMAP, C_MPROTECT, C_MREMAP, C_READ, C_WRITE,
+    C_MADVISE, C_MLOCK, C_MUNLOCK
+};
+
+struct cmd {
+    int op;
+    int child;
+    int prot;
+    int flags;
+    int advice;
+    int file;           /* mmap: index of the trace file, or -1 */
+    uint64_t addr, len, new_len, to, off;
+    uint64_t value;     /* write: the content token (value=), or ... */
+    int has_value;
+    uint32_t mm;        /* ... the model's mm index, for the token of a plain write */
+    char path[256];
+};
+
+/* result: 0 ok, >0 errno, R_SIGSEGV/R_SIGBUS, R_ERROR internal (detail in errno field) */
+#define R_SIGSEGV (-1)
+#define R_SIGBUS (-2)
+#define R_MISPLACED (-3)
+#define R_ERROR (-4)
+struct reply { int result; int err; pid_t pid; int pad; };
+
+void worker_start(int idx) __attribute__((noreturn));
+void get_reply(int idx, struct reply *r, int line);
+void send_cmd(int idx, struct cmd *c, int line);
+int open_pidfd(pid_t pid);
+void wait_exit(int idx, int line);
+void kill_all(void);
+
+/* ------------------------------------------------------------------ */
+/* KSM (ksm.c)                                                          */
+
+void ksm_take(void);
+void ksm_restore(void);
+void run_ksm_scan(uint64_t passes, int line);
+
+/* ------------------------------------------------------------------ */
+/* Files (files.c)                                                      */
+
+extern char tmpdir[256];
+
+void file_path(int f, char *buf, size_t n);
+void create_file(int f);
+void remove_files(void);
+
+/* ------------------------------------------------------------------ */
+/* Observation (observe.c)                                              */
+
+/* a growing string (sb_add, util.c): the JSON of the observations */
+struct strbuf { char *s; size_t len, cap; };
+
+void setup_checks(void);
+void observe(struct stmt *st, char ***toks_out, int *ntoks_out, struct strbuf *vmas);
+
+/* ------------------------------------------------------------------ */
+/* Utilities (util.c) and main.c                                        */
+
+extern int verbose;          /* -v: PFNs and flags of every observed page on stderr */
+
+void *xmalloc(size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+void sb_add(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cleanup(void);
+void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+#endif /* RMAP_ORACLE_H */

@@ -1,0 +1,79 @@
+/*
+ * util.c - allocation that cannot fail (out of memory: status 3), the
+ * growing string buffer, and the two fatal exits with the cleanup they run:
+ * die() for an internal error (status 3), skip() when the machine cannot
+ * run the trace (status 77).  cleanup() kills the trace processes, restores
+ * ksmd's settings and removes the trace's files.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oracle.h"
+
+void *xmalloc(size_t n)
+{
+    void *p = calloc(1, n ? n : 1);
+    if (!p) { fprintf(stderr, "rmap-oracle: out of memory\n"); exit(3); }
+    return p;
+}
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p) { fprintf(stderr, "rmap-oracle: out of memory\n"); exit(3); }
+    return p;
+}
+char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) { fprintf(stderr, "rmap-oracle: out of memory\n"); exit(3); }
+    return d;
+}
+
+void sb_add(struct strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) die("vsnprintf failed");
+        if ((size_t)n < room) { b->len += (size_t)n; return; }
+        b->cap = (b->cap + (size_t)n + 1) * 2;
+        b->s = xrealloc(b->s, b->cap);
+    }
+}
+
+void cleanup(void)
+{
+    kill_all();
+    ksm_restore();
+    remove_files();
+}
+
+void die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "rmap-oracle: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cleanup();
+    exit(3);
+}
+
+void skip(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "rmap-oracle: skipped: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cleanup();
+    exit(77);
+}
+
