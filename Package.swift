@@ -5,6 +5,9 @@ let package = Package(
     name: "swift-rmap",
     products: [
         .library(name: "Rmap", targets: ["Rmap"]),
+        .library(name: "RmapTrace", targets: ["RmapTrace"]),
+        .library(name: "RmapTools", targets: ["RmapTools"]),
+        .library(name: "RmapVariants", targets: ["RmapVariants"]),
         .executable(name: "rmap", targets: ["rmap"]),
         .executable(name: "rmap-oracle", targets: ["RmapOracle"]),
         // The C API (Sources/RmapC/rmap.h): link C programs with -lRmapC.
@@ -19,20 +22,37 @@ let package = Package(
     targets: [
         // The arena layout and the few calls Swift cannot make directly. No logic.
         .target(name: "CShims", path: "CShims", cSettings: [.define("_GNU_SOURCE")]),
-        // The model: arena, memory, VM objects, forward and reverse paths, trace language.
+        // The model: arena, memory, VM objects, forward and reverse paths, KSM,
+        // the checker, saved states and the `Machine` facade. Nothing here spawns
+        // processes, parses traces or prints reports.
         .target(name: "Rmap", dependencies: ["CShims"], path: "Sources/Rmap"),
+        // The trace language: AST, parser, interpreter (`Machine.step`), observation, generator.
+        .target(name: "RmapTrace", dependencies: ["Rmap", "CShims"], path: "Sources/RmapTrace"),
+        // The design variants behind the walk API (PV lists, full scan): the core
+        // calls them only through its `ReverseMapHooks` protocol.
+        .target(name: "RmapVariants", dependencies: ["Rmap", "CShims"], path: "Sources/RmapVariants"),
+        // What users run: replay of files, fuzzer and shrinker, oracle check, demo,
+        // dot, report, stats, bench entry points.
+        .target(name: "RmapTools", dependencies: ["Rmap", "RmapTrace", "RmapVariants", "CShims"],
+                path: "Sources/RmapTools"),
         // The command line: argument parsing only, everything else is the library's.
         .executableTarget(
             name: "rmap",
-            dependencies: ["Rmap", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Rmap", "RmapTrace", "RmapTools", "RmapVariants",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/rmap"),
         // The kernel oracle: runs the kernel-side statements of a trace on the live kernel (C).
         .executableTarget(name: "RmapOracle", path: "Sources/RmapOracle",
                           cSettings: [.define("_GNU_SOURCE")]),
-        .target(name: "RmapC", dependencies: ["Rmap"], path: "Sources/RmapC", exclude: ["rmap.h"]),
+        .target(name: "RmapC", dependencies: ["Rmap", "RmapTrace", "RmapTools"], path: "Sources/RmapC", exclude: ["rmap.h"]),
         // Embedding from Swift: the example `make test` runs.
-        .executableTarget(name: "EmbedExample", dependencies: ["Rmap"], path: "Examples/swift"),
-        .testTarget(name: "RmapTests", dependencies: ["Rmap", "CShims"], path: "Tests/RmapTests"),
+        .executableTarget(name: "EmbedExample", dependencies: ["Rmap", "RmapTrace"], path: "Examples/swift"),
+        // Shared by the tests: the seeded RNG, machine and frame helpers, corpus and oracle paths.
+        .target(name: "RmapTestSupport", dependencies: ["Rmap", "RmapTrace", "CShims"],
+                path: "Tests/RmapTestSupport"),
+        .testTarget(name: "RmapTests",
+                    dependencies: ["Rmap", "RmapTrace", "RmapTools", "RmapVariants", "RmapTestSupport", "CShims"],
+                    path: "Tests/RmapTests"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -17,7 +17,8 @@ let package = Package(
         // that the suites and bench-model share.
         .target(
             name: "BenchSupport",
-            dependencies: [.product(name: "Rmap", package: "swift-rmap")],
+            dependencies: [.product(name: "Rmap", package: "swift-rmap"), .product(name: "RmapTools", package: "swift-rmap"),
+                           .product(name: "RmapVariants", package: "swift-rmap")],
             path: "Sources/BenchSupport"),
         // package-benchmark suites: faults, fork, munmap, exit, rmap_walk,
         // try_to_unmap, page_referenced, the fork loop.
@@ -26,6 +27,8 @@ let package = Package(
             dependencies: [
                 "BenchSupport",
                 .product(name: "Rmap", package: "swift-rmap"),
+                .product(name: "RmapTools", package: "swift-rmap"),
+                .product(name: "RmapVariants", package: "swift-rmap"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/RmapBenchmarks",
@@ -34,7 +37,10 @@ let package = Package(
         // (Benchmarks/kernel/bench_kernel.c) on the model, in release.
         .executableTarget(
             name: "bench-model",
-            dependencies: ["BenchSupport", .product(name: "Rmap", package: "swift-rmap")],
+            dependencies: ["BenchSupport", .product(name: "Rmap", package: "swift-rmap"),
+                           .product(name: "RmapTrace", package: "swift-rmap"),
+                           .product(name: "RmapTools", package: "swift-rmap"),
+                           .product(name: "RmapVariants", package: "swift-rmap")],
             path: "Sources/bench-model"),
     ],
     swiftLanguageModes: [.v5]

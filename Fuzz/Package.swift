@@ -12,11 +12,12 @@ let package = Package(
     name: "swift-rmap-fuzz",
     dependencies: [.package(path: "..")],
     targets: [
-        .executableTarget(name: "FuzzParser", dependencies: [.product(name: "Rmap", package: root)],
+        .executableTarget(name: "FuzzParser", dependencies: [.product(name: "RmapTrace", package: root)],
                           path: "Sources/FuzzParser"),
         .executableTarget(name: "FuzzArena", dependencies: [.product(name: "Rmap", package: root)],
                           path: "Sources/FuzzArena"),
-        .executableTarget(name: "FuzzOps", dependencies: [.product(name: "Rmap", package: root)],
+        .executableTarget(name: "FuzzOps", dependencies: [.product(name: "Rmap", package: root), .product(name: "RmapTrace", package: root),
+                                                       .product(name: "RmapTools", package: root)],
                           path: "Sources/FuzzOps"),
     ],
     swiftLanguageModes: [.v5]

@@ -2,6 +2,7 @@
 // copy-on-write pages, walk the reverse map of a shared frame with a custom
 // walk control, and check the invariants. `make test` runs it.
 import Rmap
+import RmapTrace
 
 /// Remembers the mappings the walk finds. The walk visits every VMA that may
 /// map the frame (all VMAs attached to its anon_vma); like the kernel's

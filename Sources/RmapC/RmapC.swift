@@ -2,6 +2,8 @@
 // opaque pointer to a retained `Machine`; strings returned to C are
 // malloc'ed and freed with rmap_free().
 import Rmap
+import RmapTrace
+import RmapTools
 #if canImport(Glibc)
 import Glibc
 #endif

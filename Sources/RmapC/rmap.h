@@ -33,7 +33,7 @@ int rmap_machine_save(rmap_machine *m, const char *path);
 void rmap_machine_destroy(rmap_machine *m);
 void rmap_free(void *p);
 
-/* Runs trace text (spec/trace-format.md) on the machine, continuing its
+/* Runs trace text (docs/trace-format.md) on the machine, continuing its
  * state. Returns 0, 1 (an expectation failed) or 2 (malformed trace);
  * *json receives the canonical observation, *errors the messages. */
 int rmap_run_trace(rmap_machine *m, const char *text, char **json, char **errors);

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Rmap
+import RmapTrace
+import RmapTools
+import RmapVariants
 
 #if canImport(Glibc)
 import Glibc
@@ -70,7 +73,7 @@ struct Replay: ParsableCommand {
         if !tinyArena { config.frames = max(2, frames) }
         var status: Int32 = 0
         for path in traces {
-            let s = Rmap.replayFile(path: path, reuse: reuse, config: config, check: check, load: load, save: save)
+            let s = RmapTools.replayFile(path: path, reuse: reuse, config: config, check: check, load: load, save: save)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
             status = max(status, s.status)
@@ -87,7 +90,7 @@ struct Demo: ParsableCommand {
     var reuse: ReusePolicy = .split
 
     func run() throws {
-        let (report, ok) = Rmap.runDemo(reuse: reuse)
+        let (report, ok) = RmapTools.runDemo(reuse: reuse)
         print(report, terminator: "")
         if !ok { throw ExitCode(1) }
     }
@@ -236,7 +239,7 @@ struct Stats: ParsableCommand {
     func run() throws {
         var config = ArenaConfig.default
         config.frames = max(2, frames)
-        let s = Rmap.replayFile(path: trace, reuse: reuse, config: config, load: load, withStats: true)
+        let s = RmapTools.replayFile(path: trace, reuse: reuse, config: config, load: load, withStats: true)
         for e in s.stderr { writeStderr(e) }
         if let st = s.stats { print(json ? st.json : st.text, terminator: json ? "\n" : "") }
         if s.status != 0 { throw ExitCode(s.status) }

@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// anon_vma hierarchy and counters, derived by hand from mm/rmap.c
 /// (__anon_vma_prepare, anon_vma_fork, anon_vma_clone, unlink_anon_vmas).

@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// The invariant checker can fail: a model with one planted defect (an rmap
 /// add removed, a mapcount decrement removed, the root rule of

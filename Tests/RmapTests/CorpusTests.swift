@@ -1,6 +1,10 @@
 import Testing
 import Foundation
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// Every trace of the corpus replays on the model with every expectation
 /// holding and the invariant checker clean after every statement.

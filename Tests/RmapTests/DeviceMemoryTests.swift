@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// Device memory (ZONE_DEVICE): migrate_vma to device-private memory (pages
 /// mapped by device-private swap entries) or device-coherent memory

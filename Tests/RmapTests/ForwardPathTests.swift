@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// Fault, fork, COW and VMA paths with expectations derived from mm/memory.c
 /// and mm/vma.c.

@@ -1,6 +1,10 @@
 import Testing
 import Foundation
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// Short fuzz campaigns with fixed seeds in every history mode, and the
 /// saved regression traces.

@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// Memory failure as rmap sees it: `poison` (memory_failure's
 /// TestSetPageHWPoison and its reference), try_to_unmap_one's hwpoison

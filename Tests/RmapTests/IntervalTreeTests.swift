@@ -2,24 +2,9 @@
 // against a brute-force reference, and the checker against corrupted trees.
 
 import CShims
-import Rmap
+@testable import Rmap
+import RmapTestSupport
 import Testing
-
-/// SplitMix64: a small seeded deterministic generator.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform-enough value in 0..<n (n > 0).
-    mutating func below(_ n: UInt64) -> UInt64 { next() % n }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
 
 /// Nodes 1..<capacity in heap buffers: links plus interval [start, last].
 struct TestNodes: IntervalTreeAccessor {

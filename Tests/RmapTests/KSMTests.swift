@@ -1,6 +1,10 @@
 import Testing
 import Foundation
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// KSM (mm/ksm.c): merging identical pages of VM_MERGEABLE regions into one
 /// write-protected KSM frame, rmap_walk_ksm, COW break, unmerge, and KSM
@@ -373,7 +377,7 @@ import Foundation
     }
 }
 
-/// The KSM statements of the trace language (README: trace language
+/// The KSM statements of the trace language (docs/trace-format.md, Project
 /// additions): parsing, errors with positions, the generators, the oracle.
 @Suite struct KSMTraceTests {
     let base = "proc P0\nP0 mmap 0x100000000000 4 rw anon-private"

@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// Non-LRU movable pages: a balloon's pages (PAGE_MAPPING_MOVABLE with the
 /// balloon's movable_operations) are moved by migration only through the

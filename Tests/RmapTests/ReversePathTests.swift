@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// The reverse-mapping paths: one test per branch of try_to_unmap_one the
 /// model has, migration, page_referenced, page_mkclean, TLB-flush accounting

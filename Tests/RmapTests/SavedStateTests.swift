@@ -1,6 +1,10 @@
 import Testing
 import Foundation
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 import CShims
 
 /// Saved states: a run interrupted by `--save` and resumed by `--load` gives

@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// `rmap stats`: figures derived by hand from the anon_vma rules.
 @Suite struct StatsTests {

@@ -1,7 +1,11 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
-// Tests of the trace parser against spec/trace-format.md: the Example, every
+// Tests of the trace parser against docs/trace-format.md: the Example, every
 // statement form, every error with its exact FILE:LINE:COLUMN, and robustness
 // on random bytes and on "token soup" built from the language's own tokens.
 
@@ -215,12 +219,12 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             TraceLine(line: 6, statement: .op(process: "P0", operation: .fork(child: "P1"), expected: nil)),
             TraceLine(line: 7, statement: .op(process: "P1", operation: .write(addr: a0, pages: 1), expected: nil)),
             TraceLine(line: 8, statement: .expect([
-                Target(process: "P0", addr: a0, pages: 4, location: Rmap.SourceLocation(line: 8, column: 8)),
-                Target(process: "P1", addr: a0, pages: 4, location: Rmap.SourceLocation(line: 8, column: 29)),
+                Target(process: "P0", addr: a0, pages: 4, location: RmapTrace.SourceLocation(line: 8, column: 8)),
+                Target(process: "P1", addr: a0, pages: 4, location: RmapTrace.SourceLocation(line: 8, column: 29)),
             ], tokens: ["A1:1", "A2:2", "Z", "Z", "A3:1", "A2:2", "Z", "Z"])),
             TraceLine(line: 9, statement: .op(process: "P0", operation: .mmap(addr: b, pages: 8, prot: .read, kind: .fileShared(file: "f1", pgoff: 0)), expected: nil)),
             TraceLine(line: 10, statement: .op(process: "P0", operation: .read(addr: b, pages: 1), expected: nil)),
-            TraceLine(line: 11, statement: .observe([Target(process: "P0", addr: b, pages: 8, location: Rmap.SourceLocation(line: 11, column: 9))])),
+            TraceLine(line: 11, statement: .observe([Target(process: "P0", addr: b, pages: 8, location: RmapTrace.SourceLocation(line: 11, column: 9))])),
             TraceLine(line: 12, statement: .op(process: "P0", operation: .write(addr: b, pages: 1), expected: "SIGSEGV")),
         ]
         #expect(trace.lines.count == expected.count)
@@ -300,7 +304,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         let s = statements(text)
         func op(_ p: String, _ o: Operation, _ e: String? = nil) -> Statement { .op(process: p, operation: o, expected: e) }
         func t(_ p: String, _ a: UInt64, _ n: UInt64, _ col: Int, line: Int) -> Target {
-            Target(process: p, addr: a, pages: n, location: Rmap.SourceLocation(line: line, column: col))
+            Target(process: p, addr: a, pages: n, location: RmapTrace.SourceLocation(line: line, column: col))
         }
         let expected: [Statement] = [
             .swap(slots: 64),
@@ -342,7 +346,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             .expect([t("P0", a0, 1, 8, line: 36), t("P1", a0, 5, 28, line: 36)],
                     tokens: ["A1:1", "F2:3", "K3:2", "S", "M", "A10:100"]),
             op("P1", .exit),
-            op("P0", .poison(addr: a0, pages: 2)),  // additions (README)
+            op("P0", .poison(addr: a0, pages: 2)),  // additions (docs/trace-format.md, Project additions)
             op("P0", .device(addr: a0, pages: 1, coherent: true)),
             op("P0", .exclusive(addr: a0, pages: 1)),
         ]
@@ -393,7 +397,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
 
     @Test func everyAdvice() {
         let names = ["dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork",
-                     "mergeable", "unmergeable"]  // the last two: KSM, model only (README additions)
+                     "mergeable", "unmergeable"]  // the last two: KSM, model only (docs/trace-format.md, Project additions)
         #expect(Advice.allCases.map(\.rawValue) == names)
         for adv in Advice.allCases {
             #expect(last(base + "\nP0 madvise \(A) 2 \(adv.rawValue) => ok")
@@ -492,7 +496,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         #expect(outcome("\n\n# only comments\n").map(\.lines) == .success([]))
         // A target's location counts tab as one column.
         guard case .observe(let ts)? = last(base + "\nobserve\tP0 \(A) 1,\tP1 \(A) 1") else { Issue.record("observe"); return }
-        #expect(ts.map(\.location) == [Rmap.SourceLocation(line: 7, column: 9), Rmap.SourceLocation(line: 7, column: 30)])
+        #expect(ts.map(\.location) == [RmapTrace.SourceLocation(line: 7, column: 9), RmapTrace.SourceLocation(line: 7, column: 30)])
     }
 
     @Test func namesAndReservedWords() {
@@ -694,7 +698,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         for bad in ["A0:1", "A1", "A1:", "a1:1", "Y", "A1:x", "A01:1", "B1:1", "--", "z", "A:1", "F1:1:1", "1", "A1;1", "=", "A1:-1", "A1:01", "A1:00", "K\u{212A}1:1", "\u{212A}1:1"] {
             expectError("expect P0 \(A) 2 = - \(bad)", at: .nthToken(bad, bad == "=" ? 2 : 1), "expected an observation token")
         }
-        // H, D and X are additions (README: trace language additions).
+        // H, D and X are additions (docs/trace-format.md, Project additions).
         for good in ["-", "Z", "S", "M", "H", "D", "X", "A1:0", "F12:3", "K9:100"] {
             #expect(last(base + "\nexpect P0 \(A) 1 = \(good)") != nil, "\(good)")
         }

@@ -1,5 +1,9 @@
 import Testing
 @testable import Rmap
+@testable import RmapTrace
+@testable import RmapTools
+@testable import RmapVariants
+import RmapTestSupport
 
 /// The design variants (issue #6): per-page PV lists and the full scan must
 /// find exactly the mappings the kernel's anon_vma/i_mmap walk finds (after
@@ -161,9 +165,9 @@ import Testing
             """, config: VariantTests.config())
         #expect(m.enablePVLists())
         #expect(VariantTests.compare(m) == nil)
-        m.k.hooks.pvOn = false
+        m.k.hooks.reverseMapOn = false
         #expect(m.fork("a", child: "c") == .ok)
-        m.k.hooks.pvOn = true
+        m.k.hooks.reverseMapOn = true
         let d = VariantTests.compare(m)
         #expect(d != nil)
         #expect(m.pvCheck().contains { $0.contains("no PV entry") })
@@ -171,9 +175,9 @@ import Testing
         #expect(m.exit("c") == .ok)
         #expect(m.pvCheck().contains { $0.contains("entry was lost") })
         // A stale entry is caught too: b's exit with the hooks off.
-        m.k.hooks.pvOn = false
+        m.k.hooks.reverseMapOn = false
         #expect(m.exit("b") == .ok)
-        m.k.hooks.pvOn = true
+        m.k.hooks.reverseMapOn = true
         #expect(m.pvCheck().contains { $0.contains("stale entry") })
     }
 

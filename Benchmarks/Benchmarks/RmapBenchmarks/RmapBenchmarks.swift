@@ -13,6 +13,8 @@ import Benchmark
 import Glibc
 import BenchSupport
 import Rmap
+import RmapTools
+import RmapVariants
 
 let pages = 65_536
 let base = Scenario.base

@@ -1,4 +1,6 @@
 import Rmap
+import RmapTools
+import RmapVariants
 
 /// The workloads shared by the package-benchmark suites and `bench-model`:
 /// each builds a model state through the public `Machine` API (setup, not

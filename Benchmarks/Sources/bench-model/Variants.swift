@@ -5,6 +5,9 @@
 import BenchSupport
 import Glibc
 import Rmap
+import RmapTrace
+import RmapTools
+import RmapVariants
 
 /// ns per call of `body`: calibrated to about 20 ms a round, the median of
 /// `reps` rounds (after one warm-up round).

@@ -17,6 +17,9 @@
 import BenchSupport
 import Glibc
 import Rmap
+import RmapTrace
+import RmapTools
+import RmapVariants
 
 func now() -> UInt64 {
     var ts = timespec()

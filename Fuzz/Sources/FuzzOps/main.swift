@@ -1,4 +1,6 @@
 import Rmap
+import RmapTrace
+import RmapTools
 
 /// Bytes to an operation sequence on a small arena, with the invariant
 /// checker after every statement: a violation is a crash for libFuzzer.

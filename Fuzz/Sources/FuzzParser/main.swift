@@ -1,4 +1,4 @@
-import Rmap
+import RmapTrace
 
 /// Bytes to the trace parser: it must never crash, hang or allocate without
 /// bound; every error must carry a position inside the input.

@@ -6,9 +6,9 @@ import CShims
 /// turns each table's offset into a typed base, `object(at:)`/`offset(of:)`
 /// convert the tagged byte offsets that `page->mapping` holds. Everything else
 /// uses 32-bit table indices (0 = NULL).
-struct Kernel {
+package struct Kernel {
     let base: UnsafeMutableRawPointer
-    let header: UnsafeMutablePointer<rmap_arena_header>
+    package let header: UnsafeMutablePointer<rmap_arena_header>
     let frames: UnsafeMutablePointer<rmap_page>
     let ptPages: UnsafeMutablePointer<UInt64>
     let ptDescs: UnsafeMutablePointer<rmap_ptdesc>
@@ -22,7 +22,7 @@ struct Kernel {
     let ksmItems: UnsafeMutablePointer<rmap_ksm_item>
     let ksmNodes: UnsafeMutablePointer<rmap_ksm_node>
     /// MMU notifiers and TLB-flush accounting (not in the arena: Rmap/MMUNotifier.swift).
-    let hooks = KernelHooks()
+    package let hooks = KernelHooks()
 
     init(base: UnsafeMutableRawPointer) {
         self.base = base
@@ -47,21 +47,21 @@ struct Kernel {
     }
 
     @inline(__always)
-    static func desc(_ h: UnsafeMutablePointer<rmap_arena_header>, _ t: Int32) -> UnsafeMutablePointer<rmap_table_desc> {
+    package static func desc(_ h: UnsafeMutablePointer<rmap_arena_header>, _ t: Int32) -> UnsafeMutablePointer<rmap_table_desc> {
         UnsafeMutableRawPointer(h).advanced(by: MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.tables)!)
             .assumingMemoryBound(to: rmap_table_desc.self) + Int(t)
     }
 
-    @inline(__always) func desc(_ t: Int32) -> UnsafeMutablePointer<rmap_table_desc> { Kernel.desc(header, t) }
+    @inline(__always) package func desc(_ t: Int32) -> UnsafeMutablePointer<rmap_table_desc> { Kernel.desc(header, t) }
 
     // MARK: typed access by index
 
-    @inline(__always) func page(_ pfn: UInt32) -> UnsafeMutablePointer<rmap_page> { frames + Int(pfn) }
-    @inline(__always) func mm(_ i: UInt32) -> UnsafeMutablePointer<rmap_mm> { mms + Int(i) }
-    @inline(__always) func vma(_ i: UInt32) -> UnsafeMutablePointer<rmap_vma> { vmas + Int(i) }
-    @inline(__always) func anonVMA(_ i: UInt32) -> UnsafeMutablePointer<rmap_anon_vma> { anonVMAs + Int(i) }
-    @inline(__always) func avc(_ i: UInt32) -> UnsafeMutablePointer<rmap_avc> { avcs + Int(i) }
-    @inline(__always) func file(_ i: UInt32) -> UnsafeMutablePointer<rmap_file> { files + Int(i) }
+    @inline(__always) package func page(_ pfn: UInt32) -> UnsafeMutablePointer<rmap_page> { frames + Int(pfn) }
+    @inline(__always) package func mm(_ i: UInt32) -> UnsafeMutablePointer<rmap_mm> { mms + Int(i) }
+    @inline(__always) package func vma(_ i: UInt32) -> UnsafeMutablePointer<rmap_vma> { vmas + Int(i) }
+    @inline(__always) package func anonVMA(_ i: UInt32) -> UnsafeMutablePointer<rmap_anon_vma> { anonVMAs + Int(i) }
+    @inline(__always) package func avc(_ i: UInt32) -> UnsafeMutablePointer<rmap_avc> { avcs + Int(i) }
+    @inline(__always) package func file(_ i: UInt32) -> UnsafeMutablePointer<rmap_file> { files + Int(i) }
     @inline(__always) func ksmItem(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i) }
     @inline(__always) func ksmNode(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_node> { ksmNodes + Int(i) }
     @inline(__always) func ptDesc(_ i: UInt32) -> UnsafeMutablePointer<rmap_ptdesc> { ptDescs + Int(i) }
@@ -127,20 +127,20 @@ struct Kernel {
         return d.pointee.capacity - 1 - d.pointee.live
     }
 
-    func live(_ t: Int32) -> UInt32 { desc(t).pointee.live }
+    package func live(_ t: Int32) -> UInt32 { desc(t).pointee.live }
 }
 
-enum T {
-    static let frame = Int32(RMAP_T_FRAME)
-    static let ptPage = Int32(RMAP_T_PTPAGE)
+package enum T {
+    package static let frame = Int32(RMAP_T_FRAME)
+    package static let ptPage = Int32(RMAP_T_PTPAGE)
     static let ptDesc = Int32(RMAP_T_PTDESC)
-    static let mm = Int32(RMAP_T_MM)
-    static let vma = Int32(RMAP_T_VMA)
-    static let anonVMA = Int32(RMAP_T_ANON_VMA)
-    static let avc = Int32(RMAP_T_AVC)
-    static let file = Int32(RMAP_T_FILE)
+    package static let mm = Int32(RMAP_T_MM)
+    package static let vma = Int32(RMAP_T_VMA)
+    package static let anonVMA = Int32(RMAP_T_ANON_VMA)
+    package static let avc = Int32(RMAP_T_AVC)
+    package static let file = Int32(RMAP_T_FILE)
     static let swap = Int32(RMAP_T_SWAP)
     static let name = Int32(RMAP_T_NAME)
-    static let ksmItem = Int32(RMAP_T_KSM_ITEM)
-    static let ksmNode = Int32(RMAP_T_KSM_NODE)
+    package static let ksmItem = Int32(RMAP_T_KSM_ITEM)
+    package static let ksmNode = Int32(RMAP_T_KSM_NODE)
 }

@@ -7,7 +7,7 @@ extension Machine {
     /// non-present entry (the statement then answers EFAULT).
     /// With `devicePrivate`, a device-private entry names its frame too (what
     /// migrate_vma hands to try_to_unmap / migration: `unmap`, `migrate`).
-    func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> UInt32 {
+    package func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> UInt32 {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return 0 }
         if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return UInt32(truncatingIfNeeded: PTE.swpOffset(s.pointee)) }
         return k.vmNormalPage(s.pointee)

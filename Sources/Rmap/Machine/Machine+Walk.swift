@@ -32,3 +32,27 @@ extension RmapContext {
         k.pageVMAMappedWalk(pfn, vma, address) != nil
     }
 }
+
+// The walk controls of the benchmark entry points (RmapTools, RmapVariants).
+
+/// Counts rmap_one calls.
+package struct CountingWalk: RmapWalkControl {
+    package var visited = 0
+    package init() {}
+    @inline(__always)
+    package mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+        visited += 1
+        return true
+    }
+}
+
+/// Counts the VMAs whose PTE maps the frame.
+package struct MappedWalk: RmapWalkControl {
+    package var mapped = 0
+    package init() {}
+    @inline(__always)
+    package mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+        if m.k.pageVMAMappedWalk(pfn, vma, address) != nil { mapped += 1 }
+        return true
+    }
+}

@@ -28,8 +28,8 @@ public enum OpResult: Equatable, Sendable, CustomStringConvertible {
 /// processes and files of a trace, and the forward operations on them.
 /// Everything the command line does goes through this type.
 public final class Machine {
-    let arena: Arena
-    let k: Kernel
+    package let arena: Arena
+    package let k: Kernel
     /// Live processes by name: their mm index.
     public internal(set) var processes: [String: UInt32] = [:]
     /// Process names in creation order (live or not), for reports.
@@ -98,7 +98,7 @@ public final class Machine {
         return .ok
     }
 
-    func mmOf(_ name: String) -> UInt32? { processes[name] }
+    package func mmOf(_ name: String) -> UInt32? { processes[name] }
 
     /// Stores a name in the arena's name table (creation order kept).
     func recordName(_ name: String, kind: UInt32, index: UInt32) -> UInt32 {
@@ -197,7 +197,8 @@ public final class Machine {
 
     /// One access per page in address order; the first fault ends the line.
     /// A write stores a content token in the frame it wrote: `value`, or
-    /// one derived from the writer and the address (`writeToken`).
+    /// one derived from the writer and the address (`rmap_write_token`,
+    /// shared with the oracle through CShims/include/rmap_content.h).
     func access(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool, value: UInt64? = nil) -> OpResult {
         var a = addr
         for _ in 0..<pages {
@@ -209,22 +210,11 @@ public final class Machine {
             }
             if write, let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: a) {
                 let pfn = k.vmNormalPage(s.pointee)
-                if pfn != 0 { k.page(pfn).pointee.content = value ?? Machine.writeToken(mm: m, addr: a) }
+                if pfn != 0 { k.page(pfn).pointee.content = value ?? rmap_write_token(m, a) }
             }
             a += PAGE_SIZE
         }
         return .ok
-    }
-
-    /// The content token a plain `write` stores: a mix (SplitMix64's
-    /// finaliser) of the writer's mm and the address, never 0 (the token of
-    /// a zeroed page), so different writers or addresses write different data.
-    static func writeToken(mm: UInt32, addr: UInt64) -> UInt64 {
-        var z = (UInt64(mm) << 48) ^ addr ^ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return z == 0 ? 1 : z
     }
 
     /// `ksm scan [PASSES]`: full passes of ksmd (ksm_do_scan over every

@@ -4,7 +4,7 @@ import CShims
 /// PFN = index in the frame table. Allocation is deterministic: a LIFO free
 /// list, then never-used frames in order. Out of frames is ENOMEM.
 extension Kernel {
-    @inline(__always) var zeroPFN: UInt32 { header.pointee.zero_pfn }
+    @inline(__always) package var zeroPFN: UInt32 { header.pointee.zero_pfn }
 
     /// alloc_page(): a fresh frame with one reference and no mapping
     /// (_mapcount -1); 0 when memory is exhausted.
@@ -40,7 +40,7 @@ extension Kernel {
     }
 
     /// page_mapcount(): the number of PTEs that map the frame.
-    @inline(__always) func pageMapcount(_ pfn: UInt32) -> Int { Int(page(pfn).pointee.mapcount) + 1 }
+    @inline(__always) package func pageMapcount(_ pfn: UInt32) -> Int { Int(page(pfn).pointee.mapcount) + 1 }
 
     /// Sets up the shared zero page (mm/memory.c: empty_zero_page). It is reserved:
     /// never refcounted, never in an rmap.

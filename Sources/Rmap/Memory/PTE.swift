@@ -1,5 +1,5 @@
 /// x86-64 page-table entry format (arch/x86/include/asm/pgtable_types.h).
-enum PTE {
+package enum PTE {
     static let present: UInt64 = 1 << 0
     static let rw: UInt64 = 1 << 1
     static let user: UInt64 = 1 << 2
@@ -10,7 +10,7 @@ enum PTE {
     /// _PAGE_PROTNONE aliases _PAGE_GLOBAL on a non-present entry.
     static let protnone: UInt64 = 1 << 8
     /// _PAGE_SPECIAL (_PAGE_BIT_SOFTW1): no struct page refcounting (the zero page).
-    static let special: UInt64 = 1 << 9
+    package static let special: UInt64 = 1 << 9
     /// _PAGE_SOFT_DIRTY (_PAGE_BIT_SOFTW3).
     static let softDirty: UInt64 = 1 << 11
     static let nx: UInt64 = 1 << 63
@@ -23,8 +23,8 @@ enum PTE {
 
     @inline(__always) static func isNone(_ e: UInt64) -> Bool { e == 0 }
     /// pte_present(): present or PROT_NONE.
-    @inline(__always) static func isPresent(_ e: UInt64) -> Bool { e & (present | protnone) != 0 }
-    @inline(__always) static func pfn(_ e: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: (e & pfnMask) >> 12) }
+    @inline(__always) package static func isPresent(_ e: UInt64) -> Bool { e & (present | protnone) != 0 }
+    @inline(__always) package static func pfn(_ e: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: (e & pfnMask) >> 12) }
     @inline(__always) static func isWrite(_ e: UInt64) -> Bool { e & rw != 0 }
     @inline(__always) static func isYoung(_ e: UInt64) -> Bool { e & accessed != 0 }
     @inline(__always) static func isDirty(_ e: UInt64) -> Bool { e & dirty != 0 }
@@ -73,19 +73,19 @@ enum PTE {
     static let swpDevicePrivateWrite: UInt64 = 30
     static let swpDeviceExclusive: UInt64 = 31
 
-    @inline(__always) static func isMigrationEntry(_ e: UInt64) -> Bool {
+    @inline(__always) package static func isMigrationEntry(_ e: UInt64) -> Bool {
         guard isSwapPTE(e) else { return false }
         let t = swpType(e)
         return t >= swpMigrationRead && t <= swpMigrationWrite
     }
     /// is_device_private_entry(): SWP_DEVICE_READ / SWP_DEVICE_WRITE (offset = PFN).
-    @inline(__always) static func isDevicePrivateEntry(_ e: UInt64) -> Bool {
+    @inline(__always) package static func isDevicePrivateEntry(_ e: UInt64) -> Bool {
         guard isSwapPTE(e) else { return false }
         let t = swpType(e)
         return t == swpDevicePrivateRead || t == swpDevicePrivateWrite
     }
     /// is_device_exclusive_entry(): SWP_DEVICE_EXCLUSIVE (offset = PFN).
-    @inline(__always) static func isDeviceExclusiveEntry(_ e: UInt64) -> Bool {
+    @inline(__always) package static func isDeviceExclusiveEntry(_ e: UInt64) -> Bool {
         isSwapPTE(e) && swpType(e) == swpDeviceExclusive
     }
     /// The model's one device-exclusive type stands for the kernel's two
@@ -93,7 +93,7 @@ enum PTE {
     /// (a bit no swap entry uses: not present, not PROT_NONE, below the offset).
     static let swpDeviceExclusiveWrite: UInt64 = 1 << 6
     /// is_hwpoison_entry(): a swap-format entry of type SWP_HWPOISON (offset = PFN).
-    @inline(__always) static func isHWPoisonEntry(_ e: UInt64) -> Bool {
+    @inline(__always) package static func isHWPoisonEntry(_ e: UInt64) -> Bool {
         isSwapPTE(e) && swpType(e) == swpHWPoison
     }
     @inline(__always) static func isRealSwapEntry(_ e: UInt64) -> Bool {

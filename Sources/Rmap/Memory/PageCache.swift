@@ -7,7 +7,7 @@ import CShims
 /// shadow value marking a page evicted by reclaim. Trace files (`file F N`)
 /// are fully resident: their frames are materialised on first lookup, so an
 /// unread 1 GiB file costs nothing. Shmem files start empty: a hole is a hole.
-enum FileKind: UInt32 {
+package enum FileKind: UInt32 {
     case regular = 1
     case shmem = 2
 }
@@ -105,25 +105,14 @@ extension Kernel {
             p.pointee.flags |= PG.swapbacked  // a new shmem page is zero-filled: content 0
         } else {
             // The file's data, read in: for a trace file `serial` is its
-            // ordinal among the trace's files (Machine.createFile).
-            p.pointee.content = Kernel.fileContentToken(ordinal: fp.pointee.serial, index: index)
+            // ordinal among the trace's files (Machine.createFile). Written-back
+            // data is not kept: a written page that reclaim evicts reads back
+            // with this token. The oracle fills its files with the same
+            // tokens (CShims/include/rmap_content.h).
+            p.pointee.content = rmap_file_token(fp.pointee.serial, index)
         }
         fp.pointee.nrpages += 1
         return pfn
-    }
-
-    /// The content token of page `index` of the `ordinal`-th trace file: the
-    /// 8 bytes the kernel oracle repeats over that page when it creates the
-    /// file, each byte non-zero (1 + 7 bits of the index, then of the
-    /// ordinal, then 'F', 'C'). Written-back data is not kept: a written
-    /// file page that reclaim evicts reads back with this token.
-    static func fileContentToken(ordinal: UInt64, index: UInt64) -> UInt64 {
-        var t: UInt64 = 0
-        for b in 0..<4 { t |= (1 + ((index >> (7 * UInt64(b))) & 0x7f)) << (8 * UInt64(b)) }
-        t |= (1 + (ordinal & 0x7f)) << 32
-        t |= (1 + ((ordinal >> 7) & 0x7f)) << 40
-        t |= UInt64(UInt8(ascii: "F")) << 48 | UInt64(UInt8(ascii: "C")) << 56
-        return t
     }
 
     /// __filemap_remove_folio(): the page leaves the cache (a shadow entry stays

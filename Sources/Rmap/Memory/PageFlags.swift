@@ -1,6 +1,6 @@
 /// Page flags (include/linux/page-flags.h). Bit numbers are the model's own;
 /// names are the kernel's.
-enum PG {
+package enum PG {
     static let locked: UInt64 = 1 << 0
     static let referenced: UInt64 = 1 << 1
     static let uptodate: UInt64 = 1 << 2
@@ -8,11 +8,11 @@ enum PG {
     static let lru: UInt64 = 1 << 4
     static let active: UInt64 = 1 << 5
     static let workingset: UInt64 = 1 << 6
-    static let swapbacked: UInt64 = 1 << 7
+    package static let swapbacked: UInt64 = 1 << 7
     static let swapcache: UInt64 = 1 << 8
     static let mlocked: UInt64 = 1 << 9
     /// PG_anon_exclusive (6.x; aliases PG_mappedtodisk for anon pages in the kernel).
-    static let anonExclusive: UInt64 = 1 << 10
+    package static let anonExclusive: UInt64 = 1 << 10
     static let reclaim: UInt64 = 1 << 11
     static let hwpoison: UInt64 = 1 << 12
     static let young: UInt64 = 1 << 13
@@ -34,9 +34,9 @@ enum PG {
 }
 
 /// Low bits of page->mapping (include/linux/page-flags.h).
-enum PageMapping {
-    static let anon: UInt64 = 0x1
+package enum PageMapping {
+    package static let anon: UInt64 = 0x1
     static let movable: UInt64 = 0x2
-    static let ksm: UInt64 = 0x3
-    static let flags: UInt64 = 0x3
+    package static let ksm: UInt64 = 0x3
+    package static let flags: UInt64 = 0x3
 }

@@ -44,7 +44,7 @@ extension Kernel {
 
     /// pte_offset_map(): the leaf slot for `key` under `root`, nil when a table is missing.
     @inline(__always)
-    func leafSlot(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+    package func leafSlot(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
         let table = tableOnPath(root: root, key: key, level: 1)
         return table == 0 ? nil : ptPage(table) + Kernel.index(key, level: 1)
     }
@@ -87,7 +87,7 @@ extension Kernel {
     /// skipping absent subtrees in one step (as walk_page_range / zap_*_range do).
     /// `body` returns false to stop; `walkLeaves` then returns false.
     @discardableResult @inline(__always)
-    func walkLeaves(root: UInt32, start: UInt64, end: UInt64,
+    package func walkLeaves(root: UInt32, start: UInt64, end: UInt64,
                     _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> Bool {
         guard start < end else { return true }
         return walkLevel(table: root, level: 4, start: start, end: end, body)

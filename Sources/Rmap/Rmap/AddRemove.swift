@@ -10,7 +10,7 @@ extension Kernel {
     }
 
     /// vma_address(): where `v` maps page index `index`; nil when outside.
-    @inline(__always) func vmaAddress(_ v: UInt32, index: UInt64) -> UInt64? {
+    @inline(__always) package func vmaAddress(_ v: UInt32, index: UInt64) -> UInt64? {
         let p = vma(v).pointee
         guard index >= p.vm_pgoff else { return nil }
         let addr = p.vm_start &+ ((index - p.vm_pgoff) << PAGE_SHIFT)
@@ -18,7 +18,7 @@ extension Kernel {
     }
 
     /// The anon_vma a page's mapping points to, 0 if not anonymous.
-    @inline(__always) func pageAnonVMA(_ pfn: UInt32) -> UInt32 {
+    @inline(__always) package func pageAnonVMA(_ pfn: UInt32) -> UInt32 {
         let m = page(pfn).pointee.mapping
         guard m & PageMapping.flags == PageMapping.anon else { return 0 }
         return index(table: T.anonVMA, offset: m & ~PageMapping.flags)
@@ -51,7 +51,7 @@ extension Kernel {
         p.pointee.mapcount = 0
         setPageAnonRmap(pfn, vma: v, address: address, exclusive: true)
         if vma(v).pointee.vm_flags & VM.locked != 0 { p.pointee.flags |= PG.mlocked | PG.unevictable }
-        if _slowPath(hooks.pvOn) { pvAdd(pfn, vma: v, address: address) }  // design variant (Variants/)
+        if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.anonAdded(self, pfn: pfn, vma: v, address: address) }
     }
 
     /// folio_add_anon_rmap_pte() (page_add_anon_rmap()): maps an existing
@@ -67,7 +67,7 @@ extension Kernel {
         }
         if exclusive { p.pointee.flags |= PG.anonExclusive }
         if vma(v).pointee.vm_flags & VM.locked != 0 { p.pointee.flags |= PG.mlocked | PG.unevictable }
-        if _slowPath(hooks.pvOn) { pvAdd(pfn, vma: v, address: address) }  // design variant (Variants/)
+        if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.anonAdded(self, pfn: pfn, vma: v, address: address) }
     }
 
     /// folio_add_file_rmap_pte() (page_add_file_rmap()) and
@@ -75,7 +75,7 @@ extension Kernel {
     @inline(__always) func folioAddFileRmapPTE(_ pfn: UInt32, vma v: UInt32) {
         page(pfn).pointee.mapcount += 1
         if vma(v).pointee.vm_flags & VM.locked != 0 { page(pfn).pointee.flags |= PG.mlocked | PG.unevictable }
-        if _slowPath(hooks.pvOn) { pvAddFile(pfn, vma: v) }  // design variant (Variants/)
+        if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.fileAdded(self, pfn: pfn, vma: v) }
     }
 
     /// folio_try_dup_anon_rmap_pte() at fork: one more PTE maps the anon page;
@@ -102,7 +102,7 @@ extension Kernel {
             // a VM_LOCKED VMA: munlock_vma_pages_all; 6.x munlock_vma_folio).
             munlockVMAPage(pfn)
         }
-        if _slowPath(hooks.pvOn) { pvRemove(pfn, vma: v) }  // design variant (Variants/)
+        if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.removed(self, pfn: pfn, vma: v) }
     }
 
     /// munlock_vma_page() (mm/mlock.c, v5.0): PG_mlocked is cleared, then,
@@ -124,7 +124,7 @@ extension Kernel {
 
     /// vm_normal_page(): the frame a present PTE maps, 0 for special mappings
     /// (the zero page).
-    @inline(__always) func vmNormalPage(_ pte: UInt64) -> UInt32 {
+    @inline(__always) package func vmNormalPage(_ pte: UInt64) -> UInt32 {
         guard PTE.isPresent(pte), pte & PTE.special == 0 else { return 0 }
         let pfn = PTE.pfn(pte)
         return pfn == zeroPFN ? 0 : pfn

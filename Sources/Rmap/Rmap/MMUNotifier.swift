@@ -46,7 +46,7 @@ public extension MMUNotifier {
 /// What the model keeps beside the arena for one machine: MMU-notifier
 /// subscriptions (mm->notifier_subscriptions) and TLB-flush accounting. Not
 /// saved with the arena: notifiers are live objects of the embedding program.
-final class KernelHooks {
+package final class KernelHooks {
     /// (mm, notifier) pairs in registration order (hlist order is LIFO in the
     /// kernel; the model calls them in registration order).
     var subscriptions: [(mm: UInt32, notifier: any MMUNotifier)] = []
@@ -59,12 +59,13 @@ final class KernelHooks {
     /// checker can fail (a broken model must be caught).
     var defect = ModelDefect.none
 
-    /// The design variants' PV lists (Variants/PVList.swift), and the one
-    /// flag the rmap add/remove paths test: they are maintained.
-    var pv: PVTable?
-    var pvOn = false
-
-    deinit { pv?.destroy() }
+    /// A design variant's own reverse map (RmapVariants' PV lists), told of
+    /// every rmap add and remove, and the one flag those paths test.
+    package var reverseMap: (any ReverseMapHooks)? {
+        didSet { reverseMapOn = reverseMap != nil }
+    }
+    /// Tests turn it off for a moment to plant a missed event.
+    package var reverseMapOn = false
 
     @inline(__always) var hasSubscriptions: Bool { !subscriptions.isEmpty }
 }
@@ -157,7 +158,7 @@ extension Kernel {
     @inline(__always) func setTLBBatchPending() { hooks.tlbBatchPending = true }
 
     /// try_to_unmap_flush(): one flush for the whole batch, if any is pending.
-    @inline(__always) func tryToUnmapFlush() {
+    @inline(__always) package func tryToUnmapFlush() {
         if hooks.tlbBatchPending {
             hooks.tlbBatchPending = false
             hooks.tlbFlushes += 1

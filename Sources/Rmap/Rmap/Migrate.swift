@@ -142,7 +142,7 @@ struct RemoveMigrationPTEControl: RmapWalkControl {
 /// device memory of a driver (migrate_vma_setup/pages/finalize):
 /// MEMORY_DEVICE_PRIVATE (mapped by device-private entries) or
 /// MEMORY_DEVICE_COHERENT (CPU-addressable, mapped by present PTEs).
-enum MigrateTarget { case system, devicePrivate, deviceCoherent }
+package enum MigrateTarget { case system, devicePrivate, deviceCoherent }
 
 extension Kernel {
     /// try_to_migrate(): replaces every PTE of `pfn` by a migration entry.
@@ -185,7 +185,7 @@ extension Kernel {
     /// passes, refcount freezing (no other user holds the page), THP split,
     /// movable_ops pages, memcg and NUMA statistics, mlock (re-established
     /// by the rmap of a VM_LOCKED VMA, as in 6.x).
-    func migratePage(_ src: UInt32, to target: MigrateTarget = .system) -> Bool {
+    package func migratePage(_ src: UInt32, to target: MigrateTarget = .system) -> Bool {
         let dst = allocPage()  // get_new_folio(), or the driver's device page (migrate_vma)
         if dst == 0 { return false }
         switch target {

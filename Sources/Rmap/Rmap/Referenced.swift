@@ -116,7 +116,7 @@ extension Kernel {
     /// (nil: none). Models `page_referenced()` (mm/rmap.c): 0 for an unmapped
     /// page or one without an rmapping; the trylock of a file page always
     /// succeeds in the single-threaded model.
-    func pageReferenced<F: ReferencedVMAFilter>(_ pfn: UInt32, filter: F?) -> (referenced: Int, vmFlags: UInt64) {
+    package func pageReferenced<F: ReferencedVMAFilter>(_ pfn: UInt32, filter: F?) -> (referenced: Int, vmFlags: UInt64) {
         let mapcount = pageMapcount(pfn)
         if mapcount == 0 { return (0, 0) }
         if page(pfn).pointee.mapping == 0 { return (0, 0) }  // !page_rmapping()

@@ -161,7 +161,7 @@ extension Kernel {
     /// The walk holds a reference of its own, as the kernel's callers must
     /// ("try_to_unmap() must hold a reference on the page"): a discarded
     /// lazyfree page is freed only after the walk has read its mapcount.
-    func tryToUnmap(_ pfn: UInt32, flags: TTUFlags) -> Bool {
+    package func tryToUnmap(_ pfn: UInt32, flags: TTUFlags) -> Bool {
         getPage(pfn)
         defer { putPage(pfn) }
         var c = TryToUnmapControl(flags: flags, anon: pageIsAnon(pfn))

@@ -20,7 +20,8 @@ public extension RmapWalkControl {
 
 /// What a walk visitor may look at: an unsafe view of the model's kernel state.
 public struct RmapContext {
-    let k: Kernel
+    package let k: Kernel
+    package init(k: Kernel) { self.k = k }
     /// The VMA's start, end (exclusive) and mm index.
     public func vmaRange(_ v: UInt32) -> (start: UInt64, end: UInt64, mm: UInt32) {
         let p = k.vma(v).pointee
@@ -39,7 +40,7 @@ extension Kernel {
     /// Models `rmap_walk()` (mm/rmap.c); the caller holds no locks (the
     /// single-threaded model takes none).
     @inline(__always)
-    func rmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    package func rmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
         let mapping = page(pfn).pointee.mapping
         if mapping & PageMapping.flags == PageMapping.ksm {
             rmapWalkKSM(pfn, &c)

@@ -40,7 +40,7 @@ extension Kernel {
     }
 
     /// Times anon_vma_clone() reused an anon_vma still used by a VMA, and the last one.
-    var anonVMAReusedInUse: (count: UInt64, last: UInt64) { (header.pointee.reserved.2, header.pointee.reserved.3) }
+    package var anonVMAReusedInUse: (count: UInt64, last: UInt64) { (header.pointee.reserved.2, header.pointee.reserved.3) }
 
     /// anon_vma_alloc(): refcount 1, its own root and parent.
     func anonVMAAlloc() -> UInt32 {
@@ -101,7 +101,7 @@ extension Kernel {
         return h != 0 && avc(h).pointee.same_vma_next == 0
     }
 
-    @inline(__always) func avcListLength(_ v: UInt32) -> Int {
+    @inline(__always) package func avcListLength(_ v: UInt32) -> Int {
         var n = 0
         var a = vma(v).pointee.avc_head
         while a != 0 { n += 1; a = avc(a).pointee.same_vma_next }

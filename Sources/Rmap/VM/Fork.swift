@@ -13,7 +13,7 @@ extension Kernel {
     /// dup_mmap(): a child mm with a copy of every VMA except VM_DONTCOPY
     /// ones; VM_WIPEONFORK VMAs start empty; VM_LOCKED is not inherited.
     /// Returns the child mm, or 0 on ENOMEM with nothing left behind.
-    func dupMMap(_ parent: UInt32) -> UInt32 {
+    package func dupMMap(_ parent: UInt32) -> UInt32 {
         let child = mmAlloc()
         if child == 0 { return 0 }
         ksmFork(child: child, parent: parent)  // ksm_fork()
@@ -97,7 +97,7 @@ extension Kernel {
                 getPage(pfn)
                 if pageIsAnon(pfn) {
                     folioDupAnonRmapPTE(pfn)
-                    if _slowPath(hooks.pvOn) { pvAdd(pfn, mm: dm, address: addr) }  // design variant (Variants/)
+                    if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.ptesDuplicated(self, pfn: pfn, mm: dm, address: addr) }
                 } else {
                     folioAddFileRmapPTE(pfn, vma: dst)
                 }

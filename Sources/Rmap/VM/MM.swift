@@ -1,7 +1,7 @@
 import CShims
 
 /// MM counters (include/linux/mm_types_task.h: NR_MM_COUNTERS).
-enum MMCounter: Int {
+package enum MMCounter: Int {
     case file = 0      // MM_FILEPAGES
     case anon = 1      // MM_ANONPAGES
     case swapents = 2  // MM_SWAPENTS
@@ -11,7 +11,7 @@ enum MMCounter: Int {
 /// The mm_struct and its VMA tree (kernel/fork.c, mm/mmap.c, mm/vma.c).
 extension Kernel {
     /// mm_alloc() + mm_init() + pgd_alloc(); 0 when out of memory.
-    func mmAlloc() -> UInt32 {
+    package func mmAlloc() -> UInt32 {
         guard available(T.mm) >= 1, available(T.ptPage) >= 1 else { return 0 }
         let m = alloc(T.mm)
         let pgd = allocPTPage(level: 4)
@@ -39,7 +39,7 @@ extension Kernel {
         }
     }
 
-    @inline(__always) func mmCounter(_ m: UInt32, _ c: MMCounter) -> Int64 {
+    @inline(__always) package func mmCounter(_ m: UInt32, _ c: MMCounter) -> Int64 {
         let p = mm(m)
         return withUnsafeMutablePointer(to: &p.pointee.rss) {
             $0.withMemoryRebound(to: Int64.self, capacity: 4) { $0[c.rawValue] }
@@ -66,13 +66,13 @@ extension Kernel {
     }
 
     /// vma_lookup(): the VMA containing addr, 0 if none.
-    @inline(__always) func vmaLookup(_ m: UInt32, _ addr: UInt64) -> UInt32 {
+    @inline(__always) package func vmaLookup(_ m: UInt32, _ addr: UInt64) -> UInt32 {
         let v = findVMA(m, addr)
         return v != 0 && vma(v).pointee.vm_start <= addr ? v : 0
     }
 
-    @inline(__always) func firstVMA(_ m: UInt32) -> UInt32 { IntervalTree.first(root: mm(m).pointee.mm_rb, mmTree) }
-    @inline(__always) func nextVMA(_ v: UInt32) -> UInt32 { IntervalTree.next(v, mmTree) }
+    @inline(__always) package func firstVMA(_ m: UInt32) -> UInt32 { IntervalTree.first(root: mm(m).pointee.mm_rb, mmTree) }
+    @inline(__always) package func nextVMA(_ v: UInt32) -> UInt32 { IntervalTree.next(v, mmTree) }
     @inline(__always) func prevVMA(_ v: UInt32) -> UInt32 { IntervalTree.prev(v, mmTree) }
 
     /// vm_area_alloc(): a zeroed VMA of mm `m`; 0 when out of memory.

@@ -10,7 +10,7 @@ extension Kernel {
     /// anything overlaps; a new range merges with compatible neighbours.
     /// `file` is 0 for anonymous memory; shared anonymous memory gets a new
     /// shmem file (shmem_zero_setup) whose pgoff is 0.
-    func doMmap(_ m: UInt32, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
+    package func doMmap(_ m: UInt32, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
                 pgoff fileOff: UInt64) -> Errno? {
         let end = addr + pages << PAGE_SHIFT
         let v0 = findVMA(m, addr)
@@ -271,7 +271,7 @@ extension Kernel {
                 s.pointee = 0
                 if let d = leafSlotAlloc(root: root, key: newAddr + off) {
                     d.pointee = e
-                    if _slowPath(hooks.pvOn) { pvMovePTE(e, mm: m, from: oldAddr + off, to: newAddr + off) }  // design variant
+                    if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.ptesMoved(self, pte: e, mm: m, from: oldAddr + off, to: newAddr + off) }
                 }
             }
             off += PAGE_SIZE

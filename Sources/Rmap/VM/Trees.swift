@@ -28,14 +28,14 @@ struct IMMap: IntervalTreeAccessor {
     @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(n) }
 }
 
-struct AVCTree: IntervalTreeAccessor {
+package struct AVCTree: IntervalTreeAccessor {
     let k: Kernel
-    @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
+    @inline(__always) package func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
         UnsafeMutableRawPointer(k.avc(n)).advanced(by: MemoryLayout<rmap_avc>.offset(of: \rmap_avc.rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(k.avc(n).pointee.vma).pointee.vm_pgoff }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(k.avc(n).pointee.vma) }
+    @inline(__always) package func start(_ n: UInt32) -> UInt64 { k.vma(k.avc(n).pointee.vma).pointee.vm_pgoff }
+    @inline(__always) package func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(k.avc(n).pointee.vma) }
 }
 
 extension Kernel {
@@ -48,7 +48,7 @@ extension Kernel {
     }
     var mmTree: MMTree { MMTree(k: self) }
     var iMMap: IMMap { IMMap(k: self) }
-    var avcTree: AVCTree { AVCTree(k: self) }
+    package var avcTree: AVCTree { AVCTree(k: self) }
 
     @inline(__always) func anonVMARoot(_ av: UInt32) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(anonVMA(av)).advanced(by: MemoryLayout<rmap_anon_vma>.offset(of: \rmap_anon_vma.rb_root)!)

@@ -53,7 +53,7 @@ extension Kernel {
     }
 
     /// The VMAs of `m` that intersect [start, end), in address order.
-    func vmasIntersecting(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> [UInt32] {
+    package func vmasIntersecting(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> [UInt32] {
         var out: [UInt32] = []
         var v = findVMA(m, start)
         while v != 0 && vma(v).pointee.vm_start < end {
@@ -111,7 +111,7 @@ extension Kernel {
 
     /// do_vmi_munmap(): splits the VMAs at the edges, then unmaps
     /// everything in [start, end). Nothing mapped is not an error.
-    func doMunmap(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+    package func doMunmap(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
         let v = findVMA(m, start)
         guard v != 0, vma(v).pointee.vm_start < end else { return nil }
         // Room for both splits up front: ENOMEM leaves everything unchanged.
@@ -133,7 +133,7 @@ extension Kernel {
     }
 
     /// exit_mmap(): unmaps every VMA, frees the page tables and the mm.
-    func exitMMap(_ m: UInt32) {
+    package func exitMMap(_ m: UInt32) {
         ksmExit(m)  // __mmput(): ksm_exit() before exit_mmap()
         mmuRelease(m)  // mmu_notifier_release()
         var v = firstVMA(m)

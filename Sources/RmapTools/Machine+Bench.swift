@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 import CShims
 
 /// Benchmarking entry points (Benchmarks/: the package-benchmark suites and
@@ -84,25 +86,5 @@ extension Machine {
     /// page_referenced() of `frame` over every VMA: the referenced count.
     public func benchPageReferenced(frame: UInt32) -> Int {
         k.pageReferenced(frame, filter: AllVMAs?.none).referenced
-    }
-}
-
-/// Counts rmap_one calls.
-struct CountingWalk: RmapWalkControl {
-    var visited = 0
-    @inline(__always)
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
-        visited += 1
-        return true
-    }
-}
-
-/// Counts the VMAs whose PTE maps the frame.
-struct MappedWalk: RmapWalkControl {
-    var mapped = 0
-    @inline(__always)
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
-        if m.k.pageVMAMappedWalk(pfn, vma, address) != nil { mapped += 1 }
-        return true
     }
 }

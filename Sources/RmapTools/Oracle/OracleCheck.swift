@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 // `rmap oracle-check`: the differential check of the model against the
 // kernel oracle (`rmap-oracle`, Sources/RmapOracle) over the kernel corpus
 // and over random kernel-only traces, with delta debugging of every

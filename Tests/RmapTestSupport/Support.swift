@@ -1,12 +1,19 @@
+// The tests' shared support (as swift-collections' _CollectionsTestSupport):
+// machines built from trace text, frame and anon_vma inspection, the corpus,
+// the oracle binary and running programs. The one seeded RNG is RmapTrace's
+// `SplitMix64`, re-exported here.
 import Foundation
 @testable import Rmap
+@_exported import CShims
+@_exported import RmapTrace
+
 
 /// The package root, found from this file's path.
-let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+public let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
 /// Every `.trace` file under Tests/Corpus, sorted.
-func corpusTraces(_ sub: String? = nil) -> [URL] {
+public func corpusTraces(_ sub: String? = nil) -> [URL] {
     var dir = packageRoot.appendingPathComponent("Tests/Corpus")
     if let sub { dir = dir.appendingPathComponent(sub) }
     guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else { return [] }
@@ -15,7 +22,7 @@ func corpusTraces(_ sub: String? = nil) -> [URL] {
 }
 
 /// A machine with a trace's statements already run (fails the test on a parse error).
-func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default) throws -> (Machine, ReplayOutcome) {
+public func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default) throws -> (Machine, ReplayOutcome) {
     let m = try Machine(config: config, reuse: reuse)
     let trace = try TraceParser.parse(text, file: "test.trace")
     let out = m.replay(trace)
@@ -24,33 +31,37 @@ func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaConfig = 
 
 extension Machine {
     /// The VMA of process `p` containing `addr` (0 if none).
-    func vmaAt(_ p: String, _ addr: UInt64) -> UInt32 {
+    public func vmaAt(_ p: String, _ addr: UInt64) -> UInt32 {
         guard let mm = processes[p] else { return 0 }
         return k.vmaLookup(mm, addr)
     }
     /// The anon_vma of that VMA.
-    func anonVMAAt(_ p: String, _ addr: UInt64) -> UInt32 {
+    public func anonVMAAt(_ p: String, _ addr: UInt64) -> UInt32 {
         let v = vmaAt(p, addr)
         return v == 0 ? 0 : k.vma(v).pointee.anon_vma
     }
-    func anonVMAInfo(_ av: UInt32) -> rmap_anon_vma_info {
+    public func anonVMAInfo(_ av: UInt32) -> rmap_anon_vma_info {
         let p = k.anonVMA(av).pointee
         return rmap_anon_vma_info(root: p.root, parent: p.parent, refcount: p.refcount, degree: p.degree,
                                   numChildren: p.num_children, numActiveVMAs: p.num_active_vmas)
     }
-    func tokens(_ p: String, _ addr: UInt64, _ pages: UInt64) -> String {
+    public func tokens(_ p: String, _ addr: UInt64, _ pages: UInt64) -> String {
         observeTokens([Target(process: p, addr: addr, pages: pages, location: SourceLocation(line: 0, column: 0))])
             .joined(separator: " ")
     }
 }
 
-struct rmap_anon_vma_info: Equatable {
-    var root: UInt32, parent: UInt32, refcount: Int32, degree: UInt32, numChildren: UInt32, numActiveVMAs: UInt32
+public struct rmap_anon_vma_info: Equatable {
+    public init(root: UInt32, parent: UInt32, refcount: Int32, degree: UInt32, numChildren: UInt32, numActiveVMAs: UInt32) {
+        self.root = root; self.parent = parent; self.refcount = refcount; self.degree = degree
+        self.numChildren = numChildren; self.numActiveVMAs = numActiveVMAs
+    }
+    public var root: UInt32, parent: UInt32, refcount: Int32, degree: UInt32, numChildren: UInt32, numActiveVMAs: UInt32
 }
 
 /// Whether this process can read PFNs (root with CAP_SYS_ADMIN): the kernel
 /// oracle needs it.
-let canReadPFNs: Bool = {
+public let canReadPFNs: Bool = {
     guard geteuid() == 0 else { return false }
     var x: UInt64 = 0
     let fd = open("/proc/self/pagemap", O_RDONLY)
@@ -67,7 +78,7 @@ let canReadPFNs: Bool = {
 /// The one built with these tests (next to the test bundle, e.g. with
 /// `swift test --scratch-path DIR`) comes first, so a stale `.build` copy is
 /// not used.
-let oraclePath: String? = {
+public let oraclePath: String? = {
     let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for dir in [here, here.deletingLastPathComponent()] {
         let p = dir.appendingPathComponent("rmap-oracle").path
@@ -81,7 +92,7 @@ let oraclePath: String? = {
 }()
 
 /// Runs a program; its stdout, stderr and exit status.
-func run(_ path: String, _ args: [String]) throws -> (out: String, err: String, status: Int32) {
+public func run(_ path: String, _ args: [String]) throws -> (out: String, err: String, status: Int32) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
@@ -93,4 +104,11 @@ func run(_ path: String, _ args: [String]) throws -> (out: String, err: String, 
     let ed = e.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return (String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self), p.terminationStatus)
+}
+
+
+extension SplitMix64 {
+    /// A uniform-enough value in 0..<n (n > 0).
+    public mutating func below(_ n: UInt64) -> UInt64 { next() % n }
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }

@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 #if canImport(Glibc)
 import Glibc
 #endif

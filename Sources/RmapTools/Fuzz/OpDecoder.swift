@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 /// Turns arbitrary bytes into a valid trace (for the libFuzzer target over
 /// operation sequences): four bytes per operation, every choice taken modulo
 /// its range, processes named and tracked so the trace always parses.
@@ -10,7 +12,6 @@ public enum OpDecoder {
         var live = ["P0"]
         var next = 1
         var i = 2
-        func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
         while i + 4 <= bytes.count {
             let k = bytes[i], a = UInt64(bytes[i + 1]), b = UInt64(bytes[i + 2]), c = bytes[i + 3]
             i += 4

@@ -1,3 +1,4 @@
+import Rmap
 import CShims
 
 // Design variant 2: no reverse map at all.

@@ -1,3 +1,4 @@
+import Rmap
 import CShims
 #if canImport(Glibc)
 import Glibc
@@ -128,66 +129,68 @@ public protocol PVWalkControl {
     mutating func visit(_ m: RmapContext, pfn: UInt32, mm: UInt32, address: UInt64) -> Bool
 }
 
-extension Kernel {
-    // MARK: hooks (called by the rmap add/remove paths when `hooks.pvOn`)
+/// The PV lists installed as the core's reverse-map hooks: each rmap add
+/// or remove event becomes one list operation on the frame's list.
+final class PVLists: ReverseMapHooks {
+    let table: PVTable
 
-    /// A PTE of VMA `v` at `address` now maps `pfn`.
+    init(table: PVTable) { self.table = table }
+
+    deinit { table.destroy() }
+
     @inline(never)
-    func pvAdd(_ pfn: UInt32, vma v: UInt32, address: UInt64) {
-        guard let pv = hooks.pv else { return }
-        pv.add(pfn, mm: vma(v).pointee.mm, va: address)
+    func anonAdded(_ k: Kernel, pfn: UInt32, vma v: UInt32, address: UInt64) {
+        table.add(pfn, mm: k.vma(v).pointee.mm, va: address)
     }
 
-    /// A PTE of mm `m` at `address` now maps `pfn`.
     @inline(never)
-    func pvAdd(_ pfn: UInt32, mm m: UInt32, address: UInt64) {
-        guard let pv = hooks.pv else { return }
-        pv.add(pfn, mm: m, va: address)
+    func ptesDuplicated(_ k: Kernel, pfn: UInt32, mm m: UInt32, address: UInt64) {
+        table.add(pfn, mm: m, va: address)
     }
 
-    /// A page-cache page is mapped by one more PTE of VMA `v`, at the address
-    /// where `v` maps the page's index (the rmap add passes no address).
+    /// The entry's address is where `v` maps the page's index.
     @inline(never)
-    func pvAddFile(_ pfn: UInt32, vma v: UInt32) {
-        guard let pv = hooks.pv else { return }
-        guard let a = vmaAddress(v, index: page(pfn).pointee.index) else { pv.counters.pointee.overflowed = 1; return }
-        pv.add(pfn, mm: vma(v).pointee.mm, va: a)
+    func fileAdded(_ k: Kernel, pfn: UInt32, vma v: UInt32) {
+        guard let a = k.vmaAddress(v, index: k.page(pfn).pointee.index) else { table.counters.pointee.overflowed = 1; return }
+        table.add(pfn, mm: k.vma(v).pointee.mm, va: a)
     }
 
-    /// One PTE of VMA `v` no longer maps `pfn`: its entry goes. The address
-    /// is where `v` maps the page's index (the rmap invariant every walk
-    /// relies on). A KSM page has no such address (its index is one
-    /// mapping's, and it may be mapped twice in one VMA): its entry is the
-    /// one of `v`'s mm inside `v` whose PTE no longer maps it (every caller
-    /// clears or replaces the PTE before the rmap remove, as the kernel does).
+    /// The entry that goes is the one at the address where `v` maps the
+    /// page's index (the rmap invariant every walk relies on). A KSM page has
+    /// no such address (its index is one mapping's, and it may be mapped
+    /// twice in one VMA): its entry is the one of `v`'s mm inside `v` whose
+    /// PTE no longer maps it (every caller clears or replaces the PTE before
+    /// the rmap remove, as the kernel does).
     @inline(never)
-    func pvRemove(_ pfn: UInt32, vma v: UInt32) {
-        guard let pv = hooks.pv else { return }
-        let m = vma(v).pointee.mm
-        let ksm = page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
-        if !ksm, let a = vmaAddress(v, index: page(pfn).pointee.index), pv.remove(pfn, mm: m, va: a) { return }
-        let s = vma(v).pointee.vm_start, e = vma(v).pointee.vm_end
-        let pgd = mm(m).pointee.pgd
-        var i = pv.heads[Int(pfn)]
+    func removed(_ k: Kernel, pfn: UInt32, vma v: UInt32) {
+        let m = k.vma(v).pointee.mm
+        let ksm = k.page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
+        if !ksm, let a = k.vmaAddress(v, index: k.page(pfn).pointee.index), table.remove(pfn, mm: m, va: a) { return }
+        let s = k.vma(v).pointee.vm_start, e = k.vma(v).pointee.vm_end
+        let pgd = k.mm(m).pointee.pgd
+        var i = table.heads[Int(pfn)]
         while i != 0 {
-            let en = pv.entries[Int(i)]
+            let en = table.entries[Int(i)]
             if en.mm == m && en.va >= s && en.va < e {
-                let pte = leafSlot(root: pgd, key: en.va)?.pointee ?? 0
-                if !(PTE.isPresent(pte) && PTE.pfn(pte) == pfn) { pv.remove(pfn, mm: m, va: en.va); return }
+                let pte = k.leafSlot(root: pgd, key: en.va)?.pointee ?? 0
+                if !(PTE.isPresent(pte) && PTE.pfn(pte) == pfn) { table.remove(pfn, mm: m, va: en.va); return }
             }
             i = en.next
         }
-        pv.counters.pointee.overflowed = 1  // not found: the lists are wrong
+        table.counters.pointee.overflowed = 1  // not found: the lists are wrong
     }
 
-    /// mremap's move_ptes(): the PTE `pte` of mm `m` moved from `from` to `to`.
     @inline(never)
-    func pvMovePTE(_ pte: UInt64, mm m: UInt32, from: UInt64, to: UInt64) {
-        guard let pv = hooks.pv else { return }
-        let pfn = vmNormalPage(pte)
+    func ptesMoved(_ k: Kernel, pte: UInt64, mm m: UInt32, from: UInt64, to: UInt64) {
+        let pfn = k.vmNormalPage(pte)
         guard pfn != 0 else { return }
-        if let e = pv.find(pfn, mm: m, va: from) { e.pointee.va = to } else { pv.counters.pointee.overflowed = 1 }
+        if let e = table.find(pfn, mm: m, va: from) { e.pointee.va = to } else { table.counters.pointee.overflowed = 1 }
     }
+}
+
+extension Kernel {
+    /// The installed PV lists' table, if the PV variant is on.
+    var pvTable: PVTable? { (hooks.reverseMap as? PVLists)?.table }
 
     // MARK: enabling
 
@@ -200,7 +203,7 @@ extension Kernel {
         let ptSlots = UInt64(desc(T.ptPage).pointee.capacity) * 512
         let cap = capacity != 0 ? capacity : UInt32(min(ptSlots, UInt64(UInt32.max - 1)))
         guard let pv = PVTable.create(frames: frames, capacity: cap) else { return false }
-        hooks.pv = pv
+        let lists = PVLists(table: pv)
         forEachLiveMM { m in
             var v = firstVMA(m)
             while v != 0 {
@@ -212,14 +215,12 @@ extension Kernel {
                 v = nextVMA(v)
             }
         }
-        hooks.pvOn = true
+        hooks.reverseMap = lists
         return pv.counters.pointee.overflowed == 0
     }
 
     func pvDisable() {
-        hooks.pvOn = false
-        hooks.pv?.destroy()
-        hooks.pv = nil
+        hooks.reverseMap = nil  // PVLists' deinit unmaps the table
     }
 
     /// Every live mm, in index order (the scan's "every process"): a
@@ -239,7 +240,7 @@ extension Kernel {
     /// The PV walk at the pmap level: follows the frame's list.
     @inline(__always)
     func pvWalk<C: PVWalkControl>(_ pfn: UInt32, _ c: inout C) {
-        guard let pv = hooks.pv else { return }
+        guard let pv = pvTable else { return }
         let ctx = RmapContext(k: self)
         var i = pv.heads[Int(pfn)]
         while i != 0 {
@@ -254,7 +255,7 @@ extension Kernel {
     /// hooks as `rmapWalk`.
     @inline(__always)
     func pvRmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
-        guard let pv = hooks.pv else { return }
+        guard let pv = pvTable else { return }
         let ctx = RmapContext(k: self)
         var i = pv.heads[Int(pfn)]
         while i != 0 {
@@ -272,7 +273,7 @@ extension Kernel {
 
     /// Entries on frame `pfn`'s list.
     func pvCount(_ pfn: UInt32) -> Int {
-        guard let pv = hooks.pv else { return 0 }
+        guard let pv = pvTable else { return 0 }
         var n = 0
         var i = pv.heads[Int(pfn)]
         while i != 0 { n += 1; i = pv.entries[Int(i)].next }
@@ -283,7 +284,7 @@ extension Kernel {
     /// must name a present PTE of a live mm that maps its frame, once; every
     /// such PTE must have its entry; the pool must never have run out.
     func pvCheck() -> [String] {
-        guard let pv = hooks.pv else { return ["PV lists are not enabled"] }
+        guard let pv = pvTable else { return ["PV lists are not enabled"] }
         var out: [String] = []
         if pv.counters.pointee.overflowed != 0 { out.append("PV lists: an entry was lost (pool full or entry not found)") }
         var total = 0

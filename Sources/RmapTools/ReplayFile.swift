@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 import CShims
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import Rmap
 import CShims
 
 /// The reverse-map designs behind the same walk API (issue #6, "design
@@ -43,7 +44,7 @@ extension Machine {
     /// Stops maintaining the PV lists and frees them.
     public func disablePVLists() { k.pvDisable() }
 
-    public var pvListsEnabled: Bool { k.hooks.pvOn }
+    public var pvListsEnabled: Bool { k.pvTable != nil }
 
     /// An rmap walk of `frame` in the given design, with the caller's walk
     /// control. anon_vma visits every VMA that may map the frame (ask
@@ -91,7 +92,7 @@ extension Machine {
         r.anonVMAs = Int(k.live(T.anonVMA))
         r.avcs = Int(k.live(T.avc))
         r.anonVMABytes = r.anonVMAs * RmapMetadata.anonVMARecordBytes + r.avcs * RmapMetadata.avcRecordBytes
-        if let pv = k.hooks.pv {
+        if let pv = k.pvTable {
             r.pvEntries = Int(pv.counters.pointee.live)
             r.pvEntryBytes = r.pvEntries * RmapMetadata.pvEntryRecordBytes
         }

@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 import CShims
 
 /// Graphviz pictures of the reverse map, like the seeds' figures: VMAs by

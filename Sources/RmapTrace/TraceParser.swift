@@ -1,4 +1,5 @@
-// The parser of the trace language, version 1 (see spec/trace-format.md).
+import Rmap
+// The parser of the trace language, version 1 (see docs/trace-format.md).
 //
 // Parsing is one pass over the lines; the static checks (processes created before
 // use and not exited, files declared before use, `swap` placement, observation
@@ -187,8 +188,6 @@ func quoted(_ s: String) -> String {
     return out + "'"
 }
 
-func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
-
 enum NumberParse {
     case value(UInt64)
     case invalid
@@ -221,26 +220,6 @@ func parseNumber<S: Collection>(_ s: S) -> NumberParse where S.Element == Unicod
         if o1 || o2 { overflow = true } else { value = a }
     }
     return overflow ? .tooLarge : .value(value)
-}
-
-func isNameStart(_ s: Unicode.Scalar) -> Bool {
-    switch s.value {
-    case 0x41...0x5A, 0x61...0x7A, 0x5F: return true
-    default: return false
-    }
-}
-
-func isNameChar(_ s: Unicode.Scalar) -> Bool {
-    switch s.value {
-    case 0x41...0x5A, 0x61...0x7A, 0x5F, 0x30...0x39, 0x2E, 0x2D: return true
-    default: return false
-    }
-}
-
-/// `[A-Za-z_][A-Za-z0-9_.-]*` (any length).
-func isNameSyntax<S: Collection>(_ s: S) -> Bool where S.Element == Unicode.Scalar {
-    guard let first = s.first, isNameStart(first) else { return false }
-    return s.allSatisfy(isNameChar)
 }
 
 /// `-`, `Z`, `S`, `M`, `H` (a hwpoison entry), `D` (a device-private entry), `X` (a device-exclusive entry) or `[AFK][1-9][0-9]*:(0|[1-9][0-9]*)`: numbers as the model prints them

@@ -1,3 +1,4 @@
+import Rmap
 /// SplitMix64: a small, fast, seedable generator; the same seed gives the
 /// same sequence on every machine.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -48,7 +49,6 @@ public struct TraceGenerator {
 
     mutating func addr() -> UInt64 { TraceGenerator.windowBase + int(TraceGenerator.windowPages) << 12 }
     mutating func pages(_ maxPages: UInt64 = 24) -> UInt64 { 1 + int(maxPages) }
-    func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
     mutating func newProcName() -> String {
         defer { nextProc += 1 }

@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 import CShims
 
 /// Human-readable reports of the model's state, for the demo and `rmap` tools.

@@ -1,6 +1,7 @@
+import Rmap
 import CShims
 
-/// The canonical observation of pages and VMAs (spec/trace-format.md).
+/// The canonical observation of pages and VMAs (docs/trace-format.md).
 extension Machine {
     /// The tokens of the targets, one per page, frames named canonically
     /// (first met is 1) within this call.
@@ -61,7 +62,7 @@ extension Machine {
     }
 
     /// `START-END PERMS KIND` as /proc/PID/maps would give it.
-    func describeVMA(_ v: UInt32) -> String {
+    package func describeVMA(_ v: UInt32) -> String {
         let p = k.vma(v).pointee
         let f = p.vm_flags
         let perms = (f & VM.read != 0 ? "r" : "-") + (f & VM.write != 0 ? "w" : "-")

@@ -1,3 +1,5 @@
+import Rmap
+import RmapTrace
 import CShims
 
 /// Statistics of a model state for `rmap stats`: what the rmap costs in

@@ -1,0 +1,282 @@
+import CShims
+
+/// The deep validation of an opened arena (see `Machine(opening:)`).
+struct ArenaValidator {
+    let k: Kernel
+    var live: [[Bool]] = []
+
+    init(k: Kernel) { self.k = k }
+
+    func bump(_ t: Int32) -> UInt32 { k.desc(t).pointee.bump }
+    func ok(_ t: Int32, _ i: UInt32) -> Bool { i != 0 && i < bump(t) && live[Int(t)][Int(i)] }
+    func okOr0(_ t: Int32, _ i: UInt32) -> Bool { i == 0 || ok(t, i) }
+
+    /// The first problem, or nil when the arena may be used.
+    mutating func validate() -> String? {
+        // Free lists: every link inside the used records, no cycle, counts agree.
+        for t in Int32(0)..<Int32(RMAP_T_COUNT) {
+            let d = k.desc(t).pointee
+            var l = [Bool](repeating: true, count: Int(d.bump))
+            l[0] = false
+            var i = d.free_head
+            var n: UInt32 = 0
+            while i != 0 {
+                guard i < d.bump, l[Int(i)] else { return "table \(t): free list broken at record \(i)" }
+                l[Int(i)] = false
+                n += 1
+                i = (k.base + Int(d.offset) + Int(i) * Int(d.record_size)).load(as: UInt32.self)
+            }
+            guard n + d.live == d.bump - 1 else { return "table \(t): \(d.live) live + \(n) free != \(d.bump - 1) used records" }
+            // A free record is poisoned after its link (Kernel.free): the
+            // checker tells free records by that, so it must hold.
+            if t != T.ptPage && t != T.ptDesc && t != T.swap {
+                let size = Int(d.record_size)
+                for r in 1..<Int(d.bump) where !l[r] {
+                    let rec = k.base + Int(d.offset) + r * size
+                    for b in 4..<size where rec.load(fromByteOffset: b, as: UInt8.self) != 0x6b {
+                        return "table \(t): free record \(r) is not poisoned"
+                    }
+                }
+            }
+            live.append(l)
+        }
+        if let e = validateObjects() { return e }
+        if let e = validatePageTables() { return e }
+        if let e = validateTrees() { return e }
+        return nil
+    }
+
+    func validateObjects() -> String? {
+        let frameCap = bump(T.frame)
+        guard ok(T.frame, k.zeroPFN) else { return "the zero page is not a live frame" }
+        for i in 1..<frameCap where live[Int(T.frame)][Int(i)] {
+            let p = k.page(i).pointee
+            switch p.mapping & PageMapping.flags {
+            case 0:
+                if p.mapping != 0 && !ok(T.file, k.index(table: T.file, offset: p.mapping)) {
+                    return "frame \(i): mapping is not a live file"
+                }
+            case PageMapping.anon:
+                if k.index(table: T.anonVMA, offset: p.mapping & ~PageMapping.flags) == 0 {
+                    return "frame \(i): mapping is not an anon_vma record"
+                }
+            case PageMapping.movable:
+                if p.mapping != k.balloonMops | PageMapping.movable && p.mapping != PageMapping.movable {
+                    return "frame \(i): movable mapping names no known movable_operations"
+                }
+                guard okOr0(T.frame, p.next), okOr0(T.frame, p.prev) else { return "frame \(i): balloon list link out of range" }
+            case PageMapping.ksm:
+                let off = p.mapping & ~PageMapping.flags
+                if off != 0 && !ok(T.ksmNode, k.index(table: T.ksmNode, offset: off)) {
+                    return "frame \(i): KSM mapping is not a live stable node"
+                }
+            default:
+                return "frame \(i): mapping kind \(p.mapping & PageMapping.flags) is not supported"
+            }
+            if p.mapcount < -1 || p.refcount < 0 { return "frame \(i): negative counts" }
+            if p.flags & PG.swapcache != 0 && !validSwapEntry(p.private_) { return "frame \(i): bad swap entry" }
+        }
+        for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
+            let p = k.mm(i).pointee
+            guard ok(T.ptPage, p.pgd), okOr0(T.vma, p.mm_rb) else { return "mm \(i): bad pgd or VMA tree root" }
+        }
+        for i in 1..<bump(T.vma) where live[Int(T.vma)][Int(i)] {
+            let p = k.vma(i).pointee
+            guard ok(T.mm, p.mm), okOr0(T.file, p.file), okOr0(T.anonVMA, p.anon_vma), okOr0(T.avc, p.avc_head),
+                  links(T.vma, p.mm_rb), links(T.vma, p.shared_rb) else { return "vma \(i): an index is out of range" }
+            guard p.vm_start < p.vm_end, p.vm_start & 0xfff == 0, p.vm_end & 0xfff == 0, p.vm_end <= 1 << 47,
+                  p.vm_pgoff < 1 << 40 else { return "vma \(i): bad range" }
+        }
+        for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
+            let p = k.anonVMA(i).pointee
+            guard ok(T.anonVMA, p.root), ok(T.anonVMA, p.parent), okOr0(T.avc, p.rb_root) else {
+                return "anon_vma \(i): an index is out of range"
+            }
+        }
+        for i in 1..<bump(T.avc) where live[Int(T.avc)][Int(i)] {
+            let p = k.avc(i).pointee
+            guard ok(T.vma, p.vma), ok(T.anonVMA, p.anon_vma), okOr0(T.avc, p.same_vma_next),
+                  okOr0(T.avc, p.same_vma_prev), links(T.avc, p.rb) else { return "avc \(i): an index is out of range" }
+        }
+        for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
+            let p = k.file(i).pointee
+            guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind == 1 || p.kind == 2,
+                  p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
+        }
+        if let e = validateKSMObjects() { return e }
+        guard okOr0(T.frame, k.balloonHead), k.header.pointee.reserved.5 < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
+        var bn: UInt32 = 0
+        var bp = k.balloonHead
+        while bp != 0 {
+            bn += 1
+            guard bn < bump(T.frame), ok(T.frame, bp), k.pageIsBalloonMovable(bp) else { return "balloon list broken at frame \(bp)" }
+            bp = k.page(bp).pointee.next
+        }
+        let slots = k.header.pointee.swap_slots
+        if slots > 0 {
+            for s in 1...slots {
+                let c = k.swapMap[Int(s)].cache_frame
+                if !okOr0(T.frame, c) { return "swap slot \(s): cache frame out of range" }
+            }
+        }
+        var seen = Set<String>()
+        for i in 1..<bump(T.name) where live[Int(T.name)][Int(i)] {
+            let p = k.names[Int(i)]
+            guard p.len >= 1, p.len <= UInt32(RMAP_NAME_MAX) else { return "name \(i): bad length" }
+            let name = Machine.nameString(p)
+            guard isNameSyntax(Array(name.unicodeScalars)), name.utf8.count == Int(p.len) else { return "name \(i): not a valid name" }
+            if p.kind == UInt32(RMAP_NAME_FILE) {
+                guard ok(T.file, p.index) else { return "file name '\(name)': not a live file" }
+            } else if p.kind == UInt32(RMAP_NAME_PROCESS) {
+                guard okOr0(T.mm, p.index) else { return "process name '\(name)': not a live mm" }
+            } else {
+                return "name \(i): unknown kind \(p.kind)"
+            }
+            if p.index != 0 {
+                guard seen.insert("\(p.kind):\(name)").inserted else { return "name '\(name)' is used twice" }
+            }
+        }
+        return nil
+    }
+
+    /// KSM: every index of the mm slots, rmap_items and stable nodes in range.
+    /// Fields the kernel leaves stale (the head of an item whose node was
+    /// removed, the tree links of an item out of the unstable tree, the
+    /// unstable root after a pass) need only be inside their table.
+    func validateKSMObjects() -> String? {
+        let h = k.header.pointee
+        guard okOr0(T.ksmNode, h.ksm_stable_root), okOr0(T.mm, h.ksm_mm_head), okOr0(T.mm, h.ksm_mm_tail),
+              h.ksm_unstable_root < bump(T.ksmItem) else { return "ksm: a root or list end is out of range" }
+        for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
+            let p = k.mm(i).pointee
+            guard okOr0(T.ksmItem, p.ksm_rmap_list), okOr0(T.mm, p.ksm_slot_next), p.ksm_flags <= 1 else {
+                return "mm \(i): a KSM field is out of range"
+            }
+        }
+        let items = bump(T.ksmItem)
+        for i in 1..<items where live[Int(T.ksmItem)][Int(i)] {
+            let p = k.ksmItem(i).pointee
+            guard ok(T.mm, p.mm), okOr0(T.ksmItem, p.rmap_list), okOr0(T.ksmItem, p.hlist_next),
+                  okOr0(T.ksmItem, p.hlist_prev), p.anon_vma < bump(T.anonVMA), p.head < bump(T.ksmNode),
+                  p.node.parent < items, p.node.left < items, p.node.right < items else {
+                return "ksm rmap_item \(i): an index is out of range"
+            }
+            if p.address & KSMFlag.stable != 0 {
+                guard ok(T.ksmNode, p.head), ok(T.anonVMA, p.anon_vma) else { return "ksm rmap_item \(i): stable without a live node and anon_vma" }
+            }
+        }
+        for i in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(i)] {
+            let p = k.ksmNode(i).pointee
+            guard p.kpfn < bump(T.frame), okOr0(T.ksmItem, p.hlist), links(T.ksmNode, p.node) else {
+                return "ksm stable node \(i): an index is out of range"
+            }
+        }
+        // Lists end: the mm slot list, each mm's items, each node's hlist.
+        var n: UInt32 = 0
+        var m = h.ksm_mm_head
+        while m != 0 {
+            n += 1
+            guard n < bump(T.mm), ok(T.mm, m) else { return "ksm: mm slot list broken at mm \(m)" }
+            m = k.mm(m).pointee.ksm_slot_next
+        }
+        var seen = [Bool](repeating: false, count: Int(items))
+        for mi in 1..<bump(T.mm) where live[Int(T.mm)][Int(mi)] {
+            var i = k.mm(mi).pointee.ksm_rmap_list
+            while i != 0 {
+                guard ok(T.ksmItem, i), !seen[Int(i)], k.ksmItem(i).pointee.mm == mi else { return "ksm: mm \(mi)'s rmap_item list broken at \(i)" }
+                seen[Int(i)] = true
+                i = k.ksmItem(i).pointee.rmap_list
+            }
+        }
+        for ni in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(ni)] {
+            var i = k.ksmNode(ni).pointee.hlist
+            var c: UInt32 = 0
+            while i != 0 {
+                c += 1
+                guard c < items, ok(T.ksmItem, i), k.ksmItem(i).pointee.head == ni else { return "ksm: stable node \(ni)'s hlist broken at \(i)" }
+                i = k.ksmItem(i).pointee.hlist_next
+            }
+        }
+        if let e = IntervalTree.check(root: h.ksm_stable_root, k.ksmStableTree, limit: Int(bump(T.ksmNode))).first { return "ksm stable tree: \(e)" }
+        return nil
+    }
+
+    func links(_ t: Int32, _ n: rmap_rb_node) -> Bool {
+        okOr0(t, n.parent) && okOr0(t, n.left) && okOr0(t, n.right) && n.color <= 1
+    }
+
+    func validSwapEntry(_ e: UInt64) -> Bool {
+        PTE.isRealSwapEntry(e) && PTE.swpOffset(e) >= 1 && PTE.swpOffset(e) <= k.header.pointee.swap_slots
+    }
+
+    /// Each page-table page belongs to one tree, at the level its descriptor
+    /// says; every leaf names something that exists.
+    func validatePageTables() -> String? {
+        var owner = [Bool](repeating: false, count: Int(bump(T.ptPage)))
+        func descend(_ table: UInt32, _ level: UInt32, cache: Bool) -> String? {
+            guard ok(T.ptPage, table), !owner[Int(table)] else { return "page-table page \(table) missing or shared" }
+            owner[Int(table)] = true
+            guard k.ptDesc(table).pointee.level == level else { return "page-table page \(table): level \(k.ptDesc(table).pointee.level), expected \(level)" }
+            let e = k.ptPage(table)
+            for i in 0..<512 {
+                let x = e[i]
+                if x == 0 { continue }
+                if level > 1 {
+                    if let err = descend(PTE.pfn(x), level - 1, cache: cache) { return err }
+                    continue
+                }
+                if cache {
+                    if x == Kernel.shadowEntry || validSwapEntry(x) { continue }
+                    guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x)) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
+                } else if PTE.isPresent(x) {
+                    guard ok(T.frame, PTE.pfn(x)) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
+                } else if PTE.isDeviceExclusiveEntry(x) {
+                    guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-exclusive entry for no live frame" }
+                } else if PTE.isDevicePrivateEntry(x) {
+                    guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-private entry for no live frame" }
+                } else if PTE.isHWPoisonEntry(x) {
+                    guard PTE.swpOffset(x) < UInt64(bump(T.frame)) else { return "hwpoison entry for no frame" }
+                } else if PTE.isMigrationEntry(x) {
+                    guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "migration entry for no live frame" }
+                } else if !validSwapEntry(x) {
+                    return "PTE 0x\(String(x, radix: 16)) is neither present, swap nor migration"
+                }
+            }
+            return nil
+        }
+        for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
+            if let e = descend(k.mm(i).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
+        }
+        for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
+            if let e = descend(k.file(i).pointee.cache_root, 4, cache: true) { return "file \(i): \(e)" }
+        }
+        return nil
+    }
+
+    /// Every tree is a sound augmented rbtree and every AVC list ends.
+    func validateTrees() -> String? {
+        for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
+            if let e = IntervalTree.check(root: k.mm(i).pointee.mm_rb, k.mmTree, limit: Int(bump(T.vma))).first { return "mm \(i): \(e)" }
+        }
+        for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
+            if let e = IntervalTree.check(root: k.file(i).pointee.i_mmap, k.iMMap, limit: Int(bump(T.vma))).first { return "file \(i): \(e)" }
+        }
+        for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
+            if let e = IntervalTree.check(root: k.anonVMA(i).pointee.rb_root, k.avcTree, limit: Int(bump(T.avc))).first { return "anon_vma \(i): \(e)" }
+        }
+        for v in 1..<bump(T.vma) where live[Int(T.vma)][Int(v)] {
+            var a = k.vma(v).pointee.avc_head
+            var prev: UInt32 = 0
+            var n: UInt32 = 0
+            while a != 0 {
+                n += 1
+                guard n < bump(T.avc), k.avc(a).pointee.vma == v, k.avc(a).pointee.same_vma_prev == prev else {
+                    return "vma \(v): AVC list broken at avc \(a)"
+                }
+                prev = a
+                a = k.avc(a).pointee.same_vma_next
+            }
+        }
+        return nil
+    }
+}

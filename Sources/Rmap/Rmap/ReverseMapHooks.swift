@@ -1,0 +1,21 @@
+import CShims
+
+/// The events a design variant keeps its own reverse map from (RmapVariants'
+/// PV lists: FreeBSD's pv entries, Linux 2.5's pte_chains). The core does not
+/// know the variants: the rmap add/remove paths (Rmap/AddRemove.swift),
+/// fork's anon dup (VM/Fork.swift) and mremap's PTE move (VM/Syscalls.swift)
+/// call the installed hooks, behind one flag test (`KernelHooks.reverseMapOn`),
+/// after the PTE and the kernel's own rmap are updated.
+package protocol ReverseMapHooks: AnyObject {
+    /// A PTE of VMA `vma` at `address` now maps anonymous page `pfn`.
+    func anonAdded(_ k: Kernel, pfn: UInt32, vma: UInt32, address: UInt64)
+    /// fork copied a PTE: one of mm `mm` at `address` now maps `pfn`.
+    func ptesDuplicated(_ k: Kernel, pfn: UInt32, mm: UInt32, address: UInt64)
+    /// Page-cache page `pfn` is mapped by one more PTE of VMA `vma` (the
+    /// kernel's file rmap add passes no address).
+    func fileAdded(_ k: Kernel, pfn: UInt32, vma: UInt32)
+    /// One PTE of VMA `vma` no longer maps `pfn` (the PTE is already cleared or replaced).
+    func removed(_ k: Kernel, pfn: UInt32, vma: UInt32)
+    /// mremap's move_ptes(): PTE `pte` of mm `mm` moved from `from` to `to`.
+    func ptesMoved(_ k: Kernel, pte: UInt64, mm: UInt32, from: UInt64, to: UInt64)
+}
