@@ -25,7 +25,14 @@
 #include <stddef.h>
 
 #define RMAP_ARENA_MAGIC 0x31414e4552414d52ull /* "RMARENA1" little-endian */
-#define RMAP_LAYOUT_VERSION 3u
+/* 4: the header's spare words got names (anon_vma serial, swap cursor, CVE
+ * reuse counters, name order, balloon list and counts). */
+#define RMAP_LAYOUT_VERSION 4u
+
+/* POISON_FREE (include/linux/poison.h): a freed record is filled with this
+ * byte after its 4-byte free-list link, so a use after free is visible and a
+ * free record is told from a live one by the word after the link. */
+#define RMAP_POISON_FREE 0x6bu
 
 /* Table identifiers. */
 enum {
@@ -75,7 +82,16 @@ typedef struct rmap_arena_header {
     uint64_t swap_slots;     /* usable swap slots (trace `swap`) */
     uint64_t next_frame_serial;
     rmap_table_desc tables[RMAP_T_COUNT];
-    uint64_t reserved[8];
+    /* Model-wide state that is not a table: */
+    uint64_t anon_vma_serial;        /* the last anon_vma serial handed out (creation order) */
+    uint64_t swap_cursor;            /* get_swap_page()'s scan position (si->cluster_next) */
+    uint64_t anon_vma_reused_in_use; /* CVE-2022-42703: reuses of an anon_vma still in use ("degree") */
+    uint64_t anon_vma_reused_last;   /* the last such anon_vma */
+    uint64_t name_order;             /* names created so far (the name table's creation order) */
+    uint64_t balloon_head;           /* the balloon's page list (through rmap_page.next/prev);
+                                        its byte offset is &balloon_mops */
+    uint64_t balloon_pages;          /* pages on the balloon's list (b_dev_info->pages) */
+    uint64_t balloon_isolated;       /* isolated balloon pages (isolated_pages) */
     /* KSM (mm/ksm.c) globals: root_stable_tree, root_unstable_tree (interval
      * trees keyed by content), the ksm_mm_head list of mm slots (the mms with
      * MMF_VM_MERGEABLE, threaded through rmap_mm.ksm_slot_next), ksm_scan.seqnr

@@ -27,7 +27,7 @@ extension Machine {
         while i < d.bump {
             defer { i += 1 }
             let p = k.anonVMA(i).pointee
-            if p.parent == 0x6b6b6b6b { continue }
+            if k.isFree(T.anonVMA, i) { continue }
             let root = p.root == i
             s += "  av\(i) [shape=ellipse, \(root ? "style=bold, " : "")label=\"av\(p.serial)\(root ? " (root)" : "")\\nrefcount=\(p.refcount) degree=\(p.degree)\\nnum_children=\(p.num_children) num_active_vmas=\(p.num_active_vmas)\"];\n"
             if p.parent != i { s += "  av\(i) -> av\(p.parent) [style=dotted, label=\"parent\"];\n" }
@@ -58,7 +58,7 @@ extension Machine {
         while pfn < fd.bump {
             defer { pfn += 1 }
             let p = k.page(pfn).pointee
-            guard p.refcount != 0x6b6b6b6b, p.mapping & PageMapping.flags == PageMapping.anon, p.mapcount >= 0 else { continue }
+            guard !k.isFree(T.frame, pfn), p.mapping & PageMapping.flags == PageMapping.anon, p.mapcount >= 0 else { continue }
             if shown >= maxPages { hidden += 1; continue }
             shown += 1
             let av = k.pageAnonVMA(pfn)

@@ -37,7 +37,7 @@ extension Machine {
         while i < d.bump {
             defer { i += 1 }
             let p = k.page(i).pointee
-            if p.refcount == 0x6b6b6b6b { free += 1; continue }
+            if k.isFree(T.frame, i) { free += 1; continue }
             let kind: String
             if i == k.zeroPFN { kind = "zero page" }
             else if p.mapping & PageMapping.flags == PageMapping.anon { kind = "anon" }
@@ -68,7 +68,7 @@ extension Machine {
         while i < d.bump {
             defer { i += 1 }
             let p = k.anonVMA(i).pointee
-            if p.parent == 0x6b6b6b6b { continue }
+            if k.isFree(T.anonVMA, i) { continue }
             if p.parent == i { roots.append(i) } else { children[p.parent, default: []].append(i) }
         }
         var s = ""

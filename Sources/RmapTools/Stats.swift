@@ -77,7 +77,7 @@ extension Machine {
         while i < ad.bump {
             defer { i += 1 }
             let p = k.anonVMA(i).pointee
-            if p.parent == 0x6b6b6b6b { continue }  // free
+            if k.isFree(T.anonVMA, i) { continue }  // free
             s.anonVMAs += 1
             s.avcs += IntervalTree.count(root: p.rb_root, k.avcTree)
             if p.parent == i { s.anonVMARoots += 1; continue }
@@ -95,7 +95,7 @@ extension Machine {
         while i < fd.bump {
             defer { i += 1 }
             let p = k.page(i).pointee
-            if p.refcount == 0x6b6b6b6b || i == k.zeroPFN || p.mapcount < 0 { continue }
+            if k.isFree(T.frame, i) || i == k.zeroPFN || p.mapcount < 0 { continue }
             let kind: String
             switch p.mapping & PageMapping.flags {
             case PageMapping.anon: kind = "anon"

@@ -45,6 +45,10 @@ extension Machine {
         return rmap_anon_vma_info(root: p.root, parent: p.parent, refcount: p.refcount, degree: p.degree,
                                   numChildren: p.num_children, numActiveVMAs: p.num_active_vmas)
     }
+    /// Whether frame `pfn` is free (on the frame table's free list, poisoned).
+    public func frameIsFree(_ pfn: UInt32) -> Bool {
+        pfn < k.desc(T.frame).pointee.bump && k.isFree(T.frame, pfn)
+    }
     public func tokens(_ p: String, _ addr: UInt64, _ pages: UInt64) -> String {
         observeTokens([Target(process: p, addr: addr, pages: pages, location: SourceLocation(line: 0, column: 0))])
             .joined(separator: " ")

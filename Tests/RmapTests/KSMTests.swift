@@ -42,7 +42,6 @@ import RmapTestSupport
     func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt64 {
         m.k.leafSlot(root: m.k.mm(m.processes[p]!).pointee.pgd, key: addr)?.pointee ?? 0
     }
-    func isFree(_ m: Machine, _ pfn: UInt32) -> Bool { m.k.page(pfn).pointee.refcount == 0x6b6b6b6b }
     func name(_ m: Machine, _ mm: UInt32) -> String { m.processes.first { $0.value == mm }?.key ?? "?" }
 
     /// The (process, address) pairs an rmap walk of `pfn` visits, in order.
@@ -87,7 +86,7 @@ import RmapTestSupport
         }
         // The two frames that were replaced are freed; one of the three became the KSM page.
         #expect(old.contains(k))
-        #expect(old.filter { $0 != k }.allSatisfy { isFree(m, $0) })
+        #expect(old.filter { $0 != k }.allSatisfy { m.frameIsFree($0) })
         // /sys/kernel/mm/ksm: pages_shared 1, pages_sharing 2.
         #expect(m.k.header.pointee.ksm_pages_shared == 1 && m.k.header.pointee.ksm_pages_sharing == 2)
         #expect(m.check() == [])
@@ -223,7 +222,7 @@ import RmapTestSupport
         #expect(m.k.pageMapcount(k) == 2)
         #expect(m.check() == [])
         #expect(m.exit("P0") == .ok && m.exit("P2") == .ok)
-        #expect(isFree(m, k))
+        #expect(m.frameIsFree(k))
         m.ksmScan()  // the stale stable node is pruned when met
         #expect(m.k.live(T.ksmItem) == 0)
         #expect(m.check() == [])
@@ -236,7 +235,7 @@ import RmapTestSupport
         let k = frame(m, "P0", a)
         #expect(m.perform("P2", .reclaim(addr: b, pages: 1)) == .ok)
         #expect([m.tokens("P0", a, 1), m.tokens("P1", a, 1), m.tokens("P2", b, 1)] == ["S", "S", "S"])
-        #expect(isFree(m, k))
+        #expect(m.frameIsFree(k))
         let e = pte(m, "P0", a)
         #expect(m.k.swapSlot(PTE.swpOffset(e))?.pointee.content == 7, "pageout wrote the content to the slot")
         // P1 reads it back: a new page from swap. P0 and P2 then find it in
@@ -258,7 +257,7 @@ import RmapTestSupport
         let node = m.k.folioStableNode(k)
         #expect(m.perform("P1", .migrate(addr: a, pages: 1)) == .ok)
         let n = frame(m, "P1", a)
-        #expect(n != k && isFree(m, k))
+        #expect(n != k && m.frameIsFree(k))
         #expect(frame(m, "P0", a) == n && frame(m, "P2", b) == n)
         // folio_migrate_ksm(): the same stable node, now naming the new frame.
         #expect(m.k.folioStableNode(n) == node && m.k.ksmNode(node).pointee.kpfn == n)

@@ -25,7 +25,7 @@ import RmapTestSupport
         let src = before[1]
         #expect(m.k.isolateMovablePage(src))
         #expect(m.k.migrateMovablePage(src))
-        #expect(m.k.page(src).pointee.refcount == 0x6b6b6b6b, "the old page is freed")
+        #expect(m.frameIsFree(src), "the old page is freed")
         let moved = m.balloonFrames()
         #expect(moved.count == 3 && !moved.contains(src) && moved.first != nil && !before.contains(moved.first!),
                 "the new page went on the balloon's list (at its head)")
@@ -37,12 +37,12 @@ import RmapTestSupport
             #expect(m.k.pageIsBalloonMovable(pfn) && m.k.page(pfn).pointee.refcount == 1)
             #expect(m.k.page(pfn).pointee.flags & PG.isolated == 0)
         }
-        #expect(m.k.header.pointee.reserved.7 == 0, "isolated_pages back to 0")
+        #expect(m.k.header.pointee.balloon_isolated == 0, "isolated_pages back to 0")
         #expect(m.check() == [])
         #expect(m.balloonDeflate(pages: 2) == 2 && m.balloonFrames().count == 1)
         #expect(m.check() == [])
         // The checker holds the driver's bookkeeping to the pages.
-        m.k.header.pointee.reserved.7 += 1
+        m.k.header.pointee.balloon_isolated += 1
         #expect(m.check().contains { $0.contains("isolated_pages") })
     }
 
@@ -56,7 +56,7 @@ import RmapTestSupport
         #expect(m.k.isolateMovablePage(pfn))
         #expect(!m.k.isolateMovablePage(pfn), "already PG_isolated")
         #expect(m.k.page(pfn).pointee.refcount == 2, "the isolation reference")
-        #expect(!m.balloonFrames().contains(pfn) && m.k.header.pointee.reserved.7 == 1)
+        #expect(!m.balloonFrames().contains(pfn) && m.k.header.pointee.balloon_isolated == 1)
         #expect(m.balloonDeflate(pages: 10) == 6, "an isolated page cannot be deflated")
         #expect(m.check() == [])
         // Memory is exhausted by another user: migrate_pages gets no new page, putback.
@@ -65,6 +65,6 @@ import RmapTestSupport
         while m.k.available(T.frame) > 0 { _ = m.k.allocPage() }
         #expect(!m.k.migrateMovablePage(pfn))
         #expect(m.balloonFrames() == [pfn] && m.k.page(pfn).pointee.refcount == 1)
-        #expect(m.k.page(pfn).pointee.flags & PG.isolated == 0 && m.k.header.pointee.reserved.7 == 0)
+        #expect(m.k.page(pfn).pointee.flags & PG.isolated == 0 && m.k.header.pointee.balloon_isolated == 0)
     }
 }

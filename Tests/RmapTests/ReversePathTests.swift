@@ -16,7 +16,6 @@ import RmapTestSupport
         m.k.leafSlot(root: m.k.mm(m.processes[p]!).pointee.pgd, key: addr)?.pointee ?? 0
     }
     func frame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 { m.mappedFrame(m.processes[p]!, addr) }
-    func isFree(_ m: Machine, _ pfn: UInt32) -> Bool { m.k.page(pfn).pointee.refcount == 0x6b6b6b6b }
 
     // MARK: try_to_unmap_one
 
@@ -96,7 +95,7 @@ import RmapTestSupport
         // Clean lazyfree page: discarded, the anon counter drops, the frame goes.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.tokens("A", a, 1) == "-")
-        #expect(isFree(m, p0))
+        #expect(m.frameIsFree(p0))
         #expect(m.k.mmCounter(m.processes["A"]!, .anon) == 1)
         // Written again: the dirty PTE keeps it, it is swap-backed again.
         let before = pte(m, "A", a + 0x1000)
@@ -123,7 +122,7 @@ import RmapTestSupport
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.k.mmCounter(mm, .file) == 0)
         #expect(m.k.mmCounter(mm, .shmem) == 1)
-        #expect(!isFree(m, cache), "the page cache still holds it")
+        #expect(!m.frameIsFree(cache), "the page cache still holds it")
         #expect(m.perform("A", .unmap(addr: a + 0x10000, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.k.mmCounter(mm, .shmem) == 0)
         #expect(m.k.mmCounter(mm, .anon) == 0)
@@ -239,9 +238,9 @@ import RmapTestSupport
         let pfn = frame(m2, "A", a)
         #expect(m2.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess, .migration])) == .ok)
         #expect(PTE.swpType(pte(m2, "A", a)) == PTE.swpMigrationWrite)
-        #expect(!isFree(m2, pfn))
+        #expect(!m2.frameIsFree(pfn))
         #expect(m2.perform("A", .munmap(addr: a, pages: 1)) == .ok)
-        #expect(isFree(m2, pfn))
+        #expect(m2.frameIsFree(pfn))
         #expect(m2.check() == [])
     }
 
@@ -266,7 +265,7 @@ import RmapTestSupport
         #expect(m.k.pageMapcount(new) == 3)
         #expect(m.k.page(new).pointee.content == content)
         #expect(m.k.page(new).pointee.refcount == 3)
-        #expect(isFree(m, old))
+        #expect(m.frameIsFree(old))
         #expect(m.liveObjects()["frames"] == live)
         for p in ["A", "B", "C"] { #expect(!PTE.isWrite(pte(m, p, a)) && !PTE.isYoung(pte(m, p, a))) }
         #expect(m.check() == [])
@@ -312,7 +311,7 @@ import RmapTestSupport
         #expect(m.k.pageCacheLookup(f, 2, materialize: false) == newF)
         #expect(m.k.page(newF).pointee.index == 2 && m.k.pageFile(newF) == f)
         #expect(m.k.page(newF).pointee.flags & PG.dirty != 0)
-        #expect(isFree(m, oldF))
+        #expect(m.frameIsFree(oldF))
         let shm = m.k.vma(m.vmaAt("A", a + 0x10000)).pointee.file
         let oldS = frame(m, "A", a + 0x10000)
         #expect(m.perform("A", .migrate(addr: a + 0x10000, pages: 1)) == .ok)
@@ -414,7 +413,7 @@ import RmapTestSupport
             #expect(m.perform(who, .migrate(addr: addr, pages: 1)) == .ok)
             let new = frame(m, "P", addr)
             #expect(new != old)
-            #expect(isFree(m, old))
+            #expect(m.frameIsFree(old))
             for p in mappers { #expect(frame(m, p, addr) == new, "\(p) at \(addr)") }
             #expect(m.k.pageMapcount(new) == mappers.count)
             #expect(m.check() == [])

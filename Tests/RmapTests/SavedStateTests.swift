@@ -52,9 +52,33 @@ import CShims
                 let m = try Machine(opening: dir.appendingPathComponent(f).path)
                 #expect(m.check().allSatisfy { $0.contains("CVE") }, "\(f) reopened inconsistent")
             } catch {
-                #expect(!"\(error)".isEmpty, "\(f)")
+                // Past the header (this layout's version): the deep validation rejects it.
+                #expect("\(error)".contains(": rejected: "), "\(f): \(error)")
             }
         }
+    }
+
+    /// A state saved by another layout (version 3 kept the same bytes with
+    /// unnamed header words) is rejected with a message naming both versions.
+    @Test func otherLayoutVersionIsRejectedNamingTheVersion() throws {
+        let path = tempPath("layout.arena")
+        defer { unlink(path) }
+        let (m, _) = try machine("proc a\na mmap 0x100000000000 2 rw anon-private\na write 0x100000000000 2\n",
+                                 config: .tiny)
+        #expect(m.save(to: path) == nil)
+        _ = try Machine(opening: path)  // as saved: accepted
+        let fd = open(path, O_RDWR)
+        #expect(fd >= 0)
+        var v: UInt32 = 3
+        #expect(pwrite(fd, &v, 4, off_t(MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.layout_version)!)) == 4)
+        close(fd)
+        #expect(throws: ArenaError.self) { try Machine(opening: path) }
+        do {
+            _ = try Machine(opening: path)
+        } catch {
+            #expect(error.message.contains("layout version 3, this build reads version \(RMAP_LAYOUT_VERSION)"), "\(error.message)")
+        }
+        #expect(RMAP_LAYOUT_VERSION == 4)
     }
 
     @Test func corruptedArenaFilesAreRejectedOrSound() throws {

@@ -33,7 +33,7 @@ struct ArenaValidator {
                 let size = Int(d.record_size)
                 for r in 1..<Int(d.bump) where !l[r] {
                     let rec = k.base + Int(d.offset) + r * size
-                    for b in 4..<size where rec.load(fromByteOffset: b, as: UInt8.self) != 0x6b {
+                    for b in 4..<size where rec.load(fromByteOffset: b, as: UInt8.self) != Kernel.poisonFree {
                         return "table \(t): free record \(r) is not poisoned"
                     }
                 }
@@ -104,7 +104,7 @@ struct ArenaValidator {
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
         if let e = validateKSMObjects() { return e }
-        guard okOr0(T.frame, k.balloonHead), k.header.pointee.reserved.5 < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
+        guard okOr0(T.frame, k.balloonHead), k.header.pointee.balloon_head < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
         var bn: UInt32 = 0
         var bp = k.balloonHead
         while bp != 0 {

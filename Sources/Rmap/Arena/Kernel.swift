@@ -115,10 +115,25 @@ package struct Kernel {
         let d = desc(t)
         let size = Int(d.pointee.record_size)
         let rec = base + Int(d.pointee.offset) + Int(i) * size
-        rec.initializeMemory(as: UInt8.self, repeating: 0x6b, count: size)  // POISON_FREE
+        rec.initializeMemory(as: UInt8.self, repeating: Kernel.poisonFree, count: size)
         rec.storeBytes(of: d.pointee.free_head, as: UInt32.self)
         d.pointee.free_head = i
         d.pointee.live -= 1
+    }
+
+    /// POISON_FREE: the byte a freed record is filled with after its link.
+    package static let poisonFree = UInt8(RMAP_POISON_FREE)
+    /// The word after the link of a free record.
+    static let poisonFreeWord = UInt32(RMAP_POISON_FREE) * 0x0101_0101
+
+    /// Whether record `i` of table `t` is on the free list: poisoned after
+    /// its link (`free`), where a live record holds a field (a frame's flags,
+    /// an anon_vma's parent, a KSM node's kpfn, ...). The caller checks `i`
+    /// against the table's bump first.
+    @inline(__always) package func isFree(_ t: Int32, _ i: UInt32) -> Bool {
+        let d = desc(t)
+        return (base + Int(d.pointee.offset) + Int(i) * Int(d.pointee.record_size))
+            .load(fromByteOffset: 4, as: UInt32.self) == Kernel.poisonFreeWord
     }
 
     /// Records of table `t` that could still be allocated.

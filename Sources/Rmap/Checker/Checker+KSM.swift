@@ -41,13 +41,13 @@ extension Checker {
                 if it.address & KSMFlag.stable != 0 {
                     merging += 1
                     let node = it.head
-                    if node == 0 || node >= k.desc(T.ksmNode).pointee.bump || k.ksmNode(node).pointee.kpfn == 0x6b6b6b6b {
+                    if node == 0 || node >= k.desc(T.ksmNode).pointee.bump || k.isFree(T.ksmNode, node) {
                         fail("ksm: stable rmap_item \(i) heads no live stable node (\(node))")
                     } else if !hlistContains(node, i) {
                         fail("ksm: stable rmap_item \(i) is not on its node \(node)'s hlist")
                     }
                     let av = k.anonVMA(it.anon_vma).pointee
-                    if it.anon_vma == 0 || av.refcount < 1 || av.parent == 0x6b6b6b6b {
+                    if it.anon_vma == 0 || av.refcount < 1 || k.isFree(T.anonVMA, it.anon_vma) {
                         fail("ksm: stable rmap_item \(i) holds no live anon_vma (\(it.anon_vma))")
                     }
                 } else if it.address & KSMFlag.unstable != 0 {
@@ -102,7 +102,7 @@ extension Checker {
         while f < d.bump {
             defer { f += 1 }
             let p = k.page(f).pointee
-            if p.refcount == 0x6b6b6b6b || p.mapping & PageMapping.flags != PageMapping.ksm { continue }
+            if k.isFree(T.frame, f) || p.mapping & PageMapping.flags != PageMapping.ksm { continue }
             let nodeIdx = k.folioStableNode(f)
             // A KSM frame without a node can still be mapped: try_to_merge_two_pages()
             // made it KSM, the second merge failed and break_cow() unshared only
@@ -127,14 +127,14 @@ extension Checker {
             prev = p
             p = k.page(p).pointee.next
         }
-        if UInt64(onList.count) != k.header.pointee.reserved.6 { fail("balloon: \(k.header.pointee.reserved.6) pages counted, \(onList.count) on the list") }
+        if UInt64(onList.count) != k.header.pointee.balloon_pages { fail("balloon: \(k.header.pointee.balloon_pages) pages counted, \(onList.count) on the list") }
         var isolated: UInt64 = 0
         let d = k.desc(T.frame).pointee
         var f: UInt32 = 1
         while f < d.bump {
             defer { f += 1 }
             let pg = k.page(f).pointee
-            if pg.refcount == 0x6b6b6b6b || pg.mapping & PageMapping.flags != PageMapping.movable { continue }
+            if k.isFree(T.frame, f) || pg.mapping & PageMapping.flags != PageMapping.movable { continue }
             if (mapped[f] ?? 0) > 0 { fail("frame \(f): a non-LRU movable page is mapped") }
             if k.pageIsBalloonMovable(f) {
                 if pg.flags & PG.isolated != 0 { isolated += 1 }
@@ -144,7 +144,7 @@ extension Checker {
             }
         }
         for x in onList where !k.pageIsBalloonMovable(x) { fail("balloon: frame \(x) on the list is not a balloon page") }
-        if isolated != k.header.pointee.reserved.7 { fail("balloon: isolated_pages \(k.header.pointee.reserved.7), isolated balloon pages \(isolated)") }
+        if isolated != k.header.pointee.balloon_isolated { fail("balloon: isolated_pages \(k.header.pointee.balloon_isolated), isolated balloon pages \(isolated)") }
     }
 
     func hlistContains(_ node: UInt32, _ item: UInt32) -> Bool {

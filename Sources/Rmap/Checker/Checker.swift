@@ -89,7 +89,7 @@ final class Checker {
                         // A device-private entry maps its page: counted, and found by the walk.
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
-                            || k.page(pfn).pointee.refcount == 0x6b6b6b6b {
+                            || k.isFree(T.frame, pfn) {
                             fail("mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
                         } else {
                             mapcount[pfn, default: 0] += 1
@@ -99,7 +99,7 @@ final class Checker {
                     } else if PTE.isDeviceExclusiveEntry(e) {
                         // Counted in RSS, holding a reference, out of the rmap.
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.refcount == 0x6b6b6b6b
+                        if pfn >= k.desc(T.frame).pointee.bump || k.isFree(T.frame, pfn)
                             || !k.pageIsAnon(pfn) {
                             fail("mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
                         } else {
@@ -109,7 +109,7 @@ final class Checker {
                     } else if PTE.isHWPoisonEntry(e) {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
-                            || k.page(pfn).pointee.refcount == 0x6b6b6b6b {
+                            || k.isFree(T.frame, pfn) {
                             fail("mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
                         }
                     }
@@ -144,7 +144,7 @@ final class Checker {
         while i < d.bump {
             defer { i += 1 }
             let p = k.page(i).pointee
-            if p.refcount == 0x6b6b6b6b { continue }  // free (poisoned; the first word is the free-list link)
+            if k.isFree(T.frame, i) { continue }  // free (poisoned; the first word is the free-list link)
             if i == k.zeroPFN { continue }
             let census = mapcount[i] ?? 0
             if Int(p.mapcount) + 1 != census {
@@ -166,7 +166,7 @@ final class Checker {
             if p.refcount <= 0 { fail("frame \(i): live with _refcount \(p.refcount)") }
             if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
                 let av = k.pageAnonVMA(i)
-                if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.anonVMA(av).pointee.parent == 0x6b6b6b6b {
+                if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
                     fail("frame \(i): page->mapping points at freed anon_vma \(av)")
                 }
             }
@@ -227,7 +227,7 @@ final class Checker {
         while i < d.bump {
             defer { i += 1 }
             let p = k.anonVMA(i).pointee
-            if p.parent == 0x6b6b6b6b { continue }  // free
+            if k.isFree(T.anonVMA, i) { continue }  // free
             live.append(i)
             // A root counts its self-parent link while its tree is not empty.
             if p.rb_root != 0 { children[p.parent, default: 0] += 1 }

@@ -104,11 +104,11 @@ public final class Machine {
     func recordName(_ name: String, kind: UInt32, index: UInt32) -> UInt32 {
         let r = k.alloc(T.name)
         if r == 0 { return 0 }
-        k.header.pointee.reserved.4 += 1
+        k.header.pointee.name_order += 1
         let p = k.names + Int(r)
         p.pointee.kind = kind
         p.pointee.index = index
-        p.pointee.order = UInt32(truncatingIfNeeded: k.header.pointee.reserved.4)
+        p.pointee.order = UInt32(truncatingIfNeeded: k.header.pointee.name_order)
         let bytes = Array(name.utf8.prefix(Int(RMAP_NAME_MAX)))
         p.pointee.len = UInt32(bytes.count)
         withUnsafeMutableBytes(of: &p.pointee.name) { buf in

@@ -7,16 +7,17 @@ import CShims
 /// PAGE_MAPPING_MOVABLE, and migration moves them only through those
 /// callbacks (isolate_page, migrate_page, putback_page). rmap_walk never
 /// visits them (neither anon nor file). The balloon device is three header
-/// words: reserved.5 its page list (through rmap_page.next/prev), reserved.6
-/// the pages on it, reserved.7 isolated_pages; `balloon_mops` is the byte
-/// offset of reserved.5 (the model's address of the driver's structure).
+/// words: balloon_head its page list (through rmap_page.next/prev),
+/// balloon_pages the pages on it, balloon_isolated isolated_pages;
+/// `balloon_mops` is the byte offset of balloon_head (the model's address of
+/// the driver's structure).
 extension Kernel {
     @inline(__always) var balloonMops: UInt64 {
-        UInt64(MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.reserved)! + 5 * 8)
+        UInt64(MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.balloon_head)!)
     }
     @inline(__always) var balloonHead: UInt32 {
-        get { UInt32(truncatingIfNeeded: header.pointee.reserved.5) }
-        nonmutating set { header.pointee.reserved.5 = UInt64(newValue) }
+        get { UInt32(truncatingIfNeeded: header.pointee.balloon_head) }
+        nonmutating set { header.pointee.balloon_head = UInt64(newValue) }
     }
 
     /// __PageMovable() for the balloon: page->mapping == &balloon_mops | PAGE_MAPPING_MOVABLE.
@@ -35,7 +36,7 @@ extension Kernel {
         p.pointee.next = balloonHead
         if balloonHead != 0 { page(balloonHead).pointee.prev = pfn }
         balloonHead = pfn
-        header.pointee.reserved.6 += 1
+        header.pointee.balloon_pages += 1
     }
 
     /// list_del(&page->lru) from the balloon's list.
@@ -46,7 +47,7 @@ extension Kernel {
         if next != 0 { page(next).pointee.prev = prev }
         p.pointee.next = 0
         p.pointee.prev = 0
-        header.pointee.reserved.6 -= 1
+        header.pointee.balloon_pages -= 1
     }
 
     /// balloon_page_delete(): __ClearPageMovable (only the PAGE_MAPPING_MOVABLE
@@ -95,7 +96,7 @@ extension Kernel {
         getPage(pfn)
         guard pageIsBalloonMovable(pfn), p.pointee.flags & PG.isolated == 0 else { putPage(pfn); return false }
         balloonListDel(pfn)  // balloon_page_isolate()
-        header.pointee.reserved.7 += 1
+        header.pointee.balloon_isolated += 1
         p.pointee.flags |= PG.isolated
         return true
     }
@@ -110,8 +111,8 @@ extension Kernel {
             p.pointee.next = balloonHead
             if balloonHead != 0 { page(balloonHead).pointee.prev = pfn }
             balloonHead = pfn
-            header.pointee.reserved.6 += 1
-            header.pointee.reserved.7 -= 1
+            header.pointee.balloon_pages += 1
+            header.pointee.balloon_isolated -= 1
         }
         p.pointee.flags &= ~PG.isolated
         putPage(pfn)
@@ -140,7 +141,7 @@ extension Kernel {
         }
         getPage(dst)
         balloonPageInsert(dst)
-        header.pointee.reserved.7 -= 1
+        header.pointee.balloon_isolated -= 1
         balloonPageDelete(src)
         page(src).pointee.flags &= ~PG.offline
         putPage(src)  // the balloon's reference

@@ -17,13 +17,13 @@ extension Kernel {
     func getSwapPage(for pfn: UInt32) -> UInt64 {
         let n = min(header.pointee.swap_slots, UInt64(desc(T.swap).pointee.capacity) - 1)
         guard n > 0 else { return 0 }
-        var off = header.pointee.reserved.1 % n + 1
+        var off = header.pointee.swap_cursor % n + 1
         for _ in 0..<n {
             let s = swapMap + Int(off)
             if s.pointee.count == 0 && s.pointee.flags == 0 {
                 s.pointee.flags = Kernel.swapHasCache
                 s.pointee.cache_frame = pfn
-                header.pointee.reserved.1 = off
+                header.pointee.swap_cursor = off
                 return off
             }
             off = off % n + 1

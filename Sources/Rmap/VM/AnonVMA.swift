@@ -36,11 +36,11 @@ extension Kernel {
 
     /// Whether anon_vma `av` is a live object (freed records are poisoned).
     @inline(__always) func anonVMAIsLive(_ av: UInt32) -> Bool {
-        av != 0 && av < desc(T.anonVMA).pointee.capacity && anonVMA(av).pointee.parent != 0x6b6b_6b6b
+        av != 0 && av < desc(T.anonVMA).pointee.capacity && !isFree(T.anonVMA, av)
     }
 
     /// Times anon_vma_clone() reused an anon_vma still used by a VMA, and the last one.
-    package var anonVMAReusedInUse: (count: UInt64, last: UInt64) { (header.pointee.reserved.2, header.pointee.reserved.3) }
+    package var anonVMAReusedInUse: (count: UInt64, last: UInt64) { (header.pointee.anon_vma_reused_in_use, header.pointee.anon_vma_reused_last) }
 
     /// anon_vma_alloc(): refcount 1, its own root and parent.
     func anonVMAAlloc() -> UInt32 {
@@ -51,8 +51,8 @@ extension Kernel {
         p.pointee.degree = 1  // v5.15: "Reference for first vma"
         p.pointee.root = av
         p.pointee.parent = av
-        header.pointee.reserved.0 += 1
-        p.pointee.serial = header.pointee.reserved.0
+        header.pointee.anon_vma_serial += 1
+        p.pointee.serial = header.pointee.anon_vma_serial
         return av
     }
 
@@ -182,8 +182,8 @@ extension Kernel {
                     // The reuse CVE-2022-42703 is about: an anon_vma that a
                     // VMA still uses (possible under `degree` only). Recorded
                     // for the checker, as a kernel WARN would be.
-                    header.pointee.reserved.2 += 1
-                    header.pointee.reserved.3 = UInt64(av)
+                    header.pointee.anon_vma_reused_in_use += 1
+                    header.pointee.anon_vma_reused_last = UInt64(av)
                 }
                 vma(dst).pointee.anon_vma = av
             }
