@@ -54,5 +54,5 @@ let package = Package(
                     dependencies: ["Rmap", "RmapTrace", "RmapTools", "RmapVariants", "RmapTestSupport", "CShims"],
                     path: "Tests/RmapTests"),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -39,12 +39,6 @@ func readFileBytes(_ path: String) -> Result<[UInt8], ReadError> {
     return .success(bytes)
 }
 
-/// The statements the model does not run yet: the first one's location, if
-/// any. Every statement of the language runs now; kept for future verbs.
-func firstUnimplemented(_ trace: Trace, text: [UInt8]) -> (line: Int, verb: String)? {
-    nil
-}
-
 /// Parses and replays one trace file on a fresh machine (`rmap replay`).
 /// With `check`, the invariant checker runs after every statement and each
 /// violation is reported as `FILE:LINE: invariant violated: ...` (status 1).
@@ -74,9 +68,6 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
         trace = try TraceParser.parse(bytes: bytes, file: path, continuing: context)
     } catch {
         return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
-    }
-    if let u = firstUnimplemented(trace, text: bytes) {
-        return ReplayStatus(stdout: nil, stderr: ["\(path):\(u.line):1: error: `\(u.verb)` is not implemented yet"], status: 2)
     }
     let machine: Machine
     if let loaded {

@@ -18,7 +18,8 @@ struct RmapCommand: ParsableCommand {
 func writeStderr(_ s: String) {
     var line = s
     if !line.hasSuffix("\n") { line += "\n" }
-    fputs(line, stderr)
+    // write(2) on fd 2: Glibc's `stderr` is a shared mutable global to Swift 6.
+    line.utf8CString.withUnsafeBufferPointer { _ = write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
 }
 
 extension ReusePolicy: ExpressibleByArgument {
@@ -296,7 +297,7 @@ struct OracleCheckCommand: ParsableCommand {
         o.corpusDirectory = corpus
         o.jobs = jobs
         o.ksm = ksm
-        let r = OracleCheck.run(o, emit: { print($0); fflush(stdout) }, progress: { writeStderr($0) })
+        let r = OracleCheck.run(o, emit: { print($0); fflush(nil) }, progress: { writeStderr($0) })
         if r.status == 0 || r.status == 1 {
             print("checked in \((r.seconds * 10).rounded() / 10) s with \(jobs) jobs")
             print(r.summary)

@@ -141,13 +141,16 @@ public final class Machine {
 
     /// Runs one operation of process `name`.
     public func perform(_ name: String, _ op: Operation) -> OpResult {
-        if case .fork(let child) = op { return fork(name, child: child) }
-        if case .exit = op { return exit(name) }
+        switch op {
+        case .fork(let child): return fork(name, child: child)
+        case .exit: return exit(name)
+        default: break
+        }
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
         func r(_ e: Errno?) -> OpResult { e.map { .errno($0) } ?? .ok }
         switch op {
         case .fork, .exit:
-            return .ok  // handled above
+            preconditionFailure("fork and exit return above")
         case .mmap(let addr, let pages, let prot, let kind):
             var f: UInt32 = 0
             if let name = kind.file {
@@ -223,3 +226,16 @@ public final class Machine {
         for _ in 0..<passes where !k.ksmScanPass() { break }
     }
 }
+
+// Single-threaded by design: a Machine, its Kernel handle and its hooks are
+// used from one thread at a time (the kernel's locks are modelled as fields,
+// not taken). Swift 6's checker keeps them from crossing threads until a
+// concurrent model exists.
+@available(*, unavailable, message: "a Machine is single-threaded: use it from one thread")
+extension Machine: Sendable {}
+
+@available(*, unavailable, message: "the arena handle is single-threaded")
+extension Kernel: Sendable {}
+
+@available(*, unavailable, message: "the hooks are single-threaded")
+extension KernelHooks: Sendable {}
