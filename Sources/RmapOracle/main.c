@@ -3,11 +3,18 @@
  * the live kernel and prints the canonical observation (oracle.md).
  *
  *   rmap-oracle [-v] TRACE
+ *   rmap-oracle --parse-only TRACE
  *
  * Exit status: 0 all expectations held, 1 an expectation failed, 2 malformed
  * trace, 3 internal error (a system call of the oracle itself failed, a worker
  * died or timed out), 77 skipped (model-only statement, swap, not root, PFNs
  * unreadable).
+ *
+ * --parse-only parses the whole trace and exits: 2 with the error of a
+ * malformed trace, else 0, printing `parsed N statements` and, for a trace the
+ * oracle would skip, `would skip: REASON`.  It touches neither the kernel's
+ * knobs nor any process and needs no privilege (the test that holds the
+ * oracle's parser to the model's runs it, Tests/RmapTests/ParserAgreementTests).
  *
  * Layout: the controller (this process) parses the whole trace, creates two
  * pipes per trace process (known in advance: one per `proc` and per `fork`),
@@ -90,14 +97,23 @@ struct result { int line; char *res; };
 
 int main(int argc, char **argv)
 {
-    int argi = 1;
-    if (argi < argc && strcmp(argv[argi], "-v") == 0) { verbose = 1; argi++; }
+    int argi = 1, parse_only = 0;
+    for (; argi < argc && argv[argi][0] == '-' && argv[argi][1]; argi++) {
+        if (strcmp(argv[argi], "-v") == 0) verbose = 1;
+        else if (strcmp(argv[argi], "--parse-only") == 0) parse_only = 1;
+        else break;
+    }
     if (argc - argi != 1) {
-        fprintf(stderr, "usage: rmap-oracle [-v] TRACE\n");
+        fprintf(stderr, "usage: rmap-oracle [-v] TRACE\n       rmap-oracle --parse-only TRACE\n");
         return 2;
     }
     trace_path = argv[argi];
     parse_file(trace_path);
+    if (parse_only) {
+        printf("parsed %d statements\n", nstmts);
+        if (skip_reason) printf("would skip: %s\n", skip_reason);
+        return fflush(stdout) ? 3 : 0;
+    }
     if (skip_reason) {
         fprintf(stderr, "rmap-oracle: skipped: %s\n", skip_reason);
         return 77;

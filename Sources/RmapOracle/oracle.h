@@ -3,7 +3,8 @@
  * statements, files and processes), the controller/worker protocol, and the
  * functions one file calls in another.
  *
- *   parse.c    the trace: lexer and parser (exit status 2 on a malformed trace)
+ *   parse.c    the trace: lexer and parser (exit status 2 on a malformed trace),
+ *              the model's grammar and checks in the same order
  *   worker.c   the trace processes: the worker loop and the controller's side
  *              of the pipes (commands, replies, exits)
  *   ksm.c      KSM: ksmd driven through /sys/kernel/mm/ksm
@@ -80,7 +81,7 @@ extern struct file_ent *files;
 extern int nfiles;
 extern struct proc_ent *procs;
 extern int nprocs;
-extern char *skip_reason;      /* first model-only statement or swap != 0 */
+extern char *skip_reason;      /* why the trace cannot run here: the first model-only statement, swap != 0, more than 1000 processes */
 extern const int advice_values[]; /* MADV_* of st->advice */
 
 void parse_file(const char *path);

@@ -1,9 +1,23 @@
 /*
- * parse.c - the trace (trace-format.md): lexer and parser.  parse_file()
+ * parse.c - the trace (docs/trace-format.md): lexer and parser.  parse_file()
  * reads the whole trace before anything runs, into stmts, files and procs
  * (oracle.h); a malformed line ends the oracle with FILE:LINE:COL: error:
- * MESSAGE and exit status 2.  A model-only statement or `swap N` (N != 0)
- * is recorded in skip_reason: main() then skips the trace (status 77).
+ * MESSAGE and exit status 2.  A model-only statement, `swap N` (N != 0) or
+ * more processes than the oracle runs is recorded in skip_reason: main() then
+ * skips the trace (status 77), or with --parse-only says it would.
+ *
+ * The grammar and the checks are the model's parser's (Sources/RmapTrace/
+ * TraceParser.swift), in the same order, so that both reject the same traces
+ * at the same line and column (Tests/RmapTests/ParserAgreementTests.swift
+ * holds them to it; the messages may differ):
+ *  - a line is split at '\n' only; invalid UTF-8 is that line's error, at the
+ *    first bad byte; one trailing CR is dropped; columns count Unicode scalars
+ *    from 1; a NUL byte is an ordinary (never valid) character;
+ *  - tokens are separated by spaces and tabs, '#' starts a comment; commas are
+ *    split out of tokens only in the targets of observe and expect (an `unmap`
+ *    flag list such as `migration,ignore_access` is one token);
+ *  - checks run left to right and the first failing one is reported; `=> RESULT`
+ *    is checked after the statement it ends.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -31,9 +45,13 @@
 
 #define ADDR_MIN 0x100000000000ULL
 #define ADDR_MAX 0x700000000000ULL
-#define MAX_PAGES (1ULL << 24)       /* per statement */
-#define MAX_OBSERVE_PAGES (1ULL << 20) /* per observe/expect */
-#define MAX_PROCS 1000
+#define MAX_OBSERVE_PAGES (1ULL << 20) /* per observe/expect, all targets together */
+#define MAX_FILE_PAGES (1ULL << 24)
+#define MAX_SWAP_SLOTS (1ULL << 24)
+#define MAX_KSM_PASSES 1000
+#define MAX_PGOFF (1ULL << 32)
+#define MAX_NAME 64
+#define MAX_PROCS 1000                 /* run-time limit of the oracle (a skip, not an error) */
 
 const char *trace_path;
 struct stmt *stmts;
@@ -44,105 +62,257 @@ int nfiles;
 struct proc_ent *procs;
 int nprocs;
 
-char *skip_reason;      /* first model-only statement or swap != 0 */
-static int seen_process_stmt;
+char *skip_reason;      /* why main() would skip the trace (status 77), or NULL */
+static int seen_process_stmt;  /* line of the first process statement, or 0 */
+static int swap_line;          /* line of `swap`, or 0 */
 
 /* ------------------------------------------------------------------ */
-/* Lexer                                                                */
+/* Lines and tokens                                                     */
 
-struct tok { char *s; int col; };
+/* A token: its text (NUL-terminated copy), where it starts in the line (byte
+ * offset) and its first column and the column just after it (scalars, from 1). */
+struct tok { char *s; int off; int col; int end; };
+
 static int cur_line;
+static const char *L;     /* the current line (after the CR is dropped) */
 
 static void perr(int col, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void perr(int col, const char *fmt, ...)
 {
+    /* the message quotes pieces of the input: shortened, control characters escaped */
+    char msg[400];
     va_list ap;
-    fprintf(stderr, "%s:%d:%d: error: ", trace_path, cur_line, col);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s:%d:%d: error: ", trace_path, cur_line, col < 1 ? 1 : col);
+    for (const char *p = msg; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7F) fprintf(stderr, "\\x%02X", c);
+        else fputc(c, stderr);
+    }
+    if (n >= (int)sizeof msg) fputs("...", stderr);
     fputc('\n', stderr);
     exit(2);
 }
 
-/* Splits a line (comment already removed) into tokens; ',' is a token of its own. */
-static int tokenize(char *line, struct tok **out)
+/* The column of byte offset `off` of the current line: 1 + the scalars before it. */
+static int colof(int off)
 {
-    int n = 0, cap = 16;
-    struct tok *t = xmalloc(sizeof *t * cap);
-    char *p = line;
-    while (*p) {
-        if (*p == ' ' || *p == '\t' || *p == '\r') { p++; continue; }
-        if (n + 1 >= cap) { cap *= 2; t = xrealloc(t, sizeof *t * cap); }
-        int col = (int)(p - line) + 1;
-        if (*p == ',') {
-            t[n].s = xstrdup(",");
-            t[n].col = col;
-            n++;
-            p++;
-            continue;
-        }
-        char *b = p;
-        while (*p && *p != ' ' && *p != '\t' && *p != '\r' && *p != ',') p++;
-        size_t len = (size_t)(p - b);
-        t[n].s = xmalloc(len + 1);
-        memcpy(t[n].s, b, len);
-        t[n].col = col;
-        n++;
+    int c = 1;
+    for (int i = 0; i < off; i++)
+        if (((unsigned char)L[i] & 0xC0) != 0x80) c++;
+    return c;
+}
+
+/* The byte offset of the first invalid UTF-8 sequence of s[0..n), or -1
+ * (Unicode's well-formed sequences: no overlong forms, no surrogates, at most
+ * U+10FFFF), as Swift's UTF-8 decoder judges them. */
+static long utf8_bad(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t need;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c == 0xE0) { need = 2; lo = 0xA0; }
+        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
+        else if (c == 0xED) { need = 2; hi = 0x9F; }
+        else if (c == 0xF0) { need = 3; lo = 0x90; }
+        else if (c >= 0xF1 && c <= 0xF3) need = 3;
+        else if (c == 0xF4) { need = 3; hi = 0x8F; }
+        else return (long)i;
+        if (i + need >= n) return (long)i;  /* truncated */
+        if (s[i + 1] < lo || s[i + 1] > hi) return (long)i;
+        for (size_t k = 2; k <= need; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return (long)i;
+        i += need + 1;
+    }
+    return -1;
+}
+
+static void add_tok(struct tok **t, int *n, int *cap, int off, int len)
+{
+    if (*n == *cap) { *cap = *cap ? *cap * 2 : 16; *t = xrealloc(*t, sizeof **t * (size_t)*cap); }
+    struct tok *k = &(*t)[(*n)++];
+    k->s = xmalloc((size_t)len + 1);
+    memcpy(k->s, L + off, (size_t)len);
+    k->off = off;
+    k->col = colof(off);
+    k->end = colof(off + len);
+}
+
+/* Splits the line into tokens at spaces and tabs, up to a '#'. */
+static int tokenize(struct tok **out)
+{
+    int n = 0, cap = 0;
+    struct tok *t = NULL;
+    int i = 0;
+    for (;;) {
+        while (L[i] == ' ' || L[i] == '\t') i++;
+        if (!L[i] || L[i] == '#') break;
+        int b = i;
+        while (L[i] && L[i] != ' ' && L[i] != '\t' && L[i] != '#') i++;
+        add_tok(&t, &n, &cap, b, i - b);
     }
     *out = t;
     return n;
 }
 
-static int is_name(const char *s)
+/* observe and expect: commas separate targets, so they are split out of every
+ * token before the first `=` or `=>` (`1,P1` is `1` `,` `P1`). */
+static int split_target_commas(struct tok **tp, int n)
 {
-    if (!(isalpha((unsigned char)*s) || *s == '_')) return 0;
-    for (s++; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '.' || *s == '-')) return 0;
-    return 1;
-}
-
-static int parse_num(const char *s, uint64_t *v)
-{
-    uint64_t x = 0;
-    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-        s += 2;
-        if (!*s) return 0;
-        for (; *s; s++) {
-            int d;
-            if (*s >= '0' && *s <= '9') d = *s - '0';
-            else if (*s >= 'a' && *s <= 'f') d = *s - 'a' + 10;
-            else if (*s >= 'A' && *s <= 'F') d = *s - 'A' + 10;
-            else return 0;
-            if (x >> 60) return 0;
-            x = x * 16 + (uint64_t)d;
+    struct tok *t = *tp, *o = NULL;
+    int on = 0, cap = 0;
+    int in_targets = 1;
+    for (int k = 0; k < n; k++) {
+        if (k > 0 && (!strcmp(t[k].s, "=") || !strcmp(t[k].s, "=>"))) in_targets = 0;
+        if (k == 0 || !in_targets || !strchr(t[k].s, ',')) {
+            if (on == cap) { cap = cap ? cap * 2 : 16; o = xrealloc(o, sizeof *o * (size_t)cap); }
+            o[on++] = t[k];
+            continue;
         }
-    } else {
-        if (!*s) return 0;
-        for (; *s; s++) {
-            if (*s < '0' || *s > '9') return 0;
-            if (x > (UINT64_MAX - 9) / 10) return 0;
-            x = x * 10 + (uint64_t)(*s - '0');
+        const char *s = t[k].s;
+        int len = (int)strlen(s), start = 0;
+        for (int i = 0; i <= len; i++) {
+            if (i < len && s[i] != ',') continue;
+            if (i > start) add_tok(&o, &on, &cap, t[k].off + start, i - start);
+            if (i < len) add_tok(&o, &on, &cap, t[k].off + i, 1);
+            start = i + 1;
         }
+        free(t[k].s);
     }
-    *v = x;
-    return 1;
+    free(t);
+    *tp = o;
+    return on;
 }
 
 /* ------------------------------------------------------------------ */
-/* Parser                                                               */
+/* Words                                                                */
 
-static struct tok *T;
-static int NT, pos;
-
-static struct tok *need(const char *what)
+static int is_name(const char *s)
 {
-    if (pos >= NT) {
-        int col = NT ? T[NT - 1].col + (int)strlen(T[NT - 1].s) : 1;
-        perr(col, "expected %s at end of line", what);
-    }
-    return &T[pos++];
+    if (!(isalpha((unsigned char)*s) || *s == '_') || ((unsigned char)*s & 0x80)) return 0;
+    for (s++; *s; s++)
+        if ((unsigned char)*s & 0x80 ||
+            !(isalnum((unsigned char)*s) || *s == '_' || *s == '.' || *s == '-')) return 0;
+    return 1;
 }
+
+enum { NUM_OK, NUM_INVALID, NUM_TOO_LARGE };
+
+/* Decimal or 0x hex (lower-case x, digits of either case), no sign; s[0..n). */
+static int parse_num_n(const char *s, size_t n, uint64_t *v)
+{
+    unsigned radix = 10;
+    if (n > 2 && s[0] == '0' && s[1] == 'x') { radix = 16; s += 2; n -= 2; }
+    if (n == 0) return NUM_INVALID;
+    uint64_t x = 0;
+    int over = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d;
+        char c = s[i];
+        if (c >= '0' && c <= '9') d = (unsigned)(c - '0');
+        else if (radix == 16 && c >= 'a' && c <= 'f') d = (unsigned)(c - 'a' + 10);
+        else if (radix == 16 && c >= 'A' && c <= 'F') d = (unsigned)(c - 'A' + 10);
+        else return NUM_INVALID;
+        if (over) continue;
+        if (x > (UINT64_MAX - d) / radix) over = 1;
+        else x = x * radix + d;
+    }
+    if (over) return NUM_TOO_LARGE;
+    *v = x;
+    return NUM_OK;
+}
+
+static int parse_num(const char *s, uint64_t *v) { return parse_num_n(s, strlen(s), v); }
+
+static int prot_named(const char *s)
+{
+    if (strcmp(s, "none") == 0) return PROT_NONE;
+    int p = 0;
+    const char *q = s;
+    if (*q == 'r') { p |= PROT_READ; q++; }
+    if (*q == 'w') { p |= PROT_WRITE; q++; }
+    if (*q == 'x') { p |= PROT_EXEC; q++; }
+    if (*q || q == s) return -1;
+    return p;
+}
+
+static const char *advice_names[] = {
+    "dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork",
+    "mergeable", "unmergeable"
+};
+const int advice_values[] = {
+    MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT, MADV_DONTFORK, MADV_DOFORK,
+    MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_MERGEABLE, MADV_UNMERGEABLE
+};
+
+/* try_to_unmap's flags, as the model names them (Operation.swift, TTUFlags.allNames) */
+static const char *ttu_names[] = {
+    "migration", "munlock", "split_huge_pmd", "ignore_mlock", "ignore_access",
+    "ignore_hwpoison", "batch_flush", "rmap_locked", "split_freeze"
+};
+
+static const char *verbs[] = {
+    "exit", "mmap", "munmap", "mprotect", "mremap", "read", "write", "madvise", "mlock", "munlock",
+    "unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device", "exclusive"
+};
+
+static const char *reserved[] = { "file", "proc", "swap", "observe", "expect" };
+
+static int in_list(const char *s, const char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, list[i]) == 0) return (int)i;
+    return -1;
+}
+#define IN(s, list) in_list((s), (list), sizeof (list) / sizeof *(list))
+
+/* ok, fail, SIGSEGV, SIGBUS, referenced=N, cleaned=N (N decimal without a
+ * leading zero) or E and 2 to 15 capital letters */
+static int is_result_token(const char *s)
+{
+    static const char *fixed[] = { "ok", "fail", "SIGSEGV", "SIGBUS" };
+    if (IN(s, fixed) >= 0) return 1;
+    const char *d = NULL;
+    if (strncmp(s, "referenced=", 11) == 0) d = s + 11;
+    else if (strncmp(s, "cleaned=", 8) == 0) d = s + 8;
+    if (d) {
+        if (!*d || (d[0] == '0' && d[1])) return 0;
+        for (const char *q = d; *q; q++)
+            if (*q < '0' || *q > '9') return 0;
+        uint64_t v;
+        return parse_num(d, &v) == NUM_OK;
+    }
+    size_t n = strlen(s);
+    if (n < 3 || n > 16 || s[0] != 'E') return 0;
+    for (size_t i = 1; i < n; i++)
+        if (s[i] < 'A' || s[i] > 'Z') return 0;
+    return 1;
+}
+
+/* -, Z, S, M, H, D, X, or [AFK][1-9][0-9]*:(0|[1-9][0-9]*) */
+static int is_obs_token(const char *s)
+{
+    if (s[0] && !s[1] && strchr("-ZSMHDX", s[0])) return 1;
+    if (s[0] != 'A' && s[0] != 'F' && s[0] != 'K') return 0;
+    const char *q = s + 1;
+    if (*q < '1' || *q > '9') return 0;
+    while (*q >= '0' && *q <= '9') q++;
+    if (*q != ':') return 0;
+    q++;
+    if (*q < '0' || *q > '9') return 0;
+    if (*q == '0' && q[1]) return 0;   /* no leading zero */
+    while (*q >= '0' && *q <= '9') q++;
+    return *q == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Processes and files                                                  */
 
 static int find_proc_name(const char *s)
 {
@@ -157,144 +327,7 @@ static int find_file_name(const char *s)
     return -1;
 }
 
-/* parse-time liveness of each process */
-static int *p_alive;
-
-static int use_proc(struct tok *t)
-{
-    if (!is_name(t->s)) perr(t->col, "bad process name '%s'", t->s);
-    int i = find_proc_name(t->s);
-    if (i < 0) perr(t->col, "unknown process '%s'", t->s);
-    if (!p_alive[i]) perr(t->col, "process '%s' has exited", t->s);
-    return i;
-}
-
-static int new_proc(struct tok *t)
-{
-    if (!is_name(t->s)) perr(t->col, "bad process name '%s'", t->s);
-    if (find_proc_name(t->s) >= 0)
-        perr(t->col, "process name '%s' is already used", t->s);
-    if (nprocs >= MAX_PROCS) perr(t->col, "too many processes (at most %d)", MAX_PROCS);
-    procs = xrealloc(procs, sizeof *procs * (size_t)(nprocs + 1));
-    p_alive = xrealloc(p_alive, sizeof *p_alive * (size_t)(nprocs + 1));
-    memset(&procs[nprocs], 0, sizeof procs[nprocs]);
-    procs[nprocs].name = xstrdup(t->s);
-    procs[nprocs].pidfd = -1;
-    p_alive[nprocs] = 1;
-    return nprocs++;
-}
-
-static uint64_t num_tok(struct tok *t, const char *what)
-{
-    uint64_t v;
-    if (!parse_num(t->s, &v)) perr(t->col, "bad %s '%s'", what, t->s);
-    return v;
-}
-
-static uint64_t addr_tok(struct tok *t)
-{
-    uint64_t v = num_tok(t, "address");
-    if (v % PAGE) perr(t->col, "address %s is not a multiple of 4096", t->s);
-    if (v < ADDR_MIN || v >= ADDR_MAX)
-        perr(t->col, "address %s is outside [0x100000000000, 0x700000000000)", t->s);
-    return v;
-}
-
-static uint64_t pages_tok(struct tok *t)
-{
-    uint64_t v = num_tok(t, "page count");
-    if (v < 1) perr(t->col, "page count must be at least 1");
-    if (v > MAX_PAGES) perr(t->col, "page count %s is too large (at most %llu)", t->s,
-                            (unsigned long long)MAX_PAGES);
-    return v;
-}
-
-static void check_range(struct tok *t, uint64_t addr, uint64_t pages)
-{
-    if (addr + pages * PAGE > ADDR_MAX)
-        perr(t->col, "range ends beyond 0x700000000000");
-}
-
-static int prot_tok(struct tok *t)
-{
-    const char *s = t->s;
-    if (strcmp(s, "none") == 0) return PROT_NONE;
-    int p = 0;
-    const char *q = s;
-    if (*q == 'r') { p |= PROT_READ; q++; }
-    if (*q == 'w') { p |= PROT_WRITE; q++; }
-    if (*q == 'x') { p |= PROT_EXEC; q++; }
-    if (*q || q == s) perr(t->col, "bad protection '%s' (none, or r, w, x in that order)", s);
-    return p;
-}
-
-static const char *advice_names[] = {
-    "dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork",
-    "mergeable", "unmergeable"
-};
-const int advice_values[] = {
-    MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT, MADV_DONTFORK, MADV_DOFORK,
-    MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_MERGEABLE, MADV_UNMERGEABLE
-};
-
-static int is_result_token(const char *s)
-{
-    static const char *fixed[] = { "ok", "SIGSEGV", "SIGBUS", "fail" };
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (strcmp(s, fixed[i]) == 0) return 1;
-    if (s[0] == 'E' && s[1]) {
-        for (const char *q = s + 1; *q; q++)
-            if (!isupper((unsigned char)*q) && !isdigit((unsigned char)*q)) return 0;
-        return 1;
-    }
-    const char *eq = NULL;
-    if (strncmp(s, "referenced=", 11) == 0) eq = s + 11;
-    else if (strncmp(s, "cleaned=", 8) == 0) eq = s + 8;
-    if (eq) {
-        uint64_t v;
-        return parse_num(eq, &v);
-    }
-    return 0;
-}
-
-static int is_obs_token(const char *s)
-{
-    if (!strcmp(s, "-") || !strcmp(s, "Z") || !strcmp(s, "S") || !strcmp(s, "M") || !strcmp(s, "H") ||
-        !strcmp(s, "D") || !strcmp(s, "X")) return 1;
-    if (s[0] != 'A' && s[0] != 'F' && s[0] != 'K') return 0;
-    const char *q = s + 1;
-    if (!isdigit((unsigned char)*q) || *q == '0') return 0;
-    while (isdigit((unsigned char)*q)) q++;
-    if (*q != ':') return 0;
-    q++;
-    if (!isdigit((unsigned char)*q)) return 0;
-    while (isdigit((unsigned char)*q)) q++;
-    return *q == 0;
-}
-
-/* TARGET[, TARGET...] ; stops at end of line or at `=` */
-static void parse_targets(struct stmt *st)
-{
-    uint64_t total = 0;
-    for (;;) {
-        struct tok *pt = need("process name");
-        struct tok *at, *nt;
-        struct target tg;
-        tg.proc = use_proc(pt);
-        at = need("address");
-        tg.addr = addr_tok(at);
-        nt = need("page count");
-        tg.pages = pages_tok(nt);
-        check_range(nt, tg.addr, tg.pages);
-        total += tg.pages;
-        if (total > MAX_OBSERVE_PAGES) perr(nt->col, "too many pages observed at once");
-        st->targets = xrealloc(st->targets, sizeof *st->targets * (size_t)(st->ntargets + 1));
-        st->targets[st->ntargets++] = tg;
-        if (pos < NT && strcmp(T[pos].s, ",") == 0) { pos++; continue; }
-        break;
-    }
-}
-
+static void set_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void set_skip(const char *fmt, ...)
 {
     if (skip_reason) return;
@@ -306,240 +339,478 @@ static void set_skip(const char *fmt, ...)
     skip_reason = xstrdup(buf);
 }
 
-static void parse_line(char *line)
+/* parse-time liveness of each process */
+static int *p_alive;
+
+/* ------------------------------------------------------------------ */
+/* The statement's tokens: T[0..end) (end is `=>`, or NT)               */
+
+static struct tok *T;
+static int NT, pos, end;
+static int end_col;          /* where a missing token is reported: at `=>`, or after the last token */
+static const char *end_what; /* and what is there */
+
+static struct tok *peek(void) { return pos < end ? &T[pos] : NULL; }
+
+static struct tok *need(const char *what)
 {
-    char *hash = strchr(line, '#');
-    if (hash) *hash = 0;
-    NT = tokenize(line, &T);
-    pos = 0;
+    if (pos >= end) perr(end_col, "expected %s, got %s", what, end_what);
+    return &T[pos++];
+}
+
+static void check_name_syntax(struct tok *t, const char *what)
+{
+    if (!is_name(t->s)) perr(t->col, "expected %s, got '%s'", what, t->s);
+    if (strlen(t->s) > MAX_NAME) perr(t->col, "name '%s' is longer than %d characters", t->s, MAX_NAME);
+}
+
+/* a name for a new process (`proc P`, `P2 = fork P`): never used before */
+static void check_new_proc(struct tok *t)
+{
+    check_name_syntax(t, "a process name");
+    if (IN(t->s, reserved) >= 0) perr(t->col, "'%s' is a reserved word and cannot name a process", t->s);
+    int i = find_proc_name(t->s);
+    if (i >= 0) {
+        if (p_alive[i]) perr(t->col, "process '%s' already exists", t->s);
+        perr(t->col, "process name '%s' was already used (the process has exited)", t->s);
+    }
+}
+
+static int new_proc(struct tok *t)
+{
+    if (nprocs == MAX_PROCS)
+        set_skip("line %d: more than %d processes (the oracle runs at most %d)", cur_line, MAX_PROCS, MAX_PROCS);
+    procs = xrealloc(procs, sizeof *procs * (size_t)(nprocs + 1));
+    p_alive = xrealloc(p_alive, sizeof *p_alive * (size_t)(nprocs + 1));
+    memset(&procs[nprocs], 0, sizeof procs[nprocs]);
+    procs[nprocs].name = xstrdup(t->s);
+    procs[nprocs].pidfd = -1;
+    p_alive[nprocs] = 1;
+    return nprocs++;
+}
+
+static int check_alive(struct tok *t)
+{
+    int i = find_proc_name(t->s);
+    if (i < 0) perr(t->col, "unknown process '%s'", t->s);
+    if (!p_alive[i]) perr(t->col, "process '%s' has exited", t->s);
+    return i;
+}
+
+/* ------------------------------------------------------------------ */
+/* Operands                                                             */
+
+static uint64_t number(const char *what, struct tok **tt)
+{
+    struct tok *t = need(what);
+    uint64_t v;
+    switch (parse_num(t->s, &v)) {
+    case NUM_INVALID: perr(t->col, "expected %s, got '%s'", what, t->s);
+    case NUM_TOO_LARGE: perr(t->col, "number too large: '%s'", t->s);
+    }
+    *tt = t;
+    return v;
+}
+
+/* a page-aligned address in [ADDR_MIN, ADDR_MAX) */
+static uint64_t address(const char *what, struct tok **tt)
+{
+    uint64_t v = number(what, tt);
+    if (v < ADDR_MIN || v >= ADDR_MAX)
+        perr((*tt)->col, "address 0x%llx is not in [0x100000000000, 0x700000000000)", (unsigned long long)v);
+    if (v % PAGE) perr((*tt)->col, "address 0x%llx is not a multiple of 4096", (unsigned long long)v);
+    return v;
+}
+
+static uint64_t page_count(const char *what, struct tok **tt)
+{
+    uint64_t v = number(what, tt);
+    if (v < 1) perr((*tt)->col, "expected %s of at least 1, got '%s'", what, (*tt)->s);
+    return v;
+}
+
+/* [addr, addr + pages pages) must end at or below ADDR_MAX; reported at `at` */
+static void check_range(uint64_t addr, uint64_t pages, struct tok *at)
+{
+    uint64_t room = (ADDR_MAX - addr) / PAGE;
+    if (pages > room)
+        perr(at->col, "%llu pages at 0x%llx end beyond 0x700000000000 (at most %llu fit)",
+             (unsigned long long)pages, (unsigned long long)addr, (unsigned long long)room);
+}
+
+static void address_and_pages(struct stmt *st)
+{
+    struct tok *at, *pt;
+    st->addr = address("an address", &at);
+    st->pages = page_count("a page count", &pt);
+    check_range(st->addr, st->pages, pt);
+}
+
+static void address_and_optional_pages(struct stmt *st)
+{
+    struct tok *at, *pt;
+    st->addr = address("an address", &at);
+    st->pages = 1;
+    if (!peek()) return;
+    st->pages = page_count("a page count", &pt);
+    check_range(st->addr, st->pages, pt);
+}
+
+static int protection(void)
+{
+    struct tok *t = need("a protection");
+    int p = prot_named(t->s);
+    if (p < 0) perr(t->col, "expected a protection (none, or r, w, x in that order such as rw), got '%s'", t->s);
+    return p;
+}
+
+static void mapping_kind(struct stmt *st)
+{
+    struct tok *t = need("a mapping kind");
+    if (strcmp(t->s, "anon-private") == 0) { st->mkind = K_ANON_PRIVATE; return; }
+    if (strcmp(t->s, "anon-shared") == 0) { st->mkind = K_ANON_SHARED; return; }
+    size_t plen;
+    if (strncmp(t->s, "file-private:", 13) == 0) { st->mkind = K_FILE_PRIVATE; plen = 13; }
+    else if (strncmp(t->s, "file-shared:", 12) == 0) { st->mkind = K_FILE_SHARED; plen = 12; }
+    else perr(t->col, "expected a mapping kind (anon-private, anon-shared, file-private:FILE@PGOFF or "
+              "file-shared:FILE@PGOFF), got '%s'", t->s);
+    const char *rest = t->s + plen;
+    int rest_col = colof(t->off + (int)plen);
+    const char *at = strchr(rest, '@');
+    if (!at) perr(rest_col, "expected FILE@PGOFF after the kind, got '%s'", rest);
+    char *fname = xmalloc((size_t)(at - rest) + 1);
+    memcpy(fname, rest, (size_t)(at - rest));
+    if (!is_name(fname)) perr(rest_col, "expected a file name, got '%s'", fname);
+    if (strlen(fname) > MAX_NAME) perr(rest_col, "name '%s' is longer than %d characters", fname, MAX_NAME);
+    st->file = find_file_name(fname);
+    if (st->file < 0) perr(rest_col, "unknown file '%s'", fname);
+    free(fname);
+    int pgoff_col = colof(t->off + (int)(at + 1 - t->s));
+    switch (parse_num(at + 1, &st->pgoff)) {
+    case NUM_INVALID: perr(pgoff_col, "expected a page offset, got '%s'", at + 1);
+    case NUM_TOO_LARGE: perr(pgoff_col, "number too large: '%s'", at + 1);
+    }
+    if (st->pgoff > MAX_PGOFF)
+        perr(pgoff_col, "page offset %llu is larger than %llu", (unsigned long long)st->pgoff,
+             (unsigned long long)MAX_PGOFF);
+}
+
+/* a comma list of TTU flag names: `ignore_mlock,batch_flush` (checked only: the
+ * oracle does not run unmap) */
+static void ttu_flags(struct tok *t)
+{
+    const char *s = t->s;
+    size_t len = strlen(s), start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != ',') continue;
+        int col = colof(t->off + (int)start);
+        if (i == start) perr(col, "expected a TTU flag name, got %s", i == len ? "end of list" : "','");
+        char name[32];
+        size_t n = i - start;
+        int known = 0;
+        if (n < sizeof name) {
+            memcpy(name, s + start, n);
+            name[n] = 0;
+            known = IN(name, ttu_names) >= 0;
+        }
+        if (!known) perr(col, "unknown TTU flag '%.*s'", (int)n, s + start);
+        start = i + 1;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Statements other than operation lines                                */
+
+/* `P ADDR PAGES[, P ADDR PAGES ...]`, stopping at the end or (expect) at `=` */
+static void parse_targets(struct stmt *st, int is_expect)
+{
+    uint64_t total = 0;
+    for (;;) {
+        struct tok *pt = need("a process name"), *at, *nt;
+        struct target tg;
+        check_name_syntax(pt, "a process name");
+        tg.proc = check_alive(pt);
+        tg.addr = address("an address", &at);
+        tg.pages = page_count("a page count", &nt);
+        check_range(tg.addr, tg.pages, nt);
+        total += tg.pages;
+        if (total > MAX_OBSERVE_PAGES)
+            perr(nt->col, "%s covers %llu pages, more than the limit of %llu", is_expect ? "expect" : "observe",
+                 (unsigned long long)total, (unsigned long long)MAX_OBSERVE_PAGES);
+        st->targets = xrealloc(st->targets, sizeof *st->targets * (size_t)(st->ntargets + 1));
+        st->targets[st->ntargets++] = tg;
+        struct tok *sep = peek();
+        if (!sep) {
+            if (is_expect) need("',' or '='");
+            return;
+        }
+        if (strcmp(sep->s, ",") == 0) { pos++; continue; }
+        if (is_expect && strcmp(sep->s, "=") == 0) return;
+        perr(sep->col, "expected %s, got '%s'", is_expect ? "',' or '='" : "',' or end of line", sep->s);
+    }
+}
+
+static void parse_keyword_statement(struct tok *kw, struct stmt *st)
+{
+    if (strcmp(kw->s, "file") == 0) {
+        struct tok *n = need("a file name"), *pg;
+        check_name_syntax(n, "a file name");
+        if (find_file_name(n->s) >= 0) perr(n->col, "file '%s' is already declared", n->s);
+        uint64_t pages = number("a page count", &pg);
+        if (pages < 1 || pages > MAX_FILE_PAGES)
+            perr(pg->col, "file size must be between 1 and %llu pages, got '%s'",
+                 (unsigned long long)MAX_FILE_PAGES, pg->s);
+        files = xrealloc(files, sizeof *files * (size_t)(nfiles + 1));
+        files[nfiles].name = xstrdup(n->s);
+        files[nfiles].pages = pages;
+        files[nfiles].created = 0;
+        st->kind = S_FILE;
+        st->file = nfiles++;
+        st->pages = pages;
+    } else if (strcmp(kw->s, "proc") == 0) {
+        struct tok *n = need("a process name");
+        check_new_proc(n);
+        st->kind = S_PROC;
+        st->child = new_proc(n);
+        if (!seen_process_stmt) seen_process_stmt = cur_line;
+    } else if (strcmp(kw->s, "swap") == 0) {
+        struct tok *n;
+        if (swap_line) perr(kw->col, "'swap' is given twice (first on line %d)", swap_line);
+        if (seen_process_stmt)
+            perr(kw->col, "'swap' must come before any process statement (line %d is one)", seen_process_stmt);
+        uint64_t v = number("a slot count", &n);
+        if (v > MAX_SWAP_SLOTS)
+            perr(n->col, "swap size must be at most %llu slots, got '%s'", (unsigned long long)MAX_SWAP_SLOTS, n->s);
+        swap_line = cur_line;
+        st->kind = S_SWAP;
+        st->pages = v;
+        if (v != 0)
+            set_skip("line %d: 'swap %s': the oracle runs without swap (no swap device is configured)",
+                     cur_line, n->s);
+    } else if (strcmp(kw->s, "observe") == 0) {
+        st->kind = S_OBSERVE;
+        parse_targets(st, 0);
+    } else { /* expect */
+        st->kind = S_EXPECT;
+        parse_targets(st, 1);
+        struct tok *eq = need("'='");  /* parse_targets stops only at '=' */
+        uint64_t total = 0;
+        for (int i = 0; i < st->ntargets; i++) total += st->targets[i].pages;
+        st->tokens = xmalloc(sizeof *st->tokens * (size_t)(end - pos + 1));
+        while (pos < end) {
+            struct tok *t = &T[pos++];
+            if (!is_obs_token(t->s)) perr(t->col, "expected an observation token, got '%s'", t->s);
+            if ((uint64_t)st->ntokens >= total)
+                perr(t->col, "too many observation tokens: the targets cover %llu pages", (unsigned long long)total);
+            st->tokens[st->ntokens++] = xstrdup(t->s);
+        }
+        if ((uint64_t)st->ntokens != total)
+            perr(pos > 0 ? T[pos - 1].end : eq->end, "expected %llu observation tokens (one per page), got %d",
+                 (unsigned long long)total, st->ntokens);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Operation lines                                                      */
+
+static void parse_operation(struct tok *first, struct stmt *st)
+{
+    struct tok *t;
+    if ((t = peek()) && strcmp(t->s, "=") == 0) {
+        /* P2 = fork P */
+        check_new_proc(first);
+        pos++;
+        struct tok *f = need("'fork'");
+        if (strcmp(f->s, "fork") != 0) perr(f->col, "expected 'fork', got '%s'", f->s);
+        struct tok *pp = need("a process name");
+        check_name_syntax(pp, "a process name");
+        st->kind = S_FORK;
+        st->proc = check_alive(pp);
+        st->child = new_proc(first);
+        return;
+    }
+
+    int known = find_proc_name(first->s) >= 0;
+    if (!is_name(first->s)) perr(first->col, "unknown statement '%s'", first->s);
+    if (!peek()) {
+        if (known) {
+            char what[160];
+            snprintf(what, sizeof what, "an operation after '%s'", first->s);
+            need(what);
+        }
+        perr(first->col, "unknown statement '%s'", first->s);
+    }
+    struct tok *vt = need("an operation");
+    const char *v = vt->s;
+    if (IN(v, verbs) < 0) {
+        if (known) perr(vt->col, "unknown operation '%s'", v);
+        perr(first->col, "unknown statement '%s'", first->s);
+    }
+    check_name_syntax(first, "a process name");
+    st->proc = check_alive(first);
+
+    struct tok *at, *pt;
+    if (strcmp(v, "exit") == 0) {
+        st->kind = S_EXIT;
+        p_alive[st->proc] = 0;
+    } else if (strcmp(v, "mmap") == 0) {
+        st->kind = S_MMAP;
+        address_and_pages(st);
+        st->prot = protection();
+        mapping_kind(st);
+    } else if (strcmp(v, "munmap") == 0 || strcmp(v, "mlock") == 0 || strcmp(v, "munlock") == 0) {
+        st->kind = strcmp(v, "munmap") == 0 ? S_MUNMAP : (strcmp(v, "mlock") == 0 ? S_MLOCK : S_MUNLOCK);
+        address_and_pages(st);
+    } else if (strcmp(v, "mprotect") == 0) {
+        st->kind = S_MPROTECT;
+        address_and_pages(st);
+        st->prot = protection();
+    } else if (strcmp(v, "mremap") == 0) {
+        struct tok *nt;
+        st->kind = S_MREMAP;
+        st->addr = address("an address", &at);
+        st->pages = page_count("an old page count", &pt);
+        check_range(st->addr, st->pages, pt);
+        st->new_pages = page_count("a new page count", &nt);
+        if (peek()) {
+            struct tok *tt;
+            st->to = address("a destination address", &tt);
+            st->has_to = 1;
+            check_range(st->to, st->new_pages, tt);
+        } else {
+            /* resizing in place grows the range at ADDR: it must stay below the limit too */
+            check_range(st->addr, st->new_pages, nt);
+        }
+    } else if (strcmp(v, "write") == 0) {
+        /* P write ADDR [PAGES] [value=V] */
+        st->kind = S_WRITE;
+        st->addr = address("an address", &at);
+        st->pages = 1;
+        if ((t = peek()) && strncmp(t->s, "value=", 6) != 0) {
+            st->pages = page_count("a page count", &pt);
+            check_range(st->addr, st->pages, pt);
+        }
+        if ((t = peek()) && strncmp(t->s, "value=", 6) == 0) {
+            /* every written page holds the pattern of V */
+            pos++;
+            switch (parse_num(t->s + 6, &st->value)) {
+            case NUM_INVALID: perr(t->col + 6, "expected a content value (decimal or 0x hex) after 'value=', got '%s'", t->s + 6);
+            case NUM_TOO_LARGE: perr(t->col + 6, "number too large: '%s'", t->s + 6);
+            }
+            st->has_value = 1;
+        }
+    } else if (strcmp(v, "read") == 0) {
+        st->kind = S_READ;
+        address_and_optional_pages(st);
+    } else if (strcmp(v, "madvise") == 0) {
+        st->kind = S_MADVISE;
+        address_and_pages(st);
+        struct tok *a = need("an advice");
+        st->advice = IN(a->s, advice_names);
+        if (st->advice < 0) perr(a->col, "expected an advice, got '%s'", a->s);
+    } else {
+        /* model only: unmap, reclaim, migrate, referenced, mkclean, poison, device, exclusive */
+        st->kind = S_MODEL_ONLY;
+        if (strcmp(v, "device") == 0) {
+            /* P device ADDR [PAGES] [coherent] */
+            st->addr = address("an address", &at);
+            st->pages = 1;
+            if ((t = peek()) && strcmp(t->s, "coherent") != 0) {
+                st->pages = page_count("a page count", &pt);
+                check_range(st->addr, st->pages, pt);
+            }
+            if ((t = peek()) && strcmp(t->s, "coherent") == 0) pos++;
+        } else if (strcmp(v, "unmap") == 0) {
+            /* P unmap ADDR [PAGES] [FLAGS]: PAGES when the next token starts with a digit */
+            st->addr = address("an address", &at);
+            st->pages = 1;
+            if ((t = peek()) && t->s[0] >= '0' && t->s[0] <= '9') {
+                st->pages = page_count("a page count", &pt);
+                check_range(st->addr, st->pages, pt);
+            }
+            if ((t = peek())) {
+                pos++;
+                ttu_flags(t);
+            }
+        } else {
+            address_and_optional_pages(st);
+        }
+        set_skip("line %d: '%s' is a model-only statement (the live kernel offers no way to run it)",
+                 cur_line, v);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lines                                                                */
+
+static void parse_line(char *line, size_t n)
+{
+    long bad = utf8_bad((const unsigned char *)line, n);
+    L = line;
+    if (bad >= 0) perr(colof((int)bad), "invalid UTF-8 (byte 0x%02X)", (unsigned char)line[bad]);
+    if (n > 0 && line[n - 1] == '\r') line[--n] = 0;
+    /* a NUL is an ordinary character, never valid in a token: any other such one stands for it */
+    for (size_t i = 0; i < n; i++)
+        if (line[i] == 0) line[i] = 1;
+
+    NT = tokenize(&T);
     if (NT == 0) { free(T); return; }
+    if (!strcmp(T[0].s, "observe") || !strcmp(T[0].s, "expect")) NT = split_target_commas(&T, NT);
 
     struct stmt st;
     memset(&st, 0, sizeof st);
     st.line = cur_line;
     st.proc = st.child = st.file = -1;
 
-    /* split off `=> RESULT` */
-    int end = NT;
-    for (int i = 0; i < NT; i++) {
-        if (strcmp(T[i].s, "=>") == 0) {
-            if (i + 1 >= NT) perr(T[i].col + 2, "expected a result after '=>'");
-            if (i + 2 < NT) perr(T[i + 2].col, "unexpected '%s' after the result", T[i + 2].s);
-            if (!is_result_token(T[i + 1].s)) perr(T[i + 1].col, "bad result '%s'", T[i + 1].s);
-            st.want = xstrdup(T[i + 1].s);
-            end = i;
-            break;
-        }
-    }
-    int want_col = end < NT ? T[end].col : 0;
-    int ntok_all = NT;
-    NT = end;
-    if (NT == 0) perr(want_col, "'=>' without a statement");
+    int arrow = -1;
+    for (int i = 0; i < NT && arrow < 0; i++)
+        if (strcmp(T[i].s, "=>") == 0) arrow = i;
+    end = arrow >= 0 ? arrow : NT;
+    end_col = arrow >= 0 ? T[arrow].col : T[end - 1].end;
+    end_what = arrow >= 0 ? "'=>'" : "end of line";
+    pos = 1;
+    struct tok *first = &T[0];
 
-    struct tok *first = &T[pos++];
-    const char *w = first->s;
-    int is_op = 1;
-
-    if (NT >= 2 && strcmp(T[1].s, "=") == 0 && strcmp(w, "expect") != 0) {
-        /* P2 = fork P */
+    if (strcmp(first->s, "ksm") == 0 && NT > 1 && strcmp(T[1].s, "scan") == 0) {
+        /* ksm scan [PASSES]: PASSES full scans of ksmd (run_ksm_scan); "scan" is
+         * no verb, so a process may still be named ksm */
         pos = 2;
-        struct tok *f = need("'fork'");
-        if (strcmp(f->s, "fork") != 0) perr(f->col, "expected 'fork', found '%s'", f->s);
-        struct tok *pp = need("process name");
-        st.kind = S_FORK;
-        st.proc = use_proc(pp);
-        st.child = new_proc(first);
-        seen_process_stmt = 1;
-    } else if (strcmp(w, "file") == 0) {
-        is_op = 0;
-        struct tok *n = need("file name");
-        if (!is_name(n->s)) perr(n->col, "bad file name '%s'", n->s);
-        if (find_file_name(n->s) >= 0) perr(n->col, "file '%s' is already defined", n->s);
-        struct tok *pg = need("page count");
-        uint64_t pages = pages_tok(pg);
-        files = xrealloc(files, sizeof *files * (size_t)(nfiles + 1));
-        files[nfiles].name = xstrdup(n->s);
-        files[nfiles].pages = pages;
-        files[nfiles].created = 0;
-        st.kind = S_FILE;
-        st.file = nfiles++;
-        st.pages = pages;
-    } else if (strcmp(w, "proc") == 0) {
-        is_op = 0;
-        struct tok *n = need("process name");
-        st.kind = S_PROC;
-        st.child = new_proc(n);
-        seen_process_stmt = 1;
-    } else if (strcmp(w, "swap") == 0) {
-        is_op = 0;
-        struct tok *n = need("swap size");
-        uint64_t v = num_tok(n, "swap size");
-        if (seen_process_stmt) perr(first->col, "'swap' must come before any process statement");
-        st.kind = S_SWAP;
-        st.pages = v;
-        if (v != 0)
-            set_skip("line %d: 'swap %s': the oracle runs without swap (no swap device is configured)",
-                     cur_line, n->s);
-    } else if (strcmp(w, "ksm") == 0 && NT >= 2 && strcmp(T[1].s, "scan") == 0) {
-        /* ksm scan [PASSES]: PASSES full scans of ksmd (run_ksm_scan) */
-        is_op = 0;
         st.kind = S_KSM_SCAN;
         st.pages = 1;
-        pos = 2;
-        if (pos < NT) {
-            struct tok *n = &T[pos++];
-            uint64_t v;
-            if (!parse_num(n->s, &v) || v < 1 || v > 1000) perr(n->col, "bad pass count '%s'", n->s);
+        if (peek()) {
+            struct tok *nt;
+            uint64_t v = number("a pass count", &nt);
+            if (v < 1 || v > MAX_KSM_PASSES)
+                perr(nt->col, "ksm scan passes must be between 1 and %d, got '%s'", MAX_KSM_PASSES, nt->s);
             st.pages = v;
         }
-    } else if (strcmp(w, "observe") == 0) {
-        is_op = 0;
-        st.kind = S_OBSERVE;
-        parse_targets(&st);
-    } else if (strcmp(w, "expect") == 0) {
-        is_op = 0;
-        st.kind = S_EXPECT;
-        parse_targets(&st);
-        struct tok *eq = need("'='");
-        if (strcmp(eq->s, "=") != 0) perr(eq->col, "expected '=' or ',', found '%s'", eq->s);
-        uint64_t total = 0;
-        for (int i = 0; i < st.ntargets; i++) total += st.targets[i].pages;
-        st.tokens = xmalloc(sizeof *st.tokens * (size_t)(NT - pos + 1));
-        while (pos < NT) {
-            struct tok *t = &T[pos++];
-            if (!is_obs_token(t->s)) perr(t->col, "bad observation token '%s'", t->s);
-            st.tokens[st.ntokens++] = xstrdup(t->s);
-        }
-        if ((uint64_t)st.ntokens != total)
-            perr(eq->col, "expect lists %d tokens for %llu pages", st.ntokens,
-                 (unsigned long long)total);
+        if (peek()) perr(T[pos].col, "unexpected '%s' after the statement", T[pos].s);
+        if (arrow >= 0) perr(T[arrow].col, "'=> RESULT' is only allowed on operation lines");
+    } else if (IN(first->s, reserved) >= 0) {
+        if (NT > 1 && strcmp(T[1].s, "=") == 0)
+            perr(first->col, "'%s' is a reserved word and cannot name a process", first->s);
+        parse_keyword_statement(first, &st);
+        if (peek()) perr(T[pos].col, "unexpected '%s' after the statement", T[pos].s);
+        if (arrow >= 0) perr(T[arrow].col, "'=> RESULT' is only allowed on operation lines");
     } else {
-        /* P VERB ... */
-        if (NT == 1) {
-            if (!is_name(w) || find_proc_name(w) < 0) perr(first->col, "unknown statement '%s'", w);
+        parse_operation(first, &st);
+        if (peek()) perr(T[pos].col, "unexpected '%s' after the operation", T[pos].s);
+        if (arrow >= 0) {
+            if (arrow + 1 >= NT) perr(T[arrow].end, "expected a result after '=>', got end of line");
+            struct tok *r = &T[arrow + 1];
+            if (!is_result_token(r->s)) perr(r->col, "expected a result, got '%s'", r->s);
+            if (arrow + 2 < NT) perr(T[arrow + 2].col, "unexpected '%s' after the result", T[arrow + 2].s);
+            st.want = xstrdup(r->s);
         }
-        struct tok *vt = need("operation");
-        const char *v = vt->s;
-        st.proc = use_proc(first);
-        seen_process_stmt = 1;
-        if (strcmp(v, "exit") == 0) {
-            st.kind = S_EXIT;
-            p_alive[st.proc] = 0;
-        } else if (strcmp(v, "mmap") == 0) {
-            st.kind = S_MMAP;
-            st.addr = addr_tok(need("address"));
-            struct tok *pg = need("page count");
-            st.pages = pages_tok(pg);
-            check_range(pg, st.addr, st.pages);
-            st.prot = prot_tok(need("protection"));
-            struct tok *k = need("mapping kind");
-            if (strcmp(k->s, "anon-private") == 0) st.mkind = K_ANON_PRIVATE;
-            else if (strcmp(k->s, "anon-shared") == 0) st.mkind = K_ANON_SHARED;
-            else {
-                const char *rest;
-                if (strncmp(k->s, "file-private:", 13) == 0) { st.mkind = K_FILE_PRIVATE; rest = k->s + 13; }
-                else if (strncmp(k->s, "file-shared:", 12) == 0) { st.mkind = K_FILE_SHARED; rest = k->s + 12; }
-                else perr(k->col, "bad mapping kind '%s'", k->s);
-                const char *at = strchr(rest, '@');
-                if (!at) perr(k->col, "expected FILE@PGOFF in '%s'", k->s);
-                char *fname = xmalloc((size_t)(at - rest) + 1);
-                memcpy(fname, rest, (size_t)(at - rest));
-                if (!is_name(fname)) perr(k->col, "bad file name '%s'", fname);
-                st.file = find_file_name(fname);
-                if (st.file < 0) perr(k->col, "unknown file '%s'", fname);
-                free(fname);
-                if (!parse_num(at + 1, &st.pgoff)) perr(k->col, "bad page offset '%s'", at + 1);
-                if (st.pgoff > (1ULL << 40)) perr(k->col, "page offset '%s' is too large", at + 1);
-            }
-        } else if (strcmp(v, "munmap") == 0 || strcmp(v, "mlock") == 0 || strcmp(v, "munlock") == 0) {
-            st.kind = strcmp(v, "munmap") == 0 ? S_MUNMAP : (strcmp(v, "mlock") == 0 ? S_MLOCK : S_MUNLOCK);
-            st.addr = addr_tok(need("address"));
-            struct tok *pg = need("page count");
-            st.pages = pages_tok(pg);
-            check_range(pg, st.addr, st.pages);
-        } else if (strcmp(v, "mprotect") == 0) {
-            st.kind = S_MPROTECT;
-            st.addr = addr_tok(need("address"));
-            struct tok *pg = need("page count");
-            st.pages = pages_tok(pg);
-            check_range(pg, st.addr, st.pages);
-            st.prot = prot_tok(need("protection"));
-        } else if (strcmp(v, "mremap") == 0) {
-            st.kind = S_MREMAP;
-            st.addr = addr_tok(need("address"));
-            struct tok *o = need("old page count");
-            st.pages = pages_tok(o);
-            check_range(o, st.addr, st.pages);
-            struct tok *n = need("new page count");
-            st.new_pages = pages_tok(n);
-            if (pos < NT) {
-                struct tok *tt = &T[pos++];
-                st.to = addr_tok(tt);
-                st.has_to = 1;
-                check_range(tt, st.to, st.new_pages);
-            } else {
-                check_range(n, st.addr, st.new_pages);
-            }
-        } else if (strcmp(v, "read") == 0 || strcmp(v, "write") == 0) {
-            st.kind = v[0] == 'r' ? S_READ : S_WRITE;
-            st.addr = addr_tok(need("address"));
-            st.pages = 1;
-            if (pos < NT && strncmp(T[pos].s, "value=", 6) != 0) {
-                struct tok *pg = &T[pos++];
-                st.pages = pages_tok(pg);
-                check_range(pg, st.addr, st.pages);
-            }
-            if (pos < NT && st.kind == S_WRITE && strncmp(T[pos].s, "value=", 6) == 0) {
-                /* write ... value=V: every written page holds the pattern of V */
-                struct tok *vt = &T[pos++];
-                if (!parse_num(vt->s + 6, &st.value)) perr(vt->col + 6, "bad content value '%s'", vt->s + 6);
-                st.has_value = 1;
-            }
-        } else if (strcmp(v, "madvise") == 0) {
-            st.kind = S_MADVISE;
-            st.addr = addr_tok(need("address"));
-            struct tok *pg = need("page count");
-            st.pages = pages_tok(pg);
-            check_range(pg, st.addr, st.pages);
-            struct tok *a = need("advice");
-            st.advice = -1;
-            for (size_t i = 0; i < sizeof advice_names / sizeof *advice_names; i++)
-                if (strcmp(a->s, advice_names[i]) == 0) st.advice = (int)i;
-            if (st.advice < 0) perr(a->col, "unknown advice '%s'", a->s);
-        } else if (!strcmp(v, "unmap") || !strcmp(v, "reclaim") || !strcmp(v, "migrate") ||
-                   !strcmp(v, "referenced") || !strcmp(v, "mkclean") || !strcmp(v, "poison") ||
-                   !strcmp(v, "device") || !strcmp(v, "exclusive")) {
-            st.kind = S_MODEL_ONLY;
-            st.addr = addr_tok(need("address"));
-            if (pos < NT && parse_num(T[pos].s, &st.pages)) {
-                struct tok *pg = &T[pos++];
-                st.pages = pages_tok(pg);
-                check_range(pg, st.addr, st.pages);
-            }
-            if (pos < NT && !strcmp(v, "device") && !strcmp(T[pos].s, "coherent")) pos++;
-            if (pos < NT && !strcmp(v, "unmap")) {
-                struct tok *fl = &T[pos++];
-                for (const char *q = fl->s; *q; q++)
-                    if (!(islower((unsigned char)*q) || *q == '_' || *q == ','))
-                        perr(fl->col, "bad flag list '%s'", fl->s);
-            }
-            set_skip("line %d: '%s' is a model-only statement (the live kernel offers no way to run it)",
-                     cur_line, v);
-        } else {
-            if (!is_name(w)) perr(first->col, "unknown statement '%s'", w);
-            perr(vt->col, "unknown operation '%s'", v);
-        }
+        if (!seen_process_stmt) seen_process_stmt = cur_line;
     }
-    if (pos < NT) perr(T[pos].col, "unexpected '%s'", T[pos].s);
-    if (st.want && !is_op) perr(want_col, "'=>' is only allowed on operation lines");
-    (void)is_op;
 
     if (nstmts == cap_stmts) {
         cap_stmts = cap_stmts ? cap_stmts * 2 : 64;
         stmts = xrealloc(stmts, sizeof *stmts * (size_t)cap_stmts);
     }
     stmts[nstmts++] = st;
-    for (int i = 0; i < ntok_all; i++) free(T[i].s);
+    for (int i = 0; i < NT; i++) free(T[i].s);
     free(T);
 }
 
@@ -557,8 +828,7 @@ void parse_file(const char *path)
     while ((n = getline(&line, &cap, f)) >= 0) {
         cur_line++;
         if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
-        if ((size_t)n != strlen(line)) perr(1, "NUL byte in line");
-        parse_line(line);
+        parse_line(line, (size_t)n);
     }
     free(line);
     fclose(f);
