@@ -68,8 +68,8 @@ private func writeTrace(_ bytes: [UInt8], name: String) throws -> String {
 private func runOracle(_ args: [String]) throws -> (out: String, err: String, status: Int32) {
     let id = UUID().uuidString
     let outURL = scratch.appendingPathComponent("\(id).out"), errURL = scratch.appendingPathComponent("\(id).err")
-    FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
     defer {
         try? FileManager.default.removeItem(at: outURL)
         try? FileManager.default.removeItem(at: errURL)
