@@ -140,37 +140,15 @@ public struct Fuzzer {
         return report
     }
 
-    /// Delta debugging (ddmin) over the trace's lines: the smallest subset
-    /// that still parses and still violates an invariant.
+    /// The smallest subset of the trace's lines (`deltaDebug`, Shrink.swift) that
+    /// still parses and still violates an invariant, with the checker after every
+    /// statement. Comments, blank lines and `observe` lines go first, in one go.
     static func shrink(_ lines: [String], config: ArenaConfig, reuse: ReusePolicy) -> [String] {
         func fails(_ c: [String]) -> Bool {
             guard let t = try? TraceParser.parse(c.joined(separator: "\n"), file: "shrink.trace") else { return false }
             return firstViolation(t, config: config, reuse: reuse, every: 1) != nil
         }
-        var cur = lines.filter { !$0.hasPrefix("#") && !$0.hasPrefix("observe") && !$0.isEmpty }
-        if !fails(cur) { return lines }
-        var n = 2
-        var budget = 20_000
-        while cur.count >= 2 && budget > 0 {
-            let chunk = (cur.count + n - 1) / n
-            var reduced = false
-            var i = 0
-            while i < cur.count && budget > 0 {
-                budget -= 1
-                let candidate = Array(cur[0..<i]) + Array(cur[min(cur.count, i + chunk)...])
-                if !candidate.isEmpty && fails(candidate) {
-                    cur = candidate
-                    n = max(n - 1, 2)
-                    reduced = true
-                } else {
-                    i += chunk
-                }
-            }
-            if !reduced {
-                if chunk == 1 { break }
-                n = min(cur.count, n * 2)
-            }
-        }
-        return cur
+        return deltaDebug(lines, noise: { $0.isEmpty || $0.hasPrefix("#") || $0.hasPrefix("observe") },
+                          maxTests: 20_000, stillFails: fails)
     }
 }

@@ -357,12 +357,12 @@ public enum OracleCheck {
                 guard c.accepted, c.differs else { return false }
                 return allowInternal || c.kernel.status != 3
             }
-            var cur = original
-            // Comments and blank lines first (they only move line numbers).
-            let code = cur.filter { !$0.trimmingLeadingBlanks.hasPrefix("#") }
-            if code.count < cur.count && stillDiffers(code) { cur = code }
-            cur = Worker.ddmin(cur, stillDiffers)
-            // Single lines, then pairs, to a fixpoint.
+            // Delta debugging (Shrink.swift), comment lines first in one go (they
+            // only move line numbers; `original` has no blank lines).
+            var cur = deltaDebug(original, noise: { $0.trimmingLeadingBlanks.hasPrefix("#") },
+                                 stillFails: stillDiffers)
+            // Then single lines, the targets of `observe` lines, and pairs, to a
+            // fixpoint (fewer targets can free the lines of a process only observed).
             var changed = true
             while changed && budget > 0 {
                 changed = false
@@ -434,33 +434,6 @@ public enum OracleCheck {
             return rest.split(separator: ",").map {
                 $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
             }
-        }
-
-        /// ddmin: remove ever smaller chunks while the difference remains.
-        static func ddmin(_ start: [String], _ test: ([String]) -> Bool) -> [String] {
-            var cur = start
-            var n = 2
-            while cur.count >= 2 {
-                let chunk = (cur.count + n - 1) / n
-                var reduced = false
-                var i = 0
-                while i < cur.count {
-                    let candidate = Array(cur[0..<i]) + Array(cur[min(cur.count, i + chunk)...])
-                    if test(candidate) {
-                        cur = candidate
-                        reduced = true
-                    } else {
-                        i += chunk
-                    }
-                }
-                if reduced {
-                    n = max(n - 1, 2)
-                } else {
-                    if chunk == 1 { break }
-                    n = min(cur.count, n * 2)
-                }
-            }
-            return cur
         }
     }
 
