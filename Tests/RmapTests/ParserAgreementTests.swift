@@ -49,16 +49,14 @@ private func oracle() throws -> String {
     return path
 }
 
-private let scratch: URL = {
-    let dir = FileManager.default.temporaryDirectory
-        .appendingPathComponent("rmap-parser-agreement-\(getpid())", isDirectory: true)
-    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir
-}()
+/// A path of its own in the temporary folder (test cases run in parallel); the
+/// caller removes the file.
+private func scratchFile(_ name: String) -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("rmap-parser-agreement-\(UUID().uuidString)-\(name)")
+}
 
 private func writeTrace(_ bytes: [UInt8], name: String) throws -> String {
-    // test cases run in parallel: every file has a name of its own
-    let url = scratch.appendingPathComponent(UUID().uuidString + "-" + name)
+    let url = scratchFile(name)
     try Data(bytes).write(to: url)
     return url.path
 }
@@ -66,8 +64,7 @@ private func writeTrace(_ bytes: [UInt8], name: String) throws -> String {
 /// Runs the oracle with its output in files (a pipe read to its end, one after
 /// the other, could fill the other pipe and hang both sides).
 private func runOracle(_ args: [String]) throws -> (out: String, err: String, status: Int32) {
-    let id = UUID().uuidString
-    let outURL = scratch.appendingPathComponent("\(id).out"), errURL = scratch.appendingPathComponent("\(id).err")
+    let outURL = scratchFile("out"), errURL = scratchFile("err")
     _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
     _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
     defer {
