@@ -8,7 +8,8 @@ import RmapTestSupport
 /// The invariant checker can fail: a model with one planted defect (an rmap
 /// add removed, a mapcount decrement removed, the root rule of
 /// __page_set_anon_rmap ignored) runs a trace the correct model passes, and
-/// the checker names the broken object and invariant.
+/// the checker names the broken invariant (its kind) and object. Then every
+/// kind of violation, each from a defect planted in a sound state.
 @Suite struct CheckerTests {
     /// Fork shares the page (folio_try_dup_anon_rmap_pte), B's exit removes
     /// its mapping (folio_remove_rmap_pte), and a swap-out/swap-in of a page
@@ -27,12 +28,12 @@ import RmapTestSupport
         C exit
         """
 
-    func run(_ defect: ModelDefect) throws -> [String] {
+    func run(_ defect: ModelDefect) throws -> [CheckerViolation] {
         let m = try Machine(config: .default, reuse: .split)
         m.k.hooks.defect = defect
         let out = m.replay(try TraceParser.parse(Self.trace, file: "checker.trace"))
         #expect(out.failures == [])
-        return m.check()
+        return m.checkViolations()
     }
 
     @Test func correctModelPasses() throws {
@@ -41,16 +42,222 @@ import RmapTestSupport
 
     @Test func missingRmapAddAtForkIsCaught() throws {
         let v = try run(.skipDupAnonRmap)
-        #expect(v.contains { $0.contains("_mapcount") && $0.contains("PTEs map it") }, "\(v)")
+        #expect(Set(v.map(\.kind)) == [.mapcount], "\(v)")
+        #expect(v.allSatisfy { $0.pfn != nil })
     }
 
     @Test func missingMapcountDecrementIsCaught() throws {
         let v = try run(.skipRemoveRmapDecrement)
-        #expect(v.contains { $0.contains("_mapcount") && $0.contains("PTEs map it") }, "\(v)")
+        #expect(Set(v.map(\.kind)) == [.mapcount], "\(v)")
+        #expect(v.allSatisfy { $0.pfn != nil })
     }
 
     @Test func sharedAnonPageOffTheRootIsCaught() throws {
         let v = try run(.sharedAnonPageNotAtRoot)
-        #expect(v.contains { $0.contains("the rmap walk does not find it") }, "\(v)")
+        #expect(v.contains { $0.kind == .pteWithoutRmap && $0.pfn != nil }, "\(v)")
+    }
+
+    /// The printed form is the message, as it always was.
+    @Test func descriptionIsTheMessage() throws {
+        let m = try Machine(config: .default, reuse: .split)
+        _ = m.replay(try TraceParser.parse(Self.trace, file: "checker.trace"))
+        m.k.header.pointee.balloon_pages += 1
+        let v = m.checkViolations()
+        #expect(v == [CheckerViolation(kind: .balloonCounters, object: nil,
+                                       message: "balloon: 1 pages counted, 0 on the list")])
+        #expect(m.check() == ["balloon: 1 pages counted, 0 on the list"])
+    }
+
+    // MARK: every kind, from a planted defect
+
+    static let a: UInt64 = 0x1000_0000_0000    // P0, P1: anon, 4 pages
+    static let f: UInt64 = 0x1000_0001_0000    // P0, P1: file-shared f, 2 pages
+    static let l: UInt64 = 0x1000_0002_0000    // P0: mlocked anon, 2 pages
+    static let k: UInt64 = 0x2000_0000_0000    // K0, K1: one merged KSM page
+    static let d: UInt64 = 0x3000_0000_0000    // D: device-private, device-exclusive, hwpoison
+
+    /// A sound state with every object the checker looks at: a fork family
+    /// of anon_vmas, a file mapping, an mlocked range, a KSM page shared by
+    /// two mms, a device-private entry, a device-exclusive entry, a hwpoison
+    /// entry and a balloon with one isolated page.
+    static let fixture = """
+        swap 8
+        file f 4
+        file g 4
+        proc P0
+        P0 mmap 0x100000000000 4 rw anon-private
+        P0 write 0x100000000000 4
+        P0 mmap 0x100000010000 2 rw file-shared:f@0
+        P0 read 0x100000010000 2
+        P0 mmap 0x100000020000 2 rw anon-private
+        P0 write 0x100000020000 2
+        P0 mlock 0x100000020000 2
+        P1 = fork P0
+        P1 write 0x100000000000
+        P1 read 0x100000010000
+        proc K0
+        proc K1
+        K0 mmap 0x200000000000 1 rw anon-private
+        K1 mmap 0x200000000000 1 rw anon-private
+        K0 write 0x200000000000 value=7
+        K1 write 0x200000000000 value=7
+        K0 madvise 0x200000000000 1 mergeable
+        K1 madvise 0x200000000000 1 mergeable
+        ksm scan 2
+        proc D
+        D mmap 0x300000000000 4 rw anon-private
+        D write 0x300000000000 4
+        D device 0x300000000000 1
+        D exclusive 0x300000001000 1
+        D poison 0x300000002000 1
+        D unmap 0x300000002000 1 ignore_access
+        """
+
+    func fixture() throws -> Machine {
+        let (m, out) = try machine(Self.fixture)
+        #expect(out.failures == [])
+        #expect(m.balloonInflate(pages: 3) == 3)
+        #expect(m.k.isolateMovablePage(m.balloonFrames()[0]))
+        return m
+    }
+
+    @Test func theFixtureIsSoundAndHasEveryObject() throws {
+        let m = try fixture()
+        #expect(m.checkViolations() == [])
+        #expect(m.tokens("P0", Self.a, 1) == "A1:1" && m.tokens("P1", Self.a, 2) == "A1:1 A2:2")
+        #expect(m.tokens("K0", Self.k, 1) == "K1:2")
+        #expect(m.tokens("D", Self.d, 4) == "D X H A1:1")
+        #expect(m.k.page(frame(m, "P0", Self.l)).pointee.flags & PG.mlocked != 0)
+        #expect(m.balloonFrames().count == 2 && m.k.header.pointee.balloon_isolated == 1)
+    }
+
+    @Test(arguments: CheckerViolation.Kind.allCases)
+    func everyKindIsCaught(_ kind: CheckerViolation.Kind) throws {
+        let m = try fixture()
+        try plant(kind, in: m)
+        let v = m.checkViolations()
+        #expect(v.contains { $0.kind == kind }, "\(kind): \(v)")
+    }
+
+    func mm(_ m: Machine, _ p: String) -> UInt32 { m.processes[p]! }
+    func frame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 { m.mappedFrame(mm(m, p), addr) }
+    func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UnsafeMutablePointer<UInt64> {
+        m.k.leafSlot(root: m.k.mm(mm(m, p)).pointee.pgd, key: addr)!
+    }
+    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: PTE.swpOffset(pte(m, p, addr).pointee))
+    }
+    func ksmNode(_ m: Machine) throws -> UInt32 {
+        let node = m.k.folioStableNode(frame(m, "K0", Self.k))
+        try #require(node != 0)
+        return node
+    }
+
+    /// One defect that breaks `kind`'s invariant in the fixture. The switch
+    /// is exhaustive: a new kind does not compile without its defect here.
+    func plant(_ kind: CheckerViolation.Kind, in m: Machine) throws {
+        let k = m.k
+        switch kind {
+        case .vmaTree:
+            k.vma(k.mm(mm(m, "P0")).pointee.mm_rb).pointee.mm_rb.color = 0  // a red root
+        case .vmaMM:
+            k.vma(m.vmaAt("P0", Self.a)).pointee.mm = mm(m, "P1")
+        case .vmaRange:
+            k.vma(m.vmaAt("P0", Self.f)).pointee.vm_end += 0x10
+        case .vmaOverlap:
+            k.vma(m.vmaAt("P0", Self.f)).pointee.vm_start = Self.a + 0x3000
+        case .mmMapCount:
+            k.mm(mm(m, "P0")).pointee.map_count += 1
+        case .mmLockedVM:
+            k.mm(mm(m, "P0")).pointee.locked_vm += 1
+        case .pteOutsideVMA:
+            k.vma(m.vmaAt("P0", Self.a)).pointee.vm_end -= 0x1000
+        case .rssCounter:
+            k.mm(mm(m, "P0")).pointee.rss.1 += 1
+        case .avcVMA:
+            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.vma = m.vmaAt("P0", Self.a)
+        case .avcInTree, .vmaOwnAVC:
+            // P1's own chain names its parent's anon_vma (same root): in no tree, and no link to its own.
+            let own = k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head
+            try #require(k.avc(own).pointee.anon_vma == m.anonVMAAt("P1", Self.a))
+            k.avc(own).pointee.anon_vma = m.anonVMAAt("P0", Self.a)
+        case .avcRoot:
+            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.anon_vma = m.anonVMAAt("D", Self.d)
+        case .anonVMATree:
+            let av = m.anonVMAAt("P0", Self.a)
+            k.avc(k.anonVMA(av).pointee.rb_root).pointee.rb.color = 0
+        case .anonVMARoot:
+            let p0 = m.anonVMAAt("P0", Self.a), p1 = m.anonVMAAt("P1", Self.a)
+            try #require(p0 != p1 && k.anonVMA(p1).pointee.root == p0)
+            k.anonVMA(p0).pointee.root = p1
+        case .anonVMAParent:
+            k.anonVMA(m.anonVMAAt("P1", Self.a)).pointee.parent = m.anonVMAAt("D", Self.d)
+        case .anonVMACounters:
+            k.anonVMA(m.anonVMAAt("P0", Self.a)).pointee.num_children += 1
+        case .anonVMARefcount, .pageAnonVMA:
+            k.anonVMA(m.anonVMAAt("P1", Self.a)).pointee.refcount = 0
+        case .anonVMAReusedInUse:
+            k.header.pointee.anon_vma_reused_in_use = 1
+            k.header.pointee.anon_vma_reused_last = UInt64(m.anonVMAAt("P1", Self.a))
+        case .iMMap:
+            k.vma(m.vmaAt("P0", Self.f)).pointee.file = m.files["g"]!
+        case .mapcount:
+            k.page(frame(m, "P0", Self.a)).pointee.mapcount += 1
+        case .refcount:
+            k.page(frame(m, "P0", Self.a)).pointee.refcount = 0
+        case .pteWithoutRmap:
+            // page->mapping names an anon_vma of another family.
+            let av = m.anonVMAAt("D", Self.d)
+            k.page(frame(m, "P0", Self.a + 0x1000)).pointee.mapping = k.offset(table: T.anonVMA, index: av) | PageMapping.anon
+        case .mlock:
+            k.page(frame(m, "P0", Self.l)).pointee.flags &= ~PG.mlocked
+        case .hwpoisonEntry:
+            k.page(entryFrame(m, "D", Self.d + 0x2000)).pointee.flags &= ~PG.hwpoison
+        case .devicePrivatePresent:
+            k.page(frame(m, "D", Self.d + 0x3000)).pointee.flags |= PG.devicePrivate
+        case .devicePrivateEntry:
+            k.page(entryFrame(m, "D", Self.d)).pointee.flags &= ~PG.devicePrivate
+        case .deviceExclusiveEntry:
+            k.page(entryFrame(m, "D", Self.d + 0x1000)).pointee.mapping = 0
+        case .ksmWritable:
+            pte(m, "K1", Self.k).pointee |= PTE.rw
+        case .ksmMMList:
+            k.mm(mm(m, "K1")).pointee.ksm_flags &= ~KSMFlag.mmMergeable
+        case .ksmRmapList:
+            k.ksmItem(k.mm(mm(m, "K0")).pointee.ksm_rmap_list).pointee.mm = mm(m, "K1")
+        case .ksmStableItem:
+            k.ksmItem(k.mm(mm(m, "K0")).pointee.ksm_rmap_list).pointee.anon_vma = 0
+        case .ksmHlist:
+            k.ksmNode(try ksmNode(m)).pointee.rmap_hlist_len += 1
+        case .ksmCounters:
+            k.header.pointee.ksm_pages_sharing += 1
+        case .ksmStableTree:
+            k.ksmNode(try ksmNode(m)).pointee.node.color = 0
+        case .ksmContent:
+            k.page(frame(m, "K0", Self.k)).pointee.content += 1
+        case .ksmStableNode:
+            k.ksmNode(try ksmNode(m)).pointee.kpfn = frame(m, "P0", Self.a)
+        case .ksmAnonExclusive:
+            k.page(frame(m, "K0", Self.k)).pointee.flags |= PG.anonExclusive
+        case .balloonList:
+            let list = m.balloonFrames()
+            try #require(list.count == 2)
+            k.page(list[1]).pointee.prev = 0
+        case .balloonCounters:
+            k.header.pointee.balloon_pages += 1
+        case .balloonIsolated:
+            k.page(m.balloonFrames()[0]).pointee.flags |= PG.isolated
+        case .movableMapped:
+            k.page(frame(m, "P0", Self.a + 0x2000)).pointee.mapping = k.balloonMops | PageMapping.movable
+        case .movableOps:
+            let isolated = k.header.pointee.balloon_isolated
+            try #require(isolated == 1)
+            // The isolated page (off the list) gets movable_operations nobody knows.
+            var f: UInt32 = 1
+            while !(k.pageIsBalloonMovable(f) && k.page(f).pointee.flags & PG.isolated != 0) { f += 1 }
+            k.page(f).pointee.mapping = 0x40 | PageMapping.movable
+        case .leak:
+            k.desc(T.avc).pointee.live += 1
+        }
     }
 }

@@ -1,0 +1,183 @@
+/// One broken invariant found by the checker (`Machine.checkViolations()`):
+/// which invariant (`kind`), the object the message starts with (`object`,
+/// when there is one) and the message. Callers decide by `kind`; the message
+/// is for people. `description` is the message, exactly as the checker has
+/// always printed it.
+public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
+    /// The invariants the checker verifies, one case each. Each names the
+    /// kernel structure and the rule it must keep.
+    public enum Kind: String, Sendable, CaseIterable {
+        // MARK: the address space (validate_mm)
+
+        /// An mm's VMA tree (mm->mm_rb) is a sound augmented red-black tree:
+        /// ordered, balanced, subtree maxima right (validate_mm's browse_rb).
+        case vmaTree
+        /// vma->vm_mm names the mm whose tree holds the VMA.
+        case vmaMM
+        /// vm_start < vm_end, both page aligned.
+        case vmaRange
+        /// The VMAs of an mm do not overlap (sorted by vm_start, disjoint).
+        case vmaOverlap
+        /// mm->map_count equals the number of VMAs in the mm.
+        case mmMapCount
+        /// mm->locked_vm equals the pages spanned by the mm's VM_LOCKED VMAs.
+        case mmLockedVM
+        /// No page-table entry lies outside every VMA (free_pgtables and
+        /// unmap_region leave nothing behind).
+        case pteOutsideVMA
+        /// The mm's RSS counters (MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS,
+        /// MM_SHMEMPAGES; check_mm's "BUG: Bad rss-counter state") equal what
+        /// its page tables hold.
+        case rssCounter
+
+        // MARK: anon_vma, anon_vma_chain (anon_vma_interval_tree_verify)
+
+        /// Every anon_vma_chain on a VMA's same_vma list points back at that
+        /// VMA (avc->vma).
+        case avcVMA
+        /// Every anon_vma_chain is in its anon_vma's interval tree.
+        case avcInTree
+        /// Every anon_vma a VMA's chain links shares the root of the VMA's own
+        /// anon_vma (one lock, anon_vma->root->rwsem, covers the whole family).
+        case avcRoot
+        /// A VMA with an anon_vma has an anon_vma_chain linking it to that
+        /// anon_vma (the one __page_set_anon_rmap puts its new pages under).
+        case vmaOwnAVC
+        /// An anon_vma's interval tree of chains (anon_vma->rb_root) is sound:
+        /// ordered, balanced, subtree maxima right (anon_vma_interval_tree_verify).
+        case anonVMATree
+        /// anon_vma->root is a root (its own root).
+        case anonVMARoot
+        /// A live anon_vma's parent is in the same tree (same root).
+        case anonVMAParent
+        /// num_active_vmas counts the VMAs whose vma->anon_vma it is,
+        /// num_children its children (a root counts itself while its tree is
+        /// not empty), and degree (v3.19-v5.19) is their sum.
+        case anonVMACounters
+        /// A live anon_vma holds a reference (refcount >= 1).
+        case anonVMARefcount
+        /// anon_vma_clone() did not reuse an anon_vma that a VMA still uses
+        /// (the "degree" reuse rule's bug, CVE-2022-42703).
+        case anonVMAReusedInUse
+
+        // MARK: files
+
+        /// A file-backed VMA is in its file's i_mmap interval tree.
+        case iMMap
+
+        // MARK: frames (page_mapcount, page_ref_count, rmap_walk)
+
+        /// page->_mapcount + 1 equals the number of PTEs (and device-private
+        /// entries) that map the frame.
+        case mapcount
+        /// page->_refcount covers its mappings and device-exclusive entries,
+        /// and a live frame's is positive.
+        case refcount
+        /// A present PTE's frame is found by an rmap walk of that frame (at
+        /// that VMA and address): the mapping is in the reverse map.
+        case pteWithoutRmap
+        /// A mapped anonymous frame's page->mapping names a live anon_vma
+        /// (folio_anon_vma; the use-after-free the root rule prevents).
+        case pageAnonVMA
+        /// PG_mlocked on a mapped frame exactly when a VM_LOCKED VMA maps it
+        /// (mlock_vma_page / munlock_vma_page with try_to_munlock).
+        case mlock
+
+        // MARK: special entries and device memory
+
+        /// A hwpoison entry names a live frame with PG_hwpoison.
+        case hwpoisonEntry
+        /// A device-private frame is never mapped by a present PTE (only by
+        /// device-private entries).
+        case devicePrivatePresent
+        /// A device-private entry names a live device-private frame.
+        case devicePrivateEntry
+        /// A device-exclusive entry names a live anonymous frame.
+        case deviceExclusiveEntry
+
+        // MARK: KSM (mm/ksm.c)
+
+        /// No PTE maps a KSM frame writable (write_protect_page).
+        case ksmWritable
+        /// ksm_mm_head's list holds exactly the live mms with
+        /// MMF_VM_MERGEABLE, once each, and its tail is the last slot; an mm
+        /// without a slot has no rmap_items.
+        case ksmMMList
+        /// An mm's rmap_item list names that mm and is in address order.
+        case ksmRmapList
+        /// A stable rmap_item heads a live stable node, is on that node's
+        /// hlist and holds a reference on a live anon_vma.
+        case ksmStableItem
+        /// A stable node's hlist holds items stable on that node, its back
+        /// links are right, and rmap_hlist_len is its length.
+        case ksmHlist
+        /// The KSM counters (mm->ksm_rmap_items, mm->ksm_merging_pages,
+        /// ksm_pages_shared, ksm_pages_sharing, ksm_pages_unshared) equal
+        /// what the lists and the stable tree hold.
+        case ksmCounters
+        /// The stable tree (root_stable_tree) is a sound red-black tree.
+        case ksmStableTree
+        /// A KSM frame's content does not change while its stable node
+        /// still keys it (write protection holds).
+        case ksmContent
+        /// A KSM frame's page->mapping names a stable node whose kpfn names
+        /// that frame back.
+        case ksmStableNode
+        /// A KSM frame is never PG_anon_exclusive.
+        case ksmAnonExclusive
+
+        // MARK: non-LRU movable pages (the balloon)
+
+        /// The balloon's page list (b_dev_info->pages) is a sound doubly
+        /// linked list of balloon pages.
+        case balloonList
+        /// The balloon's counters (its pages, isolated_pages) equal the list
+        /// and the isolated balloon pages.
+        case balloonCounters
+        /// A balloon page is on the list exactly when it is not isolated.
+        case balloonIsolated
+        /// A non-LRU movable page is never mapped.
+        case movableMapped
+        /// A PAGE_MAPPING_MOVABLE page has known movable_operations.
+        case movableOps
+
+        // MARK: the tables
+
+        /// Each table's live count equals the objects reachable from the
+        /// processes: VMAs, anon_vma_chains, mms, KSM rmap_items and stable
+        /// nodes (nothing leaked).
+        case leak
+    }
+
+    /// The object a violation is about: the one its message starts with.
+    public enum Object: Hashable, Sendable {
+        case frame(UInt32)
+        case mm(UInt32)
+        case vma(UInt32)
+        case avc(UInt32)
+        case anonVMA(UInt32)
+        case ksmItem(UInt32)
+        case ksmNode(UInt32)
+    }
+
+    public let kind: Kind
+    /// The object the message starts with; nil for a table or list as a whole.
+    public let object: Object?
+    /// The message: the object, then the invariant and what was found.
+    public let message: String
+
+    public init(kind: Kind, object: Object?, message: String) {
+        self.kind = kind
+        self.object = object
+        self.message = message
+    }
+
+    /// The frame, when the violation is about one.
+    public var pfn: UInt32? {
+        if case .frame(let p) = object { return p }
+        return nil
+    }
+
+    /// The message, exactly as `Machine.check()` has always printed it.
+    public var description: String { message }
+}
