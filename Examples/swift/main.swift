@@ -9,8 +9,8 @@ import RmapTrace
 /// rmap_one hooks, the visitor checks the PTE (page_vma_mapped_walk).
 struct Collect: RmapWalkControl {
     var visited = 0
-    var hits: [(mm: UInt32, address: UInt64)] = []
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+    var hits: [(mm: MMID, address: UInt64)] = []
+    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
         visited += 1
         if m.maps(pfn: pfn, vma: vma, address: address) { hits.append((m.vmaRange(vma).mm, address)) }
         return true

@@ -130,7 +130,7 @@ struct CWalk: RmapWalkControl {
     let fn: rmap_walk_fn
     let ctx: UnsafeMutableRawPointer?
     var visited: CInt = 0
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
         visited += 1
         let r = m.vmaRange(vma)
         let name = machine.processName(mm: r.mm) ?? "?"

@@ -7,9 +7,9 @@ extension Machine {
     /// Processes and their VMAs, each with its anon_vma and AVC count.
     public func reportProcesses(maxProcesses: Int = 8) -> String {
         var s = ""
-        let live = processOrder.filter { processes[$0] != nil }
+        let live = processOrder.filter { mmByName[$0] != nil }
         for name in live.prefix(maxProcesses) {
-            let m = processes[name]!
+            let m = mmByName[name]!
             let mp = k.mm(m).pointee
             s += "  \(name) (mm \(m)): \(mp.map_count) VMAs, rss anon=\(k.mmCounter(m, .anon)) file=\(k.mmCounter(m, .file)) shmem=\(k.mmCounter(m, .shmem)) swap=\(k.mmCounter(m, .swapents)), hiwater=\(mp.hiwater_rss), locked_vm=\(mp.locked_vm)\n"
             var v = k.firstVMA(m)

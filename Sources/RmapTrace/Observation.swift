@@ -79,7 +79,7 @@ extension Machine {
     }
 
     func fileName(_ f: UInt32) -> String {
-        for (name, i) in files where i == f { return name }
+        for (name, i) in fileByName where i == f { return name }
         return "?"
     }
 }

@@ -51,8 +51,8 @@ extension Machine {
     /// `RmapContext.maps`); PV lists and the scan visit exactly the PTEs that
     /// map it (each with its VMA). PV lists must be enabled for `.pvLists`.
     @inlinable
-    public func rmapWalk<C: RmapWalkControl>(frame: UInt32, design: RmapDesign, _ control: inout C) {
-        variantWalk(frame, design, &control)
+    public func rmapWalk<C: RmapWalkControl>(frame: PFN, design: RmapDesign, _ control: inout C) {
+        variantWalk(frame.rawValue, design, &control)
     }
 
     @usableFromInline
@@ -66,8 +66,8 @@ extension Machine {
 
     /// The PV walk at the pmap level: each (mm, address) on the frame's list.
     @inlinable
-    public func pvWalk<C: PVWalkControl>(frame: UInt32, _ control: inout C) {
-        pvWalkFrame(frame, &control)
+    public func pvWalk<C: PVWalkControl>(frame: PFN, _ control: inout C) {
+        pvWalkFrame(frame.rawValue, &control)
     }
 
     @usableFromInline
@@ -102,38 +102,38 @@ extension Machine {
     // MARK: benchmarking entry points (Benchmarks/: bench-model variants, the suites)
 
     /// A walk of `frame` in `design` counting rmap_one calls. Allocates nothing.
-    public func benchWalk(frame: UInt32, design: RmapDesign) -> Int {
+    public func benchWalk(frame: PFN, design: RmapDesign) -> Int {
         var c = CountingWalk()
-        variantWalk(frame, design, &c)
+        variantWalk(frame.rawValue, design, &c)
         return c.visited
     }
 
     /// A walk of `frame` in `design` whose visitor checks each VMA's PTE
     /// (page_vma_mapped_walk()): the mappings found. Allocates nothing.
-    public func benchWalkMapped(frame: UInt32, design: RmapDesign) -> Int {
+    public func benchWalkMapped(frame: PFN, design: RmapDesign) -> Int {
         var c = MappedWalk()
-        variantWalk(frame, design, &c)
+        variantWalk(frame.rawValue, design, &c)
         return c.mapped
     }
 
     /// The pmap-level PV walk of `frame` whose visitor reads each entry's
     /// PTE (pmap_pte()) and checks it maps the frame: no VMA involved.
-    public func benchPVWalkMapped(frame: UInt32) -> Int {
+    public func benchPVWalkMapped(frame: PFN) -> Int {
         var c = PVMappedWalk()
-        k.pvWalk(frame, &c)
+        k.pvWalk(frame.rawValue, &c)
         return c.mapped
     }
 
     /// migrate_pages() of one frame to a new frame: true when it moved.
     /// The frame number of the copy is `benchFrame` of a mapping afterwards.
-    public func benchMigrate(frame: UInt32) -> Bool {
-        k.migratePage(frame)
+    public func benchMigrate(frame: PFN) -> Bool {
+        k.migratePage(frame.rawValue)
     }
 
     /// The mm index of every live process (named or made by `benchFork`).
-    public func liveMMs() -> [UInt32] {
-        var out: [UInt32] = []
-        k.forEachLiveMM { out.append($0) }
+    public func liveMMs() -> [MMID] {
+        var out: [MMID] = []
+        k.forEachLiveMM { out.append(MMID($0)) }
         return out
     }
 }
@@ -142,9 +142,9 @@ extension Machine {
 struct PVMappedWalk: PVWalkControl {
     var mapped = 0
     @inline(__always)
-    mutating func visit(_ m: RmapContext, pfn: UInt32, mm: UInt32, address: UInt64) -> Bool {
+    mutating func visit(_ m: RmapContext, pfn: PFN, mm: MMID, address: UInt64) -> Bool {
         let e = m.pte(mm: mm, address: address)
-        if PTE.isPresent(e) && PTE.pfn(e) == pfn { mapped += 1 }
+        if PTE.isPresent(e) && PTE.pfn(e) == pfn.rawValue { mapped += 1 }
         return true
     }
 }

@@ -126,7 +126,7 @@ struct PVTable {
 /// the frame, as FreeBSD's pmap_remove_all / pmap_ts_referenced see them (no
 /// VMA: the pmap layer has none). Return false to stop.
 public protocol PVWalkControl {
-    mutating func visit(_ m: RmapContext, pfn: UInt32, mm: UInt32, address: UInt64) -> Bool
+    mutating func visit(_ m: RmapContext, pfn: PFN, mm: MMID, address: UInt64) -> Bool
 }
 
 /// The PV lists installed as the core's reverse-map hooks: each rmap add
@@ -246,7 +246,7 @@ extension Kernel {
         while i != 0 {
             let e = pv.entries + Int(i)
             i = e.pointee.next
-            if !c.visit(ctx, pfn: pfn, mm: e.pointee.mm, address: e.pointee.va) { return }
+            if !c.visit(ctx, pfn: PFN(pfn), mm: MMID(e.pointee.mm), address: e.pointee.va) { return }
         }
     }
 
@@ -263,9 +263,9 @@ extension Kernel {
             i = e.pointee.next
             let address = e.pointee.va
             let v = vmaLookup(e.pointee.mm, address)
-            if v == 0 || c.invalidVMA(ctx, vma: v) { continue }
-            if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
-            if c.done(ctx, pfn: pfn) { return }
+            if v == 0 || c.invalidVMA(ctx, vma: VMAID(v)) { continue }
+            if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
+            if c.done(ctx, pfn: PFN(pfn)) { return }
         }
     }
 

@@ -30,9 +30,18 @@ public func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaCo
 }
 
 extension Machine {
+    /// The mm index of live process `p`; 0 (the null record, safe to read)
+    /// when there is none, so a model bug fails a test instead of crashing it.
+    public func mm(_ p: String) -> UInt32 { mmByName[p] ?? 0 }
+    /// The PTE of process `p` at `addr` (0 for none).
+    public func pte(_ p: String, _ addr: UInt64) -> UInt64 {
+        k.leafSlot(root: k.mm(mm(p)).pointee.pgd, key: addr)?.pointee ?? 0
+    }
+    /// The normal frame process `p` maps at `addr` (0 for none).
+    public func frame(_ p: String, _ addr: UInt64) -> UInt32 { mappedFrame(mm(p), addr) }
     /// The VMA of process `p` containing `addr` (0 if none).
     public func vmaAt(_ p: String, _ addr: UInt64) -> UInt32 {
-        guard let mm = processes[p] else { return 0 }
+        guard let mm = mmByName[p] else { return 0 }
         return k.vmaLookup(mm, addr)
     }
     /// The anon_vma of that VMA.

@@ -87,7 +87,7 @@ import RmapTestSupport
             #expect(m.anonVMAInfo(c).numActiveVMAs == 2, "C's anon_vma is used by C and F at once")
             // The checker names the reuse, and the anon_vma reused.
             let v = m.checkViolations()
-            #expect(v.map(\.kind) == [.anonVMAReusedInUse] && v.first?.object == .anonVMA(c), "\(v)")
+            #expect(v.map(\.kind) == [.anonVMAReusedInUse] && v.first?.object == .anonVMA(AnonVMAID(c)), "\(v)")
         } else {
             #expect(f != c && f != e)
             #expect(m.anonVMAInfo(c).numActiveVMAs == 1)

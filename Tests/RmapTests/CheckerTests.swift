@@ -127,7 +127,7 @@ import RmapTestSupport
         #expect(m.tokens("P0", Self.a, 1) == "A1:1" && m.tokens("P1", Self.a, 2) == "A1:1 A2:2")
         #expect(m.tokens("K0", Self.k, 1) == "K1:2")
         #expect(m.tokens("D", Self.d, 4) == "D X H A1:1")
-        #expect(m.k.page(frame(m, "P0", Self.l)).pointee.flags & PG.mlocked != 0)
+        #expect(m.k.page(m.frame("P0", Self.l)).pointee.flags & PG.mlocked != 0)
         #expect(m.balloonFrames().count == 2 && m.k.header.pointee.balloon_isolated == 1)
     }
 
@@ -139,16 +139,14 @@ import RmapTestSupport
         #expect(v.contains { $0.kind == kind }, "\(kind): \(v)")
     }
 
-    func mm(_ m: Machine, _ p: String) -> UInt32 { m.processes[p]! }
-    func frame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 { m.mappedFrame(mm(m, p), addr) }
     func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UnsafeMutablePointer<UInt64> {
-        m.k.leafSlot(root: m.k.mm(mm(m, p)).pointee.pgd, key: addr)!
+        m.k.leafSlot(root: m.k.mm(m.mm(p)).pointee.pgd, key: addr)!
     }
     func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 {
         UInt32(truncatingIfNeeded: PTE.swpOffset(pte(m, p, addr).pointee))
     }
     func ksmNode(_ m: Machine) throws -> UInt32 {
-        let node = m.k.folioStableNode(frame(m, "K0", Self.k))
+        let node = m.k.folioStableNode(m.frame("K0", Self.k))
         try #require(node != 0)
         return node
     }
@@ -159,21 +157,21 @@ import RmapTestSupport
         let k = m.k
         switch kind {
         case .vmaTree:
-            k.vma(k.mm(mm(m, "P0")).pointee.mm_rb).pointee.mm_rb.color = 0  // a red root
+            k.vma(k.mm(m.mm("P0")).pointee.mm_rb).pointee.mm_rb.color = 0  // a red root
         case .vmaMM:
-            k.vma(m.vmaAt("P0", Self.a)).pointee.mm = mm(m, "P1")
+            k.vma(m.vmaAt("P0", Self.a)).pointee.mm = m.mm("P1")
         case .vmaRange:
             k.vma(m.vmaAt("P0", Self.f)).pointee.vm_end += 0x10
         case .vmaOverlap:
             k.vma(m.vmaAt("P0", Self.f)).pointee.vm_start = Self.a + 0x3000
         case .mmMapCount:
-            k.mm(mm(m, "P0")).pointee.map_count += 1
+            k.mm(m.mm("P0")).pointee.map_count += 1
         case .mmLockedVM:
-            k.mm(mm(m, "P0")).pointee.locked_vm += 1
+            k.mm(m.mm("P0")).pointee.locked_vm += 1
         case .pteOutsideVMA:
             k.vma(m.vmaAt("P0", Self.a)).pointee.vm_end -= 0x1000
         case .rssCounter:
-            k.mm(mm(m, "P0")).pointee.rss.1 += 1
+            k.mm(m.mm("P0")).pointee.rss.1 += 1
         case .avcVMA:
             k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.vma = m.vmaAt("P0", Self.a)
         case .avcInTree, .vmaOwnAVC:
@@ -200,21 +198,21 @@ import RmapTestSupport
             k.header.pointee.anon_vma_reused_in_use = 1
             k.header.pointee.anon_vma_reused_last = UInt64(m.anonVMAAt("P1", Self.a))
         case .iMMap:
-            k.vma(m.vmaAt("P0", Self.f)).pointee.file = m.files["g"]!
+            k.vma(m.vmaAt("P0", Self.f)).pointee.file = m.fileByName["g"]!
         case .mapcount:
-            k.page(frame(m, "P0", Self.a)).pointee.mapcount += 1
+            k.page(m.frame("P0", Self.a)).pointee.mapcount += 1
         case .refcount:
-            k.page(frame(m, "P0", Self.a)).pointee.refcount = 0
+            k.page(m.frame("P0", Self.a)).pointee.refcount = 0
         case .pteWithoutRmap:
             // page->mapping names an anon_vma of another family.
             let av = m.anonVMAAt("D", Self.d)
-            k.page(frame(m, "P0", Self.a + 0x1000)).pointee.mapping = k.offset(table: T.anonVMA, index: av) | PageMapping.anon
+            k.page(m.frame("P0", Self.a + 0x1000)).pointee.mapping = k.offset(table: T.anonVMA, index: av) | PageMapping.anon
         case .mlock:
-            k.page(frame(m, "P0", Self.l)).pointee.flags &= ~PG.mlocked
+            k.page(m.frame("P0", Self.l)).pointee.flags &= ~PG.mlocked
         case .hwpoisonEntry:
             k.page(entryFrame(m, "D", Self.d + 0x2000)).pointee.flags &= ~PG.hwpoison
         case .devicePrivatePresent:
-            k.page(frame(m, "D", Self.d + 0x3000)).pointee.flags |= PG.devicePrivate
+            k.page(m.frame("D", Self.d + 0x3000)).pointee.flags |= PG.devicePrivate
         case .devicePrivateEntry:
             k.page(entryFrame(m, "D", Self.d)).pointee.flags &= ~PG.devicePrivate
         case .deviceExclusiveEntry:
@@ -222,11 +220,11 @@ import RmapTestSupport
         case .ksmWritable:
             pte(m, "K1", Self.k).pointee |= PTE.rw
         case .ksmMMList:
-            k.mm(mm(m, "K1")).pointee.ksm_flags &= ~KSMFlag.mmMergeable
+            k.mm(m.mm("K1")).pointee.ksm_flags &= ~KSMFlag.mmMergeable
         case .ksmRmapList:
-            k.ksmItem(k.mm(mm(m, "K0")).pointee.ksm_rmap_list).pointee.mm = mm(m, "K1")
+            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.mm = m.mm("K1")
         case .ksmStableItem:
-            k.ksmItem(k.mm(mm(m, "K0")).pointee.ksm_rmap_list).pointee.anon_vma = 0
+            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.anon_vma = 0
         case .ksmHlist:
             k.ksmNode(try ksmNode(m)).pointee.rmap_hlist_len += 1
         case .ksmCounters:
@@ -234,11 +232,11 @@ import RmapTestSupport
         case .ksmStableTree:
             k.ksmNode(try ksmNode(m)).pointee.node.color = 0
         case .ksmContent:
-            k.page(frame(m, "K0", Self.k)).pointee.content += 1
+            k.page(m.frame("K0", Self.k)).pointee.content += 1
         case .ksmStableNode:
-            k.ksmNode(try ksmNode(m)).pointee.kpfn = frame(m, "P0", Self.a)
+            k.ksmNode(try ksmNode(m)).pointee.kpfn = m.frame("P0", Self.a)
         case .ksmAnonExclusive:
-            k.page(frame(m, "K0", Self.k)).pointee.flags |= PG.anonExclusive
+            k.page(m.frame("K0", Self.k)).pointee.flags |= PG.anonExclusive
         case .balloonList:
             let list = m.balloonFrames()
             try #require(list.count == 2)
@@ -248,7 +246,7 @@ import RmapTestSupport
         case .balloonIsolated:
             k.page(m.balloonFrames()[0]).pointee.flags |= PG.isolated
         case .movableMapped:
-            k.page(frame(m, "P0", Self.a + 0x2000)).pointee.mapping = k.balloonMops | PageMapping.movable
+            k.page(m.frame("P0", Self.a + 0x2000)).pointee.mapping = k.balloonMops | PageMapping.movable
         case .movableOps:
             let isolated = k.header.pointee.balloon_isolated
             try #require(isolated == 1)

@@ -40,7 +40,7 @@ import RmapTestSupport
         #expect(out.failures == [])
         // wp_can_reuse_anon_folio(): refcount 1, so no copy: still one frame, mapped once.
         #expect(m.tokens("A", a, 1) == "A1:1")
-        let pfn = m.mappedFrame(m.processes["A"]!, a)
+        let pfn = m.mappedFrame(m.mm("A"), a)
         #expect(m.k.page(pfn).pointee.flags & PG.anonExclusive != 0)
         #expect(m.k.page(pfn).pointee.serial == 1 + 1, "the first anon frame after the zero page: no copy was made")
     }
@@ -69,8 +69,8 @@ import RmapTestSupport
             """)
         // do_cow_fault(): no fault-around on a write.
         #expect(m.tokens("A", a, 8) == "A1:1 - - - - - - -")
-        #expect(m.k.mmCounter(m.processes["A"]!, .anon) == 1)
-        #expect(m.k.mmCounter(m.processes["A"]!, .file) == 0)
+        #expect(m.k.mmCounter(m.mm("A"), .anon) == 1)
+        #expect(m.k.mmCounter(m.mm("A"), .file) == 0)
     }
 
     @Test func adjacentAnonMappingsMergeUnlessForked() throws {

@@ -14,10 +14,6 @@ import RmapTestSupport
     let a: UInt64 = 0x1000_0000_0000
     let f: UInt64 = 0x1000_0001_0000
 
-    func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt64 {
-        m.k.leafSlot(root: m.k.mm(m.processes[p]!).pointee.pgd, key: addr)?.pointee ?? 0
-    }
-    func frame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 { m.mappedFrame(m.processes[p]!, addr) }
 
     func setup(swap: Int = 0) throws -> Machine {
         let (m, out) = try machine("""
@@ -37,17 +33,17 @@ import RmapTestSupport
 
     @Test func unmapOfAPoisonedPageInstallsHWPoisonEntries() throws {
         let m = try setup()
-        let pfn = frame(m, "P0", a)
-        let anon0 = m.k.mmCounter(m.processes["P0"]!, .anon), anon1 = m.k.mmCounter(m.processes["P1"]!, .anon)
+        let pfn = m.frame("P0", a)
+        let anon0 = m.k.mmCounter(m.mm("P0"), .anon), anon1 = m.k.mmCounter(m.mm("P1"), .anon)
         #expect(m.perform("P1", .poison(addr: a, pages: 1)) == .ok)
         #expect(m.k.page(pfn).pointee.flags & PG.hwpoison != 0 && m.k.page(pfn).pointee.refcount == 3)
         #expect(m.perform("P1", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.tokens("P0", a, 2) == "H A1:2" && m.tokens("P1", a, 2) == "H A1:2")
-        #expect(pte(m, "P0", a) == PTE.swpEntry(type: PTE.swpHWPoison, offset: UInt64(pfn)))
+        #expect(m.pte("P0", a) == PTE.swpEntry(type: PTE.swpHWPoison, offset: UInt64(pfn)))
         // dec_mm_counter(mm_counter(page)) in both mms; the entry is not counted.
-        #expect(m.k.mmCounter(m.processes["P0"]!, .anon) == anon0 - 1)
-        #expect(m.k.mmCounter(m.processes["P1"]!, .anon) == anon1 - 1)
-        #expect(m.k.mmCounter(m.processes["P0"]!, .swapents) == 0)
+        #expect(m.k.mmCounter(m.mm("P0"), .anon) == anon0 - 1)
+        #expect(m.k.mmCounter(m.mm("P1"), .anon) == anon1 - 1)
+        #expect(m.k.mmCounter(m.mm("P0"), .swapents) == 0)
         // Unmapped; only the poison reference is left: the frame is never freed.
         #expect(m.k.pageMapcount(pfn) == 0 && m.k.page(pfn).pointee.refcount == 1)
         #expect(m.check() == [])
@@ -61,10 +57,10 @@ import RmapTestSupport
         // reclaim passes no TTU_IGNORE_HWPOISON: hwpoison entries, not swap entries.
         #expect(m.tokens("P0", a, 1) == "H" && m.tokens("P1", a, 1) == "H")
         // With TTU_IGNORE_HWPOISON a shared file page is just unmapped.
-        let file0 = m.k.mmCounter(m.processes["P0"]!, .file)
+        let file0 = m.k.mmCounter(m.mm("P0"), .file)
         #expect(m.perform("P0", .unmap(addr: f, pages: 1, flags: [.ignoreAccess, .ignoreHWPoison])) == .ok)
         #expect(m.tokens("P0", f, 1) == "-" && m.tokens("P1", f, 1) == "-")
-        #expect(m.k.mmCounter(m.processes["P0"]!, .file) == file0 - 1)
+        #expect(m.k.mmCounter(m.mm("P0"), .file) == file0 - 1)
         // An anonymous page with TTU_IGNORE_HWPOISON gets a swap entry as usual.
         let (m2, _) = try machine("""
             swap 4
@@ -73,7 +69,7 @@ import RmapTestSupport
             P0 write 0x100000000000
             P0 poison 0x100000000000
             """)
-        let pfn = frame(m2, "P0", a)
+        let pfn = m2.frame("P0", a)
         m2.k.page(pfn).pointee.flags |= PG.swapcache
         m2.k.page(pfn).pointee.private_ = PTE.swpEntry(type: 0, offset: m2.k.getSwapPage(for: pfn))
         m2.k.getPage(pfn)  // the swap cache's reference

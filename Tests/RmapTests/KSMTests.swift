@@ -38,17 +38,13 @@ import RmapTestSupport
         return m
     }
 
-    func frame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 { m.mappedFrame(m.processes[p]!, addr) }
-    func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt64 {
-        m.k.leafSlot(root: m.k.mm(m.processes[p]!).pointee.pgd, key: addr)?.pointee ?? 0
-    }
-    func name(_ m: Machine, _ mm: UInt32) -> String { m.processes.first { $0.value == mm }?.key ?? "?" }
+    func name(_ m: Machine, _ mm: MMID) -> String { m.processName(mm: mm) ?? "?" }
 
     /// The (process, address) pairs an rmap walk of `pfn` visits, in order.
     func walk(_ m: Machine, _ pfn: UInt32) -> [String] {
         struct Collect: RmapWalkControl {
-            var hits: [(UInt32, UInt64)] = []
-            mutating func rmapOne(_ c: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+            var hits: [(MMID, UInt64)] = []
+            mutating func rmapOne(_ c: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
                 hits.append((c.vmaRange(vma).mm, address))
                 return true
             }
@@ -62,14 +58,14 @@ import RmapTestSupport
 
     @Test func identicalPagesOfThreeProcessesMergeIntoOneKSMFrame() throws {
         let m = try three()
-        let old = [frame(m, "P0", a), frame(m, "P1", a), frame(m, "P2", b)]
+        let old = [m.frame("P0", a), m.frame("P1", a), m.frame("P2", b)]
         m.ksmScan()
         // cmp_and_merge_page(): the first scan only records each checksum.
         #expect(m.tokens("P0", a, 1) + " " + m.tokens("P1", a, 1) + " " + m.tokens("P2", b, 1) == "A1:1 A1:1 A1:1")
         #expect(m.k.live(T.ksmNode) == 0)
         m.ksmScan()
-        let k = frame(m, "P0", a)
-        #expect(frame(m, "P1", a) == k && frame(m, "P2", b) == k)
+        let k = m.frame("P0", a)
+        #expect(m.frame("P1", a) == k && m.frame("P2", b) == k)
         #expect(m.observeTokens([Target(process: "P0", addr: a, pages: 1, location: .init(line: 0, column: 0)),
                                  Target(process: "P1", addr: a, pages: 1, location: .init(line: 0, column: 0)),
                                  Target(process: "P2", addr: b, pages: 1, location: .init(line: 0, column: 0))])
@@ -82,7 +78,7 @@ import RmapTestSupport
         #expect(m.k.page(k).pointee.flags & PG.anonExclusive == 0)
         // Write-protected (and clean) in every process.
         for (p, addr) in [("P0", a), ("P1", a), ("P2", b)] {
-            #expect(pte(m, p, addr) & (PTE.rw | PTE.dirty) == 0, "\(p)")
+            #expect(m.pte(p, addr) & (PTE.rw | PTE.dirty) == 0, "\(p)")
         }
         // The two frames that were replaced are freed; one of the three became the KSM page.
         #expect(old.contains(k))
@@ -115,8 +111,8 @@ import RmapTestSupport
 
     @Test func rmapWalkKSMFindsEveryMappingOwnMMFirstThenForks() throws {
         let m = try three(extra: "ksm scan 2\nP3 = fork P0")
-        let k = frame(m, "P0", a)
-        #expect(frame(m, "P3", a) == k)
+        let k = m.frame("P0", a)
+        #expect(m.frame("P3", a) == k)
         let visited = walk(m, k)
         // Three rmap_items (hlist: newest first); each covers its own mm in
         // the first pass; P3 (forked since) is found in the search_new_forks pass.
@@ -135,11 +131,11 @@ import RmapTestSupport
             ksm scan 2
             P0 mprotect 0x100000000000 1 r
             """)
-        let k = frame(m, "P0", a + 0x1000)
+        let k = m.frame("P0", a + 0x1000)
         #expect(m.k.pageIsKSM(k) && m.k.pageMapcount(k) == 4)
         let v = m.vmaAt("P0", a + 0x1000)
         #expect(m.k.vma(v).pointee.vm_start == a + 0x1000, "split at the mprotect boundary")
-        let items = m.k.mmKSMRmapList(m.processes["P0"]!)
+        let items = m.k.mmKSMRmapList(m.mm("P0"))
         #expect(m.k.ksmItem(items.pointee).pointee.vm_pgoff < m.k.vma(v).pointee.vm_pgoff,
                 "the item's recorded pgoff is below the split VMA's range")
         #expect(walk(m, k).contains("P0@0x100000001000"))
@@ -150,13 +146,13 @@ import RmapTestSupport
 
     @Test func writeBreaksCOWAndTheNextScanDropsTheItem() throws {
         let m = try three(extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         let node = m.k.folioStableNode(k)
         #expect(m.perform("P1", .writeValue(addr: a, pages: 1, value: 9)) == .ok)
-        let n = frame(m, "P1", a)
+        let n = m.frame("P1", a)
         #expect(n != k && !m.k.pageIsKSM(n))
         #expect(m.k.page(n).pointee.content == 9 && m.k.page(k).pointee.content == 7)
-        #expect(pte(m, "P1", a) & PTE.rw != 0 && m.k.page(n).pointee.flags & PG.anonExclusive != 0)
+        #expect(m.pte("P1", a) & PTE.rw != 0 && m.k.page(n).pointee.flags & PG.anonExclusive != 0)
         #expect(m.k.pageMapcount(k) == 2)
         // The item stays listed until ksmd comes back: rmap_walk_ksm still
         // calls rmap_one for P1's VMA, where page_vma_mapped_walk finds nothing.
@@ -171,42 +167,42 @@ import RmapTestSupport
 
     @Test func rewritingTheSameValueStillCopiesThenRemerges() throws {
         let m = try three(extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         #expect(m.perform("P2", .writeValue(addr: b, pages: 1, value: 7)) == .ok)
-        #expect(frame(m, "P2", b) != k, "a write to a KSM page always copies (wp_can_reuse_anon_folio)")
+        #expect(m.frame("P2", b) != k, "a write to a KSM page always copies (wp_can_reuse_anon_folio)")
         // The rmap_item keeps the oldchecksum it had before it went stable
         // (6.18's struct ksm_rmap_item has no union over it): the new page's
         // checksum equals it, so one scan merges it into the stable page.
         // The kernel oracle shows the same (Tests/Corpus/kernel/43-ksm-remerge.trace).
         m.ksmScan()
-        #expect(frame(m, "P2", b) == k, "one scan merges it into the stable page")
+        #expect(m.frame("P2", b) == k, "one scan merges it into the stable page")
         #expect(m.k.pageMapcount(k) == 3)
         #expect(m.check() == [])
     }
 
     @Test func madviseUnmergeableUnshares() throws {
         let m = try three(extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         #expect(m.perform("P2", .madvise(addr: b, pages: 2, advice: .unmergeable)) == .ok)
-        let n = frame(m, "P2", b)
+        let n = m.frame("P2", b)
         #expect(n != k && !m.k.pageIsKSM(n) && m.k.page(n).pointee.content == 7)
         // FAULT_FLAG_UNSHARE: an exclusive copy, mapped read-only and clean.
-        #expect(pte(m, "P2", b) & (PTE.rw | PTE.dirty) == 0)
+        #expect(m.pte("P2", b) & (PTE.rw | PTE.dirty) == 0)
         #expect(m.k.page(n).pointee.flags & PG.anonExclusive != 0)
         #expect(m.k.vma(m.vmaAt("P2", b)).pointee.vm_flags & VM.mergeable == 0)
         #expect(m.k.pageMapcount(k) == 2)
         // The next scan finds no VM_MERGEABLE VMA in P2: its slot goes.
         m.ksmScan()
-        #expect(m.k.mm(m.processes["P2"]!).pointee.ksm_flags == 0)
-        #expect(m.k.mm(m.processes["P2"]!).pointee.ksm_rmap_items == 0)
+        #expect(m.k.mm(m.mm("P2")).pointee.ksm_flags == 0)
+        #expect(m.k.mm(m.mm("P2")).pointee.ksm_rmap_items == 0)
         #expect(m.check() == [])
     }
 
     @Test func mremapMoveBreaksKSMPagesFirst() throws {
         let m = try three(extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         #expect(m.perform("P1", .mremap(addr: a, oldPages: 2, newPages: 2, to: 0x3000_0000_0000)) == .ok)
-        let n = frame(m, "P1", 0x3000_0000_0000)
+        let n = m.frame("P1", 0x3000_0000_0000)
         #expect(n != k && !m.k.pageIsKSM(n) && m.k.page(n).pointee.content == 7)
         #expect(m.k.pageMapcount(k) == 2)
         #expect(m.check() == [])
@@ -214,7 +210,7 @@ import RmapTestSupport
 
     @Test func exitRemovesTheProcessItems() throws {
         let m = try three(extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         let items = m.k.live(T.ksmItem)
         #expect(m.exit("P1") == .ok)
         #expect(m.k.live(T.ksmItem) == items - 1, "P1's item (one page was present) is freed")
@@ -232,53 +228,53 @@ import RmapTestSupport
 
     @Test func reclaimSwapsAKSMFrameOutAndSwapInCopiesPerProcess() throws {
         let m = try three(swap: 8, extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         #expect(m.perform("P2", .reclaim(addr: b, pages: 1)) == .ok)
         #expect([m.tokens("P0", a, 1), m.tokens("P1", a, 1), m.tokens("P2", b, 1)] == ["S", "S", "S"])
         #expect(m.frameIsFree(k))
-        let e = pte(m, "P0", a)
+        let e = m.pte("P0", a)
         #expect(m.k.swapSlot(PTE.swpOffset(e))?.pointee.content == 7, "pageout wrote the content to the slot")
         // P1 reads it back: a new page from swap. P0 and P2 then find it in
         // the swap cache, under P1's anon_vma: ksm_might_need_to_copy() copies.
         #expect(m.perform("P1", .read(addr: a, pages: 1)) == .ok)
         #expect(m.perform("P0", .read(addr: a, pages: 1)) == .ok)
         #expect(m.perform("P2", .read(addr: b, pages: 1)) == .ok)
-        let f = [frame(m, "P0", a), frame(m, "P1", a), frame(m, "P2", b)]
+        let f = [m.frame("P0", a), m.frame("P1", a), m.frame("P2", b)]
         #expect(Set(f).count == 3 && f.allSatisfy { m.k.page($0).pointee.content == 7 && !m.k.pageIsKSM($0) })
         #expect(m.check() == [])
         m.ksmScan(passes: 2)
-        #expect(m.tokens("P0", a, 1) == "K1:3" && frame(m, "P2", b) == frame(m, "P0", a))
+        #expect(m.tokens("P0", a, 1) == "K1:3" && m.frame("P2", b) == m.frame("P0", a))
         #expect(m.check() == [])
     }
 
     @Test func migrationMovesTheKSMFrameAndItsStableNode() throws {
         let m = try three(extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         let node = m.k.folioStableNode(k)
         #expect(m.perform("P1", .migrate(addr: a, pages: 1)) == .ok)
-        let n = frame(m, "P1", a)
+        let n = m.frame("P1", a)
         #expect(n != k && m.frameIsFree(k))
-        #expect(frame(m, "P0", a) == n && frame(m, "P2", b) == n)
+        #expect(m.frame("P0", a) == n && m.frame("P2", b) == n)
         // folio_migrate_ksm(): the same stable node, now naming the new frame.
         #expect(m.k.folioStableNode(n) == node && m.k.ksmNode(node).pointee.kpfn == n)
         #expect(m.k.page(n).pointee.content == 7 && m.k.pageMapcount(n) == 3)
         #expect(Set(walk(m, n)) == ["P0@0x100000000000", "P1@0x100000000000", "P2@0x200000000000"])
         // The restored PTEs are read-only: a migration entry of a read-only
         // PTE is a read entry.
-        #expect(pte(m, "P2", b) & PTE.rw == 0)
+        #expect(m.pte("P2", b) & PTE.rw == 0)
         #expect(m.check() == [])
     }
 
     @Test func tryToUnmapReachesEveryKSMMapping() throws {
         let m = try three(extra: "ksm scan 2")
-        let k = frame(m, "P0", a)
+        let k = m.frame("P0", a)
         // Migration entries in all three processes through rmap_walk_ksm.
         #expect(m.perform("P0", .unmap(addr: a, pages: 1, flags: [.migration, .ignoreMlock, .ignoreAccess])) == .ok)
         #expect([m.tokens("P0", a, 1), m.tokens("P1", a, 1), m.tokens("P2", b, 1)] == ["M", "M", "M"])
         #expect(m.check() == [])
         // A fault on the entry puts the KSM page back.
         #expect(m.perform("P1", .read(addr: a, pages: 1)) == .ok)
-        #expect(frame(m, "P1", a) == k && m.k.pageIsKSM(k))
+        #expect(m.frame("P1", a) == k && m.k.pageIsKSM(k))
         #expect(m.check() == [])
         // Without swap, an anonymous (KSM) page outside the swap cache keeps its PTEs.
         let m2 = try three(extra: "ksm scan 2")
@@ -315,10 +311,10 @@ import RmapTestSupport
         #expect(out.failures == [])
         // P1 scans page 1 (unstable), then page 2 matches it: page 2 becomes
         // the KSM page (still mapped by P0 too) and P1's page 1 is replaced.
-        let k = frame(m, "P1", a)
+        let k = m.frame("P1", a)
         #expect(m.k.pageIsKSM(k))
         #expect(m.tokens("P0", a, 2) == "A1:1 K2:3" && m.tokens("P1", a, 2) == "K1:3 K1:3")
-        #expect(frame(m, "P0", a + 0x1000) == k)
+        #expect(m.frame("P0", a + 0x1000) == k)
         #expect(m.check() == [])
         #expect(m.ksmUnregisteredMappings().count == 1)
         // stable_tree_append() adds at the hlist head: the scanned item
@@ -330,7 +326,7 @@ import RmapTestSupport
         #expect(m.check() == [])
         // Reclaim unmaps what it reaches (P1's PTEs become swap entries) and fails on P0's.
         #expect(m.perform("P1", .reclaim(addr: a, pages: 1)) == .fail)
-        #expect(m.tokens("P1", a, 2) == "S S" && frame(m, "P0", a + 0x1000) == k)
+        #expect(m.tokens("P1", a, 2) == "S S" && m.frame("P0", a + 0x1000) == k)
         #expect(m.check() == [])
     }
 
@@ -342,7 +338,7 @@ import RmapTestSupport
         defer { unlink(path) }
         #expect(m.save(to: path) == nil)
         let r = try Machine(opening: path)
-        let k = frame(r, "P0", a)
+        let k = r.frame("P0", a)
         #expect(r.tokens("P2", b, 1) == "K1:3" && r.k.folioStableNode(k) != 0)
         #expect(r.perform("P1", .write(addr: a, pages: 1)) == .ok)
         r.ksmScan()

@@ -12,10 +12,6 @@ import RmapTestSupport
 @Suite struct ReversePathTests {
     let a: UInt64 = 0x1000_0000_0000
 
-    func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt64 {
-        m.k.leafSlot(root: m.k.mm(m.processes[p]!).pointee.pgd, key: addr)?.pointee ?? 0
-    }
-    func frame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 { m.mappedFrame(m.processes[p]!, addr) }
 
     // MARK: try_to_unmap_one
 
@@ -27,12 +23,12 @@ import RmapTestSupport
             A mlock 0x100000000000 1
             """)
         #expect(out.failures == [])
-        let pfn = frame(m, "A", a)
+        let pfn = m.frame("A", a)
         m.k.page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)  // as if the mlock had been missed
-        let before = pte(m, "A", a)
+        let before = m.pte("A", a)
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .fail)
         #expect(m.k.page(pfn).pointee.flags & PG.mlocked != 0, "mlock_vma_page()")
-        #expect(pte(m, "A", a) == before, "nothing unmapped")
+        #expect(m.pte("A", a) == before, "nothing unmapped")
         // TTU_IGNORE_MLOCK goes on to unmap it.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreMlock, .ignoreAccess])) == .ok)
         #expect(m.tokens("A", a, 1) == "-")
@@ -46,11 +42,11 @@ import RmapTestSupport
             A mmap 0x100000000000 1 r file-shared:f@0
             A read 0x100000000000
             """)
-        #expect(PTE.isYoung(pte(m, "A", a)))
+        #expect(PTE.isYoung(m.pte("A", a)))
         let flushes = m.tlbFlushes
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [])) == .fail)
-        #expect(!PTE.isYoung(pte(m, "A", a)), "ptep_clear_flush_young cleared it")
-        #expect(PTE.isPresent(pte(m, "A", a)))
+        #expect(!PTE.isYoung(m.pte("A", a)), "ptep_clear_flush_young cleared it")
+        #expect(PTE.isPresent(m.pte("A", a)))
         #expect(m.tlbFlushes == flushes, "x86 does not flush for the accessed bit")
         // Now old: the second try unmaps.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [])) == .ok)
@@ -64,18 +60,18 @@ import RmapTestSupport
             A mmap 0x100000000000 1 rw anon-private
             A write 0x100000000000
             """)
-        let before = pte(m, "A", a)
-        let pfn = frame(m, "A", a)
+        let before = m.pte("A", a)
+        let pfn = m.frame("A", a)
         // Swap-backed but not in the swap cache: no entry to duplicate.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .fail)
-        #expect(pte(m, "A", a) == before)
+        #expect(m.pte("A", a) == before)
         #expect(m.k.pageMapcount(pfn) == 1)
-        #expect(m.k.mmCounter(m.processes["A"]!, .anon) == 1)
+        #expect(m.k.mmCounter(m.mm("A"), .anon) == 1)
         // In the swap cache but the slot is gone (swap_duplicate < 0).
         m.k.page(pfn).pointee.flags |= PG.swapcache
         m.k.page(pfn).pointee.private_ = PTE.swpEntry(type: 0, offset: 5)  // no such slot in use
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .fail)
-        #expect(pte(m, "A", a) == before)
+        #expect(m.pte("A", a) == before)
         m.k.page(pfn).pointee.flags &= ~PG.swapcache
         m.k.page(pfn).pointee.private_ = 0
         #expect(m.check() == [])
@@ -90,17 +86,17 @@ import RmapTestSupport
             A write 0x100000001000
             """)
         #expect(out.failures == [])
-        let p0 = frame(m, "A", a), p1 = frame(m, "A", a + 0x1000)
+        let p0 = m.frame("A", a), p1 = m.frame("A", a + 0x1000)
         #expect(m.k.page(p0).pointee.flags & PG.swapbacked == 0)
         // Clean lazyfree page: discarded, the anon counter drops, the frame goes.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.tokens("A", a, 1) == "-")
         #expect(m.frameIsFree(p0))
-        #expect(m.k.mmCounter(m.processes["A"]!, .anon) == 1)
+        #expect(m.k.mmCounter(m.mm("A"), .anon) == 1)
         // Written again: the dirty PTE keeps it, it is swap-backed again.
-        let before = pte(m, "A", a + 0x1000)
+        let before = m.pte("A", a + 0x1000)
         #expect(m.perform("A", .unmap(addr: a + 0x1000, pages: 1, flags: [.ignoreAccess])) == .fail)
-        #expect(pte(m, "A", a + 0x1000) == before)
+        #expect(m.pte("A", a + 0x1000) == before)
         #expect(m.k.page(p1).pointee.flags & PG.swapbacked != 0)
         #expect(m.k.page(p1).pointee.flags & PG.dirty != 0)
         #expect(m.check() == [])
@@ -115,10 +111,10 @@ import RmapTestSupport
             A read 0x100000000000
             A write 0x100000010000
             """)
-        let mm = m.processes["A"]!
+        let mm = m.mm("A")
         #expect(m.k.mmCounter(mm, .file) == 1)
         #expect(m.k.mmCounter(mm, .shmem) == 1)
-        let cache = frame(m, "A", a)
+        let cache = m.frame("A", a)
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.k.mmCounter(mm, .file) == 0)
         #expect(m.k.mmCounter(mm, .shmem) == 1)
@@ -139,13 +135,13 @@ import RmapTestSupport
             B mmap 0x100000000000 1 r file-shared:f@0
             B mlock 0x100000000000 1
             """)
-        let pfn = frame(m, "A", a)
+        let pfn = m.frame("A", a)
         m.k.page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
-        let pa = pte(m, "A", a)
+        let pa = m.pte("A", a)
         // TTU_MUNLOCK: A's VMA is skipped before anything (not even aged), B's
         // locked VMA mlocks the page; nothing is unmapped, so the result is false.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.munlock])) == .fail)
-        #expect(pte(m, "A", a) == pa)
+        #expect(m.pte("A", a) == pa)
         #expect(PTE.isYoung(pa))
         #expect(m.k.page(pfn).pointee.flags & PG.mlocked != 0)
         #expect(m.tokens("A", a, 1) == "F1:2")
@@ -175,7 +171,7 @@ import RmapTestSupport
             expect C 0x100000000000 1 = F1:3
             """)
         #expect(out.failures == [])
-        let pfn = frame(m, "C", a)
+        let pfn = m.frame("C", a)
         func mlocked() -> Bool { m.k.page(pfn).pointee.flags & PG.mlocked != 0 }
         #expect(mlocked())
         #expect(m.perform("A", .munlock(addr: a, pages: 1)) == .ok)
@@ -222,12 +218,12 @@ import RmapTestSupport
             """)
         #expect(out.failures == [])
         // Read-only after fork and not exclusive: readable entries.
-        #expect(PTE.swpType(pte(m, "A", a)) == PTE.swpMigrationRead)
+        #expect(PTE.swpType(m.pte("A", a)) == PTE.swpMigrationRead)
         #expect(m.check() == [])
         #expect(m.perform("B", .write(addr: a, pages: 1)) == .ok)  // restores B's entry, then COW
         #expect(m.perform("A", .read(addr: a, pages: 1)) == .ok)
         #expect(m.tokens("A", a, 1) + " " + m.tokens("B", a, 1) == "A1:1 A1:1")
-        #expect(frame(m, "A", a) != frame(m, "B", a))
+        #expect(m.frame("A", a) != m.frame("B", a))
         #expect(m.check() == [])
         // An entry zapped by munmap drops its reference: the frame is freed.
         let (m2, _) = try machine("""
@@ -235,9 +231,9 @@ import RmapTestSupport
             A mmap 0x100000000000 1 rw anon-private
             A write 0x100000000000
             """)
-        let pfn = frame(m2, "A", a)
+        let pfn = m2.frame("A", a)
         #expect(m2.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess, .migration])) == .ok)
-        #expect(PTE.swpType(pte(m2, "A", a)) == PTE.swpMigrationWrite)
+        #expect(PTE.swpType(m2.pte("A", a)) == PTE.swpMigrationWrite)
         #expect(!m2.frameIsFree(pfn))
         #expect(m2.perform("A", .munmap(addr: a, pages: 1)) == .ok)
         #expect(m2.frameIsFree(pfn))
@@ -255,19 +251,19 @@ import RmapTestSupport
             C = fork B
             """)
         #expect(out.failures == [])
-        let old = frame(m, "A", a)
+        let old = m.frame("A", a)
         let content = m.k.page(old).pointee.content
         let live = m.liveObjects()["frames"]
         #expect(m.perform("C", .migrate(addr: a, pages: 1)) == .ok)
-        let new = frame(m, "A", a)
+        let new = m.frame("A", a)
         #expect(new != old && new != 0)
-        for p in ["A", "B", "C"] { #expect(frame(m, p, a) == new) }
+        for p in ["A", "B", "C"] { #expect(m.frame(p, a) == new) }
         #expect(m.k.pageMapcount(new) == 3)
         #expect(m.k.page(new).pointee.content == content)
         #expect(m.k.page(new).pointee.refcount == 3)
         #expect(m.frameIsFree(old))
         #expect(m.liveObjects()["frames"] == live)
-        for p in ["A", "B", "C"] { #expect(!PTE.isWrite(pte(m, p, a)) && !PTE.isYoung(pte(m, p, a))) }
+        for p in ["A", "B", "C"] { #expect(!PTE.isWrite(m.pte(p, a)) && !PTE.isYoung(m.pte(p, a))) }
         #expect(m.check() == [])
     }
 
@@ -277,16 +273,16 @@ import RmapTestSupport
             A mmap 0x100000000000 1 rw anon-private
             A write 0x100000000000
             """)
-        let old = frame(m, "A", a)
+        let old = m.frame("A", a)
         #expect(m.perform("A", .migrate(addr: a, pages: 1)) == .ok)
-        let new = frame(m, "A", a)
+        let new = m.frame("A", a)
         #expect(new != old)
-        #expect(PTE.isWrite(pte(m, "A", a)))
-        #expect(!PTE.isDirty(pte(m, "A", a)), "restored clean: no A/D bits in the entry")
+        #expect(PTE.isWrite(m.pte("A", a)))
+        #expect(!PTE.isDirty(m.pte("A", a)), "restored clean: no A/D bits in the entry")
         #expect(m.k.page(new).pointee.flags & (PG.anonExclusive | PG.dirty) == PG.anonExclusive | PG.dirty)
         let flushes = m.tlbFlushes
         #expect(m.perform("A", .write(addr: a, pages: 1)) == .ok)
-        #expect(frame(m, "A", a) == new, "no COW: still exclusive")
+        #expect(m.frame("A", a) == new, "no COW: still exclusive")
         #expect(m.tlbFlushes == flushes)
         #expect(m.check() == [])
     }
@@ -302,25 +298,25 @@ import RmapTestSupport
             B = fork A
             B read 0x100000000000
             """)
-        let f = m.files["f"]!
-        let oldF = frame(m, "A", a)
+        let f = m.fileByName["f"]!
+        let oldF = m.frame("A", a)
         #expect(m.k.pageCacheLookup(f, 2, materialize: false) == oldF)
         #expect(m.perform("B", .migrate(addr: a, pages: 1)) == .ok)
-        let newF = frame(m, "A", a)
-        #expect(newF != oldF && frame(m, "B", a) == newF)
+        let newF = m.frame("A", a)
+        #expect(newF != oldF && m.frame("B", a) == newF)
         #expect(m.k.pageCacheLookup(f, 2, materialize: false) == newF)
         #expect(m.k.page(newF).pointee.index == 2 && m.k.pageFile(newF) == f)
         #expect(m.k.page(newF).pointee.flags & PG.dirty != 0)
         #expect(m.frameIsFree(oldF))
         let shm = m.k.vma(m.vmaAt("A", a + 0x10000)).pointee.file
-        let oldS = frame(m, "A", a + 0x10000)
+        let oldS = m.frame("A", a + 0x10000)
         #expect(m.perform("A", .migrate(addr: a + 0x10000, pages: 1)) == .ok)
-        let newS = frame(m, "A", a + 0x10000)
+        let newS = m.frame("A", a + 0x10000)
         #expect(newS != oldS && newS != 0)
-        #expect(frame(m, "B", a + 0x10000) == 0, "fork copies no shared-anon PTEs")
+        #expect(m.frame("B", a + 0x10000) == 0, "fork copies no shared-anon PTEs")
         #expect(m.k.pageCacheLookup(shm, 0, materialize: false) == newS)
         #expect(m.k.page(newS).pointee.flags & PG.swapbacked != 0)
-        #expect(m.k.mmCounter(m.processes["A"]!, .shmem) == 1 && m.k.mmCounter(m.processes["A"]!, .file) == 1)
+        #expect(m.k.mmCounter(m.mm("A"), .shmem) == 1 && m.k.mmCounter(m.mm("A"), .file) == 1)
         #expect(m.check() == [])
     }
 
@@ -338,12 +334,12 @@ import RmapTestSupport
             A migrate 0x100000000000 => ok
             """)
         #expect(out.failures == [])
-        let new = frame(m, "A", a)
+        let new = m.frame("A", a)
         #expect(m.k.page(new).pointee.flags & PG.swapcache != 0)
         let slot = m.k.swapSlot(PTE.swpOffset(m.k.page(new).pointee.private_))!
         #expect(slot.pointee.cache_frame == new)
         #expect(m.perform("B", .read(addr: a, pages: 1)) == .ok)
-        #expect(frame(m, "B", a) == new)
+        #expect(m.frame("B", a) == new)
         #expect(m.tokens("A", a, 1) == "A1:2")
         #expect(m.check() == [])
     }
@@ -358,10 +354,10 @@ import RmapTestSupport
             B = fork A
             """, config: cfg)
         #expect(out.failures == [])
-        let before = (m.tokens("A", a, 2), pte(m, "A", a), pte(m, "B", a), m.k.page(frame(m, "A", a)).pointee)
+        let before = (m.tokens("A", a, 2), m.pte("A", a), m.pte("B", a), m.k.page(m.frame("A", a)).pointee)
         #expect(m.perform("A", .migrate(addr: a, pages: 1)) == .fail)
-        #expect(m.tokens("A", a, 2) == before.0 && pte(m, "A", a) == before.1 && pte(m, "B", a) == before.2)
-        let now = m.k.page(frame(m, "A", a)).pointee
+        #expect(m.tokens("A", a, 2) == before.0 && m.pte("A", a) == before.1 && m.pte("B", a) == before.2)
+        let now = m.k.page(m.frame("A", a)).pointee
         #expect(now.refcount == before.3.refcount && now.mapcount == before.3.mapcount && now.flags == before.3.flags)
         #expect(m.check() == [])
     }
@@ -407,14 +403,14 @@ import RmapTestSupport
         let (m, out) = try machine(text)
         #expect(out.failures == [])
         for addr in [a, a + 0x10000, a + 0x20000] {
-            let mappers = procs.filter { frame(m, $0, addr) != 0 }
-            let old = frame(m, "P", addr)
+            let mappers = procs.filter { m.frame($0, addr) != 0 }
+            let old = m.frame("P", addr)
             let who = mappers[Int(next(UInt64(mappers.count)))]
             #expect(m.perform(who, .migrate(addr: addr, pages: 1)) == .ok)
-            let new = frame(m, "P", addr)
+            let new = m.frame("P", addr)
             #expect(new != old)
             #expect(m.frameIsFree(old))
-            for p in mappers { #expect(frame(m, p, addr) == new, "\(p) at \(addr)") }
+            for p in mappers { #expect(m.frame(p, addr) == new, "\(p) at \(addr)") }
             #expect(m.k.pageMapcount(new) == mappers.count)
             #expect(m.check() == [])
         }
@@ -437,16 +433,16 @@ import RmapTestSupport
             A referenced 0x100000000000 => referenced=1
             """)
         #expect(out.failures == [])
-        for p in ["A", "B", "C"] { #expect(!PTE.isYoung(pte(m, p, a))) }
+        for p in ["A", "B", "C"] { #expect(!PTE.isYoung(m.pte(p, a))) }
         // The memcg filter: only C's VMAs count.
         #expect(m.perform("A", .read(addr: a, pages: 1)) == .ok)
         #expect(m.perform("C", .read(addr: a, pages: 1)) == .ok)
         #expect(m.referenced(process: "A", addr: a, onlyProcess: "C")?.count == 1)
-        #expect(PTE.isYoung(pte(m, "A", a)), "A's VMA was skipped")
+        #expect(PTE.isYoung(m.pte("A", a)), "A's VMA was skipped")
         // PG_young (idle tracking) counts once.
-        m.k.page(frame(m, "A", a)).pointee.flags |= PG.young
+        m.k.page(m.frame("A", a)).pointee.flags |= PG.young
         #expect(m.perform("A", .referenced(addr: a, pages: 1)) == .referenced(1))
-        #expect(m.k.page(frame(m, "A", a)).pointee.flags & PG.young == 0)
+        #expect(m.k.page(m.frame("A", a)).pointee.flags & PG.young == 0)
         #expect(m.check() == [])
     }
 
@@ -457,11 +453,11 @@ import RmapTestSupport
             A mmap 0x100000000000 1 r file-shared:f@0
             A mlock 0x100000000000 1
             """)
-        let pfn = frame(m, "A", a)
+        let pfn = m.frame("A", a)
         m.k.page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
         let r = m.referenced(process: "A", addr: a)
         #expect(r?.count == 0 && r?.locked == true)
-        #expect(PTE.isYoung(pte(m, "A", a)), "the locked VMA's PTE is not aged")
+        #expect(PTE.isYoung(m.pte("A", a)), "the locked VMA's PTE is not aged")
         #expect(m.k.page(pfn).pointee.flags & PG.mlocked != 0, "the missed mlock is restored")
         #expect(m.check() == [])
     }
@@ -485,10 +481,10 @@ import RmapTestSupport
             A read 0x100000100000
             """)
         #expect(out.failures == [])
-        let pfn = frame(m, "A", a)
+        let pfn = m.frame("A", a)
         let flushes = m.tlbFlushes
         #expect(m.markIdle(process: "A", addr: a))
-        #expect(!PTE.isYoung(pte(m, "A", a)) && !PTE.isYoung(pte(m, "B", a)), "both mappings aged")
+        #expect(!PTE.isYoung(m.pte("A", a)) && !PTE.isYoung(m.pte("B", a)), "both mappings aged")
         #expect(m.tlbFlushes == flushes, "ptep_clear_young_notify does not flush")
         #expect(m.k.page(pfn).pointee.flags & PG.idle != 0)
         // Young bits were cleared by the mark itself, not counted as a reference:
@@ -501,7 +497,7 @@ import RmapTestSupport
         m.k.leafSlot(root: m.k.mm(m.mmIndex(of: "B")!).pointee.pgd, key: a)!.pointee |= PTE.accessed
         #expect(m.isIdle(process: "A", addr: a) == false)
         #expect(m.k.page(pfn).pointee.flags & (PG.idle | PG.young) == PG.young)
-        #expect(!PTE.isYoung(pte(m, "B", a)))
+        #expect(!PTE.isYoung(m.pte("B", a)))
         #expect(m.perform("A", .referenced(addr: a, pages: 1)) == .referenced(1))
         // A secondary MMU's access counts too (mmu_notifier_clear_young).
         let shadow = ShadowMMU()
@@ -539,12 +535,12 @@ import RmapTestSupport
             A mkclean 0x100000000000 => cleaned=0
             """)
         #expect(out.failures == [])
-        let e = pte(m, "A", a)
+        let e = m.pte("A", a)
         #expect(PTE.isPresent(e) && !PTE.isWrite(e) && !PTE.isDirty(e))
-        #expect(m.k.page(frame(m, "A", a)).pointee.flags & PG.dirty != 0, "PG_dirty left as it was")
+        #expect(m.k.page(m.frame("A", a)).pointee.flags & PG.dirty != 0, "PG_dirty left as it was")
         // The next write faults (wp_page_shared) and dirties again.
         #expect(m.perform("A", .write(addr: a, pages: 1)) == .ok)
-        #expect(PTE.isWrite(pte(m, "A", a)) && PTE.isDirty(pte(m, "A", a)))
+        #expect(PTE.isWrite(m.pte("A", a)) && PTE.isDirty(m.pte("A", a)))
         #expect(m.perform("A", .mkclean(addr: a, pages: 1)) == .cleaned(1))
         // An anon page outside the swap cache has no page_mapping(): 0.
         #expect(m.perform("C", .write(addr: a, pages: 1)) == .ok)

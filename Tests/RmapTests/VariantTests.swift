@@ -12,7 +12,7 @@ import RmapTestSupport
 @Suite struct VariantTests {
     /// One (mm, address) mapping of a frame.
     struct Hit: Hashable, Comparable {
-        let mm: UInt32, address: UInt64
+        let mm: MMID, address: UInt64
         static func < (a: Hit, b: Hit) -> Bool { (a.mm, a.address) < (b.mm, b.address) }
     }
 
@@ -21,7 +21,7 @@ import RmapTestSupport
         var filter: Bool
         var hits: [Hit] = []
         var notMapped = 0
-        mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+        mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
             let mapped = m.maps(pfn: pfn, vma: vma, address: address)
             if !mapped { notMapped += 1 }
             if mapped || !filter { hits.append(Hit(mm: m.vmaRange(vma).mm, address: address)) }
@@ -32,17 +32,18 @@ import RmapTestSupport
     /// Every present PTE of every live process that maps a normal page,
     /// by frame: each VMA's pages looked up one by one (leafSlot), not the
     /// page-table walk the scan uses.
-    static func truth(_ m: Machine) -> [UInt32: [Hit]] {
-        var out: [UInt32: [Hit]] = [:]
+    static func truth(_ m: Machine) -> [PFN: [Hit]] {
+        var out: [PFN: [Hit]] = [:]
         let k = m.k
-        for mm in m.liveMMs() {
+        for mmID in m.liveMMs() {
+            let mm = mmID.rawValue
             var v = k.firstVMA(mm)
             while v != 0 {
                 var a = k.vma(v).pointee.vm_start
                 while a < k.vma(v).pointee.vm_end {
                     if let s = k.leafSlot(root: k.mm(mm).pointee.pgd, key: a) {
                         let pfn = k.vmNormalPage(s.pointee)
-                        if pfn != 0 { out[pfn, default: []].append(Hit(mm: mm, address: a)) }
+                        if pfn != 0 { out[PFN(pfn), default: []].append(Hit(mm: mmID, address: a)) }
                     }
                     a += 4096
                 }
@@ -70,7 +71,7 @@ import RmapTestSupport
             if anonVMA && anon != w { return "frame \(pfn): anon_vma walk \(anon) != \(w)" }
             if p.hits.sorted() != w || p.notMapped != 0 { return "frame \(pfn): PV walk \(p.hits.sorted()) != \(w)" }
             if s.hits.sorted() != w || s.notMapped != 0 { return "frame \(pfn): scan \(s.hits.sorted()) != \(w)" }
-            if anonVMA && m.k.pageMapcount(pfn) != w.count { return "frame \(pfn): mapcount \(m.k.pageMapcount(pfn)) != \(w.count)" }
+            if anonVMA && m.k.pageMapcount(pfn.rawValue) != w.count { return "frame \(pfn): mapcount \(m.k.pageMapcount(pfn.rawValue)) != \(w.count)" }
         }
         return nil
     }

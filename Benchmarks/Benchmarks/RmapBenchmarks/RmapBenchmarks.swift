@@ -98,7 +98,7 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: fork, munmap, exit
 
     Benchmark("fork.\(pages)_ptes_copied", configuration: forward()) { benchmark in
-        let (m, p) = state("fork") { () -> (Machine, UInt32) in
+        let (m, p) = state("fork") { () -> (Machine, MMID) in
             let m = Scenario.machine(pages: pages)
             return (m, Scenario.populated(m, pages: pages))
         }
@@ -129,7 +129,7 @@ let benchmarks: @Sendable () -> Void = {
 
     for n in [1, 10, 100, 1_000, 10_000] {
         Benchmark("rmap_walk.anon_fork_tree.\(n)_mappings", configuration: scaled) { benchmark in
-            let (m, f) = state("tree\(n)") { () -> (Machine, UInt32) in
+            let (m, f) = state("tree\(n)") { () -> (Machine, PFN) in
                 let m = Scenario.machine(pages: 1, processes: n)
                 return (m, Scenario.anonForkTree(m, mappings: n))
             }
@@ -138,7 +138,7 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.stopMeasurement()
         }
         Benchmark("rmap_walk.shared_file.\(n)_mappings", configuration: scaled) { benchmark in
-            let (m, f) = state("file\(n)") { () -> (Machine, UInt32) in
+            let (m, f) = state("file\(n)") { () -> (Machine, PFN) in
                 let m = Scenario.machine(pages: 1, processes: n)
                 return (m, Scenario.sharedFile(m, mappings: n))
             }
@@ -149,7 +149,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("rmap_walk_mapped.anon_fork_tree.1000_mappings", configuration: scaled) { benchmark in
-        let (m, f) = state("tree1000") { () -> (Machine, UInt32) in
+        let (m, f) = state("tree1000") { () -> (Machine, PFN) in
             let m = Scenario.machine(pages: 1, processes: 1_000)
             return (m, Scenario.anonForkTree(m, mappings: 1_000))
         }
@@ -252,7 +252,7 @@ let benchmarks: @Sendable () -> Void = {
 
     for n in [1, 10, 100, 1_000] {
         Benchmark("rmap_walk_variant.pv.anon_fork_tree.\(n)_mappings", configuration: scaled) { benchmark in
-            let (m, f) = state("pvtree\(n)") { () -> (Machine, UInt32) in
+            let (m, f) = state("pvtree\(n)") { () -> (Machine, PFN) in
                 let m = Scenario.machine(pages: 1, processes: n)
                 let f = Scenario.anonForkTree(m, mappings: n)
                 precondition(m.enablePVLists())
@@ -265,7 +265,7 @@ let benchmarks: @Sendable () -> Void = {
         // The page written by every child after the forks: mapped once.
         for design in [RmapDesign.anonVMA, .pvLists] {
             Benchmark("rmap_walk_variant.\(design.rawValue).cow_broken_tree.\(n)_vmas", configuration: scaled) { benchmark in
-                let (m, f) = state("cow\(n)") { () -> (Machine, UInt32) in
+                let (m, f) = state("cow\(n)") { () -> (Machine, PFN) in
                     let m = Scenario.machine(pages: 1, processes: n)
                     let mms = Scenario.forkTree(m, processes: n, pages: 1)
                     for c in mms.dropFirst() { precondition(m.benchFault(mm: c, addr: base, pages: 1, write: true) == 1) }
@@ -281,7 +281,7 @@ let benchmarks: @Sendable () -> Void = {
 
     for n in [1, 10, 100] {
         Benchmark("rmap_walk_variant.scan.anon_fork_tree.\(n)_mappings", configuration: scaled) { benchmark in
-            let (m, f) = state("scantree\(n)") { () -> (Machine, UInt32) in
+            let (m, f) = state("scantree\(n)") { () -> (Machine, PFN) in
                 let m = Scenario.machine(pages: 1, processes: n)
                 return (m, Scenario.anonForkTree(m, mappings: n))
             }
@@ -292,7 +292,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("fork_variant.pv.\(pages)_ptes_copied", configuration: forward()) { benchmark in
-        let (m, p) = state("forkpv") { () -> (Machine, UInt32) in
+        let (m, p) = state("forkpv") { () -> (Machine, MMID) in
             let m = Scenario.machine(pages: pages)
             let p = Scenario.populated(m, pages: pages)
             precondition(m.enablePVLists())

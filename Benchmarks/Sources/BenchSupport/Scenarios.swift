@@ -33,37 +33,37 @@ public enum Scenario {
 
     /// An unnamed process with `pages` private anonymous pages at `base`,
     /// each written once (so each has its own frame).
-    public static func populated(_ m: Machine, pages: Int) -> UInt32 {
+    public static func populated(_ m: Machine, pages: Int) -> MMID {
         let mm = m.benchProcess()
-        precondition(mm != 0 && m.benchMmapAnon(mm: mm, addr: base, pages: UInt64(pages)))
+        precondition(!mm.isNone && m.benchMmapAnon(mm: mm, addr: base, pages: UInt64(pages)))
         precondition(m.benchFault(mm: mm, addr: base, pages: UInt64(pages), write: true) == pages)
         return mm
     }
 
     /// A page mapped `n` times by a fork tree: process i > 0 is forked from
     /// process (i - 1) / 2, after the first wrote the page. Returns the frame.
-    public static func anonForkTree(_ m: Machine, mappings n: Int) -> UInt32 {
+    public static func anonForkTree(_ m: Machine, mappings n: Int) -> PFN {
         var mms = [populated(m, pages: 1)]
         mms.reserveCapacity(n)
         for i in 1..<max(n, 1) {
             let c = m.benchFork(mm: mms[(i - 1) / 2])
-            precondition(c != 0, "fork \(i) failed: arena too small")
+            precondition(!c.isNone, "fork \(i) failed: arena too small")
             mms.append(c)
         }
         let f = m.benchFrame(mm: mms[0], addr: base)
-        precondition(f != 0 && m.benchWalk(frame: f) == n, "fork tree: \(m.benchWalk(frame: f)) != \(n)")
+        precondition(!f.isNone && m.benchWalk(frame: f) == n, "fork tree: \(m.benchWalk(frame: f)) != \(n)")
         return f
     }
 
     /// A fork tree of `n` processes sharing `pages` written anonymous pages
     /// (process i > 0 forked from (i - 1) / 2 after the first wrote them).
     /// Returns the mm indices in creation order.
-    public static func forkTree(_ m: Machine, processes n: Int, pages: Int) -> [UInt32] {
+    public static func forkTree(_ m: Machine, processes n: Int, pages: Int) -> [MMID] {
         var mms = [populated(m, pages: pages)]
         mms.reserveCapacity(n)
         for i in 1..<max(n, 1) {
             let c = m.benchFork(mm: mms[(i - 1) / 2])
-            precondition(c != 0, "fork \(i) failed: arena too small")
+            precondition(!c.isNone, "fork \(i) failed: arena too small")
             mms.append(c)
         }
         return mms
@@ -71,9 +71,9 @@ public enum Scenario {
 
     /// A one-page file mapped shared (read) by `n` processes, each having
     /// read it. Returns the frame.
-    public static func sharedFile(_ m: Machine, mappings n: Int) -> UInt32 {
+    public static func sharedFile(_ m: Machine, mappings n: Int) -> PFN {
         precondition(m.createFile("f", pages: 1) == .ok)
-        var first: UInt32 = 0
+        var first = MMID.none
         for i in 0..<n {
             let name = "p\(i)"
             precondition(m.createProcess(name) == .ok)
@@ -83,7 +83,7 @@ public enum Scenario {
             if i == 0 { first = m.mmIndex(of: name)! }
         }
         let f = m.benchFrame(mm: first, addr: base)
-        precondition(f != 0 && m.benchWalk(frame: f) == n, "shared file: \(m.benchWalk(frame: f)) != \(n)")
+        precondition(!f.isNone && m.benchWalk(frame: f) == n, "shared file: \(m.benchWalk(frame: f)) != \(n)")
         return f
     }
 
@@ -95,7 +95,7 @@ public enum Scenario {
         var p = populated(m, pages: 1)
         for _ in 0..<generations {
             let c = m.benchFork(mm: p)
-            precondition(c != 0, "fork loop: arena too small")
+            precondition(!c.isNone, "fork loop: arena too small")
             m.benchExit(mm: p)
             precondition(m.benchFault(mm: c, addr: base, pages: 1, write: true) == 1)
             p = c

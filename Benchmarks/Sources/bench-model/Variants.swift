@@ -138,7 +138,7 @@ func variants(svgDir: String?) {
                 let t0 = now()
                 let c = m.benchFork(mm: mms[n - 1])
                 let t1 = now()
-                precondition(c != 0)
+                precondition(!c.isNone)
                 m.benchExit(mm: c)
                 xs.append(Double(t1 - t0) / Double(pages))
             }

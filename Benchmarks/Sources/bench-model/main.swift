@@ -126,7 +126,7 @@ func workloads() {
             let t0 = now()
             let c = m.benchFork(mm: p)
             let t1 = now()
-            precondition(c != 0)
+            precondition(!c.isNone)
             m.benchExit(mm: c)
             m.benchExit(mm: p)
             return t1 - t0
@@ -165,7 +165,7 @@ func walks() {
     print("mappings  anon-fork-tree  anon-mapped  shared-file  file-mapped")
     for count in [1, 10, 100, 1_000, 10_000] {
         let rounds = max(1, 2_000_000 / count)
-        func time(_ m: Machine, _ f: UInt32, mapped: Bool) -> Double {
+        func time(_ m: Machine, _ f: PFN, mapped: Bool) -> Double {
             measure(m, units: rounds * count) {
                 var s = 0
                 let t0 = now()
@@ -195,7 +195,7 @@ func walks() {
     precondition(m.perform("p", .mmap(addr: base, pages: pages, prot: .read,
                                       kind: .fileShared(file: "f", pgoff: 0))) == .ok)
     let mm = m.mmIndex(of: "p")!
-    var frames = [UInt32](repeating: 0, count: n)
+    var frames = [PFN](repeating: .none, count: n)
     let ns = measure(m, units: n) {
         precondition(m.benchFault(mm: mm, addr: base, pages: pages, write: false) == n)
         for i in 0..<n { frames[i] = m.benchFrame(mm: mm, addr: base + UInt64(i) * Scenario.pageSize) }

@@ -64,6 +64,19 @@ package struct Kernel {
     @inline(__always) package func file(_ i: UInt32) -> UnsafeMutablePointer<rmap_file> { files + Int(i) }
     @inline(__always) func ksmItem(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i) }
     @inline(__always) func ksmNode(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_node> { ksmNodes + Int(i) }
+
+    // The same by typed id (Arena/IDs.swift): what the walk controls and the
+    // public API are given.
+    @inline(__always) package func page(_ pfn: PFN) -> UnsafeMutablePointer<rmap_page> { frames + Int(pfn.rawValue) }
+    @inline(__always) package func mm(_ m: MMID) -> UnsafeMutablePointer<rmap_mm> { mms + Int(m.rawValue) }
+    @inline(__always) package func vma(_ v: VMAID) -> UnsafeMutablePointer<rmap_vma> { vmas + Int(v.rawValue) }
+    @inline(__always) package func anonVMA(_ av: AnonVMAID) -> UnsafeMutablePointer<rmap_anon_vma> {
+        anonVMAs + Int(av.rawValue)
+    }
+    @inline(__always) package func avc(_ a: AVCID) -> UnsafeMutablePointer<rmap_avc> { avcs + Int(a.rawValue) }
+    @inline(__always) package func file(_ f: FileID) -> UnsafeMutablePointer<rmap_file> { files + Int(f.rawValue) }
+    @inline(__always) func ksmItem(_ i: KSMItemID) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i.rawValue) }
+    @inline(__always) func ksmNode(_ n: KSMNodeID) -> UnsafeMutablePointer<rmap_ksm_node> { ksmNodes + Int(n.rawValue) }
     @inline(__always) func ptDesc(_ i: UInt32) -> UnsafeMutablePointer<rmap_ptdesc> { ptDescs + Int(i) }
     /// The 512 entries of page-table page `i`.
     @inline(__always) func ptPage(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }

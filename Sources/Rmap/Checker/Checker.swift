@@ -27,7 +27,7 @@ final class Checker {
         var avcCount = 0
         for m in mms {
             let errs = IntervalTree.check(root: k.mm(m).pointee.mm_rb, k.mmTree, limit: 1 << 22)
-            for e in errs { fail(.vmaTree, .mm(m), "mm \(m): VMA tree: \(e)") }
+            for e in errs { fail(.vmaTree, .mm(MMID(m)), "mm \(m): VMA tree: \(e)") }
             var rss: [Int64] = [0, 0, 0, 0]
             var v = k.firstVMA(m)
             var prevEnd: UInt64 = 0
@@ -38,11 +38,11 @@ final class Checker {
                 vmaCount += 1
                 let p = k.vma(v).pointee
                 if p.vm_flags & VM.locked != 0 { lockedPages += (p.vm_end - p.vm_start) >> 12 }
-                if p.mm != m { fail(.vmaMM, .vma(v), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
+                if p.mm != m { fail(.vmaMM, .vma(VMAID(v)), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
                 if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
-                    fail(.vmaRange, .vma(v), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
+                    fail(.vmaRange, .vma(VMAID(v)), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
                 }
-                if p.vm_start < prevEnd { fail(.vmaOverlap, .vma(v), "vma \(v): overlaps the previous VMA") }
+                if p.vm_start < prevEnd { fail(.vmaOverlap, .vma(VMAID(v)), "vma \(v): overlaps the previous VMA") }
                 prevEnd = p.vm_end
                 if p.anon_vma != 0 { anonVMAUsers[p.anon_vma, default: 0] += 1 }
                 // AVC list: every AVC points back at this VMA and is in its anon_vma's tree.
@@ -53,19 +53,19 @@ final class Checker {
                     avcCount += 1
                     steps += 1
                     let c = k.avc(a).pointee
-                    if c.vma != v { fail(.avcVMA, .avc(a), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
+                    if c.vma != v { fail(.avcVMA, .avc(AVCID(a)), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
                     if c.anon_vma == p.anon_vma { sawOwn = true }
                     if !treeContains(k.anonVMARoot(c.anon_vma).pointee, a, k.avcTree) {
-                        fail(.avcInTree, .avc(a), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
+                        fail(.avcInTree, .avc(AVCID(a)), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
                     }
                     if k.anonVMA(c.anon_vma).pointee.root != k.anonVMA(p.anon_vma == 0 ? c.anon_vma : p.anon_vma).pointee.root {
-                        fail(.avcRoot, .avc(a), "avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
+                        fail(.avcRoot, .avc(AVCID(a)), "avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
                     }
                     a = c.same_vma_next
                 }
-                if !sawOwn { fail(.vmaOwnAVC, .vma(v), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
+                if !sawOwn { fail(.vmaOwnAVC, .vma(VMAID(v)), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
                 if p.file != 0 && !treeContains(k.iMMapRoot(p.file).pointee, v, k.iMMap) {
-                    fail(.iMMap, .vma(v), "vma \(v): not in its file's i_mmap")
+                    fail(.iMMap, .vma(VMAID(v)), "vma \(v): not in its file's i_mmap")
                 }
                 // Page-table census of the VMA.
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end) { addr, slot in
@@ -78,8 +78,8 @@ final class Checker {
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         checkFoundByWalk(pfn, v, addr)
-                        if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(pfn), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
-                        if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail(.devicePrivatePresent, .frame(pfn), "frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
+                        if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(PFN(pfn)), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
+                        if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail(.devicePrivatePresent, .frame(PFN(pfn)), "frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
                     } else if PTE.isMigrationEntry(e) {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         rss[k.mmCounterFor(pfn).rawValue] += 1
@@ -90,7 +90,7 @@ final class Checker {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
                             || k.isFree(T.frame, pfn) {
-                            fail(.devicePrivateEntry, .mm(m), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
+                            fail(.devicePrivateEntry, .mm(MMID(m)), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
                         } else {
                             mapcount[pfn, default: 0] += 1
                             rss[k.mmCounterFor(pfn).rawValue] += 1
@@ -101,7 +101,7 @@ final class Checker {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         if pfn >= k.desc(T.frame).pointee.bump || k.isFree(T.frame, pfn)
                             || !k.pageIsAnon(pfn) {
-                            fail(.deviceExclusiveEntry, .mm(m), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
+                            fail(.deviceExclusiveEntry, .mm(MMID(m)), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
                         } else {
                             rss[k.mmCounterFor(pfn).rawValue] += 1
                             exclusiveRefs[pfn, default: 0] += 1
@@ -110,7 +110,7 @@ final class Checker {
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                         if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
                             || k.isFree(T.frame, pfn) {
-                            fail(.hwpoisonEntry, .mm(m), "mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
+                            fail(.hwpoisonEntry, .mm(MMID(m)), "mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
                         }
                     }
                     return true
@@ -118,16 +118,16 @@ final class Checker {
                 v = k.nextVMA(v)
             }
             if lockedPages != k.mm(m).pointee.locked_vm {
-                fail(.mmLockedVM, .mm(m), "mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
+                fail(.mmLockedVM, .mm(MMID(m)), "mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
             }
-            if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(m), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
+            if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(MMID(m)), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
             // Nothing mapped outside the VMAs.
             var prev: UInt64 = 0
             v = k.firstVMA(m)
             while true {
                 let end = v != 0 ? k.vma(v).pointee.vm_start : (1 << 47)
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end) { addr, slot in
-                    if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(m), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
+                    if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(MMID(m)), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
                     return slot.pointee == 0
                 }
                 if v == 0 { break }
@@ -135,7 +135,7 @@ final class Checker {
                 v = k.nextVMA(v)
             }
             for c in [MMCounter.file, .anon, .swapents, .shmem] where k.mmCounter(m, c) != rss[c.rawValue] {
-                fail(.rssCounter, .mm(m), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
+                fail(.rssCounter, .mm(MMID(m)), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
             }
         }
         // Frames: mapcount and refcount.
@@ -148,10 +148,10 @@ final class Checker {
             if i == k.zeroPFN { continue }
             let census = mapcount[i] ?? 0
             if Int(p.mapcount) + 1 != census {
-                fail(.mapcount, .frame(i), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
+                fail(.mapcount, .frame(PFN(i)), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
             }
             if Int(p.refcount) < census + (exclusiveRefs[i] ?? 0) {
-                fail(.refcount, .frame(i), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[i] ?? 0) device-exclusive entries")
+                fail(.refcount, .frame(PFN(i)), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[i] ?? 0) device-exclusive entries")
             }
             // PG_mlocked on a mapped page exactly when a VM_LOCKED VMA maps
             // it (mlock_vma_page on every locked mapping, munlock_vma_page
@@ -161,20 +161,20 @@ final class Checker {
             // device-private frame: mlock_pte_range skips non-present entries.)
             if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) && !ksmUnregisteredFrames.contains(i)
                 && p.flags & PG.devicePrivate == 0 {
-                fail(.mlock, .frame(i), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
+                fail(.mlock, .frame(PFN(i)), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
             }
-            if p.refcount <= 0 { fail(.refcount, .frame(i), "frame \(i): live with _refcount \(p.refcount)") }
+            if p.refcount <= 0 { fail(.refcount, .frame(PFN(i)), "frame \(i): live with _refcount \(p.refcount)") }
             if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
                 let av = k.pageAnonVMA(i)
                 if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
-                    fail(.pageAnonVMA, .frame(i), "frame \(i): page->mapping points at freed anon_vma \(av)")
+                    fail(.pageAnonVMA, .frame(PFN(i)), "frame \(i): page->mapping points at freed anon_vma \(av)")
                 }
             }
         }
         checkAnonVMAs(users: anonVMAUsers)
         let reuse = k.anonVMAReusedInUse
         if reuse.count > 0 {
-            fail(.anonVMAReusedInUse, .anonVMA(UInt32(truncatingIfNeeded: reuse.last)), "anon_vma \(reuse.last): anon_vma_clone() reused an anon_vma that a VMA still uses (\(reuse.count) time(s); CVE-2022-42703)")
+            fail(.anonVMAReusedInUse, .anonVMA(AnonVMAID(UInt32(truncatingIfNeeded: reuse.last))), "anon_vma \(reuse.last): anon_vma_clone() reused an anon_vma that a VMA still uses (\(reuse.count) time(s); CVE-2022-42703)")
         }
         if k.live(T.vma) != UInt32(vmaCount) { fail(.leak, nil, "vma table: \(k.live(T.vma)) live, \(vmaCount) in the mms (leak)") }
         if k.live(T.avc) != UInt32(avcCount) { fail(.leak, nil, "avc table: \(k.live(T.avc)) live, \(avcCount) on VMA lists (leak)") }
@@ -199,7 +199,7 @@ final class Checker {
             ksmUnregisteredFrames.insert(pfn)
             return
         }
-        fail(.pteWithoutRmap, .frame(pfn), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
+        fail(.pteWithoutRmap, .frame(PFN(pfn)), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
     }
 
     /// Whether the KSM frame's stable node lists an rmap_item for (mm, addr).
@@ -234,18 +234,18 @@ final class Checker {
         }
         for av in live {
             let p = k.anonVMA(av).pointee
-            for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail(.anonVMATree, .anonVMA(av), "anon_vma \(av): tree: \(e)") }
-            if k.anonVMA(p.root).pointee.root != p.root { fail(.anonVMARoot, .anonVMA(av), "anon_vma \(av): root \(p.root) is not a root") }
+            for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail(.anonVMATree, .anonVMA(AnonVMAID(av)), "anon_vma \(av): tree: \(e)") }
+            if k.anonVMA(p.root).pointee.root != p.root { fail(.anonVMARoot, .anonVMA(AnonVMAID(av)), "anon_vma \(av): root \(p.root) is not a root") }
             // An anon_vma whose tree is empty is kept only by a reference
             // (a KSM rmap_item's get_anon_vma): its parent pointer is stale
             // in the kernel too (only the root is referenced), and unused.
-            if p.rb_root != 0 && k.anonVMA(p.parent).pointee.root != p.root { fail(.anonVMAParent, .anonVMA(av), "anon_vma \(av): parent \(p.parent) in another tree") }
+            if p.rb_root != 0 && k.anonVMA(p.parent).pointee.root != p.root { fail(.anonVMAParent, .anonVMA(AnonVMAID(av)), "anon_vma \(av): parent \(p.parent) in another tree") }
             let u = users[av] ?? 0
-            if p.num_active_vmas != u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
+            if p.num_active_vmas != u { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
             let c = children[av] ?? 0
-            if p.num_children != c { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_children \(p.num_children), children \(c)") }
-            if p.degree != c + u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
-            if p.refcount < 1 { fail(.anonVMARefcount, .anonVMA(av), "anon_vma \(av): live with refcount \(p.refcount)") }
+            if p.num_children != c { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): num_children \(p.num_children), children \(c)") }
+            if p.degree != c + u { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
+            if p.refcount < 1 { fail(.anonVMARefcount, .anonVMA(AnonVMAID(av)), "anon_vma \(av): live with refcount \(p.refcount)") }
         }
     }
 
@@ -266,8 +266,8 @@ struct FindControl: RmapWalkControl {
     let vma: UInt32
     let address: UInt64
     var found = false
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address a: UInt64) -> Bool {
-        if v == vma && a == address { found = true; return false }
+    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma v: VMAID, address a: UInt64) -> Bool {
+        if v.rawValue == vma && a == address { found = true; return false }
         return true
     }
 }
@@ -279,7 +279,7 @@ extension Machine {
     /// the message. At most 200 are reported, in the checker's order.
     public func checkViolations() -> [CheckerViolation] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { processes[$0] })
+        c.run(mms: processOrder.compactMap { mmByName[$0] })
         return c.violations
     }
 
@@ -292,7 +292,7 @@ extension Machine {
     /// because KSM never registered them (see `Checker.checkFoundByWalk`).
     public func ksmUnregisteredMappings() -> [String] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { processes[$0] })
+        c.run(mms: processOrder.compactMap { mmByName[$0] })
         return c.ksmUnregistered
     }
 

@@ -151,13 +151,13 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
 
     /// The object a violation is about: the one its message starts with.
     public enum Object: Hashable, Sendable {
-        case frame(UInt32)
-        case mm(UInt32)
-        case vma(UInt32)
-        case avc(UInt32)
-        case anonVMA(UInt32)
-        case ksmItem(UInt32)
-        case ksmNode(UInt32)
+        case frame(PFN)
+        case mm(MMID)
+        case vma(VMAID)
+        case avc(AVCID)
+        case anonVMA(AnonVMAID)
+        case ksmItem(KSMItemID)
+        case ksmNode(KSMNodeID)
     }
 
     public let kind: Kind
@@ -173,7 +173,7 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The frame, when the violation is about one.
-    public var pfn: UInt32? {
+    public var pfn: PFN? {
         if case .frame(let p) = object { return p }
         return nil
     }

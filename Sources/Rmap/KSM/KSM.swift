@@ -749,9 +749,9 @@ extension Kernel {
                     let r = vma(v).pointee
                     if addr < r.vm_start || addr >= r.vm_end { continue }
                     if (p.mm == r.mm) == searchNewForks { continue }
-                    if c.invalidVMA(ctx, vma: v) { continue }
-                    if !c.rmapOne(ctx, pfn: pfn, vma: v, address: addr) { return }
-                    if c.done(ctx, pfn: pfn) { return }
+                    if c.invalidVMA(ctx, vma: VMAID(v)) { continue }
+                    if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: addr) { return }
+                    if c.done(ctx, pfn: PFN(pfn)) { return }
                 }
                 i = p.hlist_next
             }

@@ -77,13 +77,13 @@ extension Machine {
     /// counting only the VMAs of one process (the model's stand-in for a
     /// memcg: invalid_page_referenced_vma). Nil when no frame is mapped there.
     public func referenced(process: String, addr: UInt64, onlyProcess: String? = nil) -> (count: Int, locked: Bool)? {
-        guard let m = processes[process] else { return nil }
+        guard let m = mmByName[process] else { return nil }
         let pfn = mappedFrame(m, addr)
         guard pfn != 0 else { return nil }
         let r: (referenced: Int, vmFlags: UInt64)
         if let only = onlyProcess {
-            guard let om = processes[only] else { return nil }
-            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
+            guard let om = mmByName[only] else { return nil }
+            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: MMID(om)))
         } else {
             r = k.pageReferenced(pfn, filter: AllVMAs?.none)
         }
@@ -99,7 +99,7 @@ extension Machine {
     /// the zero page, a swap or migration entry).
     @discardableResult
     public func markIdle(process: String, addr: UInt64) -> Bool {
-        guard let m = processes[process] else { return false }
+        guard let m = mmByName[process] else { return false }
         return k.pageIdleMark(mappedFrame(m, addr))
     }
 
@@ -108,7 +108,7 @@ extension Machine {
     /// `markIdle`; a reference found clears the bit (and marks the page young
     /// for page_referenced). Nil when no trackable frame is mapped there.
     public func isIdle(process: String, addr: UInt64) -> Bool? {
-        guard let m = processes[process] else { return nil }
+        guard let m = mmByName[process] else { return nil }
         return k.pageIdleRead(mappedFrame(m, addr))
     }
 }

@@ -25,12 +25,12 @@ extension Machine {
             let p = k.names[Int(r)]
             let name = Machine.nameString(p)
             if p.kind == UInt32(RMAP_NAME_FILE) {
-                files[name] = p.index
+                fileByName[name] = p.index
                 fileOrder.append(name)
             } else {
                 processOrder.append(name)
                 if p.index != 0 {
-                    processes[name] = p.index
+                    mmByName[name] = p.index
                     processNameRecord[name] = r
                 }
             }

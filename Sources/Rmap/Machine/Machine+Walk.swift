@@ -11,7 +11,7 @@ extension Machine {
 
     @usableFromInline
     func walkFrame<C: RmapWalkControl>(process: String, addr: UInt64, _ control: inout C) -> Bool {
-        guard let m = processes[process] else { return false }
+        guard let m = mmByName[process] else { return false }
         let pfn = mappedFrame(m, addr)
         guard pfn != 0 else { return false }
         k.rmapWalk(pfn, &control)
@@ -19,8 +19,8 @@ extension Machine {
     }
 
     /// The process whose mm is `mm`, if it is alive.
-    public func processName(mm: UInt32) -> String? {
-        processes.first { $0.value == mm }?.key
+    public func processName(mm: MMID) -> String? {
+        mmByName.first { $0.value == mm.rawValue }?.key
     }
 }
 
@@ -28,8 +28,9 @@ extension RmapContext {
     /// Whether the VMA really maps `pfn` at `address` (page_vma_mapped_walk()):
     /// an rmap walk visits every VMA that may map the frame, and a visitor
     /// that wants only real mappings asks this.
-    public func maps(pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
-        k.pageVMAMappedWalk(pfn, vma, address) != nil
+    @inline(__always)
+    public func maps(pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
+        k.pageVMAMappedWalk(pfn.rawValue, vma.rawValue, address) != nil
     }
 }
 
@@ -40,7 +41,7 @@ package struct CountingWalk: RmapWalkControl {
     package var visited = 0
     package init() {}
     @inline(__always)
-    package mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
+    package mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
         visited += 1
         return true
     }
@@ -51,8 +52,8 @@ package struct MappedWalk: RmapWalkControl {
     package var mapped = 0
     package init() {}
     @inline(__always)
-    package mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool {
-        if m.k.pageVMAMappedWalk(pfn, vma, address) != nil { mapped += 1 }
+    package mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
+        if m.maps(pfn: pfn, vma: vma, address: address) { mapped += 1 }
         return true
     }
 }

@@ -30,12 +30,16 @@ public enum OpResult: Equatable, Sendable, CustomStringConvertible {
 public final class Machine {
     package let arena: Arena
     package let k: Kernel
-    /// Live processes by name: their mm index.
-    public internal(set) var processes: [String: UInt32] = [:]
+    /// Live processes by name: their mm's index (the public view is `processes`).
+    package internal(set) var mmByName: [String: UInt32] = [:]
+    /// Live processes by name: their mm.
+    public var processes: [String: MMID] { mmByName.mapValues { MMID($0) } }
     /// Process names in creation order (live or not), for reports.
     public internal(set) var processOrder: [String] = []
     /// Files by name: their address_space index.
-    public internal(set) var files: [String: UInt32] = [:]
+    package internal(set) var fileByName: [String: UInt32] = [:]
+    /// Files by name: their address_space.
+    public var files: [String: FileID] { fileByName.mapValues { FileID($0) } }
     public internal(set) var fileOrder: [String] = []
     /// The arena name record of each live process (so exit can clear it).
     var processNameRecord: [String: UInt32] = [:]
@@ -77,30 +81,30 @@ public final class Machine {
 
     /// `file NAME PAGES`: a file whose pages are all resident and clean.
     public func createFile(_ name: String, pages: UInt64) -> OpResult {
-        guard files[name] == nil else { return .errno(.EEXIST) }
+        guard fileByName[name] == nil else { return .errno(.EEXIST) }
         guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let f = k.createFile(pages: pages, kind: .regular)
         guard f != 0 else { return .errno(.ENOMEM) }
         k.file(f).pointee.serial = UInt64(fileOrder.count)  // the ordinal: its pages' content tokens
         _ = recordName(name, kind: UInt32(RMAP_NAME_FILE), index: f)
-        files[name] = f
+        fileByName[name] = f
         fileOrder.append(name)
         return .ok
     }
 
     /// `proc NAME`: a process with an empty address space.
     public func createProcess(_ name: String) -> OpResult {
-        guard processes[name] == nil else { return .errno(.EEXIST) }
+        guard mmByName[name] == nil else { return .errno(.EEXIST) }
         guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let m = k.mmAlloc()
         guard m != 0 else { return .errno(.ENOMEM) }
         processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m)
-        processes[name] = m
+        mmByName[name] = m
         processOrder.append(name)
         return .ok
     }
 
-    package func mmOf(_ name: String) -> UInt32? { processes[name] }
+    package func mmOf(_ name: String) -> UInt32? { mmByName[name] }
 
     /// Stores a name in the arena's name table (creation order kept).
     func recordName(_ name: String, kind: UInt32, index: UInt32) -> UInt32 {
@@ -122,12 +126,12 @@ public final class Machine {
     /// `CHILD = fork PARENT`
     public func fork(_ parent: String, child: String) -> OpResult {
         guard let pm = mmOf(parent) else { return .errno(.ESRCH) }
-        guard processes[child] == nil else { return .errno(.EEXIST) }
+        guard mmByName[child] == nil else { return .errno(.EEXIST) }
         guard child.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let c = k.dupMMap(pm)
         guard c != 0 else { return .errno(.ENOMEM) }
         processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c)
-        processes[child] = c
+        mmByName[child] = c
         processOrder.append(child)
         return .ok
     }
@@ -137,7 +141,7 @@ public final class Machine {
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
         k.exitMMap(m)
         if let r = processNameRecord.removeValue(forKey: name) { k.names[Int(r)].index = 0 }
-        processes[name] = nil
+        mmByName[name] = nil
         return .ok
     }
 
@@ -156,7 +160,7 @@ public final class Machine {
         case .mmap(let addr, let pages, let prot, let kind):
             var f: UInt32 = 0
             if let name = kind.file {
-                guard let fi = files[name] else { return .errno(.EINVAL) }
+                guard let fi = fileByName[name] else { return .errno(.EINVAL) }
                 f = fi
             }
             return r(k.doMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared,

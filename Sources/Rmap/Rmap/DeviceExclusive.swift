@@ -21,7 +21,8 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     /// removed ("There is a reference on the page for the swap entry which
     /// has been removed, so shouldn't take another"). A non-present entry
     /// stops the walk.
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address a: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address a: UInt64) -> Bool {
+        let pfn = pfnID.rawValue, v = vID.rawValue
         let k = m.k
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, a, a + PAGE_SIZE)
@@ -45,7 +46,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     }
 
     /// folio_not_mapped()
-    mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool { m.k.pageMapcount(pfn) == 0 }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn.rawValue) == 0 }
 }
 
 extension Kernel {

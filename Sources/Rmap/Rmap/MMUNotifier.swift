@@ -3,7 +3,7 @@ import CShims
 /// A secondary MMU (a device, a hypervisor's shadow page tables) that caches
 /// translations of a process's page tables and must drop them when the
 /// primary PTEs change (struct mmu_notifier_ops, include/linux/mmu_notifier.h).
-/// `mm` is the model's mm index (`Machine.mmIndex(of:)`); ranges are
+/// `mm` is the process's mm (`Machine.mmIndex(of:)`); ranges are
 /// [start, end) in bytes.
 ///
 /// Hooks are called where the kernel calls them in the paths the model has:
@@ -21,26 +21,26 @@ import CShims
 /// write-protection and MADV_FREE (they keep the PFN; a shadow of PFNs does
 /// not need them), invalidate_range (the secondary TLB callback of v5.x).
 public protocol MMUNotifier: AnyObject {
-    func invalidateRangeStart(mm: UInt32, start: UInt64, end: UInt64)
-    func invalidateRangeEnd(mm: UInt32, start: UInt64, end: UInt64)
+    func invalidateRangeStart(mm: MMID, start: UInt64, end: UInt64)
+    func invalidateRangeEnd(mm: MMID, start: UInt64, end: UInt64)
     /// True if the secondary MMU had accessed [start, end) since the last call (then cleared).
-    func clearFlushYoung(mm: UInt32, start: UInt64, end: UInt64) -> Bool
-    func clearYoung(mm: UInt32, start: UInt64, end: UInt64) -> Bool
-    func testYoung(mm: UInt32, address: UInt64) -> Bool
+    func clearFlushYoung(mm: MMID, start: UInt64, end: UInt64) -> Bool
+    func clearYoung(mm: MMID, start: UInt64, end: UInt64) -> Bool
+    func testYoung(mm: MMID, address: UInt64) -> Bool
     /// The primary PTE at `address` now holds `pte` (a new page after COW).
-    func changePTE(mm: UInt32, address: UInt64, pte: UInt64)
+    func changePTE(mm: MMID, address: UInt64, pte: UInt64)
     /// The address space is going away: drop everything of `mm`.
-    func release(mm: UInt32)
+    func release(mm: MMID)
 }
 
 public extension MMUNotifier {
-    func invalidateRangeStart(mm: UInt32, start: UInt64, end: UInt64) {}
-    func invalidateRangeEnd(mm: UInt32, start: UInt64, end: UInt64) {}
-    func clearFlushYoung(mm: UInt32, start: UInt64, end: UInt64) -> Bool { false }
-    func clearYoung(mm: UInt32, start: UInt64, end: UInt64) -> Bool { false }
-    func testYoung(mm: UInt32, address: UInt64) -> Bool { false }
-    func changePTE(mm: UInt32, address: UInt64, pte: UInt64) {}
-    func release(mm: UInt32) {}
+    func invalidateRangeStart(mm: MMID, start: UInt64, end: UInt64) {}
+    func invalidateRangeEnd(mm: MMID, start: UInt64, end: UInt64) {}
+    func clearFlushYoung(mm: MMID, start: UInt64, end: UInt64) -> Bool { false }
+    func clearYoung(mm: MMID, start: UInt64, end: UInt64) -> Bool { false }
+    func testYoung(mm: MMID, address: UInt64) -> Bool { false }
+    func changePTE(mm: MMID, address: UInt64, pte: UInt64) {}
+    func release(mm: MMID) {}
 }
 
 /// What the model keeps beside the arena for one machine: MMU-notifier
@@ -87,13 +87,13 @@ extension Kernel {
     /// mmu_notifier_invalidate_range_start()
     @inline(__always) func mmuInvalidateRangeStart(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
         guard hooks.hasSubscriptions else { return }
-        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeStart(mm: m, start: start, end: end) }
+        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeStart(mm: MMID(m), start: start, end: end) }
     }
 
     /// mmu_notifier_invalidate_range_end()
     @inline(__always) func mmuInvalidateRangeEnd(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
         guard hooks.hasSubscriptions else { return }
-        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeEnd(mm: m, start: start, end: end) }
+        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeEnd(mm: MMID(m), start: start, end: end) }
     }
 
     /// mmu_notifier_clear_flush_young(): every subscriber is asked (the
@@ -102,7 +102,7 @@ extension Kernel {
         guard hooks.hasSubscriptions else { return false }
         var young = false
         for s in hooks.subscriptions where s.mm == m {
-            if s.notifier.clearFlushYoung(mm: m, start: start, end: end) { young = true }
+            if s.notifier.clearFlushYoung(mm: MMID(m), start: start, end: end) { young = true }
         }
         return young
     }
@@ -111,7 +111,7 @@ extension Kernel {
     func mmuClearYoung(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Bool {
         var young = false
         for s in hooks.subscriptions where s.mm == m {
-            if s.notifier.clearYoung(mm: m, start: start, end: end) { young = true }
+            if s.notifier.clearYoung(mm: MMID(m), start: start, end: end) { young = true }
         }
         return young
     }
@@ -119,7 +119,7 @@ extension Kernel {
     /// mmu_notifier_test_young()
     func mmuTestYoung(_ m: UInt32, _ address: UInt64) -> Bool {
         for s in hooks.subscriptions where s.mm == m {
-            if s.notifier.testYoung(mm: m, address: address) { return true }
+            if s.notifier.testYoung(mm: MMID(m), address: address) { return true }
         }
         return false
     }
@@ -127,7 +127,7 @@ extension Kernel {
     /// mmu_notifier_change_pte() (set_pte_at_notify)
     @inline(__always) func mmuChangePTE(_ m: UInt32, _ address: UInt64, _ pte: UInt64) {
         guard hooks.hasSubscriptions else { return }
-        for s in hooks.subscriptions where s.mm == m { s.notifier.changePTE(mm: m, address: address, pte: pte) }
+        for s in hooks.subscriptions where s.mm == m { s.notifier.changePTE(mm: MMID(m), address: address, pte: pte) }
     }
 
     /// mmu_notifier_release() (__mmu_notifier_release): each subscriber of
@@ -136,7 +136,7 @@ extension Kernel {
         guard hooks.hasSubscriptions else { return }
         let mine = hooks.subscriptions.filter { $0.mm == m }
         hooks.subscriptions.removeAll { $0.mm == m }
-        for s in mine { s.notifier.release(mm: m) }
+        for s in mine { s.notifier.release(mm: MMID(m)) }
     }
 
     /// ptep_clear_flush_young_notify(): the primary accessed bit is tested
@@ -172,7 +172,7 @@ extension Machine {
     /// False when there is no such live process.
     @discardableResult
     public func register(_ notifier: any MMUNotifier, for process: String) -> Bool {
-        guard let m = processes[process] else { return false }
+        guard let m = mmByName[process] else { return false }
         k.hooks.subscriptions.append((m, notifier))
         return true
     }
@@ -183,7 +183,7 @@ extension Machine {
     }
 
     /// The model's mm index of a live process (what notifiers are told).
-    public func mmIndex(of process: String) -> UInt32? { processes[process] }
+    public func mmIndex(of process: String) -> MMID? { mmByName[process].map { MMID($0) } }
 
     /// TLB flushes issued so far by the reverse-mapping paths
     /// (try_to_unmap, try_to_migrate, page_mkclean): one per PTE cleared with

@@ -84,7 +84,8 @@ struct TryToMigrateControl: RmapWalkControl {
 
     /// invalid_migration_vma(): vma_is_temporary_stack(), for anon non-KSM
     /// folios. The model never has exec's temporary stack.
-    mutating func invalidVMA(_ m: RmapContext, vma v: UInt32) -> Bool {
+    mutating func invalidVMA(_ m: RmapContext, vma vID: VMAID) -> Bool {
+        let v = vID.rawValue
         guard anon else { return false }
         return false
     }
@@ -99,7 +100,8 @@ struct TryToMigrateControl: RmapWalkControl {
     /// MIGRATE_ASYNC only; the model migrates synchronously), the A/D bits of
     /// the entry (see above), GUP pins (folio_try_share_anon_rmap_pte cannot
     /// fail). The entry keeps the PTE's page reference (model).
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
+        let pfn = pfnID.rawValue, v = vID.rawValue
         let k = m.k
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
@@ -115,7 +117,7 @@ struct TryToMigrateControl: RmapWalkControl {
     }
 
     /// folio_not_mapped()
-    mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool { m.k.pageMapcount(pfn) == 0 }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn.rawValue) == 0 }
 }
 
 /// remove_migration_ptes()'s rmap_one: walks the destination frame (which
@@ -129,7 +131,8 @@ struct RemoveMigrationPTEControl: RmapWalkControl {
     /// its rmap added (see `restoreMigrationPTE`). No notifier call: the
     /// entry was non-present. Left out: the shared-zeropage remap of unused
     /// THP subpages, device-private and hugetlb PTEs, uffd-wp.
-    mutating func rmapOne(_ m: RmapContext, pfn dst: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn dstID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
+        let dst = dstID.rawValue, v = vID.rawValue
         let k = m.k
         guard let slot = k.pageVMAMappedWalk(src, v, address, migration: true) else { return true }
         k.restoreMigrationPTE(slot, vma: v, address: address, old: src, new: dst)

@@ -5,21 +5,21 @@ import CShims
 /// walk pays nothing when there is no filter.
 public protocol ReferencedVMAFilter {
     /// True skips the VMA (mm_match_cgroup(vma->vm_mm, memcg) is false).
-    func skips(_ m: RmapContext, vma: UInt32) -> Bool
+    func skips(_ m: RmapContext, vma: VMAID) -> Bool
 }
 
 /// No memcg: every VMA counts (page_referenced(page, …, NULL, …)).
 public struct AllVMAs: ReferencedVMAFilter {
     public init() {}
-    @inline(__always) public func skips(_ m: RmapContext, vma: UInt32) -> Bool { false }
+    @inline(__always) public func skips(_ m: RmapContext, vma: VMAID) -> Bool { false }
 }
 
 /// The model has no memory cgroups; this stands for one that holds exactly
 /// the mm `mm` (reclaim on behalf of that cgroup counts only its references).
 public struct OneMMCgroup: ReferencedVMAFilter {
-    public let mm: UInt32
-    public init(mm: UInt32) { self.mm = mm }
-    @inline(__always) public func skips(_ m: RmapContext, vma: UInt32) -> Bool { m.vmaRange(vma).mm != mm }
+    public let mm: MMID
+    public init(mm: MMID) { self.mm = mm }
+    @inline(__always) public func skips(_ m: RmapContext, vma: VMAID) -> Bool { m.vmaRange(vma).mm != mm }
 }
 
 /// page_referenced()'s walk state (struct page_referenced_arg) and rmap_one.
@@ -33,9 +33,9 @@ struct PageReferencedControl<Filter: ReferencedVMAFilter>: RmapWalkControl {
     let filter: Filter?
 
     /// invalid_page_referenced_vma(), set only when a memcg is given.
-    mutating func invalidVMA(_ m: RmapContext, vma v: UInt32) -> Bool {
+    mutating func invalidVMA(_ m: RmapContext, vma vID: VMAID) -> Bool {
         guard let filter else { return false }
-        return filter.skips(m, vma: v)
+        return filter.skips(m, vma: vID)
     }
 
     /// Models `page_referenced_one()` (mm/rmap.c), v5.15 with the 6.x mlock
@@ -48,7 +48,8 @@ struct PageReferencedControl<Filter: ReferencedVMAFilter>: RmapWalkControl {
     /// is cleared, a reference clears PG_idle. The VMA counts once; the walk
     /// ends when every mapping was seen. Left out: PMD mappings, MGLRU
     /// look-around (lru_gen_enabled() false).
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
+        let pfn = pfnID.rawValue, v = vID.rawValue
         let k = m.k
         let flagsV = k.vma(v).pointee.vm_flags
         var refs = 0
@@ -82,7 +83,7 @@ struct PageMkcleanControl: RmapWalkControl {
     var cleaned = 0
 
     /// invalid_mkclean_vma(): only shared mappings are cleaned.
-    mutating func invalidVMA(_ m: RmapContext, vma v: UInt32) -> Bool {
+    mutating func invalidVMA(_ m: RmapContext, vma v: VMAID) -> Bool {
         m.k.vma(v).pointee.vm_flags & VM.shared == 0
     }
 
@@ -94,7 +95,8 @@ struct PageMkcleanControl: RmapWalkControl {
     /// (folio_clear_dirty_for_io) marks the folio dirty when the count is
     /// non-zero; the statement models page_mkclean alone, so PG_dirty is left
     /// as it was. Left out: PMD mappings, flush_cache_page (x86: nothing).
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
+        let pfn = pfnID.rawValue, v = vID.rawValue
         let k = m.k
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
@@ -149,7 +151,8 @@ struct PageIdleClearRefsControl: RmapWalkControl {
     /// tested and cleared; if any was set the page is no longer idle and is
     /// marked young, so that a later page_referenced() still counts the
     /// reference it took away (folio_clear_idle + folio_set_young).
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
+        let pfn = pfnID.rawValue, v = vID.rawValue
         let k = m.k
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
         if k.ptepClearYoungNotify(k.vma(v).pointee.mm, address, slot) {

@@ -18,7 +18,8 @@ struct TryToUnmapControl: RmapWalkControl {
 
     /// invalid_migration_vma(): vma_is_temporary_stack(). The model never
     /// has exec's temporary stack, so no VMA is skipped; the branch is kept.
-    mutating func invalidVMA(_ m: RmapContext, vma v: UInt32) -> Bool {
+    mutating func invalidVMA(_ m: RmapContext, vma vID: VMAID) -> Bool {
+        let v = vID.rawValue
         guard anonMigration else { return false }
         return false
     }
@@ -44,7 +45,8 @@ struct TryToUnmapControl: RmapWalkControl {
     /// migrator's isolation reference, since a trace can leave it behind).
     /// Where v5.0 WARNs (a swap-backed anon page outside the swap cache) and
     /// leaves the PTE cleared, the model restores the PTE and fails.
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
+    mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
+        let pfn = pfnID.rawValue, v = vID.rawValue
         let k = m.k
         let flagsV = k.vma(v).pointee.vm_flags
         // munlock has nothing to gain from examining un-locked vmas
@@ -148,7 +150,7 @@ struct TryToUnmapControl: RmapWalkControl {
     }
 
     /// page_mapcount_is_zero(): nothing left to unmap.
-    mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool { m.k.pageMapcount(pfn) == 0 }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn.rawValue) == 0 }
 }
 
 extension Kernel {

@@ -6,30 +6,30 @@ import CShims
 /// (skip the VMA), `rmapOne` (false stops the walk), `done` (early exit).
 public protocol RmapWalkControl {
     /// rmap_one(): visits one VMA that may map the frame at `address`.
-    mutating func rmapOne(_ m: RmapContext, pfn: UInt32, vma: UInt32, address: UInt64) -> Bool
+    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool
     /// done(): true ends the walk early (e.g. the frame is no longer mapped).
-    mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool
     /// invalid_vma(): true skips the VMA.
-    mutating func invalidVMA(_ m: RmapContext, vma: UInt32) -> Bool
+    mutating func invalidVMA(_ m: RmapContext, vma: VMAID) -> Bool
 }
 
 public extension RmapWalkControl {
-    mutating func done(_ m: RmapContext, pfn: UInt32) -> Bool { false }
-    mutating func invalidVMA(_ m: RmapContext, vma: UInt32) -> Bool { false }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { false }
+    mutating func invalidVMA(_ m: RmapContext, vma: VMAID) -> Bool { false }
 }
 
 /// What a walk visitor may look at: an unsafe view of the model's kernel state.
 public struct RmapContext {
     package let k: Kernel
     package init(k: Kernel) { self.k = k }
-    /// The VMA's start, end (exclusive) and mm index.
-    public func vmaRange(_ v: UInt32) -> (start: UInt64, end: UInt64, mm: UInt32) {
-        let p = k.vma(v).pointee
-        return (p.vm_start, p.vm_end, p.mm)
+    /// The VMA's start, end (exclusive) and mm.
+    public func vmaRange(_ v: VMAID) -> (start: UInt64, end: UInt64, mm: MMID) {
+        let p = k.vma(v.rawValue).pointee
+        return (p.vm_start, p.vm_end, MMID(p.mm))
     }
     /// The PTE at `address` of mm `m`, 0 when none.
-    public func pte(mm m: UInt32, address: UInt64) -> UInt64 {
-        k.leafSlot(root: k.mm(m).pointee.pgd, key: address)?.pointee ?? 0
+    public func pte(mm m: MMID, address: UInt64) -> UInt64 {
+        k.leafSlot(root: k.mm(m.rawValue).pointee.pgd, key: address)?.pointee ?? 0
     }
 }
 
@@ -64,9 +64,9 @@ extension Kernel {
         var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)
         while a != 0 {
             let v = avc(a).pointee.vma
-            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
-                if c.done(ctx, pfn: pfn) { return }
+            if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
+                if c.done(ctx, pfn: PFN(pfn)) { return }
             }
             a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
         }
@@ -82,9 +82,9 @@ extension Kernel {
         let tree = iMMap
         var v = IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, tree)
         while v != 0 {
-            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
-                if c.done(ctx, pfn: pfn) { return }
+            if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
+                if c.done(ctx, pfn: PFN(pfn)) { return }
             }
             v = IntervalTree.iterNext(v, start: idx, last: idx, tree)
         }

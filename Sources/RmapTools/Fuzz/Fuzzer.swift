@@ -29,6 +29,9 @@ public struct FuzzReport: Sendable {
     public var violations = 0
     /// The first violation and the minimised trace that shows it.
     public var firstViolation: String?
+    /// The invariant the first violation broke (nil when the generator's
+    /// trace did not parse).
+    public var firstViolationKind: CheckerViolation.Kind?
     public var minimizedTrace: String?
     public var minimizedPath: String?
 }
@@ -74,9 +77,9 @@ public struct Fuzzer {
         return c
     }
 
-    /// Runs the trace; the first violation (message) and the line it followed, if any.
+    /// Runs the trace; the first violation and the line it followed, if any.
     static func firstViolation(_ trace: Trace, config: ArenaConfig, reuse: ReusePolicy, every: Int,
-                               stopAt limit: Int = Int.max) -> (line: Int, message: String, statements: Int)? {
+                               stopAt limit: Int = Int.max) -> (line: Int, violation: CheckerViolation, statements: Int)? {
         guard let m = try? Machine(config: config, reuse: reuse) else { return nil }
         var out = ReplayOutcome()
         var n = 0
@@ -84,7 +87,7 @@ public struct Fuzzer {
             m.step(tl, file: trace.file, into: &out)
             n += 1
             if n % max(1, every) == 0 || n == trace.lines.count {
-                if let v = m.check().first { return (tl.line, v, n) }
+                if let v = m.checkViolations().first { return (tl.line, v, n) }
             }
             if n >= limit { break }
         }
@@ -119,13 +122,14 @@ public struct Fuzzer {
             if let v = Fuzzer.firstViolation(trace, config: config, reuse: options.reuse, every: options.checkEvery) {
                 report.violations += 1
                 report.ops += trace.lines.prefix(v.statements).filter { if case .op = $0.statement { return true } else { return false } }.count
-                report.firstViolation = "run seed \(runSeed): after line \(v.line): \(v.message)"
+                report.firstViolation = "run seed \(runSeed): after line \(v.line): \(v.violation)"
+                report.firstViolationKind = v.violation.kind
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 let kept = Array(lines.prefix(v.line))
                 let minimal = Fuzzer.shrink(kept, config: config, reuse: options.reuse)
                 var header = "# rmap fuzz --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
                 header += "# arena: frames \(config.frames), pt pages \(config.ptPages), vmas \(config.vmas), anon_vmas \(config.anonVMAs), avcs \(config.avcs), mms \(config.mms)\n"
-                header += "# violation: \(v.message)\n"
+                header += "# violation: \(v.violation)\n"
                 report.minimizedTrace = header + minimal.joined(separator: "\n") + "\n"
                 break
             }
