@@ -114,7 +114,7 @@ pictures:
 	.build/release/rmap dot --reuse degree Tests/Corpus/fuzz/cve-2022-42703-degree.trace > .build/pictures/cve-degree.dot
 	.build/release/rmap dot --reuse split Tests/Corpus/fuzz/cve-2022-42703-degree.trace > .build/pictures/cve-split.dot
 	for f in .build/pictures/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg"; done
-	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model variants -r 3 --svg .build/pictures > .build/pictures/variants.txt
 	@ls .build/pictures/*.svg
 
@@ -135,7 +135,7 @@ BENCH_PAGES ?= 65536
 bench-kernel:
 	mkdir -p .build
 	$(CC) -O2 -Wall -Werror -o .build/bench_kernel Benchmarks/kernel/bench_kernel.c
-	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	.build/bench_kernel -n $(BENCH_PAGES) > .build/bench-kernel.txt
 	Benchmarks/.build/release/bench-model workloads -n $(BENCH_PAGES) > .build/bench-model.txt
 	@awk 'NR == FNR { k[$$1] = $$2; next } ($$1 in k) { \
@@ -145,7 +145,7 @@ bench-kernel:
 ## bench-walk: rmap_walk per visited mapping (1..10,000 mappings), try_to_unmap per
 ## page, and the fork loop's anon_vmas and AVCs per reuse policy, on the model.
 bench-walk:
-	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model walk
 	Benchmarks/.build/release/bench-model forkloop
 
@@ -155,5 +155,5 @@ bench-walk:
 ## bytes per mapping as sharing grows, printed as tables (Sources/Rmap/Variants,
 ## Benchmarks/Sources/bench-model/Variants.swift).
 bench-variants:
-	cd Benchmarks && $(SWIFT) build -c release --product bench-model
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model variants

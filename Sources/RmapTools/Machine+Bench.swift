@@ -33,14 +33,7 @@ extension Machine {
     /// `pages` accesses from `addr` up (handle_mm_fault() for each page that
     /// faults); the number of pages that ended in ok.
     public func benchFault(mm mmID: MMID, addr: UInt64, pages: UInt64, write: Bool) -> Int {
-        let mm = mmID.rawValue
-        var a = addr
-        var n = 0
-        for _ in 0..<pages {
-            if k.handleMMFault(mm, a, write: write) == .ok { n += 1 }
-            a += PAGE_SIZE
-        }
-        return n
+        k.touchPages(mmID.rawValue, addr, pages, write: write)
     }
 
     /// fork() of mm `mm` (dup_mmap()): the child's mm index, 0 on ENOMEM.

@@ -24,6 +24,21 @@ extension Kernel {
         available(T.ptPage) >= 3
     }
 
+    /// A user loop touching `pages` pages from `addr` up: one
+    /// handleMMFault() per page, in address order, each whatever the others
+    /// gave. The pages that ended in ok. The loop is here, beside the fault
+    /// path, so a caller in another module (the benchmark entry points) pays
+    /// one call per range, not one per page.
+    package func touchPages(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
+        var a = addr
+        var n = 0
+        for _ in 0..<pages {
+            if handleMMFault(m, a, write: write) == .ok { n += 1 }
+            a += PAGE_SIZE
+        }
+        return n
+    }
+
     /// do_user_addr_fault() + handle_mm_fault(): one user access at `addr`.
     /// Models access_error() (x86: a read needs any of r/w/x, a write needs w),
     /// then __handle_mm_fault / handle_pte_fault.
