@@ -52,7 +52,7 @@ clean:
 ## fuzz: the libFuzzer targets (parser, operation sequences with the checker, arena files),
 ## built with -sanitize=fuzzer,address in their own package (Fuzz/), 60 s each.
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS = --sanitize=fuzzer --sanitize=address --scratch-path $(CURDIR)/.build-fuzz \
+FUZZ_FLAGS = --sanitize=fuzzer --sanitize=address --scratch-path $(CURDIR)/.build-fuzz --disable-build-manifest-caching \
 	-Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table
 .PHONY: fuzz fuzz-long
 fuzz:
