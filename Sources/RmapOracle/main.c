@@ -1,6 +1,6 @@
 /*
- * rmap-oracle: runs the kernel-side statements of a trace (trace-format.md) on
- * the live kernel and prints the canonical observation (oracle.md).
+ * rmap-oracle: runs the kernel-side statements of a trace (docs/trace-format.md) on
+ * the live kernel and prints the canonical observation (docs/oracle.md).
  *
  *   rmap-oracle [-v] TRACE
  *   rmap-oracle --parse-only TRACE

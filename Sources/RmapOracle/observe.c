@@ -1,6 +1,6 @@
 /*
  * observe.c - observation: the canonical tokens of `observe` and `expect`
- * (oracle.md) from /proc/PID/pagemap, /proc/kpagecount and /proc/kpageflags,
+ * (docs/oracle.md) from /proc/PID/pagemap, /proc/kpagecount and /proc/kpageflags,
  * read while every trace process is blocked, and the VMAs of `observe`
  * from /proc/PID/maps.  setup_checks() checks first that PFNs are readable
  * (root, CAP_SYS_ADMIN) and skips the trace otherwise.

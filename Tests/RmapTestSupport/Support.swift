@@ -125,3 +125,14 @@ extension SplitMix64 {
     public mutating func below(_ n: UInt64) -> UInt64 { next() % n }
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
+
+/// A trace preamble the parser tests build on: processes P0 and P1 alive,
+/// Dead exited; files f1 (8 pages) and f2 (16 pages). 6 lines.
+public let parserPreamble = """
+    file f1 8
+    file f2 16
+    proc P0
+    proc P1
+    proc Dead
+    Dead exit
+    """

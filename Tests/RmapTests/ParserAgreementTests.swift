@@ -168,15 +168,8 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 private let A = "0x100000000000"
 private let top = "0x6ffffffff000"
 
-/// Processes P0 and P1 alive, Dead exited; files f1 (8 pages) and f2 (16 pages). 6 lines.
-private let base = """
-    file f1 8
-    file f2 16
-    proc P0
-    proc P1
-    proc Dead
-    Dead exit
-    """
+/// Processes P0 and P1 alive, Dead exited; files f1 and f2 (RmapTestSupport).
+private let base = parserPreamble
 
 /// One line after `base` each (those marked `standalone` on their own): most from
 /// TraceParserTests' error tests, and the cases where the two parsers once differed.

@@ -92,15 +92,8 @@ private func column(of place: Where, in line: String) -> Int? {
     }
 }
 
-/// Processes P0 and P1 alive, Dead exited; files f1 (8 pages) and f2 (16 pages). 6 lines.
-private let base = """
-    file f1 8
-    file f2 16
-    proc P0
-    proc P1
-    proc Dead
-    Dead exit
-    """
+/// Processes P0 and P1 alive, Dead exited; files f1 and f2 (RmapTestSupport).
+private let base = parserPreamble
 
 /// `context` then `bad` on the next line must fail on that line, at `place`, with a
 /// message containing `message`, printed as `t.trace:LINE:COLUMN: error: MESSAGE`.
