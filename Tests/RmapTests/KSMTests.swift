@@ -88,6 +88,90 @@ import RmapTestSupport
         #expect(m.check() == [])
     }
 
+    /// Two contents whose 32-bit checksums collide (found by a birthday
+    /// search over the tokens 2...81207 with `Kernel.ksmChecksum`).
+    static let collidingA: UInt64 = 65336, collidingB: UInt64 = 81207
+
+    /// Two processes, one page each with `v0` and `v1`, both mergeable.
+    func pair(_ v0: UInt64, _ v1: UInt64) throws -> Machine {
+        let (m, out) = try machine("""
+            proc P0
+            proc P1
+            P0 mmap 0x100000000000 1 rw anon-private
+            P1 mmap 0x100000000000 1 rw anon-private
+            P0 write 0x100000000000 value=\(v0)
+            P1 write 0x100000000000 value=\(v1)
+            P0 madvise 0x100000000000 1 mergeable
+            P1 madvise 0x100000000000 1 mergeable
+            """)
+        #expect(out.failures == [])
+        return m
+    }
+
+    /// calc_checksum() can collide, as the kernel's (a u32 of xxhash) can: two
+    /// different pages with one checksum meet in the unstable tree, and the
+    /// full comparison (memcmp_pages, then pages_identical) keeps them apart.
+    @Test func collidingChecksumsDoNotMergeDifferentPages() throws {
+        let (x, y) = (KSMTests.collidingA, KSMTests.collidingB)
+        #expect(x != y && Kernel.ksmChecksum(x) == Kernel.ksmChecksum(y))
+        let m = try pair(x, y)
+        m.ksmScan(passes: 3)
+        #expect(m.frame("P0", a) != m.frame("P1", a))
+        #expect(m.tokens("P0", a, 1) == "A1:1" && m.tokens("P1", a, 1) == "A1:1")
+        #expect(m.k.live(T.ksmNode) == 0 && m.k.header.pointee.ksm_pages_shared == 0)
+        #expect(m.check() == [])
+        // The same setup with equal contents merges in those passes.
+        let same = try pair(x, x)
+        same.ksmScan(passes: 3)
+        #expect(same.frame("P0", a) == same.frame("P1", a) && same.tokens("P0", a, 1) == "K1:2")
+    }
+
+    /// unstable_tree_search_insert() compares each tree page met under the
+    /// checksum (memcmp_pages) and walks past one that only collides: P1's
+    /// and P2's identical pages merge although P0's colliding page sits in
+    /// the unstable tree under the same checksum, ahead of them.
+    @Test func theUnstableTreeSearchWalksPastACollidingPage() throws {
+        let (x, y) = (KSMTests.collidingA, KSMTests.collidingB)
+        let (m, out) = try machine("""
+            proc P0
+            proc P1
+            proc P2
+            P0 mmap 0x100000000000 1 rw anon-private
+            P1 mmap 0x100000000000 1 rw anon-private
+            P2 mmap 0x100000000000 1 rw anon-private
+            P0 write 0x100000000000 value=\(y)
+            P1 write 0x100000000000 value=\(x)
+            P2 write 0x100000000000 value=\(x)
+            P0 madvise 0x100000000000 1 mergeable
+            P1 madvise 0x100000000000 1 mergeable
+            P2 madvise 0x100000000000 1 mergeable
+            """)
+        #expect(out.failures == [])
+        m.ksmScan(passes: 2)
+        #expect(m.frame("P1", a) == m.frame("P2", a) && m.tokens("P1", a, 1) == "K1:2")
+        #expect(m.frame("P0", a) != m.frame("P1", a) && m.tokens("P0", a, 1) == "A1:1")
+        #expect(m.check() == [])
+    }
+
+    /// The checksum, not the content, decides whether a page "changed since
+    /// the last scan" (cmp_and_merge_page()): a page rewritten with a
+    /// colliding content looks unchanged and goes on to the trees in the very
+    /// next pass, where a page rewritten with any other content waits a pass.
+    @Test func aCollidingRewriteLooksUnchangedToTheChecksum() throws {
+        let (x, y) = (KSMTests.collidingA, KSMTests.collidingB)
+        func run(first: UInt64) throws -> String {
+            let m = try pair(first, y)
+            m.ksmScan()  // both items record their checksum
+            #expect(m.perform("P0", .writeValue(addr: a, pages: 1, value: y)) == .ok)
+            m.ksmScan()
+            #expect(m.check() == [])
+            return m.tokens("P0", a, 1) + " " + m.tokens("P1", a, 1)
+        }
+        #expect(try run(first: x) == "K1:2 K1:2")  // cs(x) == cs(y): unchanged, merged
+        #expect(Kernel.ksmChecksum(x + 1) != Kernel.ksmChecksum(y))
+        #expect(try run(first: x + 1) == "A1:1 A1:1")  // changed: only recorded this pass
+    }
+
     @Test func differentContentOrAnUnmergeableRegionDoesNotMerge() throws {
         let m = try three(extra: """
             proc P3

@@ -6,12 +6,12 @@ import CShims
 /// break, unmerging and rmap_walk_ksm().
 ///
 /// A frame's content is its `content` token (Machine writes store one), so
-/// the model's checksum (calc_checksum) and memcmp_pages are comparisons of
-/// tokens. Both trees are the model's augmented rbtree (`IntervalTree`)
-/// keyed by the token: the stable tree by the KSM page's token (fixed, the
-/// page is write-protected), the unstable tree by the token the scan saw
-/// (`oldchecksum`); a match found there is then checked against the tree
-/// page's current token, as memcmp_pages does.
+/// memcmp_pages is a comparison of tokens and calc_checksum a 32-bit hash
+/// of the token, which can collide as the kernel's can. Both trees are the
+/// model's augmented rbtree (`IntervalTree`): the stable tree keyed by the
+/// KSM page's token (fixed, the page is write-protected), the unstable tree
+/// by the checksum the scan saw (`oldchecksum`); every match found there is
+/// then checked against the tree page's current token, as memcmp_pages does.
 ///
 /// Left out (documented, not guessed): stable_node chains and
 /// ksm_max_page_sharing (a stable node takes any number of sharers; a
@@ -107,15 +107,18 @@ extension Kernel {
         ksmItem(i).pointee.vm_pgoff = pgoff
     }
 
-    /// calc_checksum(): xxhash of the page in the kernel; here a bijective
-    /// mix (SplitMix64's finaliser) of the content token, so equal checksums
-    /// mean equal contents and a zeroed page's checksum is not the initial 0
-    /// of a new rmap_item's oldchecksum.
-    @inline(__always) static func ksmChecksum(_ content: UInt64) -> UInt64 {
+    /// calc_checksum(): the kernel hashes the page (xxhash) into the u32
+    /// rmap_item->oldchecksum; here a 32-bit hash of the content token (the
+    /// low half of SplitMix64's finaliser). Like the kernel's, it can
+    /// collide: equal checksums do not mean equal pages, and only the full
+    /// comparison (memcmp_pages, pages_identical: token equality) decides a
+    /// merge. A zeroed page's checksum is not the initial 0 of a new
+    /// rmap_item's oldchecksum.
+    @inline(__always) package static func ksmChecksum(_ content: UInt64) -> UInt64 {
         var z = content &+ 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        return UInt64(UInt32(truncatingIfNeeded: z ^ (z >> 31)))
     }
 
     // MARK: mm slots
