@@ -3,6 +3,7 @@
 // the oracle binary and running programs. The one seeded RNG is RmapTrace's
 // `SplitMix64`, re-exported here.
 import Foundation
+import Testing
 @testable import Rmap
 @_exported import CShims
 @_exported import RmapTrace
@@ -53,6 +54,19 @@ extension Machine {
         let p = k.anonVMA(av).pointee
         return rmap_anon_vma_info(root: p.root, parent: p.parent, refcount: p.refcount, degree: p.degree,
                                   numChildren: p.num_children, numActiveVMAs: p.num_active_vmas)
+    }
+    /// Frame `pfn`'s struct page, checked first: a frame number outside the
+    /// table's used records (a model bug) fails the test and gives the null
+    /// record 0, instead of reading outside the arena and crashing the run.
+    public func frameRecord(_ pfn: UInt32, sourceLocation: Testing.SourceLocation = #_sourceLocation)
+        -> UnsafeMutablePointer<rmap_page>
+    {
+        guard pfn < k.desc(T.frame).pointee.bump else {
+            Issue.record("frame \(pfn) is outside the frame table (\(k.desc(T.frame).pointee.bump) used)",
+                         sourceLocation: sourceLocation)
+            return k.page(PFN(0))
+        }
+        return k.page(PFN(pfn))
     }
     /// Whether frame `pfn` is free (on the frame table's free list, poisoned).
     public func frameIsFree(_ pfn: UInt32) -> Bool {

@@ -127,7 +127,7 @@ import RmapTestSupport
         #expect(m.tokens("P0", Self.a, 1) == "A1:1" && m.tokens("P1", Self.a, 2) == "A1:1 A2:2")
         #expect(m.tokens("K0", Self.k, 1) == "K1:2")
         #expect(m.tokens("D", Self.d, 4) == "D X H A1:1")
-        #expect(m.k.page(m.frame("P0", Self.l)).pointee.flags & PG.mlocked != 0)
+        #expect(m.frameRecord(m.frame("P0", Self.l)).pointee.flags & PG.mlocked != 0)
         #expect(m.balloonFrames().count == 2 && m.k.header.pointee.balloon_isolated == 1)
     }
 

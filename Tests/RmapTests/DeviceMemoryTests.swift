@@ -37,8 +37,8 @@ import RmapTestSupport
         #expect(m.tokens("P0", a, 1) == "D" && m.tokens("P1", a, 1) == "D")
         let d = entryFrame(m, "P0", a)
         #expect(d != src && entryFrame(m, "P1", a) == d)
-        #expect(m.k.page(d).pointee.flags & (PG.zoneDevice | PG.devicePrivate) == PG.zoneDevice | PG.devicePrivate)
-        #expect(m.k.page(d).pointee.content == 4 && m.k.pageMapcount(d) == 2)
+        #expect(m.frameRecord(d).pointee.flags & (PG.zoneDevice | PG.devicePrivate) == PG.zoneDevice | PG.devicePrivate)
+        #expect(m.frameRecord(d).pointee.content == 4 && m.k.pageMapcount(d) == 2)
         // A read-only (COW-shared) PTE gives a read device-private entry.
         #expect(PTE.swpType(m.pte("P0", a)) == PTE.swpDevicePrivateRead)
         #expect(m.k.mmCounter(m.mm("P1"), .anon) == anon, "the entry counts as an anon page")
@@ -56,7 +56,7 @@ import RmapTestSupport
         let d = entryFrame(m, "P1", a + 0x1000)
         #expect(m.perform("P1", .read(addr: a + 0x1000, pages: 1)) == .ok)
         let r = m.mappedFrame(m.mm("P1"), a + 0x1000)
-        #expect(r != 0 && r != d && m.k.page(r).pointee.flags & PG.zoneDevice == 0)
+        #expect(r != 0 && r != d && m.frameRecord(r).pointee.flags & PG.zoneDevice == 0)
         #expect(m.frameIsFree(d))
         #expect(m.tokens("P1", a + 0x1000, 1) == "A1:1")
         // migrate_vma_unmap() went through try_to_unmap's zone-device branch
@@ -82,7 +82,7 @@ import RmapTestSupport
         #expect(m.perform("P1", .unmap(addr: a + 0x1000, pages: 1, flags: [.migration])) == .ok)
         let e = m.pte("P1", a + 0x1000)
         #expect(PTE.isMigrationEntry(e) && PTE.swpType(e) == PTE.swpMigrationRead && PTE.swpOffset(e) == UInt64(d))
-        #expect(m.k.pageMapcount(d) == 0 && m.k.page(d).pointee.refcount == 1)
+        #expect(m.k.pageMapcount(d) == 0 && m.frameRecord(d).pointee.refcount == 1)
         #expect(m.check() == [])
         // A fault ends the migration: the device entry comes back, then migrate_to_ram.
         #expect(m.perform("P1", .read(addr: a + 0x1000, pages: 1)) == .ok)
@@ -95,7 +95,7 @@ import RmapTestSupport
         let m = try setup()
         #expect(m.perform("P0", .device(addr: a, pages: 1, coherent: true)) == .ok)
         let c = m.mappedFrame(m.mm("P0"), a)
-        #expect(m.k.page(c).pointee.flags & (PG.zoneDevice | PG.devicePrivate) == PG.zoneDevice)
+        #expect(m.frameRecord(c).pointee.flags & (PG.zoneDevice | PG.devicePrivate) == PG.zoneDevice)
         #expect(m.tokens("P0", a, 1) == "A1:2" && m.tokens("P1", a, 1) == "A1:2")
         let p0 = m.pte("P0", a), p1 = m.pte("P1", a)
         #expect(m.perform("P0", .unmap(addr: a, pages: 1, flags: [.migration, .ignoreAccess])) == .fail)
@@ -144,15 +144,15 @@ import RmapTestSupport
         let x = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
         #expect(x != shared && PTE.isDeviceExclusiveEntry(e) && e & PTE.swpDeviceExclusiveWrite != 0)
         // Out of the rmap, still counted, the entry holds the PTE's reference.
-        #expect(m.k.pageMapcount(x) == 0 && m.k.page(x).pointee.refcount == 1)
+        #expect(m.k.pageMapcount(x) == 0 && m.frameRecord(x).pointee.refcount == 1)
         #expect(m.k.mmCounter(m.mm("P0"), .anon) == anon)
-        #expect(m.k.page(x).pointee.flags & PG.dirty != 0, "the PTE's dirty bit moved to the folio")
+        #expect(m.frameRecord(x).pointee.flags & PG.dirty != 0, "the PTE's dirty bit moved to the folio")
         #expect(m.check() == [])
         // restore_exclusive_pte(): old, dirty, writable again, the rmap back; no copy.
         #expect(m.perform("P0", .read(addr: a, pages: 1)) == .ok)
         let p = m.pte("P0", a)
         #expect(PTE.pfn(p) == x && p & PTE.rw != 0 && p & PTE.dirty != 0)
-        #expect(m.k.pageMapcount(x) == 1 && m.k.page(x).pointee.content == 4)
+        #expect(m.k.pageMapcount(x) == 1 && m.frameRecord(x).pointee.content == 4)
         #expect(m.check() == [])
     }
 
@@ -169,7 +169,7 @@ import RmapTestSupport
         #expect(m.check() == [])
         #expect(m.perform("P0", .exclusive(addr: a + 0x3000, pages: 1)) == .ok)
         let y = UInt32(truncatingIfNeeded: PTE.swpOffset(m.pte("P0", a + 0x3000)))
-        #expect(m.k.page(y).pointee.refcount == 1)
+        #expect(m.frameRecord(y).pointee.refcount == 1)
         #expect(m.perform("P0", .munmap(addr: a, pages: 4)) == .ok)
         #expect(m.frameIsFree(y), "the entry's reference went with it: freed")
         #expect(m.check() == [])

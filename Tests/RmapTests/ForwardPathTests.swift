@@ -41,8 +41,8 @@ import RmapTestSupport
         // wp_can_reuse_anon_folio(): refcount 1, so no copy: still one frame, mapped once.
         #expect(m.tokens("A", a, 1) == "A1:1")
         let pfn = m.mappedFrame(m.mm("A"), a)
-        #expect(m.k.page(pfn).pointee.flags & PG.anonExclusive != 0)
-        #expect(m.k.page(pfn).pointee.serial == 1 + 1, "the first anon frame after the zero page: no copy was made")
+        #expect(m.frameRecord(pfn).pointee.flags & PG.anonExclusive != 0)
+        #expect(m.frameRecord(pfn).pointee.serial == 1 + 1, "the first anon frame after the zero page: no copy was made")
     }
 
     @Test func faultAroundWindowIsAlignedAndClipped() throws {

@@ -36,7 +36,7 @@ import RmapTestSupport
         let pfn = m.frame("P0", a)
         let anon0 = m.k.mmCounter(m.mm("P0"), .anon), anon1 = m.k.mmCounter(m.mm("P1"), .anon)
         #expect(m.perform("P1", .poison(addr: a, pages: 1)) == .ok)
-        #expect(m.k.page(pfn).pointee.flags & PG.hwpoison != 0 && m.k.page(pfn).pointee.refcount == 3)
+        #expect(m.frameRecord(pfn).pointee.flags & PG.hwpoison != 0 && m.frameRecord(pfn).pointee.refcount == 3)
         #expect(m.perform("P1", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.tokens("P0", a, 2) == "H A1:2" && m.tokens("P1", a, 2) == "H A1:2")
         #expect(m.pte("P0", a) == PTE.swpEntry(type: PTE.swpHWPoison, offset: UInt64(pfn)))
@@ -45,7 +45,7 @@ import RmapTestSupport
         #expect(m.k.mmCounter(m.mm("P1"), .anon) == anon1 - 1)
         #expect(m.k.mmCounter(m.mm("P0"), .swapents) == 0)
         // Unmapped; only the poison reference is left: the frame is never freed.
-        #expect(m.k.pageMapcount(pfn) == 0 && m.k.page(pfn).pointee.refcount == 1)
+        #expect(m.k.pageMapcount(pfn) == 0 && m.frameRecord(pfn).pointee.refcount == 1)
         #expect(m.check() == [])
     }
 
@@ -70,8 +70,8 @@ import RmapTestSupport
             P0 poison 0x100000000000
             """)
         let pfn = m2.frame("P0", a)
-        m2.k.page(pfn).pointee.flags |= PG.swapcache
-        m2.k.page(pfn).pointee.private_ = PTE.swpEntry(type: 0, offset: m2.k.getSwapPage(for: pfn))
+        m2.frameRecord(pfn).pointee.flags |= PG.swapcache
+        m2.frameRecord(pfn).pointee.private_ = PTE.swpEntry(type: 0, offset: m2.k.getSwapPage(for: pfn))
         m2.k.getPage(pfn)  // the swap cache's reference
         #expect(m2.perform("P0", .unmap(addr: a, pages: 1, flags: [.ignoreAccess, .ignoreHWPoison])) == .ok)
         #expect(m2.tokens("P0", a, 1) == "S")

@@ -73,9 +73,9 @@ import RmapTestSupport
         // page->mapping = stable_node | PAGE_MAPPING_KSM, the node names the frame.
         let node = m.k.folioStableNode(k)
         #expect(node != 0 && m.k.ksmNode(node).pointee.kpfn == k && m.k.ksmNode(node).pointee.rmap_hlist_len == 3)
-        #expect(m.k.page(k).pointee.mapping & PageMapping.flags == PageMapping.ksm)
-        #expect(m.k.page(k).pointee.content == 7 && m.k.page(k).pointee.refcount == 3)
-        #expect(m.k.page(k).pointee.flags & PG.anonExclusive == 0)
+        #expect(m.frameRecord(k).pointee.mapping & PageMapping.flags == PageMapping.ksm)
+        #expect(m.frameRecord(k).pointee.content == 7 && m.frameRecord(k).pointee.refcount == 3)
+        #expect(m.frameRecord(k).pointee.flags & PG.anonExclusive == 0)
         // Write-protected (and clean) in every process.
         for (p, addr) in [("P0", a), ("P1", a), ("P2", b)] {
             #expect(m.pte(p, addr) & (PTE.rw | PTE.dirty) == 0, "\(p)")
@@ -235,8 +235,8 @@ import RmapTestSupport
         #expect(m.perform("P1", .writeValue(addr: a, pages: 1, value: 9)) == .ok)
         let n = m.frame("P1", a)
         #expect(n != k && !m.k.pageIsKSM(n))
-        #expect(m.k.page(n).pointee.content == 9 && m.k.page(k).pointee.content == 7)
-        #expect(m.pte("P1", a) & PTE.rw != 0 && m.k.page(n).pointee.flags & PG.anonExclusive != 0)
+        #expect(m.frameRecord(n).pointee.content == 9 && m.frameRecord(k).pointee.content == 7)
+        #expect(m.pte("P1", a) & PTE.rw != 0 && m.frameRecord(n).pointee.flags & PG.anonExclusive != 0)
         #expect(m.k.pageMapcount(k) == 2)
         // The item stays listed until ksmd comes back: rmap_walk_ksm still
         // calls rmap_one for P1's VMA, where page_vma_mapped_walk finds nothing.
@@ -269,10 +269,10 @@ import RmapTestSupport
         let k = m.frame("P0", a)
         #expect(m.perform("P2", .madvise(addr: b, pages: 2, advice: .unmergeable)) == .ok)
         let n = m.frame("P2", b)
-        #expect(n != k && !m.k.pageIsKSM(n) && m.k.page(n).pointee.content == 7)
+        #expect(n != k && !m.k.pageIsKSM(n) && m.frameRecord(n).pointee.content == 7)
         // FAULT_FLAG_UNSHARE: an exclusive copy, mapped read-only and clean.
         #expect(m.pte("P2", b) & (PTE.rw | PTE.dirty) == 0)
-        #expect(m.k.page(n).pointee.flags & PG.anonExclusive != 0)
+        #expect(m.frameRecord(n).pointee.flags & PG.anonExclusive != 0)
         #expect(m.k.vma(m.vmaAt("P2", b)).pointee.vm_flags & VM.mergeable == 0)
         #expect(m.k.pageMapcount(k) == 2)
         // The next scan finds no VM_MERGEABLE VMA in P2: its slot goes.
@@ -287,7 +287,7 @@ import RmapTestSupport
         let k = m.frame("P0", a)
         #expect(m.perform("P1", .mremap(addr: a, oldPages: 2, newPages: 2, to: 0x3000_0000_0000)) == .ok)
         let n = m.frame("P1", 0x3000_0000_0000)
-        #expect(n != k && !m.k.pageIsKSM(n) && m.k.page(n).pointee.content == 7)
+        #expect(n != k && !m.k.pageIsKSM(n) && m.frameRecord(n).pointee.content == 7)
         #expect(m.k.pageMapcount(k) == 2)
         #expect(m.check() == [])
     }
@@ -324,7 +324,7 @@ import RmapTestSupport
         #expect(m.perform("P0", .read(addr: a, pages: 1)) == .ok)
         #expect(m.perform("P2", .read(addr: b, pages: 1)) == .ok)
         let f = [m.frame("P0", a), m.frame("P1", a), m.frame("P2", b)]
-        #expect(Set(f).count == 3 && f.allSatisfy { m.k.page($0).pointee.content == 7 && !m.k.pageIsKSM($0) })
+        #expect(Set(f).count == 3 && f.allSatisfy { m.frameRecord($0).pointee.content == 7 && !m.k.pageIsKSM($0) })
         #expect(m.check() == [])
         m.ksmScan(passes: 2)
         #expect(m.tokens("P0", a, 1) == "K1:3" && m.frame("P2", b) == m.frame("P0", a))
@@ -341,7 +341,7 @@ import RmapTestSupport
         #expect(m.frame("P0", a) == n && m.frame("P2", b) == n)
         // folio_migrate_ksm(): the same stable node, now naming the new frame.
         #expect(m.k.folioStableNode(n) == node && m.k.ksmNode(node).pointee.kpfn == n)
-        #expect(m.k.page(n).pointee.content == 7 && m.k.pageMapcount(n) == 3)
+        #expect(m.frameRecord(n).pointee.content == 7 && m.k.pageMapcount(n) == 3)
         #expect(Set(walk(m, n)) == ["P0@0x100000000000", "P1@0x100000000000", "P2@0x200000000000"])
         // The restored PTEs are read-only: a migration entry of a read-only
         // PTE is a read entry.
@@ -428,7 +428,7 @@ import RmapTestSupport
         r.ksmScan()
         #expect(r.k.pageMapcount(k) == 2 && r.check() == [])
         // A frame whose KSM mapping names no live stable node is rejected.
-        r.k.page(k).pointee.mapping = r.k.offset(table: T.ksmNode, index: 9) | PageMapping.ksm
+        r.frameRecord(k).pointee.mapping = r.k.offset(table: T.ksmNode, index: 9) | PageMapping.ksm
         let bad = "/tmp/rmap-ksm-test-bad-\(getpid()).arena"
         defer { unlink(bad) }
         #expect(r.save(to: bad) == nil)

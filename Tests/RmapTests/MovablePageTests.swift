@@ -15,7 +15,7 @@ import RmapTestSupport
         let before = m.balloonFrames()
         #expect(before.count == 3)
         for pfn in before {
-            let p = m.k.page(pfn).pointee
+            let p = m.frameRecord(pfn).pointee
             #expect(p.mapping == m.k.balloonMops | PageMapping.movable && p.mapping & PageMapping.flags == PageMapping.movable)
             #expect(p.refcount == 1 && p.mapcount == -1 && p.flags & PG.offline != 0)
             #expect(!m.k.pageIsAnon(pfn) && m.k.pageFile(pfn) == 0, "rmap_walk dispatches to neither walk")
@@ -34,8 +34,8 @@ import RmapTestSupport
         let after = m.balloonFrames()
         #expect(after.count == 3)
         for pfn in after {
-            #expect(m.k.pageIsBalloonMovable(pfn) && m.k.page(pfn).pointee.refcount == 1)
-            #expect(m.k.page(pfn).pointee.flags & PG.isolated == 0)
+            #expect(m.k.pageIsBalloonMovable(pfn) && m.frameRecord(pfn).pointee.refcount == 1)
+            #expect(m.frameRecord(pfn).pointee.flags & PG.isolated == 0)
         }
         #expect(m.k.header.pointee.balloon_isolated == 0, "isolated_pages back to 0")
         #expect(m.check() == [])
@@ -55,7 +55,7 @@ import RmapTestSupport
         let pfn = frames[0]
         #expect(m.k.isolateMovablePage(pfn))
         #expect(!m.k.isolateMovablePage(pfn), "already PG_isolated")
-        #expect(m.k.page(pfn).pointee.refcount == 2, "the isolation reference")
+        #expect(m.frameRecord(pfn).pointee.refcount == 2, "the isolation reference")
         #expect(!m.balloonFrames().contains(pfn) && m.k.header.pointee.balloon_isolated == 1)
         #expect(m.balloonDeflate(pages: 10) == 6, "an isolated page cannot be deflated")
         #expect(m.check() == [])
@@ -64,7 +64,7 @@ import RmapTestSupport
         #expect(hog != 0)
         while m.k.available(T.frame) > 0 { _ = m.k.allocPage() }
         #expect(!m.k.migrateMovablePage(pfn))
-        #expect(m.balloonFrames() == [pfn] && m.k.page(pfn).pointee.refcount == 1)
-        #expect(m.k.page(pfn).pointee.flags & PG.isolated == 0 && m.k.header.pointee.balloon_isolated == 0)
+        #expect(m.balloonFrames() == [pfn] && m.frameRecord(pfn).pointee.refcount == 1)
+        #expect(m.frameRecord(pfn).pointee.flags & PG.isolated == 0 && m.k.header.pointee.balloon_isolated == 0)
     }
 }

@@ -24,10 +24,10 @@ import RmapTestSupport
             """)
         #expect(out.failures == [])
         let pfn = m.frame("A", a)
-        m.k.page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)  // as if the mlock had been missed
+        m.frameRecord(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)  // as if the mlock had been missed
         let before = m.pte("A", a)
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .fail)
-        #expect(m.k.page(pfn).pointee.flags & PG.mlocked != 0, "mlock_vma_page()")
+        #expect(m.frameRecord(pfn).pointee.flags & PG.mlocked != 0, "mlock_vma_page()")
         #expect(m.pte("A", a) == before, "nothing unmapped")
         // TTU_IGNORE_MLOCK goes on to unmap it.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreMlock, .ignoreAccess])) == .ok)
@@ -68,12 +68,12 @@ import RmapTestSupport
         #expect(m.k.pageMapcount(pfn) == 1)
         #expect(m.k.mmCounter(m.mm("A"), .anon) == 1)
         // In the swap cache but the slot is gone (swap_duplicate < 0).
-        m.k.page(pfn).pointee.flags |= PG.swapcache
-        m.k.page(pfn).pointee.private_ = PTE.swpEntry(type: 0, offset: 5)  // no such slot in use
+        m.frameRecord(pfn).pointee.flags |= PG.swapcache
+        m.frameRecord(pfn).pointee.private_ = PTE.swpEntry(type: 0, offset: 5)  // no such slot in use
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .fail)
         #expect(m.pte("A", a) == before)
-        m.k.page(pfn).pointee.flags &= ~PG.swapcache
-        m.k.page(pfn).pointee.private_ = 0
+        m.frameRecord(pfn).pointee.flags &= ~PG.swapcache
+        m.frameRecord(pfn).pointee.private_ = 0
         #expect(m.check() == [])
     }
 
@@ -87,7 +87,7 @@ import RmapTestSupport
             """)
         #expect(out.failures == [])
         let p0 = m.frame("A", a), p1 = m.frame("A", a + 0x1000)
-        #expect(m.k.page(p0).pointee.flags & PG.swapbacked == 0)
+        #expect(m.frameRecord(p0).pointee.flags & PG.swapbacked == 0)
         // Clean lazyfree page: discarded, the anon counter drops, the frame goes.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.tokens("A", a, 1) == "-")
@@ -97,8 +97,8 @@ import RmapTestSupport
         let before = m.pte("A", a + 0x1000)
         #expect(m.perform("A", .unmap(addr: a + 0x1000, pages: 1, flags: [.ignoreAccess])) == .fail)
         #expect(m.pte("A", a + 0x1000) == before)
-        #expect(m.k.page(p1).pointee.flags & PG.swapbacked != 0)
-        #expect(m.k.page(p1).pointee.flags & PG.dirty != 0)
+        #expect(m.frameRecord(p1).pointee.flags & PG.swapbacked != 0)
+        #expect(m.frameRecord(p1).pointee.flags & PG.dirty != 0)
         #expect(m.check() == [])
     }
 
@@ -136,20 +136,20 @@ import RmapTestSupport
             B mlock 0x100000000000 1
             """)
         let pfn = m.frame("A", a)
-        m.k.page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
+        m.frameRecord(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
         let pa = m.pte("A", a)
         // TTU_MUNLOCK: A's VMA is skipped before anything (not even aged), B's
         // locked VMA mlocks the page; nothing is unmapped, so the result is false.
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.munlock])) == .fail)
         #expect(m.pte("A", a) == pa)
         #expect(PTE.isYoung(pa))
-        #expect(m.k.page(pfn).pointee.flags & PG.mlocked != 0)
+        #expect(m.frameRecord(pfn).pointee.flags & PG.mlocked != 0)
         #expect(m.tokens("A", a, 1) == "F1:2")
         // With nothing locked any more, munlock changes nothing at all.
         #expect(m.perform("B", .munlock(addr: a, pages: 1)) == .ok)
-        m.k.page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
+        m.frameRecord(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
         #expect(m.perform("A", .unmap(addr: a, pages: 1, flags: [.munlock])) == .fail)
-        #expect(m.k.page(pfn).pointee.flags & PG.mlocked == 0)
+        #expect(m.frameRecord(pfn).pointee.flags & PG.mlocked == 0)
         #expect(m.check() == [])
     }
 
@@ -172,7 +172,7 @@ import RmapTestSupport
             """)
         #expect(out.failures == [])
         let pfn = m.frame("C", a)
-        func mlocked() -> Bool { m.k.page(pfn).pointee.flags & PG.mlocked != 0 }
+        func mlocked() -> Bool { m.frameRecord(pfn).pointee.flags & PG.mlocked != 0 }
         #expect(mlocked())
         #expect(m.perform("A", .munlock(addr: a, pages: 1)) == .ok)
         #expect(mlocked(), "B's locked VMA still maps it: try_to_munlock mlocks it again")
@@ -252,15 +252,15 @@ import RmapTestSupport
             """)
         #expect(out.failures == [])
         let old = m.frame("A", a)
-        let content = m.k.page(old).pointee.content
+        let content = m.frameRecord(old).pointee.content
         let live = m.liveObjects()["frames"]
         #expect(m.perform("C", .migrate(addr: a, pages: 1)) == .ok)
         let new = m.frame("A", a)
         #expect(new != old && new != 0)
         for p in ["A", "B", "C"] { #expect(m.frame(p, a) == new) }
         #expect(m.k.pageMapcount(new) == 3)
-        #expect(m.k.page(new).pointee.content == content)
-        #expect(m.k.page(new).pointee.refcount == 3)
+        #expect(m.frameRecord(new).pointee.content == content)
+        #expect(m.frameRecord(new).pointee.refcount == 3)
         #expect(m.frameIsFree(old))
         #expect(m.liveObjects()["frames"] == live)
         for p in ["A", "B", "C"] { #expect(!PTE.isWrite(m.pte(p, a)) && !PTE.isYoung(m.pte(p, a))) }
@@ -279,7 +279,7 @@ import RmapTestSupport
         #expect(new != old)
         #expect(PTE.isWrite(m.pte("A", a)))
         #expect(!PTE.isDirty(m.pte("A", a)), "restored clean: no A/D bits in the entry")
-        #expect(m.k.page(new).pointee.flags & (PG.anonExclusive | PG.dirty) == PG.anonExclusive | PG.dirty)
+        #expect(m.frameRecord(new).pointee.flags & (PG.anonExclusive | PG.dirty) == PG.anonExclusive | PG.dirty)
         let flushes = m.tlbFlushes
         #expect(m.perform("A", .write(addr: a, pages: 1)) == .ok)
         #expect(m.frame("A", a) == new, "no COW: still exclusive")
@@ -305,8 +305,8 @@ import RmapTestSupport
         let newF = m.frame("A", a)
         #expect(newF != oldF && m.frame("B", a) == newF)
         #expect(m.k.pageCacheLookup(f, 2, materialize: false) == newF)
-        #expect(m.k.page(newF).pointee.index == 2 && m.k.pageFile(newF) == f)
-        #expect(m.k.page(newF).pointee.flags & PG.dirty != 0)
+        #expect(m.frameRecord(newF).pointee.index == 2 && m.k.pageFile(newF) == f)
+        #expect(m.frameRecord(newF).pointee.flags & PG.dirty != 0)
         #expect(m.frameIsFree(oldF))
         let shm = m.k.vma(m.vmaAt("A", a + 0x10000)).pointee.file
         let oldS = m.frame("A", a + 0x10000)
@@ -315,7 +315,7 @@ import RmapTestSupport
         #expect(newS != oldS && newS != 0)
         #expect(m.frame("B", a + 0x10000) == 0, "fork copies no shared-anon PTEs")
         #expect(m.k.pageCacheLookup(shm, 0, materialize: false) == newS)
-        #expect(m.k.page(newS).pointee.flags & PG.swapbacked != 0)
+        #expect(m.frameRecord(newS).pointee.flags & PG.swapbacked != 0)
         #expect(m.k.mmCounter(m.mm("A"), .shmem) == 1 && m.k.mmCounter(m.mm("A"), .file) == 1)
         #expect(m.check() == [])
     }
@@ -335,8 +335,8 @@ import RmapTestSupport
             """)
         #expect(out.failures == [])
         let new = m.frame("A", a)
-        #expect(m.k.page(new).pointee.flags & PG.swapcache != 0)
-        let slot = m.k.swapSlot(PTE.swpOffset(m.k.page(new).pointee.private_))!
+        #expect(m.frameRecord(new).pointee.flags & PG.swapcache != 0)
+        let slot = m.k.swapSlot(PTE.swpOffset(m.frameRecord(new).pointee.private_))!
         #expect(slot.pointee.cache_frame == new)
         #expect(m.perform("B", .read(addr: a, pages: 1)) == .ok)
         #expect(m.frame("B", a) == new)
@@ -354,10 +354,10 @@ import RmapTestSupport
             B = fork A
             """, config: cfg)
         #expect(out.failures == [])
-        let before = (m.tokens("A", a, 2), m.pte("A", a), m.pte("B", a), m.k.page(m.frame("A", a)).pointee)
+        let before = (m.tokens("A", a, 2), m.pte("A", a), m.pte("B", a), m.frameRecord(m.frame("A", a)).pointee)
         #expect(m.perform("A", .migrate(addr: a, pages: 1)) == .fail)
         #expect(m.tokens("A", a, 2) == before.0 && m.pte("A", a) == before.1 && m.pte("B", a) == before.2)
-        let now = m.k.page(m.frame("A", a)).pointee
+        let now = m.frameRecord(m.frame("A", a)).pointee
         #expect(now.refcount == before.3.refcount && now.mapcount == before.3.mapcount && now.flags == before.3.flags)
         #expect(m.check() == [])
     }
@@ -440,9 +440,9 @@ import RmapTestSupport
         #expect(m.referenced(process: "A", addr: a, onlyProcess: "C")?.count == 1)
         #expect(PTE.isYoung(m.pte("A", a)), "A's VMA was skipped")
         // PG_young (idle tracking) counts once.
-        m.k.page(m.frame("A", a)).pointee.flags |= PG.young
+        m.frameRecord(m.frame("A", a)).pointee.flags |= PG.young
         #expect(m.perform("A", .referenced(addr: a, pages: 1)) == .referenced(1))
-        #expect(m.k.page(m.frame("A", a)).pointee.flags & PG.young == 0)
+        #expect(m.frameRecord(m.frame("A", a)).pointee.flags & PG.young == 0)
         #expect(m.check() == [])
     }
 
@@ -454,11 +454,11 @@ import RmapTestSupport
             A mlock 0x100000000000 1
             """)
         let pfn = m.frame("A", a)
-        m.k.page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
+        m.frameRecord(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable)
         let r = m.referenced(process: "A", addr: a)
         #expect(r?.count == 0 && r?.locked == true)
         #expect(PTE.isYoung(m.pte("A", a)), "the locked VMA's PTE is not aged")
-        #expect(m.k.page(pfn).pointee.flags & PG.mlocked != 0, "the missed mlock is restored")
+        #expect(m.frameRecord(pfn).pointee.flags & PG.mlocked != 0, "the missed mlock is restored")
         #expect(m.check() == [])
     }
 
@@ -486,17 +486,17 @@ import RmapTestSupport
         #expect(m.markIdle(process: "A", addr: a))
         #expect(!PTE.isYoung(m.pte("A", a)) && !PTE.isYoung(m.pte("B", a)), "both mappings aged")
         #expect(m.tlbFlushes == flushes, "ptep_clear_young_notify does not flush")
-        #expect(m.k.page(pfn).pointee.flags & PG.idle != 0)
+        #expect(m.frameRecord(pfn).pointee.flags & PG.idle != 0)
         // Young bits were cleared by the mark itself, not counted as a reference:
-        #expect(m.k.page(pfn).pointee.flags & PG.young != 0, "the mark took away the references: PG_young keeps them")
+        #expect(m.frameRecord(pfn).pointee.flags & PG.young != 0, "the mark took away the references: PG_young keeps them")
         #expect(m.perform("A", .referenced(addr: a, pages: 1)) == .referenced(1), "PG_young counts once")
         #expect(m.markIdle(process: "A", addr: a))
-        #expect(m.k.page(pfn).pointee.flags & PG.young == 0, "no PTE was young this time")
+        #expect(m.frameRecord(pfn).pointee.flags & PG.young == 0, "no PTE was young this time")
         #expect(m.isIdle(process: "A", addr: a) == true)
         // B accesses the page: hardware sets its accessed bit.
         m.k.leafSlot(root: m.k.mm(m.mmIndex(of: "B")!).pointee.pgd, key: a)!.pointee |= PTE.accessed
         #expect(m.isIdle(process: "A", addr: a) == false)
-        #expect(m.k.page(pfn).pointee.flags & (PG.idle | PG.young) == PG.young)
+        #expect(m.frameRecord(pfn).pointee.flags & (PG.idle | PG.young) == PG.young)
         #expect(!PTE.isYoung(m.pte("B", a)))
         #expect(m.perform("A", .referenced(addr: a, pages: 1)) == .referenced(1))
         // A secondary MMU's access counts too (mmu_notifier_clear_young).
@@ -537,7 +537,7 @@ import RmapTestSupport
         #expect(out.failures == [])
         let e = m.pte("A", a)
         #expect(PTE.isPresent(e) && !PTE.isWrite(e) && !PTE.isDirty(e))
-        #expect(m.k.page(m.frame("A", a)).pointee.flags & PG.dirty != 0, "PG_dirty left as it was")
+        #expect(m.frameRecord(m.frame("A", a)).pointee.flags & PG.dirty != 0, "PG_dirty left as it was")
         // The next write faults (wp_page_shared) and dirties again.
         #expect(m.perform("A", .write(addr: a, pages: 1)) == .ok)
         #expect(PTE.isWrite(m.pte("A", a)) && PTE.isDirty(m.pte("A", a)))

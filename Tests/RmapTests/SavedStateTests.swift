@@ -31,12 +31,14 @@ import CShims
         let first = replayFile(path: a, save: arena)
         let second = replayFile(path: b, load: arena)
         #expect(first.status != 2 && second.status != 2, "\(first.stderr) \(second.stderr)")
-        func parts(_ s: ReplayStatus) -> (String, String) {
-            let j = s.stdout ?? ""
-            guard let r = j.range(of: "\"results\":["), let o = j.range(of: "],\"observations\":[") else { return ("", "") }
+        // A JSON shape change must fail here, not turn every part into "".
+        func parts(_ s: ReplayStatus) throws -> (String, String) {
+            let j = try #require(s.stdout, "no output: \(s.stderr)")
+            let r = try #require(j.range(of: "\"results\":["), "\(j)")
+            let o = try #require(j.range(of: "],\"observations\":["), "\(j)")
             return (String(j[r.upperBound..<o.lowerBound]), String(j[o.upperBound..<j.index(j.endIndex, offsetBy: -2)]))
         }
-        let (fr, fo) = parts(full), (ar, ao) = parts(first), (br, bo) = parts(second)
+        let (fr, fo) = try parts(full), (ar, ao) = try parts(first), (br, bo) = try parts(second)
         #expect([ar, br].filter { !$0.isEmpty }.joined(separator: ",") == fr)
         #expect([ao, bo].filter { !$0.isEmpty }.joined(separator: ",") == fo)
     }
