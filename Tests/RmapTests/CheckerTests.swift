@@ -75,11 +75,13 @@ import RmapTestSupport
     static let l: UInt64 = 0x1000_0002_0000    // P0: mlocked anon, 2 pages
     static let k: UInt64 = 0x2000_0000_0000    // K0, K1: one merged KSM page
     static let d: UInt64 = 0x3000_0000_0000    // D: device-private, device-exclusive, hwpoison
+    static let s: UInt64 = 0x4000_0000_0000    // S, S2: a fork-shared page swapped out; E: an exclusive one
 
     /// A sound state with every object the checker looks at: a fork family
     /// of anon_vmas, a file mapping, an mlocked range, a KSM page shared by
     /// two mms, a device-private entry, a device-exclusive entry, a hwpoison
-    /// entry and a balloon with one isolated page.
+    /// entry, swap entries (shared by a fork, and exclusive) and a balloon
+    /// with one isolated page.
     static let fixture = """
         swap 8
         file f 4
@@ -111,6 +113,15 @@ import RmapTestSupport
         D exclusive 0x300000001000 1
         D poison 0x300000002000 1
         D unmap 0x300000002000 1 ignore_access
+        proc S
+        S mmap 0x400000000000 1 rw anon-private
+        S write 0x400000000000
+        S2 = fork S
+        S reclaim 0x400000000000
+        proc E
+        E mmap 0x400000000000 1 rw anon-private
+        E write 0x400000000000
+        E reclaim 0x400000000000
         """
 
     func fixture() throws -> Machine {
@@ -129,6 +140,10 @@ import RmapTestSupport
         #expect(m.tokens("D", Self.d, 4) == "D X H A1:1")
         #expect(m.frameRecord(m.frame("P0", Self.l)).pointee.flags & PG.mlocked != 0)
         #expect(m.balloonFrames().count == 2 && m.k.header.pointee.balloon_isolated == 1)
+        // Swapped out: shared by S and S2 (two references, not exclusive), E's alone and exclusive.
+        #expect(m.tokens("S", Self.s, 1) == "S" && m.tokens("S2", Self.s, 1) == "S" && m.tokens("E", Self.s, 1) == "S")
+        #expect(m.pte("S", Self.s) & PTE.swpExclusive == 0 && m.pte("E", Self.s) & PTE.swpExclusive != 0)
+        #expect(m.k.swapSlot(PTE.swpOffset(m.pte("S", Self.s)))?.pointee.count == 2)
     }
 
     @Test(arguments: CheckerViolation.Kind.allCases)
@@ -211,6 +226,17 @@ import RmapTestSupport
             k.page(m.frame("P0", Self.l)).pointee.flags &= ~PG.mlocked
         case .hwpoisonEntry:
             k.page(entryFrame(m, "D", Self.d + 0x2000)).pointee.flags &= ~PG.hwpoison
+        case .anonExclusiveShared:
+            // The second page is shared by P0 and P1 since the fork.
+            k.page(m.frame("P0", Self.a + 0x1000)).pointee.flags |= PG.anonExclusive
+        case .writablePrivateNotExclusive:
+            // P1 copied the first page; P0's (mapped once now) is not exclusive until P0 writes it.
+            try #require(k.page(m.frame("P0", Self.a)).pointee.flags & PG.anonExclusive == 0)
+            pte(m, "P0", Self.a).pointee |= PTE.rw
+        case .sharedPageWritable:
+            pte(m, "P1", Self.a + 0x1000).pointee |= PTE.rw
+        case .swapExclusivity:
+            pte(m, "S", Self.s).pointee |= PTE.swpExclusive
         case .devicePrivatePresent:
             k.page(m.frame("D", Self.d + 0x3000)).pointee.flags |= PG.devicePrivate
         case .devicePrivateEntry:

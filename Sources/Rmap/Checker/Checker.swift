@@ -23,6 +23,7 @@ final class Checker {
         var mappedLocked = Set<UInt32>()        // frames a VM_LOCKED VMA maps
         var exclusiveRefs: [UInt32: Int] = [:]  // device-exclusive entries naming each frame
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
+        var writablePrivate: [(pfn: UInt32, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -73,7 +74,19 @@ final class Checker {
                     guard e != 0 else { return true }
                     if PTE.isPresent(e) {
                         let pfn = k.vmNormalPage(e)
+                        if PTE.isWrite(e) && PTE.pfn(e) == k.zeroPFN {
+                            fail(.writablePrivateNotExclusive, .mm(MMID(m)), "mm \(m): the shared zero page mapped writable at \(hex(addr))")
+                        }
                         if pfn == 0 { return true }
+                        // A writable PTE of a private mapping maps an exclusive
+                        // anonymous page (6.x: PageAnonExclusive is what lets
+                        // do_wp_page reuse it; never a KSM or page-cache page).
+                        if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 {
+                            writablePrivate.append((pfn, m, addr))
+                            if !k.pageIsAnon(pfn) || k.pageIsKSM(pfn) || k.page(pfn).pointee.flags & PG.anonExclusive == 0 {
+                                fail(.writablePrivateNotExclusive, .frame(PFN(pfn)), "frame \(pfn): mapped writable by private vma \(v) at \(hex(addr)) but not an exclusive anonymous page")
+                            }
+                        }
                         mapcount[pfn, default: 0] += 1
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
@@ -85,6 +98,12 @@ final class Checker {
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                     } else if PTE.isRealSwapEntry(e) {
                         rss[MMCounter.swapents.rawValue] += 1
+                        // An exclusive swap entry (SWP_EXCLUSIVE, set by
+                        // try_to_unmap_one for an exclusive page, cleared by
+                        // fork's copy) is the slot's only swap reference.
+                        if e & PTE.swpExclusive != 0, let s = k.swapSlot(PTE.swpOffset(e)), s.pointee.count != 1 {
+                            fail(.swapExclusivity, .mm(MMID(m)), "mm \(m): exclusive swap entry at \(hex(addr)), but its slot \(PTE.swpOffset(e)) has \(s.pointee.count) swap references")
+                        }
                     } else if PTE.isDevicePrivateEntry(e) {
                         // A device-private entry maps its page: counted, and found by the walk.
                         let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
@@ -164,12 +183,30 @@ final class Checker {
                 fail(.mlock, .frame(PFN(i)), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
             }
             if p.refcount <= 0 { fail(.refcount, .frame(PFN(i)), "frame \(i): live with _refcount \(p.refcount)") }
+            // PG_anon_exclusive: mapped by one PTE at most (fork clears it on
+            // the pages it shares: folio_try_dup_anon_rmap_pte()).
+            if p.flags & PG.anonExclusive != 0 && census > 1 {
+                fail(.anonExclusiveShared, .frame(PFN(i)), "frame \(i): PG_anon_exclusive but \(census) PTEs map it")
+            }
+            // do_swap_page() maps a swap-cache page exclusive only when no
+            // other swap entry refers to its slot (the entry said
+            // SWP_EXCLUSIVE, or the swap count was this PTE's alone).
+            if p.flags & (PG.swapcache | PG.anonExclusive) == PG.swapcache | PG.anonExclusive,
+               let s = k.swapSlot(PTE.swpOffset(p.private_)), s.pointee.count > 0 {
+                fail(.swapExclusivity, .frame(PFN(i)), "frame \(i): PG_anon_exclusive in the swap cache while \(s.pointee.count) swap entries still refer to its slot")
+            }
             if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
                 let av = k.pageAnonVMA(i)
                 if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
                     fail(.pageAnonVMA, .frame(PFN(i)), "frame \(i): page->mapping points at freed anon_vma \(av)")
                 }
             }
+        }
+        // A page mapped more than once is write-protected in every private
+        // mapping (COW: fork write-protects both sides, wp_page_copy gives
+        // the writer its own copy).
+        for w in writablePrivate where (mapcount[w.pfn] ?? 0) > 1 {
+            fail(.sharedPageWritable, .frame(PFN(w.pfn)), "frame \(w.pfn): mapped by \(mapcount[w.pfn] ?? 0) PTEs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
         }
         checkAnonVMAs(users: anonVMAUsers)
         let reuse = k.anonVMAReusedInUse

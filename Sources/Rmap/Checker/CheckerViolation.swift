@@ -141,6 +141,23 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// A PAGE_MAPPING_MOVABLE page has known movable_operations.
         case movableOps
 
+        // MARK: isolation: one process never sees another's data
+
+        /// A page with PG_anon_exclusive is mapped by one PTE at most (fork
+        /// clears it on what it shares: folio_try_dup_anon_rmap_pte()).
+        case anonExclusiveShared
+        /// A writable PTE of a private mapping maps an exclusive anonymous
+        /// page: never the zero page, a KSM page, a page-cache page or an
+        /// anonymous page without PG_anon_exclusive.
+        case writablePrivateNotExclusive
+        /// A page mapped by more than one PTE is write-protected in every
+        /// private mapping (COW).
+        case sharedPageWritable
+        /// Swap keeps do_swap_page()'s exclusivity rules: an SWP_EXCLUSIVE
+        /// entry is its slot's only swap reference, and a swap-cache page is
+        /// PG_anon_exclusive only when no swap entry still refers to its slot.
+        case swapExclusivity
+
         // MARK: the tables
 
         /// Each table's live count equals the objects reachable from the
