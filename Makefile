@@ -49,6 +49,15 @@ release:
 clean:
 	rm -rf .build .build-*
 
+## mutants: mutation testing (scripts/mutants.sh): each Mutants/*.patch, a one-line
+## model bug, applied to a copy of the tree; the suite and a bounded fuzz run must
+## kill it. Prints `N killed, M survived`. About a minute per mutant.
+## One mutant: make mutants MUTANTS_ONLY=swap-in
+MUTANTS_ONLY ?=
+.PHONY: mutants
+mutants:
+	bash scripts/mutants.sh $(MUTANTS_ONLY)
+
 ## fuzz: the libFuzzer targets (parser, operation sequences with the checker, arena files),
 ## built with -sanitize=fuzzer,address in their own package (Fuzz/), 60 s each.
 FUZZ_SECONDS ?= 60
