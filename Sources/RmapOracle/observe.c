@@ -72,6 +72,109 @@ static char *read_whole(int fd)
 }
 
 /* tokens into *toks (array of strings), VMAs into vmas */
+/* Whether the VMA of `pe` holding `addr` is readable ('r' in /proc/PID/maps). */
+static int readable(const char *maps, uint64_t addr)
+{
+    for (const char *ln = maps; ln && *ln;) {
+        unsigned long long s, e;
+        char perms[8];
+        if (sscanf(ln, "%llx-%llx %7s", &s, &e, perms) == 3 && addr >= s && addr < e) return perms[0] == 'r';
+        ln = strchr(ln, '\n');
+        if (ln) ln++;
+    }
+    return 0;
+}
+
+/* `observe contents`: per page, `v` and the 8 bytes the page holds (read
+ * through /proc/PID/mem) when a read needs no fault: the page is present
+ * (pagemap) in a readable VMA; else `-` (no page, a swap entry, PROT_NONE).
+ * Reading a present page through /proc/PID/mem faults nothing in. */
+static void observe_contents(struct stmt *st, struct target *tg, char **toks, int *ntoks)
+{
+    struct proc_ent *pe = &procs[tg->proc];
+    int pm = open_proc_file(tg->proc, "pagemap");
+    int mem = open_proc_file(tg->proc, "mem");
+    int mfd = open_proc_file(tg->proc, "maps");
+    char *maps = read_whole(mfd);
+    close(mfd);
+    for (uint64_t i = 0; i < tg->pages; i++) {
+        uint64_t addr = tg->addr + i * PAGE, e = pread_u64(pm, addr / PAGE, "pagemap");
+        char tok[32];
+        strcpy(tok, "-");
+        if ((e & PM_PRESENT) && readable(maps, addr)) {
+            uint64_t v;
+            ssize_t n;
+            do n = pread(mem, &v, 8, (off_t)addr); while (n < 0 && errno == EINTR);
+            if (n != 8) die("line %d: read %s's page at %#llx: %s", st->line, pe->name, (unsigned long long)addr,
+                            n < 0 ? strerror(errno) : "short read");
+            snprintf(tok, sizeof tok, "v%llx", (unsigned long long)v);
+        }
+        toks[(*ntoks)++] = xstrdup(tok);
+        if (verbose)
+            fprintf(stderr, "  line %d %s %#llx: %s pm=%016llx\n", st->line, pe->name, (unsigned long long)addr, tok,
+                    (unsigned long long)e);
+    }
+    free(maps);
+    close(mem);
+    close(pm);
+}
+
+/* `observe`: per page, the frame's token (Z, A/F/K<id>:<mapcount>, S or -),
+ * frames named canonically through `seen`. */
+static void frame_tokens(struct stmt *st, struct target *tg, char **toks, int *ntoks, uint64_t *seen, int *nseen)
+{
+    struct proc_ent *pe = &procs[tg->proc];
+    int pm = open_proc_file(tg->proc, "pagemap");
+    uint64_t *ent = xmalloc((size_t)tg->pages * 8);
+    size_t want = (size_t)tg->pages * 8, got = 0;
+    while (got < want) {
+        ssize_t n = pread(pm, (char *)ent + got, want - got, (off_t)((tg->addr / PAGE) * 8 + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("read pagemap of %s: %s", pe->name, n < 0 ? strerror(errno) : "short read");
+        got += (size_t)n;
+    }
+    close(pm);
+    for (uint64_t i = 0; i < tg->pages; i++) {
+        uint64_t e = ent[i];
+        char tok[64];
+        uint64_t pfn = e & PM_PFN_MASK, flags = 0, count = 0;
+        if (e & PM_PRESENT) {
+            if (pfn == 0) skip("pagemap gives PFN 0 for a present page (PFNs are hidden)");
+            flags = pread_u64(kpageflags_fd, pfn, "/proc/kpageflags");
+            count = pread_u64(kpagecount_fd, pfn, "/proc/kpagecount");
+            if (flags & (1ULL << KPF_ZERO_PAGE)) {
+                strcpy(tok, "Z");
+            } else {
+                int id = 0;
+                for (int k = 0; k < *nseen; k++)
+                    if (seen[k] == pfn) { id = k + 1; break; }
+                if (!id) { seen[(*nseen)++] = pfn; id = *nseen; }
+                char kind = (flags & (1ULL << KPF_KSM)) ? 'K'
+                          : (flags & (1ULL << KPF_ANON)) ? 'A' : 'F';
+                snprintf(tok, sizeof tok, "%c%d:%llu", kind, id, (unsigned long long)count);
+            }
+        } else if (e & PM_SWAP) {
+            strcpy(tok, "S");
+        } else {
+            strcpy(tok, "-");
+        }
+        toks[(*ntoks)++] = xstrdup(tok);
+        if (verbose) {
+            fprintf(stderr, "  line %d %s %#llx: %-8s pm=%016llx", st->line, pe->name,
+                    (unsigned long long)(tg->addr + i * PAGE), tok, (unsigned long long)e);
+            if (e & PM_PRESENT) {
+                fprintf(stderr, " pfn=%#llx count=%llu%s%s flags=", (unsigned long long)pfn,
+                        (unsigned long long)count, (e & PM_EXCLUSIVE) ? " excl" : "",
+                        (e & PM_FILE) ? " file" : "");
+                for (int b = 0; b < (int)(sizeof kpf_names / sizeof *kpf_names); b++)
+                    if (flags & (1ULL << b)) fprintf(stderr, "%s,", kpf_names[b]);
+            }
+            fputc('\n', stderr);
+        }
+    }
+    free(ent);
+}
+
 void observe(struct stmt *st, char ***toks_out, int *ntoks_out, struct strbuf *vmas)
 {
     uint64_t total = 0;
@@ -87,56 +190,8 @@ void observe(struct stmt *st, char ***toks_out, int *ntoks_out, struct strbuf *v
         struct target *tg = &st->targets[t];
         struct proc_ent *pe = &procs[tg->proc];
         if (!pe->alive) die("line %d: process %s is not running", st->line, pe->name);
-        int pm = open_proc_file(tg->proc, "pagemap");
-        uint64_t *ent = xmalloc((size_t)tg->pages * 8);
-        size_t want = (size_t)tg->pages * 8, got = 0;
-        while (got < want) {
-            ssize_t n = pread(pm, (char *)ent + got, want - got, (off_t)((tg->addr / PAGE) * 8 + got));
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) die("read pagemap of %s: %s", pe->name, n < 0 ? strerror(errno) : "short read");
-            got += (size_t)n;
-        }
-        close(pm);
-        for (uint64_t i = 0; i < tg->pages; i++) {
-            uint64_t e = ent[i];
-            char tok[64];
-            uint64_t pfn = e & PM_PFN_MASK, flags = 0, count = 0;
-            if (e & PM_PRESENT) {
-                if (pfn == 0) skip("pagemap gives PFN 0 for a present page (PFNs are hidden)");
-                flags = pread_u64(kpageflags_fd, pfn, "/proc/kpageflags");
-                count = pread_u64(kpagecount_fd, pfn, "/proc/kpagecount");
-                if (flags & (1ULL << KPF_ZERO_PAGE)) {
-                    strcpy(tok, "Z");
-                } else {
-                    int id = 0;
-                    for (int k = 0; k < nseen; k++)
-                        if (seen[k] == pfn) { id = k + 1; break; }
-                    if (!id) { seen[nseen++] = pfn; id = nseen; }
-                    char kind = (flags & (1ULL << KPF_KSM)) ? 'K'
-                              : (flags & (1ULL << KPF_ANON)) ? 'A' : 'F';
-                    snprintf(tok, sizeof tok, "%c%d:%llu", kind, id, (unsigned long long)count);
-                }
-            } else if (e & PM_SWAP) {
-                strcpy(tok, "S");
-            } else {
-                strcpy(tok, "-");
-            }
-            toks[ntoks++] = xstrdup(tok);
-            if (verbose) {
-                fprintf(stderr, "  line %d %s %#llx: %-8s pm=%016llx", st->line, pe->name,
-                        (unsigned long long)(tg->addr + i * PAGE), tok, (unsigned long long)e);
-                if (e & PM_PRESENT) {
-                    fprintf(stderr, " pfn=%#llx count=%llu%s%s flags=", (unsigned long long)pfn,
-                            (unsigned long long)count, (e & PM_EXCLUSIVE) ? " excl" : "",
-                            (e & PM_FILE) ? " file" : "");
-                    for (int b = 0; b < (int)(sizeof kpf_names / sizeof *kpf_names); b++)
-                        if (flags & (1ULL << b)) fprintf(stderr, "%s,", kpf_names[b]);
-                }
-                fputc('\n', stderr);
-            }
-        }
-        free(ent);
-
+        if (st->contents) observe_contents(st, tg, toks, &ntoks);
+        else frame_tokens(st, tg, toks, &ntoks, seen, &nseen);
         if (vmas) {
             int mfd = open_proc_file(tg->proc, "maps");
             char *maps = read_whole(mfd);

@@ -56,6 +56,7 @@ struct stmt {
     int advice;
     struct target *targets;
     int ntargets;
+    int contents;       /* observe/expect contents: values, not frames */
     char **tokens;      /* expect tokens */
     int ntokens;
     char *want;         /* `=> RESULT`, or NULL */

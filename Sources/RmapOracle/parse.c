@@ -311,6 +311,18 @@ static int is_obs_token(const char *s)
     return *q == 0;
 }
 
+/* `-` or `v` and lower-case hex without leading zeros, at most 16 digits */
+static int is_content_token(const char *s)
+{
+    if (s[0] == '-' && !s[1]) return 1;
+    if (s[0] != 'v' || !s[1]) return 0;
+    if (s[1] == '0' && s[2]) return 0;
+    size_t n = 0;
+    for (const char *q = s + 1; *q; q++, n++)
+        if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f'))) return 0;
+    return n <= 16;
+}
+
 /* ------------------------------------------------------------------ */
 /* Processes and files                                                  */
 
@@ -550,6 +562,14 @@ static void parse_targets(struct stmt *st, int is_expect)
     }
 }
 
+/* `observe contents ...` / `expect contents ...`: the word `contents` followed by
+ * something other than a number (a process named contents is followed by its
+ * address, which starts with a digit) */
+static int contents_follows(void)
+{
+    return pos + 1 < end && strcmp(T[pos].s, "contents") == 0 && !(T[pos + 1].s[0] >= '0' && T[pos + 1].s[0] <= '9');
+}
+
 static void parse_keyword_statement(struct tok *kw, struct stmt *st)
 {
     if (strcmp(kw->s, "file") == 0) {
@@ -589,7 +609,29 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
                      cur_line, n->s);
     } else if (strcmp(kw->s, "observe") == 0) {
         st->kind = S_OBSERVE;
+        if (contents_follows()) { pos++; st->contents = 1; }
         parse_targets(st, 0);
+    } else if (contents_follows()) { /* expect contents */
+        st->kind = S_EXPECT;
+        st->contents = 1;
+        pos++;
+        parse_targets(st, 1);
+        struct tok *eq = need("'='");
+        uint64_t total = 0;
+        for (int i = 0; i < st->ntargets; i++) total += st->targets[i].pages;
+        st->tokens = xmalloc(sizeof *st->tokens * (size_t)(end - pos + 1));
+        while (pos < end) {
+            struct tok *t = &T[pos++];
+            if (!is_content_token(t->s))
+                perr(t->col, "expected a content token (- or v<hex value>, such as v0 or v1f), got '%s'", t->s);
+            if ((uint64_t)st->ntokens >= total)
+                perr(t->col, "too many content tokens: the targets cover %llu page%s", (unsigned long long)total,
+                     total == 1 ? "" : "s");
+            st->tokens[st->ntokens++] = xstrdup(t->s);
+        }
+        if ((uint64_t)st->ntokens != total)
+            perr(pos > 0 ? T[pos - 1].end : eq->end, "expected %llu content token%s (one per page), got %d",
+                 (unsigned long long)total, total == 1 ? "" : "s", st->ntokens);
     } else { /* expect */
         st->kind = S_EXPECT;
         parse_targets(st, 1);

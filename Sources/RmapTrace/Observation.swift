@@ -42,6 +42,34 @@ extension Machine {
         return "\(kind)\(id):\(k.pageMapcount(pfn))"
     }
 
+    /// The content tokens of the targets, one per page: `v` and the value the
+    /// page reads back (its frame's content token; 0 for the zero page) when
+    /// a read needs no fault (a present PTE in a readable VMA), else `-` (a
+    /// read would fault: no PTE, a swap or migration entry, a device entry,
+    /// PROT_NONE). The oracle reads the same 8 bytes through /proc/PID/mem.
+    public func observeContents(_ targets: [Target]) -> [String] {
+        var out: [String] = []
+        for t in targets {
+            guard let m = mmOf(t.process) else {
+                out.append(contentsOf: repeatElement("-", count: Int(t.pages)))
+                continue
+            }
+            var a = t.addr
+            for _ in 0..<t.pages {
+                out.append(contentToken(m, a))
+                a += PAGE_SIZE
+            }
+        }
+        return out
+    }
+
+    func contentToken(_ m: UInt32, _ addr: UInt64) -> String {
+        guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) else { return "-" }
+        let v = k.vmaLookup(m, addr)
+        guard v != 0, k.vma(v).pointee.vm_flags & VM.read != 0 else { return "-" }
+        return "v" + String(k.page(PTE.pfn(s.pointee)).pointee.content, radix: 16)
+    }
+
     /// `{"tokens":[...],"vmas":[...]}` for the targets (the C API's observation).
     public func observationJSON(_ targets: [Target]) -> String {
         "{\"tokens\":[" + observeTokens(targets).map(jsonString).joined(separator: ",") + "],\"vmas\":["
@@ -156,6 +184,13 @@ extension Machine {
             ksmScan(passes: passes)
         case .observe(let targets):
             out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets)))
+        case .observeContents(let targets):
+            out.observations.append((tl.line, observeContents(targets), observeVMAs(targets)))
+        case .expectContents(let targets, let tokens):
+            let got = observeContents(targets)
+            if got != tokens {
+                out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
+            }
         case .expect(let targets, let tokens):
             let got = observeTokens(targets)
             if got != tokens {

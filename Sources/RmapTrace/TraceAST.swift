@@ -42,6 +42,11 @@ public enum Statement: Equatable, Sendable {
     case observe([Target])
     /// `tokens` has exactly one token per page of the targets.
     case expect([Target], tokens: [String])
+    /// `observe contents TARGET...`: the value each page reads back, without
+    /// a fault (docs/trace-format.md, Project additions).
+    case observeContents([Target])
+    /// `expect contents TARGET... = VALUE...`: one content token per page.
+    case expectContents([Target], tokens: [String])
     /// `ksm scan [PASSES]`: PASSES full scans of ksmd (model only).
     case ksmScan(passes: UInt64)
 }

@@ -59,6 +59,10 @@ public struct TraceGenerator {
         guard !live.isEmpty else { return }
         let targets = live.map { "\($0) \(hex(TraceGenerator.windowBase)) \(TraceGenerator.windowPages + 16)" }
         lines.append("observe " + targets.joined(separator: ", "))
+        // What each page reads back: isolation (COW, swap-in, KSM, migration)
+        // is seen in the values, not only in the frames. Draws nothing from
+        // the generator, so each seed's statements stay what they were.
+        lines.append("observe contents " + targets.joined(separator: ", "))
     }
 
     /// A trace of about `statements` operation lines.

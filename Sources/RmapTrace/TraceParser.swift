@@ -224,6 +224,16 @@ func parseNumber<S: Collection>(_ s: S) -> NumberParse where S.Element == Unicod
 
 /// `-`, `Z`, `S`, `M`, `H` (a hwpoison entry), `D` (a device-private entry), `X` (a device-exclusive entry) or `[AFK][1-9][0-9]*:(0|[1-9][0-9]*)`: numbers as the model prints them
 /// (a leading zero could never match).
+/// `-` (nothing readable without a fault) or `v` and the value in lower-case
+/// hex without leading zeros (`v0`, `v7`, `v9e3779b97f4a7c15`).
+func isContentToken(_ text: String) -> Bool {
+    let b = Array(text.utf8)
+    if b == [UInt8(ascii: "-")] { return true }
+    guard b.count >= 2, b.count <= 17, b[0] == UInt8(ascii: "v") else { return false }
+    if b.count > 2 && b[1] == UInt8(ascii: "0") { return false }
+    return b.dropFirst().allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+}
+
 func isObservationToken(_ text: String) -> Bool {
     let b = Array(text.utf8)
     if b.count == 1 {
@@ -457,10 +467,21 @@ struct LineParser {
             return .swap(slots: slots)
 
         case "observe":
+            if contentsFollows(c) {
+                _ = c.next()
+                return .observeContents(try parseTargets(&c, isExpect: false))
+            }
             let targets = try parseTargets(&c, isExpect: false)
             return .observe(targets)
 
         default: // "expect"
+            if contentsFollows(c) {
+                _ = c.next()
+                let targets = try parseTargets(&c, isExpect: true)
+                let tokens = try expectTokens(&c, targets, what: "content token", valid: isContentToken,
+                                              forms: "- or v<hex value>, such as v0 or v1f")
+                return .expectContents(targets, tokens: tokens)
+            }
             let targets = try parseTargets(&c, isExpect: true)
             guard let eq = c.next() else { throw missing(c, "'='") }  // parseTargets stops only at '=' or the end
             var total: UInt64 = 0
@@ -482,6 +503,36 @@ struct LineParser {
             }
             return .expect(targets, tokens: tokens)
         }
+    }
+
+    /// `observe contents ...` / `expect contents ...`: the word `contents`
+    /// followed by something other than a number (a process named contents
+    /// is followed by its address, which starts with a digit).
+    func contentsFollows(_ c: Cursor) -> Bool {
+        guard c.index + 1 < c.end, c.tokens[c.index].text == "contents" else { return false }
+        guard let s = c.tokens[c.index + 1].text.unicodeScalars.first else { return false }
+        return !(s.value >= 0x30 && s.value <= 0x39)
+    }
+
+    /// After `=`: one token per page of the targets, each `valid`.
+    mutating func expectTokens(_ c: inout Cursor, _ targets: [Target], what: String,
+                               valid: (String) -> Bool, forms: String) throws(TraceError) -> [String] {
+        guard let eq = c.next() else { throw missing(c, "'='") }  // parseTargets stops only at '=' or the end
+        var total: UInt64 = 0
+        for t in targets { total += t.pages }
+        var tokens: [String] = []
+        while let t = c.next() {
+            guard valid(t.text) else { throw error(t.column, "expected a \(what) (\(forms)), got \(quoted(t.text))") }
+            guard UInt64(tokens.count) < total else {
+                throw error(t.column, "too many \(what)s: the targets cover \(total) page\(total == 1 ? "" : "s")")
+            }
+            tokens.append(t.text)
+        }
+        guard UInt64(tokens.count) == total else {
+            let column = c.index > 0 ? c.tokens[c.index - 1].endColumn : eq.endColumn
+            throw error(column, "expected \(total) \(what)\(total == 1 ? "" : "s") (one per page), got \(tokens.count)")
+        }
+        return tokens
     }
 
     /// `P ADDR PAGES[, P ADDR PAGES ...]`, stopping at the end or (for expect) at `=`.

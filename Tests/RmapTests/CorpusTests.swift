@@ -28,7 +28,7 @@ import RmapTestSupport
         let trace = try TraceParser.parse(text, file: url.lastPathComponent)
         let asserts = trace.lines.filter {
             switch $0.statement {
-            case .expect: return true
+            case .expect, .expectContents: return true
             case .op(_, _, let e): return e != nil
             default: return false
             }

@@ -234,6 +234,14 @@ private let badLines: [String] = [
     // trailing garbage
     "P0 read \(A) 1 2", "P0 mmap \(A) 1 r anon-private extra", "P0 mremap \(A) 1 1 0x200000000000 x",
     "P2 = fork P0 P1", "P0 read \(A)\u{0}", "P0 read \(A),", "P0 read \(A) 1,", "P0 exit,",
+    // observe contents / expect contents
+    "observe contents P0 \(A) 1", "observe contents", "observe contents P0", "observe contents 0x1 1",
+    "observe contents P0 \(A) 1, P1 \(A) 2", "observe contents contents \(A) 1", "observe contents ,P0 \(A) 1",
+    "expect contents P0 \(A) 1 = v0", "expect contents P0 \(A) 2 = - v9e3779b97f4a7c15",
+    "expect contents P0 \(A) 1 = v00", "expect contents P0 \(A) 1 = V1", "expect contents P0 \(A) 1 = vA",
+    "expect contents P0 \(A) 1 = v10000000000000000", "expect contents P0 \(A) 1 = A1:1", "expect contents P0 \(A) 2 = v1",
+    "expect contents P0 \(A) 1 = v1 v2", "expect contents P0 \(A) 1", "expect contents P0 \(A) 1 =", "expect contents = v1",
+    "expect P0 \(A) 1 = v1", "expect contents P9 \(A) 1 = -",
     // expect
     "expect P0 \(A) 3 = - -", "expect P0 \(A) 1 =", "expect P0 \(A) 2 = -   # one missing", "expect P0 \(A) 1, P1 \(A) 2 = - -",
     "expect P0 \(A) 2 = - Z S", "expect P0 \(A) 1 = A1:1 A1:1", "expect P0 \(A) 1", "expect P0 \(A) 1 - ", "expect",

@@ -122,6 +122,8 @@ private func render(_ s: Statement) -> String {
     case .swap(let n): return "swap \(n)"
     case .observe(let ts): return "observe " + targets(ts)
     case .expect(let ts, let tokens): return "expect " + targets(ts) + " = " + tokens.joined(separator: " ")
+    case .observeContents(let ts): return "observe contents " + targets(ts)
+    case .expectContents(let ts, let tokens): return "expect contents " + targets(ts) + " = " + tokens.joined(separator: " ")
     case .ksmScan(let n): return "ksm scan \(n)"
     case .op(let p, let op, let expected):
         var out: String
@@ -490,6 +492,33 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         // A target's location counts tab as one column.
         guard case .observe(let ts)? = last(base + "\nobserve\tP0 \(A) 1,\tP1 \(A) 1") else { Issue.record("observe"); return }
         #expect(ts.map(\.location) == [RmapTrace.SourceLocation(line: 7, column: 9), RmapTrace.SourceLocation(line: 7, column: 30)])
+    }
+
+    /// `observe contents` / `expect contents` (docs/trace-format.md, Project
+    /// additions): one content token per page; a process named `contents`
+    /// keeps its meaning (its address follows, a number).
+    @Test func contentsStatements() {
+        let t = { (p: String, n: UInt64) in Target(process: p, addr: 0x1000_0000_0000, pages: n, location: .init(line: 7, column: 0)) }
+        func strip(_ s: Statement?) -> Statement? {
+            switch s {
+            case .observeContents(let ts)?: return .observeContents(ts.map { t($0.process, $0.pages) })
+            case .expectContents(let ts, let tokens)?: return .expectContents(ts.map { t($0.process, $0.pages) }, tokens: tokens)
+            case .observe(let ts)?: return .observe(ts.map { t($0.process, $0.pages) })
+            default: return s
+            }
+        }
+        #expect(strip(last(base + "\nobserve contents P0 \(A) 2, P1 \(A) 1")) == .observeContents([t("P0", 2), t("P1", 1)]))
+        #expect(strip(last(base + "\nexpect contents P0 \(A) 3 = - v0 v9e3779b97f4a7c15"))
+                == .expectContents([t("P0", 3)], tokens: ["-", "v0", "v9e3779b97f4a7c15"]))
+        // A process named contents is observed as before.
+        #expect(strip(last("proc contents\nobserve contents \(A) 1")) == .observe([t("contents", 1)]))
+        // Tokens: '-' or v and lower-case hex without leading zeros, at most 16 digits.
+        for bad in ["v", "v00", "v01", "V1", "vA", "vg", "v" + String(repeating: "f", count: 17), "A1:1", "0x1"] {
+            expectError("expect contents P0 \(A) 1 = \(bad)", at: .token(bad), "expected a content token")
+        }
+        expectError("expect contents P0 \(A) 2 = v1", at: .end, "expected 2 content tokens (one per page), got 1")
+        expectError("expect contents P0 \(A) 1 = v1 v2", at: .token("v2"), "too many content tokens")
+        expectError("observe contents Nobody \(A) 1", at: .token("Nobody"), "unknown process")
     }
 
     @Test func namesAndReservedWords() {
