@@ -118,6 +118,52 @@ public let oraclePath: String? = {
     return nil
 }()
 
+/// The `rmap` command built with these tests (next to the test bundle, as
+/// `oraclePath` finds the oracle), or nil when it was not built.
+public let rmapPath: String? = {
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for dir in [here, here.deletingLastPathComponent()] {
+        let p = dir.appendingPathComponent("rmap").path
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: p, isDirectory: &isDir), !isDir.boolValue,
+           FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    for c in [".build/debug/rmap", ".build/release/rmap"] {
+        let p = packageRoot.appendingPathComponent(c).path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}()
+
+/// Runs a program for at most `timeout` seconds (then SIGKILL): its stdout,
+/// stderr, exit status, and whether it had to be killed. Output goes through
+/// files, so a chatty program cannot block on a full pipe.
+public func run(_ path: String, _ args: [String], timeout: Double) throws
+    -> (out: String, err: String, status: Int32, timedOut: Bool)
+{
+    let base = NSTemporaryDirectory() + "rmap-run-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    let outPath = base + ".out", errPath = base + ".err"
+    defer { unlink(outPath); unlink(errPath) }
+    FileManager.default.createFile(atPath: outPath, contents: nil)
+    FileManager.default.createFile(atPath: errPath, contents: nil)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    var timedOut = false
+    while p.isRunning {
+        if Date() > deadline { timedOut = true; kill(p.processIdentifier, SIGKILL); break }
+        usleep(20_000)
+    }
+    p.waitUntilExit()
+    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return (out, err, p.terminationStatus, timedOut)
+}
+
 /// Runs a program; its stdout, stderr and exit status.
 public func run(_ path: String, _ args: [String]) throws -> (out: String, err: String, status: Int32) {
     let p = Process()
