@@ -377,13 +377,15 @@ public enum OracleCheck {
                 // Targets of an `observe` line, one at a time (so that the
                 // processes only observed can go too).
                 for i in cur.indices.reversed() where budget > 0 {
-                    var targets = Worker.observeTargets(cur[i]) ?? []
+                    guard let observed = Worker.observeTargets(cur[i]) else { continue }
+                    let head = observed.head
+                    var targets = observed.targets
                     var t = targets.count - 1
                     while targets.count > 1 && t >= 0 && budget > 0 {
                         var fewer = targets
                         fewer.remove(at: t)
                         var c = cur
-                        c[i] = "observe " + fewer.joined(separator: ", ")
+                        c[i] = head + fewer.joined(separator: ", ")
                         if stillDiffers(c) { cur = c; targets = fewer; changed = true }
                         t -= 1
                     }
@@ -426,14 +428,22 @@ public enum OracleCheck {
         }
 
         /// The targets of an `observe` line (nil for any other line).
-        static func observeTargets(_ line: String) -> [String]? {
+        /// An `observe` line's statement head (`observe ` or `observe contents `)
+        /// and its targets, each as `P ADDR PAGES`; nil for any other line.
+        static func observeTargets(_ line: String) -> (head: String, targets: [String])? {
             let code = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let words = code.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard words.first == "observe" else { return nil }
-            let rest = code.drop { $0 == " " || $0 == "\t" }.dropFirst("observe".count)
-            return rest.split(separator: ",").map {
-                $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            var rest = code.drop { $0 == " " || $0 == "\t" }.dropFirst("observe".count)
+            var head = "observe "
+            // `observe contents P ...` (a process named contents is followed by a number).
+            if words.count > 2, words[1] == "contents", let c = words[2].first, !c.isNumber {
+                rest = rest.drop { $0 == " " || $0 == "\t" }.dropFirst("contents".count)
+                head = "observe contents "
             }
+            return (head, rest.split(separator: ",").map {
+                $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            })
         }
     }
 
