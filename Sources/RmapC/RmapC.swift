@@ -80,6 +80,13 @@ public func rmap_run_trace(_ h: Handle, _ text: UnsafePointer<CChar>, _ json: Un
     do {
         let trace = try TraceParser.parse(String(cString: text), file: "trace", continuing: context)
         let out = m.replay(trace)
+        if let e = out.error {
+            // A statement that cannot run on this arena (a table full at `proc`
+            // or `file`, `swap` beyond the swap map): the run stopped there.
+            json?.pointee = nil
+            errors?.pointee = cString((out.failures + [e]).joined(separator: "\n"))
+            return 2
+        }
         json?.pointee = cString(out.canonicalJSON)
         errors?.pointee = cString(out.failures.joined(separator: "\n"))
         return out.failures.isEmpty ? 0 : 1

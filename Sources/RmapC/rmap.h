@@ -34,8 +34,10 @@ void rmap_machine_destroy(rmap_machine *m);
 void rmap_free(void *p);
 
 /* Runs trace text (docs/trace-format.md) on the machine, continuing its
- * state. Returns 0, 1 (an expectation failed) or 2 (malformed trace);
- * *json receives the canonical observation, *errors the messages. */
+ * state. Returns 0, 1 (an expectation failed) or 2 (malformed trace, or a
+ * statement that cannot run on this arena: a `proc` or `file` with its table
+ * full, a `swap` beyond the swap map; the run stops at that line and *json is
+ * NULL); *json receives the canonical observation, *errors the messages. */
 int rmap_run_trace(rmap_machine *m, const char *text, char **json, char **errors);
 
 int rmap_file_create(rmap_machine *m, const char *name, uint64_t pages);

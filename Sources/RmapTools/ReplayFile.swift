@@ -10,7 +10,8 @@ public struct ReplayStatus: Sendable {
     /// The canonical observation (nil when the trace was rejected).
     public var stdout: String?
     public var stderr: [String]
-    /// 0 passed, 1 an expectation failed, 2 the trace is malformed or unreadable.
+    /// 0 passed, 1 an expectation failed, 2 the trace is malformed or
+    /// unreadable, or a statement cannot run on this arena (`ReplayOutcome.error`).
     public var status: Int32
     /// The final state's statistics, when asked for (`rmap stats`).
     public var stats: ModelStats? = nil
@@ -85,6 +86,11 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
         for v in machine.check() { violations.append("\(path):\(tl.line): invariant violated: \(v)") }
     } : nil)
     var errs = out.failures + violations
+    if let e = out.error {
+        // A statement that cannot run on this arena: like a trace error, no
+        // observation and nothing saved (the state is only part of the trace's).
+        return ReplayStatus(stdout: nil, stderr: errs + [e], status: 2)
+    }
     let stats = withStats ? machine.stats() : nil
     if let save, let e = machine.save(to: save) {
         errs.append(e)

@@ -119,6 +119,10 @@ public struct ReplayOutcome: Sendable {
     public var observations: [(line: Int, tokens: [String], vmas: [String])] = []
     /// `FILE:LINE: expectation failed: expected X, got Y`, in trace order.
     public var failures: [String] = []
+    /// `FILE:LINE: error: MESSAGE` when a statement that has no result to
+    /// report in could not run on this machine (a `proc` or `file` with the
+    /// arena's table full, a `swap` beyond the swap map): `replay` stops there.
+    public var error: String? = nil
 
     public init() {}
 
@@ -153,27 +157,42 @@ func jsonString(_ s: String) -> String {
 }
 
 extension Machine {
-    /// Runs a parsed trace to the end. `hook` runs after every statement
+    /// Why a `proc` or `file` statement got ENOMEM.
+    func fullTableMessage(file: Bool) -> String {
+        guard let t = fullTableForCreating(file: file) else { return "out of memory" }
+        return "the arena's \(t.table) table is full (\(t.capacity) in use)"
+    }
+
+    /// Runs a parsed trace to the end, or up to a statement that cannot run
+    /// (`ReplayOutcome.error`). `hook` runs after every statement
     /// (the checker uses it).
     public func replay(_ trace: Trace, after hook: ((TraceLine) -> Void)? = nil) -> ReplayOutcome {
         var out = ReplayOutcome()
         for tl in trace.lines {
             step(tl, file: trace.file, into: &out)
+            if out.error != nil { break }
             hook?(tl)
         }
         return out
     }
 
     /// Runs one statement of a trace, adding its result, observation or
-    /// failed expectation to `out`.
+    /// failed expectation to `out`; or, for a statement with no result that
+    /// cannot run here, setting `out.error` (the machine is unchanged).
     public func step(_ tl: TraceLine, file: String, into out: inout ReplayOutcome) {
         switch tl.statement {
         case .file(let name, let pages):
-            _ = createFile(name, pages: pages)
+            if createFile(name, pages: pages) != .ok {
+                out.error = "\(file):\(tl.line): error: cannot create file '\(name)': " + fullTableMessage(file: true)
+            }
         case .proc(let name):
-            _ = createProcess(name)
+            if createProcess(name) != .ok {
+                out.error = "\(file):\(tl.line): error: cannot create process '\(name)': " + fullTableMessage(file: false)
+            }
         case .swap(let slots):
-            setSwap(slots: slots)
+            if setSwap(slots: slots) != .ok {
+                out.error = "\(file):\(tl.line): error: swap \(slots) is larger than this arena's swap map (\(swapMapSlots) slots)"
+            }
         case .op(let p, let op, let expected):
             let r = perform(p, op).description
             out.results.append((tl.line, r))

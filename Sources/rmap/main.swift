@@ -36,20 +36,22 @@ struct Replay: ParsableCommand {
         abstract: "Replay traces on the model.",
         discussion: """
             Exit status: 0 when every expectation held, 1 when one failed, 2 when a trace \
-            is malformed (FILE:LINE:COLUMN: error: MESSAGE on standard error).
+            is malformed (FILE:LINE:COLUMN: error: MESSAGE on standard error) or a statement \
+            cannot run on this arena (FILE:LINE: error: MESSAGE: a proc or file with the \
+            arena's table full, a swap beyond the swap map).
             """)
 
     @Flag(help: "Print the canonical observation (one JSON line per trace).")
     var observe = false
 
-    @Option(help: "anon_vma reuse policy: none, degree or split.")
-    var reuse: ReusePolicy = .split
+    @Option(help: "anon_vma reuse policy: none, degree or split (default: split; with --load, the saved state's).")
+    var reuse: ReusePolicy?
 
     @Flag(help: "Run the invariant checker after every statement.")
     var check = false
 
-    @Option(help: "Page frames in the arena (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
-    var frames: UInt32 = ArenaConfig.default.frames
+    @Option(help: "Page frames in the arena, at least 2 (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
+    var frames: UInt32?
 
     @Flag(help: "Use a tiny arena (64 frames, 16 page-table pages, a few objects of each kind).")
     var tinyArena = false
@@ -67,20 +69,37 @@ struct Replay: ParsableCommand {
         if (save != nil || load != nil) && traces.count != 1 {
             throw ValidationError("--save and --load take exactly one trace")
         }
+        try validateArenaOptions(frames: frames, tinyArena: tinyArena, reuse: reuse, load: load)
     }
 
     func run() throws {
         var config = tinyArena ? ArenaConfig.tiny : ArenaConfig.default
-        if !tinyArena { config.frames = max(2, frames) }
+        if let frames { config.frames = frames }
         var status: Int32 = 0
         for path in traces {
-            let s = RmapTools.replayFile(path: path, reuse: reuse, config: config, check: check, load: load, save: save)
+            let s = RmapTools.replayFile(path: path, reuse: reuse ?? .split, config: config, check: check,
+                                         load: load, save: save)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
             status = max(status, s.status)
         }
         if status != 0 { throw ExitCode(status) }
     }
+}
+
+/// The arena options of `replay` and `stats`: refused when they cannot
+/// apply, never adjusted. A loaded state keeps its own arena and reuse policy.
+func validateArenaOptions(frames: UInt32?, tinyArena: Bool, reuse: ReusePolicy?, load: String?) throws {
+    if let frames, frames < 2 {
+        throw ValidationError("--frames must be at least 2 (the zero page takes one frame), got \(frames)")
+    }
+    if frames != nil && tinyArena {
+        throw ValidationError("--frames and --tiny-arena cannot be combined (the tiny arena has \(ArenaConfig.tiny.frames) frames)")
+    }
+    guard load != nil else { return }
+    if frames != nil { throw ValidationError("--frames cannot apply with --load: the loaded state keeps its arena") }
+    if tinyArena { throw ValidationError("--tiny-arena cannot apply with --load: the loaded state keeps its arena") }
+    if reuse != nil { throw ValidationError("--reuse cannot apply with --load: the loaded state keeps its reuse policy") }
 }
 
 struct Demo: ParsableCommand {
@@ -145,6 +164,9 @@ struct Fuzz: ParsableCommand {
     func validate() throws {
         if ops == nil && seconds == nil { throw ValidationError("give --ops N or --seconds N") }
         if let ops, ops < 1 { throw ValidationError("--ops must be at least 1") }
+        if let seconds, !(seconds.isFinite && seconds > 0) {
+            throw ValidationError("--seconds must be a positive number of seconds, got \(seconds)")
+        }
         if checkEvery < 1 { throw ValidationError("--check-every must be at least 1") }
     }
 
@@ -222,14 +244,14 @@ struct Stats: ParsableCommand {
         abstract: "Replay a trace and print statistics of the final state: objects and bytes per table, the anon_vma forest, and the rmap walk cost (VMAs visited per frame against those that map it).",
         discussion: "Exit status as for replay; the statistics are printed whatever the expectations said.")
 
-    @Option(help: "anon_vma reuse policy: none, degree or split.")
-    var reuse: ReusePolicy = .split
+    @Option(help: "anon_vma reuse policy: none, degree or split (default: split; with --load, the saved state's).")
+    var reuse: ReusePolicy?
 
     @Flag(help: "Print one JSON object instead of the text report.")
     var json = false
 
-    @Option(help: "Page frames in the arena.")
-    var frames: UInt32 = ArenaConfig.default.frames
+    @Option(help: "Page frames in the arena, at least 2 (default 262144).")
+    var frames: UInt32?
 
     @Option(help: "Continue from the state saved in this arena file.")
     var load: String?
@@ -237,10 +259,14 @@ struct Stats: ParsableCommand {
     @Argument(help: "Trace file.")
     var trace: String
 
+    func validate() throws {
+        try validateArenaOptions(frames: frames, tinyArena: false, reuse: reuse, load: load)
+    }
+
     func run() throws {
         var config = ArenaConfig.default
-        config.frames = max(2, frames)
-        let s = RmapTools.replayFile(path: trace, reuse: reuse, config: config, load: load, withStats: true)
+        if let frames { config.frames = frames }
+        let s = RmapTools.replayFile(path: trace, reuse: reuse ?? .split, config: config, load: load, withStats: true)
         for e in s.stderr { writeStderr(e) }
         if let st = s.stats { print(json ? st.json : st.text, terminator: json ? "\n" : "") }
         if s.status != 0 { throw ExitCode(s.status) }

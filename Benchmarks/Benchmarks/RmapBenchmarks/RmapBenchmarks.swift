@@ -186,7 +186,7 @@ let benchmarks: @Sendable () -> Void = {
         let n = benchmark.scaledIterations.count
         let m = state("ttu-anon") { () -> Machine in
             let m = Scenario.machine(pages: n, processes: 16)
-            m.setSwap(slots: UInt64(n) + 16)
+            precondition(m.setSwap(slots: UInt64(n) + 16) == .ok, "more swap than the swap map holds")
             precondition(m.createProcess("p0") == .ok)
             precondition(m.perform("p0", .mmap(addr: base, pages: UInt64(n), prot: [.read, .write], kind: .anonPrivate)) == .ok)
             precondition(m.perform("p0", .write(addr: base, pages: UInt64(n))) == .ok)

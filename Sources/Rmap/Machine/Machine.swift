@@ -73,10 +73,25 @@ public final class Machine {
 
     public var reusePolicy: ReusePolicy { k.reusePolicy }
 
-    /// Sets the size of the swap device in pages (`swap SLOTS`).
-    public func setSwap(slots: UInt64) {
-        let cap = UInt64(k.desc(T.swap).pointee.capacity) - 1
-        k.header.pointee.swap_slots = min(slots, cap)
+    /// Sets the size of the swap device in pages (`swap SLOTS`). A size
+    /// beyond this arena's swap map (`swapMapSlots`) is refused with ENOMEM
+    /// and changes nothing: the machine never runs with less swap than asked.
+    public func setSwap(slots: UInt64) -> OpResult {
+        guard slots <= swapMapSlots else { return .errno(.ENOMEM) }
+        k.header.pointee.swap_slots = slots
+        return .ok
+    }
+
+    /// The most swap slots this arena's swap map holds.
+    public var swapMapSlots: UInt64 { UInt64(k.desc(T.swap).pointee.capacity) - 1 }
+
+    /// When `createProcess` (or, with `file`, `createFile`) gave ENOMEM: the
+    /// arena table it found full and that table's capacity; nil when none is.
+    package func fullTableForCreating(file: Bool) -> (table: String, capacity: UInt32)? {
+        let tables: [(Int32, String)] = [file ? (T.file, "file") : (T.mm, "mm"), (T.name, "name"),
+                                         (T.ptPage, "page-table page")]
+        for (t, name) in tables where k.available(t) < 1 { return (name, k.desc(t).pointee.capacity - 1) }
+        return nil
     }
 
     /// `file NAME PAGES`: a file whose pages are all resident and clean.
