@@ -161,7 +161,7 @@ bench-walk:
 ## bench-variants: the reverse-map designs of issue #6 behind the same walk API:
 ## anon_vma (the kernel), per-page PV lists (FreeBSD pmap, Linux 2.5 pte_chains)
 ## and no reverse map (Linux 2.4: scan every page table). Walk, fork, exit and
-## bytes per mapping as sharing grows, printed as tables (Sources/Rmap/Variants,
+## bytes per mapping as sharing grows, printed as tables (Sources/RmapVariants,
 ## Benchmarks/Sources/bench-model/Variants.swift).
 bench-variants:
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching

@@ -75,8 +75,7 @@ public func rmap_free(_ p: UnsafeMutableRawPointer?) { free(p) }
 public func rmap_run_trace(_ h: Handle, _ text: UnsafePointer<CChar>, _ json: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
                            _ errors: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
     let m = machine(h)
-    let context = TraceContext(processes: m.processOrder.filter { m.processes[$0] != nil },
-                               exitedProcesses: m.processOrder.filter { m.processes[$0] == nil }, files: m.fileOrder)
+    let context = m.traceContext
     do {
         let trace = try TraceParser.parse(String(cString: text), file: "trace", continuing: context)
         let out = m.replay(trace)
@@ -123,8 +122,7 @@ public func rmap_exit(_ h: Handle, _ name: UnsafePointer<CChar>) -> CInt {
 public func rmap_op(_ h: Handle, _ process: UnsafePointer<CChar>, _ line: UnsafePointer<CChar>) -> CInt {
     let m = machine(h)
     let p = String(cString: process)
-    let context = TraceContext(processes: m.processOrder.filter { m.processes[$0] != nil },
-                               exitedProcesses: m.processOrder.filter { m.processes[$0] == nil }, files: m.fileOrder)
+    let context = m.traceContext
     guard let t = try? TraceParser.parse("\(p) \(String(cString: line))", file: "op", continuing: context),
           let first = t.lines.first, case .op(let name, let op, _) = first.statement else { return -22 }
     return code(m.perform(name, op))
@@ -161,8 +159,7 @@ public func rmap_walk(_ h: Handle, _ process: UnsafePointer<CChar>, _ addr: UInt
 @_cdecl("rmap_observe")
 public func rmap_observe(_ h: Handle, _ targets: UnsafePointer<CChar>) -> UnsafeMutablePointer<CChar>? {
     let m = machine(h)
-    let context = TraceContext(processes: m.processOrder.filter { m.processes[$0] != nil },
-                               exitedProcesses: m.processOrder.filter { m.processes[$0] == nil }, files: m.fileOrder)
+    let context = m.traceContext
     guard let t = try? TraceParser.parse("observe \(String(cString: targets))", file: "observe", continuing: context),
           let first = t.lines.first, case .observe(let targets) = first.statement else { return nil }
     return cString(m.observationJSON(targets))

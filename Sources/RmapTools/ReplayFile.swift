@@ -62,10 +62,7 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
     }
     let trace: Trace
     do {
-        let context = loaded.map { m in
-            TraceContext(processes: m.processOrder.filter { m.processes[$0] != nil },
-                         exitedProcesses: m.processOrder.filter { m.processes[$0] == nil }, files: m.fileOrder)
-        }
+        let context = loaded?.traceContext
         trace = try TraceParser.parse(bytes: bytes, file: path, continuing: context)
     } catch {
         return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)

@@ -23,7 +23,7 @@
 ///   - maxTests: the most calls of `stillFails`; the list reached so far is
 ///     returned when they are used up.
 /// - Returns: the shortest failing list found (`lines` when nothing could go).
-public func deltaDebug(_ lines: [String], noise: (String) -> Bool = { _ in false }, maxTests: Int = .max,
+func deltaDebug(_ lines: [String], noise: (String) -> Bool = { _ in false }, maxTests: Int = .max,
                        stillFails: ([String]) -> Bool) -> [String] {
     var tests = 0
     func fails(_ candidate: [String]) -> Bool? {

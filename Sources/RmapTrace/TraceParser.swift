@@ -308,6 +308,15 @@ public struct TraceContext: Sendable, Equatable {
     }
 }
 
+extension Machine {
+    /// What a trace continuing this machine may name: its live and exited
+    /// processes (creation order) and its files.
+    public var traceContext: TraceContext {
+        TraceContext(processes: processOrder.filter { mmByName[$0] != nil },
+                     exitedProcesses: processOrder.filter { mmByName[$0] == nil }, files: fileOrder)
+    }
+}
+
 struct LineParser {
     let file: String
     var lines: [TraceLine] = []

@@ -190,7 +190,7 @@ final class PVLists: ReverseMapHooks {
 
 extension Kernel {
     /// The installed PV lists' table, if the PV variant is on.
-    var pvTable: PVTable? { (hooks.reverseMap as? PVLists)?.table }
+    var pvTable: PVTable? { (reverseMap as? PVLists)?.table }
 
     // MARK: enabling
 
@@ -215,12 +215,12 @@ extension Kernel {
                 v = nextVMA(v)
             }
         }
-        hooks.reverseMap = lists
+        reverseMap = lists
         return pv.counters.pointee.overflowed == 0
     }
 
     func pvDisable() {
-        hooks.reverseMap = nil  // PVLists' deinit unmaps the table
+        reverseMap = nil  // PVLists' deinit unmaps the table
     }
 
     /// Every live mm, in index order (the scan's "every process"): a

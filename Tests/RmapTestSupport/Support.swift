@@ -4,7 +4,7 @@
 // `SplitMix64`, re-exported here.
 import Foundation
 import Testing
-@testable import Rmap
+import Rmap
 @_exported import CShims
 @_exported import RmapTrace
 
@@ -33,7 +33,13 @@ public func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaCo
 extension Machine {
     /// The mm index of live process `p`; 0 (the null record, safe to read)
     /// when there is none, so a model bug fails a test instead of crashing it.
-    public func mm(_ p: String) -> UInt32 { mmByName[p] ?? 0 }
+    public func mm(_ p: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> UInt32 {
+        guard let m = mmByName[p] else {
+            Issue.record("no live process \(p)", sourceLocation: sourceLocation)
+            return 0
+        }
+        return m
+    }
     /// The PTE of process `p` at `addr` (0 for none).
     public func pte(_ p: String, _ addr: UInt64) -> UInt64 {
         k.leafSlot(root: k.mm(mm(p)).pointee.pgd, key: addr)?.pointee ?? 0

@@ -22,7 +22,7 @@ package struct Kernel {
     let ksmItems: UnsafeMutablePointer<rmap_ksm_item>
     let ksmNodes: UnsafeMutablePointer<rmap_ksm_node>
     /// MMU notifiers and TLB-flush accounting (not in the arena: Rmap/MMUNotifier.swift).
-    package let hooks = KernelHooks()
+    let hooks = KernelHooks()
 
     init(base: UnsafeMutableRawPointer) {
         self.base = base
@@ -135,7 +135,7 @@ package struct Kernel {
     }
 
     /// POISON_FREE: the byte a freed record is filled with after its link.
-    package static let poisonFree = UInt8(RMAP_POISON_FREE)
+    static let poisonFree = UInt8(RMAP_POISON_FREE)
     /// The word after the link of a free record.
     static let poisonFreeWord = UInt32(RMAP_POISON_FREE) * 0x0101_0101
 

@@ -1,7 +1,7 @@
 import CShims
 
 /// What a fault ends in (vm_fault_t, reduced to what user space sees).
-package enum FaultResult: Equatable {
+enum FaultResult: Equatable {
     case ok
     /// VM_FAULT_SIGSEGV or a bad access (no VMA, wrong permission).
     case sigsegv
@@ -42,7 +42,7 @@ extension Kernel {
     /// do_user_addr_fault() + handle_mm_fault(): one user access at `addr`.
     /// Models access_error() (x86: a read needs any of r/w/x, a write needs w),
     /// then __handle_mm_fault / handle_pte_fault.
-    package func handleMMFault(_ m: UInt32, _ addr: UInt64, write: Bool) -> FaultResult {
+    func handleMMFault(_ m: UInt32, _ addr: UInt64, write: Bool) -> FaultResult {
         let v = vmaLookup(m, addr)
         guard v != 0 else { return .sigsegv }
         let flags = vma(v).pointee.vm_flags

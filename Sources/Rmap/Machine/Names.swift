@@ -5,14 +5,14 @@
 /// `0x` and lower-case hex digits, as every message of the model prints an address.
 package func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
-package func isNameStart(_ s: Unicode.Scalar) -> Bool {
+func isNameStart(_ s: Unicode.Scalar) -> Bool {
     switch s.value {
     case 0x41...0x5A, 0x61...0x7A, 0x5F: return true
     default: return false
     }
 }
 
-package func isNameChar(_ s: Unicode.Scalar) -> Bool {
+func isNameChar(_ s: Unicode.Scalar) -> Bool {
     switch s.value {
     case 0x41...0x5A, 0x61...0x7A, 0x5F, 0x30...0x39, 0x2E, 0x2D: return true
     default: return false

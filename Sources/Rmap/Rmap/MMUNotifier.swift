@@ -46,13 +46,14 @@ public extension MMUNotifier {
 /// What the model keeps beside the arena for one machine: MMU-notifier
 /// subscriptions (mm->notifier_subscriptions) and TLB-flush accounting. Not
 /// saved with the arena: notifiers are live objects of the embedding program.
-///
-/// Every stored property is `@exclusivity(unchecked)`: with the class visible
-/// to the package, each read would otherwise be a dynamic exclusivity check
-/// (swift_beginAccess), per PTE on fork and per fault (measured: fork 5.4 ->
-/// 10.0 ns per PTE). The model is single-threaded and never holds an inout
+/// Internal to the model (the variants install their hooks through
+/// `Kernel.reverseMap`): made visible to the package, every read of its
+/// flags became a dynamic exclusivity check (swift_beginAccess), per PTE on
+/// fork (measured: 5.4 -> 10.0 ns per PTE). Its stored properties are also
+/// `@exclusivity(unchecked)`, which removes the checks the notifier list still
+/// paid on each COW: the model is single-threaded and never holds an inout
 /// access to them across a call.
-package final class KernelHooks {
+final class KernelHooks {
     /// (mm, notifier) pairs in registration order (hlist order is LIFO in the
     /// kernel; the model calls them in registration order).
     @exclusivity(unchecked) var subscriptions: [(mm: UInt32, notifier: any MMUNotifier)] = []
@@ -67,11 +68,11 @@ package final class KernelHooks {
 
     /// A design variant's own reverse map (RmapVariants' PV lists), told of
     /// every rmap add and remove, and the one flag those paths test.
-    @exclusivity(unchecked) package var reverseMap: (any ReverseMapHooks)? {
+    @exclusivity(unchecked) var reverseMap: (any ReverseMapHooks)? {
         didSet { reverseMapOn = reverseMap != nil }
     }
     /// Tests turn it off for a moment to plant a missed event.
-    @exclusivity(unchecked) package var reverseMapOn = false
+    @exclusivity(unchecked) var reverseMapOn = false
 
     @inline(__always) var hasSubscriptions: Bool { !subscriptions.isEmpty }
 }

@@ -80,15 +80,10 @@ extension Kernel {
 /// try_to_migrate()'s rmap_one.
 struct TryToMigrateControl: RmapWalkControl {
     var ret = true
-    let anon: Bool
 
-    /// invalid_migration_vma(): vma_is_temporary_stack(), for anon non-KSM
-    /// folios. The model never has exec's temporary stack.
-    mutating func invalidVMA(_ m: RmapContext, vma vID: VMAID) -> Bool {
-        let v = vID.rawValue
-        guard anon else { return false }
-        return false
-    }
+    // invalid_migration_vma(): vma_is_temporary_stack(), for anon non-KSM
+    // folios. The model never has exec's temporary stack, so the protocol's
+    // default (no VMA skipped) is that hook.
 
     /// Models `try_to_migrate_one()` (mm/rmap.c), 6.x: within an
     /// invalidate_range_start/end pair, the PTE is cleared and flushed
@@ -153,7 +148,7 @@ extension Kernel {
     /// flags are 0 (synchronous migration ignores mlock and references).
     @discardableResult
     func tryToMigrate(_ pfn: UInt32) -> Bool {
-        var c = TryToMigrateControl(anon: pageIsAnon(pfn))
+        var c = TryToMigrateControl()
         rmapWalk(pfn, &c)
         return pageMapcount(pfn) == 0
     }

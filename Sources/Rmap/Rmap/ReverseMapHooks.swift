@@ -4,8 +4,10 @@ import CShims
 /// PV lists: FreeBSD's pv entries, Linux 2.5's pte_chains). The core does not
 /// know the variants: the rmap add/remove paths (Rmap/AddRemove.swift),
 /// fork's anon dup (VM/Fork.swift) and mremap's PTE move (VM/Syscalls.swift)
-/// call the installed hooks, behind one flag test (`KernelHooks.reverseMapOn`),
-/// after the PTE and the kernel's own rmap are updated.
+/// call the installed hooks (`Kernel.reverseMap`), behind one flag test,
+/// where the kernel updates its own rmap: an add before the new PTE is
+/// written (as folio_add_new_anon_rmap() precedes set_pte_at()), a remove
+/// after the PTE is cleared or replaced, a move after the PTE moved.
 package protocol ReverseMapHooks: AnyObject {
     /// A PTE of VMA `vma` at `address` now maps anonymous page `pfn`.
     func anonAdded(_ k: Kernel, pfn: UInt32, vma: UInt32, address: UInt64)
@@ -18,4 +20,12 @@ package protocol ReverseMapHooks: AnyObject {
     func removed(_ k: Kernel, pfn: UInt32, vma: UInt32)
     /// mremap's move_ptes(): PTE `pte` of mm `mm` moved from `from` to `to`.
     func ptesMoved(_ k: Kernel, pte: UInt64, mm: UInt32, from: UInt64, to: UInt64)
+}
+
+extension Kernel {
+    /// The installed design variant's hooks (nil: none, the default).
+    package var reverseMap: (any ReverseMapHooks)? {
+        get { hooks.reverseMap }
+        nonmutating set { hooks.reverseMap = newValue }
+    }
 }

@@ -7,22 +7,14 @@ struct TryToUnmapControl: RmapWalkControl {
     /// False once a mapping could not be removed (mlocked VMA, young PTE,
     /// no swap slot, redirtied lazyfree page).
     var ret = true
-    /// Whether `flags` asks for migration entries of an anonymous page
-    /// (try_to_unmap() then sets invalid_migration_vma).
-    let anonMigration: Bool
 
-    init(flags: TTUFlags, anon: Bool) {
+    init(flags: TTUFlags) {
         self.flags = flags
-        anonMigration = anon && !flags.intersection([.migration, .splitFreeze]).isEmpty
     }
 
-    /// invalid_migration_vma(): vma_is_temporary_stack(). The model never
-    /// has exec's temporary stack, so no VMA is skipped; the branch is kept.
-    mutating func invalidVMA(_ m: RmapContext, vma vID: VMAID) -> Bool {
-        let v = vID.rawValue
-        guard anonMigration else { return false }
-        return false
-    }
+    // invalid_migration_vma(): vma_is_temporary_stack(). The model never
+    // has exec's temporary stack, so the protocol's default (no VMA
+    // skipped) is that hook.
 
     /// Models `try_to_unmap_one()` (mm/rmap.c), v5.0 order: the TTU_MUNLOCK
     /// early return, the TTU_MIGRATION skip of a non-HMM zone-device page,
@@ -166,7 +158,7 @@ extension Kernel {
     package func tryToUnmap(_ pfn: UInt32, flags: TTUFlags) -> Bool {
         getPage(pfn)
         defer { putPage(pfn) }
-        var c = TryToUnmapControl(flags: flags, anon: pageIsAnon(pfn))
+        var c = TryToUnmapControl(flags: flags)
         rmapWalk(pfn, &c)
         return pageMapcount(pfn) == 0
     }
