@@ -181,6 +181,10 @@ import RmapTestSupport
             k.vma(m.vmaAt("P0", Self.f)).pointee.vm_start = Self.a + 0x3000
         case .mmMapCount:
             k.mm(m.mm("P0")).pointee.map_count += 1
+        case .mmTotalVM:
+            k.mm(m.mm("P0")).pointee.total_vm -= 2
+        case .iMMapWritable:
+            k.file(m.fileByName["f"]!).pointee.i_mmap_writable += 1
         case .mmLockedVM:
             k.mm(m.mm("P0")).pointee.locked_vm += 1
         case .pteOutsideVMA:

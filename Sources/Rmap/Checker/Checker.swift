@@ -24,6 +24,7 @@ final class Checker {
         var exclusiveRefs: [UInt32: Int] = [:]  // device-exclusive entries naming each frame
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
         var writablePrivate: [(pfn: UInt32, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
+        var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -34,11 +35,16 @@ final class Checker {
             var prevEnd: UInt64 = 0
             var n: UInt32 = 0
             var lockedPages: UInt64 = 0
+            var totalPages: UInt64 = 0
             while v != 0 {
                 n += 1
                 vmaCount += 1
                 let p = k.vma(v).pointee
                 if p.vm_flags & VM.locked != 0 { lockedPages += (p.vm_end - p.vm_start) >> 12 }
+                totalPages &+= (p.vm_end &- p.vm_start) >> 12
+                if p.file != 0 && p.vm_flags & VM.shared != 0 && p.vm_flags & VM.maywrite != 0 {
+                    writableShared[p.file, default: 0] += 1
+                }
                 if p.mm != m { fail(.vmaMM, .vma(VMAID(v)), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
                 if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
                     fail(.vmaRange, .vma(VMAID(v)), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
@@ -139,6 +145,9 @@ final class Checker {
             if lockedPages != k.mm(m).pointee.locked_vm {
                 fail(.mmLockedVM, .mm(MMID(m)), "mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
             }
+            if totalPages != k.mm(m).pointee.total_vm {
+                fail(.mmTotalVM, .mm(MMID(m)), "mm \(m): total_vm \(k.mm(m).pointee.total_vm), VMAs span \(totalPages) pages")
+            }
             if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(MMID(m)), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
             // Nothing mapped outside the VMAs.
             var prev: UInt64 = 0
@@ -207,6 +216,18 @@ final class Checker {
         // the writer its own copy).
         for w in writablePrivate where (mapcount[w.pfn] ?? 0) > 1 {
             fail(.sharedPageWritable, .frame(PFN(w.pfn)), "frame \(w.pfn): mapped by \(mapcount[w.pfn] ?? 0) PTEs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
+        }
+        // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
+        // (mapping_map_writable() / mapping_unmap_writable()).
+        let fd = k.desc(T.file).pointee
+        var f: UInt32 = 1
+        while f < fd.bump {
+            defer { f += 1 }
+            if k.isFree(T.file, f) { continue }
+            let w = k.file(f).pointee.i_mmap_writable
+            if w != (writableShared[f] ?? 0) {
+                fail(.iMMapWritable, nil, "file \(f): i_mmap_writable \(w), shared writable VMAs \(writableShared[f] ?? 0)")
+            }
         }
         checkAnonVMAs(users: anonVMAUsers)
         let reuse = k.anonVMAReusedInUse

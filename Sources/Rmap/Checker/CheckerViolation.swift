@@ -20,6 +20,8 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         case vmaOverlap
         /// mm->map_count equals the number of VMAs in the mm.
         case mmMapCount
+        /// mm->total_vm equals the pages the mm's VMAs span.
+        case mmTotalVM
         /// mm->locked_vm equals the pages spanned by the mm's VM_LOCKED VMAs.
         case mmLockedVM
         /// No page-table entry lies outside every VMA (free_pgtables and
@@ -64,6 +66,9 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
 
         /// A file-backed VMA is in its file's i_mmap interval tree.
         case iMMap
+        /// file->i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
+        /// (mapping_map_writable / mapping_unmap_writable).
+        case iMMapWritable
 
         // MARK: frames (page_mapcount, page_ref_count, rmap_walk)
 
