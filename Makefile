@@ -69,9 +69,9 @@ fuzz:
 	cd Fuzz && $(SWIFT) build -c debug --product FuzzOps $(FUZZ_FLAGS)
 	cd Fuzz && $(SWIFT) build -c debug --product FuzzArena $(FUZZ_FLAGS)
 	mkdir -p .build-fuzz/corpus-parser .build-fuzz/corpus-ops .build-fuzz/corpus-arena fuzz-failures
-	.build-fuzz/debug/FuzzParser -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-parser Fuzz/corpus/parser
-	.build-fuzz/debug/FuzzOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-ops Fuzz/corpus/ops
-	.build-fuzz/debug/FuzzArena -max_len=200000 -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-arena Fuzz/corpus/arena
+	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzParser -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-parser Fuzz/corpus/parser
+	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-ops Fuzz/corpus/ops
+	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzArena -max_len=200000 -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-arena Fuzz/corpus/arena
 
 ## fuzz-long: an hour per libFuzzer target, then a million-operation campaign per history mode.
 fuzz-long:

@@ -79,6 +79,18 @@ public struct TraceGenerator {
         lines.append("proc \(first)")
         live.append(first)
         var ops = 0
+        // Fork early (issue 18): a written private region shared with a child
+        // from the start, so most later writes and observations are about
+        // copy-on-write and who sees whose data.
+        if kernelOnly && chance(60) {
+            let a = addr(), n = pages(16)
+            lines.append("\(first) mmap \(hex(a)) \(n) rw anon-private")
+            lines.append("\(first) write \(hex(a)) \(n)")
+            let c = newProcName()
+            lines.append("\(c) = fork \(first)")
+            live.append(c)
+            ops += 3
+        }
         while ops < statements {
             if live.isEmpty {
                 let p = newProcName()
@@ -101,6 +113,11 @@ public struct TraceGenerator {
                     let c = newProcName()
                     lines.append("\(c) = fork \(p)")
                     live.append(c)
+                    // A write after the fork, by either side: COW.
+                    if kernelOnly && chance(50) {
+                        lines.append("\(chance(50) ? p : c) write \(hex(addr())) \(pages(8))")
+                        ops += 1
+                    }
                 } else {
                     lines.append("\(p) read \(hex(addr())) \(pages(8))")
                 }
@@ -144,7 +161,10 @@ public struct TraceGenerator {
                     }
                 } else if ksm {
                     switch pick(["ksm", "ksm", "mergeable", "mergeable", "unmergeable", "value", "value", "value", "write"]) {
-                    case "ksm": lines.append("ksm scan \(1 + int(3))")
+                    case "ksm":
+                        lines.append("ksm scan \(1 + int(3))")
+                        // A write after the merges: the writer breaks COW of a KSM page.
+                        if chance(40) { lines.append("\(p) write \(hex(addr())) \(pages(4))\(chance(50) ? " value=\(int(3))" : "")") }
                     case "mergeable" where chance(50):
                         // The whole window: every VMA in it (ENOMEM for the holes).
                         lines.append("\(p) madvise \(hex(TraceGenerator.windowBase)) \(TraceGenerator.windowPages) mergeable")
