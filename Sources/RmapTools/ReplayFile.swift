@@ -20,12 +20,17 @@ public struct ReplayStatus: Sendable {
 /// The longest trace file accepted (bytes): bounded memory on any input.
 public let maxTraceBytes = 64 << 20
 
-/// Reads a whole file; nil with a message when it cannot be read.
-struct ReadError: Error { var message: String }
+/// Reads a whole trace file, at most `maxTraceBytes`; a message when it
+/// cannot be read (every command that reads a trace reads it so).
+public struct ReadError: Error { public var message: String }
 
-func readFileBytes(_ path: String) -> Result<[UInt8], ReadError> {
+public func readFileBytes(_ path: String) -> Result<[UInt8], ReadError> {
     guard let f = fopen(path, "rb") else { return .failure(ReadError(message: "\(path): error: cannot open: \(String(cString: strerror(errno)))")) }
     defer { fclose(f) }
+    var st = stat()
+    if fstat(fileno(f), &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
+        return .failure(ReadError(message: "\(path): error: is a directory, not a trace file"))
+    }
     var bytes: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)
     while true {

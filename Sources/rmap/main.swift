@@ -221,12 +221,11 @@ struct Dot: ParsableCommand {
             if demo {
                 parsed = try TraceParser.parse(demoTrace, file: name)
             } else {
-                guard let f = fopen(name, "rb") else { writeStderr("\(name): error: cannot open"); throw ExitCode(2) }
-                var bytes: [UInt8] = []
-                var buf = [UInt8](repeating: 0, count: 65536)
-                while true { let n = fread(&buf, 1, buf.count, f); if n <= 0 { break }; bytes += buf[0..<n] }
-                fclose(f)
-                parsed = try TraceParser.parse(bytes: bytes, file: name)
+                // The same reader, limits and messages as replay.
+                switch RmapTools.readFileBytes(name) {
+                case .failure(let e): writeStderr(e.message); throw ExitCode(2)
+                case .success(let bytes): parsed = try TraceParser.parse(bytes: bytes, file: name)
+                }
             }
         } catch let e as TraceError {
             writeStderr(e.description)
@@ -234,7 +233,10 @@ struct Dot: ParsableCommand {
         }
         let m = try Machine(reuse: reuse)
         var out = ReplayOutcome()
-        for tl in parsed.lines where at == nil || tl.line <= at! { m.step(tl, file: name, into: &out) }
+        for tl in parsed.lines where at == nil || tl.line <= at! {
+            m.step(tl, file: name, into: &out)
+            if let e = out.error { writeStderr(e); throw ExitCode(2) }  // a statement this arena cannot run
+        }
         print(m.dot(title: "\(name)\(at.map { " at line \($0)" } ?? "") (reuse: \(reuse.name))"), terminator: "")
     }
 }
