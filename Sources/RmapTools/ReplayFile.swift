@@ -50,10 +50,11 @@ public func readFileBytes(_ path: String) -> Result<[UInt8], ReadError> {
 /// violation is reported as `FILE:LINE: invariant violated: ...` (status 1).
 /// With `load`, the trace continues the saved state in that file (its
 /// processes and files exist already); with `save`, the final state is
-/// written to that file.
+/// written to that file. Without `observations`, observe lines are run but
+/// not kept (the JSON then lists none): `rmap replay` without `--observe`.
 public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default,
                        check: Bool = false, load: String? = nil, save: String? = nil,
-                       withStats: Bool = false) -> ReplayStatus {
+                       withStats: Bool = false, observations: Bool = true) -> ReplayStatus {
     let bytes: [UInt8]
     switch readFileBytes(path) {
     case .failure(let m): return ReplayStatus(stdout: nil, stderr: [m.message], status: 2)
@@ -83,7 +84,7 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
         }
     }
     var violations: [String] = []
-    let out = machine.replay(trace, after: check ? { tl in
+    let out = machine.replay(trace, keepingObservations: observations, after: check ? { tl in
         guard violations.count < 100 else { return }
         for v in machine.check() { violations.append("\(path):\(tl.line): invariant violated: \(v)") }
     } : nil)

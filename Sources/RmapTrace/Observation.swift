@@ -123,8 +123,13 @@ public struct ReplayOutcome: Sendable {
     /// report in could not run on this machine (a `proc` or `file` with the
     /// arena's table full, a `swap` beyond the swap map): `replay` stops there.
     public var error: String? = nil
+    /// Whether `observe` lines keep their tokens and VMAs in `observations`.
+    /// Without (replay when nobody prints the observation), an observe line
+    /// costs nothing after it ran: 200 observations of 2^20 pages no longer
+    /// add up to gigabytes. Expectations are checked either way.
+    public var keepsObservations = true
 
-    public init() {}
+    public init(keepsObservations: Bool = true) { self.keepsObservations = keepsObservations }
 
     /// The canonical observation: one line of JSON, keys in spec order.
     public var canonicalJSON: String {
@@ -166,8 +171,9 @@ extension Machine {
     /// Runs a parsed trace to the end, or up to a statement that cannot run
     /// (`ReplayOutcome.error`). `hook` runs after every statement
     /// (the checker uses it).
-    public func replay(_ trace: Trace, after hook: ((TraceLine) -> Void)? = nil) -> ReplayOutcome {
-        var out = ReplayOutcome()
+    public func replay(_ trace: Trace, keepingObservations: Bool = true,
+                       after hook: ((TraceLine) -> Void)? = nil) -> ReplayOutcome {
+        var out = ReplayOutcome(keepsObservations: keepingObservations)
         for tl in trace.lines {
             step(tl, file: trace.file, into: &out)
             if out.error != nil { break }
@@ -202,9 +208,9 @@ extension Machine {
         case .ksmScan(let passes):
             ksmScan(passes: passes)
         case .observe(let targets):
-            out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets)))
+            if out.keepsObservations { out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets))) }
         case .observeContents(let targets):
-            out.observations.append((tl.line, observeContents(targets), observeVMAs(targets)))
+            if out.keepsObservations { out.observations.append((tl.line, observeContents(targets), observeVMAs(targets))) }
         case .expectContents(let targets, let tokens):
             let got = observeContents(targets)
             if got != tokens {

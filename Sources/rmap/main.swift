@@ -78,7 +78,7 @@ struct Replay: ParsableCommand {
         var status: Int32 = 0
         for path in traces {
             let s = RmapTools.replayFile(path: path, reuse: reuse ?? .split, config: config, check: check,
-                                         load: load, save: save)
+                                         load: load, save: save, observations: observe)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
             status = max(status, s.status)

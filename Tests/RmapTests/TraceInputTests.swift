@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import RmapTestSupport
+@testable import Rmap
 
 /// Every command that reads a trace reads it as replay does: bounded, a
 /// directory refused, with `FILE: error: ...` and status 2 (issue 17, item 6).
@@ -14,5 +15,30 @@ import RmapTestSupport
         let zero = try run(rmap, [command, "/dev/zero"], timeout: 60)
         #expect(!zero.timedOut && zero.status == 2, "\(command) /dev/zero: \(zero.status) \(zero.err)")
         #expect(zero.err.contains("/dev/zero: error: trace larger than"), "\(zero.err)")
+    }
+}
+
+/// An observation nobody prints is not kept (issue 17, item 7): replay
+/// without --observe holds no observe tokens, whatever their size, and still
+/// checks every expectation.
+@Suite struct UnprintedObservationTests {
+    @Test func observationsAreKeptOnlyWhenPrinted() throws {
+        let text = """
+            proc P0
+            P0 mmap 0x100000000000 4 rw anon-private
+            P0 write 0x100000000000 2
+            observe P0 0x100000000000 1048576
+            observe contents P0 0x100000000000 4
+            expect P0 0x100000000000 4 = A1:1 A2:1 - -
+            expect contents P0 0x100000000000 3 = v1 v2 -
+            """
+        let trace = try TraceParser.parse(text, file: "t.trace")
+        let kept = try Machine(config: .tiny).replay(trace)
+        #expect(kept.observations.map(\.tokens.count) == [1_048_576, 4])
+        let dropped = try Machine(config: .tiny).replay(trace, keepingObservations: false)
+        #expect(dropped.observations.isEmpty)
+        // The same expectation failure either way (the contents are write tokens, not 1 and 2).
+        #expect(dropped.failures == kept.failures && dropped.failures.count == 1, "\(dropped.failures)")
+        #expect(dropped.results.map(\.result) == kept.results.map(\.result))
     }
 }
