@@ -1,7 +1,8 @@
 /*
  * files.c - the trace's files: created in a temporary directory when their
  * `file` statement runs, page i of the f-th file filled with the model's
- * content token of (f, i) (rmap_file_token), and removed by cleanup().
+ * content token of (f, i) (rmap_file_token).  The watchdog creates the
+ * directory and removes it with the files however the oracle ends (guard.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,8 +46,9 @@ void create_file(int f)
 {
     char path[512];
     if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/rmap-oracle.XXXXXX");
-        if (!mkdtemp(tmpdir)) { tmpdir[0] = 0; die("mkdtemp: %s", strerror(errno)); }
+        char t[sizeof tmpdir] = "/tmp/rmap-oracle.XXXXXX";
+        guard_mkdtemp(t, sizeof t);
+        strcpy(tmpdir, t);
     }
     file_path(f, path, sizeof path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -91,18 +93,4 @@ void create_file(int f)
                     (unsigned long long)cs.nr_writeback);
     }
     close(fd);
-}
-
-void remove_files(void)
-{
-    if (!tmpdir[0]) return;
-    char path[512];
-    for (int i = 0; i < nfiles; i++) {
-        if (!files[i].created) continue;
-        snprintf(path, sizeof path, "%s/%s", tmpdir, files[i].name);
-        unlink(path);
-        files[i].created = 0;
-    }
-    rmdir(tmpdir);
-    tmpdir[0] = 0;
 }

@@ -1,8 +1,10 @@
 /*
  * ksm.c - KSM: ksmd driven through /sys/kernel/mm/ksm.  A trace that uses
  * KSM (`ksm scan`, or madvise mergeable) takes ksmd for itself: one such
- * trace at a time on the machine, the settings saved and restored by
- * cleanup(); `ksm scan [PASSES]` runs ksmd for exactly PASSES full scans.
+ * trace at a time on the machine (the lock, held by the watchdog), the
+ * settings saved with the watchdog before they change, so that they come
+ * back however the oracle ends (guard.c); `ksm scan [PASSES]` runs ksmd for
+ * exactly PASSES full scans.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,15 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "oracle.h"
 
 #define KSM_DIR "/sys/kernel/mm/ksm/"
-static int ksm_saved;                 /* the settings below were saved and changed */
+#define KSM_LOCK "/tmp/rmap-oracle-ksm.lock"   /* the same file for every oracle, old and new */
 static char ksm_old_run[32], ksm_old_pages[32], ksm_old_sleep[32];
-static int ksm_lock_fd = -1;
 
 static int ksm_read(const char *name, char *buf, size_t n)
 {
@@ -47,16 +47,6 @@ static int ksm_write(const char *name, const char *val)
     return r == (ssize_t)strlen(val) ? 0 : -1;
 }
 
-void ksm_restore(void)
-{
-    if (!ksm_saved) return;
-    ksm_saved = 0;
-    ksm_write("run", "0");   /* stop before the old settings; never 2 (that unmerges all) */
-    ksm_write("pages_to_scan", ksm_old_pages);
-    ksm_write("sleep_millisecs", ksm_old_sleep);
-    if (strcmp(ksm_old_run, "2") != 0) ksm_write("run", ksm_old_run);
-}
-
 static uint64_t ksm_full_scans(int line)
 {
     char b[32];
@@ -65,7 +55,7 @@ static uint64_t ksm_full_scans(int line)
 }
 
 /* Takes ksmd for this trace: one KSM trace at a time on the machine (an
- * exclusive lock), settings saved for cleanup(), ksmd stopped, each batch
+ * exclusive lock), settings saved with the watchdog, ksmd stopped, each batch
  * large enough for a whole pass (ksm_do_scan stops at the end of a pass),
  * and a sleep between batches (50 ms) that leaves time to stop ksmd
  * between two passes, so a pass count can be hit exactly. */
@@ -79,11 +69,16 @@ static int ksm_read_settings(void)
 void ksm_take(void)
 {
     if (ksm_read_settings()) skip("the trace uses KSM and " KSM_DIR " cannot be read (no CONFIG_KSM?)");
-    ksm_lock_fd = open("/tmp/rmap-oracle-ksm.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (ksm_lock_fd < 0 || flock(ksm_lock_fd, LOCK_EX)) die("cannot lock /tmp/rmap-oracle-ksm.lock: %s", strerror(errno));
+    guard_lock(KSM_LOCK);
     /* read again under the lock: another oracle may have had them changed */
     if (ksm_read_settings()) die("cannot read " KSM_DIR);
-    ksm_saved = 1;
+    /* Restored in the reverse order: run=0 first (ksmd stopped before its
+     * settings change), then sleep_millisecs, pages_to_scan, and run last;
+     * never run=2 (that unmerges every page: 0 instead). */
+    guard_save(KSM_DIR "run", strcmp(ksm_old_run, "2") == 0 ? "0" : ksm_old_run);
+    guard_save(KSM_DIR "pages_to_scan", ksm_old_pages);
+    guard_save(KSM_DIR "sleep_millisecs", ksm_old_sleep);
+    guard_save(KSM_DIR "run", "0");
     if (ksm_write("run", "0") || ksm_write("pages_to_scan", "1000000") || ksm_write("sleep_millisecs", "50"))
         die("cannot set " KSM_DIR " (%s)", strerror(errno));
 }

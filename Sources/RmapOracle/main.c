@@ -6,9 +6,10 @@
  *   rmap-oracle --parse-only TRACE
  *
  * Exit status: 0 all expectations held, 1 an expectation failed, 2 malformed
- * trace, 3 internal error (a system call of the oracle itself failed, a worker
- * died or timed out), 77 skipped (model-only statement, swap, not root, PFNs
- * unreadable).
+ * or unreadable trace (a directory, a read error, more than 64 MiB), 3
+ * internal error (a system call of the oracle itself failed, a worker died
+ * or timed out, a machine setting could not be put back), 77 skipped
+ * (model-only statement, swap, not root, PFNs unreadable).
  *
  * --parse-only parses the whole trace and exits: 2 with the error of a
  * malformed trace, else 0, printing `parsed N statements` and, for a trace the
@@ -118,6 +119,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "rmap-oracle: skipped: %s\n", skip_reason);
         return 77;
     }
+
+    /* a signal mask inherited from the parent (Foundation's Process passes
+     * its thread's on: SIGINT, SIGTERM, SIGHUP blocked) would keep the
+     * handlers below from ever running: every signal unblocked */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -318,6 +326,10 @@ int main(int argc, char **argv)
     }
 
     cleanup();
+    if (guard_failed) {
+        fprintf(stderr, "rmap-oracle: the machine's settings could not all be put back\n");
+        return 3;
+    }
 
     printf("{\"format\":\"rmap-observation/1\",\"results\":[");
     for (int i = 0; i < nresults; i++)

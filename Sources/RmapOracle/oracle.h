@@ -11,6 +11,9 @@
  *   files.c    the trace's files: created in a temporary directory, filled
  *              with the model's content tokens
  *   observe.c  observation: pagemap, kpagecount, kpageflags and maps
+ *   guard.c    the watchdog: a child that holds the lock, the saved machine
+ *              settings and the temporary folder, and puts them back however
+ *              the oracle ends (SIGKILL included)
  *   util.c     allocation, the fatal exits (die, skip) and the cleanup they run
  *   main.c     main: runs the statements in order and prints the observation
  *
@@ -127,7 +130,6 @@ void kill_all(void);
 /* KSM (ksm.c)                                                          */
 
 void ksm_take(void);
-void ksm_restore(void);
 void run_ksm_scan(uint64_t passes, int line);
 
 /* ------------------------------------------------------------------ */
@@ -137,7 +139,16 @@ extern char tmpdir[256];
 
 void file_path(int f, char *buf, size_t n);
 void create_file(int f);
-void remove_files(void);
+
+/* ------------------------------------------------------------------ */
+/* The watchdog (guard.c): started by the first call; each returns once the
+ * watchdog knows (a failure is an internal error, die()).                */
+
+void guard_lock(const char *path);                    /* flock(LOCK_EX) held to the end */
+void guard_save(const char *path, const char *value); /* write VALUE back to PATH at the end */
+void guard_mkdtemp(char *tmpl, size_t n);             /* mkdtemp; removed with its files at the end */
+void guard_finish(void);      /* everything back now (cleanup()); idempotent */
+extern int guard_failed;      /* a value could not be written back: main exits 3 */
 
 /* ------------------------------------------------------------------ */
 /* Observation (observe.c)                                              */

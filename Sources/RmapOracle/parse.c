@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "oracle.h"
 
@@ -52,6 +53,7 @@
 #define MAX_PGOFF (1ULL << 32)
 #define MAX_NAME 64
 #define MAX_PROCS 1000                 /* run-time limit of the oracle (a skip, not an error) */
+#define MAX_TRACE_BYTES (64ULL << 20)  /* maxTraceBytes of the Swift side (ReplayFile.swift) */
 
 const char *trace_path;
 struct stmt *stmts;
@@ -856,22 +858,71 @@ static void parse_line(char *line, size_t n)
     free(T);
 }
 
-void parse_file(const char *path)
+/* The whole trace, read as `rmap replay` reads it (readFileBytes in
+ * Sources/RmapTools/ReplayFile.swift): at most MAX_TRACE_BYTES (an endless
+ * or huge file is refused, not read until memory runs out), a directory
+ * refused, a read error reported, never taken for the end of the file.
+ * FILE: error: MESSAGE and exit status 2. */
+static char *read_trace(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "%s:1:1: error: cannot open trace: %s\n", path, strerror(errno));
+        fprintf(stderr, "%s: error: cannot open: %s\n", path, strerror(errno));
         exit(2);
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "%s: error: is a directory, not a trace file\n", path);
+        exit(2);
+    }
+    size_t cap = 65536, n = 0;
+    char *buf = xmalloc(cap + 1);
+    for (;;) {
+        if (n == cap) {   /* at most the limit and one read more */
+            cap = cap * 2 < MAX_TRACE_BYTES + 65536 ? cap * 2 : MAX_TRACE_BYTES + 65536;
+            buf = xrealloc(buf, cap + 1);
+        }
+        size_t want = cap - n;
+        if (want > 65536) want = 65536;
+        size_t got = fread(buf + n, 1, want, f);
+        n += got;
+        if (n > MAX_TRACE_BYTES) {
+            fprintf(stderr, "%s: error: trace larger than %llu bytes\n", path, (unsigned long long)MAX_TRACE_BYTES);
+            exit(2);
+        }
+        if (got < want) {
+            if (ferror(f)) {
+                fprintf(stderr, "%s: error: read failed: %s\n", path, strerror(errno));
+                exit(2);
+            }
+            break;
+        }
+    }
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+void parse_file(const char *path)
+{
+    size_t len;
+    char *text = read_trace(path, &len);
     char *line = NULL;
     size_t cap = 0;
-    ssize_t n;
     cur_line = 0;
-    while ((n = getline(&line, &cap, f)) >= 0) {
+    /* lines end at '\n' (the last one may not); each is copied with a NUL
+     * after it, as parse_line() wants; a trailing '\n' ends no extra line */
+    for (size_t start = 0; start < len;) {
+        const char *nl = memchr(text + start, '\n', len - start);
+        size_t n = nl ? (size_t)(nl - (text + start)) : len - start;
+        if (n + 1 > cap) { cap = n + 1; line = xrealloc(line, cap); }
+        memcpy(line, text + start, n);
+        line[n] = 0;
         cur_line++;
-        if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
-        parse_line(line, (size_t)n);
+        parse_line(line, n);
+        start += n + (nl ? 1 : 0);
     }
     free(line);
-    fclose(f);
+    free(text);
 }

@@ -2,8 +2,9 @@
  * util.c - allocation that cannot fail (out of memory: status 3), the
  * growing string buffer, and the two fatal exits with the cleanup they run:
  * die() for an internal error (status 3), skip() when the machine cannot
- * run the trace (status 77).  cleanup() kills the trace processes, restores
- * ksmd's settings and removes the trace's files.
+ * run the trace (status 77).  cleanup() kills the trace processes and has
+ * the watchdog put back what the oracle changed (guard.c: the machine's
+ * settings, its lock and the trace's files).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,8 +50,7 @@ void sb_add(struct strbuf *b, const char *fmt, ...)
 void cleanup(void)
 {
     kill_all();
-    ksm_restore();
-    remove_files();
+    guard_finish();
 }
 
 void die(const char *fmt, ...)
