@@ -46,14 +46,15 @@ public func readFileBytes(_ path: String) -> Result<[UInt8], ReadError> {
 }
 
 /// Parses and replays one trace file on a fresh machine (`rmap replay`).
-/// With `check`, the invariant checker runs after every statement and each
+/// With `check`, the invariant checker runs after every `checkEvery`-th
+/// statement and after the last; each
 /// violation is reported as `FILE:LINE: invariant violated: ...` (status 1).
 /// With `load`, the trace continues the saved state in that file (its
 /// processes and files exist already); with `save`, the final state is
 /// written to that file. Without `observations`, observe lines are run but
 /// not kept (the JSON then lists none): `rmap replay` without `--observe`.
 public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default,
-                       check: Bool = false, load: String? = nil, save: String? = nil,
+                       check: Bool = false, checkEvery: Int = 1, load: String? = nil, save: String? = nil,
                        withStats: Bool = false, observations: Bool = true) -> ReplayStatus {
     let bytes: [UInt8]
     switch readFileBytes(path) {
@@ -84,9 +85,15 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
         }
     }
     var violations: [String] = []
-    let out = machine.replay(trace, keepingObservations: observations, after: check ? { tl in
+    var ran = 0
+    let every = max(1, checkEvery)
+    func runChecker(after line: Int) {
         guard violations.count < 100 else { return }
-        for v in machine.check() { violations.append("\(path):\(tl.line): invariant violated: \(v)") }
+        for v in machine.check() { violations.append("\(path):\(line): invariant violated: \(v)") }
+    }
+    let out = machine.replay(trace, keepingObservations: observations, after: check ? { tl in
+        ran += 1
+        if ran % every == 0 || ran == trace.lines.count { runChecker(after: tl.line) }
     } : nil)
     var errs = out.failures + violations
     if let e = out.error {

@@ -47,8 +47,11 @@ struct Replay: ParsableCommand {
     @Option(help: "anon_vma reuse policy: none, degree or split (default: split; with --load, the saved state's).")
     var reuse: ReusePolicy?
 
-    @Flag(help: "Run the invariant checker after every statement.")
+    @Flag(help: "Run the invariant checker after every statement (see --check-every).")
     var check = false
+
+    @Option(help: "With --check: the checker after every K-th statement and after the last (default 1).")
+    var checkEvery: Int = 1
 
     @Option(help: "Page frames in the arena, at least 2 (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
     var frames: UInt32?
@@ -70,6 +73,7 @@ struct Replay: ParsableCommand {
             throw ValidationError("--save and --load take exactly one trace")
         }
         try validateArenaOptions(frames: frames, tinyArena: tinyArena, reuse: reuse, load: load)
+        if checkEvery < 1 { throw ValidationError("--check-every must be at least 1, got \(checkEvery)") }
     }
 
     func run() throws {
@@ -78,7 +82,7 @@ struct Replay: ParsableCommand {
         var status: Int32 = 0
         for path in traces {
             let s = RmapTools.replayFile(path: path, reuse: reuse ?? .split, config: config, check: check,
-                                         load: load, save: save, observations: observe)
+                                         checkEvery: checkEvery, load: load, save: save, observations: observe)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
             status = max(status, s.status)

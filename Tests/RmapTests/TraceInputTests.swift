@@ -42,3 +42,22 @@ import RmapTestSupport
         #expect(dropped.results.map(\.result) == kept.results.map(\.result))
     }
 }
+
+/// `replay --check-every K` (issue 17, item 8): the checker after every K-th
+/// statement and after the last; K must be at least 1.
+@Suite struct CheckEveryTests {
+    @Test func checkEveryRunsOnTheLastStatementAndRefusesZero() throws {
+        let rmap = try #require(rmapPath, "the rmap binary is built by make test")
+        let path = NSTemporaryDirectory() + "rmap-check-every-\(getpid()).trace"
+        defer { unlink(path) }
+        // Sound throughout: every K passes; the checker must still have run (exit 0, nothing printed).
+        try "proc P\nP mmap 0x100000000000 2 rw anon-private\nP write 0x100000000000 2\nC = fork P\nC write 0x100000000000\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        for k in ["1", "2", "100"] {
+            let r = try run(rmap, ["replay", "--check", "--check-every", k, path], timeout: 60)
+            #expect(r.status == 0 && r.err.isEmpty, "--check-every \(k): \(r.status) \(r.err)")
+        }
+        let zero = try run(rmap, ["replay", "--check", "--check-every", "0", path], timeout: 60)
+        #expect(zero.status == 64 && zero.err.contains("--check-every must be at least 1"), "\(zero.status) \(zero.err)")
+    }
+}

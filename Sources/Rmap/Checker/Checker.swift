@@ -25,6 +25,7 @@ final class Checker {
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
         var writablePrivate: [(pfn: UInt32, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
+        var mappedBy: [(pfn: UInt32, vma: UInt32, addr: UInt64)] = []  // every mapping, for the walk check
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -96,7 +97,7 @@ final class Checker {
                         mapcount[pfn, default: 0] += 1
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
-                        checkFoundByWalk(pfn, v, addr)
+                        mappedBy.append((pfn, v, addr))
                         if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(PFN(pfn)), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
                         if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail(.devicePrivatePresent, .frame(PFN(pfn)), "frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
                     } else if PTE.isMigrationEntry(e) {
@@ -119,7 +120,7 @@ final class Checker {
                         } else {
                             mapcount[pfn, default: 0] += 1
                             rss[k.mmCounterFor(pfn).rawValue] += 1
-                            checkFoundByWalk(pfn, v, addr)
+                            mappedBy.append((pfn, v, addr))
                         }
                     } else if PTE.isDeviceExclusiveEntry(e) {
                         // Counted in RSS, holding a reference, out of the rmap.
@@ -166,6 +167,7 @@ final class Checker {
                 fail(.rssCounter, .mm(MMID(m)), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
             }
         }
+        checkFoundByWalks(mappedBy)
         // Frames: mapcount and refcount.
         let d = k.desc(T.frame).pointee
         var i: UInt32 = 1
@@ -248,16 +250,28 @@ final class Checker {
     /// process whose VMA is not mergeable; a KSM page swapped back in where
     /// ksmd dropped the item). Those are noted in `ksmUnregistered`; a listed
     /// mapping the walk misses is a violation.
-    func checkFoundByWalk(_ pfn: UInt32, _ v: UInt32, _ addr: UInt64) {
-        var c = FindControl(vma: v, address: addr)
-        k.rmapWalk(pfn, &c)
-        if c.found { return }
-        if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vma(v).pointee.mm, addr) {
-            ksmUnregistered.append("frame \(pfn): KSM mapping by vma \(v) at \(hex(addr)) has no rmap_item")
-            ksmUnregisteredFrames.insert(pfn)
-            return
+    /// One walk per frame (not one per mapping: with P processes sharing a
+    /// page that was P walks of P VMAs, and the checker cost the cube of the
+    /// sharing), its visits compared with the mappings the census found.
+    func checkFoundByWalks(_ mappings: [(pfn: UInt32, vma: UInt32, addr: UInt64)]) {
+        var byFrame: [UInt32: [(vma: UInt32, addr: UInt64)]] = [:]
+        var order: [UInt32] = []
+        for m in mappings {
+            if byFrame[m.pfn] == nil { order.append(m.pfn) }
+            byFrame[m.pfn, default: []].append((m.vma, m.addr))
         }
-        fail(.pteWithoutRmap, .frame(PFN(pfn)), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
+        for pfn in order {
+            var c = VisitsControl()
+            k.rmapWalk(pfn, &c)
+            for (v, addr) in byFrame[pfn]! where !c.visited.contains(VisitsControl.Visit(vma: v, address: addr)) {
+                if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vma(v).pointee.mm, addr) {
+                    ksmUnregistered.append("frame \(pfn): KSM mapping by vma \(v) at \(hex(addr)) has no rmap_item")
+                    ksmUnregisteredFrames.insert(pfn)
+                    continue
+                }
+                fail(.pteWithoutRmap, .frame(PFN(pfn)), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
+            }
+        }
     }
 
     /// Whether the KSM frame's stable node lists an rmap_item for (mm, addr).
@@ -307,25 +321,29 @@ final class Checker {
         }
     }
 
+    /// Whether node `n` is in the tree at `root`: its parent chain, each
+    /// parent naming it as a child, ends at the root (a red-black tree is at
+    /// most 2 log2(n + 1) deep: the chain is bounded). Logarithmic, where
+    /// an in-order scan per node made the census quadratic in the sharing.
     func treeContains<A: IntervalTreeAccessor>(_ root: UInt32, _ n: UInt32, _ a: A) -> Bool {
-        var x = IntervalTree.first(root: root, a)
-        var steps = 0
-        while x != 0 && steps < 1 << 22 {
-            if x == n { return true }
-            x = IntervalTree.next(x, a)
-            steps += 1
+        guard root != 0, n != 0 else { return false }
+        var x = n
+        for _ in 0..<128 {
+            if x == root { return a.links(x).pointee.parent == 0 }
+            let p = a.links(x).pointee.parent
+            guard p != 0, a.links(p).pointee.left == x || a.links(p).pointee.right == x else { return false }
+            x = p
         }
         return false
     }
 }
 
-/// Walk control that looks for one (vma, address).
-struct FindControl: RmapWalkControl {
-    let vma: UInt32
-    let address: UInt64
-    var found = false
-    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma v: VMAID, address a: UInt64) -> Bool {
-        if v.rawValue == vma && a == address { found = true; return false }
+/// Every (VMA, address) an rmap walk visits.
+struct VisitsControl: RmapWalkControl {
+    struct Visit: Hashable { let vma: UInt32; let address: UInt64 }
+    var visited = Set<Visit>()
+    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
+        visited.insert(Visit(vma: vma.rawValue, address: address))
         return true
     }
 }
