@@ -7,6 +7,12 @@ extension Machine {
     /// (first met is 1) within this call.
     public func observeTokens(_ targets: [Target]) -> [String] {
         var ids: [UInt32: Int] = [:]
+        return perPage(targets) { m, a in token(m, a, &ids) }
+    }
+
+    /// One token per page of the targets, in order: `-` for every page of a
+    /// process that is not alive.
+    func perPage(_ targets: [Target], _ token: (UInt32, UInt64) -> String) -> [String] {
         var out: [String] = []
         for t in targets {
             guard let m = mmOf(t.process) else {
@@ -15,7 +21,7 @@ extension Machine {
             }
             var a = t.addr
             for _ in 0..<t.pages {
-                out.append(token(m, a, &ids))
+                out.append(token(m, a))
                 a += PAGE_SIZE
             }
         }
@@ -48,19 +54,7 @@ extension Machine {
     /// read would fault: no PTE, a swap or migration entry, a device entry,
     /// PROT_NONE). The oracle reads the same 8 bytes through /proc/PID/mem.
     public func observeContents(_ targets: [Target]) -> [String] {
-        var out: [String] = []
-        for t in targets {
-            guard let m = mmOf(t.process) else {
-                out.append(contentsOf: repeatElement("-", count: Int(t.pages)))
-                continue
-            }
-            var a = t.addr
-            for _ in 0..<t.pages {
-                out.append(contentToken(m, a))
-                a += PAGE_SIZE
-            }
-        }
-        return out
+        perPage(targets, contentToken)
     }
 
     func contentToken(_ m: UInt32, _ addr: UInt64) -> String {

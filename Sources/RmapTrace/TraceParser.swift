@@ -487,29 +487,13 @@ struct LineParser {
             if contentsFollows(c) {
                 _ = c.next()
                 let targets = try parseTargets(&c, isExpect: true)
-                let tokens = try expectTokens(&c, targets, what: "content token", valid: isContentToken,
+                let tokens = try expectTokens(&c, targets, article: "a", what: "content token", valid: isContentToken,
                                               forms: "- or v<hex value>, such as v0 or v1f")
                 return .expectContents(targets, tokens: tokens)
             }
             let targets = try parseTargets(&c, isExpect: true)
-            guard let eq = c.next() else { throw missing(c, "'='") }  // parseTargets stops only at '=' or the end
-            var total: UInt64 = 0
-            for t in targets { total += t.pages }
-            var tokens: [String] = []
-            while let t = c.next() {
-                guard isObservationToken(t.text) else {
-                    throw error(t.column, "expected an observation token (-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount> or K<id>:<mapcount>), got \(quoted(t.text))")
-                }
-                guard UInt64(tokens.count) < total else {
-                    throw error(t.column, "too many observation tokens: the targets cover \(total) page\(total == 1 ? "" : "s")")
-                }
-                tokens.append(t.text)
-            }
-            guard UInt64(tokens.count) == total else {
-                // Reported just after the last token of the statement (the last observation token, or '=').
-                let column = c.index > 0 ? c.tokens[c.index - 1].endColumn : eq.endColumn
-                throw error(column, "expected \(total) observation token\(total == 1 ? "" : "s") (one per page), got \(tokens.count)")
-            }
+            let tokens = try expectTokens(&c, targets, article: "an", what: "observation token", valid: isObservationToken,
+                                          forms: "-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount> or K<id>:<mapcount>")
             return .expect(targets, tokens: tokens)
         }
     }
@@ -524,20 +508,21 @@ struct LineParser {
     }
 
     /// After `=`: one token per page of the targets, each `valid`.
-    mutating func expectTokens(_ c: inout Cursor, _ targets: [Target], what: String,
+    mutating func expectTokens(_ c: inout Cursor, _ targets: [Target], article: String, what: String,
                                valid: (String) -> Bool, forms: String) throws(TraceError) -> [String] {
         guard let eq = c.next() else { throw missing(c, "'='") }  // parseTargets stops only at '=' or the end
         var total: UInt64 = 0
         for t in targets { total += t.pages }
         var tokens: [String] = []
         while let t = c.next() {
-            guard valid(t.text) else { throw error(t.column, "expected a \(what) (\(forms)), got \(quoted(t.text))") }
+            guard valid(t.text) else { throw error(t.column, "expected \(article) \(what) (\(forms)), got \(quoted(t.text))") }
             guard UInt64(tokens.count) < total else {
                 throw error(t.column, "too many \(what)s: the targets cover \(total) page\(total == 1 ? "" : "s")")
             }
             tokens.append(t.text)
         }
         guard UInt64(tokens.count) == total else {
+            // Reported just after the last token of the statement (the last token, or '=').
             let column = c.index > 0 ? c.tokens[c.index - 1].endColumn : eq.endColumn
             throw error(column, "expected \(total) \(what)\(total == 1 ? "" : "s") (one per page), got \(tokens.count)")
         }
