@@ -96,16 +96,35 @@ static const char *result_name(const struct reply *r, int line)
 
 struct result { int line; char *res; };
 
+static const char usage[] =
+    "usage: rmap-oracle [-v] TRACE\n"
+    "       rmap-oracle --parse-only TRACE\n"
+    "Runs the kernel-side statements of TRACE (docs/trace-format.md) on this machine's\n"
+    "kernel and prints the canonical observation (docs/oracle.md). Needs root (PFNs).\n"
+    "  -v            every observed page's PFN and flags on stderr\n"
+    "  --parse-only  parse TRACE only (no root, no kernel): exit 0, or 2 with FILE:LINE:COL\n"
+    "Exit status: 0 every expectation held, 1 an expectation failed, 2 a malformed\n"
+    "trace or an internal error, 3 a machine setting could not be put back (or the\n"
+    "output could not be written, or memory ran out), 77 the trace cannot run here\n"
+    "(the reason on stderr).\n";
+
 int main(int argc, char **argv)
 {
     int argi = 1, parse_only = 0;
     for (; argi < argc && argv[argi][0] == '-' && argv[argi][1]; argi++) {
         if (strcmp(argv[argi], "-v") == 0) verbose = 1;
         else if (strcmp(argv[argi], "--parse-only") == 0) parse_only = 1;
-        else break;
+        else if (strcmp(argv[argi], "-h") == 0 || strcmp(argv[argi], "--help") == 0) {
+            printf("%s", usage);
+            return 0;
+        } else if (strcmp(argv[argi], "--") == 0) { argi++; break; }
+        else {
+            fprintf(stderr, "rmap-oracle: unknown option '%s'\n%s", argv[argi], usage);
+            return 2;
+        }
     }
     if (argc - argi != 1) {
-        fprintf(stderr, "usage: rmap-oracle [-v] TRACE\n       rmap-oracle --parse-only TRACE\n");
+        fprintf(stderr, "%s", usage);
         return 2;
     }
     trace_path = argv[argi];

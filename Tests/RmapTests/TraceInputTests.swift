@@ -61,3 +61,15 @@ import RmapTestSupport
         #expect(zero.status == 64 && zero.err.contains("--check-every must be at least 1"), "\(zero.status) \(zero.err)")
     }
 }
+
+/// `rmap-oracle --help` prints its usage and exits 0; an unknown option is a
+/// usage error, not a trace path (issue 17, item 21).
+@Suite struct OracleUsageTests {
+    @Test func helpAndUnknownOptions() throws {
+        let oracle = try #require(oraclePath, "rmap-oracle is built by make test")
+        let help = try run(oracle, ["--help"], timeout: 30)
+        #expect(help.status == 0 && help.out.hasPrefix("usage: rmap-oracle") && help.out.contains("--parse-only"), "\(help)")
+        let bad = try run(oracle, ["--bogus", "x.trace"], timeout: 30)
+        #expect(bad.status == 2 && bad.err.contains("unknown option '--bogus'"), "\(bad)")
+    }
+}
