@@ -83,6 +83,61 @@ import CShims
         #expect(RMAP_LAYOUT_VERSION == 4)
     }
 
+    /// A saved state whose zero blocks are holes (as `cp` copies it: the
+    /// tail of a table's used range is then a hole up to the end of the
+    /// file, where SEEK_DATA says ENXIO) loads like the original.
+    @Test func aSparseCopyLoads() throws {
+        let path = tempPath("sparse-src.arena"), copy = tempPath("sparse-copy.arena")
+        defer { unlink(path); unlink(copy) }
+        let (m, _) = try machine("proc a\na mmap 0x100000000000 2 rw anon-private\na write 0x100000000000 2\n",
+                                 config: .tiny)
+        #expect(m.save(to: path) == nil)
+        let r = try run("/bin/cp", ["--sparse=always", path, copy])
+        #expect(r.status == 0, "\(r.err)")
+        var st = stat()
+        #expect(stat(copy, &st) == 0 && Int(st.st_blocks) * 512 < Int(st.st_size), "the copy is not sparse")
+        let loaded = try Machine(opening: copy)
+        #expect(loaded.tokens("a", 0x1000_0000_0000, 2) == m.tokens("a", 0x1000_0000_0000, 2))
+        #expect(loaded.check() == [])
+    }
+
+    /// The header's serial counters at 2^64 - 1 in a saved state wrap
+    /// instead of trapping on the next object (issue 17, item 4: arithmetic
+    /// over values read from a file never traps).
+    @Test(arguments: ["name_order", "anon_vma_serial", "ksm_seqnr", "next_frame_serial"])
+    func serialCountersAtTheirMaximumWrap(_ name: String) throws {
+        let field: WritableKeyPath<rmap_arena_header, UInt64> = switch name {
+        case "name_order": \.name_order
+        case "anon_vma_serial": \.anon_vma_serial
+        case "ksm_seqnr": \.ksm_seqnr
+        default: \.next_frame_serial
+        }
+        let path = tempPath("serial-\(name).arena")
+        defer { unlink(path) }
+        let (m, _) = try machine("proc a\na mmap 0x100000000000 2 rw anon-private\na write 0x100000000000 2\n",
+                                 config: .tiny)
+        #expect(m.save(to: path) == nil)
+        let fd = open(path, O_RDWR)
+        try #require(fd >= 0)
+        var v = UInt64.max
+        #expect(pwrite(fd, &v, 8, off_t(MemoryLayout<rmap_arena_header>.offset(of: field)!)) == 8)
+        close(fd)
+        let loaded = try Machine(opening: path)
+        let trace = try TraceParser.parse("""
+            proc b
+            b mmap 0x100000000000 2 rw anon-private
+            b write 0x100000000000 2 value=5
+            a write 0x100000000000 2 value=5
+            c = fork b
+            a madvise 0x100000000000 2 mergeable
+            b madvise 0x100000000000 2 mergeable
+            ksm scan 3
+            """, file: "t.trace", continuing: loaded.traceContext)
+        let out = loaded.replay(trace)
+        #expect(out.results.allSatisfy { $0.result == "ok" }, "\(out.results)")
+        #expect(loaded.check() == [])
+    }
+
     @Test func corruptedArenaFilesAreRejectedOrSound() throws {
         var cfg = ArenaConfig()
         cfg.frames = 256; cfg.ptPages = 64; cfg.mms = 16; cfg.vmas = 64; cfg.anonVMAs = 64; cfg.avcs = 128

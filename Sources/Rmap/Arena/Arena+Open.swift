@@ -112,7 +112,14 @@ extension Arena {
             var from = pos, to = end
             let d = lseek(fd, off_t(pos), Arena.seekData)
             if d < 0 {
-                if errno_value() == ENXIO { return "the file changed while it was read (it became shorter); nothing was loaded" }
+                if errno_value() == ENXIO {
+                    // No data from `pos` to the end of the file: a hole (zeros,
+                    // as a copy by cp leaves a saved state), unless the file
+                    // no longer reaches `end`.
+                    var st = stat()
+                    if fstat(fd, &st) == 0 && UInt64(st.st_size) >= end { return nil }
+                    return "the file changed while it was read (it became shorter); nothing was loaded"
+                }
                 // No hole information: read the rest.
             } else {
                 from = UInt64(d)
