@@ -720,7 +720,7 @@ extension Kernel {
             if address == 0 { ksmRemoveSlot(m) }  // no VM_MERGEABLE VMA: like __ksm_exit
             m = nextSlot
         }
-        header.pointee.ksm_seqnr += 1
+        header.pointee.ksm_seqnr &+= 1  // ksm_scan.seqnr wraps, as the kernel's unsigned long does
         return true
     }
 

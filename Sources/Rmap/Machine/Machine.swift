@@ -125,7 +125,7 @@ public final class Machine {
     func recordName(_ name: String, kind: UInt32, index: UInt32) -> UInt32 {
         let r = k.alloc(T.name)
         if r == 0 { return 0 }
-        k.header.pointee.name_order += 1
+        k.header.pointee.name_order &+= 1  // wrapping: a hostile saved state may hold any value
         let p = k.names + Int(r)
         p.pointee.kind = kind
         p.pointee.index = index

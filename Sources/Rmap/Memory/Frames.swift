@@ -15,7 +15,7 @@ extension Kernel {
         p.pointee.refcount = 1
         p.pointee.mapcount = -1
         p.pointee.flags = PG.uptodate
-        header.pointee.next_frame_serial += 1
+        header.pointee.next_frame_serial &+= 1  // wrapping: a saved state may hold any value
         p.pointee.serial = header.pointee.next_frame_serial
         return pfn
     }

@@ -51,7 +51,7 @@ extension Kernel {
         p.pointee.degree = 1  // v5.15: "Reference for first vma"
         p.pointee.root = av
         p.pointee.parent = av
-        header.pointee.anon_vma_serial += 1
+        header.pointee.anon_vma_serial &+= 1  // wrapping: a saved state may hold any value
         p.pointee.serial = header.pointee.anon_vma_serial
         return av
     }

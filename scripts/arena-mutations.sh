@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# make arena-mutations: single mutations of saved arenas (issue 17).
+#
+# For each seed arena (Fuzz/corpus/arena's that this layout reads, and states
+# saved from corpus traces), COUNT
+# copies with one mutation each: a bit flip, a byte set to 0x00 or 0xff, or a
+# 4- or 8-byte boundary value (0, 1, 2^31-1, 2^31, 2^32-1, 2^63-1, 2^64-1)
+# written at an aligned offset. Each is loaded with `rmap replay --load F
+# --check` and a short trace that touches the loaded state. Every mutant must
+# be rejected with a message (status 2) or run (0 or 1, violations named);
+# a crash (a signal) or a hang (TIMEOUT seconds) is a failure, kept in
+# arena-failures/. Then, targeted, every 4-byte word of the first two records
+# of every table set to each boundary value. Prints `N rejected, M usable,
+# K crashed, H hung`.
+#
+#   scripts/arena-mutations.sh [COUNT per seed, default 1000] [SEED, default 1]
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+COUNT=${1:-1000}
+SEED=${2:-1}
+TIMEOUT=${ARENA_MUTATIONS_TIMEOUT:-20}
+RMAP=${RMAP:-$ROOT/.build/debug/rmap}
+OUT=$ROOT/arena-failures
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+
+# What runs on the loaded state: a touch of every kind of object the seeds hold.
+cat > "$WORK/touch.trace" <<'EOF'
+proc Z
+Z mmap 0x100000000000 4 rw anon-private
+Z write 0x100000000000 4
+Y = fork Z
+Y write 0x100000000000
+Z munmap 0x100000001000 2
+ksm scan 2
+Y exit
+EOF
+
+RANDOM=$SEED
+rejected=0; usable=0; crashed=0; hung=0
+values4=(0 1 2147483647 2147483648 4294967295)
+values8=(0 1 9223372036854775807 18446744073709551615)
+
+le() {  # le VALUE BYTES: VALUE as little-endian bytes, printf-escaped
+    local v=$1 n=$2 s="" i
+    for ((i = 0; i < n; i++)); do
+        s+=$(printf '\\x%02x' $(( (v >> (8 * i)) & 0xff )))
+        v=$(( v )) # keep bash's 64-bit arithmetic
+    done
+    printf '%s' "$s"
+}
+
+# Seeds: the FuzzArena seeds, and states saved (tiny arena) from corpus traces
+# with swap entries, device entries, file pages and fork families.
+seeds=("$ROOT"/Fuzz/corpus/arena/seed*.arena)
+for t in model/reclaim-swap model/device-memory kernel/45-contents; do
+    if "$RMAP" replay --tiny-arena --save "$WORK/$(basename $t).arena" "$ROOT/Tests/Corpus/$t.trace" >/dev/null 2>&1; then
+        seeds+=("$WORK/$(basename $t).arena")
+    fi
+done
+
+for seed in "${seeds[@]}"; do
+    # Only seeds this build reads (the others stop at the version check).
+    "$RMAP" replay --load "$seed" "$WORK/touch.trace" >/dev/null 2>&1
+    case $? in 0|1) ;; *) echo "skip $(basename "$seed"): not loadable as it is"; continue;; esac
+    size=$(stat -c %s "$seed")
+    # Mutate the part that holds data: the non-zero bytes' extent.
+    for ((i = 0; i < COUNT; i++)); do
+        f="$WORK/m.arena"
+        cp "$seed" "$f"
+        # Two in five in the header (its counters and table descriptors),
+        # the rest anywhere in the file.
+        if (( RANDOM % 5 < 2 )); then off=$(( RANDOM % 1024 )); else off=$(( (RANDOM * 32768 + RANDOM) % size )); fi
+        kind=$(( RANDOM % 5 ))
+        case $kind in
+            0) b=$(od -An -tu1 -j "$off" -N1 "$f" | tr -d ' ')
+               printf "$(printf '\\x%02x' $(( b ^ (1 << (RANDOM % 8)) )))" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none;;
+            1) printf '\x00' | dd of="$f" bs=1 seek="$off" conv=notrunc status=none;;
+            2) printf '\xff' | dd of="$f" bs=1 seek="$off" conv=notrunc status=none;;
+            3) off=$(( off & ~3 )); v=${values4[$(( RANDOM % ${#values4[@]} ))]}
+               printf "$(le "$v" 4)" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none;;
+            4) off=$(( off & ~7 )); v=${values8[$(( RANDOM % ${#values8[@]} ))]}
+               printf "$(le "$v" 8)" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none;;
+        esac
+        timeout -s KILL "$TIMEOUT" "$RMAP" replay --check --load "$f" "$WORK/touch.trace" >/dev/null 2>"$WORK/err"
+        st=$?
+        name="$(basename "$seed" .arena)-$i-kind$kind-off$off"
+        if [ $st -eq 137 ]; then
+            hung=$((hung + 1)); cp "$f" "$OUT/hang-$name.arena"
+            echo "HANG   $name"
+        elif [ $st -ge 128 ]; then
+            crashed=$((crashed + 1)); cp "$f" "$OUT/crash-$name.arena"
+            echo "CRASH  $name (signal $((st - 128))): $(grep -m1 -E 'Fatal error|crashed|error' "$WORK/err" | cut -c1-160)"
+        elif [ $st -eq 2 ]; then
+            rejected=$((rejected + 1))
+        else
+            usable=$((usable + 1))
+        fi
+    done
+done
+# Targeted: every 4-byte word of the first two records of every table (the
+# fields a random offset rarely hits: refcounts, counters, links, flags),
+# each set to each 4-byte boundary value, in each seed.
+u() { od -An -t"u$2" -j "$1" -N"$2" "$3" | tr -d ' '; }  # u OFFSET BYTES FILE: a little-endian integer
+TABLES_AT=48; DESC_SIZE=32; NTABLES=12  # offsetof(rmap_arena_header, tables), sizeof(rmap_table_desc), RMAP_T_COUNT
+for seed in "${seeds[@]}"; do
+    "$RMAP" replay --load "$seed" "$WORK/touch.trace" >/dev/null 2>&1
+    case $? in 0|1) ;; *) continue;; esac
+    for ((t = 0; t < NTABLES; t++)); do
+        d=$(( TABLES_AT + t * DESC_SIZE ))
+        toff=$(u "$d" 8 "$seed"); rsize=$(u $(( d + 8 )) 4 "$seed"); bump=$(u $(( d + 16 )) 4 "$seed")
+        for ((r = 1; r < bump && r <= 2; r++)); do
+            for ((w = 0; w + 4 <= rsize; w += 4)); do
+                for v in "${values4[@]}"; do
+                    f="$WORK/m.arena"
+                    cp "$seed" "$f"
+                    off=$(( toff + r * rsize + w ))
+                    printf "$(le "$v" 4)" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+                    timeout -s KILL "$TIMEOUT" "$RMAP" replay --check --load "$f" "$WORK/touch.trace" >/dev/null 2>"$WORK/err"
+                    st=$?
+                    name="$(basename "$seed" .arena)-table$t-rec$r-word$w-$v"
+                    if [ $st -eq 137 ]; then
+                        hung=$((hung + 1)); cp "$f" "$OUT/hang-$name.arena"; echo "HANG   $name"
+                    elif [ $st -ge 128 ]; then
+                        crashed=$((crashed + 1)); cp "$f" "$OUT/crash-$name.arena"
+                        echo "CRASH  $name (signal $((st - 128))): $(grep -m1 -E 'Fatal error|runtime failure|crashed' "$WORK/err" | cut -c1-160)"
+                    elif [ $st -eq 2 ]; then rejected=$((rejected + 1))
+                    else usable=$((usable + 1)); fi
+                done
+            done
+        done
+    done
+done
+
+echo "$rejected rejected, $usable usable, $crashed crashed, $hung hung"
+[ $crashed -eq 0 ] && [ $hung -eq 0 ]
