@@ -14,6 +14,7 @@
 # K crashed, H hung`.
 #
 #   scripts/arena-mutations.sh [COUNT per seed, default 1000] [SEED, default 1]
+#   ARENA_MUTATIONS_TARGETED=0 skips the targeted pass (most of the time)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 COUNT=${1:-1000}
@@ -36,6 +37,20 @@ Z munmap 0x100000001000 2
 ksm scan 2
 Y exit
 EOF
+
+# try FILE NAME: loads the mutant with --check and the touch trace and counts
+# the verdict; a crash or a hang keeps the file in arena-failures/.
+try() {
+    timeout -s KILL "$TIMEOUT" "$RMAP" replay --check --load "$1" "$WORK/touch.trace" >/dev/null 2>"$WORK/err"
+    local st=$?
+    if [ $st -eq 137 ]; then
+        hung=$((hung + 1)); cp "$1" "$OUT/hang-$2.arena"; echo "HANG   $2"
+    elif [ $st -ge 128 ]; then
+        crashed=$((crashed + 1)); cp "$1" "$OUT/crash-$2.arena"
+        echo "CRASH  $2 (signal $((st - 128))): $(grep -m1 -E 'Fatal error|runtime failure|crashed' "$WORK/err" | cut -c1-160)"
+    elif [ $st -eq 2 ]; then rejected=$((rejected + 1))
+    else usable=$((usable + 1)); fi
+}
 
 RANDOM=$SEED
 rejected=0; usable=0; crashed=0; hung=0
@@ -83,20 +98,7 @@ for seed in "${seeds[@]}"; do
             4) off=$(( off & ~7 )); v=${values8[$(( RANDOM % ${#values8[@]} ))]}
                printf "$(le "$v" 8)" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none;;
         esac
-        timeout -s KILL "$TIMEOUT" "$RMAP" replay --check --load "$f" "$WORK/touch.trace" >/dev/null 2>"$WORK/err"
-        st=$?
-        name="$(basename "$seed" .arena)-$i-kind$kind-off$off"
-        if [ $st -eq 137 ]; then
-            hung=$((hung + 1)); cp "$f" "$OUT/hang-$name.arena"
-            echo "HANG   $name"
-        elif [ $st -ge 128 ]; then
-            crashed=$((crashed + 1)); cp "$f" "$OUT/crash-$name.arena"
-            echo "CRASH  $name (signal $((st - 128))): $(grep -m1 -E 'Fatal error|crashed|error' "$WORK/err" | cut -c1-160)"
-        elif [ $st -eq 2 ]; then
-            rejected=$((rejected + 1))
-        else
-            usable=$((usable + 1))
-        fi
+        try "$f" "$(basename "$seed" .arena)-$i-kind$kind-off$off"
     done
 done
 # Targeted: every 4-byte word of the first two records of every table (the
@@ -105,6 +107,7 @@ done
 u() { od -An -t"u$2" -j "$1" -N"$2" "$3" | tr -d ' '; }  # u OFFSET BYTES FILE: a little-endian integer
 TABLES_AT=48; DESC_SIZE=32; NTABLES=12  # offsetof(rmap_arena_header, tables), sizeof(rmap_table_desc), RMAP_T_COUNT
 for seed in "${seeds[@]}"; do
+    [ "${ARENA_MUTATIONS_TARGETED:-1}" = 1 ] || break
     "$RMAP" replay --load "$seed" "$WORK/touch.trace" >/dev/null 2>&1
     case $? in 0|1) ;; *) continue;; esac
     for ((t = 0; t < NTABLES; t++)); do
@@ -117,16 +120,7 @@ for seed in "${seeds[@]}"; do
                     cp "$seed" "$f"
                     off=$(( toff + r * rsize + w ))
                     printf "$(le "$v" 4)" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
-                    timeout -s KILL "$TIMEOUT" "$RMAP" replay --check --load "$f" "$WORK/touch.trace" >/dev/null 2>"$WORK/err"
-                    st=$?
-                    name="$(basename "$seed" .arena)-table$t-rec$r-word$w-$v"
-                    if [ $st -eq 137 ]; then
-                        hung=$((hung + 1)); cp "$f" "$OUT/hang-$name.arena"; echo "HANG   $name"
-                    elif [ $st -ge 128 ]; then
-                        crashed=$((crashed + 1)); cp "$f" "$OUT/crash-$name.arena"
-                        echo "CRASH  $name (signal $((st - 128))): $(grep -m1 -E 'Fatal error|runtime failure|crashed' "$WORK/err" | cut -c1-160)"
-                    elif [ $st -eq 2 ]; then rejected=$((rejected + 1))
-                    else usable=$((usable + 1)); fi
+                    try "$f" "$(basename "$seed" .arena)-table$t-rec$r-word$w-$v"
                 done
             done
         done
