@@ -202,3 +202,12 @@ public let parserPreamble = """
     proc Dead
     Dead exit
     """
+
+/// A fresh, empty directory for one test (under the temporary folder, named
+/// after this process and `name`); the caller removes it.
+public func freshTempDir(_ name: String) -> String {
+    let d = NSTemporaryDirectory() + "rmap-\(getpid())-\(name)"
+    try? FileManager.default.removeItem(atPath: d)
+    mkdir(d, 0o755)
+    return d
+}

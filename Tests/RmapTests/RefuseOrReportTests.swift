@@ -12,16 +12,10 @@ import Glibc
 /// command-line values that cannot apply are errors that say so, not a run
 /// of something other than what was asked.
 @Suite struct RefuseOrReportTests {
-    static func tempDir(_ name: String) -> String {
-        let d = NSTemporaryDirectory() + "rmap-\(getpid())-\(name)"
-        try? FileManager.default.removeItem(atPath: d)
-        mkdir(d, 0o755)
-        return d
-    }
 
     /// Replays `text` (as `NAME.trace` in a fresh folder) on `config`.
     static func replay(_ text: String, _ name: String, config: ArenaConfig = .tiny) throws -> ReplayStatus {
-        let d = tempDir("refuse-\(name)")
+        let d = freshTempDir("refuse-\(name)")
         defer { try? FileManager.default.removeItem(atPath: d) }
         let path = d + "/\(name).trace"
         try text.write(toFile: path, atomically: false, encoding: .utf8)
@@ -111,7 +105,7 @@ import Glibc
           arguments: [["replay", "--frames", "0"], ["replay", "--frames", "1"], ["stats", "--frames", "1"],
                       ["replay", "--tiny-arena", "--frames", "100"]])
     func framesOutOfRangeAreRefused(_ args: [String]) throws {
-        let d = Self.tempDir("frames-\(args.joined(separator: "-"))")
+        let d = freshTempDir("frames-\(args.joined(separator: "-"))")
         defer { try? FileManager.default.removeItem(atPath: d) }
         let t = d + "/t.trace"
         try "proc A\n".write(toFile: t, atomically: false, encoding: .utf8)
@@ -131,7 +125,7 @@ import Glibc
           arguments: [["replay", "--frames", "100"], ["replay", "--tiny-arena"], ["replay", "--reuse", "none"],
                       ["stats", "--frames", "100"], ["stats", "--reuse", "degree"]])
     func optionsThatCannotApplyToALoadedStateAreRefused(_ args: [String]) throws {
-        let d = Self.tempDir("load-\(args.joined(separator: "-"))")
+        let d = freshTempDir("load-\(args.joined(separator: "-"))")
         defer { try? FileManager.default.removeItem(atPath: d) }
         let t1 = d + "/1.trace", t2 = d + "/2.trace", f = d + "/s.arena"
         try "proc A\n".write(toFile: t1, atomically: false, encoding: .utf8)
@@ -148,7 +142,7 @@ import Glibc
     /// trace error (exit 2, FILE:LINE).
     @Test(.enabled(if: rmapPath != nil, "needs the rmap binary (swift build builds it)"))
     func cliReportsSwapBeyondTheSwapMap() throws {
-        let d = Self.tempDir("cli-swap")
+        let d = freshTempDir("cli-swap")
         defer { try? FileManager.default.removeItem(atPath: d) }
         let t = d + "/t.trace"
         try "swap 100\nproc A\n".write(toFile: t, atomically: false, encoding: .utf8)

@@ -13,13 +13,6 @@ import Glibc
 /// loaded state is the model's own copy, which no later change of the file
 /// reaches, and loading needs only read access.
 @Suite struct SavedStateSafetyTests {
-    /// A fresh, empty directory for one test.
-    static func tempDir(_ name: String) -> String {
-        let d = NSTemporaryDirectory() + "rmap-\(getpid())-\(name)"
-        try? FileManager.default.removeItem(atPath: d)
-        mkdir(d, 0o755)
-        return d
-    }
 
     static func remove(_ d: String) { try? FileManager.default.removeItem(atPath: d) }
 
@@ -56,7 +49,7 @@ import Glibc
     /// `replay --load F --save F`: the save used to truncate the file the
     /// loaded state was still mapped from (SIGBUS, F left empty).
     @Test func replaySavesOverTheFileItLoaded() throws {
-        let d = Self.tempDir("same-file")
+        let d = freshTempDir("same-file")
         defer { Self.remove(d) }
         let f = d + "/state.arena", t1 = d + "/1.trace", t2 = d + "/2.trace"
         try Self.write(Self.first, t1)
@@ -77,7 +70,7 @@ import Glibc
     /// The same from the library: a machine opened from F, changed and saved
     /// to F; and a machine whose arena lives in F (`Machine(path:)`) saved to F.
     @Test func machineSavesOverItsOwnFile() throws {
-        let d = Self.tempDir("own-file")
+        let d = freshTempDir("own-file")
         defer { Self.remove(d) }
         let f = d + "/state.arena"
         let (m0, _) = try machine(Self.first, config: .tiny)
@@ -103,7 +96,7 @@ import Glibc
     /// Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN).
     static let canMount: Bool = {
         guard geteuid() == 0 else { return false }
-        let d = tempDir("mount-probe")
+        let d = freshTempDir("mount-probe")
         defer { rmdir(d) }
         guard mount("none", d, "tmpfs", 0, "size=64k") == 0 else { return false }
         umount2(d, Int32(MNT_DETACH))
@@ -124,7 +117,7 @@ import Glibc
     /// truncated the previous file already, and said only "write failed".
     @Test(.enabled(if: canMount, "needs root to mount a small tmpfs"))
     func saveThatRunsOutOfSpaceKeepsThePreviousFile() throws {
-        let scratch = Self.tempDir("enospc-sizes"), mnt = Self.tempDir("enospc-mnt")
+        let scratch = freshTempDir("enospc-sizes"), mnt = freshTempDir("enospc-mnt")
         defer { Self.remove(scratch); rmdir(mnt) }
         let (small, _) = try machine("proc A\n", config: .tiny)
         let (large, _) = try machine(Self.big, config: .tiny)
@@ -154,7 +147,7 @@ import Glibc
     /// SIGXFSZ ignored): no root needed.
     @Test(.enabled(if: rmapPath != nil, "needs the rmap binary (swift build builds it)"))
     func cliSaveOverAFileSizeLimitKeepsThePreviousFile() throws {
-        let d = Self.tempDir("efbig")
+        let d = freshTempDir("efbig")
         defer { Self.remove(d) }
         let f = d + "/state.arena", t1 = d + "/1.trace", t2 = d + "/2.trace"
         try Self.write(Self.first, t1)
@@ -172,7 +165,7 @@ import Glibc
 
     /// A save keeps the permission bits of the file it replaces.
     @Test func saveKeepsTheModeOfTheFileItReplaces() throws {
-        let d = Self.tempDir("mode")
+        let d = freshTempDir("mode")
         defer { Self.remove(d) }
         let f = d + "/state.arena"
         let (m, _) = try machine(Self.first, config: .tiny)
@@ -189,7 +182,7 @@ import Glibc
     /// used to change the model's state under it (MAP_PRIVATE shows the
     /// page cache until a page is written).
     @Test func loadedStateDoesNotSeeLaterWrites() throws {
-        let d = Self.tempDir("writer")
+        let d = freshTempDir("writer")
         defer { Self.remove(d) }
         let f = d + "/state.arena"
         let (m0, _) = try machine(Self.first, config: .tiny)
@@ -212,7 +205,7 @@ import Glibc
     /// A truncation of the file after the load used to kill the model with
     /// SIGBUS at its next access.
     @Test func loadedStateSurvivesTruncation() throws {
-        let d = Self.tempDir("truncate")
+        let d = freshTempDir("truncate")
         defer { Self.remove(d) }
         let f = d + "/state.arena"
         let (m0, _) = try machine(Self.first, config: .tiny)
@@ -229,7 +222,7 @@ import Glibc
     /// bits do not stop) a file on a read-only bind mount. Loading used to
     /// open the file for writing (EACCES, EROFS).
     @Test func loadingNeedsOnlyReadAccess() throws {
-        let d = Self.tempDir("readonly"), out = Self.tempDir("readonly-out")
+        let d = freshTempDir("readonly"), out = freshTempDir("readonly-out")
         defer { Self.remove(d); Self.remove(out) }
         let f = d + "/state.arena", t2 = out + "/2.trace"
         let (m0, _) = try machine(Self.first, config: .tiny)
@@ -239,7 +232,7 @@ import Glibc
         var path = f
         var ro: String? = nil
         if geteuid() == 0 {
-            let r = Self.tempDir("readonly-mnt")
+            let r = freshTempDir("readonly-mnt")
             try #require(mount(d, r, nil, UInt(MS_BIND), nil) == 0, "bind mount: \(String(cString: strerror(errno)))")
             ro = r
             try #require(mount("none", r, nil, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY), nil) == 0,
