@@ -26,8 +26,15 @@
 
 #define RMAP_ARENA_MAGIC 0x31414e4552414d52ull /* "RMARENA1" little-endian */
 /* 4: the header's spare words got names (anon_vma serial, swap cursor, CVE
- * reuse counters, name order, balloon list and counts). */
-#define RMAP_LAYOUT_VERSION 4u
+ * reuse counters, name order, balloon list and counts).
+ * 5: large folios: struct folio's fields overlay the first tail pages as in
+ * the kernel (rmap_page's unions), free runs per order, the deferred split
+ * queue, the huge zero folio and the THP settings in the header. */
+#define RMAP_LAYOUT_VERSION 5u
+
+/* The largest folio order: PMD order (2 MiB of 4 KiB pages). */
+#define RMAP_PMD_ORDER 9u
+#define RMAP_PMD_NR 512u
 
 /* POISON_FREE (include/linux/poison.h): a freed record is filled with this
  * byte after its 4-byte free-list link, so a use after free is visible and a
@@ -104,20 +111,77 @@ typedef struct rmap_arena_header {
     uint64_t ksm_pages_shared;
     uint64_t ksm_pages_sharing;
     uint64_t ksm_pages_unshared;
+    /* Large folios (mm/huge_memory.c, mm/page_alloc.c). */
+    uint32_t folio_free[RMAP_PMD_ORDER + 1]; /* free aligned runs of 2^order frames (orders 2..9),
+                                                threaded through the run's first frame (`next`) */
+    uint32_t deferred_split_head;    /* ds_queue->split_queue: head PFNs of large folios, linked */
+    uint32_t deferred_split_tail;    /* through page[2].deferred_next/deferred_prev */
+    uint32_t deferred_split_len;     /* ds_queue->split_queue_len */
+    uint32_t huge_zero_pfn;          /* huge_zero_folio: head PFN, 0 until first used */
+    uint32_t thp_flags;              /* RMAP_THP_* below */
+    uint32_t pad_folio;
+    uint64_t thp_order_modes;        /* 4 bits per order (RMAP_THP_MODE_*): hugepages-<size>kB/enabled */
+    uint64_t thp_fault_alloc;        /* /proc/vmstat thp_fault_alloc (PMD) */
+    uint64_t thp_fault_fallback;     /* thp_fault_fallback */
+    uint64_t thp_split_pmd;          /* thp_split_pmd */
+    uint64_t thp_split_page;         /* thp_split_page (every order) */
+    uint64_t mthp_fault_alloc;       /* the sum of hugepages-*kB/stats/anon_fault_alloc below PMD order */
 } rmap_arena_header;
 
-/* struct page (the fields rmap needs). */
+/* thp_flags: the top-level `enabled` mode in bits 0-1 (RMAP_THP_MODE_*, never
+ * inherit), and whether the trace set any THP setting (without one, every
+ * mapping is VM_NOHUGEPAGE from the start). */
+enum {
+    RMAP_THP_MODE_NEVER = 0,
+    RMAP_THP_MODE_ALWAYS = 1,
+    RMAP_THP_MODE_MADVISE = 2,
+    RMAP_THP_MODE_INHERIT = 3,
+    RMAP_THP_ENABLED_MASK = 0x3,
+    RMAP_THP_CONFIGURED = 0x4
+};
+
+/* struct page (the fields rmap needs). A large folio is 2^order contiguous
+ * frames, aligned: the head (PG_head) holds the folio's flags, refcount,
+ * mapping, index and private; every page keeps its own _mapcount, content and
+ * PG_anon_exclusive / PG_hwpoison; a tail (PG_tail) names its head in `next`
+ * (compound_head). As struct folio does, the folio's own counters overlay the
+ * first tail pages (the unions): page[1] holds _large_mapcount,
+ * _entire_mapcount, _nr_pages_mapped, the order, _mm_id[2] and
+ * _mm_id_mapcount[2]; page[2] the _deferred_list links. */
 typedef struct rmap_page {
     uint64_t flags;          /* PG_* bits, see PageFlags.swift */
-    int32_t refcount;        /* page->_refcount */
+    int32_t refcount;        /* page->_refcount (0 in a tail) */
     int32_t mapcount;        /* page->_mapcount: -1 when unmapped, as in the kernel */
-    uint64_t mapping;        /* tagged byte offset: anon_vma|1, movable|2, ksm|3, or address_space */
-    uint64_t index;          /* page->index: pgoff in the file or linear_page_index of the anon VMA */
-    uint64_t private_;       /* page_private: the swap entry while in the swap cache */
+    union {
+        uint64_t mapping;    /* tagged byte offset: anon_vma|1, movable|2, ksm|3, or address_space */
+        struct {             /* page[1] of a large folio: */
+            int32_t large_mapcount;   /* folio->_large_mapcount (-1 based) */
+            int32_t entire_mapcount;  /* folio->_entire_mapcount (-1 based): PMD mappings */
+        };
+        struct {             /* page[2] of a large folio: folio->_deferred_list */
+            uint32_t deferred_next;   /* head PFN of the next folio on the queue, 0 at the end */
+            uint32_t deferred_prev;
+        };
+    };
+    union {
+        uint64_t index;      /* page->index: pgoff in the file or linear_page_index of the anon VMA */
+        struct {             /* page[1]: */
+            int32_t nr_pages_mapped;  /* folio->_nr_pages_mapped (+ ENTIRELY_MAPPED per PMD) */
+            uint32_t order;           /* folio_order() (the kernel keeps it in _flags_1) */
+        };
+    };
+    union {
+        uint64_t private_;   /* page_private: the swap entry while in the swap cache */
+        uint32_t mm_id[2];   /* page[1]: folio->_mm_id[2]; bit 31 of mm_id[1] is
+                                FOLIO_MM_IDS_SHARED_BIT (the top bit of _mm_ids) */
+    };
     uint64_t content;        /* the page's content token */
-    uint32_t next;           /* free list / LRU link */
+    uint32_t next;           /* free list / LRU link; a tail: compound_head (the head PFN) */
     uint32_t prev;
-    uint64_t serial;         /* allocation serial, for deterministic reporting */
+    union {
+        uint64_t serial;     /* allocation serial, for deterministic reporting */
+        int32_t mm_id_mapcount[2]; /* page[1]: folio->_mm_id_mapcount[2] (-1 based) */
+    };
 } rmap_page;
 
 /* struct ptdesc: what the kernel keeps in the struct page of a page-table page. */

@@ -29,6 +29,13 @@ extension Machine {
     }
 
     func token(_ m: UInt32, _ addr: UInt64, _ ids: inout [UInt32: Int]) -> String {
+        // A PMD leaf: every page of the 2 MiB gives a token ending in `*`.
+        if let pmd = k.pmdSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) {
+            let head = PTE.pfn(pmd.pointee)
+            if head == k.hugeZeroPFN { return "Z*" }
+            let sub = UInt32((addr >> PAGE_SHIFT) & 511)
+            return folioToken(head, sub, &ids) + "*"
+        }
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return "-" }
         let e = s.pointee
         if e == 0 { return "-" }
@@ -41,11 +48,21 @@ extension Machine {
         }
         let pfn = PTE.pfn(e)
         if pfn == k.zeroPFN { return "Z" }
+        let head = k.folioOf(pfn)
+        return folioToken(head, pfn - head, &ids)
+    }
+
+    /// The token of page `sub` of the folio at `head`: `A<id>:<count>` for a
+    /// small folio, `A<id>+<sub>:<count>` for a page of a large one, the
+    /// count as /proc/kpagecount gives it (folio_precise_page_mapcount()),
+    /// folios named canonically (first met is 1).
+    func folioToken(_ head: UInt32, _ sub: UInt32, _ ids: inout [UInt32: Int]) -> String {
         let id: Int
-        if let i = ids[pfn] { id = i } else { id = ids.count + 1; ids[pfn] = id }
-        let mapping = k.page(pfn).pointee.mapping & PageMapping.flags
+        if let i = ids[head] { id = i } else { id = ids.count + 1; ids[head] = id }
+        let mapping = k.page(head).pointee.mapping & PageMapping.flags
         let kind = mapping == PageMapping.ksm ? "K" : mapping == PageMapping.anon ? "A" : "F"
-        return "\(kind)\(id):\(k.pageMapcount(pfn))"
+        if k.folioIsLarge(head) { return "\(kind)\(id)+\(sub):\(k.precisePageMapcount(head + sub))" }
+        return "\(kind)\(id):\(k.pageMapcount(head))"
     }
 
     /// The content tokens of the targets, one per page: `v` and the value the
@@ -58,10 +75,16 @@ extension Machine {
     }
 
     func contentToken(_ m: UInt32, _ addr: UInt64) -> String {
-        guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) else { return "-" }
+        var pfn: UInt32
+        if let pmd = k.pmdSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) {
+            pfn = PTE.pfn(pmd.pointee) + UInt32((addr >> PAGE_SHIFT) & 511)
+        } else {
+            guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) else { return "-" }
+            pfn = PTE.pfn(s.pointee)
+        }
         let v = k.vmaLookup(m, addr)
         guard v != 0, k.vma(v).pointee.vm_flags & VM.read != 0 else { return "-" }
-        return "v" + String(k.page(PTE.pfn(s.pointee)).pointee.content, radix: 16)
+        return "v" + String(k.page(pfn).pointee.content, radix: 16)
     }
 
     /// `{"tokens":[...],"vmas":[...]}` for the targets (the C API's observation).

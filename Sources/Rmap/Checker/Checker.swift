@@ -26,6 +26,10 @@ final class Checker {
         var writablePrivate: [(pfn: UInt32, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
         var mappedBy: [(pfn: UInt32, vma: UInt32, addr: UInt64)] = []  // every mapping, for the walk check
+        var entire: [UInt32: Int] = [:]         // PMDs mapping each large folio (by head)
+        var folioMMs: [UInt32: [UInt32: Int]] = [:]  // per large folio: mappings (PTEs and PMDs) per mm
+        var pmdLeaves: [UInt32: Int] = [:]      // PMD leaves per PMD table
+        var writablePMDs: [(head: UInt32, mm: UInt32, addr: UInt64)] = []
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -76,7 +80,36 @@ final class Checker {
                     fail(.iMMap, .vma(VMAID(v)), "vma \(v): not in its file's i_mmap")
                 }
                 // Page-table census of the VMA.
-                k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end) { addr, slot in
+                k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end, pmd: { haddr, slot in
+                    let e = slot.pointee
+                    pmdLeaves[k.ptPageIndex(of: slot), default: 0] += 1
+                    if haddr < p.vm_start || haddr + Kernel.pmdSize > p.vm_end || p.file != 0 || p.vm_flags & VM.shared != 0 {
+                        fail(.pmdLeaf, .vma(VMAID(v)), "vma \(v): PMD leaf at \(hex(haddr)) not inside a private anonymous VMA's range")
+                    }
+                    let head = PTE.pfn(e)
+                    if head == k.hugeZeroPFN && head != 0 {
+                        if PTE.isWrite(e) {
+                            fail(.writablePrivateNotExclusive, .mm(MMID(m)), "mm \(m): the huge zero page mapped writable at \(hex(haddr))")
+                        }
+                        return true
+                    }
+                    guard head != 0, head < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head), k.folioIsLarge(head),
+                          k.folioOrder(head) == RMAP_PMD_ORDER, head & (RMAP_PMD_NR - 1) == 0 else {
+                        fail(.pmdLeaf, .mm(MMID(m)), "mm \(m): PMD leaf at \(hex(haddr)) maps frame \(head), not the head of a live PMD-order folio")
+                        return true
+                    }
+                    entire[head, default: 0] += 1
+                    folioMMs[head, default: [:]][m, default: 0] += 1
+                    rss[MMCounter.anon.rawValue] += Int64(RMAP_PMD_NR)
+                    mappedBy.append((head, v, haddr))
+                    if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 {
+                        writablePMDs.append((head, m, haddr))
+                        if k.page(head).pointee.flags & PG.anonExclusive == 0 {
+                            fail(.writablePrivateNotExclusive, .frame(PFN(head)), "frame \(head): THP mapped writable by private vma \(v) at \(hex(haddr)) but not exclusive")
+                        }
+                    }
+                    return true
+                }) { addr, slot in
                     let e = slot.pointee
                     guard e != 0 else { return true }
                     if PTE.isPresent(e) {
@@ -95,6 +128,8 @@ final class Checker {
                             }
                         }
                         mapcount[pfn, default: 0] += 1
+                        let head = k.folioOf(pfn)
+                        if head != pfn || k.folioIsLarge(head) { folioMMs[head, default: [:]][m, default: 0] += 1 }
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         mappedBy.append((pfn, v, addr))
@@ -155,7 +190,10 @@ final class Checker {
             v = k.firstVMA(m)
             while true {
                 let end = v != 0 ? k.vma(v).pointee.vm_start : (1 << 47)
-                k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end) { addr, slot in
+                k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end, pmd: { addr, _ in
+                    fail(.pteOutsideVMA, .mm(MMID(m)), "mm \(m): PMD leaf at \(hex(addr)) outside every VMA")
+                    return false
+                }) { addr, slot in
                     if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(MMID(m)), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
                     return slot.pointee == 0
                 }
@@ -176,9 +214,14 @@ final class Checker {
             let p = k.page(i).pointee
             if k.isFree(T.frame, i) { continue }  // free (poisoned; the first word is the free-list link)
             if i == k.zeroPFN { continue }
+            if k.hugeZeroPFN != 0 && i >= k.hugeZeroPFN && i < k.hugeZeroPFN + RMAP_PMD_NR { continue }
             let census = mapcount[i] ?? 0
             if Int(p.mapcount) + 1 != census {
                 fail(.mapcount, .frame(PFN(i)), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
+            }
+            if p.flags & (PG.head | PG.tail) != 0 {
+                checkLargeFolioPage(i, census: census, mapcount: mapcount, entire: entire, folioMMs: folioMMs)
+                continue
             }
             if Int(p.refcount) < census + (exclusiveRefs[i] ?? 0) {
                 fail(.refcount, .frame(PFN(i)), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[i] ?? 0) device-exclusive entries")
@@ -216,9 +259,23 @@ final class Checker {
         // A page mapped more than once is write-protected in every private
         // mapping (COW: fork write-protects both sides, wp_page_copy gives
         // the writer its own copy).
-        for w in writablePrivate where (mapcount[w.pfn] ?? 0) > 1 {
-            fail(.sharedPageWritable, .frame(PFN(w.pfn)), "frame \(w.pfn): mapped by \(mapcount[w.pfn] ?? 0) PTEs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
+        for w in writablePrivate {
+            let n = (mapcount[w.pfn] ?? 0) + (entire[k.folioOf(w.pfn)] ?? 0)
+            if n > 1 {
+                fail(.sharedPageWritable, .frame(PFN(w.pfn)), "frame \(w.pfn): mapped by \(n) PTEs and PMDs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
+            }
         }
+        for w in writablePMDs {
+            let n = (entire[w.head] ?? 0) + (0..<RMAP_PMD_NR).reduce(0) { $0 + (mapcount[w.head + $1] ?? 0) }
+            if n > 1 {
+                fail(.sharedPageWritable, .frame(PFN(w.head)), "frame \(w.head): THP mapped \(n) times, writable by a PMD of mm \(w.mm) at \(hex(w.addr))")
+            }
+        }
+        // One deposited PTE table per PMD leaf, in the leaf's PMD table.
+        for (table, n) in pmdLeaves where k.depositedPTETables(pmdTable: table).count != n {
+            fail(.pmdLeaf, nil, "page table \(table): \(n) PMD leaves but \(k.depositedPTETables(pmdTable: table).count) deposited PTE tables")
+        }
+        checkDeferredSplitQueue(mapcount: mapcount, entire: entire)
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).
         let fd = k.desc(T.file).pointee

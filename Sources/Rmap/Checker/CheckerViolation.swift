@@ -88,6 +88,28 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// (mlock_vma_page / munlock_vma_page with try_to_munlock).
         case mlock
 
+        // MARK: large folios (mm/rmap.c, include/linux/rmap.h, mm/huge_memory.c)
+
+        /// A large folio's counters equal the census of its mappings:
+        /// _large_mapcount all PTEs and PMDs, _entire_mapcount the PMDs,
+        /// _nr_pages_mapped the pages mapped by PTEs plus ENTIRELY_MAPPED
+        /// while a PMD maps it; its refcount covers every mapping; its tails
+        /// name their head and hold no reference of their own.
+        case folioCounters
+        /// A large folio's _mm_id slots: a slot in use names an mm that maps
+        /// the folio exactly its _mm_id_mapcount + 1 times, a free slot has
+        /// mapcount -1, and a folio mapped by two mms or more is marked
+        /// shared (FOLIO_MM_IDS_SHARED_BIT).
+        case folioMMIDs
+        /// The deferred split queue is a sound list that holds exactly the
+        /// anonymous large folios mapped in part (some pages by PTEs, some
+        /// not at all, no PMD), its length counted right.
+        case deferredSplit
+        /// A PMD leaf maps an aligned PMD-order folio (or the huge zero page)
+        /// inside one private anonymous VMA, with one PTE table deposited
+        /// for it in its PMD table (pgtable_trans_huge_deposit).
+        case pmdLeaf
+
         // MARK: special entries and device memory
 
         /// A hwpoison entry names a live frame with PG_hwpoison.

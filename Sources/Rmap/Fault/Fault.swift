@@ -51,10 +51,31 @@ extension Kernel {
         } else if flags & VM.accessFlags == 0 {
             return .sigsegv
         }
+        // __handle_mm_fault(): a PMD leaf is handled at the PMD (an access
+        // sets its accessed/dirty bits; a write to a read-only one is
+        // do_huge_pmd_wp_page, which may split it and fall back to the PTEs);
+        // a none PMD in a VMA that allows PMD-sized THP tries
+        // do_huge_pmd_anonymous_page first.
+        let pgd = mm(m).pointee.pgd
+        if _slowPath(thpActive) && vma(v).pointee.file == 0 {
+            let pmd = pmdSlot(root: pgd, key: addr)
+            if let pmd, PTE.isPMDLeaf(pmd.pointee) {
+                let e = pmd.pointee
+                if !write || PTE.isWrite(e) {
+                    pmd.pointee = e | PTE.accessed | (write ? PTE.dirty : 0)  // huge_pmd_set_accessed()
+                    return .ok
+                }
+                let r = doHugePMDWPPage(m, v, addr, pmd)
+                if r != .fallback { return r.fault }
+            } else if pmd?.pointee ?? 0 == 0, thpAllowsPMD(v, addr) {
+                let r = doHugePMDAnonymousPage(m, v, addr, write: write)
+                if r != .fallback { return r.fault }
+            }
+        }
         // An access through a present PTE: the hardware sets the accessed
         // (and on write the dirty) bit; no fault unless a write hits a
         // read-only entry.
-        if let slot = leafSlot(root: mm(m).pointee.pgd, key: addr), slot.pointee != 0 {
+        if let slot = leafSlot(root: pgd, key: addr), slot.pointee != 0 {
             let e = slot.pointee
             if PTE.isPresent(e) {
                 if !write {
@@ -90,6 +111,11 @@ extension Kernel {
             return .ok
         }
         guard available(T.frame) >= 1, anonVMAPrepare(v) else { return .oom }
+        if _slowPath(thpActive) {
+            // alloc_anon_folio(): a multi-size THP when the settings allow one here.
+            let orders = anonFolioOrders(v, addr, slot)
+            if orders != 0, doAnonymousLargeFolio(m, v, addr, slot, orders: orders) { return .ok }
+        }
         let pfn = allocPage()
         guard pfn != 0 else { return .oom }
         page(pfn).pointee.content = 0
@@ -267,6 +293,9 @@ extension Kernel {
     func wpCanReuseAnonFolio(_ pfn: UInt32, vma v: UInt32) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.anonExclusive != 0 { return true }
+        if _slowPath(p.pointee.flags & (PG.head | PG.tail) != 0) {
+            return wpCanReuseLargeAnonFolio(folioOf(pfn), vma: v)
+        }
         // A KSM page is never reused: its content is shared by design.
         if p.pointee.mapping & PageMapping.flags == PageMapping.ksm { return false }
         let swapcache: Int32 = p.pointee.flags & PG.swapcache != 0 ? 1 : 0

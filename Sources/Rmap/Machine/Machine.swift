@@ -82,6 +82,32 @@ public final class Machine {
         return .ok
     }
 
+    /// `thp enabled MODE`: /sys/kernel/mm/transparent_hugepage/enabled
+    /// (`inherit` is not a mode of this file: EINVAL). The first THP setting
+    /// of a machine starts from the kernel's defaults (`enabled madvise`,
+    /// `2M inherit`, every other size `never`) and lifts the VM_NOHUGEPAGE a
+    /// machine without THP settings gives every new mapping.
+    public func setTHP(enabled mode: THPMode) -> OpResult {
+        guard mode != .inherit else { return .errno(.EINVAL) }
+        k.thpSetEnabled(mode)
+        return .ok
+    }
+
+    /// `thp SIZE MODE`: hugepages-<size>kB/enabled for folio `order`
+    /// (2 to 9: 16 KiB to 2 MiB); EINVAL for another order.
+    public func setTHP(order: UInt32, mode: THPMode) -> OpResult {
+        guard order >= 2, order <= RMAP_PMD_ORDER else { return .errno(.EINVAL) }
+        k.thpSetMode(order: order, mode)
+        return .ok
+    }
+
+    /// The THP settings: `enabled` and the mode of each order 2...9; nil
+    /// when the machine has none (no large folios are made).
+    public var thpSettings: (enabled: THPMode, orders: [THPMode])? {
+        guard k.thpActive else { return nil }
+        return (k.thpEnabled, (UInt32(2)...RMAP_PMD_ORDER).map { k.thpMode(order: $0) })
+    }
+
     /// The most swap slots this arena's swap map holds.
     public var swapMapSlots: UInt64 { UInt64(k.desc(T.swap).pointee.capacity) - 1 }
 
@@ -232,8 +258,8 @@ public final class Machine {
             case .sigbus: return .sigbus
             case .oom: return .errno(.ENOMEM)
             }
-            if write, let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: a) {
-                let pfn = k.vmNormalPage(s.pointee)
+            if write {
+                let pfn = k.mappedPage(m, a)
                 if pfn != 0 { k.page(pfn).pointee.content = value ?? rmap_write_token(m, a) }
             }
             a += PAGE_SIZE

@@ -20,23 +20,36 @@ extension Kernel {
         return pfn
     }
 
-    /// get_page()
+    /// get_page() / folio_get(): a reference on the page's folio.
     @inline(__always) func getPage(_ pfn: UInt32) {
-        page(pfn).pointee.refcount += 1
+        page(folioOf(pfn)).pointee.refcount += 1
     }
 
-    /// put_page(): drops a reference, freeing the frame at zero (__free_pages).
+    /// put_page() / folio_put(): drops a reference on the page's folio,
+    /// freeing it at zero (__free_pages, __folio_put).
     @inline(__always) func putPage(_ pfn: UInt32) {
-        let p = page(pfn)
+        let head = folioOf(pfn)
+        let p = page(head)
         if p.pointee.flags & PG.reserved != 0 { return }
         p.pointee.refcount -= 1
         if p.pointee.refcount == 0 {
-            free(T.frame, pfn)
+            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head) }
+        }
+    }
+
+    /// folio_put_refs(): `n` references at once (a batch of PTEs of one folio).
+    @inline(__always) func putPages(_ pfn: UInt32, _ n: Int32) {
+        let head = folioOf(pfn)
+        let p = page(head)
+        if p.pointee.flags & PG.reserved != 0 { return }
+        p.pointee.refcount -= n
+        if p.pointee.refcount == 0 {
+            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head) }
         }
     }
 
     @inline(__always) func pageIsAnon(_ pfn: UInt32) -> Bool {
-        page(pfn).pointee.mapping & PageMapping.anon != 0
+        page(folioOf(pfn)).pointee.mapping & PageMapping.anon != 0
     }
 
     /// page_mapcount(): the number of PTEs that map the frame.

@@ -22,6 +22,9 @@ package enum PTE {
     static let swpExclusive: UInt64 = 1 << 7
 
     @inline(__always) static func isNone(_ e: UInt64) -> Bool { e == 0 }
+    /// pmd_trans_huge() / pmd_leaf(): a present PMD entry with _PAGE_PSE
+    /// maps 2 MiB itself (a THP or the huge zero page), not a PTE table.
+    @inline(__always) package static func isPMDLeaf(_ e: UInt64) -> Bool { e & pse != 0 && isPresent(e) }
     /// pte_present(): present or PROT_NONE.
     @inline(__always) package static func isPresent(_ e: UInt64) -> Bool { e & (present | protnone) != 0 }
     @inline(__always) package static func pfn(_ e: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: (e & pfnMask) >> 12) }

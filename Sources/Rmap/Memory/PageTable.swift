@@ -28,7 +28,8 @@ extension Kernel {
     }
 
     /// The page-table page of `level` (1 PTE ... 4 PGD) on the way from
-    /// `root` to `key`; 0 when a table above it is missing.
+    /// `root` to `key`; 0 when a table above it is missing, or when `key` is
+    /// mapped by a PMD leaf (a THP) and a PTE table is asked for.
     @inline(__always)
     func tableOnPath(root: UInt32, key: UInt64, level target: Int) -> UInt32 {
         var table = root
@@ -36,10 +37,77 @@ extension Kernel {
         while level > target {
             let e = ptPage(table)[Kernel.index(key, level: level)]
             if e == 0 { return 0 }
+            if _slowPath(level == 2 && PTE.isPMDLeaf(e)) { return 0 }
             table = PTE.pfn(e)
             level -= 1
         }
         return table
+    }
+
+    /// pmd_offset(): the PMD slot for `key` under `root`, nil when a table
+    /// above it is missing.
+    @inline(__always)
+    package func pmdSlot(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        let table = tableOnPath(root: root, key: key, level: 2)
+        return table == 0 ? nil : ptPage(table) + Kernel.index(key, level: 2)
+    }
+
+    /// __pud_alloc() / __pmd_alloc(): the PMD slot for `key`, allocating the
+    /// missing PUD and PMD tables; nil when out of page-table pages.
+    func pmdSlotAlloc(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        var table = root
+        var level = 4
+        while level > 2 {
+            let slot = ptPage(table) + Kernel.index(key, level: level)
+            if slot.pointee == 0 {
+                let t = allocPTPage(level: UInt32(level - 1))
+                if t == 0 { return nil }
+                slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
+                ptDesc(table).pointee.used += 1
+            }
+            table = PTE.pfn(slot.pointee)
+            level -= 1
+        }
+        return ptPage(table) + Kernel.index(key, level: 2)
+    }
+
+    /// The PMD table (page-table page) that holds `key`'s PMD slot; 0 if none.
+    @inline(__always) func pmdTable(root: UInt32, key: UInt64) -> UInt32 {
+        tableOnPath(root: root, key: key, level: 2)
+    }
+
+    /// The page-table page that holds entry `slot`.
+    @inline(__always) package func ptPageIndex(of slot: UnsafeMutablePointer<UInt64>) -> UInt32 {
+        UInt32((slot - ptPage(0)) / 512)
+    }
+
+    /// pgtable_trans_huge_deposit(): a PTE table set aside with a THP's PMD
+    /// mapping, so splitting the PMD later never needs memory. Kept on a
+    /// LIFO list of the PMD table (pmd_huge_pte), threaded through the
+    /// deposited pages' ptdesc `next`.
+    func depositPTETable(pmdTable: UInt32, _ pte: UInt32) {
+        ptDesc(pte).pointee.next = ptDesc(pmdTable).pointee.next
+        ptDesc(pmdTable).pointee.next = pte
+    }
+
+    /// pgtable_trans_huge_withdraw(): the last deposited PTE table.
+    func withdrawPTETable(pmdTable: UInt32) -> UInt32 {
+        let pte = ptDesc(pmdTable).pointee.next
+        precondition(pte != 0, "a PMD mapping without its deposited page table")
+        ptDesc(pmdTable).pointee.next = ptDesc(pte).pointee.next
+        ptDesc(pte).pointee.next = 0
+        return pte
+    }
+
+    /// The page tables deposited with the PMD mappings of PMD table `pmdTable`.
+    package func depositedPTETables(pmdTable: UInt32) -> [UInt32] {
+        var out: [UInt32] = []
+        var t = ptDesc(pmdTable).pointee.next
+        while t != 0 && out.count < 512 {
+            out.append(t)
+            t = ptDesc(t).pointee.next
+        }
+        return out
     }
 
     /// pte_offset_map(): the leaf slot for `key` under `root`, nil when a table is missing.
@@ -63,6 +131,8 @@ extension Kernel {
                 slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
                 ptDesc(table).pointee.used += 1
             }
+            // The caller splits a PMD leaf first (__split_huge_pmd).
+            precondition(level != 2 || !PTE.isPMDLeaf(slot.pointee), "a PTE table asked for under a PMD leaf")
             table = PTE.pfn(slot.pointee)
             level -= 1
         }
@@ -75,7 +145,7 @@ extension Kernel {
         let table = tableOnPath(root: root, key: key, level: 2)
         guard table != 0 else { return }
         let pmd = ptPage(table) + Kernel.index(key, level: 2)
-        guard pmd.pointee != 0 else { return }
+        guard pmd.pointee != 0, !PTE.isPMDLeaf(pmd.pointee) else { return }
         let pte = PTE.pfn(pmd.pointee)
         for i in 0..<512 where ptPage(pte)[i] != 0 { return }
         pmd.pointee = 0
@@ -86,15 +156,29 @@ extension Kernel {
     /// Visits every leaf slot in [start, end) whose tables exist, in key order,
     /// skipping absent subtrees in one step (as walk_page_range / zap_*_range do).
     /// `body` returns false to stop; `walkLeaves` then returns false.
+    ///
+    /// A PMD leaf (a PMD-mapped THP) met on the way goes to `pmd` with the
+    /// address of the PMD's first page, once, whatever part of its 2 MiB is
+    /// in the range; without `pmd` the walk steps over it (callers that only
+    /// ever see PTE-mapped ranges, and those that visit PMDs separately).
     @discardableResult @inline(__always)
     package func walkLeaves(root: UInt32, start: UInt64, end: UInt64,
                     _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> Bool {
         guard start < end else { return true }
-        return walkLevel(table: root, level: 4, start: start, end: end, body)
+        return walkLevel(table: root, level: 4, start: start, end: end, pmd: { _, _ in true }, body)
+    }
+
+    @discardableResult @inline(__always)
+    package func walkLeaves(root: UInt32, start: UInt64, end: UInt64,
+                    pmd: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool,
+                    _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> Bool {
+        guard start < end else { return true }
+        return walkLevel(table: root, level: 4, start: start, end: end, pmd: pmd, body)
     }
 
     @inline(__always)
     private func walkLevel(table: UInt32, level: Int, start: UInt64, end: UInt64,
+                           pmd: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool,
                            _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> Bool {
         let shift = 12 + 9 * UInt64(level - 1)
         let span: UInt64 = 1 << shift
@@ -108,8 +192,10 @@ extension Kernel {
             } else {
                 let e = entries[i]
                 if e != 0 {
-                    if !walkLevel(table: PTE.pfn(e), level: level - 1, start: key,
-                                  end: min(end, next), body) { return false }
+                    if _slowPath(level == 2 && PTE.isPMDLeaf(e)) {
+                        if !pmd(key & ~(span - 1), entries + i) { return false }
+                    } else if !walkLevel(table: PTE.pfn(e), level: level - 1, start: key,
+                                         end: min(end, next), pmd: pmd, body) { return false }
                 }
             }
             if next == 0 { break }  // wrapped
@@ -136,7 +222,7 @@ extension Kernel {
             if lo >= end { break }
             let hi = lo + span
             let e = entries[i]
-            guard e != 0, level > 1 else { continue }
+            guard e != 0, level > 1, level != 2 || !PTE.isPMDLeaf(e) else { continue }
             let child = PTE.pfn(e)
             if lo >= floor && (ceiling == 0 || hi <= ceiling) {
                 freeSubtree(child, level: level - 1)
@@ -153,10 +239,18 @@ extension Kernel {
     func freeSubtree(_ table: UInt32, level: Int) {
         if level > 1 {
             let entries = ptPage(table)
-            for i in 0..<512 where entries[i] != 0 {
+            for i in 0..<512 where entries[i] != 0 && (level != 2 || !PTE.isPMDLeaf(entries[i])) {
                 freeSubtree(PTE.pfn(entries[i]), level: level - 1)
             }
+            if level == 2 { freeDeposited(pmdTable: table) }
         }
         freePTPage(table)
+    }
+
+    /// The deposited PTE tables still held by a PMD table that goes (they
+    /// belong to PMD leaves zapped before free_pgtables; zap withdraws them,
+    /// so this finds none unless a path forgot to).
+    private func freeDeposited(pmdTable table: UInt32) {
+        while ptDesc(table).pointee.next != 0 { freePTPage(withdrawPTETable(pmdTable: table)) }
     }
 }

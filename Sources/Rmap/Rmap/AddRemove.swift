@@ -1,8 +1,9 @@
 import CShims
 
-/// Adding and removing a page's mappings (mm/rmap.c). The model maps only
-/// small (order-0) folios, so the folio functions act on one page; the names
-/// are the 6.x folio names, with the v5.x page names in each comment.
+/// Adding and removing a page's mappings (mm/rmap.c). The functions here
+/// take one page and act on its folio; a page of a large folio goes to the
+/// folio's counters (Rmap/FolioRmap.swift) on a slow path. The names are the
+/// 6.x folio names, with the v5.x page names in each comment.
 extension Kernel {
     /// linear_page_index()
     @inline(__always) func linearPageIndex(_ v: UInt32, _ addr: UInt64) -> UInt64 {
@@ -19,14 +20,14 @@ extension Kernel {
 
     /// The anon_vma a page's mapping points to, 0 if not anonymous.
     @inline(__always) package func pageAnonVMA(_ pfn: UInt32) -> UInt32 {
-        let m = page(pfn).pointee.mapping
+        let m = page(folioOf(pfn)).pointee.mapping
         guard m & PageMapping.flags == PageMapping.anon else { return 0 }
         return index(table: T.anonVMA, offset: m & ~PageMapping.flags)
     }
 
     /// The address_space a page-cache page belongs to, 0 if none.
     @inline(__always) func pageFile(_ pfn: UInt32) -> UInt32 {
-        let m = page(pfn).pointee.mapping
+        let m = page(folioOf(pfn)).pointee.mapping
         guard m != 0, m & PageMapping.flags == 0 else { return 0 }
         return index(table: T.file, offset: m)
     }
@@ -59,6 +60,10 @@ extension Kernel {
     /// gets its anon rmap set.
     @inline(__always) func folioAddAnonRmapPTE(_ pfn: UInt32, vma v: UInt32, address: UInt64, exclusive: Bool) {
         let p = page(pfn)
+        if _slowPath(p.pointee.flags & PG.tail != 0 || p.pointee.flags & PG.head != 0) {
+            folioAddAnonRmapPTEs(pfn, 1, vma: v, address: address, exclusive: exclusive)
+            return
+        }
         p.pointee.mapcount += 1
         // __folio_add_anon_rmap(): only a page that is not anonymous yet (not
         // even KSM: folio_test_anon() is true for PAGE_MAPPING_KSM) gets its rmap set.
@@ -81,8 +86,12 @@ extension Kernel {
     /// folio_try_dup_anon_rmap_pte() at fork: one more PTE maps the anon page;
     /// it is no longer exclusive to one process. (No pinned pages in the model,
     /// so the copy-instead branch never runs.)
-    @inline(__always) func folioDupAnonRmapPTE(_ pfn: UInt32) {
+    @inline(__always) func folioDupAnonRmapPTE(_ pfn: UInt32, dst: UInt32) {
         let p = page(pfn)
+        if _slowPath(p.pointee.flags & (PG.head | PG.tail) != 0) {
+            folioDupAnonRmapPTEs(pfn, 1, dst: dst)
+            return
+        }
         if _fastPath(hooks.defect != .skipDupAnonRmap) { p.pointee.mapcount += 1 }
         p.pointee.flags &= ~PG.anonExclusive
     }
@@ -92,6 +101,10 @@ extension Kernel {
     /// mapping (an anon page may still be in the swap cache or a pagevec).
     @inline(__always) func folioRemoveRmapPTE(_ pfn: UInt32, vma v: UInt32) {
         let p = page(pfn)
+        if _slowPath(p.pointee.flags & (PG.head | PG.tail) != 0) {
+            folioRemoveRmapPTEs(pfn, 1, vma: v)
+            return
+        }
         if _fastPath(hooks.defect != .skipRemoveRmapDecrement) { p.pointee.mapcount -= 1 }
         if p.pointee.mapcount < 0 {
             // No mapping left: munlock (mlock_drain / munlock_folio) and
@@ -119,7 +132,7 @@ extension Kernel {
     /// fault, an exclusive page moves to the VMA's own anon_vma.
     @inline(__always) func folioMoveAnonRmap(_ pfn: UInt32, vma v: UInt32) {
         let av = vma(v).pointee.anon_vma
-        page(pfn).pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
+        page(folioOf(pfn)).pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
     }
 
     /// vm_normal_page(): the frame a present PTE maps, 0 for special mappings

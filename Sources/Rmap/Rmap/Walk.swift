@@ -41,7 +41,7 @@ extension Kernel {
     /// single-threaded model takes none).
     @inline(__always)
     package func rmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
-        let mapping = page(pfn).pointee.mapping
+        let mapping = page(folioOf(pfn)).pointee.mapping
         if mapping & PageMapping.flags == PageMapping.ksm {
             rmapWalkKSM(pfn, &c)
         } else if mapping & PageMapping.flags == PageMapping.anon {
@@ -58,7 +58,10 @@ extension Kernel {
         // A page whose anon_vma was freed under it (the `degree` history's
         // use after free) has nothing to walk; the checker reports it.
         guard anonVMAIsLive(av) else { return }
-        let idx = page(pfn).pointee.index
+        // A page of a large folio: the folio's index plus the page's offset
+        // in it (folio_pgoff() + the page's place in the folio).
+        let head = folioOf(pfn)
+        let idx = page(head).pointee.index &+ UInt64(pfn &- head)
         let ctx = RmapContext(k: self)
         let tree = avcTree
         var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)

@@ -49,7 +49,11 @@ extension Kernel {
         let flags = vma(src).pointee.vm_flags
         let cow = VM.isCOW(flags)
         var ok = true
-        walkLeaves(root: mm(sm).pointee.pgd, start: vma(src).pointee.vm_start, end: vma(src).pointee.vm_end) { addr, sslot in
+        walkLeaves(root: mm(sm).pointee.pgd, start: vma(src).pointee.vm_start, end: vma(src).pointee.vm_end, pmd: { haddr, spmd in
+            // copy_pmd_range(): a PMD leaf is copied whole (copy_huge_pmd).
+            if !copyHugePMD(dst: dst, src: src, haddr, spmd) { ok = false }
+            return ok
+        }) { addr, sslot in
             var e = sslot.pointee
             guard e != 0 else { return true }
             if PTE.isDeviceExclusiveEntry(e) {
@@ -73,7 +77,7 @@ extension Kernel {
                     // entry becomes readable on both sides of a COW mapping.
                     let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
                     getPage(pfn)
-                    folioDupAnonRmapPTE(pfn)
+                    folioDupAnonRmapPTE(pfn, dst: dst)
                     addMMCounter(dm, mmCounterFor(pfn), 1)
                     if cow && PTE.swpType(e) == PTE.swpDevicePrivateWrite {
                         e = PTE.swpEntry(type: PTE.swpDevicePrivateRead, offset: PTE.swpOffset(e)) | (e & PTE.swpSoftDirty)
@@ -96,7 +100,7 @@ extension Kernel {
             if pfn != 0 {
                 getPage(pfn)
                 if pageIsAnon(pfn) {
-                    folioDupAnonRmapPTE(pfn)
+                    folioDupAnonRmapPTE(pfn, dst: dst)
                     if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.ptesDuplicated(self, pfn: pfn, mm: dm, address: addr) }
                 } else {
                     folioAddFileRmapPTE(pfn, vma: dst)

@@ -53,7 +53,7 @@ extension Kernel {
 
     /// mm_counter_file() / mm_counter(): which counter a mapped frame is charged to.
     @inline(__always) func mmCounterFor(_ pfn: UInt32) -> MMCounter {
-        let p = page(pfn)
+        let p = page(folioOf(pfn))
         if p.pointee.mapping & PageMapping.anon != 0 { return .anon }
         return p.pointee.flags & PG.swapbacked != 0 ? .shmem : .file
     }
@@ -141,6 +141,10 @@ extension Kernel {
     /// Changes a linked VMA's range (vma_set_range / vma_adjust): the trees are
     /// keyed by the range, so the VMA leaves them and comes back.
     func vmaSetRange(_ v: UInt32, start: UInt64, end: UInt64, pgoff: UInt64) {
+        // vma_adjust_trans_huge(): a boundary that moves into a PMD leaf splits it.
+        let m = vma(v).pointee.mm
+        if start != vma(v).pointee.vm_start { splitHugePMDIfNeeded(m, start) }
+        if end != vma(v).pointee.vm_end { splitHugePMDIfNeeded(m, end) }
         let avcs = collectAVCs(v)
         for a in avcs { IntervalTree.remove(a, root: anonVMARoot(avc(a).pointee.anon_vma), avcTree) }
         vmaUnlinkFromMM(v)

@@ -96,6 +96,8 @@ extension Kernel {
     /// when `newBelow`, else the upper part. Returns the new VMA, 0 on ENOMEM.
     func splitVMA(_ v: UInt32, at addr: UInt64, newBelow: Bool) -> UInt32 {
         guard available(T.vma) >= 1, available(T.avc) >= UInt32(avcListLength(v)) else { return 0 }
+        // vma_adjust_trans_huge(): a PMD leaf across the new boundary is split.
+        splitHugePMDIfNeeded(vma(v).pointee.mm, addr)
         let n = vmAreaDup(v)
         let old = vma(v).pointee
         if newBelow {

@@ -19,6 +19,10 @@ extension Kernel {
         if shared { flags |= VM.shared | VM.mayshare }
         // accountable_mapping(): private writable memory is charged.
         if flags & (VM.shared | VM.write) == VM.write { flags |= VM.account }
+        // A machine without THP settings makes no large folio, and its
+        // mappings are VM_NOHUGEPAGE from the start (what the oracle gives
+        // such a trace: MADV_NOHUGEPAGE after each mmap).
+        if !thpActive { flags |= VM.nohugepage }
         var pgoff = fileOff
         if f == 0 && !shared { pgoff = addr >> PAGE_SHIFT }
         guard available(T.vma) >= 2, available(T.avc) >= 8, available(T.file) >= 1,
@@ -105,7 +109,14 @@ extension Kernel {
         let m = vma(v).pointee.mm
         let flags = vma(v).pointee.vm_flags
         let prot = PTE.pageProt(vmFlags: flags)
-        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
+        // change_pmd_range(): PMD leaves the range covers whole change in
+        // place (change_huge_pmd); the VMA split before already split any
+        // PMD it cut.
+        splitHugePMDsAtEdges(v, start, end)
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { _, pmd in
+            changeHugePMD(v, pmd)
+            return true
+        }) { _, slot in
             let e = slot.pointee
             guard PTE.isPresent(e) else { return true }
             // pte_modify(): _PAGE_CHG_MASK bits stay, the rest comes from the new protection.
@@ -266,6 +277,29 @@ extension Kernel {
         let root = mm(m).pointee.pgd
         var off: UInt64 = 0
         while off < oldLen {
+            // move_page_tables(): a PMD leaf moves whole (move_huge_pmd, with
+            // its deposited table) when the old and new 2 MiB are aligned,
+            // covered and the new PMD is none; otherwise it is split first.
+            if _slowPath(thpActive), let spmd = pmdSlot(root: root, key: oldAddr + off), PTE.isPMDLeaf(spmd.pointee) {
+                let haddr = (oldAddr + off) & ~(Kernel.pmdSize - 1)
+                let dst = newAddr + off
+                if haddr == oldAddr + off && dst & (Kernel.pmdSize - 1) == 0 && off + Kernel.pmdSize <= oldLen,
+                   available(T.ptPage) >= 2, let dpmd = pmdSlotAlloc(root: root, key: dst), dpmd.pointee == 0 {
+                    let e = spmd.pointee
+                    spmd.pointee = 0
+                    let pgtable = withdrawPTETable(pmdTable: pmdTable(root: root, key: haddr))
+                    depositPTETable(pmdTable: pmdTable(root: root, key: dst), pgtable)
+                    dpmd.pointee = e
+                    if _slowPath(hooks.reverseMapOn) {
+                        for i in 0..<UInt64(RMAP_PMD_NR) {
+                            hooks.reverseMap!.ptesMoved(self, pte: e + (i << PAGE_SHIFT), mm: m, from: haddr + i << PAGE_SHIFT, to: dst + i << PAGE_SHIFT)
+                        }
+                    }
+                    off += Kernel.pmdSize
+                    continue
+                }
+                splitHugePMD(v, haddr, spmd)
+            }
             if let s = leafSlot(root: root, key: oldAddr + off), s.pointee != 0 {
                 let e = s.pointee
                 s.pointee = 0

@@ -14,7 +14,13 @@ extension Kernel {
         let m = vma(v).pointee.mm
         mmuInvalidateRangeStart(m, start, end)
         defer { mmuInvalidateRangeEnd(m, start, end) }
-        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
+        // zap_pmd_range(): a PMD leaf the range covers in part is split, one
+        // it covers whole goes at once (zap_huge_pmd).
+        splitHugePMDsAtEdges(v, start, end)
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { haddr, pmd in
+            zapHugePMD(v, haddr, pmd)
+            return true
+        }) { _, slot in
             let e = slot.pointee
             guard e != 0 else { return true }
             slot.pointee = 0

@@ -1,0 +1,151 @@
+import CShims
+
+/// The checker's rules for large folios: counters against the census of
+/// their mappings, the _mm_id slots, the deferred split queue.
+extension Checker {
+    /// One page of a large folio. The tail names its head and holds no
+    /// reference; the head carries the folio-wide checks.
+    func checkLargeFolioPage(_ i: UInt32, census: Int, mapcount: [UInt32: Int], entire: [UInt32: Int],
+                             folioMMs: [UInt32: [UInt32: Int]]) {
+        let p = k.page(i).pointee
+        let bump = k.desc(T.frame).pointee.bump
+        let head: UInt32
+        if p.flags & PG.tail != 0 {
+            head = p.next
+            guard head != 0, head < i, head < bump, !k.isFree(T.frame, head), k.page(head).pointee.flags & PG.head != 0,
+                  i < head + k.folioNrPages(head) else {
+                fail(.folioCounters, .frame(PFN(i)), "frame \(i): tail page whose compound_head \(p.next) is no head of a folio holding it")
+                return
+            }
+            if p.refcount != 0 { fail(.folioCounters, .frame(PFN(i)), "frame \(i): tail page with _refcount \(p.refcount)") }
+        } else {
+            head = i
+        }
+        let precise = census + (entire[head] ?? 0)
+        if p.flags & PG.anonExclusive != 0 && precise > 1 {
+            fail(.anonExclusiveShared, .frame(PFN(i)), "frame \(i): PG_anon_exclusive but mapped \(precise) times (PTEs and PMDs)")
+        }
+        guard head == i else { return }
+        checkLargeFolio(head, mapcount: mapcount, entire: entire[head] ?? 0, mms: folioMMs[head] ?? [:])
+    }
+
+    /// The folio-wide rules of a large folio at `head`.
+    func checkLargeFolio(_ head: UInt32, mapcount: [UInt32: Int], entire: Int, mms: [UInt32: Int]) {
+        let order = k.folioOrder(head)
+        let o = PFN(head)
+        guard order >= 2, order <= RMAP_PMD_ORDER, head & ((1 << order) - 1) == 0,
+              head + (1 << order) <= k.desc(T.frame).pointee.bump else {
+            fail(.folioCounters, .frame(o), "frame \(head): large folio of order \(order) not aligned, or beyond the frames")
+            return
+        }
+        let nr = UInt32(1) << order
+        var ptes = 0
+        var pagesMapped: Int32 = 0
+        for j in 0..<nr {
+            let n = mapcount[head + j] ?? 0
+            ptes += n
+            if n > 0 { pagesMapped += 1 }
+        }
+        let h = k.page(head).pointee
+        let p1 = k.page(head + 1).pointee
+        if Int(p1.large_mapcount) + 1 != ptes + entire {
+            fail(.folioCounters, .frame(o), "frame \(head): _large_mapcount \(p1.large_mapcount) but \(ptes) PTEs and \(entire) PMDs map the folio")
+        }
+        if Int(p1.entire_mapcount) + 1 != entire {
+            fail(.folioCounters, .frame(o), "frame \(head): _entire_mapcount \(p1.entire_mapcount) but \(entire) PMDs map the folio")
+        }
+        let expectMapped = pagesMapped + (entire > 0 ? ENTIRELY_MAPPED : 0)
+        if p1.nr_pages_mapped != expectMapped {
+            fail(.folioCounters, .frame(o), "frame \(head): _nr_pages_mapped \(p1.nr_pages_mapped) but \(pagesMapped) pages mapped by PTEs and \(entire) PMDs")
+        }
+        if Int(h.refcount) < ptes + entire || h.refcount <= 0 {
+            fail(.refcount, .frame(o), "frame \(head): folio _refcount \(h.refcount) below its \(ptes + entire) mappings")
+        }
+        if h.mapping & PageMapping.flags == PageMapping.anon && ptes + entire > 0 {
+            let av = k.pageAnonVMA(head)
+            if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
+                fail(.pageAnonVMA, .frame(o), "frame \(head): folio->mapping points at freed anon_vma \(av)")
+            }
+        }
+        // The _mm_id slots (CONFIG_MM_ID).
+        var ids: [UInt32] = []
+        for slot in 0..<2 {
+            let id = k.folioMMID(head, slot)
+            let mc = k.folioMMIDMapcount(head, slot)
+            if id == 0 {
+                if mc != -1 { fail(.folioMMIDs, .frame(o), "frame \(head): free _mm_id slot \(slot) with mapcount \(mc)") }
+                continue
+            }
+            ids.append(id)
+            if Int(mc) + 1 != mms[id] ?? 0 {
+                fail(.folioMMIDs, .frame(o), "frame \(head): _mm_id slot \(slot) counts \(Int(mc) + 1) mappings of mm \(id), which maps the folio \(mms[id] ?? 0) times")
+            }
+        }
+        if ids.count == 2 && ids[0] == ids[1] {
+            fail(.folioMMIDs, .frame(o), "frame \(head): both _mm_id slots name mm \(ids[0])")
+        }
+        if mms.count >= 2 && !k.folioMMIDsShared(head) {
+            fail(.folioMMIDs, .frame(o), "frame \(head): mapped by \(mms.count) mms but not marked shared")
+        }
+        if ptes + entire == 0 && k.folioMMIDsShared(head) {
+            fail(.folioMMIDs, .frame(o), "frame \(head): unmapped but marked shared")
+        }
+    }
+
+    /// The deferred split queue: a sound list of live anonymous large folios,
+    /// each flagged partially mapped; and every such folio is on it.
+    func checkDeferredSplitQueue(mapcount: [UInt32: Int], entire: [UInt32: Int]) {
+        let h = k.header.pointee
+        let bump = k.desc(T.frame).pointee.bump
+        var listed = Set<UInt32>()
+        var f = h.deferred_split_head
+        var prev: UInt32 = 0
+        while f != 0 {
+            guard f < bump, !k.isFree(T.frame, f), k.folioIsLarge(f), !listed.contains(f) else {
+                fail(.deferredSplit, nil, "deferred split queue: entry \(f) is no live large folio (or repeats)")
+                return
+            }
+            listed.insert(f)
+            if k.page(f + 2).pointee.deferred_prev != prev {
+                fail(.deferredSplit, .frame(PFN(f)), "frame \(f): deferred split back link \(k.page(f + 2).pointee.deferred_prev), expected \(prev)")
+            }
+            prev = f
+            f = k.page(f + 2).pointee.deferred_next
+        }
+        if prev != h.deferred_split_tail {
+            fail(.deferredSplit, nil, "deferred split queue: tail \(h.deferred_split_tail), the list ends at \(prev)")
+        }
+        if UInt32(listed.count) != h.deferred_split_len {
+            fail(.deferredSplit, nil, "deferred split queue: split_queue_len \(h.deferred_split_len), \(listed.count) folios on it")
+        }
+        var i: UInt32 = 1
+        while i < bump {
+            defer { i += 1 }
+            guard !k.isFree(T.frame, i), k.page(i).pointee.flags & PG.head != 0, i != k.hugeZeroPFN else { continue }
+            let order = k.folioOrder(i)
+            guard order >= 2, order <= RMAP_PMD_ORDER else { continue }
+            let nr = UInt32(1) << order
+            var mapped: UInt32 = 0
+            for j in 0..<nr where (mapcount[i + j] ?? 0) > 0 { mapped += 1 }
+            let partial = k.pageIsAnon(i) && (entire[i] ?? 0) == 0 && mapped > 0 && mapped < nr
+            let flagged = k.folioOnDeferredList(i)
+            if flagged != listed.contains(i) {
+                fail(.deferredSplit, .frame(PFN(i)), "frame \(i): PG_partially_mapped \(flagged) but on the deferred split queue: \(listed.contains(i))")
+            } else if partial != flagged {
+                fail(.deferredSplit, .frame(PFN(i)), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[i] ?? 0) PMDs, but on the deferred split queue: \(flagged)")
+            }
+        }
+        // Deposited PTE tables only under PMD tables (counted against their
+        // leaves in `run`); a PTE or upper table deposits nothing.
+        let pd = k.desc(T.ptPage).pointee
+        var t: UInt32 = 1
+        while t < pd.bump {
+            defer { t += 1 }
+            if k.isFree(T.ptPage, t) { continue }
+            let d = k.ptDesc(t).pointee
+            if d.level != 2 && d.next != 0 && d.level != 1 {
+                fail(.pmdLeaf, nil, "page table \(t) (level \(d.level)) holds deposited tables")
+            }
+        }
+    }
+}
