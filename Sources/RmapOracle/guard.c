@@ -31,10 +31,11 @@
  * the list too: if the watchdog itself is gone, guard_finish() restores
  * from it and reports the failure.
  *
- * The list is small and generic, for KSM's knobs today and THP's and
- * hugetlb's tomorrow: a caller reads the current value, saves the value to
- * write back (which may differ from what the file shows, e.g. THP's
- * "always [madvise] never" is written back as "madvise"), then changes it.
+ * The list is small and generic, for KSM's knobs (ksm.c) and THP's,
+ * khugepaged's and hugetlb's (large.c): a caller reads the current value,
+ * saves the value to write back (which may differ from what the file
+ * shows, e.g. THP's "always [madvise] never" is written back as
+ * "madvise"), then changes it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

@@ -9,7 +9,9 @@
  * or unreadable trace (a directory, a read error, more than 64 MiB), 3
  * internal error (a system call of the oracle itself failed, a worker died
  * or timed out, a machine setting could not be put back), 77 skipped
- * (model-only statement, swap, not root, PFNs unreadable).
+ * (model-only statement, swap, not root, PFNs unreadable; for a large-page
+ * trace: the hugetlb pool cannot be had, a fault fell back to a smaller
+ * folio, khugepaged acted during the run).
  *
  * --parse-only parses the whole trace and exits: 2 with the error of a
  * malformed trace, else 0, printing `parsed N statements` and, for a trace the
@@ -27,9 +29,14 @@
  * one CPU so that per-CPU LRU batches are drained by the lru_add_drain() that
  * madvise(COLD/PAGEOUT) does on the current CPU.
  *
+ * A trace that uses a large-page addition (trace-format.md "Large pages")
+ * runs alone with the machine's THP and hugetlb settings set for it
+ * (large.c): see docs/oracle.md.
+ *
  * This file holds main(): the checks, the pipes, the statements run in order
  * and the printed observation.  oracle.h lists the other files (parse.c,
- * worker.c, ksm.c, files.c, observe.c, util.c) and what each holds.
+ * worker.c, ksm.c, large.c, files.c, observe.c, guard.c, util.c) and what each
+ * holds.
  */
 #include <errno.h>
 #include <sched.h>
@@ -43,6 +50,10 @@
 #include <unistd.h>
 
 #include "oracle.h"
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << 26)   /* MAP_HUGE_SHIFT 26, log2(2 MiB) */
+#endif
 
 int verbose;
 
@@ -192,6 +203,8 @@ int main(int argc, char **argv)
     struct strbuf obs = { 0 };
     int nobs = 0, failed = 0;
 
+    /* a large-page trace first (its lock before KSM's, always in that order) */
+    if (large_trace) large_take();
     for (int si = 0; si < nstmts; si++) {
         const struct stmt *st = &stmts[si];
         if (st->kind == S_KSM_SCAN ||
@@ -211,6 +224,12 @@ int main(int argc, char **argv)
         switch (st->kind) {
         case S_SWAP:
         case S_MODEL_ONLY:
+        case S_THP_ENABLED:   /* the settings: all set by large_take() before the first process */
+        case S_THP_SIZE:
+        case S_HUGETLB:
+            break;
+        case S_THP_SHRINK:
+            large_shrink(st->line);
             break;
         case S_KSM_SCAN:
             run_ksm_scan(st->pages, st->line);
@@ -298,7 +317,14 @@ int main(int argc, char **argv)
                 case K_ANON_SHARED: c.flags = MAP_SHARED | MAP_ANONYMOUS; break;
                 case K_FILE_PRIVATE: c.flags = MAP_PRIVATE; break;
                 case K_FILE_SHARED: c.flags = MAP_SHARED; break;
+                case K_HUGETLB_PRIVATE: c.flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB; break;
+                case K_HUGETLB_SHARED: c.flags = MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB; break;
                 }
+                if (st->noreserve) c.flags |= MAP_NORESERVE;
+                /* a trace without `thp` statements makes no large folio: every
+                 * region VM_NOHUGEPAGE from the start (hugetlb has no use for it) */
+                c.nohugepage = !thp_statements && st->mkind != K_HUGETLB_PRIVATE &&
+                               st->mkind != K_HUGETLB_SHARED;
                 if (st->mkind == K_FILE_PRIVATE || st->mkind == K_FILE_SHARED) {
                     file_path(st->file, c.path, sizeof c.path);
                     c.file = st->file;
@@ -326,8 +352,11 @@ int main(int argc, char **argv)
             default: die("internal: statement kind %d", (int)st->kind);
             }
             if (!procs[st->proc].alive) die("line %d: process %s is not running", st->line, procs[st->proc].name);
+            int access = large_trace && (st->kind == S_READ || st->kind == S_WRITE);
+            if (access) large_before_access();
             send_cmd(st->proc, &c, st->line);
             get_reply(st->proc, &r, st->line);
+            if (access) large_after_access(st->line);
             res = result_name(&r, st->line);
             break;
         }
@@ -344,6 +373,7 @@ int main(int argc, char **argv)
         }
     }
 
+    if (large_trace) large_finish();   /* khugepaged acted: void (77) */
     cleanup();
     if (guard_failed) {
         fprintf(stderr, "rmap-oracle: the machine's settings could not all be put back\n");

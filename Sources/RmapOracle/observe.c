@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ static int kpagecount_fd = -1, kpageflags_fd = -1;
 #define KPF_ANON 12
 #define KPF_COMPOUND_HEAD 15
 #define KPF_COMPOUND_TAIL 16
+#define KPF_HUGE 17
 #define KPF_KSM 21
 #define KPF_THP 22
 #define KPF_ZERO_PAGE 24
@@ -37,6 +39,15 @@ static const char *kpf_names[] = {
     "compound_head", "compound_tail", "huge", "unevictable", "hwpoison", "nopage",
     "ksm", "thp", "offline", "zero_page", "idle", "pgtable"
 };
+
+/* PAGEMAP_SCAN (linux/fs.h, 6.7 and later), declared here for older headers */
+struct pm_scan_arg_ {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+struct page_region_ { uint64_t start, end, categories; };
+#define PAGEMAP_SCAN_ _IOWR('f', 16, struct pm_scan_arg_)
+#define PAGE_IS_HUGE_ (1ULL << 6)
 
 static uint64_t pread_u64(int fd, uint64_t index, const char *what)
 {
@@ -119,6 +130,38 @@ static void observe_contents(struct stmt *st, struct target *tg, char **toks, in
     close(pm);
 }
 
+/* Per page of the target, whether a PMD leaf maps it: PAGEMAP_SCAN's
+ * PAGE_IS_HUGE (a PMD-mapped THP, the huge zero page, a hugetlb page; not a
+ * THP whose PMD was split into PTEs). */
+static unsigned char *pmd_leaves(int pm, struct target *tg, struct proc_ent *pe)
+{
+    unsigned char *leaf = xmalloc((size_t)tg->pages);
+    size_t nvec = (size_t)(tg->pages < 4096 ? tg->pages : 4096);
+    struct page_region_ *vec = xmalloc(sizeof *vec * nvec);
+    uint64_t start = tg->addr, end = tg->addr + tg->pages * PAGE;
+    while (start < end) {
+        struct pm_scan_arg_ a;
+        memset(&a, 0, sizeof a);
+        a.size = sizeof a;
+        a.start = start;
+        a.end = end;
+        a.vec = (uint64_t)(uintptr_t)vec;
+        a.vec_len = nvec;
+        a.category_anyof_mask = PAGE_IS_HUGE_;
+        a.return_mask = PAGE_IS_HUGE_;
+        long n = ioctl(pm, PAGEMAP_SCAN_, &a);
+        if (n < 0) skip("PAGEMAP_SCAN on /proc/%d/pagemap: %s (needed for large pages)", (int)pe->pid,
+                        strerror(errno));
+        for (long r = 0; r < n; r++)
+            for (uint64_t a2 = vec[r].start; a2 < vec[r].end; a2 += PAGE)
+                if (a2 >= tg->addr && a2 < end) leaf[(a2 - tg->addr) / PAGE] = 1;
+        if (a.walk_end <= start) break;
+        start = a.walk_end;
+    }
+    free(vec);
+    return leaf;
+}
+
 /* `observe`: per page, the frame's token (Z, A/F/K<id>:<mapcount>, S or -),
  * frames named canonically through `seen`. */
 static void frame_tokens(struct stmt *st, struct target *tg, char **toks, int *ntoks, uint64_t *seen, int *nseen)
@@ -133,28 +176,58 @@ static void frame_tokens(struct stmt *st, struct target *tg, char **toks, int *n
         if (n <= 0) die("read pagemap of %s: %s", pe->name, n < 0 ? strerror(errno) : "short read");
         got += (size_t)n;
     }
+    /* a large-page trace: which pages a PMD leaf maps (PAGE_IS_HUGE) */
+    unsigned char *leaf = large_trace ? pmd_leaves(pm, tg, pe) : NULL;
     close(pm);
+    uint64_t last_pfn = 0, last_head = 0;   /* the previous large page: its head */
     for (uint64_t i = 0; i < tg->pages; i++) {
         uint64_t e = ent[i];
-        char tok[64];
-        uint64_t pfn = e & PM_PFN_MASK, flags = 0, count = 0;
+        char tok[96];
+        const char *star = leaf && leaf[i] ? "*" : "";
+        uint64_t pfn = e & PM_PFN_MASK, flags = 0, count = 0, head = 0;
         if (e & PM_PRESENT) {
             if (pfn == 0) skip("pagemap gives PFN 0 for a present page (PFNs are hidden)");
             flags = pread_u64(kpageflags_fd, pfn, "/proc/kpageflags");
             count = pread_u64(kpagecount_fd, pfn, "/proc/kpagecount");
+            int large = (flags & ((1ULL << KPF_COMPOUND_HEAD) | (1ULL << KPF_COMPOUND_TAIL))) != 0;
             if (flags & (1ULL << KPF_ZERO_PAGE)) {
-                strcpy(tok, "Z");
+                snprintf(tok, sizeof tok, "Z%s", star);
             } else {
+                /* a large folio is named by its head: the PFN of the
+                 * COMPOUND_HEAD page at or below, within the largest folio */
+                head = pfn;
+                if (large && (flags & (1ULL << KPF_COMPOUND_TAIL))) {
+                    if (last_pfn && pfn == last_pfn + 1) {
+                        head = last_head;
+                    } else {
+                        uint64_t k;
+                        for (k = 1; k <= pfn && k < 512; k++) {
+                            uint64_t f = pread_u64(kpageflags_fd, pfn - k, "/proc/kpageflags");
+                            if (f & (1ULL << KPF_COMPOUND_HEAD)) break;
+                            if (!(f & (1ULL << KPF_COMPOUND_TAIL))) { k = 512; break; }
+                        }
+                        if (k >= 512 || k > pfn)
+                            die("line %d: no head page below the tail page at PFN %#llx", st->line,
+                                (unsigned long long)pfn);
+                        head = pfn - k;
+                    }
+                }
+                if (large) { last_pfn = pfn; last_head = head; }
                 int id = 0;
                 for (int k = 0; k < *nseen; k++)
-                    if (seen[k] == pfn) { id = k + 1; break; }
-                if (!id) { seen[(*nseen)++] = pfn; id = *nseen; }
-                char kind = (flags & (1ULL << KPF_KSM)) ? 'K'
+                    if (seen[k] == head) { id = k + 1; break; }
+                if (!id) { seen[(*nseen)++] = head; id = *nseen; }
+                char kind = (flags & (1ULL << KPF_HUGE)) ? 'T'
+                          : (flags & (1ULL << KPF_KSM)) ? 'K'
                           : (flags & (1ULL << KPF_ANON)) ? 'A' : 'F';
-                snprintf(tok, sizeof tok, "%c%d:%llu", kind, id, (unsigned long long)count);
+                if (large)
+                    snprintf(tok, sizeof tok, "%c%d+%llu:%llu%s", kind, id, (unsigned long long)(pfn - head),
+                             (unsigned long long)count, star);
+                else
+                    snprintf(tok, sizeof tok, "%c%d:%llu%s", kind, id, (unsigned long long)count, star);
             }
         } else if (e & PM_SWAP) {
-            strcpy(tok, "S");
+            snprintf(tok, sizeof tok, "S%s", star);
         } else {
             strcpy(tok, "-");
         }
@@ -172,6 +245,7 @@ static void frame_tokens(struct stmt *st, struct target *tg, char **toks, int *n
             fputc('\n', stderr);
         }
     }
+    free(leaf);
     free(ent);
 }
 
@@ -213,6 +287,8 @@ void observe(struct stmt *st, char ***toks_out, int *ntoks_out, struct strbuf *v
                         size_t tl = strlen(tmpdir);
                         if (!*path) {
                             snprintf(kind, sizeof kind, "anon");
+                        } else if (strncmp(path, "/anon_hugepage", 14) == 0) {
+                            snprintf(kind, sizeof kind, "hugetlb");   /* MAP_HUGETLB, private or shared */
                         } else if (strncmp(path, "/dev/zero", 9) == 0 ||
                                    strncmp(path, "/SYSV", 5) == 0) {
                             snprintf(kind, sizeof kind, "shmem");

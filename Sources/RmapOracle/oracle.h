@@ -8,6 +8,9 @@
  *   worker.c   the trace processes: the worker loop and the controller's side
  *              of the pipes (commands, replies, exits)
  *   ksm.c      KSM: ksmd driven through /sys/kernel/mm/ksm
+ *   large.c    large pages: THP, mTHP, khugepaged and hugetlb settings set
+ *              for a large-page trace (and put back by the watchdog), the
+ *              checks that make a run void, `thp shrink`
  *   files.c    the trace's files: created in a temporary directory, filled
  *              with the model's content tokens
  *   observe.c  observation: pagemap, kpagecount, kpageflags and maps
@@ -39,10 +42,13 @@
 enum stmt_kind {
     S_FILE, S_PROC, S_FORK, S_EXIT, S_MMAP, S_MUNMAP, S_MPROTECT, S_MREMAP,
     S_READ, S_WRITE, S_MADVISE, S_MLOCK, S_MUNLOCK, S_OBSERVE, S_EXPECT,
-    S_SWAP, S_MODEL_ONLY, S_KSM_SCAN
+    S_SWAP, S_MODEL_ONLY, S_KSM_SCAN,
+    /* large pages (trace-format.md, "Large pages"): settings and the shrinker */
+    S_THP_ENABLED, S_THP_SIZE, S_HUGETLB, S_THP_SHRINK
 };
 
-enum map_kind { K_ANON_PRIVATE, K_ANON_SHARED, K_FILE_PRIVATE, K_FILE_SHARED };
+enum map_kind { K_ANON_PRIVATE, K_ANON_SHARED, K_FILE_PRIVATE, K_FILE_SHARED,
+                K_HUGETLB_PRIVATE, K_HUGETLB_SHARED };
 
 struct target { int proc; uint64_t addr, pages; };
 
@@ -65,6 +71,7 @@ struct stmt {
     char *want;         /* `=> RESULT`, or NULL */
     uint64_t value;     /* write ... value=V */
     int has_value;
+    int noreserve;      /* mmap ... KIND noreserve (MAP_NORESERVE) */
 };
 
 struct file_ent { char *name; uint64_t pages; int created; };
@@ -88,6 +95,20 @@ extern int nprocs;
 extern char *skip_reason;      /* why the trace cannot run here: the first model-only statement, swap != 0, more than 1000 processes */
 extern const int advice_values[]; /* MADV_* of st->advice */
 
+/* Large pages (trace-format.md "Large pages", docs/oracle.md): what parse.c
+ * found.  THP modes are indices into thp_mode_names; sizes are the folio
+ * orders 2 (16K) to 9 (2M), index order - 2 of thp_size_names. */
+#define THP_NSIZES 8
+enum thp_mode { THP_ALWAYS, THP_INHERIT, THP_MADVISE, THP_NEVER };
+extern const char *thp_mode_names[];  /* "always", "inherit", "madvise", "never" */
+extern const char *thp_size_names[];  /* "16K" ... "2M" */
+extern int large_trace;        /* the trace uses an addition: run alone, settings set (large.c) */
+extern int thp_statements;     /* it has a `thp` statement: no MADV_NOHUGEPAGE, the kernel's defaults to start */
+extern int thp_enabled_mode;   /* the final `enabled` (the settings statements all come first) */
+extern int thp_size_mode[THP_NSIZES];
+extern int hugetlb_given;      /* a `hugetlb PAGES` statement, or a hugetlb mapping: the pool is set */
+extern uint64_t hugetlb_pages;
+
 void parse_file(const char *path);
 
 /* ------------------------------------------------------------------ */
@@ -109,6 +130,7 @@ struct cmd {
     uint64_t value;     /* write: the content token (value=), or ... */
     int has_value;
     uint32_t mm;        /* ... the model's mm index, for the token of a plain write */
+    int nohugepage;     /* mmap: MADV_NOHUGEPAGE right after (traces without `thp`) */
     char path[256];
 };
 
@@ -131,6 +153,15 @@ void kill_all(void);
 
 void ksm_take(void);
 void run_ksm_scan(uint64_t passes, int line);
+
+/* ------------------------------------------------------------------ */
+/* Large pages (large.c)                                                */
+
+void large_take(void);         /* lock, settings saved and set, khugepaged quiet, baseline read */
+void large_before_access(void);/* the fallback counters before a read or write ... */
+void large_after_access(int line); /* ... and after: a smaller folio than allowed is a skip (77) */
+void large_shrink(int line);   /* `thp shrink`: drop_caches 2 */
+void large_finish(void);       /* khugepaged/pages_collapsed moved: the run is void (77) */
 
 /* ------------------------------------------------------------------ */
 /* Files (files.c)                                                      */

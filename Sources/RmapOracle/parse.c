@@ -43,6 +43,9 @@
 #ifndef MADV_KEEPONFORK
 #define MADV_KEEPONFORK 19
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 #define ADDR_MIN 0x100000000000ULL
 #define ADDR_MAX 0x700000000000ULL
@@ -52,6 +55,7 @@
 #define MAX_KSM_PASSES 1000
 #define MAX_PGOFF (1ULL << 32)
 #define MAX_NAME 64
+#define MAX_HUGETLB_PAGES 4096        /* `hugetlb PAGES`: at most 8 GiB of 2 MiB pages */
 #define MAX_PROCS 1000                 /* run-time limit of the oracle (a skip, not an error) */
 #define MAX_TRACE_BYTES (64ULL << 20)  /* maxTraceBytes of the Swift side (ReplayFile.swift) */
 
@@ -67,6 +71,17 @@ int nprocs;
 char *skip_reason;      /* why main() would skip the trace (status 77), or NULL */
 static int seen_process_stmt;  /* line of the first process statement, or 0 */
 static int swap_line;          /* line of `swap`, or 0 */
+static int hugetlb_line;       /* line of `hugetlb`, or 0 */
+
+int large_trace, thp_statements, hugetlb_given;
+uint64_t hugetlb_pages;
+const char *thp_mode_names[] = { "always", "inherit", "madvise", "never" };
+const char *thp_size_names[] = { "16K", "32K", "64K", "128K", "256K", "512K", "1M", "2M" };
+/* a trace with `thp` statements starts from the kernel's defaults: enabled
+ * madvise, 2M inherit, every other size never */
+int thp_enabled_mode = THP_MADVISE;
+int thp_size_mode[THP_NSIZES] = { THP_NEVER, THP_NEVER, THP_NEVER, THP_NEVER, THP_NEVER, THP_NEVER,
+                                  THP_NEVER, THP_INHERIT };
 
 /* ------------------------------------------------------------------ */
 /* Lines and tokens                                                     */
@@ -246,11 +261,13 @@ static int prot_named(const char *s)
 
 static const char *advice_names[] = {
     "dontneed", "free", "cold", "pageout", "dontfork", "dofork", "wipeonfork", "keeponfork",
-    "mergeable", "unmergeable"
+    "mergeable", "unmergeable", "hugepage", "nohugepage", "collapse"
 };
+#define FIRST_LARGE_ADVICE 10   /* hugepage, nohugepage, collapse: additions (large pages) */
 const int advice_values[] = {
     MADV_DONTNEED, MADV_FREE, MADV_COLD, MADV_PAGEOUT, MADV_DONTFORK, MADV_DOFORK,
-    MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_MERGEABLE, MADV_UNMERGEABLE
+    MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_HUGEPAGE,
+    MADV_NOHUGEPAGE, MADV_COLLAPSE
 };
 
 /* try_to_unmap's flags, as the model names them (Operation.swift, TTUFlags.allNames) */
@@ -261,7 +278,7 @@ static const char *ttu_names[] = {
 
 static const char *verbs[] = {
     "exit", "mmap", "munmap", "mprotect", "mremap", "read", "write", "madvise", "mlock", "munlock",
-    "unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device", "exclusive"
+    "unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device", "exclusive", "split"
 };
 
 static const char *reserved[] = { "file", "proc", "swap", "observe", "expect" };
@@ -297,19 +314,47 @@ static int is_result_token(const char *s)
     return 1;
 }
 
-/* -, Z, S, M, H, D, X, or [AFK][1-9][0-9]*:(0|[1-9][0-9]*) */
-static int is_obs_token(const char *s)
+/* A decimal number without a leading zero at *q, at most `max` (UINT64_MAX:
+ * any number of digits, as the model's parser takes ids and counts): advances *q */
+static int dec_field(const char **q, uint64_t max)
 {
-    if (s[0] && !s[1] && strchr("-ZSMHDX", s[0])) return 1;
-    if (s[0] != 'A' && s[0] != 'F' && s[0] != 'K') return 0;
-    const char *q = s + 1;
-    if (*q < '1' || *q > '9') return 0;
-    while (*q >= '0' && *q <= '9') q++;
+    const char *b = *q;
+    if (*b < '0' || *b > '9') return 0;
+    if (*b == '0' && b[1] >= '0' && b[1] <= '9') return 0;   /* no leading zero */
+    const char *e = b;
+    while (*e >= '0' && *e <= '9') e++;
+    uint64_t v;
+    if (max != UINT64_MAX && (parse_num_n(b, (size_t)(e - b), &v) != NUM_OK || v > max)) return 0;
+    *q = e;
+    return 1;
+}
+
+/* -, Z, S, M, H, D, X, [AFK]<id>:<count> (id from 1, no leading zeros), and
+ * the large-page additions: [AT]<id>+<sub>:<count> (sub 0 to 511; T only
+ * with +sub) and any of these with a trailing `*` (a PMD leaf).  *large
+ * is set for a token that uses an addition. */
+static int is_obs_token_large(const char *s, int *large)
+{
+    size_t n = strlen(s);
+    char buf[64];
+    if (n == 0 || n >= sizeof buf) return 0;
+    memcpy(buf, s, n + 1);
+    if (n > 1 && buf[n - 1] == '*') { buf[--n] = 0; *large = 1; }
+    if (buf[0] && !buf[1] && strchr("-ZSMHDX", buf[0])) return 1;
+    if (buf[0] != 'A' && buf[0] != 'F' && buf[0] != 'K' && buf[0] != 'T') return 0;
+    const char *q = buf + 1;
+    if (*q == '0' || !dec_field(&q, UINT64_MAX)) return 0;
+    if (*q == '+') {
+        if (buf[0] != 'A' && buf[0] != 'T') return 0;
+        q++;
+        if (!dec_field(&q, 511)) return 0;
+        *large = 1;
+    } else if (buf[0] == 'T') {
+        return 0;
+    }
     if (*q != ':') return 0;
     q++;
-    if (*q < '0' || *q > '9') return 0;
-    if (*q == '0' && q[1]) return 0;   /* no leading zero */
-    while (*q >= '0' && *q <= '9') q++;
+    if (!dec_field(&q, UINT64_MAX)) return 0;
     return *q == 0;
 }
 
@@ -483,11 +528,13 @@ static void mapping_kind(struct stmt *st)
     struct tok *t = need("a mapping kind");
     if (strcmp(t->s, "anon-private") == 0) { st->mkind = K_ANON_PRIVATE; return; }
     if (strcmp(t->s, "anon-shared") == 0) { st->mkind = K_ANON_SHARED; return; }
+    if (strcmp(t->s, "hugetlb-private") == 0) { st->mkind = K_HUGETLB_PRIVATE; large_trace = hugetlb_given = 1; return; }
+    if (strcmp(t->s, "hugetlb-shared") == 0) { st->mkind = K_HUGETLB_SHARED; large_trace = hugetlb_given = 1; return; }
     size_t plen;
     if (strncmp(t->s, "file-private:", 13) == 0) { st->mkind = K_FILE_PRIVATE; plen = 13; }
     else if (strncmp(t->s, "file-shared:", 12) == 0) { st->mkind = K_FILE_SHARED; plen = 12; }
-    else perr(t->col, "expected a mapping kind (anon-private, anon-shared, file-private:FILE@PGOFF or "
-              "file-shared:FILE@PGOFF), got '%s'", t->s);
+    else perr(t->col, "expected a mapping kind (anon-private, anon-shared, hugetlb-private, hugetlb-shared, "
+              "file-private:FILE@PGOFF or file-shared:FILE@PGOFF), got '%s'", t->s);
     const char *rest = t->s + plen;
     int rest_col = colof(t->off + (int)plen);
     const char *at = strchr(rest, '@');
@@ -643,7 +690,9 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
         st->tokens = xmalloc(sizeof *st->tokens * (size_t)(end - pos + 1));
         while (pos < end) {
             struct tok *t = &T[pos++];
-            if (!is_obs_token(t->s)) perr(t->col, "expected an observation token, got '%s'", t->s);
+            int large = 0;
+            if (!is_obs_token_large(t->s, &large)) perr(t->col, "expected an observation token, got '%s'", t->s);
+            if (large) large_trace = 1;
             if ((uint64_t)st->ntokens >= total)
                 perr(t->col, "too many observation tokens: the targets cover %llu pages", (unsigned long long)total);
             st->tokens[st->ntokens++] = xstrdup(t->s);
@@ -652,6 +701,61 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
             perr(pos > 0 ? T[pos - 1].end : eq->end, "expected %llu observation tokens (one per page), got %d",
                  (unsigned long long)total, st->ntokens);
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* Large-page settings                                                  */
+
+/* `thp enabled MODE`, `thp SIZE MODE` and `hugetlb PAGES` come before any
+ * process statement (as `swap`); `thp shrink` may come anywhere. */
+static void parse_large_setting(struct tok *kw, struct stmt *st)
+{
+    large_trace = 1;
+    if (strcmp(kw->s, "hugetlb") == 0) {
+        struct tok *n;
+        if (hugetlb_line) perr(kw->col, "'hugetlb' is given twice (first on line %d)", hugetlb_line);
+        if (seen_process_stmt)
+            perr(kw->col, "'hugetlb' must come before any process statement (line %d is one)", seen_process_stmt);
+        uint64_t v = number("a huge page count", &n);
+        if (v > MAX_HUGETLB_PAGES)
+            perr(n->col, "the hugetlb pool must be at most %d pages, got '%s'", MAX_HUGETLB_PAGES, n->s);
+        hugetlb_line = cur_line;
+        hugetlb_given = 1;
+        hugetlb_pages = v;
+        st->kind = S_HUGETLB;
+        st->pages = v;
+        return;
+    }
+    thp_statements = 1;
+    struct tok *w = need("'enabled', 'shrink' or a size (16K, 32K, 64K, 128K, 256K, 512K, 1M or 2M)");
+    if (strcmp(w->s, "shrink") == 0) {
+        st->kind = S_THP_SHRINK;
+        return;
+    }
+    int size = -1;
+    if (strcmp(w->s, "enabled") != 0) {
+        size = IN(w->s, thp_size_names);
+        if (size < 0)
+            perr(w->col, "expected 'enabled', 'shrink' or a size (16K, 32K, 64K, 128K, 256K, 512K, 1M or 2M), "
+                 "got '%s'", w->s);
+    }
+    if (seen_process_stmt)
+        perr(kw->col, "'thp %s' must come before any process statement (line %d is one)", w->s, seen_process_stmt);
+    struct tok *m = need(size < 0 ? "a THP mode (always, madvise or never)"
+                                   : "a THP mode (always, inherit, madvise or never)");
+    int mode = IN(m->s, thp_mode_names);
+    if (mode < 0 || (size < 0 && mode == THP_INHERIT))
+        perr(m->col, "expected a THP mode (%s), got '%s'",
+             size < 0 ? "always, madvise or never" : "always, inherit, madvise or never", m->s);
+    if (size < 0) {
+        st->kind = S_THP_ENABLED;
+        thp_enabled_mode = mode;
+    } else {
+        st->kind = S_THP_SIZE;
+        st->pages = (uint64_t)size;
+        thp_size_mode[size] = mode;
+    }
+    st->advice = mode;
 }
 
 /* ------------------------------------------------------------------ */
@@ -702,6 +806,11 @@ static void parse_operation(struct tok *first, struct stmt *st)
         address_and_pages(st);
         st->prot = protection();
         mapping_kind(st);
+        if ((t = peek()) && strcmp(t->s, "noreserve") == 0) {
+            pos++;
+            st->noreserve = 1;
+            large_trace = 1;
+        }
     } else if (strcmp(v, "munmap") == 0 || strcmp(v, "mlock") == 0 || strcmp(v, "munlock") == 0) {
         st->kind = strcmp(v, "munmap") == 0 ? S_MUNMAP : (strcmp(v, "mlock") == 0 ? S_MLOCK : S_MUNLOCK);
         address_and_pages(st);
@@ -752,6 +861,7 @@ static void parse_operation(struct tok *first, struct stmt *st)
         struct tok *a = need("an advice");
         st->advice = IN(a->s, advice_names);
         if (st->advice < 0) perr(a->col, "expected an advice, got '%s'", a->s);
+        if (st->advice >= FIRST_LARGE_ADVICE) large_trace = 1;
     } else {
         /* model only: unmap, reclaim, migrate, referenced, mkclean, poison, device, exclusive */
         st->kind = S_MODEL_ONLY;
@@ -779,8 +889,12 @@ static void parse_operation(struct tok *first, struct stmt *st)
         } else {
             address_and_optional_pages(st);
         }
-        set_skip("line %d: '%s' is a model-only statement (the live kernel offers no way to run it)",
-                 cur_line, v);
+        if (strcmp(v, "split") == 0)
+            set_skip("line %d: 'split' is a model-only statement (this kernel is in lockdown: debugfs "
+                     "split_huge_pages is closed to writes)", cur_line);
+        else
+            set_skip("line %d: '%s' is a model-only statement (the live kernel offers no way to run it)",
+                     cur_line, v);
     }
 }
 
@@ -828,6 +942,13 @@ static void parse_line(char *line, size_t n)
                 perr(nt->col, "ksm scan passes must be between 1 and %d, got '%s'", MAX_KSM_PASSES, nt->s);
             st.pages = v;
         }
+        if (peek()) perr(T[pos].col, "unexpected '%s' after the statement", T[pos].s);
+        if (arrow >= 0) perr(T[arrow].col, "'=> RESULT' is only allowed on operation lines");
+    } else if ((strcmp(first->s, "thp") == 0 || strcmp(first->s, "hugetlb") == 0) && NT > 1 &&
+               strcmp(T[1].s, "=") != 0 && IN(T[1].s, verbs) < 0) {
+        /* thp enabled MODE, thp SIZE MODE, thp shrink, hugetlb PAGES: the
+         * second word is no verb, so a process may still be named thp */
+        parse_large_setting(first, &st);
         if (peek()) perr(T[pos].col, "unexpected '%s' after the statement", T[pos].s);
         if (arrow >= 0) perr(T[arrow].col, "'=> RESULT' is only allowed on operation lines");
     } else if (IN(first->s, reserved) >= 0) {

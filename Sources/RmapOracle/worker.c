@@ -138,7 +138,7 @@ static void worker_loop(void)
                 r.result = R_MISPLACED;
                 break;
             }
-            if (madvise(p, c.len, MADV_NOHUGEPAGE)) { r.result = R_ERROR; r.err = errno; }
+            if (c.nohugepage && madvise(p, c.len, MADV_NOHUGEPAGE)) { r.result = R_ERROR; r.err = errno; }
             break;
         }
         case C_MUNMAP:

@@ -1,0 +1,304 @@
+/*
+ * large.c - large pages (trace-format.md "Large pages", docs/oracle.md): a
+ * trace that uses any of the additions is a large-page trace.  THP and
+ * hugetlb settings are global to the machine, so such a trace runs alone (a
+ * lock, held by the watchdog), and every value it changes is saved with the
+ * watchdog first, so that it comes back however the oracle ends (guard.c).
+ *
+ * large_take(), in the order the measured traps demand (docs/oracle.md):
+ *   1. the lock;
+ *   2. shrink_underused 0 before max_ptes_none 0 (with shrink_underused 1,
+ *      max_ptes_none 0 makes every THP with one zero-filled page "underused",
+ *      split by the next shrinker run), use_zero_page 1;
+ *   3. the khugepaged knobs: max_ptes_none, max_ptes_shared, max_ptes_swap 0,
+ *      alloc_sleep_millisecs and, last, scan_sleep_millisecs long.  Writing
+ *      scan_sleep_millisecs wakes khugepaged for one scan at once: let it
+ *      pass (no trace process exists yet);
+ *   4. if the trace's settings enable PMD THPs: a region of the oracle's own
+ *      (MADV_HUGEPAGE, MADV_DONTFORK, one read fault: the huge zero page,
+ *      nothing to collapse) registers the oracle with khugepaged, whose
+ *      first registration wakes it for a scan at once; let that pass too.
+ *      From then on khugepaged sleeps for the long scan_sleep_millisecs and
+ *      a trace process that registers does not wake it (the list is not
+ *      empty);
+ *   5. `enabled` and every hugepages-<N>kB/enabled of the spec's sizes that
+ *      exists, as the trace's `thp` statements leave them (or all never);
+ *   6. the hugetlb pool: nr_hugepages such that HugePages_Free -
+ *      HugePages_Rsvd is the trace's PAGES, checked (exit 77 if the machine
+ *      cannot supply it);
+ *   7. the baseline of khugepaged/pages_collapsed.
+ * large_finish() reads pages_collapsed again: if it moved, khugepaged acted
+ * during the run and the run is void (77).  Around every read and write the
+ * fault-fallback counters are read: a fault that got a smaller folio than
+ * the settings allow (an allocation failed) is "cannot run here" (77).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oracle.h"
+
+#define THP_DIR "/sys/kernel/mm/transparent_hugepage/"
+#define KHP_DIR THP_DIR "khugepaged/"
+#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+#define LARGE_LOCK "/tmp/rmap-oracle-large.lock"   /* the same file for every oracle */
+#define LONG_SLEEP_MS "86400000"                   /* a day: khugepaged never wakes by itself */
+#define SCAN_PASS_US 300000                        /* time for one khugepaged scan to pass */
+
+static const int size_kb[THP_NSIZES] = { 16, 32, 64, 128, 256, 512, 1024, 2048 };
+static uint64_t collapsed_before;
+static uint64_t fallback_before;
+static void *own_region;
+
+static int read_value(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t r = read(fd, buf, n - 1);
+    int e = errno;
+    close(fd);
+    if (r < 0) { errno = e; return -1; }
+    buf[r] = 0;
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = 0;
+    return 0;
+}
+
+static int write_value(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t n = strlen(value);
+    ssize_t w = write(fd, value, n);
+    int e = errno;
+    close(fd);
+    if (w != (ssize_t)n) { errno = w < 0 ? e : EIO; return -1; }
+    return 0;
+}
+
+static uint64_t read_u64(const char *path)
+{
+    char b[64];
+    if (read_value(path, b, sizeof b)) die("cannot read %s: %s", path, strerror(errno));
+    return strtoull(b, NULL, 10);
+}
+
+/* The value to write back: a mode file shows "always [madvise] never" and
+ * takes "madvise". */
+static void current_value(const char *path, char *out, size_t n)
+{
+    char b[256];
+    if (read_value(path, b, sizeof b)) die("cannot read %s: %s", path, strerror(errno));
+    char *l = strchr(b, '['), *r = l ? strchr(l, ']') : NULL;
+    if (l && r) {
+        *r = 0;
+        snprintf(out, n, "%s", l + 1);
+    } else {
+        snprintf(out, n, "%s", b);
+    }
+}
+
+/* Saves the current value of PATH with the watchdog, then writes VALUE. */
+static void save_and_set(const char *path, const char *value)
+{
+    char old[256];
+    current_value(path, old, sizeof old);
+    guard_save(path, old);
+    if (write_value(path, value)) die("cannot set %s to %s: %s", path, value, strerror(errno));
+    if (verbose) fprintf(stderr, "large: %s: %s -> %s\n", path, old, value);
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static void size_path(int i, const char *file, char *buf, size_t n)
+{
+    snprintf(buf, n, THP_DIR "hugepages-%dkB/%s", size_kb[i], file);
+}
+
+/* Whether these settings let a PMD THP be made (hugepage_pmd_enabled) */
+static int pmd_enabled(int enabled, int pmd)
+{
+    if (pmd == THP_INHERIT) pmd = enabled;
+    return pmd == THP_ALWAYS || pmd == THP_MADVISE;
+}
+
+/* HugePages_* of /proc/meminfo */
+struct pool { long total, free, rsvd, surp; };
+
+static void read_pool(struct pool *p)
+{
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (!f) die("cannot open /proc/meminfo: %s", strerror(errno));
+    char ln[256];
+    memset(p, 0, sizeof *p);
+    p->total = p->free = p->rsvd = p->surp = -1;
+    while (fgets(ln, sizeof ln, f)) {
+        sscanf(ln, "HugePages_Total: %ld", &p->total);
+        sscanf(ln, "HugePages_Free: %ld", &p->free);
+        sscanf(ln, "HugePages_Rsvd: %ld", &p->rsvd);
+        sscanf(ln, "HugePages_Surp: %ld", &p->surp);
+    }
+    fclose(f);
+    if (p->total < 0 || p->free < 0 || p->rsvd < 0 || p->surp < 0) die("no HugePages_* in /proc/meminfo");
+}
+
+/* The oracle's own khugepaged registration (step 4): a PMD-aligned 2 MiB
+ * region, VM_HUGEPAGE, not inherited by the workers, read once (a fault in
+ * a VM_HUGEPAGE region registers the mm: the huge zero page). */
+static void register_with_khugepaged(void)
+{
+    size_t len = 4u << 20;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die("mmap: %s", strerror(errno));
+    char *a = (char *)(((uintptr_t)p + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
+    if (madvise(a, 2u << 20, MADV_HUGEPAGE) || madvise(p, len, MADV_DONTFORK))
+        die("madvise of the oracle's own region: %s", strerror(errno));
+    (void)*(volatile char *)a;
+    own_region = p;
+}
+
+void large_take(void)
+{
+    char path[256], cur[64];
+    if (!exists(THP_DIR "enabled")) skip("the trace uses large pages and " THP_DIR " does not exist");
+    /* every size the trace asks for must exist here */
+    for (int i = 0; i < THP_NSIZES; i++) {
+        size_path(i, "enabled", path, sizeof path);
+        if (!exists(path) && thp_size_mode[i] != THP_NEVER && thp_statements)
+            skip("this kernel has no %s (the trace sets thp %s)", path, thp_size_names[i]);
+    }
+    guard_lock(LARGE_LOCK);
+
+    /* 2. */
+    if (exists(THP_DIR "shrink_underused")) save_and_set(THP_DIR "shrink_underused", "0");
+    save_and_set(THP_DIR "use_zero_page", "1");
+    /* 3. */
+    save_and_set(KHP_DIR "max_ptes_none", "0");
+    save_and_set(KHP_DIR "max_ptes_shared", "0");
+    save_and_set(KHP_DIR "max_ptes_swap", "0");
+    save_and_set(KHP_DIR "alloc_sleep_millisecs", LONG_SLEEP_MS);
+    save_and_set(KHP_DIR "scan_sleep_millisecs", LONG_SLEEP_MS);
+    usleep(SCAN_PASS_US);
+
+    /* the values of step 5: the trace's, or everything never */
+    int enabled = thp_statements ? thp_enabled_mode : THP_NEVER;
+    int modes[THP_NSIZES];
+    for (int i = 0; i < THP_NSIZES; i++) modes[i] = thp_statements ? thp_size_mode[i] : THP_NEVER;
+
+    /* 4. a PMD THP is possible: khugepaged must not scan when the first
+     * trace process registers */
+    if (pmd_enabled(enabled, modes[THP_NSIZES - 1])) {
+        current_value(THP_DIR "enabled", cur, sizeof cur);
+        size_path(THP_NSIZES - 1, "enabled", path, sizeof path);
+        char pmd[64];
+        current_value(path, pmd, sizeof pmd);
+        int cur_en = !strcmp(cur, "always") ? THP_ALWAYS : !strcmp(cur, "madvise") ? THP_MADVISE : THP_NEVER;
+        int cur_pmd = !strcmp(pmd, "always") ? THP_ALWAYS : !strcmp(pmd, "inherit") ? THP_INHERIT
+                    : !strcmp(pmd, "madvise") ? THP_MADVISE : THP_NEVER;
+        if (!pmd_enabled(cur_en, cur_pmd)) {
+            /* the kernel's defaults for the registration */
+            save_and_set(THP_DIR "enabled", "madvise");
+            save_and_set(path, "inherit");
+            usleep(SCAN_PASS_US);   /* a new khugepaged thread scans at once */
+        }
+        register_with_khugepaged();
+        usleep(SCAN_PASS_US);
+    }
+
+    /* 5. */
+    save_and_set(THP_DIR "enabled", thp_mode_names[enabled]);
+    for (int i = 0; i < THP_NSIZES; i++) {
+        size_path(i, "enabled", path, sizeof path);
+        if (exists(path)) save_and_set(path, thp_mode_names[modes[i]]);
+    }
+    usleep(SCAN_PASS_US);
+
+    /* 6. */
+    if (hugetlb_given) {
+        struct pool p;
+        read_pool(&p);
+        long persistent = (long)read_u64(NR_HUGEPAGES);
+        long avail = p.free - p.rsvd;
+        long want = persistent + (long)hugetlb_pages - avail;
+        if (want < 0) want = 0;
+        char v[32];
+        snprintf(v, sizeof v, "%ld", want);
+        save_and_set(NR_HUGEPAGES, v);
+        read_pool(&p);
+        if (p.free - p.rsvd != (long)hugetlb_pages)
+            skip("the hugetlb pool cannot be set to %llu free pages here (nr_hugepages %s gives HugePages_Free %ld, "
+                 "HugePages_Rsvd %ld)", (unsigned long long)hugetlb_pages, v, p.free, p.rsvd);
+        if (verbose)
+            fprintf(stderr, "large: hugetlb pool: total %ld free %ld rsvd %ld surp %ld\n", p.total, p.free, p.rsvd,
+                    p.surp);
+    }
+
+    /* 7. */
+    collapsed_before = read_u64(KHP_DIR "pages_collapsed");
+}
+
+/* The counters of a fault that fell back to a smaller folio than it was
+ * allowed: /proc/vmstat thp_fault_fallback (PMD) and every size's
+ * anon_fault_fallback and anon_fault_fallback_charge (mTHP and PMD), and
+ * the anon_fault_declined that this machine's kernel adds (out of tree,
+ * beside anon_beside_full; 0 in every run so far: counted to be safe). */
+static uint64_t fallbacks(void)
+{
+    uint64_t sum = 0;
+    char path[256], b[64];
+    static const char *stats[] = { "anon_fault_fallback", "anon_fault_fallback_charge", "anon_fault_declined" };
+    for (int i = 0; i < THP_NSIZES; i++)
+        for (int k = 0; k < 3; k++) {
+            snprintf(path, sizeof path, THP_DIR "hugepages-%dkB/stats/%s", size_kb[i], stats[k]);
+            if (read_value(path, b, sizeof b) == 0) sum += strtoull(b, NULL, 10);
+        }
+    FILE *f = fopen("/proc/vmstat", "re");
+    if (f) {
+        char ln[128];
+        unsigned long long v;
+        while (fgets(ln, sizeof ln, f))
+            if (sscanf(ln, "thp_fault_fallback %llu", &v) == 1) sum += v;
+        fclose(f);
+    }
+    return sum;
+}
+
+void large_before_access(void)
+{
+    fallback_before = fallbacks();
+}
+
+void large_after_access(int line)
+{
+    if (fallbacks() != fallback_before)
+        skip("cannot run here: line %d: a fault got a smaller folio than the settings allow (the kernel's "
+             "large folio allocation failed: a fault-fallback counter moved)", line);
+}
+
+void large_shrink(int line)
+{
+    /* drop_caches 2: drop_slab() runs every shrinker, the deferred split one included */
+    if (write_value("/proc/sys/vm/drop_caches", "2"))
+        die("line %d: cannot write /proc/sys/vm/drop_caches: %s", line, strerror(errno));
+}
+
+void large_finish(void)
+{
+    uint64_t now = read_u64(KHP_DIR "pages_collapsed");
+    if (now != collapsed_before)
+        skip("void: khugepaged collapsed %llu pages during the run (khugepaged/pages_collapsed %llu -> %llu)",
+             (unsigned long long)(now - collapsed_before), (unsigned long long)collapsed_before,
+             (unsigned long long)now);
+    if (own_region) munmap(own_region, 4u << 20);
+    own_region = NULL;
+}
