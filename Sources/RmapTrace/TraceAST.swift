@@ -49,6 +49,56 @@ public enum Statement: Equatable, Sendable {
     case expectContents([Target], tokens: [String])
     /// `ksm scan [PASSES]`: PASSES full scans of ksmd (model only).
     case ksmScan(passes: UInt64)
+
+    // Large pages (docs/trace-format.md, "Large pages (additions, version 1)").
+    // Parsed; the model does not run them yet (`Machine.step` reports an error).
+    // `Trace.largePageSettings` folds the settings statements.
+
+    /// `thp enabled MODE` (a setting: before any process statement).
+    case thpEnabled(THPEnabledMode)
+    /// `thp SIZE MODE` (a setting: before any process statement).
+    case thpSize(THPSize, THPSizeMode)
+    /// `hugetlb PAGES`: the hugetlb pool, in 2 MiB pages (a setting, at most once).
+    case hugetlb(pages: UInt64)
+    /// `thp shrink`: the deferred-split shrinker runs (anywhere; no result).
+    case thpShrink
+    /// An operation line of the Large pages additions: `P split`, `P madvise
+    /// ... hugepage|nohugepage|collapse`, and `P mmap` with a hugetlb KIND or
+    /// `noreserve`. Kept apart from `.op` until the core's `Operation` and
+    /// `Advice` carry them (adding cases there needs `Machine.perform` and
+    /// madvise to handle them); so `.op` never holds anything the model
+    /// cannot run.
+    case largePageOp(process: String, operation: LargePageOperation, expected: String?)
+}
+
+extension Statement {
+    /// Whether this is one of the Large pages additions (`Machine.step`
+    /// refuses them: the model does not implement large pages yet).
+    public var isLargePageStatement: Bool {
+        switch self {
+        case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp: return true
+        case .op(_, .mmap(_, _, _, let kind), _): return kind.isHugetlb
+        case .file, .proc, .swap, .op, .observe, .expect, .observeContents, .expectContents, .ksmScan: return false
+        }
+    }
+
+    /// The trace spelling of a Large pages statement (`thp 64K always`,
+    /// `P0 split 0x100000000000 2 => ok`); nil for the others.
+    public var largePageDescription: String? {
+        switch self {
+        case .thpEnabled(let mode): return "thp enabled \(mode.rawValue)"
+        case .thpSize(let size, let mode): return "thp \(size.name) \(mode.rawValue)"
+        case .hugetlb(let pages): return "hugetlb \(pages)"
+        case .thpShrink: return "thp shrink"
+        case .largePageOp(let p, let op, let expected):
+            return "\(p) \(op)" + (expected.map { " => \($0)" } ?? "")
+        case .op(let p, .mmap(let a, let n, let prot, let kind), let expected) where kind.isHugetlb:
+            // Not what the parser makes (it gives `.largePageOp`), but the API can build it.
+            let op = LargePageOperation.mmap(addr: a, pages: n, prot: prot, kind: kind, noreserve: false)
+            return "\(p) \(op)" + (expected.map { " => \($0)" } ?? "")
+        default: return nil
+        }
+    }
 }
 
 /// A statement and its 1-based line number.
@@ -70,6 +120,16 @@ public struct Trace: Equatable, Sendable {
     public init(file: String, lines: [TraceLine]) {
         self.file = file
         self.lines = lines
+    }
+
+    /// The THP and hugetlb settings the trace runs with: its `thp` and
+    /// `hugetlb` statements (the settings all before any process statement;
+    /// `thp shrink`, anywhere, only marks the trace as one with a `thp`
+    /// statement) applied in order to `LargePageSettings.initial`.
+    public var largePageSettings: LargePageSettings {
+        var s = LargePageSettings.initial
+        for l in lines { s.apply(l.statement) }
+        return s
     }
 }
 

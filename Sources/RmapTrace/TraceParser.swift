@@ -2,8 +2,9 @@ import Rmap
 // The parser of the trace language, version 1 (see docs/trace-format.md).
 //
 // Parsing is one pass over the lines; the static checks (processes created before
-// use and not exited, files declared before use, `swap` placement, observation
-// sizes, `=> RESULT` syntax) run in line order, and inside a line left to right,
+// use and not exited, files declared before use, the placement of the settings
+// `swap`, `thp` and `hugetlb`, observation sizes, `=> RESULT` syntax) run in
+// line order, and inside a line left to right,
 // so the first error reported is the leftmost one of the first bad line
 // (`parse(bytes:)` decodes line by line: invalid UTF-8 is that line's error).
 //
@@ -35,7 +36,10 @@ public enum TraceParser {
     public static let verbs: Set<String> = [
         "exit", "mmap", "munmap", "mprotect", "mremap", "read", "write", "madvise", "mlock", "munlock",
         "unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device", "exclusive",
+        "split",
     ]
+    /// The largest `hugetlb` pool (2 MiB pages): as many as `swap` has slots.
+    public static let maxHugetlbPages: UInt64 = 1 << 24
 
     /// Parses and statically checks a trace. Only `TraceError` is thrown.
     public static func parse(_ text: String, file: String) throws(TraceError) -> Trace {
@@ -222,8 +226,6 @@ func parseNumber<S: Collection>(_ s: S) -> NumberParse where S.Element == Unicod
     return overflow ? .tooLarge : .value(value)
 }
 
-/// `-`, `Z`, `S`, `M`, `H` (a hwpoison entry), `D` (a device-private entry), `X` (a device-exclusive entry) or `[AFK][1-9][0-9]*:(0|[1-9][0-9]*)`: numbers as the model prints them
-/// (a leading zero could never match).
 /// `-` (nothing readable without a fault) or `v` and the value in lower-case
 /// hex without leading zeros (`v0`, `v7`, `v9e3779b97f4a7c15`).
 func isContentToken(_ text: String) -> Bool {
@@ -234,25 +236,9 @@ func isContentToken(_ text: String) -> Bool {
     return b.dropFirst().allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
 }
 
+/// See `ObservationToken` for the grammar (with the Large pages forms).
 func isObservationToken(_ text: String) -> Bool {
-    let b = Array(text.utf8)
-    if b.count == 1 {
-        return b[0] == UInt8(ascii: "-") || b[0] == UInt8(ascii: "Z") || b[0] == UInt8(ascii: "S") || b[0] == UInt8(ascii: "M")
-            || b[0] == UInt8(ascii: "H") || b[0] == UInt8(ascii: "D") || b[0] == UInt8(ascii: "X")
-    }
-    guard b.count >= 4, b[0] == UInt8(ascii: "A") || b[0] == UInt8(ascii: "F") || b[0] == UInt8(ascii: "K") else { return false }
-    guard b[1] >= UInt8(ascii: "1") && b[1] <= UInt8(ascii: "9") else { return false }
-    var i = 2
-    while i < b.count, b[i] >= UInt8(ascii: "0") && b[i] <= UInt8(ascii: "9") { i += 1 }
-    guard i < b.count, b[i] == UInt8(ascii: ":") else { return false }
-    i += 1
-    guard i < b.count else { return false }
-    if b[i] == UInt8(ascii: "0") && i + 1 < b.count { return false }  // no leading zero
-    while i < b.count {
-        guard b[i] >= UInt8(ascii: "0") && b[i] <= UInt8(ascii: "9") else { return false }
-        i += 1
-    }
-    return true
+    ObservationToken.problem(in: text) == nil
 }
 
 /// `ok`, `fail`, `SIGSEGV`, `SIGBUS`, `referenced=N`, `cleaned=N` (N decimal, as the model
@@ -325,6 +311,7 @@ struct LineParser {
     var processes: [String: Bool] = [:]
     var files: Set<String> = []
     var swapLine: Int?
+    var hugetlbLine: Int?
     /// The first line that was a process statement (`proc` or an operation line).
     var firstProcessLine: Int?
 
@@ -397,6 +384,22 @@ struct LineParser {
             return
         }
 
+        if (first.text == "thp" || first.text == "hugetlb")
+            && !(tokens.count > 1 && (tokens[1].text == "=" || TraceParser.verbs.contains(tokens[1].text))) {
+            // `thp ...` and `hugetlb PAGES` (Large pages): neither word is reserved, so a
+            // process may still be named so; followed by a verb or `=`, it is that process.
+            var c = cursor
+            let statement = first.text == "thp" ? try parseTHP(first, &c) : try parseHugetlb(first, &c)
+            if let extra = c.peek() {
+                throw error(extra.column, "unexpected \(quoted(extra.text)) after the statement")
+            }
+            if let a = arrow {
+                throw error(tokens[a].column, "'=> RESULT' is only allowed on operation lines")
+            }
+            lines.append(TraceLine(line: number, statement: statement))
+            return
+        }
+
         if TraceParser.reservedWords.contains(first.text) {
             if tokens.count > 1 && tokens[1].text == "=" {
                 throw error(first.column, "'\(first.text)' is a reserved word and cannot name a process")
@@ -433,7 +436,63 @@ struct LineParser {
             expected = result.text
         }
         if firstProcessLine == nil { firstProcessLine = number }
-        lines.append(TraceLine(line: number, statement: .op(process: process, operation: operation, expected: expected)))
+        switch operation {
+        case .core(let op):
+            lines.append(TraceLine(line: number, statement: .op(process: process, operation: op, expected: expected)))
+        case .largePage(let op):
+            lines.append(TraceLine(line: number, statement: .largePageOp(process: process, operation: op, expected: expected)))
+        }
+    }
+
+    // MARK: Large pages settings
+
+    /// `thp enabled MODE`, `thp SIZE MODE` (settings: before any process
+    /// statement) or `thp shrink` (anywhere). The cursor is after `thp`.
+    mutating func parseTHP(_ keyword: Token, _ c: inout Cursor) throws(TraceError) -> Statement {
+        if let w = c.peek(), w.text == "shrink" {
+            _ = c.next()
+            return .thpShrink
+        }
+        try checkSettingPlacement(keyword)
+        let sizes = THPSize.allCases.map(\.name).joined(separator: " ")
+        guard let what = c.next() else { throw missing(c, "'enabled', a size (\(sizes)) or 'shrink' after 'thp'") }
+        if what.text == "enabled" {
+            guard let m = c.next() else { throw missing(c, "a THP mode (always, madvise or never)") }
+            guard let mode = THPEnabledMode(rawValue: m.text) else {
+                throw error(m.column, "expected a THP mode (always, madvise or never), got \(quoted(m.text))")
+            }
+            return .thpEnabled(mode)
+        }
+        guard let size = THPSize(name: what.text) else {
+            throw error(what.column, "expected 'enabled', a size (\(sizes)) or 'shrink' after 'thp', got \(quoted(what.text))")
+        }
+        guard let m = c.next() else { throw missing(c, "a THP size mode (always, inherit, madvise or never)") }
+        guard let mode = THPSizeMode(rawValue: m.text) else {
+            throw error(m.column, "expected a THP size mode (always, inherit, madvise or never), got \(quoted(m.text))")
+        }
+        return .thpSize(size, mode)
+    }
+
+    /// `hugetlb PAGES`: at most once, before any process statement. The cursor is after `hugetlb`.
+    mutating func parseHugetlb(_ keyword: Token, _ c: inout Cursor) throws(TraceError) -> Statement {
+        if let previous = hugetlbLine {
+            throw error(keyword.column, "'hugetlb' is given twice (first on line \(previous))")
+        }
+        try checkSettingPlacement(keyword)
+        let (pages, pagesTok) = try number(&c, "a huge page count")
+        guard pages <= TraceParser.maxHugetlbPages else {
+            throw error(pagesTok.column, "hugetlb pool must be at most \(TraceParser.maxHugetlbPages) pages, got \(quoted(pagesTok.text))")
+        }
+        hugetlbLine = line
+        return .hugetlb(pages: pages)
+    }
+
+    /// A setting (`swap`, `thp`, `hugetlb`) must come before any process statement.
+    func checkSettingPlacement(_ keyword: Token) throws(TraceError) {
+        if let p = firstProcessLine {
+            throw error(keyword.column, "'\(keyword.text)' must come before any process statement ("
+                        + (p == 0 ? "the saved state this trace continues has processes)" : "line \(p) is one)"))
+        }
     }
 
     // MARK: Statements other than operation lines
@@ -464,10 +523,7 @@ struct LineParser {
             if let previous = swapLine {
                 throw error(keyword.column, "'swap' is given twice (first on line \(previous))")
             }
-            if let p = firstProcessLine {
-                throw error(keyword.column, "'swap' must come before any process statement ("
-                            + (p == 0 ? "the saved state this trace continues has processes)" : "line \(p) is one)"))
-            }
+            try checkSettingPlacement(keyword)
             let (slots, slotsTok) = try number(&c, "a slot count")
             guard slots <= TraceParser.maxSwapSlots else {
                 throw error(slotsTok.column, "swap size must be at most \(TraceParser.maxSwapSlots) slots, got \(quoted(slotsTok.text))")
@@ -493,7 +549,9 @@ struct LineParser {
             }
             let targets = try parseTargets(&c, isExpect: true)
             let tokens = try expectTokens(&c, targets, article: "an", what: "observation token", valid: isObservationToken,
-                                          forms: "-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount> or K<id>:<mapcount>")
+                                          problem: ObservationToken.problem(in:),
+                                          forms: "-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount>, K<id>:<mapcount>, "
+                                              + "A<id>+<sub>:<mapcount>, T<id>+<sub>:<mapcount>*, Z* or M*; '*' marks a PMD leaf")
             return .expect(targets, tokens: tokens)
         }
     }
@@ -507,14 +565,20 @@ struct LineParser {
         return !(s.value >= 0x30 && s.value <= 0x39)
     }
 
-    /// After `=`: one token per page of the targets, each `valid`.
+    /// After `=`: one token per page of the targets, each `valid`. `problem`, when
+    /// given, says why a token is not (nil when it is; `ObservationToken.noSuchToken`
+    /// for a token like none of the forms, which gets `forms`).
     mutating func expectTokens(_ c: inout Cursor, _ targets: [Target], article: String, what: String,
-                               valid: (String) -> Bool, forms: String) throws(TraceError) -> [String] {
+                               valid: (String) -> Bool, problem: ((String) -> String?)? = nil,
+                               forms: String) throws(TraceError) -> [String] {
         guard let eq = c.next() else { throw missing(c, "'='") }  // parseTargets stops only at '=' or the end
         var total: UInt64 = 0
         for t in targets { total += t.pages }
         var tokens: [String] = []
         while let t = c.next() {
+            if let problem, let why = problem(t.text), why != ObservationToken.noSuchToken {
+                throw error(t.column, "expected \(article) \(what), got \(quoted(t.text)): \(why)")
+            }
             guard valid(t.text) else { throw error(t.column, "expected \(article) \(what) (\(forms)), got \(quoted(t.text))") }
             guard UInt64(tokens.count) < total else {
                 throw error(t.column, "too many \(what)s: the targets cover \(total) page\(total == 1 ? "" : "s")")
@@ -561,7 +625,13 @@ struct LineParser {
 
     // MARK: Operation lines
 
-    mutating func parseOperation(_ first: Token, _ c: inout Cursor) throws(TraceError) -> (String, Operation) {
+    /// An operation line's operation: one the core's `Operation` carries, or one of the Large pages additions.
+    enum ParsedOperation {
+        case core(Operation)
+        case largePage(LargePageOperation)
+    }
+
+    mutating func parseOperation(_ first: Token, _ c: inout Cursor) throws(TraceError) -> (String, ParsedOperation) {
         // `P2 = fork P`
         if let eq = c.peek(), eq.text == "=" {
             try checkNewProcess(first)
@@ -572,7 +642,7 @@ struct LineParser {
             try checkNameSyntax(parent, "a process name")
             try checkAlive(parent)
             processes[first.text] = true
-            return (parent.text, .fork(child: first.text))
+            return (parent.text, .core(.fork(child: first.text)))
         }
 
         let known = processes[first.text] != nil
@@ -596,9 +666,15 @@ struct LineParser {
             processes[first.text] = false
             op = .exit
         case "mmap":
+            // `P mmap ADDR PAGES PROT KIND [noreserve]`
             let (addr, pages) = try addressAndPages(&c)
             let prot = try protection(&c)
             let kind = try mappingKind(&c)
+            var noreserve = false
+            if let w = c.peek(), w.text == "noreserve" { _ = c.next(); noreserve = true }
+            if noreserve || kind.isHugetlb {
+                return (first.text, .largePage(.mmap(addr: addr, pages: pages, prot: prot, kind: kind, noreserve: noreserve)))
+            }
             op = .mmap(addr: addr, pages: pages, prot: prot, kind: kind)
         case "munmap":
             let (addr, pages) = try addressAndPages(&c)
@@ -653,6 +729,10 @@ struct LineParser {
             var coherent = false
             if let k = c.peek(), k.text == "coherent" { _ = c.next(); coherent = true }
             op = .device(addr: addr, pages: pages, coherent: coherent)
+        case "split":
+            // `P split ADDR [PAGES]` (Large pages; model only)
+            let (addr, pages) = try addressAndOptionalPages(&c)
+            return (first.text, .largePage(.split(addr: addr, pages: pages)))
         case "read", "reclaim", "migrate", "referenced", "mkclean", "poison", "exclusive":
             let (addr, pages) = try addressAndOptionalPages(&c)
             switch verb.text {
@@ -667,8 +747,12 @@ struct LineParser {
         case "madvise":
             let (addr, pages) = try addressAndPages(&c)
             guard let a = c.next() else { throw missing(c, "an advice") }
+            if let large = LargePageAdvice(rawValue: a.text) {
+                return (first.text, .largePage(.madvise(addr: addr, pages: pages, advice: large)))
+            }
             guard let advice = Advice(rawValue: a.text) else {
-                throw error(a.column, "expected an advice (\(Advice.allCases.map(\.rawValue).joined(separator: ", "))), got \(quoted(a.text))")
+                let names = Advice.allCases.map(\.rawValue) + LargePageAdvice.allCases.map(\.rawValue)
+                throw error(a.column, "expected an advice (\(names.joined(separator: ", "))), got \(quoted(a.text))")
             }
             op = .madvise(addr: addr, pages: pages, advice: advice)
         case "mlock":
@@ -689,7 +773,7 @@ struct LineParser {
             if let f = c.next() { flags = try ttuFlags(f) }
             op = .unmap(addr: addr, pages: pages, flags: flags)
         }
-        return (first.text, op)
+        return (first.text, .core(op))
     }
 
     // MARK: Operands
@@ -757,6 +841,8 @@ struct LineParser {
         switch t.text {
         case "anon-private": return .anonPrivate
         case "anon-shared": return .anonShared
+        case "hugetlb-private": return .hugetlbPrivate
+        case "hugetlb-shared": return .hugetlbShared
         default: break
         }
         let scalars = Array(t.text.unicodeScalars)
@@ -793,7 +879,7 @@ struct LineParser {
             }
             return shared ? .fileShared(file: nameText, pgoff: pgoff) : .filePrivate(file: nameText, pgoff: pgoff)
         }
-        throw error(t.column, "expected a mapping kind (anon-private, anon-shared, file-private:FILE@PGOFF or file-shared:FILE@PGOFF), got \(quoted(t.text))")
+        throw error(t.column, "expected a mapping kind (anon-private, anon-shared, file-private:FILE@PGOFF, file-shared:FILE@PGOFF, hugetlb-private or hugetlb-shared), got \(quoted(t.text))")
     }
 
     /// A comma list of TTU flag names: `ignore_mlock,batch_flush`.

@@ -47,18 +47,32 @@ public enum MappingKind: Equatable, Hashable, Sendable, CustomStringConvertible 
     case anonShared
     case filePrivate(file: String, pgoff: UInt64)
     case fileShared(file: String, pgoff: UInt64)
+    /// `hugetlb-private` / `hugetlb-shared`: MAP_ANONYMOUS|MAP_HUGETLB with
+    /// 2 MiB pages (docs/trace-format.md, Large pages). Parsed; not modelled
+    /// yet (RmapTrace's `Machine.step` refuses them).
+    case hugetlbPrivate
+    case hugetlbShared
 
     public var isShared: Bool {
         switch self {
-        case .anonShared, .fileShared: return true
-        case .anonPrivate, .filePrivate: return false
+        case .anonShared, .fileShared, .hugetlbShared: return true
+        case .anonPrivate, .filePrivate, .hugetlbPrivate: return false
         }
     }
 
+    /// MAP_ANONYMOUS (the hugetlb kinds too).
     public var isAnonymous: Bool {
         switch self {
-        case .anonPrivate, .anonShared: return true
+        case .anonPrivate, .anonShared, .hugetlbPrivate, .hugetlbShared: return true
         case .filePrivate, .fileShared: return false
+        }
+    }
+
+    /// MAP_HUGETLB.
+    public var isHugetlb: Bool {
+        switch self {
+        case .hugetlbPrivate, .hugetlbShared: return true
+        case .anonPrivate, .anonShared, .filePrivate, .fileShared: return false
         }
     }
 
@@ -66,7 +80,7 @@ public enum MappingKind: Equatable, Hashable, Sendable, CustomStringConvertible 
     public var file: String? {
         switch self {
         case .filePrivate(let f, _), .fileShared(let f, _): return f
-        case .anonPrivate, .anonShared: return nil
+        case .anonPrivate, .anonShared, .hugetlbPrivate, .hugetlbShared: return nil
         }
     }
 
@@ -74,7 +88,7 @@ public enum MappingKind: Equatable, Hashable, Sendable, CustomStringConvertible 
     public var pgoff: UInt64 {
         switch self {
         case .filePrivate(_, let p), .fileShared(_, let p): return p
-        case .anonPrivate, .anonShared: return 0
+        case .anonPrivate, .anonShared, .hugetlbPrivate, .hugetlbShared: return 0
         }
     }
 
@@ -85,6 +99,8 @@ public enum MappingKind: Equatable, Hashable, Sendable, CustomStringConvertible 
         case .anonShared: return "anon-shared"
         case .filePrivate(let f, let p): return "file-private:\(f)@\(p)"
         case .fileShared(let f, let p): return "file-shared:\(f)@\(p)"
+        case .hugetlbPrivate: return "hugetlb-private"
+        case .hugetlbShared: return "hugetlb-shared"
         }
     }
 }
