@@ -58,12 +58,19 @@ extension Machine {
         while pfn < fd.bump {
             defer { pfn += 1 }
             let p = k.page(pfn).pointee
-            guard !k.isFree(T.frame, pfn), p.mapping & PageMapping.flags == PageMapping.anon, p.mapcount >= 0 else { continue }
+            guard !k.isFree(T.frame, pfn), p.flags & PG.tail == 0, p.mapping & PageMapping.flags == PageMapping.anon,
+                  k.folioMapcount(pfn) > 0 else { continue }
             if shown >= maxPages { hidden += 1; continue }
             shown += 1
             let av = k.pageAnonVMA(pfn)
             let excl = p.flags & PG.anonExclusive != 0 ? "\\nexclusive" : ""
-            s += "  page\(pfn) [shape=note, fontsize=8, label=\"pfn \(pfn)\\nindex \(p.index) mapcount \(Int(p.mapcount) + 1)\(excl)\"];\n"
+            if k.folioIsLarge(pfn) {
+                // A large folio: one node, its order and folio counters.
+                let pmds = k.folioEntireMapcount(pfn)
+                s += "  page\(pfn) [shape=box3d, fontsize=8, label=\"folio pfn \(pfn) order \(k.folioOrder(pfn))\\nindex \(p.index) mapcount \(k.folioMapcount(pfn)) (PMD \(pmds))\(excl)\"];\n"
+            } else {
+                s += "  page\(pfn) [shape=note, fontsize=8, label=\"pfn \(pfn)\\nindex \(p.index) mapcount \(Int(p.mapcount) + 1)\(excl)\"];\n"
+            }
             s += "  page\(pfn) -> av\(av) [color=firebrick, label=\"mapping\"];\n"
         }
         if hidden > 0 { s += "  more [shape=plaintext, label=\"... \(hidden) more anonymous pages\"];\n" }

@@ -36,14 +36,19 @@ extension Machine {
         var free = 0
         while i < d.bump {
             defer { i += 1 }
-            let p = k.page(i).pointee
             if k.isFree(T.frame, i) { free += 1; continue }
+            let p = k.page(i).pointee
+            // A page of a large folio counts as its folio's kind (the head's
+            // mapping; a tail's mapping word holds folio counters).
+            let h = k.page(k.folioOf(i)).pointee
+            let large = p.flags & (PG.head | PG.tail) != 0 ? " (large folio)" : ""
             let kind: String
             if i == k.zeroPFN { kind = "zero page" }
-            else if p.mapping & PageMapping.flags == PageMapping.anon { kind = "anon" }
-            else if p.mapping & PageMapping.flags == PageMapping.ksm { kind = "ksm" }
-            else if p.flags & PG.swapbacked != 0 { kind = "shmem" }
-            else if p.mapping != 0 { kind = "file" }
+            else if k.hugeZeroPFN != 0 && k.folioOf(i) == k.hugeZeroPFN { kind = "huge zero page" }
+            else if h.mapping & PageMapping.flags == PageMapping.anon { kind = "anon" + large }
+            else if h.mapping & PageMapping.flags == PageMapping.ksm { kind = "ksm" }
+            else if h.flags & PG.swapbacked != 0 { kind = "shmem" + large }
+            else if h.mapping != 0 { kind = "file" }
             else { kind = "other" }
             hist[kind, default: [:]][Int(p.mapcount) + 1, default: 0] += 1
         }

@@ -97,7 +97,7 @@ extension Machine {
             let p = k.page(i).pointee
             if k.isFree(T.frame, i) || i == k.zeroPFN || p.mapcount < 0 { continue }
             let kind: String
-            switch p.mapping & PageMapping.flags {
+            switch k.page(k.folioOf(i)).pointee.mapping & PageMapping.flags {
             case PageMapping.anon: kind = "anon"
             case PageMapping.ksm: kind = "ksm"
             default: kind = p.flags & PG.swapbacked != 0 ? "shmem" : "file"

@@ -203,19 +203,53 @@ extension Machine {
     /// failed expectation to `out`; or, for a statement with no result that
     /// cannot run here, setting `out.error` (the machine is unchanged).
     ///
-    /// The Large pages additions (`Statement.isLargePageStatement`) parse but
-    /// do not run yet: each stops the replay with `FILE:LINE: error: large
-    /// pages are not modelled yet: STATEMENT` (the machine is unchanged), so
-    /// no trace that uses them passes for one the model ran.
+    /// Of the Large pages additions, the THP ones run (settings, `thp
+    /// shrink`, `madvise hugepage|nohugepage`, `split`, `noreserve`);
+    /// hugetlb (a pool of pages, the hugetlb kinds) and `madvise collapse`
+    /// parse but do not run yet: each stops the replay with `FILE:LINE:
+    /// error: large pages are not modelled yet: STATEMENT` (the machine is
+    /// unchanged), so no trace that uses them passes for one the model ran.
+    /// The statement's spelling when the model cannot run it yet (hugetlb,
+    /// MADV_COLLAPSE); nil when it can.
+    public static func notModelled(_ st: Statement) -> String? {
+        switch st {
+        case .hugetlb(let pages) where pages > 0: break
+        case .largePageOp(_, .mmap(_, _, _, let kind, _), _) where kind.isHugetlb: break
+        case .largePageOp(_, .madvise(_, _, .collapse), _): break
+        case .op(_, .mmap(_, _, _, let kind), _) where kind.isHugetlb: break
+        default: return nil
+        }
+        return st.largePageDescription ?? "\(st)"
+    }
+
     public func step(_ tl: TraceLine, file: String, into out: inout ReplayOutcome) {
-        if tl.statement.isLargePageStatement {
-            out.error = "\(file):\(tl.line): error: large pages are not modelled yet: "
-                + (tl.statement.largePageDescription ?? "\(tl.statement)")
+        if let unsupported = Self.notModelled(tl.statement) {
+            out.error = "\(file):\(tl.line): error: large pages are not modelled yet: " + unsupported
             return
         }
         switch tl.statement {
-        case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp:
-            preconditionFailure("refused above")
+        case .thpEnabled(let mode):
+            _ = setTHP(enabled: THPMode(mode))
+        case .thpSize(let size, let mode):
+            _ = setTHP(order: UInt32(size.order), mode: THPMode(mode))
+        case .hugetlb:
+            break  // `hugetlb 0`: the default pool (a larger one is refused above)
+        case .thpShrink:
+            thpShrink()
+        case .largePageOp(let p, let op, let expected):
+            let r: String
+            switch op {
+            case .mmap(let addr, let pages, let prot, let kind, let noreserve):
+                r = mmap(p, addr: addr, pages: pages, prot: prot, kind: kind, noreserve: noreserve).description
+            case .madvise(let addr, let pages, let advice):
+                r = madviseHugepage(p, addr: addr, pages: pages, hugepage: advice == .hugepage).description
+            case .split(let addr, let pages):
+                r = split(p, addr: addr, pages: pages).description
+            }
+            out.results.append((tl.line, r))
+            if let expected, expected != r {
+                out.failures.append("\(file):\(tl.line): expectation failed: expected \(expected), got \(r)")
+            }
         case .file(let name, let pages):
             if createFile(name, pages: pages) != .ok {
                 out.error = "\(file):\(tl.line): error: cannot create file '\(name)': " + fullTableMessage(file: true)
@@ -250,6 +284,24 @@ extension Machine {
             if got != tokens {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
             }
+        }
+    }
+}
+
+extension THPMode {
+    init(_ m: THPEnabledMode) {
+        switch m {
+        case .always: self = .always
+        case .madvise: self = .madvise
+        case .never: self = .never
+        }
+    }
+    init(_ m: THPSizeMode) {
+        switch m {
+        case .always: self = .always
+        case .inherit: self = .inherit
+        case .madvise: self = .madvise
+        case .never: self = .never
         }
     }
 }

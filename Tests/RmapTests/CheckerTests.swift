@@ -76,6 +76,7 @@ import RmapTestSupport
     static let k: UInt64 = 0x2000_0000_0000    // K0, K1: one merged KSM page
     static let d: UInt64 = 0x3000_0000_0000    // D: device-private, device-exclusive, hwpoison
     static let s: UInt64 = 0x4000_0000_0000    // S, S2: a fork-shared page swapped out; E: an exclusive one
+    static let t: UInt64 = 0x5000_0000_0000    // T, T2: a THP by PMD in both; a partially mapped one by PTEs
 
     /// A sound state with every object the checker looks at: a fork family
     /// of anon_vmas, a file mapping, an mlocked range, a KSM page shared by
@@ -84,6 +85,7 @@ import RmapTestSupport
     /// with one isolated page.
     static let fixture = """
         swap 8
+        thp enabled madvise
         file f 4
         file g 4
         proc P0
@@ -122,6 +124,13 @@ import RmapTestSupport
         E mmap 0x400000000000 1 rw anon-private
         E write 0x400000000000
         E reclaim 0x400000000000
+        proc T
+        T mmap 0x500000000000 1024 rw anon-private
+        T madvise 0x500000000000 1024 hugepage
+        T write 0x500000000000
+        T write 0x500000200000
+        T munmap 0x5000003ff000 1
+        T2 = fork T
         """
 
     func fixture() throws -> Machine {
@@ -144,6 +153,17 @@ import RmapTestSupport
         #expect(m.tokens("S", Self.s, 1) == "S" && m.tokens("S2", Self.s, 1) == "S" && m.tokens("E", Self.s, 1) == "S")
         #expect(m.pte("S", Self.s) & PTE.swpExclusive == 0 && m.pte("E", Self.s) & PTE.swpExclusive != 0)
         #expect(m.k.swapSlot(PTE.swpOffset(m.pte("S", Self.s)))?.pointee.count == 2)
+        // A THP mapped by a PMD in T and T2; one split to PTEs, its last page
+        // unmapped: on the deferred split queue.
+        #expect(m.tokens("T", Self.t, 1) == "A1+0:2*" && m.tokens("T2", Self.t, 1) == "A1+0:2*")
+        #expect(m.tokens("T", Self.t + 0x200000, 1) == "A1+0:2" && m.tokens("T", Self.t + 0x3fe000, 2) == "A1+510:2 -")
+        #expect(m.k.header.pointee.deferred_split_len == 1)
+    }
+
+    func thpHead(_ m: Machine, _ addr: UInt64) throws -> UInt32 {
+        let pfn = m.k.mappedPage(m.mm("T"), addr)
+        try #require(pfn != 0)
+        return m.k.folioOf(pfn)
     }
 
     @Test(arguments: CheckerViolation.Kind.allCases)
@@ -286,6 +306,17 @@ import RmapTestSupport
             k.page(f).pointee.mapping = 0x40 | PageMapping.movable
         case .leak:
             k.desc(T.avc).pointee.live += 1
+        case .folioCounters:
+            k.page(try thpHead(m, Self.t) + 1).pointee.nr_pages_mapped += 1
+        case .folioMMIDs:
+            // Mapped by T and T2, no longer marked shared.
+            k.page(try thpHead(m, Self.t) + 1).pointee.mm_id.1 &= ~FOLIO_MM_IDS_SHARED
+        case .deferredSplit:
+            k.header.pointee.deferred_split_len += 1
+        case .pmdLeaf:
+            // The PTE table deposited with T's PMD goes missing.
+            let root = k.mm(m.mm("T")).pointee.pgd
+            k.ptDesc(k.pmdTable(root: root, key: Self.t)).pointee.next = 0
         }
     }
 }

@@ -15,7 +15,7 @@ import CShims
         NSTemporaryDirectory() + "rmap-\(getpid())-\(name)"
     }
 
-    @Test(arguments: corpusTraces())
+    @Test(arguments: modelledCorpusTraces())
     func resumedRunMatchesUninterruptedRun(_ url: URL) throws {
         let text = try String(contentsOf: url, encoding: .utf8)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -80,7 +80,7 @@ import CShims
         } catch {
             #expect(error.message.contains("layout version 3, this build reads version \(RMAP_LAYOUT_VERSION)"), "\(error.message)")
         }
-        #expect(RMAP_LAYOUT_VERSION == 4)
+        #expect(RMAP_LAYOUT_VERSION == 5)
     }
 
     /// A saved state whose zero blocks are holes (as `cp` copies it: the

@@ -102,7 +102,7 @@ extension Checker {
         while f < d.bump {
             defer { f += 1 }
             let p = k.page(f).pointee
-            if k.isFree(T.frame, f) || p.mapping & PageMapping.flags != PageMapping.ksm { continue }
+            if k.isFree(T.frame, f) || p.flags & PG.tail != 0 || p.mapping & PageMapping.flags != PageMapping.ksm { continue }
             let nodeIdx = k.folioStableNode(f)
             // A KSM frame without a node can still be mapped: try_to_merge_two_pages()
             // made it KSM, the second merge failed and break_cow() unshared only
@@ -134,7 +134,7 @@ extension Checker {
         while f < d.bump {
             defer { f += 1 }
             let pg = k.page(f).pointee
-            if k.isFree(T.frame, f) || pg.mapping & PageMapping.flags != PageMapping.movable { continue }
+            if k.isFree(T.frame, f) || pg.flags & PG.tail != 0 || pg.mapping & PageMapping.flags != PageMapping.movable { continue }
             if (mapped[f] ?? 0) > 0 { fail(.movableMapped, .frame(PFN(f)), "frame \(f): a non-LRU movable page is mapped") }
             if k.pageIsBalloonMovable(f) {
                 if pg.flags & PG.isolated != 0 { isolated += 1 }

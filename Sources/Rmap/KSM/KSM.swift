@@ -82,7 +82,7 @@ extension Kernel {
 
     /// folio_test_ksm(): page->mapping tagged PAGE_MAPPING_KSM.
     @inline(__always) func pageIsKSM(_ pfn: UInt32) -> Bool {
-        page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
+        page(folioOf(pfn)).pointee.mapping & PageMapping.flags == PageMapping.ksm
     }
 
     /// folio_stable_node(): the stable node of a KSM page (0: none, or not KSM).

@@ -199,6 +199,8 @@ public final class Machine {
         case .fork, .exit:
             preconditionFailure("fork and exit return above")
         case .mmap(let addr, let pages, let prot, let kind):
+            // hugetlb is not modelled yet: refused, never mapped as something else.
+            if kind.isHugetlb { return .errno(.EINVAL) }
             var f: UInt32 = 0
             if let name = kind.file {
                 guard let fi = fileByName[name] else { return .errno(.EINVAL) }

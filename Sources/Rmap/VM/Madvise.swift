@@ -7,6 +7,29 @@ extension Kernel {
     /// [start, end); holes make the call return ENOMEM after the rest was
     /// done; an error from a piece stops the walk.
     func doMadvise(_ m: UInt32, start: UInt64, end: UInt64, advice: Advice) -> Errno? {
+        madviseWalkVMAs(m, start: start, end: end) { v, prev, start, end in
+            madviseVMABehavior(m, v, prev: &prev, start: start, end: end, advice: advice)
+        }
+    }
+
+    /// MADV_HUGEPAGE / MADV_NOHUGEPAGE (hugepage_madvise(), then
+    /// madvise_update_vma()): VM_HUGEPAGE set and VM_NOHUGEPAGE cleared, or
+    /// the reverse, splitting and merging VMAs like any flag.
+    func doMadviseHugepage(_ m: UInt32, start: UInt64, end: UInt64, hugepage: Bool) -> Errno? {
+        madviseWalkVMAs(m, start: start, end: end) { v, prev, start, end in
+            let flags = vma(v).pointee.vm_flags
+            let newflags = hugepage ? (flags & ~VM.nohugepage) | VM.hugepage : (flags & ~VM.hugepage) | VM.nohugepage
+            if newflags == flags { prev = v; return .success(()) }
+            let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
+            if r == 0 { return .failure(.ENOMEM) }
+            prev = r
+            return .success(())
+        }
+    }
+
+    /// madvise_walk_vmas(): `behavior` on each VMA piece of [start, end).
+    func madviseWalkVMAs(_ m: UInt32, start: UInt64, end: UInt64,
+                         _ behavior: (UInt32, inout UInt32, UInt64, UInt64) -> Result<Void, Errno>) -> Errno? {
         var v = findVMA(m, start)
         var prev: UInt32 = 0
         if v != 0 { prev = vma(v).pointee.vm_start < start ? v : prevVMA(v) }
@@ -20,7 +43,7 @@ extension Kernel {
                 if start >= end { break }
             }
             let tmp = min(vma(v).pointee.vm_end, end)
-            switch madviseVMABehavior(m, v, prev: &prev, start: start, end: tmp, advice: advice) {
+            switch behavior(v, &prev, start, tmp) {
             case .failure(let e): return e
             case .success: break
             }

@@ -11,14 +11,17 @@ extension Kernel {
     /// `file` is 0 for anonymous memory; shared anonymous memory gets a new
     /// shmem file (shmem_zero_setup) whose pgoff is 0.
     package func doMmap(_ m: UInt32, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
-                pgoff fileOff: UInt64) -> Errno? {
+                pgoff fileOff: UInt64, noreserve: Bool = false) -> Errno? {
         let end = addr + pages << PAGE_SHIFT
         let v0 = findVMA(m, addr)
         if v0 != 0 && vma(v0).pointee.vm_start < end { return .EEXIST }
         var flags = prot | VM.mayread | VM.maywrite | VM.mayexec | VM.softdirty
         if shared { flags |= VM.shared | VM.mayshare }
         // accountable_mapping(): private writable memory is charged.
-        if flags & (VM.shared | VM.write) == VM.write { flags |= VM.account }
+        // MAP_NORESERVE (overcommit heuristic, the default): VM_NORESERVE, and
+        // accountable_mapping() is then false.
+        if noreserve { flags |= VM.noreserve }
+        if flags & (VM.shared | VM.write | VM.noreserve) == VM.write { flags |= VM.account }
         // A machine without THP settings makes no large folio, and its
         // mappings are VM_NOHUGEPAGE from the start (what the oracle gives
         // such a trace: MADV_NOHUGEPAGE after each mmap).

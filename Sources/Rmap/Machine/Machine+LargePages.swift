@@ -1,0 +1,52 @@
+import CShims
+
+/// The large-page statements of the trace language on the model (THP and
+/// mTHP of anonymous memory; hugetlb is not modelled yet).
+extension Machine {
+    /// `mmap` with MAP_NORESERVE: VM_NORESERVE, no VM_ACCOUNT. A hugetlb
+    /// kind is refused with EINVAL (hugetlb is not modelled yet).
+    public func mmap(_ name: String, addr: UInt64, pages: UInt64, prot: Prot, kind: MappingKind,
+                     noreserve: Bool) -> OpResult {
+        guard let m = mmOf(name) else { return .errno(.ESRCH) }
+        guard !kind.isHugetlb else { return .errno(.EINVAL) }
+        var f: UInt32 = 0
+        if let name = kind.file {
+            guard let fi = fileByName[name] else { return .errno(.EINVAL) }
+            f = fi
+        }
+        if let e = k.doMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared,
+                            file: f, pgoff: kind.pgoff, noreserve: noreserve) { return .errno(e) }
+        return .ok
+    }
+
+    /// `madvise ADDR PAGES hugepage|nohugepage` (MADV_HUGEPAGE / MADV_NOHUGEPAGE).
+    public func madviseHugepage(_ name: String, addr: UInt64, pages: UInt64, hugepage: Bool) -> OpResult {
+        guard let m = mmOf(name) else { return .errno(.ESRCH) }
+        if let e = k.doMadviseHugepage(m, start: addr, end: addr + pages << PAGE_SHIFT, hugepage: hugepage) {
+            return .errno(e)
+        }
+        return .ok
+    }
+
+    /// `split ADDR PAGES`: split_huge_pages_pid() over the range; a folio
+    /// that cannot be split stays whole. Always ok.
+    public func split(_ name: String, addr: UInt64, pages: UInt64) -> OpResult {
+        guard let m = mmOf(name) else { return .errno(.ESRCH) }
+        k.splitFoliosInRange(m, addr, addr + pages << PAGE_SHIFT)
+        return .ok
+    }
+
+    /// `thp shrink`: the deferred-split shrinker (deferred_split_scan).
+    public func thpShrink() {
+        k.deferredSplitScan()
+    }
+
+    /// /proc/vmstat's THP counters as this machine counts them.
+    public var thpStats: [(name: String, value: UInt64)] {
+        let h = k.header.pointee
+        return [("thp_fault_alloc", h.thp_fault_alloc), ("thp_fault_fallback", h.thp_fault_fallback),
+                ("thp_split_pmd", h.thp_split_pmd), ("thp_split_page", h.thp_split_page),
+                ("mthp_anon_fault_alloc", h.mthp_fault_alloc),
+                ("thp_deferred_split_queue", UInt64(h.deferred_split_len))]
+    }
+}
