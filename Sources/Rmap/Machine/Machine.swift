@@ -104,7 +104,7 @@ public final class Machine {
     /// The THP settings: `enabled` and the mode of each order 2...9; nil
     /// when the machine has none (no large folios are made).
     public var thpSettings: (enabled: THPMode, orders: [THPMode])? {
-        guard k.thpActive else { return nil }
+        guard k.thpConfigured else { return nil }
         return (k.thpEnabled, (UInt32(2)...RMAP_PMD_ORDER).map { k.thpMode(order: $0) })
     }
 
