@@ -264,12 +264,21 @@ extension Machine {
                 out.error = "\(file):\(tl.line): error: swap \(slots) is larger than this arena's swap map (\(swapMapSlots) slots)"
             }
         case .op(let p, let op, let expected):
-            let r = perform(p, op).description
+            let result = perform(p, op)
+            if case .notModelled(let what) = result {
+                out.error = "\(file):\(tl.line): error: large pages are not modelled yet: \(p) \(op.verb) (\(what))"
+                return
+            }
+            let r = result.description
             out.results.append((tl.line, r))
             if let expected, expected != r {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(expected), got \(r)")
             }
         case .ksmScan(let passes):
+            if let what = ksmScanNotModelled {
+                out.error = "\(file):\(tl.line): error: large pages are not modelled yet: ksm scan (\(what))"
+                return
+            }
             ksmScan(passes: passes)
         case .observe(let targets):
             if out.keepsObservations { out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets))) }

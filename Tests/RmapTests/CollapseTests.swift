@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Rmap
 @testable import RmapTrace
@@ -208,5 +209,12 @@ import RmapTestSupport
         #expect(m.tokens("P0", Self.a + 0x20_0000, 1) == "A1:1")
         #expect(m.tokens("P0", Self.a + 0x2000, 1) == "A1+2:1")
         #expect(m.checkViolations() == [])
+        // The saved state keeps that (RMAP_THP_PMD_LEAVES) and reopens sound.
+        let dir = freshTempDir("collapse-saved")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(m.save(to: dir + "/a.arena") == nil)
+        let loaded = try Machine(opening: dir + "/a.arena")
+        #expect(loaded.thpSettings == nil && loaded.k.thpActive)
+        #expect(loaded.checkViolations() == [])
     }
 }

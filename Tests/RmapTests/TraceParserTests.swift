@@ -1081,7 +1081,7 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         #expect(THPSize.size2M.pages == 512 && THPSize.size16K.pages == 4)
         #expect(THPSize(name: "2m") == nil && THPSize(name: "4M") == nil && THPSize(name: "8K") == nil)
         #expect(last("hugetlb 0") == .hugetlb(pages: 0))
-        #expect(last("hugetlb 16777216") == .hugetlb(pages: 1 << 24))
+        #expect(last("hugetlb 4096") == .hugetlb(pages: 4096))
         // `thp shrink` anywhere, even between operations.
         #expect(statements(base + "\nP0 read \(A)\nthp shrink\nthp shrink\nP0 read \(A)").count == 10)
         // Every statement is a Large pages one, and prints back as written.
@@ -1170,7 +1170,8 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         expectError("hugetlb", at: .end, "expected a huge page count, got end of line", context: "")
         expectError("hugetlb x", at: .token("x"), "expected a huge page count, got 'x'", context: "")
         expectError("hugetlb -1", at: .token("-1"), "expected a huge page count", context: "")
-        expectError("hugetlb 16777217", at: .token("16777217"), "hugetlb pool must be at most 16777216 pages, got '16777217'", context: "")
+        expectError("hugetlb 4097", at: .token("4097"), "the hugetlb pool must be at most 4096 pages, got '4097'", context: "")
+        expectError("hugetlb 16777217", at: .token("16777217"), "the hugetlb pool must be at most 4096 pages, got '16777217'", context: "")
         expectError("hugetlb 99999999999999999999", at: .token("99999999999999999999"), "number too large", context: "")
         expectError("hugetlb 1 2", at: .token("2"), "unexpected '2' after the statement", context: "")
         expectError("hugetlb 1 => ok", at: .token("=>"), "only allowed on operation lines", context: "")

@@ -134,6 +134,21 @@ extension Kernel {
         return vmNormalPage(s.pointee)
     }
 
+    /// Whether `m` maps a page of a large folio in [start, end).
+    package func rangeMapsLargeFolio(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Bool {
+        guard thpActive else { return false }
+        var found = false
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { _, pmd in
+            found = PTE.pfn(pmd.pointee) != hugeZeroPFN
+            return !found
+        }) { _, slot in
+            let pfn = vmNormalPage(slot.pointee)
+            found = pfn != 0 && page(pfn).pointee.flags & (PG.head | PG.tail) != 0
+            return !found
+        }
+        return found
+    }
+
     // MARK: faults
 
     /// do_huge_pmd_anonymous_page(): a fault on a none PMD of a VMA that
