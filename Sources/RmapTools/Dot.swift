@@ -57,11 +57,11 @@ extension Machine {
         var pfn: UInt32 = 1
         while pfn < fd.bump {
             defer { pfn += 1 }
-            let p = k.page(pfn).pointee
+            let p = k.page(PFN(pfn)).pointee
             guard !k.isFree(T.frame, pfn), p.mapping & PageMapping.flags == PageMapping.anon, p.mapcount >= 0 else { continue }
             if shown >= maxPages { hidden += 1; continue }
             shown += 1
-            let av = k.pageAnonVMA(pfn)
+            let av = k.pageAnonVMA(PFN(pfn))
             let excl = p.flags & PG.anonExclusive != 0 ? "\\nexclusive" : ""
             s += "  page\(pfn) [shape=note, fontsize=8, label=\"pfn \(pfn)\\nindex \(p.index) mapcount \(Int(p.mapcount) + 1)\(excl)\"];\n"
             s += "  page\(pfn) -> av\(av) [color=firebrick, label=\"mapping\"];\n"

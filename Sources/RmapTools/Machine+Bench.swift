@@ -14,7 +14,7 @@ extension Machine {
     /// The frame that mm `mm` maps at `addr` (0 for none, the zero page or a
     /// non-present entry): the argument of `benchWalk` and `benchTryToUnmap`.
     public func benchFrame(mm: MMID, addr: UInt64) -> PFN {
-        PFN(mappedFrame(mm.rawValue, addr))
+        mappedFrame(mm.rawValue, addr)
     }
 
     /// An unnamed process with an empty address space (mm_alloc()); 0 when
@@ -56,7 +56,7 @@ extension Machine {
     /// given (rmap_one calls): the mappings visited. Allocates nothing.
     public func benchWalk(frame: PFN) -> Int {
         var c = CountingWalk()
-        k.rmapWalk(frame.rawValue, &c)
+        k.rmapWalk(frame, &c)
         return c.visited
     }
 
@@ -65,20 +65,20 @@ extension Machine {
     /// that really map the frame. Allocates nothing.
     public func benchWalkMapped(frame: PFN) -> Int {
         var c = MappedWalk()
-        k.rmapWalk(frame.rawValue, &c)
+        k.rmapWalk(frame, &c)
         return c.mapped
     }
 
     /// try_to_unmap() of `frame` with `flags`, flushing a batched TLB flush
     /// as the caller would: true when no mapping is left. Allocates nothing.
     public func benchTryToUnmap(frame: PFN, flags: TTUFlags) -> Bool {
-        let r = k.tryToUnmap(frame.rawValue, flags: flags)
+        let r = k.tryToUnmap(frame, flags: flags)
         k.tryToUnmapFlush()
         return r
     }
 
     /// page_referenced() of `frame` over every VMA: the referenced count.
     public func benchPageReferenced(frame: PFN) -> Int {
-        k.pageReferenced(frame.rawValue, filter: AllVMAs?.none).referenced
+        k.pageReferenced(frame, filter: AllVMAs?.none).referenced
     }
 }

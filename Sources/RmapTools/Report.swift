@@ -36,10 +36,10 @@ extension Machine {
         var free = 0
         while i < d.bump {
             defer { i += 1 }
-            let p = k.page(i).pointee
+            let p = k.page(PFN(i)).pointee
             if k.isFree(T.frame, i) { free += 1; continue }
             let kind: String
-            if i == k.zeroPFN { kind = "zero page" }
+            if PFN(i) == k.zeroPFN { kind = "zero page" }
             else if p.mapping & PageMapping.flags == PageMapping.anon { kind = "anon" }
             else if p.mapping & PageMapping.flags == PageMapping.ksm { kind = "ksm" }
             else if p.flags & PG.swapbacked != 0 { kind = "shmem" }

@@ -94,8 +94,9 @@ extension Machine {
         i = 1
         while i < fd.bump {
             defer { i += 1 }
-            let p = k.page(i).pointee
-            if k.isFree(T.frame, i) || i == k.zeroPFN || p.mapcount < 0 { continue }
+            let pfn = PFN(i)
+            let p = k.page(pfn).pointee
+            if k.isFree(T.frame, i) || pfn == k.zeroPFN || p.mapcount < 0 { continue }
             let kind: String
             switch p.mapping & PageMapping.flags {
             case PageMapping.anon: kind = "anon"
@@ -105,9 +106,9 @@ extension Machine {
             s.mappedFrames[kind, default: 0] += 1
             s.mappings += Int(p.mapcount) + 1
             var visits = CountingWalk()
-            k.rmapWalk(i, &visits)
+            k.rmapWalk(pfn, &visits)
             var hits = MappedWalk()
-            k.rmapWalk(i, &hits)
+            k.rmapWalk(pfn, &hits)
             s.walkVisits += visits.visited
             s.walkHits += hits.mapped
             if visits.visited > s.worstWalk.visits { s.worstWalk = (i, visits.visited, hits.mapped) }

@@ -42,7 +42,7 @@ extension Machine {
         let pfn = PTE.pfn(e)
         if pfn == k.zeroPFN { return "Z" }
         let id: Int
-        if let i = ids[pfn] { id = i } else { id = ids.count + 1; ids[pfn] = id }
+        if let i = ids[pfn.rawValue] { id = i } else { id = ids.count + 1; ids[pfn.rawValue] = id }
         let mapping = k.page(pfn).pointee.mapping & PageMapping.flags
         let kind = mapping == PageMapping.ksm ? "K" : mapping == PageMapping.anon ? "A" : "F"
         return "\(kind)\(id):\(k.pageMapcount(pfn))"

@@ -16,7 +16,7 @@ extension Kernel {
     /// every live mm, in mm-index then address order; each one that maps
     /// `pfn` is handed to the hooks as `rmapWalk` hands a VMA.
     @inline(__always)
-    func scanRmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func scanRmapWalk<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let ctx = RmapContext(k: self)
         let d = desc(T.mm)
         var m: UInt32 = 1
@@ -34,7 +34,7 @@ extension Kernel {
                     guard PTE.isPresent(e), PTE.pfn(e) == pfn, e & PTE.special == 0 else { return true }
                     if !skip && c.invalidVMA(ctx, vma: VMAID(v)) { skip = true }
                     if skip { return false }
-                    if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: a) || c.done(ctx, pfn: PFN(pfn)) {
+                    if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: a) || c.done(ctx, pfn: pfn) {
                         stop = true
                         return false
                     }

@@ -73,7 +73,7 @@ struct PVTable {
     func destroy() { munmap(UnsafeMutableRawPointer(counters), bytes) }
 
     /// pmap_enter()'s pv_entry: a new entry at the head of the frame's list.
-    @inline(__always) func add(_ pfn: UInt32, mm: UInt32, va: UInt64) {
+    @inline(__always) func add(_ pfn: PFN, mm: UInt32, va: UInt64) {
         let c = counters
         var i = c.pointee.freeHead
         if i != 0 {
@@ -83,8 +83,8 @@ struct PVTable {
             i = c.pointee.bump
             c.pointee.bump += 1
         }
-        entries[Int(i)] = PVEntry(va: va, mm: mm, next: heads[Int(pfn)])
-        heads[Int(pfn)] = i
+        entries[Int(i)] = PVEntry(va: va, mm: mm, next: heads[Int(pfn.rawValue)])
+        heads[Int(pfn.rawValue)] = i
         c.pointee.live += 1
         if c.pointee.live > c.pointee.highWater { c.pointee.highWater = c.pointee.live }
     }
@@ -92,13 +92,13 @@ struct PVTable {
     /// pmap_pvh_remove(): searches the frame's list for (mm, va) and frees
     /// the entry; false when it is not there.
     @inline(__always) @discardableResult
-    func remove(_ pfn: UInt32, mm: UInt32, va: UInt64) -> Bool {
+    func remove(_ pfn: PFN, mm: UInt32, va: UInt64) -> Bool {
         var prev: UInt32 = 0
-        var i = heads[Int(pfn)]
+        var i = heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = entries + Int(i)
             if e.pointee.mm == mm && e.pointee.va == va {
-                if prev == 0 { heads[Int(pfn)] = e.pointee.next } else { entries[Int(prev)].next = e.pointee.next }
+                if prev == 0 { heads[Int(pfn.rawValue)] = e.pointee.next } else { entries[Int(prev)].next = e.pointee.next }
                 e.pointee.next = counters.pointee.freeHead
                 counters.pointee.freeHead = i
                 counters.pointee.live -= 1
@@ -111,8 +111,8 @@ struct PVTable {
     }
 
     /// The entry for (mm, va) on the frame's list, if any.
-    @inline(__always) func find(_ pfn: UInt32, mm: UInt32, va: UInt64) -> UnsafeMutablePointer<PVEntry>? {
-        var i = heads[Int(pfn)]
+    @inline(__always) func find(_ pfn: PFN, mm: UInt32, va: UInt64) -> UnsafeMutablePointer<PVEntry>? {
+        var i = heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = entries + Int(i)
             if e.pointee.mm == mm && e.pointee.va == va { return e }
@@ -139,18 +139,18 @@ final class PVLists: ReverseMapHooks {
     deinit { table.destroy() }
 
     @inline(never)
-    func anonAdded(_ k: Kernel, pfn: UInt32, vma v: UInt32, address: UInt64) {
+    func anonAdded(_ k: Kernel, pfn: PFN, vma v: UInt32, address: UInt64) {
         table.add(pfn, mm: k.vma(v).pointee.mm, va: address)
     }
 
     @inline(never)
-    func ptesDuplicated(_ k: Kernel, pfn: UInt32, mm m: UInt32, address: UInt64) {
+    func ptesDuplicated(_ k: Kernel, pfn: PFN, mm m: UInt32, address: UInt64) {
         table.add(pfn, mm: m, va: address)
     }
 
     /// The entry's address is where `v` maps the page's index.
     @inline(never)
-    func fileAdded(_ k: Kernel, pfn: UInt32, vma v: UInt32) {
+    func fileAdded(_ k: Kernel, pfn: PFN, vma v: UInt32) {
         guard let a = k.vmaAddress(v, index: k.page(pfn).pointee.index) else { table.counters.pointee.overflowed = 1; return }
         table.add(pfn, mm: k.vma(v).pointee.mm, va: a)
     }
@@ -162,13 +162,13 @@ final class PVLists: ReverseMapHooks {
     /// PTE no longer maps it (every caller clears or replaces the PTE before
     /// the rmap remove, as the kernel does).
     @inline(never)
-    func removed(_ k: Kernel, pfn: UInt32, vma v: UInt32) {
+    func removed(_ k: Kernel, pfn: PFN, vma v: UInt32) {
         let m = k.vma(v).pointee.mm
         let ksm = k.page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
         if !ksm, let a = k.vmaAddress(v, index: k.page(pfn).pointee.index), table.remove(pfn, mm: m, va: a) { return }
         let s = k.vma(v).pointee.vm_start, e = k.vma(v).pointee.vm_end
         let pgd = k.mm(m).pointee.pgd
-        var i = table.heads[Int(pfn)]
+        var i = table.heads[Int(pfn.rawValue)]
         while i != 0 {
             let en = table.entries[Int(i)]
             if en.mm == m && en.va >= s && en.va < e {
@@ -183,7 +183,7 @@ final class PVLists: ReverseMapHooks {
     @inline(never)
     func ptesMoved(_ k: Kernel, pte: UInt64, mm m: UInt32, from: UInt64, to: UInt64) {
         let pfn = k.vmNormalPage(pte)
-        guard pfn != 0 else { return }
+        guard !pfn.isNone else { return }
         if let e = table.find(pfn, mm: m, va: from) { e.pointee.va = to } else { table.counters.pointee.overflowed = 1 }
     }
 }
@@ -209,7 +209,7 @@ extension Kernel {
             while v != 0 {
                 walkLeaves(root: mm(m).pointee.pgd, start: vma(v).pointee.vm_start, end: vma(v).pointee.vm_end) { a, slot in
                     let pfn = vmNormalPage(slot.pointee)
-                    if pfn != 0 { pv.add(pfn, mm: m, va: a) }
+                    if !pfn.isNone { pv.add(pfn, mm: m, va: a) }
                     return true
                 }
                 v = nextVMA(v)
@@ -239,14 +239,14 @@ extension Kernel {
 
     /// The PV walk at the pmap level: follows the frame's list.
     @inline(__always)
-    func pvWalk<C: PVWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func pvWalk<C: PVWalkControl>(_ pfn: PFN, _ c: inout C) {
         guard let pv = pvTable else { return }
         let ctx = RmapContext(k: self)
-        var i = pv.heads[Int(pfn)]
+        var i = pv.heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = pv.entries + Int(i)
             i = e.pointee.next
-            if !c.visit(ctx, pfn: PFN(pfn), mm: MMID(e.pointee.mm), address: e.pointee.va) { return }
+            if !c.visit(ctx, pfn: pfn, mm: MMID(e.pointee.mm), address: e.pointee.va) { return }
         }
     }
 
@@ -254,28 +254,28 @@ extension Kernel {
     /// (find_vma(), as 2.5's try_to_unmap_one did) and handed to the same
     /// hooks as `rmapWalk`.
     @inline(__always)
-    func pvRmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func pvRmapWalk<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         guard let pv = pvTable else { return }
         let ctx = RmapContext(k: self)
-        var i = pv.heads[Int(pfn)]
+        var i = pv.heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = pv.entries + Int(i)
             i = e.pointee.next
             let address = e.pointee.va
             let v = vmaLookup(e.pointee.mm, address)
             if v == 0 || c.invalidVMA(ctx, vma: VMAID(v)) { continue }
-            if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
-            if c.done(ctx, pfn: PFN(pfn)) { return }
+            if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: address) { return }
+            if c.done(ctx, pfn: pfn) { return }
         }
     }
 
     // MARK: accounting and checking
 
     /// Entries on frame `pfn`'s list.
-    func pvCount(_ pfn: UInt32) -> Int {
+    func pvCount(_ pfn: PFN) -> Int {
         guard let pv = pvTable else { return 0 }
         var n = 0
-        var i = pv.heads[Int(pfn)]
+        var i = pv.heads[Int(pfn.rawValue)]
         while i != 0 { n += 1; i = pv.entries[Int(i)].next }
         return n
     }
@@ -301,7 +301,7 @@ extension Kernel {
                 }
                 let live = e.mm != 0 && e.mm < desc(T.mm).pointee.bump && mm(e.mm).pointee.pid == e.mm
                 let slot = live ? leafSlot(root: mm(e.mm).pointee.pgd, key: e.va) : nil
-                if slot.map({ vmNormalPage($0.pointee) }) != UInt32(f) {
+                if slot.map({ vmNormalPage($0.pointee) }) != PFN(UInt32(f)) {
                     out.append("frame \(f): stale entry mm \(e.mm) va 0x\(String(e.va, radix: 16))")
                 }
                 i = e.next
@@ -314,7 +314,7 @@ extension Kernel {
             while v != 0 {
                 walkLeaves(root: mm(m).pointee.pgd, start: vma(v).pointee.vm_start, end: vma(v).pointee.vm_end) { a, slot in
                     let pfn = vmNormalPage(slot.pointee)
-                    guard pfn != 0 else { return true }
+                    guard !pfn.isNone else { return true }
                     ptes += 1
                     if pv.find(pfn, mm: m, va: a) == nil {
                         out.append("mm \(m) va 0x\(String(a, radix: 16)) maps frame \(pfn): no PV entry")

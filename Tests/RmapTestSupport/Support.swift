@@ -45,7 +45,7 @@ extension Machine {
         k.leafSlot(root: k.mm(mm(p)).pointee.pgd, key: addr)?.pointee ?? 0
     }
     /// The normal frame process `p` maps at `addr` (0 for none).
-    public func frame(_ p: String, _ addr: UInt64) -> UInt32 { mappedFrame(mm(p), addr) }
+    public func frame(_ p: String, _ addr: UInt64) -> PFN { mappedFrame(mm(p), addr) }
     /// The VMA of process `p` containing `addr` (0 if none).
     public func vmaAt(_ p: String, _ addr: UInt64) -> UInt32 {
         guard let mm = mmByName[p] else { return 0 }
@@ -64,19 +64,19 @@ extension Machine {
     /// Frame `pfn`'s struct page, checked first: a frame number outside the
     /// table's used records (a model bug) fails the test and gives the null
     /// record 0, instead of reading outside the arena and crashing the run.
-    public func frameRecord(_ pfn: UInt32, sourceLocation: Testing.SourceLocation = #_sourceLocation)
+    public func frameRecord(_ pfn: PFN, sourceLocation: Testing.SourceLocation = #_sourceLocation)
         -> UnsafeMutablePointer<rmap_page>
     {
-        guard pfn < k.desc(T.frame).pointee.bump else {
+        guard pfn.rawValue < k.desc(T.frame).pointee.bump else {
             Issue.record("frame \(pfn) is outside the frame table (\(k.desc(T.frame).pointee.bump) used)",
                          sourceLocation: sourceLocation)
-            return k.page(PFN(0))
+            return k.page(PFN.none)
         }
-        return k.page(PFN(pfn))
+        return k.page(pfn)
     }
     /// Whether frame `pfn` is free (on the frame table's free list, poisoned).
-    public func frameIsFree(_ pfn: UInt32) -> Bool {
-        pfn < k.desc(T.frame).pointee.bump && k.isFree(T.frame, pfn)
+    public func frameIsFree(_ pfn: PFN) -> Bool {
+        pfn.rawValue < k.desc(T.frame).pointee.bump && k.isFree(T.frame, pfn.rawValue)
     }
     public func tokens(_ p: String, _ addr: UInt64, _ pages: UInt64) -> String {
         observeTokens([Target(process: p, addr: addr, pages: pages, location: SourceLocation(line: 0, column: 0))])

@@ -157,8 +157,8 @@ import RmapTestSupport
     func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UnsafeMutablePointer<UInt64> {
         m.k.leafSlot(root: m.k.mm(m.mm(p)).pointee.pgd, key: addr)!
     }
-    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 {
-        UInt32(truncatingIfNeeded: PTE.swpOffset(pte(m, p, addr).pointee))
+    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> PFN {
+        PTE.swpOffsetPFN(pte(m, p, addr).pointee)
     }
     func ksmNode(_ m: Machine) throws -> UInt32 {
         let node = m.k.folioStableNode(m.frame("K0", Self.k))
@@ -264,7 +264,7 @@ import RmapTestSupport
         case .ksmContent:
             k.page(m.frame("K0", Self.k)).pointee.content += 1
         case .ksmStableNode:
-            k.ksmNode(try ksmNode(m)).pointee.kpfn = m.frame("P0", Self.a)
+            k.ksmNode(try ksmNode(m)).pointee.kpfn = m.frame("P0", Self.a).rawValue
         case .ksmAnonExclusive:
             k.page(m.frame("K0", Self.k)).pointee.flags |= PG.anonExclusive
         case .balloonList:
@@ -281,8 +281,8 @@ import RmapTestSupport
             let isolated = k.header.pointee.balloon_isolated
             try #require(isolated == 1)
             // The isolated page (off the list) gets movable_operations nobody knows.
-            var f: UInt32 = 1
-            while !(k.pageIsBalloonMovable(f) && k.page(f).pointee.flags & PG.isolated != 0) { f += 1 }
+            var f = PFN(1)
+            while !(k.pageIsBalloonMovable(f) && k.page(f).pointee.flags & PG.isolated != 0) { f = f.advanced(by: 1) }
             k.page(f).pointee.mapping = 0x40 | PageMapping.movable
         case .leak:
             k.desc(T.avc).pointee.live += 1

@@ -61,7 +61,7 @@ import RmapTestSupport
         #expect(m.check() == [])
         // Memory is exhausted by another user: migrate_pages gets no new page, putback.
         let hog = m.k.allocPage()
-        #expect(hog != 0)
+        #expect(!hog.isNone)
         while m.k.available(T.frame) > 0 { _ = m.k.allocPage() }
         #expect(!m.k.migrateMovablePage(pfn))
         #expect(m.balloonFrames() == [pfn] && m.frameRecord(pfn).pointee.refcount == 1)

@@ -48,9 +48,9 @@ struct ArenaValidator {
 
     func validateObjects() -> String? {
         let frameCap = bump(T.frame)
-        guard ok(T.frame, k.zeroPFN) else { return "the zero page is not a live frame" }
+        guard ok(T.frame, k.zeroPFN.rawValue) else { return "the zero page is not a live frame" }
         for i in 1..<frameCap where live[Int(T.frame)][Int(i)] {
-            let p = k.page(i).pointee
+            let p = k.page(PFN(i)).pointee
             switch p.mapping & PageMapping.flags {
             case 0:
                 if p.mapping != 0 && !ok(T.file, k.index(table: T.file, offset: p.mapping)) {
@@ -104,13 +104,13 @@ struct ArenaValidator {
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
         if let e = validateKSMObjects() { return e }
-        guard okOr0(T.frame, k.balloonHead), k.header.pointee.balloon_head < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
+        guard okOr0(T.frame, k.balloonHead.rawValue), k.header.pointee.balloon_head < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
         var bn: UInt32 = 0
         var bp = k.balloonHead
-        while bp != 0 {
+        while !bp.isNone {
             bn += 1
-            guard bn < bump(T.frame), ok(T.frame, bp), k.pageIsBalloonMovable(bp) else { return "balloon list broken at frame \(bp)" }
-            bp = k.page(bp).pointee.next
+            guard bn < bump(T.frame), ok(T.frame, bp.rawValue), k.pageIsBalloonMovable(bp) else { return "balloon list broken at frame \(bp)" }
+            bp = PFN(k.page(bp).pointee.next)
         }
         let slots = k.header.pointee.swap_slots
         if slots > 0 {
@@ -222,14 +222,14 @@ struct ArenaValidator {
                 let x = e[i]
                 if x == 0 { continue }
                 if level > 1 {
-                    if let err = descend(PTE.pfn(x), level - 1, cache: cache) { return err }
+                    if let err = descend(PTE.tablePage(x), level - 1, cache: cache) { return err }
                     continue
                 }
                 if cache {
                     if x == Kernel.shadowEntry || validSwapEntry(x) { continue }
-                    guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x)) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
+                    guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x).rawValue) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
                 } else if PTE.isPresent(x) {
-                    guard ok(T.frame, PTE.pfn(x)) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
+                    guard ok(T.frame, PTE.pfn(x).rawValue) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
                 } else if PTE.isDeviceExclusiveEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-exclusive entry for no live frame" }
                 } else if PTE.isDevicePrivateEntry(x) {

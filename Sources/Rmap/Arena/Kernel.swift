@@ -56,7 +56,6 @@ package struct Kernel {
 
     // MARK: typed access by index
 
-    @inline(__always) package func page(_ pfn: UInt32) -> UnsafeMutablePointer<rmap_page> { frames + Int(pfn) }
     @inline(__always) package func mm(_ i: UInt32) -> UnsafeMutablePointer<rmap_mm> { mms + Int(i) }
     @inline(__always) package func vma(_ i: UInt32) -> UnsafeMutablePointer<rmap_vma> { vmas + Int(i) }
     @inline(__always) package func anonVMA(_ i: UInt32) -> UnsafeMutablePointer<rmap_anon_vma> { anonVMAs + Int(i) }

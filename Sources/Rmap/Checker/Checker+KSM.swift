@@ -86,8 +86,9 @@ extension Checker {
             if len > 0 { shared += 1; sharing += UInt64(len - 1) }
             // The keyhole: a node whose page still holds its key names that page.
             let expected = k.offset(table: T.ksmNode, index: node) | PageMapping.ksm
-            if n.kpfn != 0, n.kpfn < k.desc(T.frame).pointee.bump, k.page(n.kpfn).pointee.mapping == expected,
-               k.page(n.kpfn).pointee.content != n.content {
+            let kpfn = PFN(n.kpfn)
+            if !kpfn.isNone, kpfn.rawValue < k.desc(T.frame).pointee.bump, k.page(kpfn).pointee.mapping == expected,
+               k.page(kpfn).pointee.content != n.content {
                 fail(.ksmContent, .ksmNode(KSMNodeID(node)), "ksm: node \(node): KSM frame \(n.kpfn) content changed under write protection")
             }
             node = IntervalTree.next(node, k.ksmStableTree)
@@ -101,31 +102,32 @@ extension Checker {
         var f: UInt32 = 1
         while f < d.bump {
             defer { f += 1 }
-            let p = k.page(f).pointee
+            let pfn = PFN(f)
+            let p = k.page(pfn).pointee
             if k.isFree(T.frame, f) || p.mapping & PageMapping.flags != PageMapping.ksm { continue }
-            let nodeIdx = k.folioStableNode(f)
+            let nodeIdx = k.folioStableNode(pfn)
             // A KSM frame without a node can still be mapped: try_to_merge_two_pages()
             // made it KSM, the second merge failed and break_cow() unshared only
             // the item's own mapping (others that fork-share it keep it).
             if nodeIdx == 0 { continue }
             if nodeIdx >= k.desc(T.ksmNode).pointee.bump || k.ksmNode(nodeIdx).pointee.kpfn != f {
-                fail(.ksmStableNode, .frame(PFN(f)), "frame \(f): KSM mapping names stable node \(nodeIdx), which does not name it")
+                fail(.ksmStableNode, .frame(pfn), "frame \(f): KSM mapping names stable node \(nodeIdx), which does not name it")
             }
-            if p.flags & PG.anonExclusive != 0 { fail(.ksmAnonExclusive, .frame(PFN(f)), "frame \(f): KSM frame marked PG_anon_exclusive") }
+            if p.flags & PG.anonExclusive != 0 { fail(.ksmAnonExclusive, .frame(pfn), "frame \(f): KSM frame marked PG_anon_exclusive") }
         }
     }
 
     /// Non-LRU movable pages (the balloon): never mapped, on the balloon's
     /// list exactly when not isolated, the list and counts consistent.
-    func checkMovable(mapped: [UInt32: Int]) {
-        var onList = Set<UInt32>()
+    func checkMovable(mapped: [PFN: Int]) {
+        var onList = Set<PFN>()
         var p = k.balloonHead
-        var prev: UInt32 = 0
-        while p != 0 && onList.count < 1 << 24 {
-            if !onList.insert(p).inserted { fail(.balloonList, .frame(PFN(p)), "balloon: list loops at frame \(p)"); break }
-            if k.page(p).pointee.prev != prev { fail(.balloonList, .frame(PFN(p)), "balloon: back link of frame \(p) broken") }
+        var prev = PFN.none
+        while !p.isNone && onList.count < 1 << 24 {
+            if !onList.insert(p).inserted { fail(.balloonList, .frame(p), "balloon: list loops at frame \(p)"); break }
+            if PFN(k.page(p).pointee.prev) != prev { fail(.balloonList, .frame(p), "balloon: back link of frame \(p) broken") }
             prev = p
-            p = k.page(p).pointee.next
+            p = PFN(k.page(p).pointee.next)
         }
         if UInt64(onList.count) != k.header.pointee.balloon_pages { fail(.balloonCounters, nil, "balloon: \(k.header.pointee.balloon_pages) pages counted, \(onList.count) on the list") }
         var isolated: UInt64 = 0
@@ -133,17 +135,18 @@ extension Checker {
         var f: UInt32 = 1
         while f < d.bump {
             defer { f += 1 }
-            let pg = k.page(f).pointee
+            let pfn = PFN(f)
+            let pg = k.page(pfn).pointee
             if k.isFree(T.frame, f) || pg.mapping & PageMapping.flags != PageMapping.movable { continue }
-            if (mapped[f] ?? 0) > 0 { fail(.movableMapped, .frame(PFN(f)), "frame \(f): a non-LRU movable page is mapped") }
-            if k.pageIsBalloonMovable(f) {
+            if (mapped[pfn] ?? 0) > 0 { fail(.movableMapped, .frame(pfn), "frame \(f): a non-LRU movable page is mapped") }
+            if k.pageIsBalloonMovable(pfn) {
                 if pg.flags & PG.isolated != 0 { isolated += 1 }
-                if (pg.flags & PG.isolated == 0) != onList.contains(f) { fail(.balloonIsolated, .frame(PFN(f)), "frame \(f): balloon page isolated \(pg.flags & PG.isolated != 0) but on the list \(onList.contains(f))") }
+                if (pg.flags & PG.isolated == 0) != onList.contains(pfn) { fail(.balloonIsolated, .frame(pfn), "frame \(f): balloon page isolated \(pg.flags & PG.isolated != 0) but on the list \(onList.contains(pfn))") }
             } else if pg.mapping != PageMapping.movable {
-                fail(.movableOps, .frame(PFN(f)), "frame \(f): PAGE_MAPPING_MOVABLE with unknown movable_operations")
+                fail(.movableOps, .frame(pfn), "frame \(f): PAGE_MAPPING_MOVABLE with unknown movable_operations")
             }
         }
-        for x in onList where !k.pageIsBalloonMovable(x) { fail(.balloonList, .frame(PFN(x)), "balloon: frame \(x) on the list is not a balloon page") }
+        for x in onList where !k.pageIsBalloonMovable(x) { fail(.balloonList, .frame(x), "balloon: frame \(x) on the list is not a balloon page") }
         if isolated != k.header.pointee.balloon_isolated { fail(.balloonCounters, nil, "balloon: isolated_pages \(k.header.pointee.balloon_isolated), isolated balloon pages \(isolated)") }
     }
 

@@ -10,7 +10,7 @@ final class Checker {
     var violations: [CheckerViolation] = []
     /// KSM mappings rmap_walk_ksm cannot reach by the kernel's design (not violations).
     var ksmUnregistered: [String] = []
-    var ksmUnregisteredFrames = Set<UInt32>()
+    var ksmUnregisteredFrames = Set<PFN>()
     let limit = 200
 
     func fail(_ kind: CheckerViolation.Kind, _ object: CheckerViolation.Object?, _ s: @autoclosure () -> String) {
@@ -19,13 +19,13 @@ final class Checker {
 
     /// The mms of the live processes.
     func run(mms: [UInt32]) {
-        var mapcount: [UInt32: Int] = [:]      // PTEs mapping each frame
-        var mappedLocked = Set<UInt32>()        // frames a VM_LOCKED VMA maps
-        var exclusiveRefs: [UInt32: Int] = [:]  // device-exclusive entries naming each frame
+        var mapcount: [PFN: Int] = [:]         // PTEs mapping each frame
+        var mappedLocked = Set<PFN>()           // frames a VM_LOCKED VMA maps
+        var exclusiveRefs: [PFN: Int] = [:]     // device-exclusive entries naming each frame
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
-        var writablePrivate: [(pfn: UInt32, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
+        var writablePrivate: [(pfn: PFN, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
-        var mappedBy: [(pfn: UInt32, vma: UInt32, addr: UInt64)] = []  // every mapping, for the walk check
+        var mappedBy: [(pfn: PFN, vma: UInt32, addr: UInt64)] = []  // every mapping, for the walk check
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -84,24 +84,24 @@ final class Checker {
                         if PTE.isWrite(e) && PTE.pfn(e) == k.zeroPFN {
                             fail(.writablePrivateNotExclusive, .mm(MMID(m)), "mm \(m): the shared zero page mapped writable at \(hex(addr))")
                         }
-                        if pfn == 0 { return true }
+                        if pfn.isNone { return true }
                         // A writable PTE of a private mapping maps an exclusive
                         // anonymous page (6.x: PageAnonExclusive is what lets
                         // do_wp_page reuse it; never a KSM or page-cache page).
                         if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 {
                             writablePrivate.append((pfn, m, addr))
                             if !k.pageIsAnon(pfn) || k.pageIsKSM(pfn) || k.page(pfn).pointee.flags & PG.anonExclusive == 0 {
-                                fail(.writablePrivateNotExclusive, .frame(PFN(pfn)), "frame \(pfn): mapped writable by private vma \(v) at \(hex(addr)) but not an exclusive anonymous page")
+                                fail(.writablePrivateNotExclusive, .frame(pfn), "frame \(pfn): mapped writable by private vma \(v) at \(hex(addr)) but not an exclusive anonymous page")
                             }
                         }
                         mapcount[pfn, default: 0] += 1
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         mappedBy.append((pfn, v, addr))
-                        if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(PFN(pfn)), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
-                        if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail(.devicePrivatePresent, .frame(PFN(pfn)), "frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
+                        if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(pfn), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
+                        if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail(.devicePrivatePresent, .frame(pfn), "frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
                     } else if PTE.isMigrationEntry(e) {
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                        let pfn = PTE.swpOffsetPFN(e)
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                     } else if PTE.isRealSwapEntry(e) {
                         rss[MMCounter.swapents.rawValue] += 1
@@ -113,9 +113,9 @@ final class Checker {
                         }
                     } else if PTE.isDevicePrivateEntry(e) {
                         // A device-private entry maps its page: counted, and found by the walk.
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
-                            || k.isFree(T.frame, pfn) {
+                        let pfn = PTE.swpOffsetPFN(e)
+                        if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
+                            || k.isFree(T.frame, pfn.rawValue) {
                             fail(.devicePrivateEntry, .mm(MMID(m)), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
                         } else {
                             mapcount[pfn, default: 0] += 1
@@ -124,8 +124,8 @@ final class Checker {
                         }
                     } else if PTE.isDeviceExclusiveEntry(e) {
                         // Counted in RSS, holding a reference, out of the rmap.
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-                        if pfn >= k.desc(T.frame).pointee.bump || k.isFree(T.frame, pfn)
+                        let pfn = PTE.swpOffsetPFN(e)
+                        if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.isFree(T.frame, pfn.rawValue)
                             || !k.pageIsAnon(pfn) {
                             fail(.deviceExclusiveEntry, .mm(MMID(m)), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
                         } else {
@@ -133,9 +133,9 @@ final class Checker {
                             exclusiveRefs[pfn, default: 0] += 1
                         }
                     } else if PTE.isHWPoisonEntry(e) {
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
-                            || k.isFree(T.frame, pfn) {
+                        let pfn = PTE.swpOffsetPFN(e)
+                        if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
+                            || k.isFree(T.frame, pfn.rawValue) {
                             fail(.hwpoisonEntry, .mm(MMID(m)), "mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
                         }
                     }
@@ -173,15 +173,16 @@ final class Checker {
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.page(i).pointee
+            let pfn = PFN(i)
+            let p = k.page(pfn).pointee
             if k.isFree(T.frame, i) { continue }  // free (poisoned; the first word is the free-list link)
-            if i == k.zeroPFN { continue }
-            let census = mapcount[i] ?? 0
+            if pfn == k.zeroPFN { continue }
+            let census = mapcount[pfn] ?? 0
             if Int(p.mapcount) + 1 != census {
-                fail(.mapcount, .frame(PFN(i)), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
+                fail(.mapcount, .frame(pfn), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
             }
-            if Int(p.refcount) < census + (exclusiveRefs[i] ?? 0) {
-                fail(.refcount, .frame(PFN(i)), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[i] ?? 0) device-exclusive entries")
+            if Int(p.refcount) < census + (exclusiveRefs[pfn] ?? 0) {
+                fail(.refcount, .frame(pfn), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[pfn] ?? 0) device-exclusive entries")
             }
             // PG_mlocked on a mapped page exactly when a VM_LOCKED VMA maps
             // it (mlock_vma_page on every locked mapping, munlock_vma_page
@@ -189,27 +190,27 @@ final class Checker {
             // (Not for a KSM frame with a mapping rmap_walk_ksm cannot reach:
             // try_to_munlock's walk cannot find that VMA either; nor for a
             // device-private frame: mlock_pte_range skips non-present entries.)
-            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) && !ksmUnregisteredFrames.contains(i)
+            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(pfn) && !ksmUnregisteredFrames.contains(pfn)
                 && p.flags & PG.devicePrivate == 0 {
-                fail(.mlock, .frame(PFN(i)), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
+                fail(.mlock, .frame(pfn), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(pfn))")
             }
-            if p.refcount <= 0 { fail(.refcount, .frame(PFN(i)), "frame \(i): live with _refcount \(p.refcount)") }
+            if p.refcount <= 0 { fail(.refcount, .frame(pfn), "frame \(i): live with _refcount \(p.refcount)") }
             // PG_anon_exclusive: mapped by one PTE at most (fork clears it on
             // the pages it shares: folio_try_dup_anon_rmap_pte()).
             if p.flags & PG.anonExclusive != 0 && census > 1 {
-                fail(.anonExclusiveShared, .frame(PFN(i)), "frame \(i): PG_anon_exclusive but \(census) PTEs map it")
+                fail(.anonExclusiveShared, .frame(pfn), "frame \(i): PG_anon_exclusive but \(census) PTEs map it")
             }
             // do_swap_page() maps a swap-cache page exclusive only when no
             // other swap entry refers to its slot (the entry said
             // SWP_EXCLUSIVE, or the swap count was this PTE's alone).
             if p.flags & (PG.swapcache | PG.anonExclusive) == PG.swapcache | PG.anonExclusive,
                let s = k.swapSlot(PTE.swpOffset(p.private_)), s.pointee.count > 0 {
-                fail(.swapExclusivity, .frame(PFN(i)), "frame \(i): PG_anon_exclusive in the swap cache while \(s.pointee.count) swap entries still refer to its slot")
+                fail(.swapExclusivity, .frame(pfn), "frame \(i): PG_anon_exclusive in the swap cache while \(s.pointee.count) swap entries still refer to its slot")
             }
             if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
-                let av = k.pageAnonVMA(i)
+                let av = k.pageAnonVMA(pfn)
                 if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
-                    fail(.pageAnonVMA, .frame(PFN(i)), "frame \(i): page->mapping points at freed anon_vma \(av)")
+                    fail(.pageAnonVMA, .frame(pfn), "frame \(i): page->mapping points at freed anon_vma \(av)")
                 }
             }
         }
@@ -217,7 +218,7 @@ final class Checker {
         // mapping (COW: fork write-protects both sides, wp_page_copy gives
         // the writer its own copy).
         for w in writablePrivate where (mapcount[w.pfn] ?? 0) > 1 {
-            fail(.sharedPageWritable, .frame(PFN(w.pfn)), "frame \(w.pfn): mapped by \(mapcount[w.pfn] ?? 0) PTEs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
+            fail(.sharedPageWritable, .frame(w.pfn), "frame \(w.pfn): mapped by \(mapcount[w.pfn] ?? 0) PTEs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
         }
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).
@@ -253,9 +254,9 @@ final class Checker {
     /// One walk per frame (not one per mapping: with P processes sharing a
     /// page that was P walks of P VMAs, and the checker cost the cube of the
     /// sharing), its visits compared with the mappings the census found.
-    func checkFoundByWalks(_ mappings: [(pfn: UInt32, vma: UInt32, addr: UInt64)]) {
-        var byFrame: [UInt32: [(vma: UInt32, addr: UInt64)]] = [:]
-        var order: [UInt32] = []
+    func checkFoundByWalks(_ mappings: [(pfn: PFN, vma: UInt32, addr: UInt64)]) {
+        var byFrame: [PFN: [(vma: UInt32, addr: UInt64)]] = [:]
+        var order: [PFN] = []
         for m in mappings {
             if byFrame[m.pfn] == nil { order.append(m.pfn) }
             byFrame[m.pfn, default: []].append((m.vma, m.addr))
@@ -269,13 +270,13 @@ final class Checker {
                     ksmUnregisteredFrames.insert(pfn)
                     continue
                 }
-                fail(.pteWithoutRmap, .frame(PFN(pfn)), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
+                fail(.pteWithoutRmap, .frame(pfn), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
             }
         }
     }
 
     /// Whether the KSM frame's stable node lists an rmap_item for (mm, addr).
-    func ksmNodeLists(_ pfn: UInt32, mm m: UInt32, _ addr: UInt64) -> Bool {
+    func ksmNodeLists(_ pfn: PFN, mm m: UInt32, _ addr: UInt64) -> Bool {
         let node = k.folioStableNode(pfn)
         guard node != 0 else { return false }
         var i = k.ksmNode(node).pointee.hlist

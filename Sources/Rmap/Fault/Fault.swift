@@ -91,7 +91,7 @@ extension Kernel {
         }
         guard available(T.frame) >= 1, anonVMAPrepare(v) else { return .oom }
         let pfn = allocPage()
-        guard pfn != 0 else { return .oom }
+        guard !pfn.isNone else { return .oom }
         page(pfn).pointee.content = 0
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
         addMMCounter(m, .anon, 1)
@@ -111,13 +111,13 @@ extension Kernel {
     /// __do_fault() -> filemap_fault() / shmem_fault(): the page-cache page for
     /// the faulting index, read in (mmap read-around) or allocated (shmem) if
     /// absent. 0 with `sigbus` past EOF; 0 without it when out of memory.
-    func doFaultGetPage(_ v: UInt32, _ addr: UInt64, sigbus: inout Bool) -> UInt32 {
+    func doFaultGetPage(_ v: UInt32, _ addr: UInt64, sigbus: inout Bool) -> PFN {
         let f = vma(v).pointee.file
         let index = linearPageIndex(v, addr)
-        if index >= file(f).pointee.size_pages { sigbus = true; return 0 }
+        if index >= file(f).pointee.size_pages { sigbus = true; return .none }
         if file(f).pointee.kind == FileKind.shmem.rawValue {
             let pfn = pageCacheLookup(f, index, materialize: false)
-            if pfn != 0 { return pfn }
+            if !pfn.isNone { return pfn }
             // shmem_get_folio_gfp(SGP_CACHE): a new zeroed, uptodate page; it
             // becomes dirty when written (do_shared_fault, or the PTE's dirty
             // bit when it is unmapped).
@@ -127,7 +127,7 @@ extension Kernel {
         let pfn = pageCacheLookup(f, index, materialize: true)
         // filemap_fault(): a PG_readahead folio starts async readahead and
         // loses the flag.
-        if pfn != 0 { page(pfn).pointee.flags &= ~PG.reclaim }
+        if !pfn.isNone { page(pfn).pointee.flags &= ~PG.reclaim }
         return pfn
     }
 
@@ -140,13 +140,13 @@ extension Kernel {
         var sigbus = false
         let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
-        if pfn == 0 { return .oom }
+        if pfn.isNone { return .oom }
         finishFault(m, v, pfn, slot, write: false)
         return .ok
     }
 
     /// finish_fault() -> set_pte_range() for a page-cache page.
-    @inline(__always) func finishFault(_ m: UInt32, _ v: UInt32, _ pfn: UInt32,
+    @inline(__always) func finishFault(_ m: UInt32, _ v: UInt32, _ pfn: PFN,
                                        _ slot: UnsafeMutablePointer<UInt64>, write: Bool) {
         var e = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
         if write { e |= PTE.dirty | PTE.rw }  // maybe_mkwrite(pte_mkdirty())
@@ -186,7 +186,7 @@ extension Kernel {
             while idx <= lastIdx {
                 let pfn = pageCacheLookup(f, idx, materialize: false)
                 // next_uptodate_folio(): resident, not PG_readahead.
-                if pageCacheResident(f, idx) && (pfn == 0 || page(pfn).pointee.flags & PG.reclaim == 0) { break }
+                if pageCacheResident(f, idx) && (pfn.isNone || page(pfn).pointee.flags & PG.reclaim == 0) { break }
                 idx += 1
             }
             if idx > lastIdx || idx == size - 1 { return }
@@ -198,11 +198,11 @@ extension Kernel {
             i += 1
             guard index < file(f).pointee.size_pages else { continue }
             if regular && !pageCacheResident(f, index) { continue }
-            if !regular && pageCacheLookup(f, index, materialize: false) == 0 { continue }
+            if !regular && pageCacheLookup(f, index, materialize: false).isNone { continue }
             guard let s = leafSlot(root: mm(m).pointee.pgd, key: a), s.pointee == 0 else { continue }
             guard available(T.frame) >= 1 else { return }
             let pfn = pageCacheLookup(f, index, materialize: true)
-            if pfn == 0 { return }
+            if pfn.isNone { return }
             // next_uptodate_folio(): PG_readahead (= PG_reclaim) folios are skipped.
             if page(pfn).pointee.flags & PG.reclaim != 0 { continue }
             finishFault(m, v, pfn, s, write: false)
@@ -221,7 +221,7 @@ extension Kernel {
         if linearPageIndex(v, addr) >= file(f).pointee.size_pages { return .sigbus }
         let src = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
-        if src == 0 { return .oom }
+        if src.isNone { return .oom }
         let pfn = allocPage()
         page(pfn).pointee.content = page(src).pointee.content  // copy_user_highpage
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
@@ -236,7 +236,7 @@ extension Kernel {
         var sigbus = false
         let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
-        if pfn == 0 { return .oom }
+        if pfn.isNone { return .oom }
         page(pfn).pointee.flags |= PG.dirty
         finishFault(m, v, pfn, slot, write: true)
         return .ok
@@ -247,13 +247,13 @@ extension Kernel {
         let e = slot.pointee
         let flags = vma(v).pointee.vm_flags
         let pfn = vmNormalPage(e)
-        if flags & VM.shared != 0 && pfn != 0 {
+        if flags & VM.shared != 0 && !pfn.isNone {
             // wp_page_shared(): page_mkwrite, then wp_page_reuse().
             page(pfn).pointee.flags |= PG.dirty
             slot.pointee = e | PTE.rw | PTE.dirty | PTE.accessed
             return .ok
         }
-        if pfn != 0 && pageIsAnon(pfn) && wpCanReuseAnonFolio(pfn, vma: v) {
+        if !pfn.isNone && pageIsAnon(pfn) && wpCanReuseAnonFolio(pfn, vma: v) {
             // wp_page_reuse()
             page(pfn).pointee.flags |= PG.anonExclusive
             slot.pointee = e | PTE.rw | PTE.dirty | PTE.accessed
@@ -264,7 +264,7 @@ extension Kernel {
 
     /// wp_can_reuse_anon_folio(): an exclusive page is reused; otherwise only
     /// when ours is the only reference (it then moves to our anon_vma).
-    func wpCanReuseAnonFolio(_ pfn: UInt32, vma v: UInt32) -> Bool {
+    func wpCanReuseAnonFolio(_ pfn: PFN, vma v: UInt32) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.anonExclusive != 0 { return true }
         // A KSM page is never reused: its content is shared by design.
@@ -282,7 +282,7 @@ extension Kernel {
     /// With `unshare` (FAULT_FLAG_UNSHARE, break_ksm) the copy is mapped
     /// read-only and clean, keeping the old PTE's soft-dirty bit.
     func wpPageCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
-                    old: UInt32, unshare: Bool = false) -> FaultResult {
+                    old: PFN, unshare: Bool = false) -> FaultResult {
         guard available(T.frame) >= 1, available(T.anonVMA) >= 1, available(T.avc) >= 1 else { return .oom }
         guard anonVMAPrepare(v) else { return .oom }
         // The secondary MMUs drop the old translation (MMU_NOTIFY_CLEAR) and
@@ -290,9 +290,9 @@ extension Kernel {
         mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
         defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
         let pfn = allocPage()
-        if old != 0 { page(pfn).pointee.content = page(old).pointee.content }
+        if !old.isNone { page(pfn).pointee.content = page(old).pointee.content }
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
-        if old != 0 {
+        if !old.isNone {
             let c = mmCounterFor(old)
             if c != .anon {
                 addMMCounter(m, c, -1)
@@ -307,7 +307,7 @@ extension Kernel {
         mmuChangePTE(m, addr, slot.pointee)
         // The old page's rmap goes after the new PTE is set (as in the kernel:
         // a munlock walk must not find the old PTE).
-        if old != 0 {
+        if !old.isNone {
             folioRemoveRmapPTE(old, vma: v)
             putPage(old)
         }

@@ -81,19 +81,19 @@ extension Kernel {
     // MARK: KSM pages
 
     /// folio_test_ksm(): page->mapping tagged PAGE_MAPPING_KSM.
-    @inline(__always) func pageIsKSM(_ pfn: UInt32) -> Bool {
+    @inline(__always) func pageIsKSM(_ pfn: PFN) -> Bool {
         page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
     }
 
     /// folio_stable_node(): the stable node of a KSM page (0: none, or not KSM).
-    @inline(__always) func folioStableNode(_ pfn: UInt32) -> UInt32 {
+    @inline(__always) func folioStableNode(_ pfn: PFN) -> UInt32 {
         let m = page(pfn).pointee.mapping
         guard m & PageMapping.flags == PageMapping.ksm, m & ~PageMapping.flags != 0 else { return 0 }
         return index(table: T.ksmNode, offset: m & ~PageMapping.flags)
     }
 
     /// folio_set_stable_node(): page->mapping = stable_node | PAGE_MAPPING_KSM.
-    @inline(__always) func folioSetStableNode(_ pfn: UInt32, _ node: UInt32) {
+    @inline(__always) func folioSetStableNode(_ pfn: PFN, _ node: UInt32) {
         page(pfn).pointee.mapping = (node == 0 ? 0 : offset(table: T.ksmNode, index: node)) | PageMapping.ksm
     }
 
@@ -215,13 +215,13 @@ extension Kernel {
             var slotFound: UnsafeMutablePointer<UInt64>?
             walkLeaves(root: mm(m).pointee.pgd, start: addr, end: end) { a, slot in
                 let e = slot.pointee
-                var pfn: UInt32 = 0
+                var pfn: PFN = .none
                 if PTE.isPresent(e) {
                     pfn = vmNormalPage(e)
                 } else if PTE.isMigrationEntry(e) {
-                    pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    pfn = PTE.swpOffsetPFN(e)
                 }
-                if pfn != 0 && pageIsKSM(pfn) {
+                if !pfn.isNone && pageIsKSM(pfn) {
                     found = a
                     slotFound = slot
                     return false
@@ -234,7 +234,7 @@ extension Kernel {
             if !PTE.isPresent(e) {
                 // A fault on the migration entry waits for it to end (the
                 // model finishes it: removeMigrationEntryOnFault), then retries.
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)
                 continue
             }
@@ -273,7 +273,7 @@ extension Kernel {
         if p.pointee.address & KSMFlag.stable != 0 {
             let node = p.pointee.head
             let kpfn = ksmGetFolio(node)
-            if kpfn == 0 { return }  // the node was stale: remove_node_from_stable_tree did the rest
+            if kpfn.isNone { return }  // the node was stale: remove_node_from_stable_tree did the rest
             ksmHlistDel(i)
             putPage(kpfn)
             let n = ksmNode(node)
@@ -331,16 +331,16 @@ extension Kernel {
     /// (page->mapping == stable_node | PAGE_MAPPING_KSM: the "keyhole
     /// reference"), with a reference taken; otherwise the node is stale and
     /// is removed (remove_node_from_stable_tree) and the result is 0.
-    func ksmGetFolio(_ node: UInt32) -> UInt32 {
-        let kpfn = ksmNode(node).pointee.kpfn
+    func ksmGetFolio(_ node: UInt32) -> PFN {
+        let kpfn = PFN(ksmNode(node).pointee.kpfn)
         let expected = offset(table: T.ksmNode, index: node) | PageMapping.ksm
-        if kpfn != 0, kpfn < desc(T.frame).pointee.bump, page(kpfn).pointee.mapping == expected,
+        if !kpfn.isNone, kpfn.rawValue < desc(T.frame).pointee.bump, page(kpfn).pointee.mapping == expected,
            page(kpfn).pointee.refcount > 0 {
             getPage(kpfn)
             return kpfn
         }
         removeNodeFromStableTree(node)
-        return 0
+        return .none
     }
 
     /// remove_node_from_stable_tree(): every item of the node loses its
@@ -374,7 +374,7 @@ extension Kernel {
     /// stable_tree_search(): a KSM page with the same content as `pfn`, with
     /// a reference (a KSM page itself: "ksm page forked"). Stale nodes met
     /// are removed and the search restarts. 0 when none.
-    func stableTreeSearch(_ pfn: UInt32) -> UInt32 {
+    func stableTreeSearch(_ pfn: PFN) -> PFN {
         if folioStableNode(pfn) != 0 {
             getPage(pfn)
             return pfn
@@ -382,13 +382,13 @@ extension Kernel {
         let content = page(pfn).pointee.content
         again: while true {
             let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
-            if node == 0 { return 0 }
+            if node == 0 { return .none }
             let tree = ksmGetFolio(node)  // chain_prune() -> ksm_get_folio(NOLOCK)
-            if tree == 0 { continue again }
+            if tree.isNone { continue again }
             putPage(tree)  // memcmp_pages() said equal
-            if !isPageSharingCandidate(node) { return 0 }
+            if !isPageSharingCandidate(node) { return .none }
             let locked = ksmGetFolio(node)  // KSM_GET_FOLIO_TRYLOCK
-            if locked == 0 { continue again }
+            if locked.isNone { continue again }
             return locked
         }
     }
@@ -396,14 +396,14 @@ extension Kernel {
     /// stable_tree_insert(): a new stable node for the KSM page `kpfn`
     /// (already write-protected and mapped), linked into the stable tree;
     /// the page's mapping points at it. 0 when the node table is full.
-    func stableTreeInsert(_ kpfn: UInt32) -> UInt32 {
+    func stableTreeInsert(_ kpfn: PFN) -> UInt32 {
         let content = page(kpfn).pointee.content
         // Stale nodes with this content are pruned first (chain()).
         while true {
             let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
             if node == 0 { break }
             let tree = ksmGetFolio(node)
-            if tree == 0 { continue }
+            if tree.isNone { continue }
             putPage(tree)
             break  // need_chain: not modelled, the new node is linked beside it
         }
@@ -411,7 +411,7 @@ extension Kernel {
         if node == 0 { return 0 }
         let n = ksmNode(node)
         n.pointee.hlist = 0
-        n.pointee.kpfn = kpfn
+        n.pointee.kpfn = kpfn.rawValue
         n.pointee.rmap_hlist_len = 0
         n.pointee.content = content
         IntervalTree.insert(node, root: ksmStableRoot, ksmStableTree)
@@ -444,12 +444,12 @@ extension Kernel {
 
     /// get_mergeable_page(): the anonymous page the item's (mm, address)
     /// maps, with a reference; 0 if none.
-    func getMergeablePage(_ i: UInt32) -> UInt32 {
+    func getMergeablePage(_ i: UInt32) -> PFN {
         let m = ksmItem(i).pointee.mm
         let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
-        guard findMergeableVMA(m, addr) != 0, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return 0 }
+        guard findMergeableVMA(m, addr) != 0, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
         let pfn = vmNormalPage(slot.pointee)
-        guard pfn != 0, pageIsAnon(pfn) else { return 0 }
+        guard !pfn.isNone, pageIsAnon(pfn) else { return .none }
         getPage(pfn)
         return pfn
     }
@@ -458,14 +458,14 @@ extension Kernel {
     /// page has the same content as `pfn` (returned with its page, which
     /// holds a reference), else `i` is inserted (UNSTABLE_FLAG and the
     /// seqnr in its address). A forked copy of the same page is not merged.
-    func unstableTreeSearchInsert(_ i: UInt32, _ pfn: UInt32) -> (item: UInt32, page: UInt32) {
+    func unstableTreeSearchInsert(_ i: UInt32, _ pfn: PFN) -> (item: UInt32, page: PFN) {
         let content = page(pfn).pointee.content
         let key = Kernel.ksmChecksum(content)
         var t = IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: key, last: key, ksmUnstableTree)
         while t != 0 {
             let tree = getMergeablePage(t)
-            if tree == 0 { return (0, 0) }
-            if tree == pfn { putPage(tree); return (0, 0) }  // don't substitute a ksm page for a forked page
+            if tree.isNone { return (0, .none) }
+            if tree == pfn { putPage(tree); return (0, .none) }  // don't substitute a ksm page for a forked page
             if page(tree).pointee.content == content { return (t, tree) }  // memcmp_pages() == 0
             putPage(tree)
             t = IntervalTree.iterNext(t, start: key, last: key, ksmUnstableTree)
@@ -475,14 +475,14 @@ extension Kernel {
         p.pointee.oldchecksum = key
         IntervalTree.insert(i, root: ksmUnstableRoot, ksmUnstableTree)
         header.pointee.ksm_pages_unshared += 1
-        return (0, 0)
+        return (0, .none)
     }
 
     // MARK: merging
 
     /// page_address_in_vma() for an anonymous page: where `v` maps it, nil
     /// when `v`'s anon_vma is not in the page's anon_vma tree.
-    func pageAddressInVMA(_ pfn: UInt32, _ v: UInt32) -> UInt64? {
+    func pageAddressInVMA(_ pfn: PFN, _ v: UInt32) -> UInt64? {
         let vav = vma(v).pointee.anon_vma
         guard vav != 0 else { return nil }
         if !pageIsKSM(pfn) {
@@ -498,7 +498,7 @@ extension Kernel {
     /// (then the PTE is restored and the merge fails). An exclusive page is
     /// shared first (folio_try_share_anon_rmap_pte: no GUP pins here, it
     /// succeeds). `orig` receives the PTE. MMU notifiers: MMU_NOTIFY_CLEAR.
-    func writeProtectPage(_ v: UInt32, _ pfn: UInt32, orig: inout UInt64) -> Bool {
+    func writeProtectPage(_ v: UInt32, _ pfn: PFN, orig: inout UInt64) -> Bool {
         guard let address = pageAddressInVMA(pfn, v) else { return false }
         let m = vma(v).pointee.mm
         mmuInvalidateRangeStart(m, address, address + PAGE_SIZE)
@@ -529,7 +529,7 @@ extension Kernel {
     /// `kpfn` instead: read-only (vm_page_prot), the KSM page's rmap and
     /// reference added, the old page's removed (and its swap slot freed
     /// once unmapped). MM counters do not change (anon for anon).
-    func replacePage(_ v: UInt32, _ pfn: UInt32, _ kpfn: UInt32, orig: UInt64) -> Bool {
+    func replacePage(_ v: UInt32, _ pfn: PFN, _ kpfn: PFN, orig: UInt64) -> Bool {
         guard let addr = pageAddressInVMA(pfn, v) else { return false }
         let m = vma(v).pointee.mm
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return false }
@@ -552,12 +552,12 @@ extension Kernel {
     /// page (write-protected, mapping = PAGE_MAPPING_KSM with no node yet,
     /// accessed, dirty so reclaim swaps it); otherwise `pfn`'s mapping in `v`
     /// is replaced by `kpfn` if their contents are identical.
-    func tryToMergeOnePage(_ v: UInt32, _ pfn: UInt32, _ kpfn: UInt32) -> Bool {
+    func tryToMergeOnePage(_ v: UInt32, _ pfn: PFN, _ kpfn: PFN) -> Bool {
         if pfn == kpfn { return true }  // ksm page forked
         guard pageIsAnon(pfn) else { return false }
         var orig: UInt64 = 0
         guard writeProtectPage(v, pfn, orig: &orig) else { return false }
-        if kpfn == 0 {
+        if kpfn.isNone {
             folioSetStableNode(pfn, 0)
             page(pfn).pointee.flags |= PG.referenced  // folio_mark_accessed()
             page(pfn).pointee.flags |= PG.dirty       // folio_mark_dirty() if clean
@@ -570,7 +570,7 @@ extension Kernel {
     /// try_to_merge_with_ksm_page(): merges the item's page into `kpfn`
     /// (0: makes it a KSM page), then the item records the VMA's anon_vma
     /// (with a reference) and vm_pgoff for rmap_walk_ksm.
-    func tryToMergeWithKSMPage(_ i: UInt32, _ pfn: UInt32, _ kpfn: UInt32) -> Bool {
+    func tryToMergeWithKSMPage(_ i: UInt32, _ pfn: PFN, _ kpfn: PFN) -> Bool {
         let v = findMergeableVMA(ksmItem(i).pointee.mm, ksmItem(i).pointee.address & KSMFlag.pageMask)
         guard v != 0, tryToMergeOnePage(v, pfn, kpfn) else { return false }
         removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
@@ -584,11 +584,11 @@ extension Kernel {
     /// try_to_merge_two_pages(): `pfn` becomes a KSM page and `tree` is
     /// merged into it; if the second step fails, the first is undone
     /// (break_cow). Returns the KSM page or 0.
-    func tryToMergeTwoPages(_ i: UInt32, _ pfn: UInt32, _ ti: UInt32, _ tree: UInt32) -> UInt32 {
-        guard tryToMergeWithKSMPage(i, pfn, 0) else { return 0 }
+    func tryToMergeTwoPages(_ i: UInt32, _ pfn: PFN, _ ti: UInt32, _ tree: PFN) -> PFN {
+        guard tryToMergeWithKSMPage(i, pfn, .none) else { return .none }
         if !tryToMergeWithKSMPage(ti, tree, pfn) {
             breakCOW(i)
-            return 0
+            return .none
         }
         return pfn
     }
@@ -609,7 +609,7 @@ extension Kernel {
     /// scan. Then: merge into an identical stable page, or with an identical
     /// page of the unstable tree (both become one new KSM page in the stable
     /// tree), or enter the unstable tree.
-    func cmpAndMergePage(_ pfn: UInt32, _ i: UInt32) {
+    func cmpAndMergePage(_ pfn: PFN, _ i: UInt32) {
         let stableNode = folioStableNode(pfn)
         if stableNode != 0 {
             if ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
@@ -628,7 +628,7 @@ extension Kernel {
             return
         }
         removeRmapItemFromTree(i)
-        if kpfn != 0 {
+        if !kpfn.isNone {
             if tryToMergeWithKSMPage(i, pfn, kpfn) {
                 stableTreeAppend(i, folioStableNode(kpfn))
             }
@@ -639,7 +639,7 @@ extension Kernel {
         guard ti != 0 else { return }
         let k = tryToMergeTwoPages(i, pfn, ti, tree)
         putPage(tree)
-        guard k != 0 else { return }
+        guard !k.isNone else { return }
         let node = stableTreeInsert(k)
         if node != 0 {
             stableTreeAppend(ti, node)
@@ -654,7 +654,7 @@ extension Kernel {
     /// failed to merge for 3 scans is skipped for 1, 2, 4 then 8 scans. Only
     /// a KSM page is exempt: an item still listed from the stable tree whose
     /// page a write replaced ages like any other (6.18; the oracle shows it).
-    func shouldSkipRmapItem(_ pfn: UInt32, _ i: UInt32) -> Bool {
+    func shouldSkipRmapItem(_ pfn: PFN, _ i: UInt32) -> Bool {
         if pageIsKSM(pfn) { return false }
         let p = ksmItem(i)
         let age = p.pointee.age
@@ -691,17 +691,17 @@ extension Kernel {
                 if address < p.vm_start { address = p.vm_start }
                 if p.anon_vma == 0 { address = p.vm_end }
                 while address < p.vm_end {
-                    var pfn: UInt32 = 0
+                    var pfn: PFN = .none
                     walkLeaves(root: mm(m).pointee.pgd, start: address, end: p.vm_end) { a, slot in
                         let e = slot.pointee
                         guard PTE.isPresent(e) else { return true }
                         let f = vmNormalPage(e)
-                        guard f != 0, pageIsAnon(f) else { return true }
+                        guard !f.isNone, pageIsAnon(f) else { return true }
                         pfn = f
                         address = a
                         return false
                     }
-                    if pfn == 0 { address = p.vm_end; break }
+                    if pfn.isNone { address = p.vm_end; break }
                     getPage(pfn)  // folio_get()
                     let i = getNextRmapItem(m, link, address)
                     if i == 0 {
@@ -734,7 +734,7 @@ extension Kernel {
     /// [rmap_item->vm_pgoff, rmap_item->vm_pgoff] (the VMA's pgoff at merge
     /// time); the model keeps the full range.
     @inline(__always)
-    func rmapWalkKSM<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func rmapWalkKSM<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let node = folioStableNode(pfn)
         guard node != 0 else { return }
         let ctx = RmapContext(k: self)
@@ -753,8 +753,8 @@ extension Kernel {
                     if addr < r.vm_start || addr >= r.vm_end { continue }
                     if (p.mm == r.mm) == searchNewForks { continue }
                     if c.invalidVMA(ctx, vma: VMAID(v)) { continue }
-                    if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: addr) { return }
-                    if c.done(ctx, pfn: PFN(pfn)) { return }
+                    if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: addr) { return }
+                    if c.done(ctx, pfn: pfn) { return }
                 }
                 i = p.hlist_next
             }

@@ -7,9 +7,9 @@ extension Machine {
     /// non-present entry (the statement then answers EFAULT).
     /// With `devicePrivate`, a device-private entry names its frame too (what
     /// migrate_vma hands to try_to_unmap / migration: `unmap`, `migrate`).
-    package func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> UInt32 {
-        guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return 0 }
-        if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return UInt32(truncatingIfNeeded: PTE.swpOffset(s.pointee)) }
+    package func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> PFN {
+        guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return .none }
+        if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return PTE.swpOffsetPFN(s.pointee) }
         return k.vmNormalPage(s.pointee)
     }
 
@@ -58,12 +58,12 @@ extension Machine {
     /// Runs `body` on the frame at each page; EFAULT for a page without one
     /// (the rest of the line does not run); the last non-ok result otherwise.
     func eachFrame(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, devicePrivate: Bool = false,
-                   _ body: (UInt32) -> OpResult) -> OpResult {
+                   _ body: (PFN) -> OpResult) -> OpResult {
         var result = OpResult.ok
         var a = addr
         for _ in 0..<pages {
             let pfn = mappedFrame(m, a, devicePrivate: devicePrivate)
-            if pfn == 0 { return .errno(.EFAULT) }
+            if pfn.isNone { return .errno(.EFAULT) }
             let r = body(pfn)
             if r != .ok { result = r }
             a += PAGE_SIZE
@@ -79,7 +79,7 @@ extension Machine {
     public func referenced(process: String, addr: UInt64, onlyProcess: String? = nil) -> (count: Int, locked: Bool)? {
         guard let m = mmByName[process] else { return nil }
         let pfn = mappedFrame(m, addr)
-        guard pfn != 0 else { return nil }
+        guard !pfn.isNone else { return nil }
         let r: (referenced: Int, vmFlags: UInt64)
         if let only = onlyProcess {
             guard let om = mmByName[only] else { return nil }

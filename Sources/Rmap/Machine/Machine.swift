@@ -234,7 +234,7 @@ public final class Machine {
             }
             if write, let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: a) {
                 let pfn = k.vmNormalPage(s.pointee)
-                if pfn != 0 { k.page(pfn).pointee.content = value ?? rmap_write_token(m, a) }
+                if !pfn.isNone { k.page(pfn).pointee.content = value ?? rmap_write_token(m, a) }
             }
             a += PAGE_SIZE
         }

@@ -63,15 +63,15 @@ extension Kernel {
     /// The cached frame at `index`, 0 when not cached (filemap_get_entry).
     /// For a regular file a resident page is materialised here; a page past
     /// EOF or evicted is not cached.
-    func pageCacheLookup(_ f: UInt32, _ index: UInt64, materialize: Bool) -> UInt32 {
+    func pageCacheLookup(_ f: UInt32, _ index: UInt64, materialize: Bool) -> PFN {
         let fp = file(f)
-        guard index < fp.pointee.size_pages else { return 0 }
+        guard index < fp.pointee.size_pages else { return .none }
         if let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12) {
             let e = slot.pointee
             if e & PTE.present != 0 { return PTE.pfn(e) }
-            if e != 0 || fp.pointee.kind != FileKind.regular.rawValue || !materialize { return 0 }
+            if e != 0 || fp.pointee.kind != FileKind.regular.rawValue || !materialize { return .none }
         } else if fp.pointee.kind != FileKind.regular.rawValue || !materialize {
-            return 0
+            return .none
         }
         return pageCacheAddNew(f, index)
     }
@@ -90,13 +90,13 @@ extension Kernel {
 
     /// filemap_add_folio() / shmem_add_to_page_cache(): a new uptodate frame at
     /// `index`, holding the page cache's reference. 0 when out of memory.
-    func pageCacheAddNew(_ f: UInt32, _ index: UInt64) -> UInt32 {
+    func pageCacheAddNew(_ f: UInt32, _ index: UInt64) -> PFN {
         let fp = file(f)
-        guard let slot = leafSlotAlloc(root: fp.pointee.cache_root, key: index << 12) else { return 0 }
+        guard let slot = leafSlotAlloc(root: fp.pointee.cache_root, key: index << 12) else { return .none }
         let pfn = allocPage()
-        if pfn == 0 { return 0 }
+        if pfn.isNone { return .none }
         if slot.pointee == 0 { ptDescUsedForLeaf(fp.pointee.cache_root, index << 12, +1) }
-        slot.pointee = (UInt64(pfn) << 12) | PTE.present
+        slot.pointee = PTE.make(pfn: pfn, prot: PTE.present)
         let p = page(pfn)
         p.pointee.mapping = offset(table: T.file, index: f)
         p.pointee.index = index

@@ -36,7 +36,7 @@ extension Kernel {
         while level > target {
             let e = ptPage(table)[Kernel.index(key, level: level)]
             if e == 0 { return 0 }
-            table = PTE.pfn(e)
+            table = PTE.tablePage(e)
             level -= 1
         }
         return table
@@ -63,7 +63,7 @@ extension Kernel {
                 slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
                 ptDesc(table).pointee.used += 1
             }
-            table = PTE.pfn(slot.pointee)
+            table = PTE.tablePage(slot.pointee)
             level -= 1
         }
         return ptPage(table) + Kernel.index(key, level: 1)
@@ -76,7 +76,7 @@ extension Kernel {
         guard table != 0 else { return }
         let pmd = ptPage(table) + Kernel.index(key, level: 2)
         guard pmd.pointee != 0 else { return }
-        let pte = PTE.pfn(pmd.pointee)
+        let pte = PTE.tablePage(pmd.pointee)
         for i in 0..<512 where ptPage(pte)[i] != 0 { return }
         pmd.pointee = 0
         ptDesc(table).pointee.used -= 1
@@ -108,7 +108,7 @@ extension Kernel {
             } else {
                 let e = entries[i]
                 if e != 0 {
-                    if !walkLevel(table: PTE.pfn(e), level: level - 1, start: key,
+                    if !walkLevel(table: PTE.tablePage(e), level: level - 1, start: key,
                                   end: min(end, next), body) { return false }
                 }
             }
@@ -137,7 +137,7 @@ extension Kernel {
             let hi = lo + span
             let e = entries[i]
             guard e != 0, level > 1 else { continue }
-            let child = PTE.pfn(e)
+            let child = PTE.tablePage(e)
             if lo >= floor && (ceiling == 0 || hi <= ceiling) {
                 freeSubtree(child, level: level - 1)
                 entries[i] = 0
@@ -154,7 +154,7 @@ extension Kernel {
         if level > 1 {
             let entries = ptPage(table)
             for i in 0..<512 where entries[i] != 0 {
-                freeSubtree(PTE.pfn(entries[i]), level: level - 1)
+                freeSubtree(PTE.tablePage(entries[i]), level: level - 1)
             }
         }
         freePTPage(table)

@@ -22,7 +22,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     /// has been removed, so shouldn't take another"). A non-present entry
     /// stops the walk.
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address a: UInt64) -> Bool {
-        let pfn = pfnID.rawValue, v = vID.rawValue
+        let pfn = pfnID, v = vID.rawValue
         let k = m.k
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, a, a + PAGE_SIZE)
@@ -37,7 +37,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
         k.flushTLBPage()  // ptep_clear_flush()
         if PTE.isDirty(ptent) { k.page(pfn).pointee.flags |= PG.dirty }
         if mmi == mm && a == address && PTE.isWrite(ptent) { valid = true }
-        var e = PTE.swpEntry(type: PTE.swpDeviceExclusive, offset: UInt64(pfn))
+        var e = PTE.swpEntry(type: PTE.swpDeviceExclusive, pfn: pfn)
         if PTE.isWrite(ptent) { e |= PTE.swpDeviceExclusiveWrite }
         if ptent & PTE.softDirty != 0 { e |= PTE.swpSoftDirty }
         slot.pointee = e
@@ -46,7 +46,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     }
 
     /// folio_not_mapped()
-    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn.rawValue) == 0 }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn) == 0 }
 }
 
 extension Kernel {
@@ -62,7 +62,7 @@ extension Kernel {
         if r != .ok { return r }
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return .sigsegv }
         let pfn = vmNormalPage(slot.pointee)
-        guard pfn != 0 else { return .sigsegv }
+        guard !pfn.isNone else { return .sigsegv }
         getPage(pfn)  // FOLL_GET
         defer { putPage(pfn) }
         guard pageIsAnon(pfn) else { return nil }
@@ -78,7 +78,7 @@ extension Kernel {
     /// PTE's. Then the fault is retried.
     func restoreExclusivePTE(_ v: UInt32, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) {
         let e = slot.pointee
-        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+        let pfn = PTE.swpOffsetPFN(e)
         let flags = vma(v).pointee.vm_flags
         var pte = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: flags)) & ~PTE.accessed  // pte_mkold
         if e & PTE.swpSoftDirty != 0 { pte |= PTE.softDirty }

@@ -40,7 +40,7 @@ extension Kernel {
     /// Models `rmap_walk()` (mm/rmap.c); the caller holds no locks (the
     /// single-threaded model takes none).
     @inline(__always)
-    package func rmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    package func rmapWalk<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let mapping = page(pfn).pointee.mapping
         if mapping & PageMapping.flags == PageMapping.ksm {
             rmapWalkKSM(pfn, &c)
@@ -53,7 +53,7 @@ extension Kernel {
 
     /// rmap_walk_anon()
     @inline(__always)
-    func rmapWalkAnon<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func rmapWalkAnon<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let av = pageAnonVMA(pfn)
         // A page whose anon_vma was freed under it (the `degree` history's
         // use after free) has nothing to walk; the checker reports it.
@@ -65,8 +65,8 @@ extension Kernel {
         while a != 0 {
             let v = avc(a).pointee.vma
             if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
-                if c.done(ctx, pfn: PFN(pfn)) { return }
+                if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: address) { return }
+                if c.done(ctx, pfn: pfn) { return }
             }
             a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
         }
@@ -74,7 +74,7 @@ extension Kernel {
 
     /// rmap_walk_file()
     @inline(__always)
-    func rmapWalkFile<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func rmapWalkFile<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let f = pageFile(pfn)
         guard f != 0 else { return }
         let idx = page(pfn).pointee.index
@@ -83,8 +83,8 @@ extension Kernel {
         var v = IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, tree)
         while v != 0 {
             if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
-                if c.done(ctx, pfn: PFN(pfn)) { return }
+                if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: address) { return }
+                if c.done(ctx, pfn: pfn) { return }
             }
             v = IntervalTree.iterNext(v, start: idx, last: idx, tree)
         }
@@ -94,15 +94,15 @@ extension Kernel {
     /// if it maps `pfn` or holds a device-private entry for it (or, with
     /// `migration`, holds a migration entry for it).
     @inline(__always)
-    func pageVMAMappedWalk(_ pfn: UInt32, _ v: UInt32, _ address: UInt64,
+    func pageVMAMappedWalk(_ pfn: PFN, _ v: UInt32, _ address: UInt64,
                            migration: Bool = false) -> UnsafeMutablePointer<UInt64>? {
         let m = vma(v).pointee.mm
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return nil }
         let e = slot.pointee
         if PTE.isPresent(e) { return !migration && PTE.pfn(e) == pfn && e & PTE.special == 0 ? slot : nil }
-        if migration && PTE.isMigrationEntry(e) && PTE.swpOffset(e) == UInt64(pfn) { return slot }
+        if migration && PTE.isMigrationEntry(e) && PTE.swpOffsetPFN(e) == pfn { return slot }
         // check_pte(): un-addressable ZONE_DEVICE memory is mapped by device-private entries.
-        if !migration && PTE.isDevicePrivateEntry(e) && PTE.swpOffset(e) == UInt64(pfn) { return slot }
+        if !migration && PTE.isDevicePrivateEntry(e) && PTE.swpOffsetPFN(e) == pfn { return slot }
         return nil
     }
 }

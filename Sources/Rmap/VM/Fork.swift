@@ -71,7 +71,7 @@ extension Kernel {
                 } else if PTE.isDevicePrivateEntry(e) {
                     // copy_nonpresent_pte(): the page is shared; a writable
                     // entry becomes readable on both sides of a COW mapping.
-                    let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    let pfn = PTE.swpOffsetPFN(e)
                     getPage(pfn)
                     folioDupAnonRmapPTE(pfn)
                     addMMCounter(dm, mmCounterFor(pfn), 1)
@@ -80,7 +80,7 @@ extension Kernel {
                         sslot.pointee = e
                     }
                 } else if PTE.isMigrationEntry(e) {
-                    let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    let pfn = PTE.swpOffsetPFN(e)
                     addMMCounter(dm, mmCounterFor(pfn), 1)
                     getPage(pfn)  // the model's entries hold a reference (Rmap/Migrate.swift)
                     if cow && PTE.swpType(e) != PTE.swpMigrationRead {
@@ -93,7 +93,7 @@ extension Kernel {
                 return true
             }
             let pfn = vmNormalPage(e)
-            if pfn != 0 {
+            if !pfn.isNone {
                 getPage(pfn)
                 if pageIsAnon(pfn) {
                     folioDupAnonRmapPTE(pfn)

@@ -52,7 +52,7 @@ extension Kernel {
     }
 
     /// mm_counter_file() / mm_counter(): which counter a mapped frame is charged to.
-    @inline(__always) func mmCounterFor(_ pfn: UInt32) -> MMCounter {
+    @inline(__always) func mmCounterFor(_ pfn: PFN) -> MMCounter {
         let p = page(pfn)
         if p.pointee.mapping & PageMapping.anon != 0 { return .anon }
         return p.pointee.flags & PG.swapbacked != 0 ? .shmem : .file

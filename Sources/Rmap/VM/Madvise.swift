@@ -105,7 +105,7 @@ extension Kernel {
                 return true
             }
             let pfn = vmNormalPage(e)
-            guard pfn != 0, pageIsAnon(pfn) else { return true }
+            guard !pfn.isNone, pageIsAnon(pfn) else { return true }
             let p = page(pfn)
             // Only a dirty or swap-cache folio must be ours alone: its dirty
             // state is shared. A clean one shared after fork is marked all the same.
@@ -129,7 +129,7 @@ extension Kernel {
             let e = slot.pointee
             guard PTE.isPresent(e) else { return true }
             let pfn = vmNormalPage(e)
-            guard pfn != 0, pageMapcount(pfn) == 1 else { return true }
+            guard !pfn.isNone, pageMapcount(pfn) == 1 else { return true }
             slot.pointee = e & ~PTE.accessed  // ptep_test_and_clear_young()
             page(pfn).pointee.flags &= ~(PG.referenced | PG.active)
             if pageout { _ = reclaimPage(pfn) }

@@ -115,7 +115,7 @@ extension Kernel {
                 let pfn = vmNormalPage(e)
                 if flags & VM.shared != 0 {
                     if PTE.isDirty(e) || PTE.isWrite(e) { n |= PTE.rw }
-                } else if pfn != 0 && pageIsAnon(pfn) && page(pfn).pointee.flags & PG.anonExclusive != 0 && PTE.isDirty(e) {
+                } else if !pfn.isNone && pageIsAnon(pfn) && page(pfn).pointee.flags & PG.anonExclusive != 0 && PTE.isDirty(e) {
                     n |= PTE.rw
                 } else {
                     n &= ~PTE.rw
@@ -336,7 +336,7 @@ extension Kernel {
         if newflags & VM.locked != 0 && old & VM.locked != 0 { return r }
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
             let pfn = vmNormalPage(slot.pointee)
-            guard pfn != 0 else { return true }
+            guard !pfn.isNone else { return true }
             if newflags & VM.locked != 0 {
                 page(pfn).pointee.flags |= PG.mlocked | PG.unevictable  // mlock_folio()
             } else {

@@ -20,7 +20,7 @@ extension Kernel {
             slot.pointee = 0
             if PTE.isPresent(e) {
                 let pfn = vmNormalPage(e)
-                guard pfn != 0 else { return true }
+                guard !pfn.isNone else { return true }
                 // zap_present_folio_ptes(): a file page takes the PTE's dirty
                 // bit; an anonymous one does not (its data dies with the last PTE
                 // or lives on in the other mappings).
@@ -30,17 +30,17 @@ extension Kernel {
                 folioRemoveRmapPTE(pfn, vma: v)
                 putPage(pfn)
             } else if PTE.isMigrationEntry(e) {
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 putPage(pfn)
             } else if PTE.isDeviceExclusiveEntry(e) {
                 // zap_nonpresent_ptes(): the counter and the entry's reference (no rmap).
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 putPage(pfn)
             } else if PTE.isDevicePrivateEntry(e) {
                 // zap_nonpresent_ptes(): the device-private page's counter, rmap and reference.
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 folioRemoveRmapPTE(pfn, vma: v)
                 putPage(pfn)
