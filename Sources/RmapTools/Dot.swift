@@ -15,7 +15,7 @@ extension Machine {
             guard let m = mmByName[name] else { continue }
             s += "  subgraph \"cluster_\(dotEscape(name))\" {\n    label=\"\(dotEscape(name)) (mm \(m))\"; style=rounded;\n"
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 s += "    vma\(v) [shape=box, label=\"\(dotEscape(describeVMA(v)))\"];\n"
                 v = k.nextVMA(v)
             }
@@ -36,7 +36,7 @@ extension Machine {
         for name in processOrder {
             guard let m = mmByName[name] else { continue }
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let own = k.vma(v).pointee.anon_vma
                 var a = k.vma(v).pointee.avc_head
                 while a != 0 {

@@ -13,7 +13,7 @@ extension Machine {
             let mp = k.mm(m).pointee
             s += "  \(name) (mm \(m)): \(mp.map_count) VMAs, rss anon=\(k.mmCounter(m, .anon)) file=\(k.mmCounter(m, .file)) shmem=\(k.mmCounter(m, .shmem)) swap=\(k.mmCounter(m, .swapents)), hiwater=\(mp.hiwater_rss), locked_vm=\(mp.locked_vm)\n"
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let p = k.vma(v).pointee
                 var extra = ""
                 if p.anon_vma != 0 { extra += " anon_vma=av\(k.anonVMA(p.anon_vma).pointee.serial) avcs=\(k.avcListLength(v))" }

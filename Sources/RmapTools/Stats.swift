@@ -65,7 +65,7 @@ extension Machine {
             guard let m = mmByName[name] else { continue }
             s.processes += 1
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 s.vmas += 1
                 if k.vma(v).pointee.anon_vma != 0 { s.maxAVCsPerVMA = max(s.maxAVCsPerVMA, k.avcListLength(v)) }
                 v = k.nextVMA(v)

@@ -60,7 +60,7 @@ extension Machine {
     func contentToken(_ m: UInt32, _ addr: UInt64) -> String {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) else { return "-" }
         let v = k.vmaLookup(m, addr)
-        guard v != 0, k.vma(v).pointee.vm_flags & VM.read != 0 else { return "-" }
+        guard !v.isNone, k.vma(v).pointee.vm_flags & VM.read != 0 else { return "-" }
         return "v" + String(k.page(PTE.pfn(s.pointee)).pointee.content, radix: 16)
     }
 
@@ -84,7 +84,7 @@ extension Machine {
     }
 
     /// `START-END PERMS KIND` as /proc/PID/maps would give it.
-    package func describeVMA(_ v: UInt32) -> String {
+    package func describeVMA(_ v: VMAID) -> String {
         let p = k.vma(v).pointee
         let f = p.vm_flags
         let perms = (f & VM.read != 0 ? "r" : "-") + (f & VM.write != 0 ? "w" : "-")

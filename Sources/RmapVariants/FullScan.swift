@@ -25,16 +25,16 @@ extension Kernel {
             guard mm(m).pointee.pid == m else { continue }  // a freed mm is poisoned
             let pgd = mm(m).pointee.pgd
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let p = vma(v)
                 var stop = false
                 var skip = false
                 walkLeaves(root: pgd, start: p.pointee.vm_start, end: p.pointee.vm_end) { a, slot in
                     let e = slot.pointee
                     guard PTE.isPresent(e), PTE.pfn(e) == pfn, e & PTE.special == 0 else { return true }
-                    if !skip && c.invalidVMA(ctx, vma: VMAID(v)) { skip = true }
+                    if !skip && c.invalidVMA(ctx, vma: v) { skip = true }
                     if skip { return false }
-                    if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: a) || c.done(ctx, pfn: pfn) {
+                    if !c.rmapOne(ctx, pfn: pfn, vma: v, address: a) || c.done(ctx, pfn: pfn) {
                         stop = true
                         return false
                     }

@@ -81,7 +81,7 @@ extension Machine {
         var r = RmapMetadata()
         k.forEachLiveMM { m in
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: k.vma(v).pointee.vm_start, end: k.vma(v).pointee.vm_end) { _, s in
                     if !k.vmNormalPage(s.pointee).isNone { r.mappedPTEs += 1 }
                     return true

@@ -139,7 +139,7 @@ final class PVLists: ReverseMapHooks {
     deinit { table.destroy() }
 
     @inline(never)
-    func anonAdded(_ k: Kernel, pfn: PFN, vma v: UInt32, address: UInt64) {
+    func anonAdded(_ k: Kernel, pfn: PFN, vma v: VMAID, address: UInt64) {
         table.add(pfn, mm: k.vma(v).pointee.mm, va: address)
     }
 
@@ -150,7 +150,7 @@ final class PVLists: ReverseMapHooks {
 
     /// The entry's address is where `v` maps the page's index.
     @inline(never)
-    func fileAdded(_ k: Kernel, pfn: PFN, vma v: UInt32) {
+    func fileAdded(_ k: Kernel, pfn: PFN, vma v: VMAID) {
         guard let a = k.vmaAddress(v, index: k.page(pfn).pointee.index) else { table.counters.pointee.overflowed = 1; return }
         table.add(pfn, mm: k.vma(v).pointee.mm, va: a)
     }
@@ -162,7 +162,7 @@ final class PVLists: ReverseMapHooks {
     /// PTE no longer maps it (every caller clears or replaces the PTE before
     /// the rmap remove, as the kernel does).
     @inline(never)
-    func removed(_ k: Kernel, pfn: PFN, vma v: UInt32) {
+    func removed(_ k: Kernel, pfn: PFN, vma v: VMAID) {
         let m = k.vma(v).pointee.mm
         let ksm = k.page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
         if !ksm, let a = k.vmaAddress(v, index: k.page(pfn).pointee.index), table.remove(pfn, mm: m, va: a) { return }
@@ -206,7 +206,7 @@ extension Kernel {
         let lists = PVLists(table: pv)
         forEachLiveMM { m in
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 walkLeaves(root: mm(m).pointee.pgd, start: vma(v).pointee.vm_start, end: vma(v).pointee.vm_end) { a, slot in
                     let pfn = vmNormalPage(slot.pointee)
                     if !pfn.isNone { pv.add(pfn, mm: m, va: a) }
@@ -263,8 +263,8 @@ extension Kernel {
             i = e.pointee.next
             let address = e.pointee.va
             let v = vmaLookup(e.pointee.mm, address)
-            if v == 0 || c.invalidVMA(ctx, vma: VMAID(v)) { continue }
-            if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: address) { return }
+            if v.isNone || c.invalidVMA(ctx, vma: v) { continue }
+            if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
             if c.done(ctx, pfn: pfn) { return }
         }
     }
@@ -311,7 +311,7 @@ extension Kernel {
         var ptes = 0
         forEachLiveMM { m in
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 walkLeaves(root: mm(m).pointee.pgd, start: vma(v).pointee.vm_start, end: vma(v).pointee.vm_end) { a, slot in
                     let pfn = vmNormalPage(slot.pointee)
                     guard !pfn.isNone else { return true }

@@ -47,14 +47,14 @@ extension Machine {
     /// The normal frame process `p` maps at `addr` (0 for none).
     public func frame(_ p: String, _ addr: UInt64) -> PFN { mappedFrame(mm(p), addr) }
     /// The VMA of process `p` containing `addr` (0 if none).
-    public func vmaAt(_ p: String, _ addr: UInt64) -> UInt32 {
-        guard let mm = mmByName[p] else { return 0 }
+    public func vmaAt(_ p: String, _ addr: UInt64) -> VMAID {
+        guard let mm = mmByName[p] else { return .none }
         return k.vmaLookup(mm, addr)
     }
     /// The anon_vma of that VMA.
     public func anonVMAAt(_ p: String, _ addr: UInt64) -> UInt32 {
         let v = vmaAt(p, addr)
-        return v == 0 ? 0 : k.vma(v).pointee.anon_vma
+        return v.isNone ? 0 : k.vma(v).pointee.anon_vma
     }
     public func anonVMAInfo(_ av: UInt32) -> rmap_anon_vma_info {
         let p = k.anonVMA(av).pointee

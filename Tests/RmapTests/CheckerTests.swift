@@ -172,7 +172,7 @@ import RmapTestSupport
         let k = m.k
         switch kind {
         case .vmaTree:
-            k.vma(k.mm(m.mm("P0")).pointee.mm_rb).pointee.mm_rb.color = 0  // a red root
+            k.vma(VMAID(k.mm(m.mm("P0")).pointee.mm_rb)).pointee.mm_rb.color = 0  // a red root
         case .vmaMM:
             k.vma(m.vmaAt("P0", Self.a)).pointee.mm = m.mm("P1")
         case .vmaRange:
@@ -192,7 +192,7 @@ import RmapTestSupport
         case .rssCounter:
             k.mm(m.mm("P0")).pointee.rss.1 += 1
         case .avcVMA:
-            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.vma = m.vmaAt("P0", Self.a)
+            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.vma = m.vmaAt("P0", Self.a).rawValue
         case .avcInTree, .vmaOwnAVC:
             // P1's own chain names its parent's anon_vma (same root): in no tree, and no link to its own.
             let own = k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head

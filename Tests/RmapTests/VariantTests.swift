@@ -38,7 +38,7 @@ import RmapTestSupport
         for mmID in m.liveMMs() {
             let mm = mmID.rawValue
             var v = k.firstVMA(mm)
-            while v != 0 {
+            while !v.isNone {
                 var a = k.vma(v).pointee.vm_start
                 while a < k.vma(v).pointee.vm_end {
                     if let s = k.leafSlot(root: k.mm(mm).pointee.pgd, key: a) {

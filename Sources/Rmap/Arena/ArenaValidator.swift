@@ -81,7 +81,7 @@ struct ArenaValidator {
             guard ok(T.ptPage, p.pgd), okOr0(T.vma, p.mm_rb) else { return "mm \(i): bad pgd or VMA tree root" }
         }
         for i in 1..<bump(T.vma) where live[Int(T.vma)][Int(i)] {
-            let p = k.vma(i).pointee
+            let p = k.vma(VMAID(i)).pointee
             guard ok(T.mm, p.mm), okOr0(T.file, p.file), okOr0(T.anonVMA, p.anon_vma), okOr0(T.avc, p.avc_head),
                   links(T.vma, p.mm_rb), links(T.vma, p.shared_rb) else { return "vma \(i): an index is out of range" }
             guard p.vm_start < p.vm_end, p.vm_start & 0xfff == 0, p.vm_end & 0xfff == 0, p.vm_end <= 1 << 47,
@@ -265,7 +265,7 @@ struct ArenaValidator {
             if let e = IntervalTree.check(root: k.anonVMA(i).pointee.rb_root, k.avcTree, limit: Int(bump(T.avc))).first { return "anon_vma \(i): \(e)" }
         }
         for v in 1..<bump(T.vma) where live[Int(T.vma)][Int(v)] {
-            var a = k.vma(v).pointee.avc_head
+            var a = k.vma(VMAID(v)).pointee.avc_head
             var prev: UInt32 = 0
             var n: UInt32 = 0
             while a != 0 {

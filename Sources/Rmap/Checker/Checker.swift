@@ -25,7 +25,7 @@ final class Checker {
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
         var writablePrivate: [(pfn: PFN, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
-        var mappedBy: [(pfn: PFN, vma: UInt32, addr: UInt64)] = []  // every mapping, for the walk check
+        var mappedBy: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []  // every mapping, for the walk check
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -37,7 +37,7 @@ final class Checker {
             var n: UInt32 = 0
             var lockedPages: UInt64 = 0
             var totalPages: UInt64 = 0
-            while v != 0 {
+            while !v.isNone {
                 n += 1
                 vmaCount += 1
                 let p = k.vma(v).pointee
@@ -46,11 +46,11 @@ final class Checker {
                 if p.file != 0 && p.vm_flags & VM.shared != 0 && p.vm_flags & VM.maywrite != 0 {
                     writableShared[p.file, default: 0] += 1
                 }
-                if p.mm != m { fail(.vmaMM, .vma(VMAID(v)), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
+                if p.mm != m { fail(.vmaMM, .vma(v), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
                 if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
-                    fail(.vmaRange, .vma(VMAID(v)), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
+                    fail(.vmaRange, .vma(v), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
                 }
-                if p.vm_start < prevEnd { fail(.vmaOverlap, .vma(VMAID(v)), "vma \(v): overlaps the previous VMA") }
+                if p.vm_start < prevEnd { fail(.vmaOverlap, .vma(v), "vma \(v): overlaps the previous VMA") }
                 prevEnd = p.vm_end
                 if p.anon_vma != 0 { anonVMAUsers[p.anon_vma, default: 0] += 1 }
                 // AVC list: every AVC points back at this VMA and is in its anon_vma's tree.
@@ -61,7 +61,7 @@ final class Checker {
                     avcCount += 1
                     steps += 1
                     let c = k.avc(a).pointee
-                    if c.vma != v { fail(.avcVMA, .avc(AVCID(a)), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
+                    if VMAID(c.vma) != v { fail(.avcVMA, .avc(AVCID(a)), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
                     if c.anon_vma == p.anon_vma { sawOwn = true }
                     if !treeContains(k.anonVMARoot(c.anon_vma).pointee, a, k.avcTree) {
                         fail(.avcInTree, .avc(AVCID(a)), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
@@ -71,9 +71,9 @@ final class Checker {
                     }
                     a = c.same_vma_next
                 }
-                if !sawOwn { fail(.vmaOwnAVC, .vma(VMAID(v)), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
-                if p.file != 0 && !treeContains(k.iMMapRoot(p.file).pointee, v, k.iMMap) {
-                    fail(.iMMap, .vma(VMAID(v)), "vma \(v): not in its file's i_mmap")
+                if !sawOwn { fail(.vmaOwnAVC, .vma(v), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
+                if p.file != 0 && !treeContains(k.iMMapRoot(p.file).pointee, v.rawValue, k.iMMap) {
+                    fail(.iMMap, .vma(v), "vma \(v): not in its file's i_mmap")
                 }
                 // Page-table census of the VMA.
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end) { addr, slot in
@@ -154,12 +154,12 @@ final class Checker {
             var prev: UInt64 = 0
             v = k.firstVMA(m)
             while true {
-                let end = v != 0 ? k.vma(v).pointee.vm_start : (1 << 47)
+                let end = !v.isNone ? k.vma(v).pointee.vm_start : (1 << 47)
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end) { addr, slot in
                     if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(MMID(m)), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
                     return slot.pointee == 0
                 }
-                if v == 0 { break }
+                if v.isNone { break }
                 prev = k.vma(v).pointee.vm_end
                 v = k.nextVMA(v)
             }
@@ -254,8 +254,8 @@ final class Checker {
     /// One walk per frame (not one per mapping: with P processes sharing a
     /// page that was P walks of P VMAs, and the checker cost the cube of the
     /// sharing), its visits compared with the mappings the census found.
-    func checkFoundByWalks(_ mappings: [(pfn: PFN, vma: UInt32, addr: UInt64)]) {
-        var byFrame: [PFN: [(vma: UInt32, addr: UInt64)]] = [:]
+    func checkFoundByWalks(_ mappings: [(pfn: PFN, vma: VMAID, addr: UInt64)]) {
+        var byFrame: [PFN: [(vma: VMAID, addr: UInt64)]] = [:]
         var order: [PFN] = []
         for m in mappings {
             if byFrame[m.pfn] == nil { order.append(m.pfn) }
@@ -341,10 +341,10 @@ final class Checker {
 
 /// Every (VMA, address) an rmap walk visits.
 struct VisitsControl: RmapWalkControl {
-    struct Visit: Hashable { let vma: UInt32; let address: UInt64 }
+    struct Visit: Hashable { let vma: VMAID; let address: UInt64 }
     var visited = Set<Visit>()
     mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
-        visited.insert(Visit(vma: vma.rawValue, address: address))
+        visited.insert(Visit(vma: vma, address: address))
         return true
     }
 }

@@ -44,7 +44,7 @@ extension Kernel {
     /// then __handle_mm_fault / handle_pte_fault.
     func handleMMFault(_ m: UInt32, _ addr: UInt64, write: Bool) -> FaultResult {
         let v = vmaLookup(m, addr)
-        guard v != 0 else { return .sigsegv }
+        guard !v.isNone else { return .sigsegv }
         let flags = vma(v).pointee.vm_flags
         if write {
             if flags & VM.write == 0 { return .sigsegv }
@@ -82,7 +82,7 @@ extension Kernel {
 
     /// do_anonymous_page(): a read maps the shared zero page; a write gets a
     /// new zeroed exclusive page (after anon_vma_prepare).
-    func doAnonymousPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func doAnonymousPage(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
                          _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let prot = PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)
         if !write {
@@ -100,7 +100,7 @@ extension Kernel {
     }
 
     /// do_fault(): file-backed (and shmem) faults on a none PTE.
-    func doFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func doFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
                  _ slot: UnsafeMutablePointer<UInt64>, write: Bool, pmdNone: Bool = false) -> FaultResult {
         let flags = vma(v).pointee.vm_flags
         if !write { return doReadFault(m, v, addr, slot, pmdNone: pmdNone) }
@@ -111,7 +111,7 @@ extension Kernel {
     /// __do_fault() -> filemap_fault() / shmem_fault(): the page-cache page for
     /// the faulting index, read in (mmap read-around) or allocated (shmem) if
     /// absent. 0 with `sigbus` past EOF; 0 without it when out of memory.
-    func doFaultGetPage(_ v: UInt32, _ addr: UInt64, sigbus: inout Bool) -> PFN {
+    func doFaultGetPage(_ v: VMAID, _ addr: UInt64, sigbus: inout Bool) -> PFN {
         let f = vma(v).pointee.file
         let index = linearPageIndex(v, addr)
         if index >= file(f).pointee.size_pages { sigbus = true; return .none }
@@ -133,7 +133,7 @@ extension Kernel {
 
     /// do_read_fault(): fault-around first (filemap_map_pages over the 64 KiB
     /// window of cached pages), then __do_fault for the page itself.
-    func doReadFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func doReadFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                      pmdNone: Bool = false) -> FaultResult {
         doFaultAround(m, v, addr, pmdNone: pmdNone)
         if slot.pointee != 0 { return .ok }  // VM_FAULT_NOPAGE: mapped by fault-around
@@ -146,7 +146,7 @@ extension Kernel {
     }
 
     /// finish_fault() -> set_pte_range() for a page-cache page.
-    @inline(__always) func finishFault(_ m: UInt32, _ v: UInt32, _ pfn: PFN,
+    @inline(__always) func finishFault(_ m: UInt32, _ v: VMAID, _ pfn: PFN,
                                        _ slot: UnsafeMutablePointer<UInt64>, write: Bool) {
         var e = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
         if write { e |= PTE.dirty | PTE.rw }  // maybe_mkwrite(pte_mkdirty())
@@ -161,7 +161,7 @@ extension Kernel {
     /// fault_around_pages PTEs aligned in the page table, clipped to the VMA
     /// and to the PTE table; pages at or beyond EOF are skipped. `pmdNone`:
     /// the PTE table did not exist before this fault.
-    func doFaultAround(_ m: UInt32, _ v: UInt32, _ addr: UInt64, pmdNone: Bool = false) {
+    func doFaultAround(_ m: UInt32, _ v: VMAID, _ addr: UInt64, pmdNone: Bool = false) {
         let nr = Kernel.faultAroundPages
         let pteOff = (addr >> PAGE_SHIFT) & 511
         let vmaOff = (addr - vma(v).pointee.vm_start) >> PAGE_SHIFT
@@ -211,7 +211,7 @@ extension Kernel {
 
     /// do_cow_fault(): a write to a private file mapping copies the cache page
     /// into a new anonymous page; the cache page is not mapped.
-    func doCOWFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doCOWFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         guard available(T.frame) >= 2 else { return .oom }
         var sigbus = false
         let f = vma(v).pointee.file
@@ -232,7 +232,7 @@ extension Kernel {
 
     /// do_shared_fault(): a write to a shared mapping maps the cache page
     /// writable and dirty (do_page_mkwrite, fault_dirty_shared_page).
-    func doSharedFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doSharedFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         var sigbus = false
         let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
@@ -243,7 +243,7 @@ extension Kernel {
     }
 
     /// do_wp_page(): a write to a present, read-only PTE of a writable VMA.
-    func doWPPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doWPPage(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         let e = slot.pointee
         let flags = vma(v).pointee.vm_flags
         let pfn = vmNormalPage(e)
@@ -264,7 +264,7 @@ extension Kernel {
 
     /// wp_can_reuse_anon_folio(): an exclusive page is reused; otherwise only
     /// when ours is the only reference (it then moves to our anon_vma).
-    func wpCanReuseAnonFolio(_ pfn: PFN, vma v: UInt32) -> Bool {
+    func wpCanReuseAnonFolio(_ pfn: PFN, vma v: VMAID) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.anonExclusive != 0 { return true }
         // A KSM page is never reused: its content is shared by design.
@@ -281,7 +281,7 @@ extension Kernel {
     /// a shared anon page or a private file page.
     /// With `unshare` (FAULT_FLAG_UNSHARE, break_ksm) the copy is mapped
     /// read-only and clean, keeping the old PTE's soft-dirty bit.
-    func wpPageCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func wpPageCopy(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                     old: PFN, unshare: Bool = false) -> FaultResult {
         guard available(T.frame) >= 1, available(T.anonVMA) >= 1, available(T.avc) >= 1 else { return .oom }
         guard anonVMAPrepare(v) else { return .oom }

@@ -174,7 +174,7 @@ extension Kernel {
 
     /// vma_ksm_compatible() / ksm_compatible(): not shared, not hugetlb, not
     /// VM_SPECIAL (VM_IO, VM_DONTEXPAND, VM_PFNMAP, VM_MIXEDMAP). (No DAX, SAO, ADI here.)
-    func vmaKSMCompatible(_ v: UInt32) -> Bool {
+    func vmaKSMCompatible(_ v: VMAID) -> Bool {
         let f = vma(v).pointee.vm_flags
         if f & (VM.shared | VM.mayshare | VM.hugetlb) != 0 { return false }
         if f & (VM.io | VM.dontexpand | VM.pfnmap | VM.mixedmap) != 0 { return false }
@@ -184,7 +184,7 @@ extension Kernel {
     /// ksm_madvise(): MADV_MERGEABLE sets VM_MERGEABLE in `flags` (and enters
     /// the mm); MADV_UNMERGEABLE breaks every KSM page of [start, end) first
     /// (break_ksm), then clears it. An incompatible VMA ignores the advice.
-    func ksmMadvise(_ v: UInt32, start: UInt64, end: UInt64, advice: Advice, flags: inout UInt64) -> Errno? {
+    func ksmMadvise(_ v: VMAID, start: UInt64, end: UInt64, advice: Advice, flags: inout UInt64) -> Errno? {
         switch advice {
         case .mergeable:
             if vma(v).pointee.vm_flags & VM.mergeable != 0 { return nil }
@@ -206,7 +206,7 @@ extension Kernel {
     /// FAULT_FLAG_UNSHARE): do_wp_page cannot reuse a KSM page, so
     /// wp_page_copy() gives the process an exclusive, read-only copy.
     /// ENOMEM when the fault runs out of memory.
-    func breakKSM(_ v: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+    func breakKSM(_ v: VMAID, _ start: UInt64, _ end: UInt64) -> Errno? {
         let m = vma(v).pointee.mm
         var addr = start
         while true {
@@ -436,9 +436,9 @@ extension Kernel {
     // MARK: the unstable tree
 
     /// find_mergeable_vma(): the VM_MERGEABLE VMA with an anon_vma at `addr`.
-    func findMergeableVMA(_ m: UInt32, _ addr: UInt64) -> UInt32 {
+    func findMergeableVMA(_ m: UInt32, _ addr: UInt64) -> VMAID {
         let v = vmaLookup(m, addr)
-        guard v != 0, vma(v).pointee.vm_flags & VM.mergeable != 0, vma(v).pointee.anon_vma != 0 else { return 0 }
+        guard !v.isNone, vma(v).pointee.vm_flags & VM.mergeable != 0, vma(v).pointee.anon_vma != 0 else { return .none }
         return v
     }
 
@@ -447,7 +447,7 @@ extension Kernel {
     func getMergeablePage(_ i: UInt32) -> PFN {
         let m = ksmItem(i).pointee.mm
         let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
-        guard findMergeableVMA(m, addr) != 0, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
+        guard !findMergeableVMA(m, addr).isNone, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
         let pfn = vmNormalPage(slot.pointee)
         guard !pfn.isNone, pageIsAnon(pfn) else { return .none }
         getPage(pfn)
@@ -482,7 +482,7 @@ extension Kernel {
 
     /// page_address_in_vma() for an anonymous page: where `v` maps it, nil
     /// when `v`'s anon_vma is not in the page's anon_vma tree.
-    func pageAddressInVMA(_ pfn: PFN, _ v: UInt32) -> UInt64? {
+    func pageAddressInVMA(_ pfn: PFN, _ v: VMAID) -> UInt64? {
         let vav = vma(v).pointee.anon_vma
         guard vav != 0 else { return nil }
         if !pageIsKSM(pfn) {
@@ -498,7 +498,7 @@ extension Kernel {
     /// (then the PTE is restored and the merge fails). An exclusive page is
     /// shared first (folio_try_share_anon_rmap_pte: no GUP pins here, it
     /// succeeds). `orig` receives the PTE. MMU notifiers: MMU_NOTIFY_CLEAR.
-    func writeProtectPage(_ v: UInt32, _ pfn: PFN, orig: inout UInt64) -> Bool {
+    func writeProtectPage(_ v: VMAID, _ pfn: PFN, orig: inout UInt64) -> Bool {
         guard let address = pageAddressInVMA(pfn, v) else { return false }
         let m = vma(v).pointee.mm
         mmuInvalidateRangeStart(m, address, address + PAGE_SIZE)
@@ -529,7 +529,7 @@ extension Kernel {
     /// `kpfn` instead: read-only (vm_page_prot), the KSM page's rmap and
     /// reference added, the old page's removed (and its swap slot freed
     /// once unmapped). MM counters do not change (anon for anon).
-    func replacePage(_ v: UInt32, _ pfn: PFN, _ kpfn: PFN, orig: UInt64) -> Bool {
+    func replacePage(_ v: VMAID, _ pfn: PFN, _ kpfn: PFN, orig: UInt64) -> Bool {
         guard let addr = pageAddressInVMA(pfn, v) else { return false }
         let m = vma(v).pointee.mm
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return false }
@@ -552,7 +552,7 @@ extension Kernel {
     /// page (write-protected, mapping = PAGE_MAPPING_KSM with no node yet,
     /// accessed, dirty so reclaim swaps it); otherwise `pfn`'s mapping in `v`
     /// is replaced by `kpfn` if their contents are identical.
-    func tryToMergeOnePage(_ v: UInt32, _ pfn: PFN, _ kpfn: PFN) -> Bool {
+    func tryToMergeOnePage(_ v: VMAID, _ pfn: PFN, _ kpfn: PFN) -> Bool {
         if pfn == kpfn { return true }  // ksm page forked
         guard pageIsAnon(pfn) else { return false }
         var orig: UInt64 = 0
@@ -572,7 +572,7 @@ extension Kernel {
     /// (with a reference) and vm_pgoff for rmap_walk_ksm.
     func tryToMergeWithKSMPage(_ i: UInt32, _ pfn: PFN, _ kpfn: PFN) -> Bool {
         let v = findMergeableVMA(ksmItem(i).pointee.mm, ksmItem(i).pointee.address & KSMFlag.pageMask)
-        guard v != 0, tryToMergeOnePage(v, pfn, kpfn) else { return false }
+        guard !v.isNone, tryToMergeOnePage(v, pfn, kpfn) else { return false }
         removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
         let av = vma(v).pointee.anon_vma
         ksmItem(i).pointee.anon_vma = av
@@ -601,7 +601,7 @@ extension Kernel {
         setItemPgoff(i, 0)
         let addr = p.pointee.address & KSMFlag.pageMask
         let v = findMergeableVMA(p.pointee.mm, addr)
-        if v != 0 { _ = breakKSM(v, addr, addr + PAGE_SIZE) }
+        if !v.isNone { _ = breakKSM(v, addr, addr + PAGE_SIZE) }
     }
 
     /// cmp_and_merge_page(): a KSM page already listed for this item is left
@@ -685,7 +685,7 @@ extension Kernel {
             var address: UInt64 = 0
             var link = mmKSMRmapList(m)
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let p = vma(v).pointee
                 if p.vm_flags & VM.mergeable == 0 { v = nextVMA(v); continue }
                 if address < p.vm_start { address = p.vm_start }
@@ -747,13 +747,13 @@ extension Kernel {
                 let addr = p.address & KSMFlag.pageMask
                 var a = IntervalTree.first(root: anonVMARoot(p.anon_vma).pointee, tree)
                 while a != 0 {
-                    let v = avc(a).pointee.vma
+                    let v = VMAID(avc(a).pointee.vma)
                     a = IntervalTree.next(a, tree)
                     let r = vma(v).pointee
                     if addr < r.vm_start || addr >= r.vm_end { continue }
                     if (p.mm == r.mm) == searchNewForks { continue }
-                    if c.invalidVMA(ctx, vma: VMAID(v)) { continue }
-                    if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: addr) { return }
+                    if c.invalidVMA(ctx, vma: v) { continue }
+                    if !c.rmapOne(ctx, pfn: pfn, vma: v, address: addr) { return }
                     if c.done(ctx, pfn: pfn) { return }
                 }
                 i = p.hlist_next

@@ -30,7 +30,7 @@ extension RmapContext {
     /// that wants only real mappings asks this.
     @inline(__always)
     public func maps(pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
-        k.pageVMAMappedWalk(pfn, vma.rawValue, address) != nil
+        k.pageVMAMappedWalk(pfn, vma, address) != nil
     }
 }
 

@@ -5,12 +5,12 @@ import CShims
 /// are the 6.x folio names, with the v5.x page names in each comment.
 extension Kernel {
     /// linear_page_index()
-    @inline(__always) func linearPageIndex(_ v: UInt32, _ addr: UInt64) -> UInt64 {
+    @inline(__always) func linearPageIndex(_ v: VMAID, _ addr: UInt64) -> UInt64 {
         ((addr - vma(v).pointee.vm_start) >> PAGE_SHIFT) + vma(v).pointee.vm_pgoff
     }
 
     /// vma_address(): where `v` maps page index `index`; nil when outside.
-    @inline(__always) package func vmaAddress(_ v: UInt32, index: UInt64) -> UInt64? {
+    @inline(__always) package func vmaAddress(_ v: VMAID, index: UInt64) -> UInt64? {
         let p = vma(v).pointee
         guard index >= p.vm_pgoff else { return nil }
         let addr = p.vm_start &+ ((index - p.vm_pgoff) << PAGE_SHIFT)
@@ -35,7 +35,7 @@ extension Kernel {
     /// VMA's anon_vma, or at its root when the page is not exclusive (a page
     /// that may be shared by several processes must be found from the root:
     /// the 2.6.34 "overly anonymous anon_vma" lesson).
-    @inline(__always) func setPageAnonRmap(_ pfn: PFN, vma v: UInt32, address: UInt64, exclusive: Bool) {
+    @inline(__always) func setPageAnonRmap(_ pfn: PFN, vma v: VMAID, address: UInt64, exclusive: Bool) {
         var av = vma(v).pointee.anon_vma
         if !exclusive && _fastPath(hooks.defect != .sharedAnonPageNotAtRoot) { av = anonVMA(av).pointee.root }
         let p = page(pfn)
@@ -45,7 +45,7 @@ extension Kernel {
 
     /// folio_add_new_anon_rmap() (page_add_new_anon_rmap()): the first mapping
     /// of a new, exclusive anonymous page.
-    @inline(__always) func folioAddNewAnonRmap(_ pfn: PFN, vma v: UInt32, address: UInt64) {
+    @inline(__always) func folioAddNewAnonRmap(_ pfn: PFN, vma v: VMAID, address: UInt64) {
         let p = page(pfn)
         p.pointee.flags |= PG.swapbacked | PG.anonExclusive | PG.lru
         p.pointee.mapcount = 0
@@ -57,7 +57,7 @@ extension Kernel {
     /// folio_add_anon_rmap_pte() (page_add_anon_rmap()): maps an existing
     /// anonymous page (swap-in, migration); a page mapped for the first time
     /// gets its anon rmap set.
-    @inline(__always) func folioAddAnonRmapPTE(_ pfn: PFN, vma v: UInt32, address: UInt64, exclusive: Bool) {
+    @inline(__always) func folioAddAnonRmapPTE(_ pfn: PFN, vma v: VMAID, address: UInt64, exclusive: Bool) {
         let p = page(pfn)
         p.pointee.mapcount += 1
         // __folio_add_anon_rmap(): only a page that is not anonymous yet (not
@@ -72,7 +72,7 @@ extension Kernel {
 
     /// folio_add_file_rmap_pte() (page_add_file_rmap()) and
     /// folio_dup_file_rmap_pte(): one more PTE maps a page-cache page.
-    @inline(__always) func folioAddFileRmapPTE(_ pfn: PFN, vma v: UInt32) {
+    @inline(__always) func folioAddFileRmapPTE(_ pfn: PFN, vma v: VMAID) {
         page(pfn).pointee.mapcount += 1
         if vma(v).pointee.vm_flags & VM.locked != 0 { page(pfn).pointee.flags |= PG.mlocked | PG.unevictable }
         if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.fileAdded(self, pfn: pfn, vma: v) }
@@ -90,7 +90,7 @@ extension Kernel {
     /// folio_remove_rmap_pte() (page_remove_rmap()): one PTE less. The caller
     /// drops the MM counter and the page reference. An unmapped page keeps its
     /// mapping (an anon page may still be in the swap cache or a pagevec).
-    @inline(__always) func folioRemoveRmapPTE(_ pfn: PFN, vma v: UInt32) {
+    @inline(__always) func folioRemoveRmapPTE(_ pfn: PFN, vma v: VMAID) {
         let p = page(pfn)
         if _fastPath(hooks.defect != .skipRemoveRmapDecrement) { p.pointee.mapcount -= 1 }
         if p.pointee.mapcount < 0 {
@@ -117,7 +117,7 @@ extension Kernel {
 
     /// folio_move_anon_rmap() (page_move_anon_rmap()): on reuse at a write
     /// fault, an exclusive page moves to the VMA's own anon_vma.
-    @inline(__always) func folioMoveAnonRmap(_ pfn: PFN, vma v: UInt32) {
+    @inline(__always) func folioMoveAnonRmap(_ pfn: PFN, vma v: VMAID) {
         let av = vma(v).pointee.anon_vma
         page(pfn).pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
     }

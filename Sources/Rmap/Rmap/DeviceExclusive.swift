@@ -22,7 +22,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     /// has been removed, so shouldn't take another"). A non-present entry
     /// stops the walk.
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address a: UInt64) -> Bool {
-        let pfn = pfnID, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, a, a + PAGE_SIZE)
@@ -76,7 +76,7 @@ extension Kernel {
     /// dirty and writable (maybe_mkwrite) if the entry was writable; the
     /// anon rmap comes back (RMAP_NONE); the entry's reference becomes the
     /// PTE's. Then the fault is retried.
-    func restoreExclusivePTE(_ v: UInt32, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) {
+    func restoreExclusivePTE(_ v: VMAID, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) {
         let e = slot.pointee
         let pfn = PTE.swpOffsetPFN(e)
         let flags = vma(v).pointee.vm_flags

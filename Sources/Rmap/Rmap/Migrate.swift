@@ -44,7 +44,7 @@ extension Kernel {
     /// kept, the rmap added (exclusive unless a read entry), the entry's
     /// reference of `old` dropped and one of `new` taken. MM counters do not
     /// change: they counted the entry.
-    func restoreMigrationPTE(_ slot: UnsafeMutablePointer<UInt64>, vma v: UInt32, address: UInt64,
+    func restoreMigrationPTE(_ slot: UnsafeMutablePointer<UInt64>, vma v: VMAID, address: UInt64,
                              old: PFN, new: PFN) {
         let e = slot.pointee
         let flags = vma(v).pointee.vm_flags
@@ -96,7 +96,7 @@ struct TryToMigrateControl: RmapWalkControl {
     /// the entry (see above), GUP pins (folio_try_share_anon_rmap_pte cannot
     /// fail). The entry keeps the PTE's page reference (model).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
@@ -127,7 +127,7 @@ struct RemoveMigrationPTEControl: RmapWalkControl {
     /// entry was non-present. Left out: the shared-zeropage remap of unused
     /// THP subpages, device-private and hugetlb PTEs, uffd-wp.
     mutating func rmapOne(_ m: RmapContext, pfn dstID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let dst = dstID, v = vID.rawValue
+        let dst = dstID, v = vID
         let k = m.k
         guard let slot = k.pageVMAMappedWalk(src, v, address, migration: true) else { return true }
         k.restoreMigrationPTE(slot, vma: v, address: address, old: src, new: dst)

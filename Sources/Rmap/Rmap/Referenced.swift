@@ -49,7 +49,7 @@ struct PageReferencedControl<Filter: ReferencedVMAFilter>: RmapWalkControl {
     /// ends when every mapping was seen. Left out: PMD mappings, MGLRU
     /// look-around (lru_gen_enabled() false).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         let flagsV = k.vma(v).pointee.vm_flags
         var refs = 0
@@ -96,7 +96,7 @@ struct PageMkcleanControl: RmapWalkControl {
     /// non-zero; the statement models page_mkclean alone, so PG_dirty is left
     /// as it was. Left out: PMD mappings, flush_cache_page (x86: nothing).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         let mmi = k.vma(v).pointee.mm
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
@@ -152,7 +152,7 @@ struct PageIdleClearRefsControl: RmapWalkControl {
     /// marked young, so that a later page_referenced() still counts the
     /// reference it took away (folio_clear_idle + folio_set_young).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
         if k.ptepClearYoungNotify(k.vma(v).pointee.mm, address, slot) {

@@ -38,7 +38,7 @@ struct TryToUnmapControl: RmapWalkControl {
     /// Where v5.0 WARNs (a swap-backed anon page outside the swap cache) and
     /// leaves the PTE cleared, the model restores the PTE and fails.
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         let flagsV = k.vma(v).pointee.vm_flags
         // munlock has nothing to gain from examining un-locked vmas

@@ -24,7 +24,7 @@ public struct RmapContext {
     package init(k: Kernel) { self.k = k }
     /// The VMA's start, end (exclusive) and mm.
     public func vmaRange(_ v: VMAID) -> (start: UInt64, end: UInt64, mm: MMID) {
-        let p = k.vma(v.rawValue).pointee
+        let p = k.vma(v).pointee
         return (p.vm_start, p.vm_end, MMID(p.mm))
     }
     /// The PTE at `address` of mm `m`, 0 when none.
@@ -63,9 +63,9 @@ extension Kernel {
         let tree = avcTree
         var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)
         while a != 0 {
-            let v = avc(a).pointee.vma
-            if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: address) { return }
+            let v = VMAID(avc(a).pointee.vma)
+            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
                 if c.done(ctx, pfn: pfn) { return }
             }
             a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
@@ -80,13 +80,13 @@ extension Kernel {
         let idx = page(pfn).pointee.index
         let ctx = RmapContext(k: self)
         let tree = iMMap
-        var v = IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, tree)
-        while v != 0 {
-            if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: pfn, vma: VMAID(v), address: address) { return }
+        var v = VMAID(IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, tree))
+        while !v.isNone {
+            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
                 if c.done(ctx, pfn: pfn) { return }
             }
-            v = IntervalTree.iterNext(v, start: idx, last: idx, tree)
+            v = VMAID(IntervalTree.iterNext(v.rawValue, start: idx, last: idx, tree))
         }
     }
 
@@ -94,7 +94,7 @@ extension Kernel {
     /// if it maps `pfn` or holds a device-private entry for it (or, with
     /// `migration`, holds a migration entry for it).
     @inline(__always)
-    func pageVMAMappedWalk(_ pfn: PFN, _ v: UInt32, _ address: UInt64,
+    func pageVMAMappedWalk(_ pfn: PFN, _ v: VMAID, _ address: UInt64,
                            migration: Bool = false) -> UnsafeMutablePointer<UInt64>? {
         let m = vma(v).pointee.mm
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return nil }

@@ -78,7 +78,7 @@ extension Kernel {
     /// entry is swapped in: the swap-cache page if there is one (restoring
     /// sharing), else a new page read from the slot. Other entries (migration,
     /// hwpoison) are handled by the reverse-mapping paths.
-    func doSwapPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func doSwapPage(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
                     _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let e = slot.pointee
         if PTE.isMigrationEntry(e) { return removeMigrationEntryOnFault(m, v, addr, slot, write: write) }
@@ -151,7 +151,7 @@ extension Kernel {
     /// node, or an anonymous page of another anon_vma tree or index. A page
     /// not yet anonymous (just read from swap) or a KSM page with its node
     /// is mapped as it is.
-    func ksmMightNeedToCopy(_ pfn: PFN, vma v: UInt32, address: UInt64) -> Bool {
+    func ksmMightNeedToCopy(_ pfn: PFN, vma v: VMAID, address: UInt64) -> Bool {
         if pageIsKSM(pfn) { return folioStableNode(pfn) == 0 }
         let av = pageAnonVMA(pfn)
         if av == 0 { return false }
@@ -166,7 +166,7 @@ extension Kernel {
     /// as a new exclusive anonymous page (folio_add_new_anon_rmap with
     /// RMAP_EXCLUSIVE); the swap entry is freed; the swap-cache page stays
     /// in the swap cache.
-    func doSwapPageKSMCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func doSwapPageKSMCopy(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                            swapcache: PFN, write: Bool) -> FaultResult {
         let e = slot.pointee
         guard available(T.frame) >= 1, anonVMAPrepare(v) else { return .oom }
@@ -193,7 +193,7 @@ extension Kernel {
     /// an old PTE of the frame it names, writable for a write entry,
     /// exclusive unless a read entry, taking over the entry's reference. Then
     /// the access is retried. Not in the kernel: its waiter only sleeps.
-    func removeMigrationEntryOnFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func removeMigrationEntryOnFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
                                      _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let pfn = PTE.swpOffsetPFN(slot.pointee)
         restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)

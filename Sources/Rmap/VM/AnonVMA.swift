@@ -75,9 +75,9 @@ extension Kernel {
 
     /// anon_vma_chain_link(): the AVC joins the head of the VMA's same_vma list
     /// and the anon_vma's interval tree.
-    func anonVMAChainLink(vma v: UInt32, avc a: UInt32, anonVMA av: UInt32) {
+    func anonVMAChainLink(vma v: VMAID, avc a: UInt32, anonVMA av: UInt32) {
         let c = avc(a)
-        c.pointee.vma = v
+        c.pointee.vma = v.rawValue
         c.pointee.anon_vma = av
         let head = vma(v).pointee.avc_head
         c.pointee.same_vma_next = head
@@ -91,17 +91,17 @@ extension Kernel {
     func avcListDel(_ a: UInt32) {
         let c = avc(a).pointee
         if c.same_vma_prev != 0 { avc(c.same_vma_prev).pointee.same_vma_next = c.same_vma_next }
-        else { vma(c.vma).pointee.avc_head = c.same_vma_next }
+        else { vma(VMAID(c.vma)).pointee.avc_head = c.same_vma_next }
         if c.same_vma_next != 0 { avc(c.same_vma_next).pointee.same_vma_prev = c.same_vma_prev }
     }
 
     /// list_is_singular(&vma->anon_vma_chain)
-    @inline(__always) func avcListIsSingular(_ v: UInt32) -> Bool {
+    @inline(__always) func avcListIsSingular(_ v: VMAID) -> Bool {
         let h = vma(v).pointee.avc_head
         return h != 0 && avc(h).pointee.same_vma_next == 0
     }
 
-    @inline(__always) package func avcListLength(_ v: UInt32) -> Int {
+    @inline(__always) package func avcListLength(_ v: VMAID) -> Int {
         var n = 0
         var a = vma(v).pointee.avc_head
         while a != 0 { n += 1; a = avc(a).pointee.same_vma_next }
@@ -109,7 +109,7 @@ extension Kernel {
     }
 
     /// anon_vma_compatible() (mm/vma.c)
-    func anonVMACompatible(_ a: UInt32, _ b: UInt32) -> Bool {
+    func anonVMACompatible(_ a: VMAID, _ b: VMAID) -> Bool {
         let x = vma(a).pointee, y = vma(b).pointee
         return x.vm_end == y.vm_start && x.file == y.file
             && (x.vm_flags ^ y.vm_flags) & ~(VM.accessFlags | VM.softdirty) == 0
@@ -117,7 +117,7 @@ extension Kernel {
     }
 
     /// reusable_anon_vma()
-    func reusableAnonVMA(_ old: UInt32, _ a: UInt32, _ b: UInt32) -> UInt32 {
+    func reusableAnonVMA(_ old: VMAID, _ a: VMAID, _ b: VMAID) -> UInt32 {
         guard anonVMACompatible(a, b) else { return 0 }
         let av = vma(old).pointee.anon_vma
         return av != 0 && avcListIsSingular(old) ? av : 0
@@ -125,21 +125,21 @@ extension Kernel {
 
     /// find_mergeable_anon_vma(): the anon_vma of an adjacent VMA this one
     /// could later merge with, tried next first, then prev.
-    func findMergeableAnonVMA(_ v: UInt32) -> UInt32 {
+    func findMergeableAnonVMA(_ v: VMAID) -> UInt32 {
         let next = nextVMA(v)
-        if next != 0 && vma(next).pointee.vm_start == vma(v).pointee.vm_end {
+        if !next.isNone && vma(next).pointee.vm_start == vma(v).pointee.vm_end {
             let av = reusableAnonVMA(next, v, next)
             if av != 0 { return av }
         }
         let prev = prevVMA(v)
-        if prev != 0 { return reusableAnonVMA(prev, prev, v) }
+        if !prev.isNone { return reusableAnonVMA(prev, prev, v) }
         return 0
     }
 
     /// __anon_vma_prepare(): gives the VMA an anon_vma (a mergeable
     /// neighbour's, or a new root) before its first anonymous page. False on
     /// ENOMEM, with nothing changed.
-    func anonVMAPrepare(_ v: UInt32) -> Bool {
+    func anonVMAPrepare(_ v: VMAID) -> Bool {
         if vma(v).pointee.anon_vma != 0 { return true }
         guard available(T.avc) >= 1, available(T.anonVMA) >= 1 else { return false }
         let a = alloc(T.avc)
@@ -156,7 +156,7 @@ extension Kernel {
     }
 
     /// Whether anon_vma_clone() would reuse `av` for a child (the policy's test).
-    @inline(__always) func mayReuse(_ av: UInt32, src: UInt32) -> Bool {
+    @inline(__always) func mayReuse(_ av: UInt32, src: VMAID) -> Bool {
         let p = anonVMA(av).pointee
         switch reusePolicy {
         case .none: return false
@@ -169,7 +169,7 @@ extension Kernel {
     /// oldest first, reusing one when dst has none yet (fork) and the policy
     /// allows. False on ENOMEM with dst unchanged (checked up front, so the
     /// kernel's unwinding is never needed).
-    func anonVMAClone(dst: UInt32, src: UInt32) -> Bool {
+    func anonVMAClone(dst: VMAID, src: VMAID) -> Bool {
         let list = collectAVCs(src)
         guard available(T.avc) >= UInt32(list.count) else { return false }
         var i = list.count - 1
@@ -199,7 +199,7 @@ extension Kernel {
 
     /// anon_vma_fork(): the child VMA joins the parent's anon_vmas and gets
     /// its own (or reuses one) for its COWed pages. False on ENOMEM, nothing changed.
-    func anonVMAFork(_ v: UInt32, parent pv: UInt32) -> Bool {
+    func anonVMAFork(_ v: VMAID, parent pv: VMAID) -> Bool {
         let pav = vma(pv).pointee.anon_vma
         guard pav != 0 else { return true }
         guard available(T.avc) >= UInt32(avcListLength(pv)) + 1, available(T.anonVMA) >= 1 else { return false }
@@ -221,7 +221,7 @@ extension Kernel {
 
     /// unlink_anon_vmas(): detaches the VMA from every anon_vma; anon_vmas
     /// whose tree becomes empty drop their parent's child count and a reference.
-    func unlinkAnonVMAs(_ v: UInt32) {
+    func unlinkAnonVMAs(_ v: VMAID) {
         var a = vma(v).pointee.avc_head
         while a != 0 {
             let next = avc(a).pointee.same_vma_next

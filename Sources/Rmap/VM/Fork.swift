@@ -5,7 +5,7 @@ extension Kernel {
     /// vma_needs_copy(): page tables are copied only where the child could
     /// not fault the same pages back in: PFN/mixed maps and VMAs with an
     /// anon_vma (they may hold COW pages). Everything else faults lazily.
-    @inline(__always) func vmaNeedsCopy(dst: UInt32, src: UInt32) -> Bool {
+    @inline(__always) func vmaNeedsCopy(dst: VMAID, src: VMAID) -> Bool {
         if vma(dst).pointee.vm_flags & VM.copyOnFork != 0 { return true }
         return vma(src).pointee.anon_vma != 0
     }
@@ -18,7 +18,7 @@ extension Kernel {
         if child == 0 { return 0 }
         ksmFork(child: child, parent: parent)  // ksm_fork()
         var pv = firstVMA(parent)
-        while pv != 0 {
+        while !pv.isNone {
             defer { pv = nextVMA(pv) }
             let pf = vma(pv).pointee.vm_flags
             if pf & VM.dontcopy != 0 { continue }
@@ -44,7 +44,7 @@ extension Kernel {
     /// COW mappings write-protect both sides; the child's PTEs are old (and
     /// clean in shared mappings); anon pages lose their exclusive marker.
     /// False on ENOMEM (page tables).
-    func copyPTERange(dst: UInt32, src: UInt32) -> Bool {
+    func copyPTERange(dst: VMAID, src: VMAID) -> Bool {
         let sm = vma(src).pointee.mm, dm = vma(dst).pointee.mm
         let flags = vma(src).pointee.vm_flags
         let cow = VM.isCOW(flags)

@@ -61,32 +61,33 @@ extension Kernel {
     // MARK: VMA tree
 
     /// find_vma(): the first VMA with vm_end > addr, 0 if none.
-    @inline(__always) func findVMA(_ m: UInt32, _ addr: UInt64) -> UInt32 {
-        IntervalTree.findFirstEndingAtOrAfter(root: mm(m).pointee.mm_rb, addr, mmTree)
+    @inline(__always) func findVMA(_ m: UInt32, _ addr: UInt64) -> VMAID {
+        VMAID(IntervalTree.findFirstEndingAtOrAfter(root: mm(m).pointee.mm_rb, addr, mmTree))
     }
 
     /// vma_lookup(): the VMA containing addr, 0 if none.
-    @inline(__always) package func vmaLookup(_ m: UInt32, _ addr: UInt64) -> UInt32 {
+    @inline(__always) package func vmaLookup(_ m: UInt32, _ addr: UInt64) -> VMAID {
         let v = findVMA(m, addr)
-        return v != 0 && vma(v).pointee.vm_start <= addr ? v : 0
+        return !v.isNone && vma(v).pointee.vm_start <= addr ? v : .none
     }
 
-    @inline(__always) package func firstVMA(_ m: UInt32) -> UInt32 { IntervalTree.first(root: mm(m).pointee.mm_rb, mmTree) }
-    @inline(__always) package func nextVMA(_ v: UInt32) -> UInt32 { IntervalTree.next(v, mmTree) }
-    @inline(__always) func prevVMA(_ v: UInt32) -> UInt32 { IntervalTree.prev(v, mmTree) }
+    @inline(__always) package func firstVMA(_ m: UInt32) -> VMAID { VMAID(IntervalTree.first(root: mm(m).pointee.mm_rb, mmTree)) }
+    @inline(__always) package func nextVMA(_ v: VMAID) -> VMAID { VMAID(IntervalTree.next(v.rawValue, mmTree)) }
+    @inline(__always) func prevVMA(_ v: VMAID) -> VMAID { VMAID(IntervalTree.prev(v.rawValue, mmTree)) }
+    @inline(__always) func lastVMA(_ m: UInt32) -> VMAID { VMAID(IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)) }
 
     /// vm_area_alloc(): a zeroed VMA of mm `m`; 0 when out of memory.
-    func vmAreaAlloc(_ m: UInt32) -> UInt32 {
-        let v = alloc(T.vma)
-        if v != 0 { vma(v).pointee.mm = m }
+    func vmAreaAlloc(_ m: UInt32) -> VMAID {
+        let v = VMAID(alloc(T.vma))
+        if !v.isNone { vma(v).pointee.mm = m }
         return v
     }
 
     /// vm_area_dup(): a copy of `src` (range, flags, file, anon_vma pointer)
     /// with empty links and AVC list; takes a file reference.
-    func vmAreaDup(_ src: UInt32) -> UInt32 {
-        let v = alloc(T.vma)
-        if v == 0 { return 0 }
+    func vmAreaDup(_ src: VMAID) -> VMAID {
+        let v = VMAID(alloc(T.vma))
+        if v.isNone { return .none }
         let s = vma(src).pointee
         let d = vma(v)
         d.pointee.vm_start = s.vm_start
@@ -101,46 +102,46 @@ extension Kernel {
     }
 
     /// vma_link(): into the mm's tree and the file's i_mmap.
-    func vmaLink(_ v: UInt32) {
+    func vmaLink(_ v: VMAID) {
         let m = vma(v).pointee.mm
-        IntervalTree.insert(v, root: mmRoot(m), mmTree)
+        IntervalTree.insert(v.rawValue, root: mmRoot(m), mmTree)
         mm(m).pointee.map_count += 1
         mm(m).pointee.total_vm += vmaPages(v)
         linkFileVMA(v)
     }
 
     /// Removes `v` from the mm tree (vma_iter_clear) and from i_mmap.
-    func vmaUnlinkFromMM(_ v: UInt32) {
+    func vmaUnlinkFromMM(_ v: VMAID) {
         let m = vma(v).pointee.mm
         unlinkFileVMA(v)
-        IntervalTree.remove(v, root: mmRoot(m), mmTree)
+        IntervalTree.remove(v.rawValue, root: mmRoot(m), mmTree)
         mm(m).pointee.map_count -= 1
         mm(m).pointee.total_vm -= vmaPages(v)
     }
 
     /// __vma_link_file()
-    func linkFileVMA(_ v: UInt32) {
+    func linkFileVMA(_ v: VMAID) {
         let f = vma(v).pointee.file
         guard f != 0 else { return }
         if vma(v).pointee.vm_flags & VM.shared != 0 && vma(v).pointee.vm_flags & VM.maywrite != 0 {
             file(f).pointee.i_mmap_writable += 1
         }
-        IntervalTree.insert(v, root: iMMapRoot(f), iMMap)
+        IntervalTree.insert(v.rawValue, root: iMMapRoot(f), iMMap)
     }
 
     /// __remove_shared_vm_struct() / unlink_file_vma()
-    func unlinkFileVMA(_ v: UInt32) {
+    func unlinkFileVMA(_ v: VMAID) {
         let f = vma(v).pointee.file
         guard f != 0 else { return }
         if vma(v).pointee.vm_flags & VM.shared != 0 && vma(v).pointee.vm_flags & VM.maywrite != 0 {
             file(f).pointee.i_mmap_writable -= 1
         }
-        IntervalTree.remove(v, root: iMMapRoot(f), iMMap)
+        IntervalTree.remove(v.rawValue, root: iMMapRoot(f), iMMap)
     }
 
     /// Changes a linked VMA's range (vma_set_range / vma_adjust): the trees are
     /// keyed by the range, so the VMA leaves them and comes back.
-    func vmaSetRange(_ v: UInt32, start: UInt64, end: UInt64, pgoff: UInt64) {
+    func vmaSetRange(_ v: VMAID, start: UInt64, end: UInt64, pgoff: UInt64) {
         let avcs = collectAVCs(v)
         for a in avcs { IntervalTree.remove(a, root: anonVMARoot(avc(a).pointee.anon_vma), avcTree) }
         vmaUnlinkFromMM(v)
@@ -153,7 +154,7 @@ extension Kernel {
 
     /// The VMA's AVCs, head (most recent) first. Lists are short (one entry per
     /// generation of the anon_vma hierarchy); a fixed buffer avoids allocation.
-    func collectAVCs(_ v: UInt32) -> AVCList {
+    func collectAVCs(_ v: VMAID) -> AVCList {
         var l = AVCList()
         var a = vma(v).pointee.avc_head
         while a != 0 { l.append(a); a = avc(a).pointee.same_vma_next }
@@ -161,9 +162,9 @@ extension Kernel {
     }
 
     /// vm_area_free(): drops the file reference and frees the record.
-    func vmAreaFree(_ v: UInt32) {
+    func vmAreaFree(_ v: VMAID) {
         let f = vma(v).pointee.file
-        free(T.vma, v)
+        free(T.vma, v.rawValue)
         if f != 0 { putFile(f) }
     }
 }

@@ -8,12 +8,12 @@ extension Kernel {
     /// done; an error from a piece stops the walk.
     func doMadvise(_ m: UInt32, start: UInt64, end: UInt64, advice: Advice) -> Errno? {
         var v = findVMA(m, start)
-        var prev: UInt32 = 0
-        if v != 0 { prev = vma(v).pointee.vm_start < start ? v : prevVMA(v) }
+        var prev = VMAID.none
+        if !v.isNone { prev = vma(v).pointee.vm_start < start ? v : prevVMA(v) }
         var unmappedError: Errno? = nil
         var start = start
         while true {
-            guard v != 0 else { return .ENOMEM }
+            guard !v.isNone else { return .ENOMEM }
             if start < vma(v).pointee.vm_start {
                 unmappedError = .ENOMEM
                 start = vma(v).pointee.vm_start
@@ -25,15 +25,15 @@ extension Kernel {
             case .success: break
             }
             start = tmp
-            if prev != 0 && start < vma(prev).pointee.vm_end { start = vma(prev).pointee.vm_end }
+            if !prev.isNone && start < vma(prev).pointee.vm_end { start = vma(prev).pointee.vm_end }
             if start >= end { break }
-            v = findVMA(m, prev != 0 ? vma(prev).pointee.vm_end : start)
+            v = findVMA(m, !prev.isNone ? vma(prev).pointee.vm_end : start)
         }
         return unmappedError
     }
 
     /// madvise_vma_behavior()
-    func madviseVMABehavior(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
+    func madviseVMABehavior(_ m: UInt32, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
                             advice: Advice) -> Result<Void, Errno> {
         let flags = vma(v).pointee.vm_flags
         switch advice {
@@ -60,7 +60,7 @@ extension Kernel {
             if let e = ksmMadvise(v, start: start, end: end, advice: advice, flags: &newflags) { return .failure(e) }
             if newflags == flags { prev = v; return .success(()) }
             let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-            if r == 0 { return .failure(.ENOMEM) }
+            if r.isNone { return .failure(.ENOMEM) }
             prev = r
             return .success(())
         case .dontfork, .dofork, .wipeonfork, .keeponfork:
@@ -81,7 +81,7 @@ extension Kernel {
             }
             if newflags == flags { prev = v; return .success(()) }
             let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)  // madvise_update_vma()
-            if r == 0 { return .failure(.ENOMEM) }
+            if r.isNone { return .failure(.ENOMEM) }
             prev = r
             return .success(())
         }
@@ -91,7 +91,7 @@ extension Kernel {
     /// lazily freeable: clean, old, not swap-backed. Reclaim may then drop
     /// them without writing; a later write makes them swap-backed again.
     /// Swap entries in the range are freed.
-    func madviseFreePTERange(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
+    func madviseFreePTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
         let m = vma(v).pointee.mm
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
             let e = slot.pointee
@@ -123,7 +123,7 @@ extension Kernel {
     /// madvise_cold_or_pageout_pte_range(): pages mapped by this process
     /// only (folio_maybe_mapped_shared() skips the rest) are aged; with
     /// pageout they are then reclaimed (reclaim_pages()).
-    func madviseColdOrPageout(_ v: UInt32, _ start: UInt64, _ end: UInt64, pageout: Bool) {
+    func madviseColdOrPageout(_ v: VMAID, _ start: UInt64, _ end: UInt64, pageout: Bool) {
         let m = vma(v).pointee.mm
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { addr, slot in
             let e = slot.pointee

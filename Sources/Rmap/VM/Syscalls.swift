@@ -14,7 +14,7 @@ extension Kernel {
                 pgoff fileOff: UInt64) -> Errno? {
         let end = addr + pages << PAGE_SHIFT
         let v0 = findVMA(m, addr)
-        if v0 != 0 && vma(v0).pointee.vm_start < end { return .EEXIST }
+        if !v0.isNone && vma(v0).pointee.vm_start < end { return .EEXIST }
         var flags = prot | VM.mayread | VM.maywrite | VM.mayexec | VM.softdirty
         if shared { flags |= VM.shared | VM.mayshare }
         // accountable_mapping(): private writable memory is charged.
@@ -24,11 +24,11 @@ extension Kernel {
         guard available(T.vma) >= 2, available(T.avc) >= 8, available(T.file) >= 1,
               available(T.ptPage) >= 1 else { return .ENOMEM }
         let next = v0
-        let prev = next != 0 ? prevVMA(next) : (firstVMA(m) != 0 ? IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree) : 0)
+        let prev = !next.isNone ? prevVMA(next) : (!firstVMA(m).isNone ? lastVMA(m) : .none)
         if !(f == 0 && shared) {
             let d = VMAMergeDesc(start: addr, end: end, flags: flags, file: f, pgoff: pgoff)
             let merged = vmaMergeNewRange(m, d, prev: prev, next: next)
-            if merged != 0 { return nil }
+            if !merged.isNone { return nil }
         }
         var file = f
         if f == 0 && shared {
@@ -53,8 +53,8 @@ extension Kernel {
     /// ENOMEM, after the VMAs before it were changed (as in the kernel).
     func doMprotect(_ m: UInt32, start: UInt64, end: UInt64, prot: UInt64) -> Errno? {
         var v = findVMA(m, start)
-        guard v != 0, vma(v).pointee.vm_start <= start else { return .ENOMEM }
-        var prev: UInt32 = vma(v).pointee.vm_start < start ? v : prevVMA(v)
+        guard !v.isNone, vma(v).pointee.vm_start <= start else { return .ENOMEM }
+        var prev: VMAID = vma(v).pointee.vm_start < start ? v : prevVMA(v)
         var nstart = start
         while true {
             let old = vma(v).pointee.vm_flags
@@ -68,14 +68,14 @@ extension Kernel {
             nstart = vma(r).pointee.vm_end
             if nstart >= end { return nil }
             v = nextVMA(r)
-            if v == 0 || vma(v).pointee.vm_start != nstart { return .ENOMEM }
+            if v.isNone || vma(v).pointee.vm_start != nstart { return .ENOMEM }
         }
     }
 
     /// mprotect_fixup(): VM_ACCOUNT rules, then vma_modify_flags() and
     /// change_protection(). Sets `prev` to the VMA now covering the range.
-    func mprotectFixup(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
-                       newflags nf: UInt64) -> UInt32? {
+    func mprotectFixup(_ m: UInt32, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
+                       newflags nf: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
         if nf == old { prev = v; return v }
         var newflags = nf
@@ -85,7 +85,7 @@ extension Kernel {
             newflags &= ~VM.account
         }
         let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-        if r == 0 { return nil }
+        if r.isNone { return nil }
         prev = r
         changeProtection(r, start, end)
         // Private VM_LOCKED VMA becoming writable: trigger COW to avoid a
@@ -101,7 +101,7 @@ extension Kernel {
     /// protection; a private page stays writable only if it is an exclusive
     /// anon page that was writable-eligible (can_change_pte_writable), a
     /// shared one only if dirty.
-    func changeProtection(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
+    func changeProtection(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
         let m = vma(v).pointee.mm
         let flags = vma(v).pointee.vm_flags
         let prot = PTE.pageProt(vmFlags: flags)
@@ -140,12 +140,12 @@ extension Kernel {
         // Shrinking: unmap the tail.
         if oldLen >= newLen {
             let v = vmaLookup(m, addr)
-            guard v != 0 else { return .EFAULT }
+            guard !v.isNone else { return .EFAULT }
             if oldLen == newLen { return nil }
             return doMunmap(m, addr + newLen, addr + oldLen)
         }
         let v = vmaLookup(m, addr)
-        guard v != 0 else { return .EFAULT }
+        guard !v.isNone else { return .EFAULT }
         if let e = vmaToResize(v, addr: addr, oldLen: oldLen, newLen: newLen) { return e }
         let delta = newLen - oldLen
         // Can we just expand the current mapping?
@@ -157,7 +157,7 @@ extension Kernel {
             var d = VMAMergeDesc(start: oldEnd, end: oldEnd + delta, flags: vma(v).pointee.vm_flags,
                                  file: vma(v).pointee.file, pgoff: vma(v).pointee.vm_pgoff + vmaPages(v))
             d.anonVMA = vma(v).pointee.anon_vma
-            if vmaMergeNewRange(m, d, prev: v, next: nextVMA(v)) == 0 {
+            if vmaMergeNewRange(m, d, prev: v, next: nextVMA(v)).isNone {
                 vmaSetRange(v, start: vma(v).pointee.vm_start, end: oldEnd + delta, pgoff: vma(v).pointee.vm_pgoff)
             }
             if vma(v).pointee.vm_flags & VM.locked != 0 {
@@ -170,7 +170,7 @@ extension Kernel {
     }
 
     /// vma_to_resize(): EFAULT when the old range runs past its VMA.
-    func vmaToResize(_ v: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64) -> Errno? {
+    func vmaToResize(_ v: VMAID, addr: UInt64, oldLen: UInt64, newLen: UInt64) -> Errno? {
         if oldLen > vma(v).pointee.vm_end - addr { return .EFAULT }
         if newLen == oldLen { return nil }
         if vma(v).pointee.vm_flags & (VM.dontexpand | VM.pfnmap) != 0 { return .EFAULT }
@@ -178,11 +178,11 @@ extension Kernel {
     }
 
     /// vma_expandable(): nothing mapped in [vm_end, vm_end + delta).
-    func vmaExpandable(_ m: UInt32, _ v: UInt32, _ delta: UInt64) -> Bool {
+    func vmaExpandable(_ m: UInt32, _ v: VMAID, _ delta: UInt64) -> Bool {
         let end = vma(v).pointee.vm_end
         guard end + delta <= TraceLimits.maxAddress else { return false }
         let n = nextVMA(v)
-        return n == 0 || vma(n).pointee.vm_start >= end + delta
+        return n.isNone || vma(n).pointee.vm_start >= end + delta
     }
 
     /// mremap_to(): MREMAP_FIXED moves [addr, addr+oldLen) to newAddr,
@@ -193,7 +193,7 @@ extension Kernel {
         if newAddr + newLen > TraceLimits.maxAddress { return .EINVAL }
         // check_mremap_params / vma_to_resize before any change.
         let v0 = vmaLookup(m, addr)
-        guard v0 != 0 else { return .EFAULT }
+        guard !v0.isNone else { return .EFAULT }
         if oldLen == newLen && addr + oldLen > vma(v0).pointee.vm_end {
             return mremapMoveMultiple(m, addr: addr, len: oldLen, newAddr: newAddr)
         }
@@ -206,7 +206,7 @@ extension Kernel {
             oldLen = newLen
         }
         let v = vmaLookup(m, addr)
-        guard v != 0 else { return .EFAULT }
+        guard !v.isNone else { return .EFAULT }
         if let e = vmaToResize(v, addr: addr, oldLen: oldLen, newLen: newLen) { return e }
         return moveVMA(m, v, oldAddr: addr, oldLen: oldLen, newLen: newLen, newAddr: newAddr)
     }
@@ -227,7 +227,7 @@ extension Kernel {
             let to = newAddr + (ps - addr)
             if let e = doMunmap(m, to, to + (pe - ps)) { return e }
             let v = vmaLookup(m, ps)
-            guard v != 0 else { continue }
+            guard !v.isNone else { continue }
             if let e = moveVMA(m, v, oldAddr: ps, oldLen: pe - ps, newLen: pe - ps, newAddr: newAddr + (ps - addr)) {
                 return e
             }
@@ -237,7 +237,7 @@ extension Kernel {
 
     /// move_vma(): copy_vma() at the new place (merging there if it can),
     /// move_page_tables(), then unmap the old range (whose PTEs are gone).
-    func moveVMA(_ m: UInt32, _ v: UInt32, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+    func moveVMA(_ m: UInt32, _ v: VMAID, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
         // Advise KSM to break any KSM pages in the area to be moved (they
         // would otherwise turn up where rmap_walk_ksm does not look); the
         // VMA keeps VM_MERGEABLE.
@@ -248,14 +248,14 @@ extension Kernel {
         // copy_vma(): an unfaulted anonymous VMA takes the new address's pgoff.
         if p.file == 0 && p.anon_vma == 0 && p.vm_flags & VM.shared == 0 { newPgoff = newAddr >> PAGE_SHIFT }
         let next = findVMA(m, newAddr)
-        let prev = next != 0 ? prevVMA(next) : IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)
+        let prev = !next.isNone ? prevVMA(next) : lastVMA(m)
         var d = VMAMergeDesc(start: newAddr, end: newAddr + newLen, flags: p.vm_flags, file: p.file, pgoff: newPgoff)
         d.anonVMA = p.anon_vma
         d.copiedFrom = v
         var nv = vmaMergeNewRange(m, d, prev: prev, next: next)
-        if nv == 0 {
+        if nv.isNone {
             nv = vmAreaDup(v)
-            if nv == 0 { return .ENOMEM }
+            if nv.isNone { return .ENOMEM }
             vma(nv).pointee.vm_start = newAddr
             vma(nv).pointee.vm_end = newAddr + newLen
             vma(nv).pointee.vm_pgoff = newPgoff
@@ -299,11 +299,11 @@ extension Kernel {
 
     func applyVMALockFlags(_ m: UInt32, start: UInt64, end: UInt64, flags: UInt64) -> Errno? {
         var v = vmaLookup(m, start)
-        guard v != 0 else { return .ENOMEM }
-        var prev: UInt32 = vma(v).pointee.vm_start < start ? v : prevVMA(v)
+        guard !v.isNone else { return .ENOMEM }
+        var prev: VMAID = vma(v).pointee.vm_start < start ? v : prevVMA(v)
         var nstart = start
         var tmp = vma(v).pointee.vm_start
-        while v != 0 && vma(v).pointee.vm_start < end {
+        while !v.isNone && vma(v).pointee.vm_start < end {
             if vma(v).pointee.vm_start != tmp { return .ENOMEM }
             let newflags = (vma(v).pointee.vm_flags & ~VM.lockedMask) | flags
             tmp = min(vma(v).pointee.vm_end, end)
@@ -320,12 +320,12 @@ extension Kernel {
 
     /// mlock_fixup(): vma_modify_flags(), then mlock or munlock the pages
     /// already mapped (mlock_vma_pages_range).
-    func mlockFixup(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
-                    newflags: UInt64) -> UInt32? {
+    func mlockFixup(_ m: UInt32, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
+                    newflags: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
         if newflags == old || old & Kernel.vmSpecial != 0 { prev = v; return v }
         let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-        if r == 0 { return nil }
+        if r.isNone { return nil }
         prev = r
         let pages = (end - start) >> PAGE_SHIFT
         if newflags & VM.locked != 0 {
@@ -355,7 +355,7 @@ extension Kernel {
         var addr = start
         while addr < end {
             let v = findVMA(m, addr)
-            guard v != 0, vma(v).pointee.vm_start < end else { return nil }
+            guard !v.isNone, vma(v).pointee.vm_start < end else { return nil }
             if vma(v).pointee.vm_start > addr { addr = vma(v).pointee.vm_start }
             let flags = vma(v).pointee.vm_flags
             let nend = min(end, vma(v).pointee.vm_end)

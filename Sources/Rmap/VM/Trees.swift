@@ -11,21 +11,21 @@ import CShims
 struct MMTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.vma(n)).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.mm_rb)!)
+        UnsafeMutableRawPointer(k.vma(VMAID(n))).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.mm_rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(n).pointee.vm_start }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vma(n).pointee.vm_end - 1 }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(VMAID(n)).pointee.vm_start }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vma(VMAID(n)).pointee.vm_end - 1 }
 }
 
 struct IMMap: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.vma(n)).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.shared_rb)!)
+        UnsafeMutableRawPointer(k.vma(VMAID(n))).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.shared_rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(n).pointee.vm_pgoff }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(n) }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(VMAID(n)).pointee.vm_pgoff }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(VMAID(n)) }
 }
 
 package struct AVCTree: IntervalTreeAccessor {
@@ -34,16 +34,16 @@ package struct AVCTree: IntervalTreeAccessor {
         UnsafeMutableRawPointer(k.avc(n)).advanced(by: MemoryLayout<rmap_avc>.offset(of: \rmap_avc.rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) package func start(_ n: UInt32) -> UInt64 { k.vma(k.avc(n).pointee.vma).pointee.vm_pgoff }
-    @inline(__always) package func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(k.avc(n).pointee.vma) }
+    @inline(__always) package func start(_ n: UInt32) -> UInt64 { k.vma(VMAID(k.avc(n).pointee.vma)).pointee.vm_pgoff }
+    @inline(__always) package func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(VMAID(k.avc(n).pointee.vma)) }
 }
 
 extension Kernel {
-    @inline(__always) func vmaPages(_ v: UInt32) -> UInt64 {
+    @inline(__always) func vmaPages(_ v: VMAID) -> UInt64 {
         (vma(v).pointee.vm_end - vma(v).pointee.vm_start) >> PAGE_SHIFT
     }
     /// vma_last_pgoff()
-    @inline(__always) func vmaLastPgoff(_ v: UInt32) -> UInt64 {
+    @inline(__always) func vmaLastPgoff(_ v: VMAID) -> UInt64 {
         vma(v).pointee.vm_pgoff + vmaPages(v) - 1
     }
     var mmTree: MMTree { MMTree(k: self) }
