@@ -12,7 +12,7 @@ extension Machine {
         s += "  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=8];\n"
         // Processes and their VMAs.
         for name in processOrder {
-            guard let m = mmByName[name] else { continue }
+            guard let m = mmOf(name) else { continue }
             s += "  subgraph \"cluster_\(dotEscape(name))\" {\n    label=\"\(dotEscape(name)) (mm \(m))\"; style=rounded;\n"
             var v = k.firstVMA(m)
             while !v.isNone {
@@ -34,7 +34,7 @@ extension Machine {
         }
         // AVCs: each VMA to every anon_vma it is chained to; its own anon_vma in bold.
         for name in processOrder {
-            guard let m = mmByName[name] else { continue }
+            guard let m = mmOf(name) else { continue }
             var v = k.firstVMA(m)
             while !v.isNone {
                 let own = k.vma(v).pointee.anon_vma

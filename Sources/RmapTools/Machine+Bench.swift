@@ -14,42 +14,42 @@ extension Machine {
     /// The frame that mm `mm` maps at `addr` (0 for none, the zero page or a
     /// non-present entry): the argument of `benchWalk` and `benchTryToUnmap`.
     public func benchFrame(mm: MMID, addr: UInt64) -> PFN {
-        mappedFrame(mm.rawValue, addr)
+        mappedFrame(mm, addr)
     }
 
     /// An unnamed process with an empty address space (mm_alloc()); 0 when
     /// the arena has no room. End it with `benchExit`.
     public func benchProcess() -> MMID {
-        MMID(k.mmAlloc())
+        k.mmAlloc()
     }
 
     /// mmap() of `pages` private anonymous read-write pages at `addr`
     /// (MAP_FIXED_NOREPLACE); false on an error.
     public func benchMmapAnon(mm: MMID, addr: UInt64, pages: UInt64) -> Bool {
-        k.doMmap(mm.rawValue, addr: addr, pages: pages, prot: VM.fromProt([.read, .write]), shared: false,
+        k.doMmap(mm, addr: addr, pages: pages, prot: VM.fromProt([.read, .write]), shared: false,
                  file: 0, pgoff: 0) == nil
     }
 
     /// `pages` accesses from `addr` up (handle_mm_fault() for each page that
     /// faults); the number of pages that ended in ok.
     public func benchFault(mm mmID: MMID, addr: UInt64, pages: UInt64, write: Bool) -> Int {
-        k.touchPages(mmID.rawValue, addr, pages, write: write)
+        k.touchPages(mmID, addr, pages, write: write)
     }
 
     /// fork() of mm `mm` (dup_mmap()): the child's mm index, 0 on ENOMEM.
     /// The child is unnamed; end it with `benchExit`.
     public func benchFork(mm: MMID) -> MMID {
-        MMID(k.dupMMap(mm.rawValue))
+        k.dupMMap(mm)
     }
 
     /// exit_mmap() of an mm made by `benchFork`.
     public func benchExit(mm: MMID) {
-        k.exitMMap(mm.rawValue)
+        k.exitMMap(mm)
     }
 
     /// munmap() of `pages` pages at `addr` in mm `mm`; false on an error.
     public func benchMunmap(mm: MMID, addr: UInt64, pages: UInt64) -> Bool {
-        k.doMunmap(mm.rawValue, addr, addr + pages << PAGE_SHIFT) == nil
+        k.doMunmap(mm, addr, addr + pages << PAGE_SHIFT) == nil
     }
 
     /// rmap_walk() of `frame` with a visitor that counts the VMAs it is

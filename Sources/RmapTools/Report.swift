@@ -9,7 +9,7 @@ extension Machine {
         var s = ""
         let live = processOrder.filter { mmByName[$0] != nil }
         for name in live.prefix(maxProcesses) {
-            let m = mmByName[name]!
+            let m = mmOf(name)!
             let mp = k.mm(m).pointee
             s += "  \(name) (mm \(m)): \(mp.map_count) VMAs, rss anon=\(k.mmCounter(m, .anon)) file=\(k.mmCounter(m, .file)) shmem=\(k.mmCounter(m, .shmem)) swap=\(k.mmCounter(m, .swapents)), hiwater=\(mp.hiwater_rss), locked_vm=\(mp.locked_vm)\n"
             var v = k.firstVMA(m)

@@ -62,7 +62,7 @@ extension Machine {
                                   bytes: UInt64(d.live) * UInt64(d.record_size)))
         }
         for name in processOrder {
-            guard let m = mmByName[name] else { continue }
+            guard let m = mmOf(name) else { continue }
             s.processes += 1
             var v = k.firstVMA(m)
             while !v.isNone {

@@ -12,7 +12,7 @@ extension Machine {
 
     /// One token per page of the targets, in order: `-` for every page of a
     /// process that is not alive.
-    func perPage(_ targets: [Target], _ token: (UInt32, UInt64) -> String) -> [String] {
+    func perPage(_ targets: [Target], _ token: (MMID, UInt64) -> String) -> [String] {
         var out: [String] = []
         for t in targets {
             guard let m = mmOf(t.process) else {
@@ -28,7 +28,7 @@ extension Machine {
         return out
     }
 
-    func token(_ m: UInt32, _ addr: UInt64, _ ids: inout [UInt32: Int]) -> String {
+    func token(_ m: MMID, _ addr: UInt64, _ ids: inout [UInt32: Int]) -> String {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return "-" }
         let e = s.pointee
         if e == 0 { return "-" }
@@ -57,7 +57,7 @@ extension Machine {
         perPage(targets, contentToken)
     }
 
-    func contentToken(_ m: UInt32, _ addr: UInt64) -> String {
+    func contentToken(_ m: MMID, _ addr: UInt64) -> String {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) else { return "-" }
         let v = k.vmaLookup(m, addr)
         guard !v.isNone, k.vma(v).pointee.vm_flags & VM.read != 0 else { return "-" }

@@ -19,10 +19,10 @@ extension Kernel {
     func scanRmapWalk<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let ctx = RmapContext(k: self)
         let d = desc(T.mm)
-        var m: UInt32 = 1
-        while m < d.pointee.bump {
-            defer { m += 1 }
-            guard mm(m).pointee.pid == m else { continue }  // a freed mm is poisoned
+        var m = MMID(1)
+        while m.rawValue < d.pointee.bump {
+            defer { m = MMID(m.rawValue + 1) }
+            guard mm(m).pointee.pid == m.rawValue else { continue }  // a freed mm is poisoned
             let pgd = mm(m).pointee.pgd
             var v = firstVMA(m)
             while !v.isNone {

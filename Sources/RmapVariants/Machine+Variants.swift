@@ -133,7 +133,7 @@ extension Machine {
     /// The mm index of every live process (named or made by `benchFork`).
     public func liveMMs() -> [MMID] {
         var out: [MMID] = []
-        k.forEachLiveMM { out.append(MMID($0)) }
+        k.forEachLiveMM { out.append($0) }
         return out
     }
 }

@@ -73,7 +73,7 @@ struct PVTable {
     func destroy() { munmap(UnsafeMutableRawPointer(counters), bytes) }
 
     /// pmap_enter()'s pv_entry: a new entry at the head of the frame's list.
-    @inline(__always) func add(_ pfn: PFN, mm: UInt32, va: UInt64) {
+    @inline(__always) func add(_ pfn: PFN, mm: MMID, va: UInt64) {
         let c = counters
         var i = c.pointee.freeHead
         if i != 0 {
@@ -83,7 +83,7 @@ struct PVTable {
             i = c.pointee.bump
             c.pointee.bump += 1
         }
-        entries[Int(i)] = PVEntry(va: va, mm: mm, next: heads[Int(pfn.rawValue)])
+        entries[Int(i)] = PVEntry(va: va, mm: mm.rawValue, next: heads[Int(pfn.rawValue)])
         heads[Int(pfn.rawValue)] = i
         c.pointee.live += 1
         if c.pointee.live > c.pointee.highWater { c.pointee.highWater = c.pointee.live }
@@ -92,12 +92,12 @@ struct PVTable {
     /// pmap_pvh_remove(): searches the frame's list for (mm, va) and frees
     /// the entry; false when it is not there.
     @inline(__always) @discardableResult
-    func remove(_ pfn: PFN, mm: UInt32, va: UInt64) -> Bool {
+    func remove(_ pfn: PFN, mm: MMID, va: UInt64) -> Bool {
         var prev: UInt32 = 0
         var i = heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = entries + Int(i)
-            if e.pointee.mm == mm && e.pointee.va == va {
+            if e.pointee.mm == mm.rawValue && e.pointee.va == va {
                 if prev == 0 { heads[Int(pfn.rawValue)] = e.pointee.next } else { entries[Int(prev)].next = e.pointee.next }
                 e.pointee.next = counters.pointee.freeHead
                 counters.pointee.freeHead = i
@@ -111,11 +111,11 @@ struct PVTable {
     }
 
     /// The entry for (mm, va) on the frame's list, if any.
-    @inline(__always) func find(_ pfn: PFN, mm: UInt32, va: UInt64) -> UnsafeMutablePointer<PVEntry>? {
+    @inline(__always) func find(_ pfn: PFN, mm: MMID, va: UInt64) -> UnsafeMutablePointer<PVEntry>? {
         var i = heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = entries + Int(i)
-            if e.pointee.mm == mm && e.pointee.va == va { return e }
+            if e.pointee.mm == mm.rawValue && e.pointee.va == va { return e }
             i = e.pointee.next
         }
         return nil
@@ -140,11 +140,11 @@ final class PVLists: ReverseMapHooks {
 
     @inline(never)
     func anonAdded(_ k: Kernel, pfn: PFN, vma v: VMAID, address: UInt64) {
-        table.add(pfn, mm: k.vma(v).pointee.mm, va: address)
+        table.add(pfn, mm: k.vmMM(v), va: address)
     }
 
     @inline(never)
-    func ptesDuplicated(_ k: Kernel, pfn: PFN, mm m: UInt32, address: UInt64) {
+    func ptesDuplicated(_ k: Kernel, pfn: PFN, mm m: MMID, address: UInt64) {
         table.add(pfn, mm: m, va: address)
     }
 
@@ -152,7 +152,7 @@ final class PVLists: ReverseMapHooks {
     @inline(never)
     func fileAdded(_ k: Kernel, pfn: PFN, vma v: VMAID) {
         guard let a = k.vmaAddress(v, index: k.page(pfn).pointee.index) else { table.counters.pointee.overflowed = 1; return }
-        table.add(pfn, mm: k.vma(v).pointee.mm, va: a)
+        table.add(pfn, mm: k.vmMM(v), va: a)
     }
 
     /// The entry that goes is the one at the address where `v` maps the
@@ -163,7 +163,7 @@ final class PVLists: ReverseMapHooks {
     /// the rmap remove, as the kernel does).
     @inline(never)
     func removed(_ k: Kernel, pfn: PFN, vma v: VMAID) {
-        let m = k.vma(v).pointee.mm
+        let m = k.vmMM(v)
         let ksm = k.page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
         if !ksm, let a = k.vmaAddress(v, index: k.page(pfn).pointee.index), table.remove(pfn, mm: m, va: a) { return }
         let s = k.vma(v).pointee.vm_start, e = k.vma(v).pointee.vm_end
@@ -171,7 +171,7 @@ final class PVLists: ReverseMapHooks {
         var i = table.heads[Int(pfn.rawValue)]
         while i != 0 {
             let en = table.entries[Int(i)]
-            if en.mm == m && en.va >= s && en.va < e {
+            if MMID(en.mm) == m && en.va >= s && en.va < e {
                 let pte = k.leafSlot(root: pgd, key: en.va)?.pointee ?? 0
                 if !(PTE.isPresent(pte) && PTE.pfn(pte) == pfn) { table.remove(pfn, mm: m, va: en.va); return }
             }
@@ -181,7 +181,7 @@ final class PVLists: ReverseMapHooks {
     }
 
     @inline(never)
-    func ptesMoved(_ k: Kernel, pte: UInt64, mm m: UInt32, from: UInt64, to: UInt64) {
+    func ptesMoved(_ k: Kernel, pte: UInt64, mm m: MMID, from: UInt64, to: UInt64) {
         let pfn = k.vmNormalPage(pte)
         guard !pfn.isNone else { return }
         if let e = table.find(pfn, mm: m, va: from) { e.pointee.va = to } else { table.counters.pointee.overflowed = 1 }
@@ -226,12 +226,12 @@ extension Kernel {
     /// Every live mm, in index order (the scan's "every process"): a
     /// freed mm record is poisoned, so its pid no longer names itself.
     @inline(__always)
-    func forEachLiveMM(_ body: (UInt32) -> Void) {
+    func forEachLiveMM(_ body: (MMID) -> Void) {
         let d = desc(T.mm)
-        var m: UInt32 = 1
-        while m < d.pointee.bump {
-            if mm(m).pointee.pid == m { body(m) }
-            m += 1
+        var m = MMID(1)
+        while m.rawValue < d.pointee.bump {
+            if mm(m).pointee.pid == m.rawValue { body(m) }
+            m = MMID(m.rawValue + 1)
         }
     }
 
@@ -262,7 +262,7 @@ extension Kernel {
             let e = pv.entries + Int(i)
             i = e.pointee.next
             let address = e.pointee.va
-            let v = vmaLookup(e.pointee.mm, address)
+            let v = vmaLookup(MMID(e.pointee.mm), address)
             if v.isNone || c.invalidVMA(ctx, vma: v) { continue }
             if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
             if c.done(ctx, pfn: pfn) { return }
@@ -299,8 +299,9 @@ extension Kernel {
                 if !seen.insert(UInt64(e.mm) << 48 ^ e.va).inserted {
                     out.append("frame \(f): duplicate entry mm \(e.mm) va 0x\(String(e.va, radix: 16))")
                 }
-                let live = e.mm != 0 && e.mm < desc(T.mm).pointee.bump && mm(e.mm).pointee.pid == e.mm
-                let slot = live ? leafSlot(root: mm(e.mm).pointee.pgd, key: e.va) : nil
+                let em = MMID(e.mm)
+                let live = !em.isNone && e.mm < desc(T.mm).pointee.bump && mm(em).pointee.pid == e.mm
+                let slot = live ? leafSlot(root: mm(em).pointee.pgd, key: e.va) : nil
                 if slot.map({ vmNormalPage($0.pointee) }) != PFN(UInt32(f)) {
                     out.append("frame \(f): stale entry mm \(e.mm) va 0x\(String(e.va, radix: 16))")
                 }

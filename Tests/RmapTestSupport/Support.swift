@@ -33,10 +33,10 @@ public func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaCo
 extension Machine {
     /// The mm index of live process `p`; 0 (the null record, safe to read)
     /// when there is none, so a model bug fails a test instead of crashing it.
-    public func mm(_ p: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> UInt32 {
-        guard let m = mmByName[p] else {
+    public func mm(_ p: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> MMID {
+        guard let m = mmOf(p) else {
             Issue.record("no live process \(p)", sourceLocation: sourceLocation)
-            return 0
+            return .none
         }
         return m
     }
@@ -48,7 +48,7 @@ extension Machine {
     public func frame(_ p: String, _ addr: UInt64) -> PFN { mappedFrame(mm(p), addr) }
     /// The VMA of process `p` containing `addr` (0 if none).
     public func vmaAt(_ p: String, _ addr: UInt64) -> VMAID {
-        guard let mm = mmByName[p] else { return .none }
+        guard let mm = mmOf(p) else { return .none }
         return k.vmaLookup(mm, addr)
     }
     /// The anon_vma of that VMA.

@@ -174,7 +174,7 @@ import RmapTestSupport
         case .vmaTree:
             k.vma(VMAID(k.mm(m.mm("P0")).pointee.mm_rb)).pointee.mm_rb.color = 0  // a red root
         case .vmaMM:
-            k.vma(m.vmaAt("P0", Self.a)).pointee.mm = m.mm("P1")
+            k.vma(m.vmaAt("P0", Self.a)).pointee.mm = m.mm("P1").rawValue
         case .vmaRange:
             k.vma(m.vmaAt("P0", Self.f)).pointee.vm_end += 0x10
         case .vmaOverlap:
@@ -252,7 +252,7 @@ import RmapTestSupport
         case .ksmMMList:
             k.mm(m.mm("K1")).pointee.ksm_flags &= ~KSMFlag.mmMergeable
         case .ksmRmapList:
-            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.mm = m.mm("K1")
+            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.mm = m.mm("K1").rawValue
         case .ksmStableItem:
             k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.anon_vma = 0
         case .ksmHlist:

@@ -36,7 +36,7 @@ import RmapTestSupport
         var out: [PFN: [Hit]] = [:]
         let k = m.k
         for mmID in m.liveMMs() {
-            let mm = mmID.rawValue
+            let mm = mmID
             var v = k.firstVMA(mm)
             while !v.isNone {
                 var a = k.vma(v).pointee.vm_start

@@ -77,7 +77,7 @@ struct ArenaValidator {
             if p.flags & PG.swapcache != 0 && !validSwapEntry(p.private_) { return "frame \(i): bad swap entry" }
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            let p = k.mm(i).pointee
+            let p = k.mm(MMID(i)).pointee
             guard ok(T.ptPage, p.pgd), okOr0(T.vma, p.mm_rb) else { return "mm \(i): bad pgd or VMA tree root" }
         }
         for i in 1..<bump(T.vma) where live[Int(T.vma)][Int(i)] {
@@ -148,7 +148,7 @@ struct ArenaValidator {
         guard okOr0(T.ksmNode, h.ksm_stable_root), okOr0(T.mm, h.ksm_mm_head), okOr0(T.mm, h.ksm_mm_tail),
               h.ksm_unstable_root < bump(T.ksmItem) else { return "ksm: a root or list end is out of range" }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            let p = k.mm(i).pointee
+            let p = k.mm(MMID(i)).pointee
             guard okOr0(T.ksmItem, p.ksm_rmap_list), okOr0(T.mm, p.ksm_slot_next), p.ksm_flags <= 1 else {
                 return "mm \(i): a KSM field is out of range"
             }
@@ -177,11 +177,11 @@ struct ArenaValidator {
         while m != 0 {
             n += 1
             guard n < bump(T.mm), ok(T.mm, m) else { return "ksm: mm slot list broken at mm \(m)" }
-            m = k.mm(m).pointee.ksm_slot_next
+            m = k.mm(MMID(m)).pointee.ksm_slot_next
         }
         var seen = [Bool](repeating: false, count: Int(items))
         for mi in 1..<bump(T.mm) where live[Int(T.mm)][Int(mi)] {
-            var i = k.mm(mi).pointee.ksm_rmap_list
+            var i = k.mm(MMID(mi)).pointee.ksm_rmap_list
             while i != 0 {
                 guard ok(T.ksmItem, i), !seen[Int(i)], k.ksmItem(i).pointee.mm == mi else { return "ksm: mm \(mi)'s rmap_item list broken at \(i)" }
                 seen[Int(i)] = true
@@ -245,7 +245,7 @@ struct ArenaValidator {
             return nil
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            if let e = descend(k.mm(i).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
+            if let e = descend(k.mm(MMID(i)).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
             if let e = descend(k.file(i).pointee.cache_root, 4, cache: true) { return "file \(i): \(e)" }
@@ -256,7 +256,7 @@ struct ArenaValidator {
     /// Every tree is a sound augmented rbtree and every AVC list ends.
     func validateTrees() -> String? {
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            if let e = IntervalTree.check(root: k.mm(i).pointee.mm_rb, k.mmTree, limit: Int(bump(T.vma))).first { return "mm \(i): \(e)" }
+            if let e = IntervalTree.check(root: k.mm(MMID(i)).pointee.mm_rb, k.mmTree, limit: Int(bump(T.vma))).first { return "mm \(i): \(e)" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
             if let e = IntervalTree.check(root: k.file(i).pointee.i_mmap, k.iMMap, limit: Int(bump(T.vma))).first { return "file \(i): \(e)" }

@@ -6,27 +6,27 @@ import CShims
 /// leaked item or node. (That every PTE of a KSM frame is found by
 /// rmap_walk_ksm is checked with the other frames, in `run`.)
 extension Checker {
-    func checkKSM(mms: [UInt32]) {
+    func checkKSM(mms: [MMID]) {
         let live = Set(mms)
-        var onList = Set<UInt32>()
-        var m = k.header.pointee.ksm_mm_head
-        var last: UInt32 = 0
+        var onList = Set<MMID>()
+        var m = k.ksmMMHead
+        var last = MMID.none
         var steps = 0
-        while m != 0 && steps < 1 << 20 {
+        while !m.isNone && steps < 1 << 20 {
             steps += 1
-            if !live.contains(m) { fail(.ksmMMList, .mm(MMID(m)), "ksm: mm \(m) on ksm_mm_head's list is not a live process"); break }
-            if k.mm(m).pointee.ksm_flags & KSMFlag.mmMergeable == 0 { fail(.ksmMMList, .mm(MMID(m)), "ksm: mm \(m) on the list without MMF_VM_MERGEABLE") }
-            if !onList.insert(m).inserted { fail(.ksmMMList, .mm(MMID(m)), "ksm: mm \(m) twice on the list"); break }
+            if !live.contains(m) { fail(.ksmMMList, .mm(m), "ksm: mm \(m) on ksm_mm_head's list is not a live process"); break }
+            if k.mm(m).pointee.ksm_flags & KSMFlag.mmMergeable == 0 { fail(.ksmMMList, .mm(m), "ksm: mm \(m) on the list without MMF_VM_MERGEABLE") }
+            if !onList.insert(m).inserted { fail(.ksmMMList, .mm(m), "ksm: mm \(m) twice on the list"); break }
             last = m
-            m = k.mm(m).pointee.ksm_slot_next
+            m = k.ksmSlotNext(m)
         }
-        if last != k.header.pointee.ksm_mm_tail { fail(.ksmMMList, nil, "ksm: list tail \(k.header.pointee.ksm_mm_tail), last slot \(last)") }
+        if last != k.ksmMMTail { fail(.ksmMMList, nil, "ksm: list tail \(k.header.pointee.ksm_mm_tail), last slot \(last)") }
         var items = 0
         var unstable: UInt64 = 0
         for mi in mms {
             let p = k.mm(mi).pointee
-            if p.ksm_flags & KSMFlag.mmMergeable != 0 && !onList.contains(mi) { fail(.ksmMMList, .mm(MMID(mi)), "ksm: mm \(mi) has MMF_VM_MERGEABLE but no slot on the list") }
-            if p.ksm_flags & KSMFlag.mmMergeable == 0 && p.ksm_rmap_list != 0 { fail(.ksmMMList, .mm(MMID(mi)), "ksm: mm \(mi) has rmap_items but no slot") }
+            if p.ksm_flags & KSMFlag.mmMergeable != 0 && !onList.contains(mi) { fail(.ksmMMList, .mm(mi), "ksm: mm \(mi) has MMF_VM_MERGEABLE but no slot on the list") }
+            if p.ksm_flags & KSMFlag.mmMergeable == 0 && p.ksm_rmap_list != 0 { fail(.ksmMMList, .mm(mi), "ksm: mm \(mi) has rmap_items but no slot") }
             var i = p.ksm_rmap_list
             var prevAddr: UInt64 = 0
             var n: UInt32 = 0
@@ -34,9 +34,9 @@ extension Checker {
             while i != 0 && n < 1 << 24 {
                 n += 1
                 let it = k.ksmItem(i).pointee
-                if it.mm != mi { fail(.ksmRmapList, .ksmItem(KSMItemID(i)), "ksm: rmap_item \(i) on mm \(mi)'s list names mm \(it.mm)") }
+                if MMID(it.mm) != mi { fail(.ksmRmapList, .ksmItem(KSMItemID(i)), "ksm: rmap_item \(i) on mm \(mi)'s list names mm \(it.mm)") }
                 let a = it.address & KSMFlag.pageMask
-                if n > 1 && a <= prevAddr { fail(.ksmRmapList, .mm(MMID(mi)), "ksm: mm \(mi)'s rmap_items not in address order at \(hex(a))") }
+                if n > 1 && a <= prevAddr { fail(.ksmRmapList, .mm(mi), "ksm: mm \(mi)'s rmap_items not in address order at \(hex(a))") }
                 prevAddr = a
                 if it.address & KSMFlag.stable != 0 {
                     merging += 1
@@ -56,8 +56,8 @@ extension Checker {
                 i = it.rmap_list
             }
             items += Int(n)
-            if n != p.ksm_rmap_items { fail(.ksmCounters, .mm(MMID(mi)), "ksm: mm \(mi): ksm_rmap_items \(p.ksm_rmap_items), list holds \(n)") }
-            if merging != p.ksm_merging_pages { fail(.ksmCounters, .mm(MMID(mi)), "ksm: mm \(mi): ksm_merging_pages \(p.ksm_merging_pages), stable items \(merging)") }
+            if n != p.ksm_rmap_items { fail(.ksmCounters, .mm(mi), "ksm: mm \(mi): ksm_rmap_items \(p.ksm_rmap_items), list holds \(n)") }
+            if merging != p.ksm_merging_pages { fail(.ksmCounters, .mm(mi), "ksm: mm \(mi): ksm_merging_pages \(p.ksm_merging_pages), stable items \(merging)") }
         }
         if k.live(T.ksmItem) != UInt32(items) { fail(.leak, nil, "ksm: \(k.live(T.ksmItem)) rmap_items live, \(items) on the mms' lists (leak)") }
         if unstable != k.header.pointee.ksm_pages_unshared {

@@ -18,19 +18,19 @@ final class Checker {
     }
 
     /// The mms of the live processes.
-    func run(mms: [UInt32]) {
+    func run(mms: [MMID]) {
         var mapcount: [PFN: Int] = [:]         // PTEs mapping each frame
         var mappedLocked = Set<PFN>()           // frames a VM_LOCKED VMA maps
         var exclusiveRefs: [PFN: Int] = [:]     // device-exclusive entries naming each frame
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
-        var writablePrivate: [(pfn: PFN, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
+        var writablePrivate: [(pfn: PFN, mm: MMID, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
         var mappedBy: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []  // every mapping, for the walk check
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
             let errs = IntervalTree.check(root: k.mm(m).pointee.mm_rb, k.mmTree, limit: 1 << 22)
-            for e in errs { fail(.vmaTree, .mm(MMID(m)), "mm \(m): VMA tree: \(e)") }
+            for e in errs { fail(.vmaTree, .mm(m), "mm \(m): VMA tree: \(e)") }
             var rss: [Int64] = [0, 0, 0, 0]
             var v = k.firstVMA(m)
             var prevEnd: UInt64 = 0
@@ -46,7 +46,7 @@ final class Checker {
                 if p.file != 0 && p.vm_flags & VM.shared != 0 && p.vm_flags & VM.maywrite != 0 {
                     writableShared[p.file, default: 0] += 1
                 }
-                if p.mm != m { fail(.vmaMM, .vma(v), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
+                if MMID(p.mm) != m { fail(.vmaMM, .vma(v), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
                 if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
                     fail(.vmaRange, .vma(v), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
                 }
@@ -82,7 +82,7 @@ final class Checker {
                     if PTE.isPresent(e) {
                         let pfn = k.vmNormalPage(e)
                         if PTE.isWrite(e) && PTE.pfn(e) == k.zeroPFN {
-                            fail(.writablePrivateNotExclusive, .mm(MMID(m)), "mm \(m): the shared zero page mapped writable at \(hex(addr))")
+                            fail(.writablePrivateNotExclusive, .mm(m), "mm \(m): the shared zero page mapped writable at \(hex(addr))")
                         }
                         if pfn.isNone { return true }
                         // A writable PTE of a private mapping maps an exclusive
@@ -109,14 +109,14 @@ final class Checker {
                         // try_to_unmap_one for an exclusive page, cleared by
                         // fork's copy) is the slot's only swap reference.
                         if e & PTE.swpExclusive != 0, let s = k.swapSlot(PTE.swpOffset(e)), s.pointee.count != 1 {
-                            fail(.swapExclusivity, .mm(MMID(m)), "mm \(m): exclusive swap entry at \(hex(addr)), but its slot \(PTE.swpOffset(e)) has \(s.pointee.count) swap references")
+                            fail(.swapExclusivity, .mm(m), "mm \(m): exclusive swap entry at \(hex(addr)), but its slot \(PTE.swpOffset(e)) has \(s.pointee.count) swap references")
                         }
                     } else if PTE.isDevicePrivateEntry(e) {
                         // A device-private entry maps its page: counted, and found by the walk.
                         let pfn = PTE.swpOffsetPFN(e)
                         if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
                             || k.isFree(T.frame, pfn.rawValue) {
-                            fail(.devicePrivateEntry, .mm(MMID(m)), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
+                            fail(.devicePrivateEntry, .mm(m), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
                         } else {
                             mapcount[pfn, default: 0] += 1
                             rss[k.mmCounterFor(pfn).rawValue] += 1
@@ -127,7 +127,7 @@ final class Checker {
                         let pfn = PTE.swpOffsetPFN(e)
                         if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.isFree(T.frame, pfn.rawValue)
                             || !k.pageIsAnon(pfn) {
-                            fail(.deviceExclusiveEntry, .mm(MMID(m)), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
+                            fail(.deviceExclusiveEntry, .mm(m), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
                         } else {
                             rss[k.mmCounterFor(pfn).rawValue] += 1
                             exclusiveRefs[pfn, default: 0] += 1
@@ -136,7 +136,7 @@ final class Checker {
                         let pfn = PTE.swpOffsetPFN(e)
                         if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
                             || k.isFree(T.frame, pfn.rawValue) {
-                            fail(.hwpoisonEntry, .mm(MMID(m)), "mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
+                            fail(.hwpoisonEntry, .mm(m), "mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
                         }
                     }
                     return true
@@ -144,19 +144,19 @@ final class Checker {
                 v = k.nextVMA(v)
             }
             if lockedPages != k.mm(m).pointee.locked_vm {
-                fail(.mmLockedVM, .mm(MMID(m)), "mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
+                fail(.mmLockedVM, .mm(m), "mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
             }
             if totalPages != k.mm(m).pointee.total_vm {
-                fail(.mmTotalVM, .mm(MMID(m)), "mm \(m): total_vm \(k.mm(m).pointee.total_vm), VMAs span \(totalPages) pages")
+                fail(.mmTotalVM, .mm(m), "mm \(m): total_vm \(k.mm(m).pointee.total_vm), VMAs span \(totalPages) pages")
             }
-            if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(MMID(m)), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
+            if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(m), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
             // Nothing mapped outside the VMAs.
             var prev: UInt64 = 0
             v = k.firstVMA(m)
             while true {
                 let end = !v.isNone ? k.vma(v).pointee.vm_start : (1 << 47)
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end) { addr, slot in
-                    if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(MMID(m)), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
+                    if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(m), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
                     return slot.pointee == 0
                 }
                 if v.isNone { break }
@@ -164,7 +164,7 @@ final class Checker {
                 v = k.nextVMA(v)
             }
             for c in [MMCounter.file, .anon, .swapents, .shmem] where k.mmCounter(m, c) != rss[c.rawValue] {
-                fail(.rssCounter, .mm(MMID(m)), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
+                fail(.rssCounter, .mm(m), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
             }
         }
         checkFoundByWalks(mappedBy)
@@ -265,7 +265,7 @@ final class Checker {
             var c = VisitsControl()
             k.rmapWalk(pfn, &c)
             for (v, addr) in byFrame[pfn]! where !c.visited.contains(VisitsControl.Visit(vma: v, address: addr)) {
-                if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vma(v).pointee.mm, addr) {
+                if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vmMM(v), addr) {
                     ksmUnregistered.append("frame \(pfn): KSM mapping by vma \(v) at \(hex(addr)) has no rmap_item")
                     ksmUnregisteredFrames.insert(pfn)
                     continue
@@ -276,14 +276,14 @@ final class Checker {
     }
 
     /// Whether the KSM frame's stable node lists an rmap_item for (mm, addr).
-    func ksmNodeLists(_ pfn: PFN, mm m: UInt32, _ addr: UInt64) -> Bool {
+    func ksmNodeLists(_ pfn: PFN, mm m: MMID, _ addr: UInt64) -> Bool {
         let node = k.folioStableNode(pfn)
         guard node != 0 else { return false }
         var i = k.ksmNode(node).pointee.hlist
         var n = 0
         while i != 0 && n < 1 << 24 {
             let it = k.ksmItem(i).pointee
-            if it.mm == m && it.address & KSMFlag.pageMask == addr { return true }
+            if MMID(it.mm) == m && it.address & KSMFlag.pageMask == addr { return true }
             i = it.hlist_next
             n += 1
         }
@@ -356,7 +356,7 @@ extension Machine {
     /// the message. At most 200 are reported, in the checker's order.
     public func checkViolations() -> [CheckerViolation] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { mmByName[$0] })
+        c.run(mms: processOrder.compactMap { mmOf($0) })
         return c.violations
     }
 
@@ -369,7 +369,7 @@ extension Machine {
     /// because KSM never registered them (see `Checker.checkFoundByWalk`).
     public func ksmUnregisteredMappings() -> [String] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { mmByName[$0] })
+        c.run(mms: processOrder.compactMap { mmOf($0) })
         return c.ksmUnregistered
     }
 

@@ -29,7 +29,7 @@ extension Kernel {
     /// gave. The pages that ended in ok. The loop is here, beside the fault
     /// path, so a caller in another module (the benchmark entry points) pays
     /// one call per range, not one per page.
-    package func touchPages(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
+    package func touchPages(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
         var a = addr
         var n = 0
         for _ in 0..<pages {
@@ -42,7 +42,7 @@ extension Kernel {
     /// do_user_addr_fault() + handle_mm_fault(): one user access at `addr`.
     /// Models access_error() (x86: a read needs any of r/w/x, a write needs w),
     /// then __handle_mm_fault / handle_pte_fault.
-    func handleMMFault(_ m: UInt32, _ addr: UInt64, write: Bool) -> FaultResult {
+    func handleMMFault(_ m: MMID, _ addr: UInt64, write: Bool) -> FaultResult {
         let v = vmaLookup(m, addr)
         guard !v.isNone else { return .sigsegv }
         let flags = vma(v).pointee.vm_flags
@@ -82,7 +82,7 @@ extension Kernel {
 
     /// do_anonymous_page(): a read maps the shared zero page; a write gets a
     /// new zeroed exclusive page (after anon_vma_prepare).
-    func doAnonymousPage(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
+    func doAnonymousPage(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                          _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let prot = PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)
         if !write {
@@ -100,7 +100,7 @@ extension Kernel {
     }
 
     /// do_fault(): file-backed (and shmem) faults on a none PTE.
-    func doFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
+    func doFault(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                  _ slot: UnsafeMutablePointer<UInt64>, write: Bool, pmdNone: Bool = false) -> FaultResult {
         let flags = vma(v).pointee.vm_flags
         if !write { return doReadFault(m, v, addr, slot, pmdNone: pmdNone) }
@@ -133,7 +133,7 @@ extension Kernel {
 
     /// do_read_fault(): fault-around first (filemap_map_pages over the 64 KiB
     /// window of cached pages), then __do_fault for the page itself.
-    func doReadFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func doReadFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                      pmdNone: Bool = false) -> FaultResult {
         doFaultAround(m, v, addr, pmdNone: pmdNone)
         if slot.pointee != 0 { return .ok }  // VM_FAULT_NOPAGE: mapped by fault-around
@@ -146,7 +146,7 @@ extension Kernel {
     }
 
     /// finish_fault() -> set_pte_range() for a page-cache page.
-    @inline(__always) func finishFault(_ m: UInt32, _ v: VMAID, _ pfn: PFN,
+    @inline(__always) func finishFault(_ m: MMID, _ v: VMAID, _ pfn: PFN,
                                        _ slot: UnsafeMutablePointer<UInt64>, write: Bool) {
         var e = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
         if write { e |= PTE.dirty | PTE.rw }  // maybe_mkwrite(pte_mkdirty())
@@ -161,7 +161,7 @@ extension Kernel {
     /// fault_around_pages PTEs aligned in the page table, clipped to the VMA
     /// and to the PTE table; pages at or beyond EOF are skipped. `pmdNone`:
     /// the PTE table did not exist before this fault.
-    func doFaultAround(_ m: UInt32, _ v: VMAID, _ addr: UInt64, pmdNone: Bool = false) {
+    func doFaultAround(_ m: MMID, _ v: VMAID, _ addr: UInt64, pmdNone: Bool = false) {
         let nr = Kernel.faultAroundPages
         let pteOff = (addr >> PAGE_SHIFT) & 511
         let vmaOff = (addr - vma(v).pointee.vm_start) >> PAGE_SHIFT
@@ -211,7 +211,7 @@ extension Kernel {
 
     /// do_cow_fault(): a write to a private file mapping copies the cache page
     /// into a new anonymous page; the cache page is not mapped.
-    func doCOWFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doCOWFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         guard available(T.frame) >= 2 else { return .oom }
         var sigbus = false
         let f = vma(v).pointee.file
@@ -232,7 +232,7 @@ extension Kernel {
 
     /// do_shared_fault(): a write to a shared mapping maps the cache page
     /// writable and dirty (do_page_mkwrite, fault_dirty_shared_page).
-    func doSharedFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doSharedFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         var sigbus = false
         let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
@@ -243,7 +243,7 @@ extension Kernel {
     }
 
     /// do_wp_page(): a write to a present, read-only PTE of a writable VMA.
-    func doWPPage(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doWPPage(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         let e = slot.pointee
         let flags = vma(v).pointee.vm_flags
         let pfn = vmNormalPage(e)
@@ -281,7 +281,7 @@ extension Kernel {
     /// a shared anon page or a private file page.
     /// With `unshare` (FAULT_FLAG_UNSHARE, break_ksm) the copy is mapped
     /// read-only and clean, keeping the old PTE's soft-dirty bit.
-    func wpPageCopy(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func wpPageCopy(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                     old: PFN, unshare: Bool = false) -> FaultResult {
         guard available(T.frame) >= 1, available(T.anonVMA) >= 1, available(T.avc) >= 1 else { return .oom }
         guard anonVMAPrepare(v) else { return .oom }

@@ -69,7 +69,7 @@ extension Kernel {
         UnsafeMutableRawPointer(header).advanced(by: MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.ksm_unstable_root)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func mmKSMRmapList(_ m: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func mmKSMRmapList(_ m: MMID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(mm(m)).advanced(by: MemoryLayout<rmap_mm>.offset(of: \rmap_mm.ksm_rmap_list)!)
             .assumingMemoryBound(to: UInt32.self)
     }
@@ -123,34 +123,49 @@ extension Kernel {
 
     // MARK: mm slots
 
+    /// ksm_mm_head's list of mm slots (the header's head and tail, each
+    /// mm's ksm_slot_next: raw indices in the arena).
+    @inline(__always) var ksmMMHead: MMID {
+        get { MMID(header.pointee.ksm_mm_head) }
+        nonmutating set { header.pointee.ksm_mm_head = newValue.rawValue }
+    }
+    @inline(__always) var ksmMMTail: MMID {
+        get { MMID(header.pointee.ksm_mm_tail) }
+        nonmutating set { header.pointee.ksm_mm_tail = newValue.rawValue }
+    }
+    @inline(__always) func ksmSlotNext(_ m: MMID) -> MMID { MMID(mm(m).pointee.ksm_slot_next) }
+    @inline(__always) func setKSMSlotNext(_ m: MMID, _ next: MMID) { mm(m).pointee.ksm_slot_next = next.rawValue }
+    /// rmap_item->mm
+    @inline(__always) func itemMM(_ i: UInt32) -> MMID { MMID(ksmItem(i).pointee.mm) }
+
     /// __ksm_enter(): the mm joins ksm_mm_head's list (at the tail: between
     /// `ksm scan` statements the cursor is at the head, and a new slot goes
     /// just behind it) and gets MMF_VM_MERGEABLE. The slot is part of the mm
     /// record, so nothing can fail.
-    func ksmEnter(_ m: UInt32) {
+    func ksmEnter(_ m: MMID) {
         let p = mm(m)
         guard p.pointee.ksm_flags & KSMFlag.mmMergeable == 0 else { return }
         p.pointee.ksm_flags |= KSMFlag.mmMergeable
         p.pointee.ksm_slot_next = 0
-        if header.pointee.ksm_mm_tail != 0 {
-            mm(header.pointee.ksm_mm_tail).pointee.ksm_slot_next = m
+        if !ksmMMTail.isNone {
+            setKSMSlotNext(ksmMMTail, m)
         } else {
-            header.pointee.ksm_mm_head = m
+            ksmMMHead = m
         }
-        header.pointee.ksm_mm_tail = m
+        ksmMMTail = m
     }
 
     /// Takes the mm off ksm_mm_head's list (hash_del + list_del of the slot)
     /// and clears MMF_VM_MERGEABLE.
-    func ksmRemoveSlot(_ m: UInt32) {
+    func ksmRemoveSlot(_ m: MMID) {
         guard mm(m).pointee.ksm_flags & KSMFlag.mmMergeable != 0 else { return }
-        var prev: UInt32 = 0
-        var x = header.pointee.ksm_mm_head
-        while x != 0 && x != m { prev = x; x = mm(x).pointee.ksm_slot_next }
+        var prev = MMID.none
+        var x = ksmMMHead
+        while !x.isNone && x != m { prev = x; x = ksmSlotNext(x) }
         if x == m {
-            let next = mm(m).pointee.ksm_slot_next
-            if prev == 0 { header.pointee.ksm_mm_head = next } else { mm(prev).pointee.ksm_slot_next = next }
-            if header.pointee.ksm_mm_tail == m { header.pointee.ksm_mm_tail = prev }
+            let next = ksmSlotNext(m)
+            if prev.isNone { ksmMMHead = next } else { setKSMSlotNext(prev, next) }
+            if ksmMMTail == m { ksmMMTail = prev }
         }
         mm(m).pointee.ksm_slot_next = 0
         mm(m).pointee.ksm_flags &= ~KSMFlag.mmMergeable
@@ -159,14 +174,14 @@ extension Kernel {
     /// ksm_exit() / __ksm_exit() with what ksmd then does for an exiting mm
     /// (scan_get_next_rmap_item: remove_trailing_rmap_items of the whole
     /// list, free the slot). Called before the address space is torn down.
-    func ksmExit(_ m: UInt32) {
+    func ksmExit(_ m: MMID) {
         guard mm(m).pointee.ksm_flags & KSMFlag.mmMergeable != 0 else { return }
         removeTrailingRmapItems(mmKSMRmapList(m))
         ksmRemoveSlot(m)
     }
 
     /// ksm_fork(): a child of a mergeable mm is entered too (its VMAs keep VM_MERGEABLE).
-    func ksmFork(child: UInt32, parent: UInt32) {
+    func ksmFork(child: MMID, parent: MMID) {
         if mm(parent).pointee.ksm_flags & KSMFlag.mmMergeable != 0 { ksmEnter(child) }
     }
 
@@ -189,7 +204,7 @@ extension Kernel {
         case .mergeable:
             if vma(v).pointee.vm_flags & VM.mergeable != 0 { return nil }
             if !vmaKSMCompatible(v) { return nil }
-            ksmEnter(vma(v).pointee.mm)
+            ksmEnter(vmMM(v))
             flags |= VM.mergeable
         case .unmergeable:
             if flags & VM.mergeable == 0 { return nil }  // just ignore the advice
@@ -207,7 +222,7 @@ extension Kernel {
     /// wp_page_copy() gives the process an exclusive, read-only copy.
     /// ENOMEM when the fault runs out of memory.
     func breakKSM(_ v: VMAID, _ start: UInt64, _ end: UInt64) -> Errno? {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         var addr = start
         while true {
             // break_ksm_pmd_entry(): the first KSM page in [addr, end).
@@ -249,8 +264,8 @@ extension Kernel {
 
     /// free_rmap_item()
     func freeRmapItem(_ i: UInt32) {
-        let m = ksmItem(i).pointee.mm
-        if m != 0 { mm(m).pointee.ksm_rmap_items -= 1 }
+        let m = itemMM(i)
+        if !m.isNone { mm(m).pointee.ksm_rmap_items -= 1 }
         free(T.ksmItem, i)
     }
 
@@ -278,7 +293,7 @@ extension Kernel {
             putPage(kpfn)
             let n = ksmNode(node)
             if n.pointee.hlist != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
-            mm(p.pointee.mm).pointee.ksm_merging_pages -= 1
+            mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages -= 1
             n.pointee.rmap_hlist_len -= 1
             putAnonVMA(p.pointee.anon_vma)
             setItemPgoff(i, 0)
@@ -305,7 +320,7 @@ extension Kernel {
     /// get_next_rmap_item(): the item for `addr` in the mm's sorted list,
     /// freeing the items passed over (their pages are gone); a new one if
     /// there is none. 0 when the item table is full.
-    func getNextRmapItem(_ m: UInt32, _ link: UnsafeMutablePointer<UInt32>, _ addr: UInt64) -> UInt32 {
+    func getNextRmapItem(_ m: MMID, _ link: UnsafeMutablePointer<UInt32>, _ addr: UInt64) -> UInt32 {
         while link.pointee != 0 {
             let i = link.pointee
             if ksmItem(i).pointee.address & KSMFlag.pageMask == addr { return i }
@@ -317,7 +332,7 @@ extension Kernel {
         let i = alloc(T.ksmItem)
         if i == 0 { return 0 }
         let p = ksmItem(i)
-        p.pointee.mm = m
+        p.pointee.mm = m.rawValue
         mm(m).pointee.ksm_rmap_items += 1
         p.pointee.address = addr
         p.pointee.rmap_list = link.pointee
@@ -352,7 +367,7 @@ extension Kernel {
             let p = ksmItem(i)
             let next = p.pointee.hlist_next
             if next != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
-            mm(p.pointee.mm).pointee.ksm_merging_pages -= 1
+            mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages -= 1
             ksmNode(node).pointee.rmap_hlist_len -= 1
             putAnonVMA(p.pointee.anon_vma)
             setItemPgoff(i, 0)
@@ -430,13 +445,13 @@ extension Kernel {
         if n.pointee.hlist != 0 { ksmItem(n.pointee.hlist).pointee.hlist_prev = i }
         n.pointee.hlist = i
         if p.pointee.hlist_next != 0 { header.pointee.ksm_pages_sharing += 1 } else { header.pointee.ksm_pages_shared += 1 }
-        mm(p.pointee.mm).pointee.ksm_merging_pages += 1
+        mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages += 1
     }
 
     // MARK: the unstable tree
 
     /// find_mergeable_vma(): the VM_MERGEABLE VMA with an anon_vma at `addr`.
-    func findMergeableVMA(_ m: UInt32, _ addr: UInt64) -> VMAID {
+    func findMergeableVMA(_ m: MMID, _ addr: UInt64) -> VMAID {
         let v = vmaLookup(m, addr)
         guard !v.isNone, vma(v).pointee.vm_flags & VM.mergeable != 0, vma(v).pointee.anon_vma != 0 else { return .none }
         return v
@@ -445,7 +460,7 @@ extension Kernel {
     /// get_mergeable_page(): the anonymous page the item's (mm, address)
     /// maps, with a reference; 0 if none.
     func getMergeablePage(_ i: UInt32) -> PFN {
-        let m = ksmItem(i).pointee.mm
+        let m = itemMM(i)
         let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
         guard !findMergeableVMA(m, addr).isNone, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
         let pfn = vmNormalPage(slot.pointee)
@@ -500,7 +515,7 @@ extension Kernel {
     /// succeeds). `orig` receives the PTE. MMU notifiers: MMU_NOTIFY_CLEAR.
     func writeProtectPage(_ v: VMAID, _ pfn: PFN, orig: inout UInt64) -> Bool {
         guard let address = pageAddressInVMA(pfn, v) else { return false }
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         mmuInvalidateRangeStart(m, address, address + PAGE_SIZE)
         defer { mmuInvalidateRangeEnd(m, address, address + PAGE_SIZE) }
         guard let slot = pageVMAMappedWalk(pfn, v, address) else { return false }
@@ -531,7 +546,7 @@ extension Kernel {
     /// once unmapped). MM counters do not change (anon for anon).
     func replacePage(_ v: VMAID, _ pfn: PFN, _ kpfn: PFN, orig: UInt64) -> Bool {
         guard let addr = pageAddressInVMA(pfn, v) else { return false }
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return false }
         mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
         defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
@@ -571,7 +586,7 @@ extension Kernel {
     /// (0: makes it a KSM page), then the item records the VMA's anon_vma
     /// (with a reference) and vm_pgoff for rmap_walk_ksm.
     func tryToMergeWithKSMPage(_ i: UInt32, _ pfn: PFN, _ kpfn: PFN) -> Bool {
-        let v = findMergeableVMA(ksmItem(i).pointee.mm, ksmItem(i).pointee.address & KSMFlag.pageMask)
+        let v = findMergeableVMA(itemMM(i), ksmItem(i).pointee.address & KSMFlag.pageMask)
         guard !v.isNone, tryToMergeOnePage(v, pfn, kpfn) else { return false }
         removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
         let av = vma(v).pointee.anon_vma
@@ -600,7 +615,7 @@ extension Kernel {
         putAnonVMA(p.pointee.anon_vma)
         setItemPgoff(i, 0)
         let addr = p.pointee.address & KSMFlag.pageMask
-        let v = findMergeableVMA(p.pointee.mm, addr)
+        let v = findMergeableVMA(MMID(p.pointee.mm), addr)
         if !v.isNone { _ = breakKSM(v, addr, addr + PAGE_SIZE) }
     }
 
@@ -679,9 +694,9 @@ extension Kernel {
     @discardableResult
     func ksmScanPass() -> Bool {
         ksmUnstableRoot.pointee = 0  // root_unstable_tree = RB_ROOT
-        var m = header.pointee.ksm_mm_head
-        while m != 0 {
-            let nextSlot = mm(m).pointee.ksm_slot_next
+        var m = ksmMMHead
+        while !m.isNone {
+            let nextSlot = ksmSlotNext(m)
             var address: UInt64 = 0
             var link = mmKSMRmapList(m)
             var v = firstVMA(m)

@@ -7,13 +7,13 @@ extension Machine {
     /// non-present entry (the statement then answers EFAULT).
     /// With `devicePrivate`, a device-private entry names its frame too (what
     /// migrate_vma hands to try_to_unmap / migration: `unmap`, `migrate`).
-    package func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> PFN {
+    package func mappedFrame(_ m: MMID, _ addr: UInt64, devicePrivate: Bool = false) -> PFN {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return .none }
         if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return PTE.swpOffsetPFN(s.pointee) }
         return k.vmNormalPage(s.pointee)
     }
 
-    func performReverse(_ m: UInt32, _ op: Operation) -> OpResult {
+    func performReverse(_ m: MMID, _ op: Operation) -> OpResult {
         switch op {
         case .unmap(let addr, let pages, let flags):
             let r = eachFrame(m, addr, pages, devicePrivate: true) { k.tryToUnmap($0, flags: flags) ? .ok : .fail }
@@ -57,7 +57,7 @@ extension Machine {
 
     /// Runs `body` on the frame at each page; EFAULT for a page without one
     /// (the rest of the line does not run); the last non-ok result otherwise.
-    func eachFrame(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, devicePrivate: Bool = false,
+    func eachFrame(_ m: MMID, _ addr: UInt64, _ pages: UInt64, devicePrivate: Bool = false,
                    _ body: (PFN) -> OpResult) -> OpResult {
         var result = OpResult.ok
         var a = addr
@@ -77,13 +77,13 @@ extension Machine {
     /// counting only the VMAs of one process (the model's stand-in for a
     /// memcg: invalid_page_referenced_vma). Nil when no frame is mapped there.
     public func referenced(process: String, addr: UInt64, onlyProcess: String? = nil) -> (count: Int, locked: Bool)? {
-        guard let m = mmByName[process] else { return nil }
+        guard let m = mmOf(process) else { return nil }
         let pfn = mappedFrame(m, addr)
         guard !pfn.isNone else { return nil }
         let r: (referenced: Int, vmFlags: UInt64)
         if let only = onlyProcess {
-            guard let om = mmByName[only] else { return nil }
-            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: MMID(om)))
+            guard let om = mmOf(only) else { return nil }
+            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
         } else {
             r = k.pageReferenced(pfn, filter: AllVMAs?.none)
         }
@@ -99,7 +99,7 @@ extension Machine {
     /// the zero page, a swap or migration entry).
     @discardableResult
     public func markIdle(process: String, addr: UInt64) -> Bool {
-        guard let m = mmByName[process] else { return false }
+        guard let m = mmOf(process) else { return false }
         return k.pageIdleMark(mappedFrame(m, addr))
     }
 
@@ -108,7 +108,7 @@ extension Machine {
     /// `markIdle`; a reference found clears the bit (and marks the page young
     /// for page_referenced). Nil when no trackable frame is mapped there.
     public func isIdle(process: String, addr: UInt64) -> Bool? {
-        guard let m = mmByName[process] else { return nil }
+        guard let m = mmOf(process) else { return nil }
         return k.pageIdleRead(mappedFrame(m, addr))
     }
 }

@@ -11,7 +11,7 @@ extension Machine {
 
     @usableFromInline
     func walkFrame<C: RmapWalkControl>(process: String, addr: UInt64, _ control: inout C) -> Bool {
-        guard let m = mmByName[process] else { return false }
+        guard let m = mmOf(process) else { return false }
         let pfn = mappedFrame(m, addr)
         guard !pfn.isNone else { return false }
         k.rmapWalk(pfn, &control)

@@ -112,14 +112,15 @@ public final class Machine {
         guard mmByName[name] == nil else { return .errno(.EEXIST) }
         guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let m = k.mmAlloc()
-        guard m != 0 else { return .errno(.ENOMEM) }
-        processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m)
-        mmByName[name] = m
+        guard !m.isNone else { return .errno(.ENOMEM) }
+        processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m.rawValue)
+        mmByName[name] = m.rawValue
         processOrder.append(name)
         return .ok
     }
 
-    package func mmOf(_ name: String) -> UInt32? { mmByName[name] }
+    /// The mm of process `name` (mmByName keeps the raw index, as the saved state does).
+    package func mmOf(_ name: String) -> MMID? { mmByName[name].map { MMID($0) } }
 
     /// Stores a name in the arena's name table (creation order kept).
     func recordName(_ name: String, kind: UInt32, index: UInt32) -> UInt32 {
@@ -144,9 +145,9 @@ public final class Machine {
         guard mmByName[child] == nil else { return .errno(.EEXIST) }
         guard child.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let c = k.dupMMap(pm)
-        guard c != 0 else { return .errno(.ENOMEM) }
-        processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c)
-        mmByName[child] = c
+        guard !c.isNone else { return .errno(.ENOMEM) }
+        processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c.rawValue)
+        mmByName[child] = c.rawValue
         processOrder.append(child)
         return .ok
     }
@@ -223,7 +224,7 @@ public final class Machine {
     /// A write stores a content token in the frame it wrote: `value`, or
     /// one derived from the writer and the address (`rmap_write_token`,
     /// shared with the oracle through CShims/include/rmap_content.h).
-    func access(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool, value: UInt64? = nil) -> OpResult {
+    func access(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool, value: UInt64? = nil) -> OpResult {
         var a = addr
         for _ in 0..<pages {
             switch k.handleMMFault(m, a, write: write) {
@@ -234,7 +235,7 @@ public final class Machine {
             }
             if write, let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: a) {
                 let pfn = k.vmNormalPage(s.pointee)
-                if !pfn.isNone { k.page(pfn).pointee.content = value ?? rmap_write_token(m, a) }
+                if !pfn.isNone { k.page(pfn).pointee.content = value ?? rmap_write_token(m.rawValue, a) }
             }
             a += PAGE_SIZE
         }

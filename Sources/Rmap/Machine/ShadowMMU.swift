@@ -27,7 +27,7 @@ public final class ShadowMMU: MMUNotifier {
     @discardableResult
     public func fault(_ machine: Machine, process: String, address: UInt64) -> Bool {
         guard let m = machine.mmIndex(of: process), (inProgress[m] ?? 0) == 0 else { return false }
-        let pfn = machine.mappedFrame(m.rawValue, address)
+        let pfn = machine.mappedFrame(m, address)
         guard !pfn.isNone else { return false }
         table[Key(mm: m, address: address)] = Entry(pfn: pfn, young: true)
         return true

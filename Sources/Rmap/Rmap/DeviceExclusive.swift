@@ -8,7 +8,7 @@ import CShims
 /// does not match these entries in the model (6.x check_pte does; no trace
 /// can reach an exclusively held page through the rmap: its mapcount is 0).
 struct MakeDeviceExclusiveControl: RmapWalkControl {
-    let mm: UInt32
+    let mm: MMID
     let address: UInt64
     var valid = false
     var ret = true
@@ -24,7 +24,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address a: UInt64) -> Bool {
         let pfn = pfnID, v = vID
         let k = m.k
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, a, a + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, a, a + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, a) else { return ret }
@@ -57,7 +57,7 @@ extension Kernel {
     /// exclusive and no mapping is left. The driver then drops its GUP
     /// reference (folio_unlock + folio_put after programming its MMU).
     /// .sigsegv / .oom come from the fault.
-    func makeDeviceExclusive(_ m: UInt32, _ address: UInt64) -> FaultResult? {
+    func makeDeviceExclusive(_ m: MMID, _ address: UInt64) -> FaultResult? {
         let r = handleMMFault(m, address, write: true)  // GUP FOLL_WRITE
         if r != .ok { return r }
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return .sigsegv }
@@ -86,7 +86,7 @@ extension Kernel {
             pte |= PTE.dirty
             if flags & VM.write != 0 && pte & PTE.present != 0 { pte |= PTE.rw }  // maybe_mkwrite
         }
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         mmuInvalidateRangeStart(m, address, address + PAGE_SIZE)  // MMU_NOTIFY_EXCLUSIVE
         defer { mmuInvalidateRangeEnd(m, address, address + PAGE_SIZE) }
         folioAddAnonRmapPTE(pfn, vma: v, address: address, exclusive: false)

@@ -98,7 +98,7 @@ struct TryToMigrateControl: RmapWalkControl {
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
         let pfn = pfnID, v = vID
         let k = m.k
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return ret }

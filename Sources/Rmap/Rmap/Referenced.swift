@@ -59,7 +59,7 @@ struct PageReferencedControl<Filter: ReferencedVMAFilter>: RmapWalkControl {
                 vmFlags |= VM.locked
                 return false  // To break the loop
             }
-            if k.ptepClearFlushYoungNotify(k.vma(v).pointee.mm, address, slot) {
+            if k.ptepClearFlushYoungNotify(k.vmMM(v), address, slot) {
                 if flagsV & VM.seqRead == 0 { refs += 1 }
             }
             mapcount -= 1
@@ -98,7 +98,7 @@ struct PageMkcleanControl: RmapWalkControl {
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
         let pfn = pfnID, v = vID
         let k = m.k
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
@@ -155,7 +155,7 @@ struct PageIdleClearRefsControl: RmapWalkControl {
         let pfn = pfnID, v = vID
         let k = m.k
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
-        if k.ptepClearYoungNotify(k.vma(v).pointee.mm, address, slot) {
+        if k.ptepClearYoungNotify(k.vmMM(v), address, slot) {
             k.page(pfn).pointee.flags = (k.page(pfn).pointee.flags & ~PG.idle) | PG.young
         }
         return true
@@ -165,7 +165,7 @@ struct PageIdleClearRefsControl: RmapWalkControl {
 extension Kernel {
     /// ptep_clear_young_notify(): the primary accessed bit is tested and
     /// cleared without a flush, then the secondary MMUs' (mmu_notifier_clear_young).
-    func ptepClearYoungNotify(_ m: UInt32, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
+    func ptepClearYoungNotify(_ m: MMID, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
         var young = PTE.isYoung(slot.pointee)
         slot.pointee &= ~PTE.accessed
         if hooks.hasSubscriptions && mmuClearYoung(m, address, address + PAGE_SIZE) { young = true }

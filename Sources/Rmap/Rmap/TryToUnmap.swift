@@ -47,7 +47,7 @@ struct TryToUnmapControl: RmapWalkControl {
         // migration request skips them.
         let pf = k.page(pfn).pointee.flags
         if flags.contains(.migration) && pf & PG.zoneDevice != 0 && pf & PG.devicePrivate == 0 { return true }
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return ret }

@@ -29,7 +29,7 @@ public struct RmapContext {
     }
     /// The PTE at `address` of mm `m`, 0 when none.
     public func pte(mm m: MMID, address: UInt64) -> UInt64 {
-        k.leafSlot(root: k.mm(m.rawValue).pointee.pgd, key: address)?.pointee ?? 0
+        k.leafSlot(root: k.mm(m).pointee.pgd, key: address)?.pointee ?? 0
     }
 }
 
@@ -96,7 +96,7 @@ extension Kernel {
     @inline(__always)
     func pageVMAMappedWalk(_ pfn: PFN, _ v: VMAID, _ address: UInt64,
                            migration: Bool = false) -> UnsafeMutablePointer<UInt64>? {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return nil }
         let e = slot.pointee
         if PTE.isPresent(e) { return !migration && PTE.pfn(e) == pfn && e & PTE.special == 0 ? slot : nil }

@@ -78,7 +78,7 @@ extension Kernel {
     /// entry is swapped in: the swap-cache page if there is one (restoring
     /// sharing), else a new page read from the slot. Other entries (migration,
     /// hwpoison) are handled by the reverse-mapping paths.
-    func doSwapPage(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
+    func doSwapPage(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                     _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let e = slot.pointee
         if PTE.isMigrationEntry(e) { return removeMigrationEntryOnFault(m, v, addr, slot, write: write) }
@@ -166,7 +166,7 @@ extension Kernel {
     /// as a new exclusive anonymous page (folio_add_new_anon_rmap with
     /// RMAP_EXCLUSIVE); the swap entry is freed; the swap-cache page stays
     /// in the swap cache.
-    func doSwapPageKSMCopy(_ m: UInt32, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func doSwapPageKSMCopy(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                            swapcache: PFN, write: Bool) -> FaultResult {
         let e = slot.pointee
         guard available(T.frame) >= 1, anonVMAPrepare(v) else { return .oom }
@@ -193,7 +193,7 @@ extension Kernel {
     /// an old PTE of the frame it names, writable for a write entry,
     /// exclusive unless a read entry, taking over the entry's reference. Then
     /// the access is retried. Not in the kernel: its waiter only sleeps.
-    func removeMigrationEntryOnFault(_ m: UInt32, _ v: VMAID, _ addr: UInt64,
+    func removeMigrationEntryOnFault(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                                      _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let pfn = PTE.swpOffsetPFN(slot.pointee)
         restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)

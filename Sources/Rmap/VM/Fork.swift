@@ -13,9 +13,9 @@ extension Kernel {
     /// dup_mmap(): a child mm with a copy of every VMA except VM_DONTCOPY
     /// ones; VM_WIPEONFORK VMAs start empty; VM_LOCKED is not inherited.
     /// Returns the child mm, or 0 on ENOMEM with nothing left behind.
-    package func dupMMap(_ parent: UInt32) -> UInt32 {
+    package func dupMMap(_ parent: MMID) -> MMID {
         let child = mmAlloc()
-        if child == 0 { return 0 }
+        if child.isNone { return .none }
         ksmFork(child: child, parent: parent)  // ksm_fork()
         var pv = firstVMA(parent)
         while !pv.isNone {
@@ -23,9 +23,9 @@ extension Kernel {
             let pf = vma(pv).pointee.vm_flags
             if pf & VM.dontcopy != 0 { continue }
             guard available(T.vma) >= 1, available(T.avc) >= UInt32(avcListLength(pv) + 1),
-                  available(T.anonVMA) >= 1 else { exitMMap(child); return 0 }
+                  available(T.anonVMA) >= 1 else { exitMMap(child); return .none }
             let v = vmAreaDup(pv)
-            vma(v).pointee.mm = child
+            vma(v).pointee.mm = child.rawValue
             vma(v).pointee.vm_flags &= ~VM.lockedMask
             if pf & VM.wipeonfork != 0 {
                 vma(v).pointee.anon_vma = 0
@@ -34,7 +34,7 @@ extension Kernel {
             }
             vmaLink(v)
             if pf & VM.wipeonfork == 0 && vmaNeedsCopy(dst: v, src: pv) {
-                if !copyPTERange(dst: v, src: pv) { exitMMap(child); return 0 }
+                if !copyPTERange(dst: v, src: pv) { exitMMap(child); return .none }
             }
         }
         return child
@@ -45,7 +45,7 @@ extension Kernel {
     /// clean in shared mappings); anon pages lose their exclusive marker.
     /// False on ENOMEM (page tables).
     func copyPTERange(dst: VMAID, src: VMAID) -> Bool {
-        let sm = vma(src).pointee.mm, dm = vma(dst).pointee.mm
+        let sm = vmMM(src), dm = vmMM(dst)
         let flags = vma(src).pointee.vm_flags
         let cow = VM.isCOW(flags)
         var ok = true

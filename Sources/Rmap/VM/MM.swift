@@ -11,24 +11,24 @@ package enum MMCounter: Int {
 /// The mm_struct and its VMA tree (kernel/fork.c, mm/mmap.c, mm/vma.c).
 extension Kernel {
     /// mm_alloc() + mm_init() + pgd_alloc(); 0 when out of memory.
-    package func mmAlloc() -> UInt32 {
-        guard available(T.mm) >= 1, available(T.ptPage) >= 1 else { return 0 }
-        let m = alloc(T.mm)
+    package func mmAlloc() -> MMID {
+        guard available(T.mm) >= 1, available(T.ptPage) >= 1 else { return .none }
+        let m = MMID(alloc(T.mm))
         let pgd = allocPTPage(level: 4)
         mm(m).pointee.pgd = pgd
         mm(m).pointee.mm_users = 1
-        mm(m).pointee.pid = m
+        mm(m).pointee.pid = m.rawValue
         return m
     }
 
     /// mmdrop() after exit_mmap(): frees the PGD and the mm.
-    func mmFree(_ m: UInt32) {
+    func mmFree(_ m: MMID) {
         freeSubtree(mm(m).pointee.pgd, level: 4)
-        free(T.mm, m)
+        free(T.mm, m.rawValue)
     }
 
     /// add_mm_counter() with the hiwater update (update_hiwater_rss).
-    @inline(__always) func addMMCounter(_ m: UInt32, _ c: MMCounter, _ delta: Int64) {
+    @inline(__always) func addMMCounter(_ m: MMID, _ c: MMCounter, _ delta: Int64) {
         let p = mm(m)
         withUnsafeMutablePointer(to: &p.pointee.rss) {
             $0.withMemoryRebound(to: Int64.self, capacity: 4) { $0[c.rawValue] += delta }
@@ -39,7 +39,7 @@ extension Kernel {
         }
     }
 
-    @inline(__always) package func mmCounter(_ m: UInt32, _ c: MMCounter) -> Int64 {
+    @inline(__always) package func mmCounter(_ m: MMID, _ c: MMCounter) -> Int64 {
         let p = mm(m)
         return withUnsafeMutablePointer(to: &p.pointee.rss) {
             $0.withMemoryRebound(to: Int64.self, capacity: 4) { $0[c.rawValue] }
@@ -47,7 +47,7 @@ extension Kernel {
     }
 
     /// get_mm_rss()
-    func getMMRss(_ m: UInt32) -> Int64 {
+    func getMMRss(_ m: MMID) -> Int64 {
         mmCounter(m, .file) + mmCounter(m, .anon) + mmCounter(m, .shmem)
     }
 
@@ -61,25 +61,25 @@ extension Kernel {
     // MARK: VMA tree
 
     /// find_vma(): the first VMA with vm_end > addr, 0 if none.
-    @inline(__always) func findVMA(_ m: UInt32, _ addr: UInt64) -> VMAID {
+    @inline(__always) func findVMA(_ m: MMID, _ addr: UInt64) -> VMAID {
         VMAID(IntervalTree.findFirstEndingAtOrAfter(root: mm(m).pointee.mm_rb, addr, mmTree))
     }
 
     /// vma_lookup(): the VMA containing addr, 0 if none.
-    @inline(__always) package func vmaLookup(_ m: UInt32, _ addr: UInt64) -> VMAID {
+    @inline(__always) package func vmaLookup(_ m: MMID, _ addr: UInt64) -> VMAID {
         let v = findVMA(m, addr)
         return !v.isNone && vma(v).pointee.vm_start <= addr ? v : .none
     }
 
-    @inline(__always) package func firstVMA(_ m: UInt32) -> VMAID { VMAID(IntervalTree.first(root: mm(m).pointee.mm_rb, mmTree)) }
+    @inline(__always) package func firstVMA(_ m: MMID) -> VMAID { VMAID(IntervalTree.first(root: mm(m).pointee.mm_rb, mmTree)) }
     @inline(__always) package func nextVMA(_ v: VMAID) -> VMAID { VMAID(IntervalTree.next(v.rawValue, mmTree)) }
     @inline(__always) func prevVMA(_ v: VMAID) -> VMAID { VMAID(IntervalTree.prev(v.rawValue, mmTree)) }
-    @inline(__always) func lastVMA(_ m: UInt32) -> VMAID { VMAID(IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)) }
+    @inline(__always) func lastVMA(_ m: MMID) -> VMAID { VMAID(IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)) }
 
     /// vm_area_alloc(): a zeroed VMA of mm `m`; 0 when out of memory.
-    func vmAreaAlloc(_ m: UInt32) -> VMAID {
+    func vmAreaAlloc(_ m: MMID) -> VMAID {
         let v = VMAID(alloc(T.vma))
-        if !v.isNone { vma(v).pointee.mm = m }
+        if !v.isNone { vma(v).pointee.mm = m.rawValue }
         return v
     }
 
@@ -103,7 +103,7 @@ extension Kernel {
 
     /// vma_link(): into the mm's tree and the file's i_mmap.
     func vmaLink(_ v: VMAID) {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         IntervalTree.insert(v.rawValue, root: mmRoot(m), mmTree)
         mm(m).pointee.map_count += 1
         mm(m).pointee.total_vm += vmaPages(v)
@@ -112,7 +112,7 @@ extension Kernel {
 
     /// Removes `v` from the mm tree (vma_iter_clear) and from i_mmap.
     func vmaUnlinkFromMM(_ v: VMAID) {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         unlinkFileVMA(v)
         IntervalTree.remove(v.rawValue, root: mmRoot(m), mmTree)
         mm(m).pointee.map_count -= 1

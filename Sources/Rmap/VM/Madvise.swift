@@ -6,7 +6,7 @@ extension Kernel {
     /// madvise_walk_vmas(): applies `advice` to each VMA piece of
     /// [start, end); holes make the call return ENOMEM after the rest was
     /// done; an error from a piece stops the walk.
-    func doMadvise(_ m: UInt32, start: UInt64, end: UInt64, advice: Advice) -> Errno? {
+    func doMadvise(_ m: MMID, start: UInt64, end: UInt64, advice: Advice) -> Errno? {
         var v = findVMA(m, start)
         var prev = VMAID.none
         if !v.isNone { prev = vma(v).pointee.vm_start < start ? v : prevVMA(v) }
@@ -33,7 +33,7 @@ extension Kernel {
     }
 
     /// madvise_vma_behavior()
-    func madviseVMABehavior(_ m: UInt32, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
+    func madviseVMABehavior(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
                             advice: Advice) -> Result<Void, Errno> {
         let flags = vma(v).pointee.vm_flags
         switch advice {
@@ -92,7 +92,7 @@ extension Kernel {
     /// them without writing; a later write makes them swap-backed again.
     /// Swap entries in the range are freed.
     func madviseFreePTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
             let e = slot.pointee
             guard e != 0 else { return true }
@@ -124,7 +124,7 @@ extension Kernel {
     /// only (folio_maybe_mapped_shared() skips the rest) are aged; with
     /// pageout they are then reclaimed (reclaim_pages()).
     func madviseColdOrPageout(_ v: VMAID, _ start: UInt64, _ end: UInt64, pageout: Bool) {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { addr, slot in
             let e = slot.pointee
             guard PTE.isPresent(e) else { return true }

@@ -116,7 +116,7 @@ extension Kernel {
 
     /// vma_merge_new_range(): a new range [d.start, d.end) joins prev and/or
     /// next. Returns the expanded VMA, 0 when no merge was possible.
-    func vmaMergeNewRange(_ m: UInt32, _ d: VMAMergeDesc, prev: VMAID, next: VMAID) -> VMAID {
+    func vmaMergeNewRange(_ m: MMID, _ d: VMAMergeDesc, prev: VMAID, next: VMAID) -> VMAID {
         if d.flags & Kernel.vmSpecial != 0 || (prev.isNone && next.isNone) { return .none }
         let left = canVMAMergeLeft(prev, d)
         let right = canVMAMergeRight(prev, next, d, left: left)

@@ -10,7 +10,7 @@ extension Kernel {
     /// anything overlaps; a new range merges with compatible neighbours.
     /// `file` is 0 for anonymous memory; shared anonymous memory gets a new
     /// shmem file (shmem_zero_setup) whose pgoff is 0.
-    package func doMmap(_ m: UInt32, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
+    package func doMmap(_ m: MMID, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
                 pgoff fileOff: UInt64) -> Errno? {
         let end = addr + pages << PAGE_SHIFT
         let v0 = findVMA(m, addr)
@@ -51,7 +51,7 @@ extension Kernel {
 
     /// do_mprotect_pkey(): changes the protection VMA by VMA; a hole is
     /// ENOMEM, after the VMAs before it were changed (as in the kernel).
-    func doMprotect(_ m: UInt32, start: UInt64, end: UInt64, prot: UInt64) -> Errno? {
+    func doMprotect(_ m: MMID, start: UInt64, end: UInt64, prot: UInt64) -> Errno? {
         var v = findVMA(m, start)
         guard !v.isNone, vma(v).pointee.vm_start <= start else { return .ENOMEM }
         var prev: VMAID = vma(v).pointee.vm_start < start ? v : prevVMA(v)
@@ -74,7 +74,7 @@ extension Kernel {
 
     /// mprotect_fixup(): VM_ACCOUNT rules, then vma_modify_flags() and
     /// change_protection(). Sets `prev` to the VMA now covering the range.
-    func mprotectFixup(_ m: UInt32, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
+    func mprotectFixup(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
                        newflags nf: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
         if nf == old { prev = v; return v }
@@ -102,7 +102,7 @@ extension Kernel {
     /// anon page that was writable-eligible (can_change_pte_writable), a
     /// shared one only if dirty.
     func changeProtection(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         let flags = vma(v).pointee.vm_flags
         let prot = PTE.pageProt(vmFlags: flags)
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
@@ -133,7 +133,7 @@ extension Kernel {
     /// do_mremap() without MREMAP_MAYMOVE (`to == nil`: shrink, or grow in
     /// place when the space after the VMA is free) or with
     /// MREMAP_MAYMOVE|MREMAP_FIXED (move to `to`, mremap_to()).
-    func doMremap(_ m: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64, to: UInt64?) -> Errno? {
+    func doMremap(_ m: MMID, addr: UInt64, oldLen: UInt64, newLen: UInt64, to: UInt64?) -> Errno? {
         if let to {
             return mremapTo(m, addr: addr, oldLen: oldLen, newLen: newLen, newAddr: to)
         }
@@ -178,7 +178,7 @@ extension Kernel {
     }
 
     /// vma_expandable(): nothing mapped in [vm_end, vm_end + delta).
-    func vmaExpandable(_ m: UInt32, _ v: VMAID, _ delta: UInt64) -> Bool {
+    func vmaExpandable(_ m: MMID, _ v: VMAID, _ delta: UInt64) -> Bool {
         let end = vma(v).pointee.vm_end
         guard end + delta <= TraceLimits.maxAddress else { return false }
         let n = nextVMA(v)
@@ -187,7 +187,7 @@ extension Kernel {
 
     /// mremap_to(): MREMAP_FIXED moves [addr, addr+oldLen) to newAddr,
     /// unmapping whatever was there; ranges that overlap are EINVAL.
-    func mremapTo(_ m: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+    func mremapTo(_ m: MMID, addr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
         if addr + oldLen > newAddr && newAddr + newLen > addr { return .EINVAL }
         var oldLen = oldLen
         if newAddr + newLen > TraceLimits.maxAddress { return .EINVAL }
@@ -214,7 +214,7 @@ extension Kernel {
     /// remap_move() (6.17+): a move that does not resize may span several
     /// VMAs and the gaps between them; each piece moves to the same offset
     /// from the new address, so the gaps stay gaps.
-    func mremapMoveMultiple(_ m: UInt32, addr: UInt64, len: UInt64, newAddr: UInt64) -> Errno? {
+    func mremapMoveMultiple(_ m: MMID, addr: UInt64, len: UInt64, newAddr: UInt64) -> Errno? {
         let end = addr + len
         let list = vmasIntersecting(m, addr, end)
         for v in list where vma(v).pointee.vm_flags & (VM.dontexpand | VM.pfnmap) != 0 { return .EFAULT }
@@ -237,7 +237,7 @@ extension Kernel {
 
     /// move_vma(): copy_vma() at the new place (merging there if it can),
     /// move_page_tables(), then unmap the old range (whose PTEs are gone).
-    func moveVMA(_ m: UInt32, _ v: VMAID, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+    func moveVMA(_ m: MMID, _ v: VMAID, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
         // Advise KSM to break any KSM pages in the area to be moved (they
         // would otherwise turn up where rmap_walk_ksm does not look); the
         // VMA keeps VM_MERGEABLE.
@@ -290,14 +290,14 @@ extension Kernel {
     // MARK: mlock
 
     /// apply_vma_lock_flags() then __mm_populate() (do_mlock / sys_munlock).
-    func doMlock(_ m: UInt32, start: UInt64, end: UInt64, lock: Bool) -> Errno? {
+    func doMlock(_ m: MMID, start: UInt64, end: UInt64, lock: Bool) -> Errno? {
         if let e = applyVMALockFlags(m, start: start, end: end, flags: lock ? VM.locked : 0) { return e }
         if !lock { return nil }
         // __mlock_posix_error_return(): EFAULT and EINVAL become ENOMEM.
         return mmPopulate(m, start, end)
     }
 
-    func applyVMALockFlags(_ m: UInt32, start: UInt64, end: UInt64, flags: UInt64) -> Errno? {
+    func applyVMALockFlags(_ m: MMID, start: UInt64, end: UInt64, flags: UInt64) -> Errno? {
         var v = vmaLookup(m, start)
         guard !v.isNone else { return .ENOMEM }
         var prev: VMAID = vma(v).pointee.vm_start < start ? v : prevVMA(v)
@@ -320,7 +320,7 @@ extension Kernel {
 
     /// mlock_fixup(): vma_modify_flags(), then mlock or munlock the pages
     /// already mapped (mlock_vma_pages_range).
-    func mlockFixup(_ m: UInt32, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
+    func mlockFixup(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
                     newflags: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
         if newflags == old || old & Kernel.vmSpecial != 0 { prev = v; return v }
@@ -351,7 +351,7 @@ extension Kernel {
     /// faults in every page of [start, end): with FOLL_WRITE in private
     /// writable VMAs (breaking COW), read otherwise. A PROT_NONE VMA or a
     /// hole is an error, reported as ENOMEM by mlock.
-    func mmPopulate(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+    func mmPopulate(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Errno? {
         var addr = start
         while addr < end {
             let v = findVMA(m, addr)
@@ -372,7 +372,7 @@ extension Kernel {
 
     /// follow_page_pte() / faultin_page() for one page: a fault only when the
     /// PTE is missing, or read-only for a write.
-    func gupFaultIn(_ m: UInt32, _ addr: UInt64, write: Bool) -> Errno? {
+    func gupFaultIn(_ m: MMID, _ addr: UInt64, write: Bool) -> Errno? {
         if let s = leafSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) {
             if !write || PTE.isWrite(s.pointee) {
                 s.pointee |= PTE.accessed  // FOLL_TOUCH

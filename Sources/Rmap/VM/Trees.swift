@@ -39,6 +39,8 @@ package struct AVCTree: IntervalTreeAccessor {
 }
 
 extension Kernel {
+    /// vma->vm_mm
+    @inline(__always) package func vmMM(_ v: VMAID) -> MMID { MMID(vma(v).pointee.mm) }
     @inline(__always) func vmaPages(_ v: VMAID) -> UInt64 {
         (vma(v).pointee.vm_end - vma(v).pointee.vm_start) >> PAGE_SHIFT
     }
@@ -58,7 +60,7 @@ extension Kernel {
         UnsafeMutableRawPointer(file(f)).advanced(by: MemoryLayout<rmap_file>.offset(of: \rmap_file.i_mmap)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func mmRoot(_ m: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func mmRoot(_ m: MMID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(mm(m)).advanced(by: MemoryLayout<rmap_mm>.offset(of: \rmap_mm.mm_rb)!)
             .assumingMemoryBound(to: UInt32.self)
     }

@@ -11,7 +11,7 @@ extension Kernel {
     /// around it (mmu_notifier_invalidate_range_start/end of unmap_vmas and
     /// zap_page_range_single).
     func zapPTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         mmuInvalidateRangeStart(m, start, end)
         defer { mmuInvalidateRangeEnd(m, start, end) }
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
@@ -53,7 +53,7 @@ extension Kernel {
     }
 
     /// The VMAs of `m` that intersect [start, end), in address order.
-    package func vmasIntersecting(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> [VMAID] {
+    package func vmasIntersecting(_ m: MMID, _ start: UInt64, _ end: UInt64) -> [VMAID] {
         var out: [VMAID] = []
         var v = findVMA(m, start)
         while !v.isNone && vma(v).pointee.vm_start < end {
@@ -65,7 +65,7 @@ extension Kernel {
 
     /// free_pgtables() for the gap a removal leaves: the page-table pages
     /// wholly inside [floor, ceiling) that cover [start, end) go.
-    func freePgtablesAround(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+    func freePgtablesAround(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         let next = findVMA(m, end)
         let prev = !next.isNone ? prevVMA(next) : lastVMA(m)
         let floor: UInt64 = !prev.isNone ? vma(prev).pointee.vm_end : 0
@@ -78,7 +78,7 @@ extension Kernel {
     /// anon_vmas and files, free them (unmap_region + vms_complete_munmap_vmas).
     /// The detached VMAs are chained through their free-list link, so nothing
     /// is allocated.
-    func removeVMAs(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+    func removeVMAs(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         var v = findVMA(m, start)
         guard !v.isNone, vma(v).pointee.vm_start < end else { return }
         while !v.isNone && vma(v).pointee.vm_start < end {
@@ -111,7 +111,7 @@ extension Kernel {
 
     /// do_vmi_munmap(): splits the VMAs at the edges, then unmaps
     /// everything in [start, end). Nothing mapped is not an error.
-    package func doMunmap(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+    package func doMunmap(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Errno? {
         let v = findVMA(m, start)
         guard !v.isNone, vma(v).pointee.vm_start < end else { return nil }
         // Room for both splits up front: ENOMEM leaves everything unchanged.
@@ -126,14 +126,14 @@ extension Kernel {
     }
 
     /// The last VMA that starts before `end` (0 if none).
-    func lastVMABefore(_ m: UInt32, _ end: UInt64) -> VMAID {
+    func lastVMABefore(_ m: MMID, _ end: UInt64) -> VMAID {
         let n = findVMA(m, end)
         if !n.isNone && vma(n).pointee.vm_start < end { return n }
         return !n.isNone ? prevVMA(n) : lastVMA(m)
     }
 
     /// exit_mmap(): unmaps every VMA, frees the page tables and the mm.
-    package func exitMMap(_ m: UInt32) {
+    package func exitMMap(_ m: MMID) {
         ksmExit(m)  // __mmput(): ksm_exit() before exit_mmap()
         mmuRelease(m)  // mmu_notifier_release()
         var v = firstVMA(m)
