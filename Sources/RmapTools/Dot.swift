@@ -26,7 +26,7 @@ extension Machine {
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }
             let root = p.root == i
             s += "  av\(i) [shape=ellipse, \(root ? "style=bold, " : "")label=\"av\(p.serial)\(root ? " (root)" : "")\\nrefcount=\(p.refcount) degree=\(p.degree)\\nnum_children=\(p.num_children) num_active_vmas=\(p.num_active_vmas)\"];\n"

@@ -16,7 +16,7 @@ extension Machine {
             while !v.isNone {
                 let p = k.vma(v).pointee
                 var extra = ""
-                if p.anon_vma != 0 { extra += " anon_vma=av\(k.anonVMA(p.anon_vma).pointee.serial) avcs=\(k.avcListLength(v))" }
+                if p.anon_vma != 0 { extra += " anon_vma=av\(k.anonVMA(AnonVMAID(p.anon_vma)).pointee.serial) avcs=\(k.avcListLength(v))" }
                 if p.vm_flags & VM.locked != 0 { extra += " locked" }
                 if p.vm_flags & VM.dontcopy != 0 { extra += " dontfork" }
                 if p.vm_flags & VM.wipeonfork != 0 { extra += " wipeonfork" }
@@ -67,7 +67,7 @@ extension Machine {
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }
             if p.parent == i { roots.append(i) } else { children[p.parent, default: []].append(i) }
         }
@@ -76,7 +76,7 @@ extension Machine {
         func line(_ av: UInt32, _ depth: Int) {
             lines += 1
             if lines > maxLines { return }
-            let p = k.anonVMA(av).pointee
+            let p = k.anonVMA(AnonVMAID(av)).pointee
             let avcs = IntervalTree.count(root: p.rb_root, k.avcTree)
             s += "  " + String(repeating: "  ", count: depth)
                 + "av\(p.serial): refcount=\(p.refcount) degree=\(p.degree) num_children=\(p.num_children) num_active_vmas=\(p.num_active_vmas) avcs=\(avcs)\n"

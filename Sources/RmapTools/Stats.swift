@@ -76,15 +76,15 @@ extension Machine {
         var i: UInt32 = 1
         while i < ad.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }  // free
             s.anonVMAs += 1
             s.avcs += IntervalTree.count(root: p.rb_root, k.avcTree)
             if p.parent == i { s.anonVMARoots += 1; continue }
             var depth = 0
             var a = i
-            while k.anonVMA(a).pointee.parent != a && depth <= Int(ad.bump) {
-                a = k.anonVMA(a).pointee.parent
+            while k.anonVMA(AnonVMAID(a)).pointee.parent != a && depth <= Int(ad.bump) {
+                a = k.anonVMA(AnonVMAID(a)).pointee.parent
                 depth += 1
             }
             s.maxAnonVMADepth = max(s.maxAnonVMADepth, depth)

@@ -57,7 +57,7 @@ extension Machine {
         return v.isNone ? 0 : k.vma(v).pointee.anon_vma
     }
     public func anonVMAInfo(_ av: UInt32) -> rmap_anon_vma_info {
-        let p = k.anonVMA(av).pointee
+        let p = k.anonVMA(AnonVMAID(av)).pointee
         return rmap_anon_vma_info(root: p.root, parent: p.parent, refcount: p.refcount, degree: p.degree,
                                   numChildren: p.num_children, numActiveVMAs: p.num_active_vmas)
     }

@@ -202,17 +202,17 @@ import RmapTestSupport
             k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.anon_vma = m.anonVMAAt("D", Self.d)
         case .anonVMATree:
             let av = m.anonVMAAt("P0", Self.a)
-            k.avc(k.anonVMA(av).pointee.rb_root).pointee.rb.color = 0
+            k.avc(k.anonVMA(AnonVMAID(av)).pointee.rb_root).pointee.rb.color = 0
         case .anonVMARoot:
             let p0 = m.anonVMAAt("P0", Self.a), p1 = m.anonVMAAt("P1", Self.a)
-            try #require(p0 != p1 && k.anonVMA(p1).pointee.root == p0)
-            k.anonVMA(p0).pointee.root = p1
+            try #require(p0 != p1 && k.anonVMA(AnonVMAID(p1)).pointee.root == p0)
+            k.anonVMA(AnonVMAID(p0)).pointee.root = p1
         case .anonVMAParent:
-            k.anonVMA(m.anonVMAAt("P1", Self.a)).pointee.parent = m.anonVMAAt("D", Self.d)
+            k.anonVMA(AnonVMAID(m.anonVMAAt("P1", Self.a))).pointee.parent = m.anonVMAAt("D", Self.d)
         case .anonVMACounters:
-            k.anonVMA(m.anonVMAAt("P0", Self.a)).pointee.num_children += 1
+            k.anonVMA(AnonVMAID(m.anonVMAAt("P0", Self.a))).pointee.num_children += 1
         case .anonVMARefcount, .pageAnonVMA:
-            k.anonVMA(m.anonVMAAt("P1", Self.a)).pointee.refcount = 0
+            k.anonVMA(AnonVMAID(m.anonVMAAt("P1", Self.a))).pointee.refcount = 0
         case .anonVMAReusedInUse:
             k.header.pointee.anon_vma_reused_in_use = 1
             k.header.pointee.anon_vma_reused_last = UInt64(m.anonVMAAt("P1", Self.a))

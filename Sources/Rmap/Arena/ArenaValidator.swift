@@ -88,7 +88,7 @@ struct ArenaValidator {
                   p.vm_pgoff < 1 << 40 else { return "vma \(i): bad range" }
         }
         for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             guard ok(T.anonVMA, p.root), ok(T.anonVMA, p.parent), okOr0(T.avc, p.rb_root) else {
                 return "anon_vma \(i): an index is out of range"
             }
@@ -262,7 +262,7 @@ struct ArenaValidator {
             if let e = IntervalTree.check(root: k.file(i).pointee.i_mmap, k.iMMap, limit: Int(bump(T.vma))).first { return "file \(i): \(e)" }
         }
         for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
-            if let e = IntervalTree.check(root: k.anonVMA(i).pointee.rb_root, k.avcTree, limit: Int(bump(T.avc))).first { return "anon_vma \(i): \(e)" }
+            if let e = IntervalTree.check(root: k.anonVMA(AnonVMAID(i)).pointee.rb_root, k.avcTree, limit: Int(bump(T.avc))).first { return "anon_vma \(i): \(e)" }
         }
         for v in 1..<bump(T.vma) where live[Int(T.vma)][Int(v)] {
             var a = k.vma(VMAID(v)).pointee.avc_head

@@ -46,7 +46,7 @@ extension Checker {
                     } else if !hlistContains(node, i) {
                         fail(.ksmStableItem, .ksmItem(KSMItemID(i)), "ksm: stable rmap_item \(i) is not on its node \(node)'s hlist")
                     }
-                    let av = k.anonVMA(it.anon_vma).pointee
+                    let av = k.anonVMA(AnonVMAID(it.anon_vma)).pointee
                     if it.anon_vma == 0 || av.refcount < 1 || k.isFree(T.anonVMA, it.anon_vma) {
                         fail(.ksmStableItem, .ksmItem(KSMItemID(i)), "ksm: stable rmap_item \(i) holds no live anon_vma (\(it.anon_vma))")
                     }

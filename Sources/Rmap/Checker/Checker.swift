@@ -63,10 +63,10 @@ final class Checker {
                     let c = k.avc(a).pointee
                     if VMAID(c.vma) != v { fail(.avcVMA, .avc(AVCID(a)), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
                     if c.anon_vma == p.anon_vma { sawOwn = true }
-                    if !treeContains(k.anonVMARoot(c.anon_vma).pointee, a, k.avcTree) {
+                    if !treeContains(k.anonVMARoot(AnonVMAID(c.anon_vma)).pointee, a, k.avcTree) {
                         fail(.avcInTree, .avc(AVCID(a)), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
                     }
-                    if k.anonVMA(c.anon_vma).pointee.root != k.anonVMA(p.anon_vma == 0 ? c.anon_vma : p.anon_vma).pointee.root {
+                    if k.anonVMA(AnonVMAID(c.anon_vma)).pointee.root != k.anonVMA(AnonVMAID(p.anon_vma == 0 ? c.anon_vma : p.anon_vma)).pointee.root {
                         fail(.avcRoot, .avc(AVCID(a)), "avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
                     }
                     a = c.same_vma_next
@@ -209,7 +209,7 @@ final class Checker {
             }
             if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
                 let av = k.pageAnonVMA(pfn)
-                if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
+                if av.isNone || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av.rawValue) {
                     fail(.pageAnonVMA, .frame(pfn), "frame \(i): page->mapping points at freed anon_vma \(av)")
                 }
             }
@@ -295,30 +295,30 @@ final class Checker {
     func checkAnonVMAs(users: [UInt32: UInt32]) {
         let d = k.desc(T.anonVMA).pointee
         var children: [UInt32: UInt32] = [:]
-        var live: [UInt32] = []
+        var live: [AnonVMAID] = []
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }  // free
-            live.append(i)
+            live.append(AnonVMAID(i))
             // A root counts its self-parent link while its tree is not empty.
             if p.rb_root != 0 { children[p.parent, default: 0] += 1 }
         }
         for av in live {
             let p = k.anonVMA(av).pointee
-            for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail(.anonVMATree, .anonVMA(AnonVMAID(av)), "anon_vma \(av): tree: \(e)") }
-            if k.anonVMA(p.root).pointee.root != p.root { fail(.anonVMARoot, .anonVMA(AnonVMAID(av)), "anon_vma \(av): root \(p.root) is not a root") }
+            for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail(.anonVMATree, .anonVMA(av), "anon_vma \(av): tree: \(e)") }
+            if k.anonVMARootOf(AnonVMAID(p.root)).rawValue != p.root { fail(.anonVMARoot, .anonVMA(av), "anon_vma \(av): root \(p.root) is not a root") }
             // An anon_vma whose tree is empty is kept only by a reference
             // (a KSM rmap_item's get_anon_vma): its parent pointer is stale
             // in the kernel too (only the root is referenced), and unused.
-            if p.rb_root != 0 && k.anonVMA(p.parent).pointee.root != p.root { fail(.anonVMAParent, .anonVMA(AnonVMAID(av)), "anon_vma \(av): parent \(p.parent) in another tree") }
-            let u = users[av] ?? 0
-            if p.num_active_vmas != u { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
-            let c = children[av] ?? 0
-            if p.num_children != c { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): num_children \(p.num_children), children \(c)") }
-            if p.degree != c + u { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
-            if p.refcount < 1 { fail(.anonVMARefcount, .anonVMA(AnonVMAID(av)), "anon_vma \(av): live with refcount \(p.refcount)") }
+            if p.rb_root != 0 && k.anonVMARootOf(AnonVMAID(p.parent)).rawValue != p.root { fail(.anonVMAParent, .anonVMA(av), "anon_vma \(av): parent \(p.parent) in another tree") }
+            let u = users[av.rawValue] ?? 0
+            if p.num_active_vmas != u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
+            let c = children[av.rawValue] ?? 0
+            if p.num_children != c { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_children \(p.num_children), children \(c)") }
+            if p.degree != c + u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
+            if p.refcount < 1 { fail(.anonVMARefcount, .anonVMA(av), "anon_vma \(av): live with refcount \(p.refcount)") }
         }
     }
 

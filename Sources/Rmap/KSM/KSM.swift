@@ -295,7 +295,7 @@ extension Kernel {
             if n.pointee.hlist != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
             mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages -= 1
             n.pointee.rmap_hlist_len -= 1
-            putAnonVMA(p.pointee.anon_vma)
+            putAnonVMA(AnonVMAID(p.pointee.anon_vma))
             setItemPgoff(i, 0)
             p.pointee.head = 0
             p.pointee.address &= KSMFlag.pageMask
@@ -369,7 +369,7 @@ extension Kernel {
             if next != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
             mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages -= 1
             ksmNode(node).pointee.rmap_hlist_len -= 1
-            putAnonVMA(p.pointee.anon_vma)
+            putAnonVMA(AnonVMAID(p.pointee.anon_vma))
             setItemPgoff(i, 0)
             p.pointee.address &= KSMFlag.pageMask
             p.pointee.hlist_next = 0
@@ -498,11 +498,11 @@ extension Kernel {
     /// page_address_in_vma() for an anonymous page: where `v` maps it, nil
     /// when `v`'s anon_vma is not in the page's anon_vma tree.
     func pageAddressInVMA(_ pfn: PFN, _ v: VMAID) -> UInt64? {
-        let vav = vma(v).pointee.anon_vma
-        guard vav != 0 else { return nil }
+        let vav = vmaAnonVMA(v)
+        guard !vav.isNone else { return nil }
         if !pageIsKSM(pfn) {
             let av = pageAnonVMA(pfn)
-            guard av != 0, anonVMA(vav).pointee.root == anonVMA(av).pointee.root else { return nil }
+            guard !av.isNone, anonVMARootOf(vav) == anonVMARootOf(av) else { return nil }
         }
         return vmaAddress(v, index: page(pfn).pointee.index)
     }
@@ -589,8 +589,8 @@ extension Kernel {
         let v = findMergeableVMA(itemMM(i), ksmItem(i).pointee.address & KSMFlag.pageMask)
         guard !v.isNone, tryToMergeOnePage(v, pfn, kpfn) else { return false }
         removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
-        let av = vma(v).pointee.anon_vma
-        ksmItem(i).pointee.anon_vma = av
+        let av = vmaAnonVMA(v)
+        ksmItem(i).pointee.anon_vma = av.rawValue
         setItemPgoff(i, vma(v).pointee.vm_pgoff)
         getAnonVMA(av)
         return true
@@ -612,7 +612,7 @@ extension Kernel {
     /// anon_vma reference and unshares its page (break_ksm on one page).
     func breakCOW(_ i: UInt32) {
         let p = ksmItem(i)
-        putAnonVMA(p.pointee.anon_vma)
+        putAnonVMA(AnonVMAID(p.pointee.anon_vma))
         setItemPgoff(i, 0)
         let addr = p.pointee.address & KSMFlag.pageMask
         let v = findMergeableVMA(MMID(p.pointee.mm), addr)
@@ -760,7 +760,7 @@ extension Kernel {
             while i != 0 {
                 let p = ksmItem(i).pointee
                 let addr = p.address & KSMFlag.pageMask
-                var a = IntervalTree.first(root: anonVMARoot(p.anon_vma).pointee, tree)
+                var a = IntervalTree.first(root: anonVMARoot(AnonVMAID(p.anon_vma)).pointee, tree)
                 while a != 0 {
                     let v = VMAID(avc(a).pointee.vma)
                     a = IntervalTree.next(a, tree)

@@ -18,10 +18,10 @@ extension Kernel {
     }
 
     /// The anon_vma a page's mapping points to, 0 if not anonymous.
-    @inline(__always) package func pageAnonVMA(_ pfn: PFN) -> UInt32 {
+    @inline(__always) package func pageAnonVMA(_ pfn: PFN) -> AnonVMAID {
         let m = page(pfn).pointee.mapping
-        guard m & PageMapping.flags == PageMapping.anon else { return 0 }
-        return index(table: T.anonVMA, offset: m & ~PageMapping.flags)
+        guard m & PageMapping.flags == PageMapping.anon else { return .none }
+        return AnonVMAID(index(table: T.anonVMA, offset: m & ~PageMapping.flags))
     }
 
     /// The address_space a page-cache page belongs to, 0 if none.
@@ -36,10 +36,10 @@ extension Kernel {
     /// that may be shared by several processes must be found from the root:
     /// the 2.6.34 "overly anonymous anon_vma" lesson).
     @inline(__always) func setPageAnonRmap(_ pfn: PFN, vma v: VMAID, address: UInt64, exclusive: Bool) {
-        var av = vma(v).pointee.anon_vma
-        if !exclusive && _fastPath(hooks.defect != .sharedAnonPageNotAtRoot) { av = anonVMA(av).pointee.root }
+        var av = vmaAnonVMA(v)
+        if !exclusive && _fastPath(hooks.defect != .sharedAnonPageNotAtRoot) { av = anonVMARootOf(av) }
         let p = page(pfn)
-        p.pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
+        p.pointee.mapping = offset(table: T.anonVMA, index: av.rawValue) | PageMapping.anon
         p.pointee.index = linearPageIndex(v, address)
     }
 
@@ -118,8 +118,8 @@ extension Kernel {
     /// folio_move_anon_rmap() (page_move_anon_rmap()): on reuse at a write
     /// fault, an exclusive page moves to the VMA's own anon_vma.
     @inline(__always) func folioMoveAnonRmap(_ pfn: PFN, vma v: VMAID) {
-        let av = vma(v).pointee.anon_vma
-        page(pfn).pointee.mapping = offset(table: T.anonVMA, index: av) | PageMapping.anon
+        let av = vmaAnonVMA(v)
+        page(pfn).pointee.mapping = offset(table: T.anonVMA, index: av.rawValue) | PageMapping.anon
     }
 
     /// vm_normal_page(): the frame a present PTE maps, 0 for special mappings

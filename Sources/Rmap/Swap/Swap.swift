@@ -154,10 +154,10 @@ extension Kernel {
     func ksmMightNeedToCopy(_ pfn: PFN, vma v: VMAID, address: UInt64) -> Bool {
         if pageIsKSM(pfn) { return folioStableNode(pfn) == 0 }
         let av = pageAnonVMA(pfn)
-        if av == 0 { return false }
-        let vav = vma(v).pointee.anon_vma
-        if page(pfn).pointee.index == linearPageIndex(v, address), vav != 0,
-           anonVMA(av).pointee.root == anonVMA(vav).pointee.root { return false }
+        if av.isNone { return false }
+        let vav = vmaAnonVMA(v)
+        if page(pfn).pointee.index == linearPageIndex(v, address), !vav.isNone,
+           anonVMARootOf(av) == anonVMARootOf(vav) { return false }
         return true
     }
 

@@ -35,50 +35,61 @@ extension Kernel {
     var reusePolicy: ReusePolicy { ReusePolicy(rawValue: header.pointee.reuse_policy) ?? .split }
 
     /// Whether anon_vma `av` is a live object (freed records are poisoned).
-    @inline(__always) func anonVMAIsLive(_ av: UInt32) -> Bool {
-        av != 0 && av < desc(T.anonVMA).pointee.capacity && !isFree(T.anonVMA, av)
+    @inline(__always) func anonVMAIsLive(_ av: AnonVMAID) -> Bool {
+        !av.isNone && av.rawValue < desc(T.anonVMA).pointee.capacity && !isFree(T.anonVMA, av.rawValue)
     }
 
     /// Times anon_vma_clone() reused an anon_vma still used by a VMA, and the last one.
     package var anonVMAReusedInUse: (count: UInt64, last: UInt64) { (header.pointee.anon_vma_reused_in_use, header.pointee.anon_vma_reused_last) }
 
     /// anon_vma_alloc(): refcount 1, its own root and parent.
-    func anonVMAAlloc() -> UInt32 {
-        let av = alloc(T.anonVMA)
-        if av == 0 { return 0 }
+    func anonVMAAlloc() -> AnonVMAID {
+        let av = AnonVMAID(alloc(T.anonVMA))
+        if av.isNone { return .none }
         let p = anonVMA(av)
         p.pointee.refcount = 1
         p.pointee.degree = 1  // v5.15: "Reference for first vma"
-        p.pointee.root = av
-        p.pointee.parent = av
+        p.pointee.root = av.rawValue
+        p.pointee.parent = av.rawValue
         header.pointee.anon_vma_serial &+= 1  // wrapping: a saved state may hold any value
         p.pointee.serial = header.pointee.anon_vma_serial
         return av
     }
 
+    // The anon_vma links of the arena's records (raw indices there).
+    /// vma->anon_vma
+    @inline(__always) func vmaAnonVMA(_ v: VMAID) -> AnonVMAID { AnonVMAID(vma(v).pointee.anon_vma) }
+    @inline(__always) func setVMAAnonVMA(_ v: VMAID, _ av: AnonVMAID) { vma(v).pointee.anon_vma = av.rawValue }
+    /// avc->anon_vma
+    @inline(__always) func avcAnonVMA(_ a: UInt32) -> AnonVMAID { AnonVMAID(avc(a).pointee.anon_vma) }
+    /// anon_vma->root
+    @inline(__always) func anonVMARootOf(_ av: AnonVMAID) -> AnonVMAID { AnonVMAID(anonVMA(av).pointee.root) }
+    /// anon_vma->parent
+    @inline(__always) func anonVMAParentOf(_ av: AnonVMAID) -> AnonVMAID { AnonVMAID(anonVMA(av).pointee.parent) }
+
     /// get_anon_vma()
-    @inline(__always) func getAnonVMA(_ av: UInt32) { anonVMA(av).pointee.refcount += 1 }
+    @inline(__always) func getAnonVMA(_ av: AnonVMAID) { anonVMA(av).pointee.refcount += 1 }
 
     /// put_anon_vma() / __put_anon_vma(): frees at zero, then drops the root's
     /// reference a non-root anon_vma holds.
-    func putAnonVMA(_ av: UInt32) {
+    func putAnonVMA(_ av: AnonVMAID) {
         let p = anonVMA(av)
         p.pointee.refcount -= 1
         guard p.pointee.refcount == 0 else { return }
-        let root = p.pointee.root
-        free(T.anonVMA, av)
+        let root = AnonVMAID(p.pointee.root)
+        free(T.anonVMA, av.rawValue)
         if root != av {
             anonVMA(root).pointee.refcount -= 1
-            if anonVMA(root).pointee.refcount == 0 { free(T.anonVMA, root) }
+            if anonVMA(root).pointee.refcount == 0 { free(T.anonVMA, root.rawValue) }
         }
     }
 
     /// anon_vma_chain_link(): the AVC joins the head of the VMA's same_vma list
     /// and the anon_vma's interval tree.
-    func anonVMAChainLink(vma v: VMAID, avc a: UInt32, anonVMA av: UInt32) {
+    func anonVMAChainLink(vma v: VMAID, avc a: UInt32, anonVMA av: AnonVMAID) {
         let c = avc(a)
         c.pointee.vma = v.rawValue
-        c.pointee.anon_vma = av
+        c.pointee.anon_vma = av.rawValue
         let head = vma(v).pointee.avc_head
         c.pointee.same_vma_next = head
         c.pointee.same_vma_prev = 0
@@ -117,23 +128,23 @@ extension Kernel {
     }
 
     /// reusable_anon_vma()
-    func reusableAnonVMA(_ old: VMAID, _ a: VMAID, _ b: VMAID) -> UInt32 {
-        guard anonVMACompatible(a, b) else { return 0 }
-        let av = vma(old).pointee.anon_vma
-        return av != 0 && avcListIsSingular(old) ? av : 0
+    func reusableAnonVMA(_ old: VMAID, _ a: VMAID, _ b: VMAID) -> AnonVMAID {
+        guard anonVMACompatible(a, b) else { return .none }
+        let av = vmaAnonVMA(old)
+        return !av.isNone && avcListIsSingular(old) ? av : .none
     }
 
     /// find_mergeable_anon_vma(): the anon_vma of an adjacent VMA this one
     /// could later merge with, tried next first, then prev.
-    func findMergeableAnonVMA(_ v: VMAID) -> UInt32 {
+    func findMergeableAnonVMA(_ v: VMAID) -> AnonVMAID {
         let next = nextVMA(v)
         if !next.isNone && vma(next).pointee.vm_start == vma(v).pointee.vm_end {
             let av = reusableAnonVMA(next, v, next)
-            if av != 0 { return av }
+            if !av.isNone { return av }
         }
         let prev = prevVMA(v)
         if !prev.isNone { return reusableAnonVMA(prev, prev, v) }
-        return 0
+        return .none
     }
 
     /// __anon_vma_prepare(): gives the VMA an anon_vma (a mergeable
@@ -144,11 +155,11 @@ extension Kernel {
         guard available(T.avc) >= 1, available(T.anonVMA) >= 1 else { return false }
         let a = alloc(T.avc)
         var av = findMergeableAnonVMA(v)
-        if av == 0 {
+        if av.isNone {
             av = anonVMAAlloc()
             anonVMA(av).pointee.num_children += 1  // self-parent link for new root
         }
-        vma(v).pointee.anon_vma = av
+        setVMAAnonVMA(v, av)
         anonVMAChainLink(vma: v, avc: a, anonVMA: av)
         anonVMA(av).pointee.degree += 1          // v5.15: vma reference or self-parent link
         anonVMA(av).pointee.num_active_vmas += 1 // 6.x
@@ -156,11 +167,11 @@ extension Kernel {
     }
 
     /// Whether anon_vma_clone() would reuse `av` for a child (the policy's test).
-    @inline(__always) func mayReuse(_ av: UInt32, src: VMAID) -> Bool {
+    @inline(__always) func mayReuse(_ av: AnonVMAID, src: VMAID) -> Bool {
         let p = anonVMA(av).pointee
         switch reusePolicy {
         case .none: return false
-        case .degree: return av != vma(src).pointee.anon_vma && p.degree < 2
+        case .degree: return av != vmaAnonVMA(src) && p.degree < 2
         case .split: return p.num_children < 2 && p.num_active_vmas == 0
         }
     }
@@ -174,7 +185,7 @@ extension Kernel {
         guard available(T.avc) >= UInt32(list.count) else { return false }
         var i = list.count - 1
         while i >= 0 {  // list_for_each_entry_reverse
-            let av = avc(list[i]).pointee.anon_vma
+            let av = avcAnonVMA(list[i])
             let a = alloc(T.avc)
             anonVMAChainLink(vma: dst, avc: a, anonVMA: av)
             if vma(dst).pointee.anon_vma == 0 && vma(src).pointee.anon_vma != 0 && mayReuse(av, src: src) {
@@ -183,14 +194,14 @@ extension Kernel {
                     // VMA still uses (possible under `degree` only). Recorded
                     // for the checker, as a kernel WARN would be.
                     header.pointee.anon_vma_reused_in_use += 1
-                    header.pointee.anon_vma_reused_last = UInt64(av)
+                    header.pointee.anon_vma_reused_last = UInt64(av.rawValue)
                 }
-                vma(dst).pointee.anon_vma = av
+                setVMAAnonVMA(dst, av)
             }
             i -= 1
         }
         if vma(dst).pointee.anon_vma != 0 {
-            let av = vma(dst).pointee.anon_vma
+            let av = vmaAnonVMA(dst)
             anonVMA(av).pointee.degree += 1
             anonVMA(av).pointee.num_active_vmas += 1
         }
@@ -200,8 +211,8 @@ extension Kernel {
     /// anon_vma_fork(): the child VMA joins the parent's anon_vmas and gets
     /// its own (or reuses one) for its COWed pages. False on ENOMEM, nothing changed.
     func anonVMAFork(_ v: VMAID, parent pv: VMAID) -> Bool {
-        let pav = vma(pv).pointee.anon_vma
-        guard pav != 0 else { return true }
+        let pav = vmaAnonVMA(pv)
+        guard !pav.isNone else { return true }
         guard available(T.avc) >= UInt32(avcListLength(pv)) + 1, available(T.anonVMA) >= 1 else { return false }
         vma(v).pointee.anon_vma = 0
         _ = anonVMAClone(dst: v, src: pv)
@@ -210,9 +221,9 @@ extension Kernel {
         let a = alloc(T.avc)
         anonVMA(av).pointee.num_active_vmas += 1
         anonVMA(av).pointee.root = anonVMA(pav).pointee.root
-        anonVMA(av).pointee.parent = pav
-        getAnonVMA(anonVMA(av).pointee.root)
-        vma(v).pointee.anon_vma = av
+        anonVMA(av).pointee.parent = pav.rawValue
+        getAnonVMA(anonVMARootOf(av))
+        setVMAAnonVMA(v, av)
         anonVMAChainLink(vma: v, avc: a, anonVMA: av)
         anonVMA(pav).pointee.degree += 1
         anonVMA(pav).pointee.num_children += 1
@@ -225,11 +236,11 @@ extension Kernel {
         var a = vma(v).pointee.avc_head
         while a != 0 {
             let next = avc(a).pointee.same_vma_next
-            let av = avc(a).pointee.anon_vma
+            let av = avcAnonVMA(a)
             IntervalTree.remove(a, root: anonVMARoot(av), avcTree)
             if anonVMARoot(av).pointee == 0 {
                 // Leave empty anon_vmas on the list: freed below.
-                let parent = anonVMA(av).pointee.parent
+                let parent = anonVMAParentOf(av)
                 anonVMA(parent).pointee.degree -= 1
                 anonVMA(parent).pointee.num_children -= 1
             } else {
@@ -238,8 +249,8 @@ extension Kernel {
             }
             a = next
         }
-        let own = vma(v).pointee.anon_vma
-        if own != 0 {
+        let own = vmaAnonVMA(v)
+        if !own.isNone {
             anonVMA(own).pointee.degree -= 1
             anonVMA(own).pointee.num_active_vmas -= 1
             vma(v).pointee.anon_vma = 0
@@ -247,7 +258,7 @@ extension Kernel {
         a = vma(v).pointee.avc_head
         while a != 0 {
             let next = avc(a).pointee.same_vma_next
-            let av = avc(a).pointee.anon_vma
+            let av = avcAnonVMA(a)
             avcListDel(a)
             free(T.avc, a)
             putAnonVMA(av)

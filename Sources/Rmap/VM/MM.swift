@@ -143,13 +143,13 @@ extension Kernel {
     /// keyed by the range, so the VMA leaves them and comes back.
     func vmaSetRange(_ v: VMAID, start: UInt64, end: UInt64, pgoff: UInt64) {
         let avcs = collectAVCs(v)
-        for a in avcs { IntervalTree.remove(a, root: anonVMARoot(avc(a).pointee.anon_vma), avcTree) }
+        for a in avcs { IntervalTree.remove(a, root: anonVMARoot(avcAnonVMA(a)), avcTree) }
         vmaUnlinkFromMM(v)
         vma(v).pointee.vm_start = start
         vma(v).pointee.vm_end = end
         vma(v).pointee.vm_pgoff = pgoff
         vmaLink(v)
-        for a in avcs { IntervalTree.insert(a, root: anonVMARoot(avc(a).pointee.anon_vma), avcTree) }
+        for a in avcs { IntervalTree.insert(a, root: anonVMARoot(avcAnonVMA(a)), avcTree) }
     }
 
     /// The VMA's AVCs, head (most recent) first. Lists are short (one entry per

@@ -9,7 +9,7 @@ struct VMAMergeDesc {
     var file: UInt32
     var pgoff: UInt64
     /// vmg->anon_vma: the anon_vma the range brings (middle's, or the copied VMA's).
-    var anonVMA: UInt32 = 0
+    var anonVMA: AnonVMAID = .none
     /// vmg->middle: the VMA being modified (existing range), 0 for a new range.
     var middle: VMAID = .none
     /// vmg->copied_from: the VMA mremap copies (new range only).
@@ -35,12 +35,12 @@ extension Kernel {
 
     /// is_mergeable_anon_vma()
     func isMergeableAnonVMA(_ tgt: VMAID, _ d: VMAMergeDesc) -> Bool {
-        let tgtAnon = vma(tgt).pointee.anon_vma
+        let tgtAnon = vmaAnonVMA(tgt)
         let srcAnon = d.anonVMA
-        if tgtAnon == 0 && srcAnon != 0 {
+        if tgtAnon.isNone && !srcAnon.isNone {
             return !vmaIsForkChild(d.middle) && !vmaIsForkChild(d.copiedFrom)
         }
-        if tgtAnon != 0 && srcAnon == 0 { return !vmaIsForkChild(tgt) }
+        if !tgtAnon.isNone && srcAnon.isNone { return !vmaIsForkChild(tgt) }
         return srcAnon == tgtAnon
     }
 
@@ -196,7 +196,7 @@ extension Kernel {
         let p = vma(v).pointee
         var d = VMAMergeDesc(start: start, end: end, flags: flags, file: p.file,
                              pgoff: p.vm_pgoff + ((start - p.vm_start) >> PAGE_SHIFT))
-        d.anonVMA = p.anon_vma
+        d.anonVMA = AnonVMAID(p.anon_vma)
         d.middle = v
         let merged = vmaMergeExistingRange(d, prev: prev)
         if !merged.isNone {

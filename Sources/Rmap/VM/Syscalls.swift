@@ -156,7 +156,7 @@ extension Kernel {
             // compatible (observed on 6.18: the two merge).
             var d = VMAMergeDesc(start: oldEnd, end: oldEnd + delta, flags: vma(v).pointee.vm_flags,
                                  file: vma(v).pointee.file, pgoff: vma(v).pointee.vm_pgoff + vmaPages(v))
-            d.anonVMA = vma(v).pointee.anon_vma
+            d.anonVMA = vmaAnonVMA(v)
             if vmaMergeNewRange(m, d, prev: v, next: nextVMA(v)).isNone {
                 vmaSetRange(v, start: vma(v).pointee.vm_start, end: oldEnd + delta, pgoff: vma(v).pointee.vm_pgoff)
             }
@@ -250,7 +250,7 @@ extension Kernel {
         let next = findVMA(m, newAddr)
         let prev = !next.isNone ? prevVMA(next) : lastVMA(m)
         var d = VMAMergeDesc(start: newAddr, end: newAddr + newLen, flags: p.vm_flags, file: p.file, pgoff: newPgoff)
-        d.anonVMA = p.anon_vma
+        d.anonVMA = AnonVMAID(p.anon_vma)
         d.copiedFrom = v
         var nv = vmaMergeNewRange(m, d, prev: prev, next: next)
         if nv.isNone {

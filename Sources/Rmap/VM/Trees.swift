@@ -52,7 +52,7 @@ extension Kernel {
     var iMMap: IMMap { IMMap(k: self) }
     package var avcTree: AVCTree { AVCTree(k: self) }
 
-    @inline(__always) func anonVMARoot(_ av: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func anonVMARoot(_ av: AnonVMAID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(anonVMA(av)).advanced(by: MemoryLayout<rmap_anon_vma>.offset(of: \rmap_anon_vma.rb_root)!)
             .assumingMemoryBound(to: UInt32.self)
     }
