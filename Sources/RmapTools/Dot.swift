@@ -40,9 +40,9 @@ extension Machine {
                 let own = k.vma(v).pointee.anon_vma
                 var a = k.vma(v).pointee.avc_head
                 while a != 0 {
-                    let av = k.avc(a).pointee.anon_vma
+                    let av = k.avc(AVCID(a)).pointee.anon_vma
                     s += "  vma\(v) -> av\(av) [\(av == own ? "penwidth=2, label=\"anon_vma\"" : "style=dashed, label=\"avc\"")];\n"
-                    a = k.avc(a).pointee.same_vma_next
+                    a = k.avc(AVCID(a)).pointee.same_vma_next
                 }
                 if k.vma(v).pointee.file != 0 { s += "  vma\(v) -> file\(k.vma(v).pointee.file) [color=gray40, label=\"i_mmap\"];\n" }
                 v = k.nextVMA(v)

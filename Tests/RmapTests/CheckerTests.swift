@@ -192,17 +192,17 @@ import RmapTestSupport
         case .rssCounter:
             k.mm(m.mm("P0")).pointee.rss.1 += 1
         case .avcVMA:
-            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.vma = m.vmaAt("P0", Self.a).rawValue
+            k.avc(AVCID(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head)).pointee.vma = m.vmaAt("P0", Self.a).rawValue
         case .avcInTree, .vmaOwnAVC:
             // P1's own chain names its parent's anon_vma (same root): in no tree, and no link to its own.
             let own = k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head
-            try #require(k.avc(own).pointee.anon_vma == m.anonVMAAt("P1", Self.a))
-            k.avc(own).pointee.anon_vma = m.anonVMAAt("P0", Self.a)
+            try #require(k.avc(AVCID(own)).pointee.anon_vma == m.anonVMAAt("P1", Self.a))
+            k.avc(AVCID(own)).pointee.anon_vma = m.anonVMAAt("P0", Self.a)
         case .avcRoot:
-            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.anon_vma = m.anonVMAAt("D", Self.d)
+            k.avc(AVCID(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head)).pointee.anon_vma = m.anonVMAAt("D", Self.d)
         case .anonVMATree:
             let av = m.anonVMAAt("P0", Self.a)
-            k.avc(k.anonVMA(AnonVMAID(av)).pointee.rb_root).pointee.rb.color = 0
+            k.avc(AVCID(k.anonVMA(AnonVMAID(av)).pointee.rb_root)).pointee.rb.color = 0
         case .anonVMARoot:
             let p0 = m.anonVMAAt("P0", Self.a), p1 = m.anonVMAAt("P1", Self.a)
             try #require(p0 != p1 && k.anonVMA(AnonVMAID(p1)).pointee.root == p0)

@@ -94,7 +94,7 @@ struct ArenaValidator {
             }
         }
         for i in 1..<bump(T.avc) where live[Int(T.avc)][Int(i)] {
-            let p = k.avc(i).pointee
+            let p = k.avc(AVCID(i)).pointee
             guard ok(T.vma, p.vma), ok(T.anonVMA, p.anon_vma), okOr0(T.avc, p.same_vma_next),
                   okOr0(T.avc, p.same_vma_prev), links(T.avc, p.rb) else { return "avc \(i): an index is out of range" }
         }
@@ -270,11 +270,11 @@ struct ArenaValidator {
             var n: UInt32 = 0
             while a != 0 {
                 n += 1
-                guard n < bump(T.avc), k.avc(a).pointee.vma == v, k.avc(a).pointee.same_vma_prev == prev else {
+                guard n < bump(T.avc), k.avc(AVCID(a)).pointee.vma == v, k.avc(AVCID(a)).pointee.same_vma_prev == prev else {
                     return "vma \(v): AVC list broken at avc \(a)"
                 }
                 prev = a
-                a = k.avc(a).pointee.same_vma_next
+                a = k.avc(AVCID(a)).pointee.same_vma_next
             }
         }
         return nil

@@ -54,22 +54,22 @@ final class Checker {
                 prevEnd = p.vm_end
                 if p.anon_vma != 0 { anonVMAUsers[p.anon_vma, default: 0] += 1 }
                 // AVC list: every AVC points back at this VMA and is in its anon_vma's tree.
-                var a = p.avc_head
+                var a = AVCID(p.avc_head)
                 var sawOwn = p.anon_vma == 0
                 var steps = 0
-                while a != 0 && steps < 100_000 {
+                while !a.isNone && steps < 100_000 {
                     avcCount += 1
                     steps += 1
                     let c = k.avc(a).pointee
-                    if VMAID(c.vma) != v { fail(.avcVMA, .avc(AVCID(a)), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
+                    if VMAID(c.vma) != v { fail(.avcVMA, .avc(a), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
                     if c.anon_vma == p.anon_vma { sawOwn = true }
-                    if !treeContains(k.anonVMARoot(AnonVMAID(c.anon_vma)).pointee, a, k.avcTree) {
-                        fail(.avcInTree, .avc(AVCID(a)), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
+                    if !treeContains(k.anonVMARoot(AnonVMAID(c.anon_vma)).pointee, a.rawValue, k.avcTree) {
+                        fail(.avcInTree, .avc(a), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
                     }
                     if k.anonVMA(AnonVMAID(c.anon_vma)).pointee.root != k.anonVMA(AnonVMAID(p.anon_vma == 0 ? c.anon_vma : p.anon_vma)).pointee.root {
-                        fail(.avcRoot, .avc(AVCID(a)), "avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
+                        fail(.avcRoot, .avc(a), "avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
                     }
-                    a = c.same_vma_next
+                    a = AVCID(c.same_vma_next)
                 }
                 if !sawOwn { fail(.vmaOwnAVC, .vma(v), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
                 if p.file != 0 && !treeContains(k.iMMapRoot(p.file).pointee, v.rawValue, k.iMMap) {

@@ -760,10 +760,10 @@ extension Kernel {
             while i != 0 {
                 let p = ksmItem(i).pointee
                 let addr = p.address & KSMFlag.pageMask
-                var a = IntervalTree.first(root: anonVMARoot(AnonVMAID(p.anon_vma)).pointee, tree)
-                while a != 0 {
-                    let v = VMAID(avc(a).pointee.vma)
-                    a = IntervalTree.next(a, tree)
+                var a = AVCID(IntervalTree.first(root: anonVMARoot(AnonVMAID(p.anon_vma)).pointee, tree))
+                while !a.isNone {
+                    let v = avcVMA(a)
+                    a = AVCID(IntervalTree.next(a.rawValue, tree))
                     let r = vma(v).pointee
                     if addr < r.vm_start || addr >= r.vm_end { continue }
                     if (p.mm == r.mm) == searchNewForks { continue }

@@ -61,14 +61,14 @@ extension Kernel {
         let idx = page(pfn).pointee.index
         let ctx = RmapContext(k: self)
         let tree = avcTree
-        var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)
-        while a != 0 {
-            let v = VMAID(avc(a).pointee.vma)
+        var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree))
+        while !a.isNone {
+            let v = avcVMA(a)
             if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
                 if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
                 if c.done(ctx, pfn: pfn) { return }
             }
-            a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
+            a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, tree))
         }
     }
 

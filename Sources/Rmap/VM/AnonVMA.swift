@@ -61,7 +61,17 @@ extension Kernel {
     @inline(__always) func vmaAnonVMA(_ v: VMAID) -> AnonVMAID { AnonVMAID(vma(v).pointee.anon_vma) }
     @inline(__always) func setVMAAnonVMA(_ v: VMAID, _ av: AnonVMAID) { vma(v).pointee.anon_vma = av.rawValue }
     /// avc->anon_vma
-    @inline(__always) func avcAnonVMA(_ a: UInt32) -> AnonVMAID { AnonVMAID(avc(a).pointee.anon_vma) }
+    @inline(__always) func avcAnonVMA(_ a: AVCID) -> AnonVMAID { AnonVMAID(avc(a).pointee.anon_vma) }
+    /// avc->vma
+    @inline(__always) func avcVMA(_ a: AVCID) -> VMAID { VMAID(avc(a).pointee.vma) }
+    /// The first entry of vma->anon_vma_chain (the most recent AVC).
+    @inline(__always) func vmaAVCHead(_ v: VMAID) -> AVCID { AVCID(vma(v).pointee.avc_head) }
+    /// The next entry of the same_vma list.
+    @inline(__always) func avcSameVMANext(_ a: AVCID) -> AVCID { AVCID(avc(a).pointee.same_vma_next) }
+    /// anon_vma_chain_alloc(): a zeroed AVC; none when the table is full.
+    @inline(__always) func avcAlloc() -> AVCID { AVCID(alloc(T.avc)) }
+    /// anon_vma_chain_free()
+    @inline(__always) func avcFree(_ a: AVCID) { free(T.avc, a.rawValue) }
     /// anon_vma->root
     @inline(__always) func anonVMARootOf(_ av: AnonVMAID) -> AnonVMAID { AnonVMAID(anonVMA(av).pointee.root) }
     /// anon_vma->parent
@@ -86,36 +96,37 @@ extension Kernel {
 
     /// anon_vma_chain_link(): the AVC joins the head of the VMA's same_vma list
     /// and the anon_vma's interval tree.
-    func anonVMAChainLink(vma v: VMAID, avc a: UInt32, anonVMA av: AnonVMAID) {
+    func anonVMAChainLink(vma v: VMAID, avc a: AVCID, anonVMA av: AnonVMAID) {
         let c = avc(a)
         c.pointee.vma = v.rawValue
         c.pointee.anon_vma = av.rawValue
-        let head = vma(v).pointee.avc_head
-        c.pointee.same_vma_next = head
+        let head = vmaAVCHead(v)
+        c.pointee.same_vma_next = head.rawValue
         c.pointee.same_vma_prev = 0
-        if head != 0 { avc(head).pointee.same_vma_prev = a }
-        vma(v).pointee.avc_head = a
-        IntervalTree.insert(a, root: anonVMARoot(av), avcTree)
+        if !head.isNone { avc(head).pointee.same_vma_prev = a.rawValue }
+        vma(v).pointee.avc_head = a.rawValue
+        IntervalTree.insert(a.rawValue, root: anonVMARoot(av), avcTree)
     }
 
     /// list_del(&avc->same_vma)
-    func avcListDel(_ a: UInt32) {
+    func avcListDel(_ a: AVCID) {
         let c = avc(a).pointee
-        if c.same_vma_prev != 0 { avc(c.same_vma_prev).pointee.same_vma_next = c.same_vma_next }
-        else { vma(VMAID(c.vma)).pointee.avc_head = c.same_vma_next }
-        if c.same_vma_next != 0 { avc(c.same_vma_next).pointee.same_vma_prev = c.same_vma_prev }
+        let prev = AVCID(c.same_vma_prev), next = AVCID(c.same_vma_next)
+        if !prev.isNone { avc(prev).pointee.same_vma_next = next.rawValue }
+        else { vma(VMAID(c.vma)).pointee.avc_head = next.rawValue }
+        if !next.isNone { avc(next).pointee.same_vma_prev = prev.rawValue }
     }
 
     /// list_is_singular(&vma->anon_vma_chain)
     @inline(__always) func avcListIsSingular(_ v: VMAID) -> Bool {
-        let h = vma(v).pointee.avc_head
-        return h != 0 && avc(h).pointee.same_vma_next == 0
+        let h = vmaAVCHead(v)
+        return !h.isNone && avcSameVMANext(h).isNone
     }
 
     @inline(__always) package func avcListLength(_ v: VMAID) -> Int {
         var n = 0
-        var a = vma(v).pointee.avc_head
-        while a != 0 { n += 1; a = avc(a).pointee.same_vma_next }
+        var a = vmaAVCHead(v)
+        while !a.isNone { n += 1; a = avcSameVMANext(a) }
         return n
     }
 
@@ -153,7 +164,7 @@ extension Kernel {
     func anonVMAPrepare(_ v: VMAID) -> Bool {
         if vma(v).pointee.anon_vma != 0 { return true }
         guard available(T.avc) >= 1, available(T.anonVMA) >= 1 else { return false }
-        let a = alloc(T.avc)
+        let a = avcAlloc()
         var av = findMergeableAnonVMA(v)
         if av.isNone {
             av = anonVMAAlloc()
@@ -186,7 +197,7 @@ extension Kernel {
         var i = list.count - 1
         while i >= 0 {  // list_for_each_entry_reverse
             let av = avcAnonVMA(list[i])
-            let a = alloc(T.avc)
+            let a = avcAlloc()
             anonVMAChainLink(vma: dst, avc: a, anonVMA: av)
             if vma(dst).pointee.anon_vma == 0 && vma(src).pointee.anon_vma != 0 && mayReuse(av, src: src) {
                 if anonVMA(av).pointee.num_active_vmas > 0 {
@@ -218,7 +229,7 @@ extension Kernel {
         _ = anonVMAClone(dst: v, src: pv)
         if vma(v).pointee.anon_vma != 0 { return true }
         let av = anonVMAAlloc()
-        let a = alloc(T.avc)
+        let a = avcAlloc()
         anonVMA(av).pointee.num_active_vmas += 1
         anonVMA(av).pointee.root = anonVMA(pav).pointee.root
         anonVMA(av).pointee.parent = pav.rawValue
@@ -233,11 +244,11 @@ extension Kernel {
     /// unlink_anon_vmas(): detaches the VMA from every anon_vma; anon_vmas
     /// whose tree becomes empty drop their parent's child count and a reference.
     func unlinkAnonVMAs(_ v: VMAID) {
-        var a = vma(v).pointee.avc_head
-        while a != 0 {
-            let next = avc(a).pointee.same_vma_next
+        var a = vmaAVCHead(v)
+        while !a.isNone {
+            let next = avcSameVMANext(a)
             let av = avcAnonVMA(a)
-            IntervalTree.remove(a, root: anonVMARoot(av), avcTree)
+            IntervalTree.remove(a.rawValue, root: anonVMARoot(av), avcTree)
             if anonVMARoot(av).pointee == 0 {
                 // Leave empty anon_vmas on the list: freed below.
                 let parent = anonVMAParentOf(av)
@@ -245,7 +256,7 @@ extension Kernel {
                 anonVMA(parent).pointee.num_children -= 1
             } else {
                 avcListDel(a)
-                free(T.avc, a)
+                avcFree(a)
             }
             a = next
         }
@@ -255,12 +266,12 @@ extension Kernel {
             anonVMA(own).pointee.num_active_vmas -= 1
             vma(v).pointee.anon_vma = 0
         }
-        a = vma(v).pointee.avc_head
-        while a != 0 {
-            let next = avc(a).pointee.same_vma_next
+        a = vmaAVCHead(v)
+        while !a.isNone {
+            let next = avcSameVMANext(a)
             let av = avcAnonVMA(a)
             avcListDel(a)
-            free(T.avc, a)
+            avcFree(a)
             putAnonVMA(av)
             a = next
         }

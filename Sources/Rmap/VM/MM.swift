@@ -143,21 +143,21 @@ extension Kernel {
     /// keyed by the range, so the VMA leaves them and comes back.
     func vmaSetRange(_ v: VMAID, start: UInt64, end: UInt64, pgoff: UInt64) {
         let avcs = collectAVCs(v)
-        for a in avcs { IntervalTree.remove(a, root: anonVMARoot(avcAnonVMA(a)), avcTree) }
+        for a in avcs { IntervalTree.remove(a.rawValue, root: anonVMARoot(avcAnonVMA(a)), avcTree) }
         vmaUnlinkFromMM(v)
         vma(v).pointee.vm_start = start
         vma(v).pointee.vm_end = end
         vma(v).pointee.vm_pgoff = pgoff
         vmaLink(v)
-        for a in avcs { IntervalTree.insert(a, root: anonVMARoot(avcAnonVMA(a)), avcTree) }
+        for a in avcs { IntervalTree.insert(a.rawValue, root: anonVMARoot(avcAnonVMA(a)), avcTree) }
     }
 
     /// The VMA's AVCs, head (most recent) first. Lists are short (one entry per
     /// generation of the anon_vma hierarchy); a fixed buffer avoids allocation.
     func collectAVCs(_ v: VMAID) -> AVCList {
         var l = AVCList()
-        var a = vma(v).pointee.avc_head
-        while a != 0 { l.append(a); a = avc(a).pointee.same_vma_next }
+        var a = vmaAVCHead(v)
+        while !a.isNone { l.append(a); a = avcSameVMANext(a) }
         return l
     }
 
@@ -178,24 +178,24 @@ struct AVCList: Sequence {
     private var spill: [UInt32] = []
     private(set) var count = 0
 
-    mutating func append(_ x: UInt32) {
+    mutating func append(_ x: AVCID) {
         if count < 16 {
-            withUnsafeMutableBytes(of: &inline) { $0.storeBytes(of: x, toByteOffset: count * 4, as: UInt32.self) }
+            withUnsafeMutableBytes(of: &inline) { $0.storeBytes(of: x.rawValue, toByteOffset: count * 4, as: UInt32.self) }
         } else {
-            spill.append(x)
+            spill.append(x.rawValue)
         }
         count += 1
     }
 
-    subscript(i: Int) -> UInt32 {
-        if i < 16 { return withUnsafeBytes(of: inline) { $0.load(fromByteOffset: i * 4, as: UInt32.self) } }
-        return spill[i - 16]
+    subscript(i: Int) -> AVCID {
+        if i < 16 { return AVCID(withUnsafeBytes(of: inline) { $0.load(fromByteOffset: i * 4, as: UInt32.self) }) }
+        return AVCID(spill[i - 16])
     }
 
     struct Iterator: IteratorProtocol {
         let list: AVCList
         var i = 0
-        mutating func next() -> UInt32? {
+        mutating func next() -> AVCID? {
             guard i < list.count else { return nil }
             defer { i += 1 }
             return list[i]

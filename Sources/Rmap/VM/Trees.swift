@@ -31,11 +31,11 @@ struct IMMap: IntervalTreeAccessor {
 package struct AVCTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) package func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.avc(n)).advanced(by: MemoryLayout<rmap_avc>.offset(of: \rmap_avc.rb)!)
+        UnsafeMutableRawPointer(k.avc(AVCID(n))).advanced(by: MemoryLayout<rmap_avc>.offset(of: \rmap_avc.rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) package func start(_ n: UInt32) -> UInt64 { k.vma(VMAID(k.avc(n).pointee.vma)).pointee.vm_pgoff }
-    @inline(__always) package func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(VMAID(k.avc(n).pointee.vma)) }
+    @inline(__always) package func start(_ n: UInt32) -> UInt64 { k.vma(k.avcVMA(AVCID(n))).pointee.vm_pgoff }
+    @inline(__always) package func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(k.avcVMA(AVCID(n))) }
 }
 
 extension Kernel {
