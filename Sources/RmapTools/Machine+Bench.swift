@@ -27,7 +27,7 @@ extension Machine {
     /// (MAP_FIXED_NOREPLACE); false on an error.
     public func benchMmapAnon(mm: MMID, addr: UInt64, pages: UInt64) -> Bool {
         k.doMmap(mm, addr: addr, pages: pages, prot: VM.fromProt([.read, .write]), shared: false,
-                 file: 0, pgoff: 0) == nil
+                 file: .none, pgoff: 0) == nil
     }
 
     /// `pages` accesses from `addr` up (handle_mm_fault() for each page that

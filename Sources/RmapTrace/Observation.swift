@@ -92,7 +92,7 @@ extension Machine {
         let kind: String
         if p.file == 0 {
             kind = "anon"
-        } else if k.file(p.file).pointee.kind == FileKind.shmem.rawValue {
+        } else if k.file(FileID(p.file)).pointee.kind == FileKind.shmem.rawValue {
             kind = "shmem"
         } else {
             kind = "file:\(fileName(p.file))@\(p.vm_pgoff)"

@@ -184,7 +184,7 @@ import RmapTestSupport
         case .mmTotalVM:
             k.mm(m.mm("P0")).pointee.total_vm -= 2
         case .iMMapWritable:
-            k.file(m.fileByName["f"]!).pointee.i_mmap_writable += 1
+            k.file(FileID(m.fileByName["f"]!)).pointee.i_mmap_writable += 1
         case .mmLockedVM:
             k.mm(m.mm("P0")).pointee.locked_vm += 1
         case .pteOutsideVMA:

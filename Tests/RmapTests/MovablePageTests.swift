@@ -18,7 +18,7 @@ import RmapTestSupport
             let p = m.frameRecord(pfn).pointee
             #expect(p.mapping == m.k.balloonMops | PageMapping.movable && p.mapping & PageMapping.flags == PageMapping.movable)
             #expect(p.refcount == 1 && p.mapcount == -1 && p.flags & PG.offline != 0)
-            #expect(!m.k.pageIsAnon(pfn) && m.k.pageFile(pfn) == 0, "rmap_walk dispatches to neither walk")
+            #expect(!m.k.pageIsAnon(pfn) && m.k.pageFile(pfn).isNone, "rmap_walk dispatches to neither walk")
         }
         #expect(m.check() == [])
         // One page: isolate (off the list, isolated_pages), migrate_page, done.

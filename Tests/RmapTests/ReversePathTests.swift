@@ -298,7 +298,7 @@ import RmapTestSupport
             B = fork A
             B read 0x100000000000
             """)
-        let f = m.fileByName["f"]!
+        let f = FileID(m.fileByName["f"]!)
         let oldF = m.frame("A", a)
         #expect(m.k.pageCacheLookup(f, 2, materialize: false) == oldF)
         #expect(m.perform("B", .migrate(addr: a, pages: 1)) == .ok)
@@ -308,7 +308,7 @@ import RmapTestSupport
         #expect(m.frameRecord(newF).pointee.index == 2 && m.k.pageFile(newF) == f)
         #expect(m.frameRecord(newF).pointee.flags & PG.dirty != 0)
         #expect(m.frameIsFree(oldF))
-        let shm = m.k.vma(m.vmaAt("A", a + 0x10000)).pointee.file
+        let shm = m.k.vmFile(m.vmaAt("A", a + 0x10000))
         let oldS = m.frame("A", a + 0x10000)
         #expect(m.perform("A", .migrate(addr: a + 0x10000, pages: 1)) == .ok)
         let newS = m.frame("A", a + 0x10000)

@@ -99,7 +99,7 @@ struct ArenaValidator {
                   okOr0(T.avc, p.same_vma_prev), links(T.avc, p.rb) else { return "avc \(i): an index is out of range" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
-            let p = k.file(i).pointee
+            let p = k.file(FileID(i)).pointee
             guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind == 1 || p.kind == 2,
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
@@ -248,7 +248,7 @@ struct ArenaValidator {
             if let e = descend(k.mm(MMID(i)).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
-            if let e = descend(k.file(i).pointee.cache_root, 4, cache: true) { return "file \(i): \(e)" }
+            if let e = descend(k.file(FileID(i)).pointee.cache_root, 4, cache: true) { return "file \(i): \(e)" }
         }
         return nil
     }
@@ -259,7 +259,7 @@ struct ArenaValidator {
             if let e = IntervalTree.check(root: k.mm(MMID(i)).pointee.mm_rb, k.mmTree, limit: Int(bump(T.vma))).first { return "mm \(i): \(e)" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
-            if let e = IntervalTree.check(root: k.file(i).pointee.i_mmap, k.iMMap, limit: Int(bump(T.vma))).first { return "file \(i): \(e)" }
+            if let e = IntervalTree.check(root: k.file(FileID(i)).pointee.i_mmap, k.iMMap, limit: Int(bump(T.vma))).first { return "file \(i): \(e)" }
         }
         for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
             if let e = IntervalTree.check(root: k.anonVMA(AnonVMAID(i)).pointee.rb_root, k.avcTree, limit: Int(bump(T.avc))).first { return "anon_vma \(i): \(e)" }

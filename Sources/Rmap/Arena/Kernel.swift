@@ -56,7 +56,6 @@ package struct Kernel {
 
     // MARK: typed access by index
 
-    @inline(__always) package func file(_ i: UInt32) -> UnsafeMutablePointer<rmap_file> { files + Int(i) }
     @inline(__always) func ksmItem(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i) }
     @inline(__always) func ksmNode(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_node> { ksmNodes + Int(i) }
 

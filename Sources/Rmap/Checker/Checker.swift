@@ -72,7 +72,7 @@ final class Checker {
                     a = AVCID(c.same_vma_next)
                 }
                 if !sawOwn { fail(.vmaOwnAVC, .vma(v), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
-                if p.file != 0 && !treeContains(k.iMMapRoot(p.file).pointee, v.rawValue, k.iMMap) {
+                if p.file != 0 && !treeContains(k.iMMapRoot(FileID(p.file)).pointee, v.rawValue, k.iMMap) {
                     fail(.iMMap, .vma(v), "vma \(v): not in its file's i_mmap")
                 }
                 // Page-table census of the VMA.
@@ -227,7 +227,7 @@ final class Checker {
         while f < fd.bump {
             defer { f += 1 }
             if k.isFree(T.file, f) { continue }
-            let w = k.file(f).pointee.i_mmap_writable
+            let w = k.file(FileID(f)).pointee.i_mmap_writable
             if w != (writableShared[f] ?? 0) {
                 fail(.iMMapWritable, nil, "file \(f): i_mmap_writable \(w), shared writable VMAs \(writableShared[f] ?? 0)")
             }

@@ -112,7 +112,7 @@ extension Kernel {
     /// the faulting index, read in (mmap read-around) or allocated (shmem) if
     /// absent. 0 with `sigbus` past EOF; 0 without it when out of memory.
     func doFaultGetPage(_ v: VMAID, _ addr: UInt64, sigbus: inout Bool) -> PFN {
-        let f = vma(v).pointee.file
+        let f = vmFile(v)
         let index = linearPageIndex(v, addr)
         if index >= file(f).pointee.size_pages { sigbus = true; return .none }
         if file(f).pointee.kind == FileKind.shmem.rawValue {
@@ -167,7 +167,7 @@ extension Kernel {
         let vmaOff = (addr - vma(v).pointee.vm_start) >> PAGE_SHIFT
         let fromPTE = max(pteOff & ~(nr - 1), pteOff - min(pteOff, vmaOff))
         let toPTE = min(fromPTE + nr, 512, pteOff + vmaPages(v) - vmaOff) - 1
-        let f = vma(v).pointee.file
+        let f = vmFile(v)
         let base = addr - (pteOff << PAGE_SHIFT)
         let regular = file(f).pointee.kind == FileKind.regular.rawValue
         // filemap_map_pages() clips the window at the last page of the file.
@@ -214,7 +214,7 @@ extension Kernel {
     func doCOWFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         guard available(T.frame) >= 2 else { return .oom }
         var sigbus = false
-        let f = vma(v).pointee.file
+        let f = vmFile(v)
         // anon_vma_prepare() comes first: a write fault past EOF leaves the
         // VMA with an anon_vma (so fork then copies its page tables).
         guard anonVMAPrepare(v) else { return .oom }

@@ -99,10 +99,10 @@ public final class Machine {
         guard fileByName[name] == nil else { return .errno(.EEXIST) }
         guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let f = k.createFile(pages: pages, kind: .regular)
-        guard f != 0 else { return .errno(.ENOMEM) }
+        guard !f.isNone else { return .errno(.ENOMEM) }
         k.file(f).pointee.serial = UInt64(fileOrder.count)  // the ordinal: its pages' content tokens
-        _ = recordName(name, kind: UInt32(RMAP_NAME_FILE), index: f)
-        fileByName[name] = f
+        _ = recordName(name, kind: UInt32(RMAP_NAME_FILE), index: f.rawValue)
+        fileByName[name] = f.rawValue
         fileOrder.append(name)
         return .ok
     }
@@ -174,10 +174,10 @@ public final class Machine {
         case .fork, .exit:
             preconditionFailure("fork and exit return above")
         case .mmap(let addr, let pages, let prot, let kind):
-            var f: UInt32 = 0
+            var f = FileID.none
             if let name = kind.file {
                 guard let fi = fileByName[name] else { return .errno(.EINVAL) }
-                f = fi
+                f = FileID(fi)
             }
             return r(k.doMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared,
                               file: f, pgoff: kind.pgoff))

@@ -25,10 +25,10 @@ extension Kernel {
     }
 
     /// The address_space a page-cache page belongs to, 0 if none.
-    @inline(__always) func pageFile(_ pfn: PFN) -> UInt32 {
+    @inline(__always) func pageFile(_ pfn: PFN) -> FileID {
         let m = page(pfn).pointee.mapping
-        guard m != 0, m & PageMapping.flags == 0 else { return 0 }
-        return index(table: T.file, offset: m)
+        guard m != 0, m & PageMapping.flags == 0 else { return .none }
+        return FileID(index(table: T.file, offset: m))
     }
 
     /// __folio_set_anon() (v5.x __page_set_anon_rmap()): points the page at the

@@ -227,7 +227,7 @@ extension Kernel {
             putPage(src)
         } else if s.pointee.mapping & PageMapping.flags == 0, s.pointee.mapping != 0 {
             let f = pageFile(src)
-            if f != 0, let slot = leafSlot(root: file(f).pointee.cache_root, key: s.pointee.index << 12),
+            if !f.isNone, let slot = leafSlot(root: file(f).pointee.cache_root, key: s.pointee.index << 12),
                slot.pointee & PTE.present != 0, PTE.pfn(slot.pointee) == src {
                 slot.pointee = PTE.make(pfn: dst, prot: PTE.present)  // xas_store()
                 getPage(dst)  // folio_ref_add(newfolio, nr): the cache's reference

@@ -135,7 +135,7 @@ extension Kernel {
     func pageMkclean(_ pfn: PFN) -> Int {
         if pageMapcount(pfn) == 0 { return 0 }
         let p = page(pfn).pointee
-        let hasMapping = pageIsAnon(pfn) ? p.flags & PG.swapcache != 0 : pageFile(pfn) != 0
+        let hasMapping = pageIsAnon(pfn) ? p.flags & PG.swapcache != 0 : !pageFile(pfn).isNone
         if !hasMapping { return 0 }
         var c = PageMkcleanControl()
         rmapWalk(pfn, &c)

@@ -209,7 +209,7 @@ extension Kernel {
             return true
         }
         let f = pageFile(pfn)
-        guard f != 0 else { return true }
+        guard !f.isNone else { return true }
         if file(f).pointee.kind == FileKind.shmem.rawValue {
             if p.pointee.flags & PG.dirty != 0 {
                 // shmem_writeout() without a swap slot for it: redirtied, kept.

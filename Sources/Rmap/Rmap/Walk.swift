@@ -76,7 +76,7 @@ extension Kernel {
     @inline(__always)
     func rmapWalkFile<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let f = pageFile(pfn)
-        guard f != 0 else { return }
+        guard !f.isNone else { return }
         let idx = page(pfn).pointee.index
         let ctx = RmapContext(k: self)
         let tree = iMMap

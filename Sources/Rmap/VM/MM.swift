@@ -97,7 +97,7 @@ extension Kernel {
         d.pointee.mm = s.mm
         d.pointee.file = s.file
         d.pointee.anon_vma = s.anon_vma
-        if s.file != 0 { getFile(s.file) }
+        if s.file != 0 { getFile(FileID(s.file)) }
         return v
     }
 
@@ -121,8 +121,8 @@ extension Kernel {
 
     /// __vma_link_file()
     func linkFileVMA(_ v: VMAID) {
-        let f = vma(v).pointee.file
-        guard f != 0 else { return }
+        let f = vmFile(v)
+        guard !f.isNone else { return }
         if vma(v).pointee.vm_flags & VM.shared != 0 && vma(v).pointee.vm_flags & VM.maywrite != 0 {
             file(f).pointee.i_mmap_writable += 1
         }
@@ -131,8 +131,8 @@ extension Kernel {
 
     /// __remove_shared_vm_struct() / unlink_file_vma()
     func unlinkFileVMA(_ v: VMAID) {
-        let f = vma(v).pointee.file
-        guard f != 0 else { return }
+        let f = vmFile(v)
+        guard !f.isNone else { return }
         if vma(v).pointee.vm_flags & VM.shared != 0 && vma(v).pointee.vm_flags & VM.maywrite != 0 {
             file(f).pointee.i_mmap_writable -= 1
         }
@@ -163,9 +163,9 @@ extension Kernel {
 
     /// vm_area_free(): drops the file reference and frees the record.
     func vmAreaFree(_ v: VMAID) {
-        let f = vma(v).pointee.file
+        let f = vmFile(v)
         free(T.vma, v.rawValue)
-        if f != 0 { putFile(f) }
+        if !f.isNone { putFile(f) }
     }
 }
 

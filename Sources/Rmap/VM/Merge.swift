@@ -6,7 +6,7 @@ struct VMAMergeDesc {
     var start: UInt64
     var end: UInt64
     var flags: UInt64
-    var file: UInt32
+    var file: FileID
     var pgoff: UInt64
     /// vmg->anon_vma: the anon_vma the range brings (middle's, or the copied VMA's).
     var anonVMA: AnonVMAID = .none
@@ -30,7 +30,7 @@ extension Kernel {
 
     /// is_mergeable_vma()
     @inline(__always) func isMergeableVMA(_ v: VMAID, _ d: VMAMergeDesc) -> Bool {
-        (vma(v).pointee.vm_flags ^ d.flags) & ~Kernel.ignoreMerge == 0 && vma(v).pointee.file == d.file
+        (vma(v).pointee.vm_flags ^ d.flags) & ~Kernel.ignoreMerge == 0 && vmFile(v) == d.file
     }
 
     /// is_mergeable_anon_vma()
@@ -194,7 +194,7 @@ extension Kernel {
     /// `prev` is the VMA before v, or 0.
     func vmaModifyFlags(_ v: VMAID, prev: VMAID, start: UInt64, end: UInt64, flags: UInt64) -> VMAID {
         let p = vma(v).pointee
-        var d = VMAMergeDesc(start: start, end: end, flags: flags, file: p.file,
+        var d = VMAMergeDesc(start: start, end: end, flags: flags, file: FileID(p.file),
                              pgoff: p.vm_pgoff + ((start - p.vm_start) >> PAGE_SHIFT))
         d.anonVMA = AnonVMAID(p.anon_vma)
         d.middle = v

@@ -10,7 +10,7 @@ extension Kernel {
     /// anything overlaps; a new range merges with compatible neighbours.
     /// `file` is 0 for anonymous memory; shared anonymous memory gets a new
     /// shmem file (shmem_zero_setup) whose pgoff is 0.
-    package func doMmap(_ m: MMID, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
+    package func doMmap(_ m: MMID, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: FileID,
                 pgoff fileOff: UInt64) -> Errno? {
         let end = addr + pages << PAGE_SHIFT
         let v0 = findVMA(m, addr)
@@ -20,20 +20,20 @@ extension Kernel {
         // accountable_mapping(): private writable memory is charged.
         if flags & (VM.shared | VM.write) == VM.write { flags |= VM.account }
         var pgoff = fileOff
-        if f == 0 && !shared { pgoff = addr >> PAGE_SHIFT }
+        if f.isNone && !shared { pgoff = addr >> PAGE_SHIFT }
         guard available(T.vma) >= 2, available(T.avc) >= 8, available(T.file) >= 1,
               available(T.ptPage) >= 1 else { return .ENOMEM }
         let next = v0
         let prev = !next.isNone ? prevVMA(next) : (!firstVMA(m).isNone ? lastVMA(m) : .none)
-        if !(f == 0 && shared) {
+        if !(f.isNone && shared) {
             let d = VMAMergeDesc(start: addr, end: end, flags: flags, file: f, pgoff: pgoff)
             let merged = vmaMergeNewRange(m, d, prev: prev, next: next)
             if !merged.isNone { return nil }
         }
         var file = f
-        if f == 0 && shared {
+        if f.isNone && shared {
             file = createFile(pages: pages, kind: .shmem)
-            if file == 0 { return .ENOMEM }
+            if file.isNone { return .ENOMEM }
         }
         let v = vmAreaAlloc(m)
         let p = vma(v)
@@ -41,8 +41,8 @@ extension Kernel {
         p.pointee.vm_end = end
         p.pointee.vm_pgoff = pgoff
         p.pointee.vm_flags = flags
-        p.pointee.file = file
-        if f != 0 { getFile(f) }  // the VMA's reference; a new shmem file's first reference is the VMA's
+        p.pointee.file = file.rawValue
+        if !f.isNone { getFile(f) }  // the VMA's reference; a new shmem file's first reference is the VMA's
         vmaLink(v)
         return nil
     }
@@ -155,7 +155,7 @@ extension Kernel {
             // next VMA too when that one starts right at the new end and is
             // compatible (observed on 6.18: the two merge).
             var d = VMAMergeDesc(start: oldEnd, end: oldEnd + delta, flags: vma(v).pointee.vm_flags,
-                                 file: vma(v).pointee.file, pgoff: vma(v).pointee.vm_pgoff + vmaPages(v))
+                                 file: vmFile(v), pgoff: vma(v).pointee.vm_pgoff + vmaPages(v))
             d.anonVMA = vmaAnonVMA(v)
             if vmaMergeNewRange(m, d, prev: v, next: nextVMA(v)).isNone {
                 vmaSetRange(v, start: vma(v).pointee.vm_start, end: oldEnd + delta, pgoff: vma(v).pointee.vm_pgoff)
@@ -249,7 +249,7 @@ extension Kernel {
         if p.file == 0 && p.anon_vma == 0 && p.vm_flags & VM.shared == 0 { newPgoff = newAddr >> PAGE_SHIFT }
         let next = findVMA(m, newAddr)
         let prev = !next.isNone ? prevVMA(next) : lastVMA(m)
-        var d = VMAMergeDesc(start: newAddr, end: newAddr + newLen, flags: p.vm_flags, file: p.file, pgoff: newPgoff)
+        var d = VMAMergeDesc(start: newAddr, end: newAddr + newLen, flags: p.vm_flags, file: FileID(p.file), pgoff: newPgoff)
         d.anonVMA = AnonVMAID(p.anon_vma)
         d.copiedFrom = v
         var nv = vmaMergeNewRange(m, d, prev: prev, next: next)

@@ -56,7 +56,7 @@ extension Kernel {
         UnsafeMutableRawPointer(anonVMA(av)).advanced(by: MemoryLayout<rmap_anon_vma>.offset(of: \rmap_anon_vma.rb_root)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func iMMapRoot(_ f: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func iMMapRoot(_ f: FileID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(file(f)).advanced(by: MemoryLayout<rmap_file>.offset(of: \rmap_file.i_mmap)!)
             .assumingMemoryBound(to: UInt32.self)
     }
