@@ -160,9 +160,9 @@ import RmapTestSupport
     func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> PFN {
         PTE.swpOffsetPFN(pte(m, p, addr).pointee)
     }
-    func ksmNode(_ m: Machine) throws -> UInt32 {
+    func ksmNode(_ m: Machine) throws -> KSMNodeID {
         let node = m.k.folioStableNode(m.frame("K0", Self.k))
-        try #require(node != 0)
+        try #require(!node.isNone)
         return node
     }
 

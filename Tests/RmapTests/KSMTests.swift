@@ -72,7 +72,7 @@ import RmapTestSupport
                 == ["K1:3", "K1:3", "K1:3"])
         // page->mapping = stable_node | PAGE_MAPPING_KSM, the node names the frame.
         let node = m.k.folioStableNode(k)
-        #expect(node != 0 && m.k.ksmNode(node).pointee.kpfn == k.rawValue && m.k.ksmNode(node).pointee.rmap_hlist_len == 3)
+        #expect(!node.isNone && m.k.ksmNode(node).pointee.kpfn == k.rawValue && m.k.ksmNode(node).pointee.rmap_hlist_len == 3)
         #expect(m.frameRecord(k).pointee.mapping & PageMapping.flags == PageMapping.ksm)
         #expect(m.frameRecord(k).pointee.content == 7 && m.frameRecord(k).pointee.refcount == 3)
         #expect(m.frameRecord(k).pointee.flags & PG.anonExclusive == 0)
@@ -423,7 +423,7 @@ import RmapTestSupport
         #expect(m.save(to: path) == nil)
         let r = try Machine(opening: path)
         let k = r.frame("P0", a)
-        #expect(r.tokens("P2", b, 1) == "K1:3" && r.k.folioStableNode(k) != 0)
+        #expect(r.tokens("P2", b, 1) == "K1:3" && !r.k.folioStableNode(k).isNone)
         #expect(r.perform("P1", .write(addr: a, pages: 1)) == .ok)
         r.ksmScan()
         #expect(r.k.pageMapcount(k) == 2 && r.check() == [])

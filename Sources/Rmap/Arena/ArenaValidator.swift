@@ -166,7 +166,7 @@ struct ArenaValidator {
             }
         }
         for i in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(i)] {
-            let p = k.ksmNode(i).pointee
+            let p = k.ksmNode(KSMNodeID(i)).pointee
             guard p.kpfn < bump(T.frame), okOr0(T.ksmItem, p.hlist), links(T.ksmNode, p.node) else {
                 return "ksm stable node \(i): an index is out of range"
             }
@@ -189,7 +189,7 @@ struct ArenaValidator {
             }
         }
         for ni in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(ni)] {
-            var i = k.ksmNode(ni).pointee.hlist
+            var i = k.ksmNode(KSMNodeID(ni)).pointee.hlist
             var c: UInt32 = 0
             while i != 0 {
                 c += 1

@@ -70,7 +70,7 @@ extension Checker {
         var node = IntervalTree.first(root: k.ksmStableRoot.pointee, k.ksmStableTree)
         while node != 0 && nodes < 1 << 22 {
             nodes += 1
-            let n = k.ksmNode(node).pointee
+            let n = k.ksmNode(KSMNodeID(node)).pointee
             var len: Int32 = 0
             var i = n.hlist
             var prev: UInt32 = 0
@@ -109,8 +109,8 @@ extension Checker {
             // A KSM frame without a node can still be mapped: try_to_merge_two_pages()
             // made it KSM, the second merge failed and break_cow() unshared only
             // the item's own mapping (others that fork-share it keep it).
-            if nodeIdx == 0 { continue }
-            if nodeIdx >= k.desc(T.ksmNode).pointee.bump || k.ksmNode(nodeIdx).pointee.kpfn != f {
+            if nodeIdx.isNone { continue }
+            if nodeIdx.rawValue >= k.desc(T.ksmNode).pointee.bump || k.ksmNode(nodeIdx).pointee.kpfn != f {
                 fail(.ksmStableNode, .frame(pfn), "frame \(f): KSM mapping names stable node \(nodeIdx), which does not name it")
             }
             if p.flags & PG.anonExclusive != 0 { fail(.ksmAnonExclusive, .frame(pfn), "frame \(f): KSM frame marked PG_anon_exclusive") }
@@ -151,7 +151,7 @@ extension Checker {
     }
 
     func hlistContains(_ node: UInt32, _ item: UInt32) -> Bool {
-        var i = k.ksmNode(node).pointee.hlist
+        var i = k.ksmNode(KSMNodeID(node)).pointee.hlist
         var n = 0
         while i != 0 && n < 1 << 24 {
             if i == item { return true }

@@ -278,7 +278,7 @@ final class Checker {
     /// Whether the KSM frame's stable node lists an rmap_item for (mm, addr).
     func ksmNodeLists(_ pfn: PFN, mm m: MMID, _ addr: UInt64) -> Bool {
         let node = k.folioStableNode(pfn)
-        guard node != 0 else { return false }
+        guard !node.isNone else { return false }
         var i = k.ksmNode(node).pointee.hlist
         var n = 0
         while i != 0 && n < 1 << 24 {

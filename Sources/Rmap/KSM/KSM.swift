@@ -39,11 +39,11 @@ enum KSMFlag {
 struct KSMStableTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.ksmNode(n)).advanced(by: MemoryLayout<rmap_ksm_node>.offset(of: \rmap_ksm_node.node)!)
+        UnsafeMutableRawPointer(k.ksmNode(KSMNodeID(n))).advanced(by: MemoryLayout<rmap_ksm_node>.offset(of: \rmap_ksm_node.node)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmNode(n).pointee.content }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmNode(n).pointee.content }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmNode(KSMNodeID(n)).pointee.content }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmNode(KSMNodeID(n)).pointee.content }
 }
 
 /// root_unstable_tree: rmap_items keyed by the checksum the scan saw.
@@ -86,16 +86,19 @@ extension Kernel {
     }
 
     /// folio_stable_node(): the stable node of a KSM page (0: none, or not KSM).
-    @inline(__always) func folioStableNode(_ pfn: PFN) -> UInt32 {
+    @inline(__always) func folioStableNode(_ pfn: PFN) -> KSMNodeID {
         let m = page(pfn).pointee.mapping
-        guard m & PageMapping.flags == PageMapping.ksm, m & ~PageMapping.flags != 0 else { return 0 }
-        return index(table: T.ksmNode, offset: m & ~PageMapping.flags)
+        guard m & PageMapping.flags == PageMapping.ksm, m & ~PageMapping.flags != 0 else { return .none }
+        return KSMNodeID(index(table: T.ksmNode, offset: m & ~PageMapping.flags))
     }
 
     /// folio_set_stable_node(): page->mapping = stable_node | PAGE_MAPPING_KSM.
-    @inline(__always) func folioSetStableNode(_ pfn: PFN, _ node: UInt32) {
-        page(pfn).pointee.mapping = (node == 0 ? 0 : offset(table: T.ksmNode, index: node)) | PageMapping.ksm
+    @inline(__always) func folioSetStableNode(_ pfn: PFN, _ node: KSMNodeID) {
+        page(pfn).pointee.mapping = (node.isNone ? 0 : offset(table: T.ksmNode, index: node.rawValue)) | PageMapping.ksm
     }
+
+    /// rmap_item->head: the stable node a stable item is listed from.
+    @inline(__always) func itemHead(_ i: UInt32) -> KSMNodeID { KSMNodeID(ksmItem(i).pointee.head) }
 
     /// The vm_pgoff a stable rmap_item records. In Linux 6.18 struct
     /// ksm_rmap_item keeps oldchecksum, age and remaining_skips in fields of
@@ -273,7 +276,7 @@ extension Kernel {
     func ksmHlistDel(_ i: UInt32) {
         let p = ksmItem(i)
         let next = p.pointee.hlist_next, prev = p.pointee.hlist_prev
-        if prev != 0 { ksmItem(prev).pointee.hlist_next = next } else { ksmNode(p.pointee.head).pointee.hlist = next }
+        if prev != 0 { ksmItem(prev).pointee.hlist_next = next } else { ksmNode(itemHead(i)).pointee.hlist = next }
         if next != 0 { ksmItem(next).pointee.hlist_prev = prev }
         p.pointee.hlist_next = 0
         p.pointee.hlist_prev = 0
@@ -286,7 +289,7 @@ extension Kernel {
     func removeRmapItemFromTree(_ i: UInt32) {
         let p = ksmItem(i)
         if p.pointee.address & KSMFlag.stable != 0 {
-            let node = p.pointee.head
+            let node = itemHead(i)
             let kpfn = ksmGetFolio(node)
             if kpfn.isNone { return }  // the node was stale: remove_node_from_stable_tree did the rest
             ksmHlistDel(i)
@@ -346,9 +349,9 @@ extension Kernel {
     /// (page->mapping == stable_node | PAGE_MAPPING_KSM: the "keyhole
     /// reference"), with a reference taken; otherwise the node is stale and
     /// is removed (remove_node_from_stable_tree) and the result is 0.
-    func ksmGetFolio(_ node: UInt32) -> PFN {
+    func ksmGetFolio(_ node: KSMNodeID) -> PFN {
         let kpfn = PFN(ksmNode(node).pointee.kpfn)
-        let expected = offset(table: T.ksmNode, index: node) | PageMapping.ksm
+        let expected = offset(table: T.ksmNode, index: node.rawValue) | PageMapping.ksm
         if !kpfn.isNone, kpfn.rawValue < desc(T.frame).pointee.bump, page(kpfn).pointee.mapping == expected,
            page(kpfn).pointee.refcount > 0 {
             getPage(kpfn)
@@ -361,7 +364,7 @@ extension Kernel {
     /// remove_node_from_stable_tree(): every item of the node loses its
     /// stable flag and anon_vma reference (they keep `head`, as in the
     /// kernel, but are no longer listed); the node leaves the tree and is freed.
-    func removeNodeFromStableTree(_ node: UInt32) {
+    func removeNodeFromStableTree(_ node: KSMNodeID) {
         var i = ksmNode(node).pointee.hlist
         while i != 0 {
             let p = ksmItem(i)
@@ -376,13 +379,13 @@ extension Kernel {
             p.pointee.hlist_prev = 0
             i = next
         }
-        IntervalTree.remove(node, root: ksmStableRoot, ksmStableTree)  // stable_node_dup_del()
-        free(T.ksmNode, node)
+        IntervalTree.remove(node.rawValue, root: ksmStableRoot, ksmStableTree)  // stable_node_dup_del()
+        free(T.ksmNode, node.rawValue)
     }
 
     /// is_page_sharing_candidate(): a node with at least one mapping left
     /// (ksm_max_page_sharing is not modelled).
-    @inline(__always) func isPageSharingCandidate(_ node: UInt32) -> Bool {
+    @inline(__always) func isPageSharingCandidate(_ node: KSMNodeID) -> Bool {
         ksmNode(node).pointee.rmap_hlist_len != 0
     }
 
@@ -390,14 +393,14 @@ extension Kernel {
     /// a reference (a KSM page itself: "ksm page forked"). Stale nodes met
     /// are removed and the search restarts. 0 when none.
     func stableTreeSearch(_ pfn: PFN) -> PFN {
-        if folioStableNode(pfn) != 0 {
+        if !folioStableNode(pfn).isNone {
             getPage(pfn)
             return pfn
         }
         let content = page(pfn).pointee.content
         again: while true {
-            let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
-            if node == 0 { return .none }
+            let node = KSMNodeID(IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree))
+            if node.isNone { return .none }
             let tree = ksmGetFolio(node)  // chain_prune() -> ksm_get_folio(NOLOCK)
             if tree.isNone { continue again }
             putPage(tree)  // memcmp_pages() said equal
@@ -411,34 +414,34 @@ extension Kernel {
     /// stable_tree_insert(): a new stable node for the KSM page `kpfn`
     /// (already write-protected and mapped), linked into the stable tree;
     /// the page's mapping points at it. 0 when the node table is full.
-    func stableTreeInsert(_ kpfn: PFN) -> UInt32 {
+    func stableTreeInsert(_ kpfn: PFN) -> KSMNodeID {
         let content = page(kpfn).pointee.content
         // Stale nodes with this content are pruned first (chain()).
         while true {
-            let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
-            if node == 0 { break }
+            let node = KSMNodeID(IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree))
+            if node.isNone { break }
             let tree = ksmGetFolio(node)
             if tree.isNone { continue }
             putPage(tree)
             break  // need_chain: not modelled, the new node is linked beside it
         }
-        let node = alloc(T.ksmNode)
-        if node == 0 { return 0 }
+        let node = KSMNodeID(alloc(T.ksmNode))
+        if node.isNone { return .none }
         let n = ksmNode(node)
         n.pointee.hlist = 0
         n.pointee.kpfn = kpfn.rawValue
         n.pointee.rmap_hlist_len = 0
         n.pointee.content = content
-        IntervalTree.insert(node, root: ksmStableRoot, ksmStableTree)
+        IntervalTree.insert(node.rawValue, root: ksmStableRoot, ksmStableTree)
         folioSetStableNode(kpfn, node)
         return node
     }
 
     /// stable_tree_append(): the item is listed from the node (hlist_add_head).
-    func stableTreeAppend(_ i: UInt32, _ node: UInt32) {
+    func stableTreeAppend(_ i: UInt32, _ node: KSMNodeID) {
         let n = ksmNode(node), p = ksmItem(i)
         n.pointee.rmap_hlist_len += 1
-        p.pointee.head = node
+        p.pointee.head = node.rawValue
         p.pointee.address |= KSMFlag.stable
         p.pointee.hlist_prev = 0
         p.pointee.hlist_next = n.pointee.hlist
@@ -573,7 +576,7 @@ extension Kernel {
         var orig: UInt64 = 0
         guard writeProtectPage(v, pfn, orig: &orig) else { return false }
         if kpfn.isNone {
-            folioSetStableNode(pfn, 0)
+            folioSetStableNode(pfn, .none)
             page(pfn).pointee.flags |= PG.referenced  // folio_mark_accessed()
             page(pfn).pointee.flags |= PG.dirty       // folio_mark_dirty() if clean
             return true
@@ -626,8 +629,8 @@ extension Kernel {
     /// tree), or enter the unstable tree.
     func cmpAndMergePage(_ pfn: PFN, _ i: UInt32) {
         let stableNode = folioStableNode(pfn)
-        if stableNode != 0 {
-            if ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
+        if !stableNode.isNone {
+            if itemHead(i) == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
         } else {
             removeRmapItemFromTree(i)
             let checksum = Kernel.ksmChecksum(page(pfn).pointee.content)  // calc_checksum()
@@ -638,7 +641,7 @@ extension Kernel {
             // try_to_merge_with_zero_page(): ksm_use_zero_pages is off.
         }
         let kpfn = stableTreeSearch(pfn)
-        if kpfn == pfn && ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 {
+        if kpfn == pfn && itemHead(i) == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 {
             putPage(kpfn)
             return
         }
@@ -656,7 +659,7 @@ extension Kernel {
         putPage(tree)
         guard !k.isNone else { return }
         let node = stableTreeInsert(k)
-        if node != 0 {
+        if !node.isNone {
             stableTreeAppend(ti, node)
             stableTreeAppend(i, node)
         } else {
@@ -751,7 +754,7 @@ extension Kernel {
     @inline(__always)
     func rmapWalkKSM<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let node = folioStableNode(pfn)
-        guard node != 0 else { return }
+        guard !node.isNone else { return }
         let ctx = RmapContext(k: self)
         let tree = avcTree
         for pass in 0..<2 {

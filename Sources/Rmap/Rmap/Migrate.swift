@@ -252,9 +252,9 @@ extension Kernel {
         // folio_migrate_ksm(): the stable node now names the new frame; the
         // old one keeps only the KSM tag (its node pointer is cleared).
         let node = folioStableNode(src)
-        if node != 0 {
+        if !node.isNone {
             ksmNode(node).pointee.kpfn = dst.rawValue
-            folioSetStableNode(src, 0)
+            folioSetStableNode(src, .none)
         }
         if target == .system { d.pointee.flags |= PG.lru }  // putback of the new folio (device pages are on no LRU)
         if wasMapped { removeMigrationPTEs(src: src, dst: dst) }

@@ -152,7 +152,7 @@ extension Kernel {
     /// not yet anonymous (just read from swap) or a KSM page with its node
     /// is mapped as it is.
     func ksmMightNeedToCopy(_ pfn: PFN, vma v: VMAID, address: UInt64) -> Bool {
-        if pageIsKSM(pfn) { return folioStableNode(pfn) == 0 }
+        if pageIsKSM(pfn) { return folioStableNode(pfn).isNone }
         let av = pageAnonVMA(pfn)
         if av.isNone { return false }
         let vav = vmaAnonVMA(v)
