@@ -252,9 +252,9 @@ import RmapTestSupport
         case .ksmMMList:
             k.mm(m.mm("K1")).pointee.ksm_flags &= ~KSMFlag.mmMergeable
         case .ksmRmapList:
-            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.mm = m.mm("K1").rawValue
+            k.ksmItem(KSMItemID(k.mm(m.mm("K0")).pointee.ksm_rmap_list)).pointee.mm = m.mm("K1").rawValue
         case .ksmStableItem:
-            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.anon_vma = 0
+            k.ksmItem(KSMItemID(k.mm(m.mm("K0")).pointee.ksm_rmap_list)).pointee.anon_vma = 0
         case .ksmHlist:
             k.ksmNode(try ksmNode(m)).pointee.rmap_hlist_len += 1
         case .ksmCounters:

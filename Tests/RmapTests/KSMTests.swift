@@ -220,7 +220,7 @@ import RmapTestSupport
         let v = m.vmaAt("P0", a + 0x1000)
         #expect(m.k.vma(v).pointee.vm_start == a + 0x1000, "split at the mprotect boundary")
         let items = m.k.mmKSMRmapList(m.mm("P0"))
-        #expect(m.k.ksmItem(items.pointee).pointee.vm_pgoff < m.k.vma(v).pointee.vm_pgoff,
+        #expect(m.k.ksmItem(KSMItemID(items.pointee)).pointee.vm_pgoff < m.k.vma(v).pointee.vm_pgoff,
                 "the item's recorded pgoff is below the split VMA's range")
         #expect(walk(m, k).contains("P0@0x100000001000"))
         #expect(m.check() == [])
@@ -445,7 +445,7 @@ import RmapTestSupport
         defer { unlink(path) }
         #expect(m.save(to: path) == nil)
         #expect((try? Machine(opening: path)) != nil, "intact: accepted")
-        m.k.ksmItem(d.free_head).pointee.mm = 1  // bytes 8-11 of a free record
+        m.k.ksmItem(KSMItemID(d.free_head)).pointee.mm = 1  // bytes 8-11 of a free record
         #expect(m.save(to: path) == nil)
         do {
             _ = try Machine(opening: path)

@@ -155,7 +155,7 @@ struct ArenaValidator {
         }
         let items = bump(T.ksmItem)
         for i in 1..<items where live[Int(T.ksmItem)][Int(i)] {
-            let p = k.ksmItem(i).pointee
+            let p = k.ksmItem(KSMItemID(i)).pointee
             guard ok(T.mm, p.mm), okOr0(T.ksmItem, p.rmap_list), okOr0(T.ksmItem, p.hlist_next),
                   okOr0(T.ksmItem, p.hlist_prev), p.anon_vma < bump(T.anonVMA), p.head < bump(T.ksmNode),
                   p.node.parent < items, p.node.left < items, p.node.right < items else {
@@ -183,9 +183,9 @@ struct ArenaValidator {
         for mi in 1..<bump(T.mm) where live[Int(T.mm)][Int(mi)] {
             var i = k.mm(MMID(mi)).pointee.ksm_rmap_list
             while i != 0 {
-                guard ok(T.ksmItem, i), !seen[Int(i)], k.ksmItem(i).pointee.mm == mi else { return "ksm: mm \(mi)'s rmap_item list broken at \(i)" }
+                guard ok(T.ksmItem, i), !seen[Int(i)], k.ksmItem(KSMItemID(i)).pointee.mm == mi else { return "ksm: mm \(mi)'s rmap_item list broken at \(i)" }
                 seen[Int(i)] = true
-                i = k.ksmItem(i).pointee.rmap_list
+                i = k.ksmItem(KSMItemID(i)).pointee.rmap_list
             }
         }
         for ni in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(ni)] {
@@ -193,8 +193,8 @@ struct ArenaValidator {
             var c: UInt32 = 0
             while i != 0 {
                 c += 1
-                guard c < items, ok(T.ksmItem, i), k.ksmItem(i).pointee.head == ni else { return "ksm: stable node \(ni)'s hlist broken at \(i)" }
-                i = k.ksmItem(i).pointee.hlist_next
+                guard c < items, ok(T.ksmItem, i), k.ksmItem(KSMItemID(i)).pointee.head == ni else { return "ksm: stable node \(ni)'s hlist broken at \(i)" }
+                i = k.ksmItem(KSMItemID(i)).pointee.hlist_next
             }
         }
         if let e = IntervalTree.check(root: h.ksm_stable_root, k.ksmStableTree, limit: Int(bump(T.ksmNode))).first { return "ksm stable tree: \(e)" }

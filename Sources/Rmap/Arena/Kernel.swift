@@ -56,7 +56,6 @@ package struct Kernel {
 
     // MARK: typed access by index
 
-    @inline(__always) func ksmItem(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i) }
 
     // The same by typed id (Arena/IDs.swift): what the walk controls and the
     // public API are given.

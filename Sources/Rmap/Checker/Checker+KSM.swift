@@ -33,7 +33,7 @@ extension Checker {
             var merging: UInt64 = 0
             while i != 0 && n < 1 << 24 {
                 n += 1
-                let it = k.ksmItem(i).pointee
+                let it = k.ksmItem(KSMItemID(i)).pointee
                 if MMID(it.mm) != mi { fail(.ksmRmapList, .ksmItem(KSMItemID(i)), "ksm: rmap_item \(i) on mm \(mi)'s list names mm \(it.mm)") }
                 let a = it.address & KSMFlag.pageMask
                 if n > 1 && a <= prevAddr { fail(.ksmRmapList, .mm(mi), "ksm: mm \(mi)'s rmap_items not in address order at \(hex(a))") }
@@ -76,7 +76,7 @@ extension Checker {
             var prev: UInt32 = 0
             while i != 0 && len < 1 << 24 {
                 len += 1
-                let it = k.ksmItem(i).pointee
+                let it = k.ksmItem(KSMItemID(i)).pointee
                 if it.head != node || it.address & KSMFlag.stable == 0 { fail(.ksmHlist, .ksmItem(KSMItemID(i)), "ksm: rmap_item \(i) on node \(node)'s hlist is not stable on it") }
                 if it.hlist_prev != prev { fail(.ksmHlist, .ksmNode(KSMNodeID(node)), "ksm: node \(node)'s hlist back link broken at rmap_item \(i)") }
                 prev = i
@@ -155,7 +155,7 @@ extension Checker {
         var n = 0
         while i != 0 && n < 1 << 24 {
             if i == item { return true }
-            i = k.ksmItem(i).pointee.hlist_next
+            i = k.ksmItem(KSMItemID(i)).pointee.hlist_next
             n += 1
         }
         return false

@@ -282,7 +282,7 @@ final class Checker {
         var i = k.ksmNode(node).pointee.hlist
         var n = 0
         while i != 0 && n < 1 << 24 {
-            let it = k.ksmItem(i).pointee
+            let it = k.ksmItem(KSMItemID(i)).pointee
             if MMID(it.mm) == m && it.address & KSMFlag.pageMask == addr { return true }
             i = it.hlist_next
             n += 1

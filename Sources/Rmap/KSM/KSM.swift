@@ -50,11 +50,11 @@ struct KSMStableTree: IntervalTreeAccessor {
 struct KSMUnstableTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.ksmItem(n)).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.node)!)
+        UnsafeMutableRawPointer(k.ksmItem(KSMItemID(n))).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.node)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmItem(n).pointee.oldchecksum }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmItem(n).pointee.oldchecksum }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmItem(KSMItemID(n)).pointee.oldchecksum }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmItem(KSMItemID(n)).pointee.oldchecksum }
 }
 
 extension Kernel {
@@ -73,7 +73,7 @@ extension Kernel {
         UnsafeMutableRawPointer(mm(m)).advanced(by: MemoryLayout<rmap_mm>.offset(of: \rmap_mm.ksm_rmap_list)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func itemRmapList(_ i: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func itemRmapList(_ i: KSMItemID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(ksmItem(i)).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.rmap_list)!)
             .assumingMemoryBound(to: UInt32.self)
     }
@@ -98,7 +98,7 @@ extension Kernel {
     }
 
     /// rmap_item->head: the stable node a stable item is listed from.
-    @inline(__always) func itemHead(_ i: UInt32) -> KSMNodeID { KSMNodeID(ksmItem(i).pointee.head) }
+    @inline(__always) func itemHead(_ i: KSMItemID) -> KSMNodeID { KSMNodeID(ksmItem(i).pointee.head) }
 
     /// The vm_pgoff a stable rmap_item records. In Linux 6.18 struct
     /// ksm_rmap_item keeps oldchecksum, age and remaining_skips in fields of
@@ -106,7 +106,7 @@ extension Kernel {
     /// that COW breaks and is written back with the same content merges
     /// again on the next scan (its checksum is unchanged), as the kernel
     /// oracle shows (a union overlaying them would need two scans).
-    @inline(__always) func setItemPgoff(_ i: UInt32, _ pgoff: UInt64) {
+    @inline(__always) func setItemPgoff(_ i: KSMItemID, _ pgoff: UInt64) {
         ksmItem(i).pointee.vm_pgoff = pgoff
     }
 
@@ -139,7 +139,7 @@ extension Kernel {
     @inline(__always) func ksmSlotNext(_ m: MMID) -> MMID { MMID(mm(m).pointee.ksm_slot_next) }
     @inline(__always) func setKSMSlotNext(_ m: MMID, _ next: MMID) { mm(m).pointee.ksm_slot_next = next.rawValue }
     /// rmap_item->mm
-    @inline(__always) func itemMM(_ i: UInt32) -> MMID { MMID(ksmItem(i).pointee.mm) }
+    @inline(__always) func itemMM(_ i: KSMItemID) -> MMID { MMID(ksmItem(i).pointee.mm) }
 
     /// __ksm_enter(): the mm joins ksm_mm_head's list (at the tail: between
     /// `ksm scan` statements the cursor is at the head, and a new slot goes
@@ -266,18 +266,18 @@ extension Kernel {
     // MARK: rmap items
 
     /// free_rmap_item()
-    func freeRmapItem(_ i: UInt32) {
+    func freeRmapItem(_ i: KSMItemID) {
         let m = itemMM(i)
         if !m.isNone { mm(m).pointee.ksm_rmap_items -= 1 }
-        free(T.ksmItem, i)
+        free(T.ksmItem, i.rawValue)
     }
 
     /// hlist_del(&rmap_item->hlist)
-    func ksmHlistDel(_ i: UInt32) {
+    func ksmHlistDel(_ i: KSMItemID) {
         let p = ksmItem(i)
-        let next = p.pointee.hlist_next, prev = p.pointee.hlist_prev
-        if prev != 0 { ksmItem(prev).pointee.hlist_next = next } else { ksmNode(itemHead(i)).pointee.hlist = next }
-        if next != 0 { ksmItem(next).pointee.hlist_prev = prev }
+        let next = KSMItemID(p.pointee.hlist_next), prev = KSMItemID(p.pointee.hlist_prev)
+        if !prev.isNone { ksmItem(prev).pointee.hlist_next = next.rawValue } else { ksmNode(itemHead(i)).pointee.hlist = next.rawValue }
+        if !next.isNone { ksmItem(next).pointee.hlist_prev = prev.rawValue }
         p.pointee.hlist_next = 0
         p.pointee.hlist_prev = 0
     }
@@ -286,7 +286,7 @@ extension Kernel {
     /// (dropping its anon_vma reference); an unstable one leaves the
     /// unstable tree if this scan inserted it (an older tree was already
     /// dropped whole). The flags are cleared.
-    func removeRmapItemFromTree(_ i: UInt32) {
+    func removeRmapItemFromTree(_ i: KSMItemID) {
         let p = ksmItem(i)
         if p.pointee.address & KSMFlag.stable != 0 {
             let node = itemHead(i)
@@ -304,7 +304,7 @@ extension Kernel {
             p.pointee.address &= KSMFlag.pageMask
         } else if p.pointee.address & KSMFlag.unstable != 0 {
             let age = UInt8(truncatingIfNeeded: header.pointee.ksm_seqnr &- p.pointee.address)
-            if age == 0 { IntervalTree.remove(i, root: ksmUnstableRoot, ksmUnstableTree) }
+            if age == 0 { IntervalTree.remove(i.rawValue, root: ksmUnstableRoot, ksmUnstableTree) }
             header.pointee.ksm_pages_unshared -= 1
             p.pointee.address &= KSMFlag.pageMask
         }
@@ -313,7 +313,7 @@ extension Kernel {
     /// remove_trailing_rmap_items(): frees every item from `link` on.
     func removeTrailingRmapItems(_ link: UnsafeMutablePointer<UInt32>) {
         while link.pointee != 0 {
-            let i = link.pointee
+            let i = KSMItemID(link.pointee)
             link.pointee = ksmItem(i).pointee.rmap_list
             removeRmapItemFromTree(i)
             freeRmapItem(i)
@@ -323,23 +323,23 @@ extension Kernel {
     /// get_next_rmap_item(): the item for `addr` in the mm's sorted list,
     /// freeing the items passed over (their pages are gone); a new one if
     /// there is none. 0 when the item table is full.
-    func getNextRmapItem(_ m: MMID, _ link: UnsafeMutablePointer<UInt32>, _ addr: UInt64) -> UInt32 {
+    func getNextRmapItem(_ m: MMID, _ link: UnsafeMutablePointer<UInt32>, _ addr: UInt64) -> KSMItemID {
         while link.pointee != 0 {
-            let i = link.pointee
+            let i = KSMItemID(link.pointee)
             if ksmItem(i).pointee.address & KSMFlag.pageMask == addr { return i }
             if ksmItem(i).pointee.address > addr { break }
             link.pointee = ksmItem(i).pointee.rmap_list
             removeRmapItemFromTree(i)
             freeRmapItem(i)
         }
-        let i = alloc(T.ksmItem)
-        if i == 0 { return 0 }
+        let i = KSMItemID(alloc(T.ksmItem))
+        if i.isNone { return .none }
         let p = ksmItem(i)
         p.pointee.mm = m.rawValue
         mm(m).pointee.ksm_rmap_items += 1
         p.pointee.address = addr
         p.pointee.rmap_list = link.pointee
-        link.pointee = i
+        link.pointee = i.rawValue
         return i
     }
 
@@ -365,11 +365,11 @@ extension Kernel {
     /// stable flag and anon_vma reference (they keep `head`, as in the
     /// kernel, but are no longer listed); the node leaves the tree and is freed.
     func removeNodeFromStableTree(_ node: KSMNodeID) {
-        var i = ksmNode(node).pointee.hlist
-        while i != 0 {
+        var i = KSMItemID(ksmNode(node).pointee.hlist)
+        while !i.isNone {
             let p = ksmItem(i)
-            let next = p.pointee.hlist_next
-            if next != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
+            let next = KSMItemID(p.pointee.hlist_next)
+            if !next.isNone { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
             mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages -= 1
             ksmNode(node).pointee.rmap_hlist_len -= 1
             putAnonVMA(AnonVMAID(p.pointee.anon_vma))
@@ -438,15 +438,15 @@ extension Kernel {
     }
 
     /// stable_tree_append(): the item is listed from the node (hlist_add_head).
-    func stableTreeAppend(_ i: UInt32, _ node: KSMNodeID) {
+    func stableTreeAppend(_ i: KSMItemID, _ node: KSMNodeID) {
         let n = ksmNode(node), p = ksmItem(i)
         n.pointee.rmap_hlist_len += 1
         p.pointee.head = node.rawValue
         p.pointee.address |= KSMFlag.stable
         p.pointee.hlist_prev = 0
         p.pointee.hlist_next = n.pointee.hlist
-        if n.pointee.hlist != 0 { ksmItem(n.pointee.hlist).pointee.hlist_prev = i }
-        n.pointee.hlist = i
+        if n.pointee.hlist != 0 { ksmItem(KSMItemID(n.pointee.hlist)).pointee.hlist_prev = i.rawValue }
+        n.pointee.hlist = i.rawValue
         if p.pointee.hlist_next != 0 { header.pointee.ksm_pages_sharing += 1 } else { header.pointee.ksm_pages_shared += 1 }
         mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages += 1
     }
@@ -462,7 +462,7 @@ extension Kernel {
 
     /// get_mergeable_page(): the anonymous page the item's (mm, address)
     /// maps, with a reference; 0 if none.
-    func getMergeablePage(_ i: UInt32) -> PFN {
+    func getMergeablePage(_ i: KSMItemID) -> PFN {
         let m = itemMM(i)
         let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
         guard !findMergeableVMA(m, addr).isNone, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
@@ -476,24 +476,24 @@ extension Kernel {
     /// page has the same content as `pfn` (returned with its page, which
     /// holds a reference), else `i` is inserted (UNSTABLE_FLAG and the
     /// seqnr in its address). A forked copy of the same page is not merged.
-    func unstableTreeSearchInsert(_ i: UInt32, _ pfn: PFN) -> (item: UInt32, page: PFN) {
+    func unstableTreeSearchInsert(_ i: KSMItemID, _ pfn: PFN) -> (item: KSMItemID, page: PFN) {
         let content = page(pfn).pointee.content
         let key = Kernel.ksmChecksum(content)
-        var t = IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: key, last: key, ksmUnstableTree)
-        while t != 0 {
+        var t = KSMItemID(IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: key, last: key, ksmUnstableTree))
+        while !t.isNone {
             let tree = getMergeablePage(t)
-            if tree.isNone { return (0, .none) }
-            if tree == pfn { putPage(tree); return (0, .none) }  // don't substitute a ksm page for a forked page
+            if tree.isNone { return (.none, .none) }
+            if tree == pfn { putPage(tree); return (.none, .none) }  // don't substitute a ksm page for a forked page
             if page(tree).pointee.content == content { return (t, tree) }  // memcmp_pages() == 0
             putPage(tree)
-            t = IntervalTree.iterNext(t, start: key, last: key, ksmUnstableTree)
+            t = KSMItemID(IntervalTree.iterNext(t.rawValue, start: key, last: key, ksmUnstableTree))
         }
         let p = ksmItem(i)
         p.pointee.address |= KSMFlag.unstable | (header.pointee.ksm_seqnr & KSMFlag.seqnrMask)
         p.pointee.oldchecksum = key
-        IntervalTree.insert(i, root: ksmUnstableRoot, ksmUnstableTree)
+        IntervalTree.insert(i.rawValue, root: ksmUnstableRoot, ksmUnstableTree)
         header.pointee.ksm_pages_unshared += 1
-        return (0, .none)
+        return (.none, .none)
     }
 
     // MARK: merging
@@ -588,7 +588,7 @@ extension Kernel {
     /// try_to_merge_with_ksm_page(): merges the item's page into `kpfn`
     /// (0: makes it a KSM page), then the item records the VMA's anon_vma
     /// (with a reference) and vm_pgoff for rmap_walk_ksm.
-    func tryToMergeWithKSMPage(_ i: UInt32, _ pfn: PFN, _ kpfn: PFN) -> Bool {
+    func tryToMergeWithKSMPage(_ i: KSMItemID, _ pfn: PFN, _ kpfn: PFN) -> Bool {
         let v = findMergeableVMA(itemMM(i), ksmItem(i).pointee.address & KSMFlag.pageMask)
         guard !v.isNone, tryToMergeOnePage(v, pfn, kpfn) else { return false }
         removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
@@ -602,7 +602,7 @@ extension Kernel {
     /// try_to_merge_two_pages(): `pfn` becomes a KSM page and `tree` is
     /// merged into it; if the second step fails, the first is undone
     /// (break_cow). Returns the KSM page or 0.
-    func tryToMergeTwoPages(_ i: UInt32, _ pfn: PFN, _ ti: UInt32, _ tree: PFN) -> PFN {
+    func tryToMergeTwoPages(_ i: KSMItemID, _ pfn: PFN, _ ti: KSMItemID, _ tree: PFN) -> PFN {
         guard tryToMergeWithKSMPage(i, pfn, .none) else { return .none }
         if !tryToMergeWithKSMPage(ti, tree, pfn) {
             breakCOW(i)
@@ -613,7 +613,7 @@ extension Kernel {
 
     /// break_cow(): undoes a merge of an item not yet stable: drops its
     /// anon_vma reference and unshares its page (break_ksm on one page).
-    func breakCOW(_ i: UInt32) {
+    func breakCOW(_ i: KSMItemID) {
         let p = ksmItem(i)
         putAnonVMA(AnonVMAID(p.pointee.anon_vma))
         setItemPgoff(i, 0)
@@ -627,7 +627,7 @@ extension Kernel {
     /// scan. Then: merge into an identical stable page, or with an identical
     /// page of the unstable tree (both become one new KSM page in the stable
     /// tree), or enter the unstable tree.
-    func cmpAndMergePage(_ pfn: PFN, _ i: UInt32) {
+    func cmpAndMergePage(_ pfn: PFN, _ i: KSMItemID) {
         let stableNode = folioStableNode(pfn)
         if !stableNode.isNone {
             if itemHead(i) == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
@@ -654,7 +654,7 @@ extension Kernel {
             return
         }
         let (ti, tree) = unstableTreeSearchInsert(i, pfn)
-        guard ti != 0 else { return }
+        guard !ti.isNone else { return }
         let k = tryToMergeTwoPages(i, pfn, ti, tree)
         putPage(tree)
         guard !k.isNone else { return }
@@ -672,7 +672,7 @@ extension Kernel {
     /// failed to merge for 3 scans is skipped for 1, 2, 4 then 8 scans. Only
     /// a KSM page is exempt: an item still listed from the stable tree whose
     /// page a write replaced ages like any other (6.18; the oracle shows it).
-    func shouldSkipRmapItem(_ pfn: PFN, _ i: UInt32) -> Bool {
+    func shouldSkipRmapItem(_ pfn: PFN, _ i: KSMItemID) -> Bool {
         if pageIsKSM(pfn) { return false }
         let p = ksmItem(i)
         let age = p.pointee.age
@@ -722,7 +722,7 @@ extension Kernel {
                     if pfn.isNone { address = p.vm_end; break }
                     getPage(pfn)  // folio_get()
                     let i = getNextRmapItem(m, link, address)
-                    if i == 0 {
+                    if i.isNone {
                         putPage(pfn)
                         return false
                     }
@@ -759,8 +759,8 @@ extension Kernel {
         let tree = avcTree
         for pass in 0..<2 {
             let searchNewForks = pass == 1
-            var i = ksmNode(node).pointee.hlist
-            while i != 0 {
+            var i = KSMItemID(ksmNode(node).pointee.hlist)
+            while !i.isNone {
                 let p = ksmItem(i).pointee
                 let addr = p.address & KSMFlag.pageMask
                 var a = AVCID(IntervalTree.first(root: anonVMARoot(AnonVMAID(p.anon_vma)).pointee, tree))
@@ -774,7 +774,7 @@ extension Kernel {
                     if !c.rmapOne(ctx, pfn: pfn, vma: v, address: addr) { return }
                     if c.done(ctx, pfn: pfn) { return }
                 }
-                i = p.hlist_next
+                i = KSMItemID(p.hlist_next)
             }
         }
     }
