@@ -12,10 +12,10 @@ extension Machine {
         s += "  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=8];\n"
         // Processes and their VMAs.
         for name in processOrder {
-            guard let m = mmByName[name] else { continue }
+            guard let m = mmOf(name) else { continue }
             s += "  subgraph \"cluster_\(dotEscape(name))\" {\n    label=\"\(dotEscape(name)) (mm \(m))\"; style=rounded;\n"
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 s += "    vma\(v) [shape=box, label=\"\(dotEscape(describeVMA(v)))\"];\n"
                 v = k.nextVMA(v)
             }
@@ -26,7 +26,7 @@ extension Machine {
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }
             let root = p.root == i
             s += "  av\(i) [shape=ellipse, \(root ? "style=bold, " : "")label=\"av\(p.serial)\(root ? " (root)" : "")\\nrefcount=\(p.refcount) degree=\(p.degree)\\nnum_children=\(p.num_children) num_active_vmas=\(p.num_active_vmas)\"];\n"
@@ -34,15 +34,15 @@ extension Machine {
         }
         // AVCs: each VMA to every anon_vma it is chained to; its own anon_vma in bold.
         for name in processOrder {
-            guard let m = mmByName[name] else { continue }
+            guard let m = mmOf(name) else { continue }
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let own = k.vma(v).pointee.anon_vma
                 var a = k.vma(v).pointee.avc_head
                 while a != 0 {
-                    let av = k.avc(a).pointee.anon_vma
+                    let av = k.avc(AVCID(a)).pointee.anon_vma
                     s += "  vma\(v) -> av\(av) [\(av == own ? "penwidth=2, label=\"anon_vma\"" : "style=dashed, label=\"avc\"")];\n"
-                    a = k.avc(a).pointee.same_vma_next
+                    a = k.avc(AVCID(a)).pointee.same_vma_next
                 }
                 if k.vma(v).pointee.file != 0 { s += "  vma\(v) -> file\(k.vma(v).pointee.file) [color=gray40, label=\"i_mmap\"];\n" }
                 v = k.nextVMA(v)
@@ -57,17 +57,18 @@ extension Machine {
         var pfn: UInt32 = 1
         while pfn < fd.bump {
             defer { pfn += 1 }
-            let p = k.page(pfn).pointee
+            let folio = PFN(pfn)
+            let p = k.page(folio).pointee
             guard !k.isFree(T.frame, pfn), p.flags & PG.tail == 0, p.mapping & PageMapping.flags == PageMapping.anon,
-                  k.folioMapcount(pfn) > 0 else { continue }
+                  k.folioMapcount(folio) > 0 else { continue }
             if shown >= maxPages { hidden += 1; continue }
             shown += 1
-            let av = k.pageAnonVMA(pfn)
+            let av = k.pageAnonVMA(folio)
             let excl = p.flags & PG.anonExclusive != 0 ? "\\nexclusive" : ""
-            if k.folioIsLarge(pfn) {
+            if k.folioIsLarge(folio) {
                 // A large folio: one node, its order and folio counters.
-                let pmds = k.folioEntireMapcount(pfn)
-                s += "  page\(pfn) [shape=box3d, fontsize=8, label=\"folio pfn \(pfn) order \(k.folioOrder(pfn))\\nindex \(p.index) mapcount \(k.folioMapcount(pfn)) (PMD \(pmds))\(excl)\"];\n"
+                let pmds = k.folioEntireMapcount(folio)
+                s += "  page\(pfn) [shape=box3d, fontsize=8, label=\"folio pfn \(pfn) order \(k.folioOrder(folio))\\nindex \(p.index) mapcount \(k.folioMapcount(folio)) (PMD \(pmds))\(excl)\"];\n"
             } else {
                 s += "  page\(pfn) [shape=note, fontsize=8, label=\"pfn \(pfn)\\nindex \(p.index) mapcount \(Int(p.mapcount) + 1)\(excl)\"];\n"
             }

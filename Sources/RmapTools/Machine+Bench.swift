@@ -14,26 +14,26 @@ extension Machine {
     /// The frame that mm `mm` maps at `addr` (0 for none, the zero page or a
     /// non-present entry): the argument of `benchWalk` and `benchTryToUnmap`.
     public func benchFrame(mm: MMID, addr: UInt64) -> PFN {
-        PFN(mappedFrame(mm.rawValue, addr))
+        mappedFrame(mm, addr)
     }
 
     /// An unnamed process with an empty address space (mm_alloc()); 0 when
     /// the arena has no room. End it with `benchExit`.
     public func benchProcess() -> MMID {
-        MMID(k.mmAlloc())
+        k.mmAlloc()
     }
 
     /// mmap() of `pages` private anonymous read-write pages at `addr`
     /// (MAP_FIXED_NOREPLACE); false on an error.
     public func benchMmapAnon(mm: MMID, addr: UInt64, pages: UInt64) -> Bool {
-        k.doMmap(mm.rawValue, addr: addr, pages: pages, prot: VM.fromProt([.read, .write]), shared: false,
-                 file: 0, pgoff: 0) == nil
+        k.doMmap(mm, addr: addr, pages: pages, prot: VM.fromProt([.read, .write]), shared: false,
+                 file: .none, pgoff: 0) == nil
     }
 
     /// `pages` accesses from `addr` up (handle_mm_fault() for each page that
     /// faults); the number of pages that ended in ok.
     public func benchFault(mm mmID: MMID, addr: UInt64, pages: UInt64, write: Bool) -> Int {
-        k.touchPages(mmID.rawValue, addr, pages, write: write)
+        k.touchPages(mmID, addr, pages, write: write)
     }
 
     /// `count` accesses at `addr`, `addr + stride`, ... (handle_mm_fault()
@@ -44,7 +44,7 @@ extension Machine {
         var a = addr
         var n = 0
         for _ in 0..<count {
-            n += k.touchPages(mmID.rawValue, a, 1, write: write)
+            n += k.touchPages(mmID, a, 1, write: write)
             a &+= stride
         }
         return n
@@ -53,24 +53,24 @@ extension Machine {
     /// fork() of mm `mm` (dup_mmap()): the child's mm index, 0 on ENOMEM.
     /// The child is unnamed; end it with `benchExit`.
     public func benchFork(mm: MMID) -> MMID {
-        MMID(k.dupMMap(mm.rawValue))
+        k.dupMMap(mm)
     }
 
     /// exit_mmap() of an mm made by `benchFork`.
     public func benchExit(mm: MMID) {
-        k.exitMMap(mm.rawValue)
+        k.exitMMap(mm)
     }
 
     /// munmap() of `pages` pages at `addr` in mm `mm`; false on an error.
     public func benchMunmap(mm: MMID, addr: UInt64, pages: UInt64) -> Bool {
-        k.doMunmap(mm.rawValue, addr, addr + pages << PAGE_SHIFT) == nil
+        k.doMunmap(mm, addr, addr + pages << PAGE_SHIFT) == nil
     }
 
     /// rmap_walk() of `frame` with a visitor that counts the VMAs it is
     /// given (rmap_one calls): the mappings visited. Allocates nothing.
     public func benchWalk(frame: PFN) -> Int {
         var c = CountingWalk()
-        k.rmapWalk(frame.rawValue, &c)
+        k.rmapWalk(frame, &c)
         return c.visited
     }
 
@@ -79,7 +79,7 @@ extension Machine {
     /// that really map the frame. Allocates nothing.
     public func benchWalkMapped(frame: PFN) -> Int {
         var c = MappedWalk()
-        k.rmapWalk(frame.rawValue, &c)
+        k.rmapWalk(frame, &c)
         return c.mapped
     }
 
@@ -89,21 +89,21 @@ extension Machine {
     /// Allocates nothing.
     public func benchWalkPMDMapped(frame: PFN) -> Int {
         var c = PMDMappedWalk()
-        k.rmapWalk(frame.rawValue, &c)
+        k.rmapWalk(frame, &c)
         return c.mapped
     }
 
     /// try_to_unmap() of `frame` with `flags`, flushing a batched TLB flush
     /// as the caller would: true when no mapping is left. Allocates nothing.
     public func benchTryToUnmap(frame: PFN, flags: TTUFlags) -> Bool {
-        let r = k.tryToUnmap(frame.rawValue, flags: flags)
+        let r = k.tryToUnmap(frame, flags: flags)
         k.tryToUnmapFlush()
         return r
     }
 
     /// page_referenced() of `frame` over every VMA: the referenced count.
     public func benchPageReferenced(frame: PFN) -> Int {
-        k.pageReferenced(frame.rawValue, filter: AllVMAs?.none).referenced
+        k.pageReferenced(frame, filter: AllVMAs?.none).referenced
     }
 }
 
@@ -113,9 +113,9 @@ struct PMDMappedWalk: RmapWalkControl {
     @inline(__always)
     mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
         let k = m.k
-        let mm = k.vma(vma.rawValue).pointee.mm
+        let mm = k.vmMM(vma)
         if let pmd = k.pmdSlot(root: k.mm(mm).pointee.pgd, key: address), PTE.isPMDLeaf(pmd.pointee),
-           PTE.pfn(pmd.pointee) == k.folioOf(pfn.rawValue) {
+           PTE.pfn(pmd.pointee) == k.folioOf(pfn) {
             mapped += 1
         }
         return true

@@ -9,14 +9,14 @@ extension Machine {
         var s = ""
         let live = processOrder.filter { mmByName[$0] != nil }
         for name in live.prefix(maxProcesses) {
-            let m = mmByName[name]!
+            let m = mmOf(name)!
             let mp = k.mm(m).pointee
             s += "  \(name) (mm \(m)): \(mp.map_count) VMAs, rss anon=\(k.mmCounter(m, .anon)) file=\(k.mmCounter(m, .file)) shmem=\(k.mmCounter(m, .shmem)) swap=\(k.mmCounter(m, .swapents)), hiwater=\(mp.hiwater_rss), locked_vm=\(mp.locked_vm)\n"
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let p = k.vma(v).pointee
                 var extra = ""
-                if p.anon_vma != 0 { extra += " anon_vma=av\(k.anonVMA(p.anon_vma).pointee.serial) avcs=\(k.avcListLength(v))" }
+                if p.anon_vma != 0 { extra += " anon_vma=av\(k.anonVMA(AnonVMAID(p.anon_vma)).pointee.serial) avcs=\(k.avcListLength(v))" }
                 if p.vm_flags & VM.locked != 0 { extra += " locked" }
                 if p.vm_flags & VM.dontcopy != 0 { extra += " dontfork" }
                 if p.vm_flags & VM.wipeonfork != 0 { extra += " wipeonfork" }
@@ -37,15 +37,17 @@ extension Machine {
         var free = 0
         while i < d.bump {
             defer { i += 1 }
+
             if k.isFree(T.frame, i) { free += 1; continue }
-            let p = k.page(i).pointee
+            let pfn = PFN(i)
+            let p = k.page(pfn).pointee
             // A page of a large folio counts as its folio's kind (the head's
             // mapping; a tail's mapping word holds folio counters).
-            let h = k.page(k.folioOf(i)).pointee
+            let h = k.page(k.folioOf(pfn)).pointee
             let large = p.flags & (PG.head | PG.tail) != 0 ? " (large folio)" : ""
             let kind: String
-            if i == k.zeroPFN { kind = "zero page" }
-            else if k.hugeZeroPFN != 0 && k.folioOf(i) == k.hugeZeroPFN { kind = "huge zero page" }
+            if pfn == k.zeroPFN { kind = "zero page" }
+            else if !k.hugeZeroPFN.isNone && k.folioOf(pfn) == k.hugeZeroPFN { kind = "huge zero page" }
             else if h.mapping & PageMapping.flags == PageMapping.anon { kind = "anon" + large }
             else if h.mapping & PageMapping.flags == PageMapping.ksm { kind = "ksm" }
             else if h.flags & PG.swapbacked != 0 { kind = "shmem" + large }
@@ -53,9 +55,9 @@ extension Machine {
             else { kind = "other" }
             hist[kind, default: [:]][Int(p.mapcount) + 1, default: 0] += 1
             if p.flags & PG.head != 0 && kind != "huge zero page" {
-                let order = k.folioOrder(i)
+                let order = k.folioOrder(pfn)
                 folios[order, default: (0, 0)].count += 1
-                if k.folioEntireMapcount(i) > 0 { folios[order, default: (0, 0)].pmdMapped += 1 }
+                if k.folioEntireMapcount(pfn) > 0 { folios[order, default: (0, 0)].pmdMapped += 1 }
             }
         }
         var s = ""
@@ -84,7 +86,7 @@ extension Machine {
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }
             if p.parent == i { roots.append(i) } else { children[p.parent, default: []].append(i) }
         }
@@ -93,7 +95,7 @@ extension Machine {
         func line(_ av: UInt32, _ depth: Int) {
             lines += 1
             if lines > maxLines { return }
-            let p = k.anonVMA(av).pointee
+            let p = k.anonVMA(AnonVMAID(av)).pointee
             let avcs = IntervalTree.count(root: p.rb_root, k.avcTree)
             s += "  " + String(repeating: "  ", count: depth)
                 + "av\(p.serial): refcount=\(p.refcount) degree=\(p.degree) num_children=\(p.num_children) num_active_vmas=\(p.num_active_vmas) avcs=\(avcs)\n"

@@ -62,10 +62,10 @@ extension Machine {
                                   bytes: UInt64(d.live) * UInt64(d.record_size)))
         }
         for name in processOrder {
-            guard let m = mmByName[name] else { continue }
+            guard let m = mmOf(name) else { continue }
             s.processes += 1
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 s.vmas += 1
                 if k.vma(v).pointee.anon_vma != 0 { s.maxAVCsPerVMA = max(s.maxAVCsPerVMA, k.avcListLength(v)) }
                 v = k.nextVMA(v)
@@ -76,15 +76,15 @@ extension Machine {
         var i: UInt32 = 1
         while i < ad.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }  // free
             s.anonVMAs += 1
             s.avcs += IntervalTree.count(root: p.rb_root, k.avcTree)
             if p.parent == i { s.anonVMARoots += 1; continue }
             var depth = 0
             var a = i
-            while k.anonVMA(a).pointee.parent != a && depth <= Int(ad.bump) {
-                a = k.anonVMA(a).pointee.parent
+            while k.anonVMA(AnonVMAID(a)).pointee.parent != a && depth <= Int(ad.bump) {
+                a = k.anonVMA(AnonVMAID(a)).pointee.parent
                 depth += 1
             }
             s.maxAnonVMADepth = max(s.maxAnonVMADepth, depth)
@@ -94,10 +94,11 @@ extension Machine {
         i = 1
         while i < fd.bump {
             defer { i += 1 }
-            let p = k.page(i).pointee
-            if k.isFree(T.frame, i) || i == k.zeroPFN || p.mapcount < 0 { continue }
+            let pfn = PFN(i)
+            let p = k.page(pfn).pointee
+            if k.isFree(T.frame, i) || pfn == k.zeroPFN || p.mapcount < 0 { continue }
             let kind: String
-            switch k.page(k.folioOf(i)).pointee.mapping & PageMapping.flags {
+            switch k.page(k.folioOf(pfn)).pointee.mapping & PageMapping.flags {
             case PageMapping.anon: kind = "anon"
             case PageMapping.ksm: kind = "ksm"
             default: kind = p.flags & PG.swapbacked != 0 ? "shmem" : "file"
@@ -105,9 +106,9 @@ extension Machine {
             s.mappedFrames[kind, default: 0] += 1
             s.mappings += Int(p.mapcount) + 1
             var visits = CountingWalk()
-            k.rmapWalk(i, &visits)
+            k.rmapWalk(pfn, &visits)
             var hits = MappedWalk()
-            k.rmapWalk(i, &hits)
+            k.rmapWalk(pfn, &hits)
             s.walkVisits += visits.visited
             s.walkHits += hits.mapped
             if visits.visited > s.worstWalk.visits { s.worstWalk = (i, visits.visited, hits.mapped) }

@@ -12,7 +12,7 @@ extension Machine {
 
     /// One token per page of the targets, in order: `-` for every page of a
     /// process that is not alive.
-    func perPage(_ targets: [Target], _ token: (UInt32, UInt64) -> String) -> [String] {
+    func perPage(_ targets: [Target], _ token: (MMID, UInt64) -> String) -> [String] {
         var out: [String] = []
         for t in targets {
             guard let m = mmOf(t.process) else {
@@ -28,7 +28,7 @@ extension Machine {
         return out
     }
 
-    func token(_ m: UInt32, _ addr: UInt64, _ ids: inout [UInt32: Int]) -> String {
+    func token(_ m: MMID, _ addr: UInt64, _ ids: inout [UInt32: Int]) -> String {
         // A PMD leaf: every page of the 2 MiB gives a token ending in `*`.
         if let pmd = k.pmdSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) {
             let head = PTE.pfn(pmd.pointee)
@@ -49,19 +49,19 @@ extension Machine {
         let pfn = PTE.pfn(e)
         if pfn == k.zeroPFN { return "Z" }
         let head = k.folioOf(pfn)
-        return folioToken(head, pfn - head, &ids)
+        return folioToken(head, UInt32(head.distance(to: pfn)), &ids)
     }
 
     /// The token of page `sub` of the folio at `head`: `A<id>:<count>` for a
     /// small folio, `A<id>+<sub>:<count>` for a page of a large one, the
     /// count as /proc/kpagecount gives it (folio_precise_page_mapcount()),
     /// folios named canonically (first met is 1).
-    func folioToken(_ head: UInt32, _ sub: UInt32, _ ids: inout [UInt32: Int]) -> String {
+    func folioToken(_ head: PFN, _ sub: UInt32, _ ids: inout [UInt32: Int]) -> String {
         let id: Int
-        if let i = ids[head] { id = i } else { id = ids.count + 1; ids[head] = id }
+        if let i = ids[head.rawValue] { id = i } else { id = ids.count + 1; ids[head.rawValue] = id }
         let mapping = k.page(head).pointee.mapping & PageMapping.flags
         let kind = mapping == PageMapping.ksm ? "K" : mapping == PageMapping.anon ? "A" : "F"
-        if k.folioIsLarge(head) { return "\(kind)\(id)+\(sub):\(k.precisePageMapcount(head + sub))" }
+        if k.folioIsLarge(head) { return "\(kind)\(id)+\(sub):\(k.precisePageMapcount(head.advanced(by: sub)))" }
         return "\(kind)\(id):\(k.pageMapcount(head))"
     }
 
@@ -74,16 +74,16 @@ extension Machine {
         perPage(targets, contentToken)
     }
 
-    func contentToken(_ m: UInt32, _ addr: UInt64) -> String {
-        var pfn: UInt32
+    func contentToken(_ m: MMID, _ addr: UInt64) -> String {
+        let pfn: PFN
         if let pmd = k.pmdSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) {
-            pfn = PTE.pfn(pmd.pointee) + UInt32((addr >> PAGE_SHIFT) & 511)
+            pfn = PTE.pfn(pmd.pointee).advanced(by: UInt32((addr >> PAGE_SHIFT) & 511))
         } else {
             guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) else { return "-" }
             pfn = PTE.pfn(s.pointee)
         }
         let v = k.vmaLookup(m, addr)
-        guard v != 0, k.vma(v).pointee.vm_flags & VM.read != 0 else { return "-" }
+        guard !v.isNone, k.vma(v).pointee.vm_flags & VM.read != 0 else { return "-" }
         return "v" + String(k.page(pfn).pointee.content, radix: 16)
     }
 
@@ -107,7 +107,7 @@ extension Machine {
     }
 
     /// `START-END PERMS KIND` as /proc/PID/maps would give it.
-    package func describeVMA(_ v: UInt32) -> String {
+    package func describeVMA(_ v: VMAID) -> String {
         let p = k.vma(v).pointee
         let f = p.vm_flags
         let perms = (f & VM.read != 0 ? "r" : "-") + (f & VM.write != 0 ? "w" : "-")
@@ -115,7 +115,7 @@ extension Machine {
         let kind: String
         if p.file == 0 {
             kind = "anon"
-        } else if k.file(p.file).pointee.kind == FileKind.shmem.rawValue {
+        } else if k.file(FileID(p.file)).pointee.kind == FileKind.shmem.rawValue {
             kind = "shmem"
         } else {
             kind = "file:\(fileName(p.file))@\(p.vm_pgoff)"

@@ -16,25 +16,25 @@ extension Kernel {
     /// every live mm, in mm-index then address order; each one that maps
     /// `pfn` is handed to the hooks as `rmapWalk` hands a VMA.
     @inline(__always)
-    func scanRmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func scanRmapWalk<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let ctx = RmapContext(k: self)
         let d = desc(T.mm)
-        var m: UInt32 = 1
-        while m < d.pointee.bump {
-            defer { m += 1 }
-            guard mm(m).pointee.pid == m else { continue }  // a freed mm is poisoned
+        var m = MMID(1)
+        while m.rawValue < d.pointee.bump {
+            defer { m = MMID(m.rawValue + 1) }
+            guard mm(m).pointee.pid == m.rawValue else { continue }  // a freed mm is poisoned
             let pgd = mm(m).pointee.pgd
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let p = vma(v)
                 var stop = false
                 var skip = false
                 walkLeaves(root: pgd, start: p.pointee.vm_start, end: p.pointee.vm_end) { a, slot in
                     let e = slot.pointee
                     guard PTE.isPresent(e), PTE.pfn(e) == pfn, e & PTE.special == 0 else { return true }
-                    if !skip && c.invalidVMA(ctx, vma: VMAID(v)) { skip = true }
+                    if !skip && c.invalidVMA(ctx, vma: v) { skip = true }
                     if skip { return false }
-                    if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: a) || c.done(ctx, pfn: PFN(pfn)) {
+                    if !c.rmapOne(ctx, pfn: pfn, vma: v, address: a) || c.done(ctx, pfn: pfn) {
                         stop = true
                         return false
                     }

@@ -52,11 +52,11 @@ extension Machine {
     /// map it (each with its VMA). PV lists must be enabled for `.pvLists`.
     @inlinable
     public func rmapWalk<C: RmapWalkControl>(frame: PFN, design: RmapDesign, _ control: inout C) {
-        variantWalk(frame.rawValue, design, &control)
+        variantWalk(frame, design, &control)
     }
 
     @usableFromInline
-    func variantWalk<C: RmapWalkControl>(_ pfn: UInt32, _ design: RmapDesign, _ c: inout C) {
+    func variantWalk<C: RmapWalkControl>(_ pfn: PFN, _ design: RmapDesign, _ c: inout C) {
         switch design {
         case .anonVMA: k.rmapWalk(pfn, &c)
         case .pvLists: k.pvRmapWalk(pfn, &c)
@@ -67,11 +67,11 @@ extension Machine {
     /// The PV walk at the pmap level: each (mm, address) on the frame's list.
     @inlinable
     public func pvWalk<C: PVWalkControl>(frame: PFN, _ control: inout C) {
-        pvWalkFrame(frame.rawValue, &control)
+        pvWalkFrame(frame, &control)
     }
 
     @usableFromInline
-    func pvWalkFrame<C: PVWalkControl>(_ pfn: UInt32, _ c: inout C) { k.pvWalk(pfn, &c) }
+    func pvWalkFrame<C: PVWalkControl>(_ pfn: PFN, _ c: inout C) { k.pvWalk(pfn, &c) }
 
     /// Differences between the PV lists and the page tables (empty: exact).
     public func pvCheck() -> [String] { k.pvCheck() }
@@ -81,9 +81,9 @@ extension Machine {
         var r = RmapMetadata()
         k.forEachLiveMM { m in
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: k.vma(v).pointee.vm_start, end: k.vma(v).pointee.vm_end) { _, s in
-                    if k.vmNormalPage(s.pointee) != 0 { r.mappedPTEs += 1 }
+                    if !k.vmNormalPage(s.pointee).isNone { r.mappedPTEs += 1 }
                     return true
                 }
                 v = k.nextVMA(v)
@@ -104,7 +104,7 @@ extension Machine {
     /// A walk of `frame` in `design` counting rmap_one calls. Allocates nothing.
     public func benchWalk(frame: PFN, design: RmapDesign) -> Int {
         var c = CountingWalk()
-        variantWalk(frame.rawValue, design, &c)
+        variantWalk(frame, design, &c)
         return c.visited
     }
 
@@ -112,7 +112,7 @@ extension Machine {
     /// (page_vma_mapped_walk()): the mappings found. Allocates nothing.
     public func benchWalkMapped(frame: PFN, design: RmapDesign) -> Int {
         var c = MappedWalk()
-        variantWalk(frame.rawValue, design, &c)
+        variantWalk(frame, design, &c)
         return c.mapped
     }
 
@@ -120,20 +120,20 @@ extension Machine {
     /// PTE (pmap_pte()) and checks it maps the frame: no VMA involved.
     public func benchPVWalkMapped(frame: PFN) -> Int {
         var c = PVMappedWalk()
-        k.pvWalk(frame.rawValue, &c)
+        k.pvWalk(frame, &c)
         return c.mapped
     }
 
     /// migrate_pages() of one frame to a new frame: true when it moved.
     /// The frame number of the copy is `benchFrame` of a mapping afterwards.
     public func benchMigrate(frame: PFN) -> Bool {
-        k.migratePage(frame.rawValue)
+        k.migratePage(frame)
     }
 
     /// The mm index of every live process (named or made by `benchFork`).
     public func liveMMs() -> [MMID] {
         var out: [MMID] = []
-        k.forEachLiveMM { out.append(MMID($0)) }
+        k.forEachLiveMM { out.append($0) }
         return out
     }
 }
@@ -144,7 +144,7 @@ struct PVMappedWalk: PVWalkControl {
     @inline(__always)
     mutating func visit(_ m: RmapContext, pfn: PFN, mm: MMID, address: UInt64) -> Bool {
         let e = m.pte(mm: mm, address: address)
-        if PTE.isPresent(e) && PTE.pfn(e) == pfn.rawValue { mapped += 1 }
+        if PTE.isPresent(e) && PTE.pfn(e) == pfn { mapped += 1 }
         return true
     }
 }

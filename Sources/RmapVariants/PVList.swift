@@ -73,7 +73,7 @@ struct PVTable {
     func destroy() { munmap(UnsafeMutableRawPointer(counters), bytes) }
 
     /// pmap_enter()'s pv_entry: a new entry at the head of the frame's list.
-    @inline(__always) func add(_ pfn: UInt32, mm: UInt32, va: UInt64) {
+    @inline(__always) func add(_ pfn: PFN, mm: MMID, va: UInt64) {
         let c = counters
         var i = c.pointee.freeHead
         if i != 0 {
@@ -83,8 +83,8 @@ struct PVTable {
             i = c.pointee.bump
             c.pointee.bump += 1
         }
-        entries[Int(i)] = PVEntry(va: va, mm: mm, next: heads[Int(pfn)])
-        heads[Int(pfn)] = i
+        entries[Int(i)] = PVEntry(va: va, mm: mm.rawValue, next: heads[Int(pfn.rawValue)])
+        heads[Int(pfn.rawValue)] = i
         c.pointee.live += 1
         if c.pointee.live > c.pointee.highWater { c.pointee.highWater = c.pointee.live }
     }
@@ -92,13 +92,13 @@ struct PVTable {
     /// pmap_pvh_remove(): searches the frame's list for (mm, va) and frees
     /// the entry; false when it is not there.
     @inline(__always) @discardableResult
-    func remove(_ pfn: UInt32, mm: UInt32, va: UInt64) -> Bool {
+    func remove(_ pfn: PFN, mm: MMID, va: UInt64) -> Bool {
         var prev: UInt32 = 0
-        var i = heads[Int(pfn)]
+        var i = heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = entries + Int(i)
-            if e.pointee.mm == mm && e.pointee.va == va {
-                if prev == 0 { heads[Int(pfn)] = e.pointee.next } else { entries[Int(prev)].next = e.pointee.next }
+            if e.pointee.mm == mm.rawValue && e.pointee.va == va {
+                if prev == 0 { heads[Int(pfn.rawValue)] = e.pointee.next } else { entries[Int(prev)].next = e.pointee.next }
                 e.pointee.next = counters.pointee.freeHead
                 counters.pointee.freeHead = i
                 counters.pointee.live -= 1
@@ -111,11 +111,11 @@ struct PVTable {
     }
 
     /// The entry for (mm, va) on the frame's list, if any.
-    @inline(__always) func find(_ pfn: UInt32, mm: UInt32, va: UInt64) -> UnsafeMutablePointer<PVEntry>? {
-        var i = heads[Int(pfn)]
+    @inline(__always) func find(_ pfn: PFN, mm: MMID, va: UInt64) -> UnsafeMutablePointer<PVEntry>? {
+        var i = heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = entries + Int(i)
-            if e.pointee.mm == mm && e.pointee.va == va { return e }
+            if e.pointee.mm == mm.rawValue && e.pointee.va == va { return e }
             i = e.pointee.next
         }
         return nil
@@ -139,20 +139,20 @@ final class PVLists: ReverseMapHooks {
     deinit { table.destroy() }
 
     @inline(never)
-    func anonAdded(_ k: Kernel, pfn: UInt32, vma v: UInt32, address: UInt64) {
-        table.add(pfn, mm: k.vma(v).pointee.mm, va: address)
+    func anonAdded(_ k: Kernel, pfn: PFN, vma v: VMAID, address: UInt64) {
+        table.add(pfn, mm: k.vmMM(v), va: address)
     }
 
     @inline(never)
-    func ptesDuplicated(_ k: Kernel, pfn: UInt32, mm m: UInt32, address: UInt64) {
+    func ptesDuplicated(_ k: Kernel, pfn: PFN, mm m: MMID, address: UInt64) {
         table.add(pfn, mm: m, va: address)
     }
 
     /// The entry's address is where `v` maps the page's index.
     @inline(never)
-    func fileAdded(_ k: Kernel, pfn: UInt32, vma v: UInt32) {
+    func fileAdded(_ k: Kernel, pfn: PFN, vma v: VMAID) {
         guard let a = k.vmaAddress(v, index: k.page(pfn).pointee.index) else { table.counters.pointee.overflowed = 1; return }
-        table.add(pfn, mm: k.vma(v).pointee.mm, va: a)
+        table.add(pfn, mm: k.vmMM(v), va: a)
     }
 
     /// The entry that goes is the one at the address where `v` maps the
@@ -162,16 +162,16 @@ final class PVLists: ReverseMapHooks {
     /// PTE no longer maps it (every caller clears or replaces the PTE before
     /// the rmap remove, as the kernel does).
     @inline(never)
-    func removed(_ k: Kernel, pfn: UInt32, vma v: UInt32) {
-        let m = k.vma(v).pointee.mm
+    func removed(_ k: Kernel, pfn: PFN, vma v: VMAID) {
+        let m = k.vmMM(v)
         let ksm = k.page(pfn).pointee.mapping & PageMapping.flags == PageMapping.ksm
         if !ksm, let a = k.vmaAddress(v, index: k.page(pfn).pointee.index), table.remove(pfn, mm: m, va: a) { return }
         let s = k.vma(v).pointee.vm_start, e = k.vma(v).pointee.vm_end
         let pgd = k.mm(m).pointee.pgd
-        var i = table.heads[Int(pfn)]
+        var i = table.heads[Int(pfn.rawValue)]
         while i != 0 {
             let en = table.entries[Int(i)]
-            if en.mm == m && en.va >= s && en.va < e {
+            if MMID(en.mm) == m && en.va >= s && en.va < e {
                 let pte = k.leafSlot(root: pgd, key: en.va)?.pointee ?? 0
                 if !(PTE.isPresent(pte) && PTE.pfn(pte) == pfn) { table.remove(pfn, mm: m, va: en.va); return }
             }
@@ -181,9 +181,9 @@ final class PVLists: ReverseMapHooks {
     }
 
     @inline(never)
-    func ptesMoved(_ k: Kernel, pte: UInt64, mm m: UInt32, from: UInt64, to: UInt64) {
+    func ptesMoved(_ k: Kernel, pte: UInt64, mm m: MMID, from: UInt64, to: UInt64) {
         let pfn = k.vmNormalPage(pte)
-        guard pfn != 0 else { return }
+        guard !pfn.isNone else { return }
         if let e = table.find(pfn, mm: m, va: from) { e.pointee.va = to } else { table.counters.pointee.overflowed = 1 }
     }
 }
@@ -206,10 +206,10 @@ extension Kernel {
         let lists = PVLists(table: pv)
         forEachLiveMM { m in
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 walkLeaves(root: mm(m).pointee.pgd, start: vma(v).pointee.vm_start, end: vma(v).pointee.vm_end) { a, slot in
                     let pfn = vmNormalPage(slot.pointee)
-                    if pfn != 0 { pv.add(pfn, mm: m, va: a) }
+                    if !pfn.isNone { pv.add(pfn, mm: m, va: a) }
                     return true
                 }
                 v = nextVMA(v)
@@ -226,12 +226,12 @@ extension Kernel {
     /// Every live mm, in index order (the scan's "every process"): a
     /// freed mm record is poisoned, so its pid no longer names itself.
     @inline(__always)
-    func forEachLiveMM(_ body: (UInt32) -> Void) {
+    func forEachLiveMM(_ body: (MMID) -> Void) {
         let d = desc(T.mm)
-        var m: UInt32 = 1
-        while m < d.pointee.bump {
-            if mm(m).pointee.pid == m { body(m) }
-            m += 1
+        var m = MMID(1)
+        while m.rawValue < d.pointee.bump {
+            if mm(m).pointee.pid == m.rawValue { body(m) }
+            m = MMID(m.rawValue + 1)
         }
     }
 
@@ -239,14 +239,14 @@ extension Kernel {
 
     /// The PV walk at the pmap level: follows the frame's list.
     @inline(__always)
-    func pvWalk<C: PVWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func pvWalk<C: PVWalkControl>(_ pfn: PFN, _ c: inout C) {
         guard let pv = pvTable else { return }
         let ctx = RmapContext(k: self)
-        var i = pv.heads[Int(pfn)]
+        var i = pv.heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = pv.entries + Int(i)
             i = e.pointee.next
-            if !c.visit(ctx, pfn: PFN(pfn), mm: MMID(e.pointee.mm), address: e.pointee.va) { return }
+            if !c.visit(ctx, pfn: pfn, mm: MMID(e.pointee.mm), address: e.pointee.va) { return }
         }
     }
 
@@ -254,28 +254,28 @@ extension Kernel {
     /// (find_vma(), as 2.5's try_to_unmap_one did) and handed to the same
     /// hooks as `rmapWalk`.
     @inline(__always)
-    func pvRmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func pvRmapWalk<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         guard let pv = pvTable else { return }
         let ctx = RmapContext(k: self)
-        var i = pv.heads[Int(pfn)]
+        var i = pv.heads[Int(pfn.rawValue)]
         while i != 0 {
             let e = pv.entries + Int(i)
             i = e.pointee.next
             let address = e.pointee.va
-            let v = vmaLookup(e.pointee.mm, address)
-            if v == 0 || c.invalidVMA(ctx, vma: VMAID(v)) { continue }
-            if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
-            if c.done(ctx, pfn: PFN(pfn)) { return }
+            let v = vmaLookup(MMID(e.pointee.mm), address)
+            if v.isNone || c.invalidVMA(ctx, vma: v) { continue }
+            if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
+            if c.done(ctx, pfn: pfn) { return }
         }
     }
 
     // MARK: accounting and checking
 
     /// Entries on frame `pfn`'s list.
-    func pvCount(_ pfn: UInt32) -> Int {
+    func pvCount(_ pfn: PFN) -> Int {
         guard let pv = pvTable else { return 0 }
         var n = 0
-        var i = pv.heads[Int(pfn)]
+        var i = pv.heads[Int(pfn.rawValue)]
         while i != 0 { n += 1; i = pv.entries[Int(i)].next }
         return n
     }
@@ -299,9 +299,10 @@ extension Kernel {
                 if !seen.insert(UInt64(e.mm) << 48 ^ e.va).inserted {
                     out.append("frame \(f): duplicate entry mm \(e.mm) va 0x\(String(e.va, radix: 16))")
                 }
-                let live = e.mm != 0 && e.mm < desc(T.mm).pointee.bump && mm(e.mm).pointee.pid == e.mm
-                let slot = live ? leafSlot(root: mm(e.mm).pointee.pgd, key: e.va) : nil
-                if slot.map({ vmNormalPage($0.pointee) }) != UInt32(f) {
+                let em = MMID(e.mm)
+                let live = !em.isNone && e.mm < desc(T.mm).pointee.bump && mm(em).pointee.pid == e.mm
+                let slot = live ? leafSlot(root: mm(em).pointee.pgd, key: e.va) : nil
+                if slot.map({ vmNormalPage($0.pointee) }) != PFN(UInt32(f)) {
                     out.append("frame \(f): stale entry mm \(e.mm) va 0x\(String(e.va, radix: 16))")
                 }
                 i = e.next
@@ -311,10 +312,10 @@ extension Kernel {
         var ptes = 0
         forEachLiveMM { m in
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 walkLeaves(root: mm(m).pointee.pgd, start: vma(v).pointee.vm_start, end: vma(v).pointee.vm_end) { a, slot in
                     let pfn = vmNormalPage(slot.pointee)
-                    guard pfn != 0 else { return true }
+                    guard !pfn.isNone else { return true }
                     ptes += 1
                     if pv.find(pfn, mm: m, va: a) == nil {
                         out.append("mm \(m) va 0x\(String(a, radix: 16)) maps frame \(pfn): no PV entry")

@@ -44,10 +44,10 @@ public func machine(_ text: String, reuse: ReusePolicy = .split, config: ArenaCo
 extension Machine {
     /// The mm index of live process `p`; 0 (the null record, safe to read)
     /// when there is none, so a model bug fails a test instead of crashing it.
-    public func mm(_ p: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> UInt32 {
-        guard let m = mmByName[p] else {
+    public func mm(_ p: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> MMID {
+        guard let m = mmOf(p) else {
             Issue.record("no live process \(p)", sourceLocation: sourceLocation)
-            return 0
+            return .none
         }
         return m
     }
@@ -56,38 +56,38 @@ extension Machine {
         k.leafSlot(root: k.mm(mm(p)).pointee.pgd, key: addr)?.pointee ?? 0
     }
     /// The normal frame process `p` maps at `addr` (0 for none).
-    public func frame(_ p: String, _ addr: UInt64) -> UInt32 { mappedFrame(mm(p), addr) }
+    public func frame(_ p: String, _ addr: UInt64) -> PFN { mappedFrame(mm(p), addr) }
     /// The VMA of process `p` containing `addr` (0 if none).
-    public func vmaAt(_ p: String, _ addr: UInt64) -> UInt32 {
-        guard let mm = mmByName[p] else { return 0 }
+    public func vmaAt(_ p: String, _ addr: UInt64) -> VMAID {
+        guard let mm = mmOf(p) else { return .none }
         return k.vmaLookup(mm, addr)
     }
     /// The anon_vma of that VMA.
     public func anonVMAAt(_ p: String, _ addr: UInt64) -> UInt32 {
         let v = vmaAt(p, addr)
-        return v == 0 ? 0 : k.vma(v).pointee.anon_vma
+        return v.isNone ? 0 : k.vma(v).pointee.anon_vma
     }
     public func anonVMAInfo(_ av: UInt32) -> rmap_anon_vma_info {
-        let p = k.anonVMA(av).pointee
+        let p = k.anonVMA(AnonVMAID(av)).pointee
         return rmap_anon_vma_info(root: p.root, parent: p.parent, refcount: p.refcount, degree: p.degree,
                                   numChildren: p.num_children, numActiveVMAs: p.num_active_vmas)
     }
     /// Frame `pfn`'s struct page, checked first: a frame number outside the
     /// table's used records (a model bug) fails the test and gives the null
     /// record 0, instead of reading outside the arena and crashing the run.
-    public func frameRecord(_ pfn: UInt32, sourceLocation: Testing.SourceLocation = #_sourceLocation)
+    public func frameRecord(_ pfn: PFN, sourceLocation: Testing.SourceLocation = #_sourceLocation)
         -> UnsafeMutablePointer<rmap_page>
     {
-        guard pfn < k.desc(T.frame).pointee.bump else {
+        guard pfn.rawValue < k.desc(T.frame).pointee.bump else {
             Issue.record("frame \(pfn) is outside the frame table (\(k.desc(T.frame).pointee.bump) used)",
                          sourceLocation: sourceLocation)
-            return k.page(PFN(0))
+            return k.page(PFN.none)
         }
-        return k.page(PFN(pfn))
+        return k.page(pfn)
     }
     /// Whether frame `pfn` is free (on the frame table's free list, poisoned).
-    public func frameIsFree(_ pfn: UInt32) -> Bool {
-        pfn < k.desc(T.frame).pointee.bump && k.isFree(T.frame, pfn)
+    public func frameIsFree(_ pfn: PFN) -> Bool {
+        pfn.rawValue < k.desc(T.frame).pointee.bump && k.isFree(T.frame, pfn.rawValue)
     }
     public func tokens(_ p: String, _ addr: UInt64, _ pages: UInt64) -> String {
         observeTokens([Target(process: p, addr: addr, pages: pages, location: SourceLocation(line: 0, column: 0))])

@@ -160,9 +160,9 @@ import RmapTestSupport
         #expect(m.k.header.pointee.deferred_split_len == 1)
     }
 
-    func thpHead(_ m: Machine, _ addr: UInt64) throws -> UInt32 {
+    func thpHead(_ m: Machine, _ addr: UInt64) throws -> PFN {
         let pfn = m.k.mappedPage(m.mm("T"), addr)
-        try #require(pfn != 0)
+        try #require(!pfn.isNone)
         return m.k.folioOf(pfn)
     }
 
@@ -177,12 +177,12 @@ import RmapTestSupport
     func pte(_ m: Machine, _ p: String, _ addr: UInt64) -> UnsafeMutablePointer<UInt64> {
         m.k.leafSlot(root: m.k.mm(m.mm(p)).pointee.pgd, key: addr)!
     }
-    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 {
-        UInt32(truncatingIfNeeded: PTE.swpOffset(pte(m, p, addr).pointee))
+    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> PFN {
+        PTE.swpOffsetPFN(pte(m, p, addr).pointee)
     }
-    func ksmNode(_ m: Machine) throws -> UInt32 {
+    func ksmNode(_ m: Machine) throws -> KSMNodeID {
         let node = m.k.folioStableNode(m.frame("K0", Self.k))
-        try #require(node != 0)
+        try #require(!node.isNone)
         return node
     }
 
@@ -192,9 +192,9 @@ import RmapTestSupport
         let k = m.k
         switch kind {
         case .vmaTree:
-            k.vma(k.mm(m.mm("P0")).pointee.mm_rb).pointee.mm_rb.color = 0  // a red root
+            k.vma(VMAID(k.mm(m.mm("P0")).pointee.mm_rb)).pointee.mm_rb.color = 0  // a red root
         case .vmaMM:
-            k.vma(m.vmaAt("P0", Self.a)).pointee.mm = m.mm("P1")
+            k.vma(m.vmaAt("P0", Self.a)).pointee.mm = m.mm("P1").rawValue
         case .vmaRange:
             k.vma(m.vmaAt("P0", Self.f)).pointee.vm_end += 0x10
         case .vmaOverlap:
@@ -204,7 +204,7 @@ import RmapTestSupport
         case .mmTotalVM:
             k.mm(m.mm("P0")).pointee.total_vm -= 2
         case .iMMapWritable:
-            k.file(m.fileByName["f"]!).pointee.i_mmap_writable += 1
+            k.file(FileID(m.fileByName["f"]!)).pointee.i_mmap_writable += 1
         case .mmLockedVM:
             k.mm(m.mm("P0")).pointee.locked_vm += 1
         case .pteOutsideVMA:
@@ -212,27 +212,27 @@ import RmapTestSupport
         case .rssCounter:
             k.mm(m.mm("P0")).pointee.rss.1 += 1
         case .avcVMA:
-            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.vma = m.vmaAt("P0", Self.a)
+            k.avc(AVCID(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head)).pointee.vma = m.vmaAt("P0", Self.a).rawValue
         case .avcInTree, .vmaOwnAVC:
             // P1's own chain names its parent's anon_vma (same root): in no tree, and no link to its own.
             let own = k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head
-            try #require(k.avc(own).pointee.anon_vma == m.anonVMAAt("P1", Self.a))
-            k.avc(own).pointee.anon_vma = m.anonVMAAt("P0", Self.a)
+            try #require(k.avc(AVCID(own)).pointee.anon_vma == m.anonVMAAt("P1", Self.a))
+            k.avc(AVCID(own)).pointee.anon_vma = m.anonVMAAt("P0", Self.a)
         case .avcRoot:
-            k.avc(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head).pointee.anon_vma = m.anonVMAAt("D", Self.d)
+            k.avc(AVCID(k.vma(m.vmaAt("P1", Self.a)).pointee.avc_head)).pointee.anon_vma = m.anonVMAAt("D", Self.d)
         case .anonVMATree:
             let av = m.anonVMAAt("P0", Self.a)
-            k.avc(k.anonVMA(av).pointee.rb_root).pointee.rb.color = 0
+            k.avc(AVCID(k.anonVMA(AnonVMAID(av)).pointee.rb_root)).pointee.rb.color = 0
         case .anonVMARoot:
             let p0 = m.anonVMAAt("P0", Self.a), p1 = m.anonVMAAt("P1", Self.a)
-            try #require(p0 != p1 && k.anonVMA(p1).pointee.root == p0)
-            k.anonVMA(p0).pointee.root = p1
+            try #require(p0 != p1 && k.anonVMA(AnonVMAID(p1)).pointee.root == p0)
+            k.anonVMA(AnonVMAID(p0)).pointee.root = p1
         case .anonVMAParent:
-            k.anonVMA(m.anonVMAAt("P1", Self.a)).pointee.parent = m.anonVMAAt("D", Self.d)
+            k.anonVMA(AnonVMAID(m.anonVMAAt("P1", Self.a))).pointee.parent = m.anonVMAAt("D", Self.d)
         case .anonVMACounters:
-            k.anonVMA(m.anonVMAAt("P0", Self.a)).pointee.num_children += 1
+            k.anonVMA(AnonVMAID(m.anonVMAAt("P0", Self.a))).pointee.num_children += 1
         case .anonVMARefcount, .pageAnonVMA:
-            k.anonVMA(m.anonVMAAt("P1", Self.a)).pointee.refcount = 0
+            k.anonVMA(AnonVMAID(m.anonVMAAt("P1", Self.a))).pointee.refcount = 0
         case .anonVMAReusedInUse:
             k.header.pointee.anon_vma_reused_in_use = 1
             k.header.pointee.anon_vma_reused_last = UInt64(m.anonVMAAt("P1", Self.a))
@@ -272,9 +272,9 @@ import RmapTestSupport
         case .ksmMMList:
             k.mm(m.mm("K1")).pointee.ksm_flags &= ~KSMFlag.mmMergeable
         case .ksmRmapList:
-            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.mm = m.mm("K1")
+            k.ksmItem(KSMItemID(k.mm(m.mm("K0")).pointee.ksm_rmap_list)).pointee.mm = m.mm("K1").rawValue
         case .ksmStableItem:
-            k.ksmItem(k.mm(m.mm("K0")).pointee.ksm_rmap_list).pointee.anon_vma = 0
+            k.ksmItem(KSMItemID(k.mm(m.mm("K0")).pointee.ksm_rmap_list)).pointee.anon_vma = 0
         case .ksmHlist:
             k.ksmNode(try ksmNode(m)).pointee.rmap_hlist_len += 1
         case .ksmCounters:
@@ -284,7 +284,7 @@ import RmapTestSupport
         case .ksmContent:
             k.page(m.frame("K0", Self.k)).pointee.content += 1
         case .ksmStableNode:
-            k.ksmNode(try ksmNode(m)).pointee.kpfn = m.frame("P0", Self.a)
+            k.ksmNode(try ksmNode(m)).pointee.kpfn = m.frame("P0", Self.a).rawValue
         case .ksmAnonExclusive:
             k.page(m.frame("K0", Self.k)).pointee.flags |= PG.anonExclusive
         case .balloonList:
@@ -301,16 +301,16 @@ import RmapTestSupport
             let isolated = k.header.pointee.balloon_isolated
             try #require(isolated == 1)
             // The isolated page (off the list) gets movable_operations nobody knows.
-            var f: UInt32 = 1
-            while !(k.pageIsBalloonMovable(f) && k.page(f).pointee.flags & PG.isolated != 0) { f += 1 }
+            var f = PFN(1)
+            while !(k.pageIsBalloonMovable(f) && k.page(f).pointee.flags & PG.isolated != 0) { f = f.advanced(by: 1) }
             k.page(f).pointee.mapping = 0x40 | PageMapping.movable
         case .leak:
             k.desc(T.avc).pointee.live += 1
         case .folioCounters:
-            k.page(try thpHead(m, Self.t) + 1).pointee.nr_pages_mapped += 1
+            k.page(try thpHead(m, Self.t).advanced(by: 1)).pointee.nr_pages_mapped += 1
         case .folioMMIDs:
             // Mapped by T and T2, no longer marked shared.
-            k.page(try thpHead(m, Self.t) + 1).pointee.mm_id.1 &= ~FOLIO_MM_IDS_SHARED
+            k.page(try thpHead(m, Self.t).advanced(by: 1)).pointee.mm_id.1 &= ~FOLIO_MM_IDS_SHARED
         case .deferredSplit:
             k.header.pointee.deferred_split_len += 1
         case .pmdLeaf:

@@ -103,8 +103,8 @@ import RmapTestSupport
         // The old PTE table is the one deposited with the PMD, emptied.
         let root = m.k.mm(m.mm("P0")).pointee.pgd
         let table = m.k.pmdTable(root: root, key: Self.a)
-        #expect(m.k.depositedPTETables(pmdTable: table) == [PTE.pfn(pt)])
-        #expect((0..<512).allSatisfy { m.k.ptPage(PTE.pfn(pt))[$0] == 0 })
+        #expect(m.k.depositedPTETables(pmdTable: table) == [PTE.tablePage(pt)])
+        #expect((0..<512).allSatisfy { m.k.ptPage(PTE.tablePage(pt))[$0] == 0 })
         // Dirty and writable (the VMA is).
         let pmd = m.k.pmdSlot(root: root, key: Self.a)!.pointee
         #expect(PTE.isPMDLeaf(pmd) && PTE.isDirty(pmd) && PTE.isWrite(pmd))

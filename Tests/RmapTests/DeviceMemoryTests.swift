@@ -14,8 +14,8 @@ import RmapTestSupport
 @Suite struct DeviceMemoryTests {
     let a: UInt64 = 0x1000_0000_0000
 
-    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> UInt32 {
-        UInt32(truncatingIfNeeded: PTE.swpOffset(m.pte(p, addr)))
+    func entryFrame(_ m: Machine, _ p: String, _ addr: UInt64) -> PFN {
+        PTE.swpOffsetPFN(m.pte(p, addr))
     }
 
     func setup() throws -> Machine {
@@ -56,7 +56,7 @@ import RmapTestSupport
         let d = entryFrame(m, "P1", a + 0x1000)
         #expect(m.perform("P1", .read(addr: a + 0x1000, pages: 1)) == .ok)
         let r = m.mappedFrame(m.mm("P1"), a + 0x1000)
-        #expect(r != 0 && r != d && m.frameRecord(r).pointee.flags & PG.zoneDevice == 0)
+        #expect(!r.isNone && r != d && m.frameRecord(r).pointee.flags & PG.zoneDevice == 0)
         #expect(m.frameIsFree(d))
         #expect(m.tokens("P1", a + 0x1000, 1) == "A1:1")
         // migrate_vma_unmap() went through try_to_unmap's zone-device branch
@@ -81,7 +81,7 @@ import RmapTestSupport
         // With it: make_migration_entry(page, 0), the rmap removed, even with a young mapping.
         #expect(m.perform("P1", .unmap(addr: a + 0x1000, pages: 1, flags: [.migration])) == .ok)
         let e = m.pte("P1", a + 0x1000)
-        #expect(PTE.isMigrationEntry(e) && PTE.swpType(e) == PTE.swpMigrationRead && PTE.swpOffset(e) == UInt64(d))
+        #expect(PTE.isMigrationEntry(e) && PTE.swpType(e) == PTE.swpMigrationRead && PTE.swpOffsetPFN(e) == d)
         #expect(m.k.pageMapcount(d) == 0 && m.frameRecord(d).pointee.refcount == 1)
         #expect(m.check() == [])
         // A fault ends the migration: the device entry comes back, then migrate_to_ram.
@@ -141,7 +141,7 @@ import RmapTestSupport
         #expect(m.perform("P0", .exclusive(addr: a, pages: 1)) == .ok)
         #expect(m.tokens("P0", a, 1) == "X" && m.tokens("P1", a, 1) == "A1:1")
         let e = m.pte("P0", a)
-        let x = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+        let x = PTE.swpOffsetPFN(e)
         #expect(x != shared && PTE.isDeviceExclusiveEntry(e) && e & PTE.swpDeviceExclusiveWrite != 0)
         // Out of the rmap, still counted, the entry holds the PTE's reference.
         #expect(m.k.pageMapcount(x) == 0 && m.frameRecord(x).pointee.refcount == 1)
@@ -161,14 +161,14 @@ import RmapTestSupport
         #expect(m.perform("P0", .mmap(addr: a + 0x2000, pages: 2, prot: [.read, .write], kind: .anonPrivate)) == .ok)
         #expect(m.perform("P0", .exclusive(addr: a + 0x2000, pages: 2)) == .ok, "unfaulted pages are faulted in first")
         #expect(m.tokens("P0", a + 0x2000, 2) == "X X")
-        let x = UInt32(truncatingIfNeeded: PTE.swpOffset(m.pte("P0", a + 0x2000)))
+        let x = PTE.swpOffsetPFN(m.pte("P0", a + 0x2000))
         // copy_nonpresent_pte: the parent's entry is restored, then copied as a present PTE.
         #expect(m.fork("P0", child: "P2") == .ok)
         #expect(m.tokens("P0", a + 0x2000, 1) == "A1:2" && m.tokens("P2", a + 0x2000, 1) == "A1:2")
         #expect(m.mappedFrame(m.mm("P2"), a + 0x2000) == x)
         #expect(m.check() == [])
         #expect(m.perform("P0", .exclusive(addr: a + 0x3000, pages: 1)) == .ok)
-        let y = UInt32(truncatingIfNeeded: PTE.swpOffset(m.pte("P0", a + 0x3000)))
+        let y = PTE.swpOffsetPFN(m.pte("P0", a + 0x3000))
         #expect(m.frameRecord(y).pointee.refcount == 1)
         #expect(m.perform("P0", .munmap(addr: a, pages: 4)) == .ok)
         #expect(m.frameIsFree(y), "the entry's reference went with it: freed")

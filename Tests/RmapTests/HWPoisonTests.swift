@@ -39,7 +39,7 @@ import RmapTestSupport
         #expect(m.frameRecord(pfn).pointee.flags & PG.hwpoison != 0 && m.frameRecord(pfn).pointee.refcount == 3)
         #expect(m.perform("P1", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .ok)
         #expect(m.tokens("P0", a, 2) == "H A1:2" && m.tokens("P1", a, 2) == "H A1:2")
-        #expect(m.pte("P0", a) == PTE.swpEntry(type: PTE.swpHWPoison, offset: UInt64(pfn)))
+        #expect(m.pte("P0", a) == PTE.swpEntry(type: PTE.swpHWPoison, pfn: pfn))
         // dec_mm_counter(mm_counter(page)) in both mms; the entry is not counted.
         #expect(m.k.mmCounter(m.mm("P0"), .anon) == anon0 - 1)
         #expect(m.k.mmCounter(m.mm("P1"), .anon) == anon1 - 1)

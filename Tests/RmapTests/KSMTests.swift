@@ -41,7 +41,7 @@ import RmapTestSupport
     func name(_ m: Machine, _ mm: MMID) -> String { m.processName(mm: mm) ?? "?" }
 
     /// The (process, address) pairs an rmap walk of `pfn` visits, in order.
-    func walk(_ m: Machine, _ pfn: UInt32) -> [String] {
+    func walk(_ m: Machine, _ pfn: PFN) -> [String] {
         struct Collect: RmapWalkControl {
             var hits: [(MMID, UInt64)] = []
             mutating func rmapOne(_ c: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
@@ -72,7 +72,7 @@ import RmapTestSupport
                 == ["K1:3", "K1:3", "K1:3"])
         // page->mapping = stable_node | PAGE_MAPPING_KSM, the node names the frame.
         let node = m.k.folioStableNode(k)
-        #expect(node != 0 && m.k.ksmNode(node).pointee.kpfn == k && m.k.ksmNode(node).pointee.rmap_hlist_len == 3)
+        #expect(!node.isNone && m.k.ksmNode(node).pointee.kpfn == k.rawValue && m.k.ksmNode(node).pointee.rmap_hlist_len == 3)
         #expect(m.frameRecord(k).pointee.mapping & PageMapping.flags == PageMapping.ksm)
         #expect(m.frameRecord(k).pointee.content == 7 && m.frameRecord(k).pointee.refcount == 3)
         #expect(m.frameRecord(k).pointee.flags & PG.anonExclusive == 0)
@@ -220,7 +220,7 @@ import RmapTestSupport
         let v = m.vmaAt("P0", a + 0x1000)
         #expect(m.k.vma(v).pointee.vm_start == a + 0x1000, "split at the mprotect boundary")
         let items = m.k.mmKSMRmapList(m.mm("P0"))
-        #expect(m.k.ksmItem(items.pointee).pointee.vm_pgoff < m.k.vma(v).pointee.vm_pgoff,
+        #expect(m.k.ksmItem(KSMItemID(items.pointee)).pointee.vm_pgoff < m.k.vma(v).pointee.vm_pgoff,
                 "the item's recorded pgoff is below the split VMA's range")
         #expect(walk(m, k).contains("P0@0x100000001000"))
         #expect(m.check() == [])
@@ -340,7 +340,7 @@ import RmapTestSupport
         #expect(n != k && m.frameIsFree(k))
         #expect(m.frame("P0", a) == n && m.frame("P2", b) == n)
         // folio_migrate_ksm(): the same stable node, now naming the new frame.
-        #expect(m.k.folioStableNode(n) == node && m.k.ksmNode(node).pointee.kpfn == n)
+        #expect(m.k.folioStableNode(n) == node && m.k.ksmNode(node).pointee.kpfn == n.rawValue)
         #expect(m.frameRecord(n).pointee.content == 7 && m.k.pageMapcount(n) == 3)
         #expect(Set(walk(m, n)) == ["P0@0x100000000000", "P1@0x100000000000", "P2@0x200000000000"])
         // The restored PTEs are read-only: a migration entry of a read-only
@@ -423,7 +423,7 @@ import RmapTestSupport
         #expect(m.save(to: path) == nil)
         let r = try Machine(opening: path)
         let k = r.frame("P0", a)
-        #expect(r.tokens("P2", b, 1) == "K1:3" && r.k.folioStableNode(k) != 0)
+        #expect(r.tokens("P2", b, 1) == "K1:3" && !r.k.folioStableNode(k).isNone)
         #expect(r.perform("P1", .write(addr: a, pages: 1)) == .ok)
         r.ksmScan()
         #expect(r.k.pageMapcount(k) == 2 && r.check() == [])
@@ -445,7 +445,7 @@ import RmapTestSupport
         defer { unlink(path) }
         #expect(m.save(to: path) == nil)
         #expect((try? Machine(opening: path)) != nil, "intact: accepted")
-        m.k.ksmItem(d.free_head).pointee.mm = 1  // bytes 8-11 of a free record
+        m.k.ksmItem(KSMItemID(d.free_head)).pointee.mm = 1  // bytes 8-11 of a free record
         #expect(m.save(to: path) == nil)
         do {
             _ = try Machine(opening: path)

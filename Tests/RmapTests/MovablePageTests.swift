@@ -18,7 +18,7 @@ import RmapTestSupport
             let p = m.frameRecord(pfn).pointee
             #expect(p.mapping == m.k.balloonMops | PageMapping.movable && p.mapping & PageMapping.flags == PageMapping.movable)
             #expect(p.refcount == 1 && p.mapcount == -1 && p.flags & PG.offline != 0)
-            #expect(!m.k.pageIsAnon(pfn) && m.k.pageFile(pfn) == 0, "rmap_walk dispatches to neither walk")
+            #expect(!m.k.pageIsAnon(pfn) && m.k.pageFile(pfn).isNone, "rmap_walk dispatches to neither walk")
         }
         #expect(m.check() == [])
         // One page: isolate (off the list, isolated_pages), migrate_page, done.
@@ -61,7 +61,7 @@ import RmapTestSupport
         #expect(m.check() == [])
         // Memory is exhausted by another user: migrate_pages gets no new page, putback.
         let hog = m.k.allocPage()
-        #expect(hog != 0)
+        #expect(!hog.isNone)
         while m.k.available(T.frame) > 0 { _ = m.k.allocPage() }
         #expect(!m.k.migrateMovablePage(pfn))
         #expect(m.balloonFrames() == [pfn] && m.frameRecord(pfn).pointee.refcount == 1)

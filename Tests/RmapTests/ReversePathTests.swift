@@ -256,7 +256,7 @@ import RmapTestSupport
         let live = m.liveObjects()["frames"]
         #expect(m.perform("C", .migrate(addr: a, pages: 1)) == .ok)
         let new = m.frame("A", a)
-        #expect(new != old && new != 0)
+        #expect(new != old && !new.isNone)
         for p in ["A", "B", "C"] { #expect(m.frame(p, a) == new) }
         #expect(m.k.pageMapcount(new) == 3)
         #expect(m.frameRecord(new).pointee.content == content)
@@ -298,7 +298,7 @@ import RmapTestSupport
             B = fork A
             B read 0x100000000000
             """)
-        let f = m.fileByName["f"]!
+        let f = FileID(m.fileByName["f"]!)
         let oldF = m.frame("A", a)
         #expect(m.k.pageCacheLookup(f, 2, materialize: false) == oldF)
         #expect(m.perform("B", .migrate(addr: a, pages: 1)) == .ok)
@@ -308,12 +308,12 @@ import RmapTestSupport
         #expect(m.frameRecord(newF).pointee.index == 2 && m.k.pageFile(newF) == f)
         #expect(m.frameRecord(newF).pointee.flags & PG.dirty != 0)
         #expect(m.frameIsFree(oldF))
-        let shm = m.k.vma(m.vmaAt("A", a + 0x10000)).pointee.file
+        let shm = m.k.vmFile(m.vmaAt("A", a + 0x10000))
         let oldS = m.frame("A", a + 0x10000)
         #expect(m.perform("A", .migrate(addr: a + 0x10000, pages: 1)) == .ok)
         let newS = m.frame("A", a + 0x10000)
-        #expect(newS != oldS && newS != 0)
-        #expect(m.frame("B", a + 0x10000) == 0, "fork copies no shared-anon PTEs")
+        #expect(newS != oldS && !newS.isNone)
+        #expect(m.frame("B", a + 0x10000).isNone, "fork copies no shared-anon PTEs")
         #expect(m.k.pageCacheLookup(shm, 0, materialize: false) == newS)
         #expect(m.frameRecord(newS).pointee.flags & PG.swapbacked != 0)
         #expect(m.k.mmCounter(m.mm("A"), .shmem) == 1 && m.k.mmCounter(m.mm("A"), .file) == 1)
@@ -337,7 +337,7 @@ import RmapTestSupport
         let new = m.frame("A", a)
         #expect(m.frameRecord(new).pointee.flags & PG.swapcache != 0)
         let slot = m.k.swapSlot(PTE.swpOffset(m.frameRecord(new).pointee.private_))!
-        #expect(slot.pointee.cache_frame == new)
+        #expect(PFN(slot.pointee.cache_frame) == new)
         #expect(m.perform("B", .read(addr: a, pages: 1)) == .ok)
         #expect(m.frame("B", a) == new)
         #expect(m.tokens("A", a, 1) == "A1:2")
@@ -403,7 +403,7 @@ import RmapTestSupport
         let (m, out) = try machine(text)
         #expect(out.failures == [])
         for addr in [a, a + 0x10000, a + 0x20000] {
-            let mappers = procs.filter { m.frame($0, addr) != 0 }
+            let mappers = procs.filter { !m.frame($0, addr).isNone }
             let old = m.frame("P", addr)
             let who = mappers[Int(next(UInt64(mappers.count)))]
             #expect(m.perform(who, .migrate(addr: addr, pages: 1)) == .ok)

@@ -32,7 +32,7 @@ import RmapTestSupport
         #expect(s.mappedFrames == ["anon": 3] && s.mappings == 3)
         #expect(s.walkVisits == 5 && s.walkHits == 3)
         let original = m.k.vmNormalPage(m.k.leafSlot(root: m.k.mm(m.mmIndex(of: "A")!).pointee.pgd, key: 0x100000000000)!.pointee)
-        #expect(s.worstWalk.pfn == original && s.worstWalk.visits == 3 && s.worstWalk.hits == 1)
+        #expect(s.worstWalk.pfn == original.rawValue && s.worstWalk.visits == 3 && s.worstWalk.hits == 1)
         #expect(s.reusedInUse == 0)
         #expect(s.tables.first { $0.name == "anon_vma_chain" }?.live == 5)
         #expect(s.json.hasPrefix("{\"anon_vma_roots\":1,\"anon_vmas\":3,\"avcs\":5,"))

@@ -36,14 +36,14 @@ import RmapTestSupport
         var out: [PFN: [Hit]] = [:]
         let k = m.k
         for mmID in m.liveMMs() {
-            let mm = mmID.rawValue
+            let mm = mmID
             var v = k.firstVMA(mm)
-            while v != 0 {
+            while !v.isNone {
                 var a = k.vma(v).pointee.vm_start
                 while a < k.vma(v).pointee.vm_end {
                     if let s = k.leafSlot(root: k.mm(mm).pointee.pgd, key: a) {
                         let pfn = k.vmNormalPage(s.pointee)
-                        if pfn != 0 { out[PFN(pfn), default: []].append(Hit(mm: mmID, address: a)) }
+                        if !pfn.isNone { out[pfn, default: []].append(Hit(mm: mmID, address: a)) }
                     }
                     a += 4096
                 }
@@ -71,7 +71,7 @@ import RmapTestSupport
             if anonVMA && anon != w { return "frame \(pfn): anon_vma walk \(anon) != \(w)" }
             if p.hits.sorted() != w || p.notMapped != 0 { return "frame \(pfn): PV walk \(p.hits.sorted()) != \(w)" }
             if s.hits.sorted() != w || s.notMapped != 0 { return "frame \(pfn): scan \(s.hits.sorted()) != \(w)" }
-            if anonVMA && m.k.pageMapcount(pfn.rawValue) != w.count { return "frame \(pfn): mapcount \(m.k.pageMapcount(pfn.rawValue)) != \(w.count)" }
+            if anonVMA && m.k.pageMapcount(pfn) != w.count { return "frame \(pfn): mapcount \(m.k.pageMapcount(pfn)) != \(w.count)" }
         }
         return nil
     }

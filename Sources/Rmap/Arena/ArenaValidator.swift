@@ -68,10 +68,10 @@ struct ArenaValidator {
 
     func validateObjects() -> String? {
         let frameCap = bump(T.frame)
-        guard ok(T.frame, k.zeroPFN) else { return "the zero page is not a live frame" }
+        guard ok(T.frame, k.zeroPFN.rawValue) else { return "the zero page is not a live frame" }
         if let e = validateFolios() { return e }
         for i in 1..<frameCap where live[Int(T.frame)][Int(i)] {
-            let p = k.page(i).pointee
+            let p = k.page(PFN(i)).pointee
             if p.flags & PG.tail != 0 {
                 // A tail's mapping and index words hold folio fields (checked
                 // by validateFolios); its own counters only.
@@ -105,40 +105,40 @@ struct ArenaValidator {
             if p.flags & PG.swapcache != 0 && !validSwapEntry(p.private_) { return "frame \(i): bad swap entry" }
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            let p = k.mm(i).pointee
+            let p = k.mm(MMID(i)).pointee
             guard ok(T.ptPage, p.pgd), okOr0(T.vma, p.mm_rb) else { return "mm \(i): bad pgd or VMA tree root" }
         }
         for i in 1..<bump(T.vma) where live[Int(T.vma)][Int(i)] {
-            let p = k.vma(i).pointee
+            let p = k.vma(VMAID(i)).pointee
             guard ok(T.mm, p.mm), okOr0(T.file, p.file), okOr0(T.anonVMA, p.anon_vma), okOr0(T.avc, p.avc_head),
                   links(T.vma, p.mm_rb), links(T.vma, p.shared_rb) else { return "vma \(i): an index is out of range" }
             guard p.vm_start < p.vm_end, p.vm_start & 0xfff == 0, p.vm_end & 0xfff == 0, p.vm_end <= 1 << 47,
                   p.vm_pgoff < 1 << 40 else { return "vma \(i): bad range" }
         }
         for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             guard ok(T.anonVMA, p.root), ok(T.anonVMA, p.parent), okOr0(T.avc, p.rb_root) else {
                 return "anon_vma \(i): an index is out of range"
             }
         }
         for i in 1..<bump(T.avc) where live[Int(T.avc)][Int(i)] {
-            let p = k.avc(i).pointee
+            let p = k.avc(AVCID(i)).pointee
             guard ok(T.vma, p.vma), ok(T.anonVMA, p.anon_vma), okOr0(T.avc, p.same_vma_next),
                   okOr0(T.avc, p.same_vma_prev), links(T.avc, p.rb) else { return "avc \(i): an index is out of range" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
-            let p = k.file(i).pointee
+            let p = k.file(FileID(i)).pointee
             guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind == 1 || p.kind == 2,
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
         if let e = validateKSMObjects() { return e }
-        guard okOr0(T.frame, k.balloonHead), k.header.pointee.balloon_head < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
+        guard okOr0(T.frame, k.balloonHead.rawValue), k.header.pointee.balloon_head < UInt64(bump(T.frame)) else { return "balloon list head out of range" }
         var bn: UInt32 = 0
         var bp = k.balloonHead
-        while bp != 0 {
+        while !bp.isNone {
             bn += 1
-            guard bn < bump(T.frame), ok(T.frame, bp), k.pageIsBalloonMovable(bp) else { return "balloon list broken at frame \(bp)" }
-            bp = k.page(bp).pointee.next
+            guard bn < bump(T.frame), ok(T.frame, bp.rawValue), k.pageIsBalloonMovable(bp) else { return "balloon list broken at frame \(bp)" }
+            bp = PFN(k.page(bp).pointee.next)
         }
         let slots = k.header.pointee.swap_slots
         if slots > 0 {
@@ -176,14 +176,14 @@ struct ArenaValidator {
         guard okOr0(T.ksmNode, h.ksm_stable_root), okOr0(T.mm, h.ksm_mm_head), okOr0(T.mm, h.ksm_mm_tail),
               h.ksm_unstable_root < bump(T.ksmItem) else { return "ksm: a root or list end is out of range" }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            let p = k.mm(i).pointee
+            let p = k.mm(MMID(i)).pointee
             guard okOr0(T.ksmItem, p.ksm_rmap_list), okOr0(T.mm, p.ksm_slot_next), p.ksm_flags <= 1 else {
                 return "mm \(i): a KSM field is out of range"
             }
         }
         let items = bump(T.ksmItem)
         for i in 1..<items where live[Int(T.ksmItem)][Int(i)] {
-            let p = k.ksmItem(i).pointee
+            let p = k.ksmItem(KSMItemID(i)).pointee
             guard ok(T.mm, p.mm), okOr0(T.ksmItem, p.rmap_list), okOr0(T.ksmItem, p.hlist_next),
                   okOr0(T.ksmItem, p.hlist_prev), p.anon_vma < bump(T.anonVMA), p.head < bump(T.ksmNode),
                   p.node.parent < items, p.node.left < items, p.node.right < items else {
@@ -194,7 +194,7 @@ struct ArenaValidator {
             }
         }
         for i in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(i)] {
-            let p = k.ksmNode(i).pointee
+            let p = k.ksmNode(KSMNodeID(i)).pointee
             guard p.kpfn < bump(T.frame), okOr0(T.ksmItem, p.hlist), links(T.ksmNode, p.node) else {
                 return "ksm stable node \(i): an index is out of range"
             }
@@ -205,24 +205,24 @@ struct ArenaValidator {
         while m != 0 {
             n += 1
             guard n < bump(T.mm), ok(T.mm, m) else { return "ksm: mm slot list broken at mm \(m)" }
-            m = k.mm(m).pointee.ksm_slot_next
+            m = k.mm(MMID(m)).pointee.ksm_slot_next
         }
         var seen = [Bool](repeating: false, count: Int(items))
         for mi in 1..<bump(T.mm) where live[Int(T.mm)][Int(mi)] {
-            var i = k.mm(mi).pointee.ksm_rmap_list
+            var i = k.mm(MMID(mi)).pointee.ksm_rmap_list
             while i != 0 {
-                guard ok(T.ksmItem, i), !seen[Int(i)], k.ksmItem(i).pointee.mm == mi else { return "ksm: mm \(mi)'s rmap_item list broken at \(i)" }
+                guard ok(T.ksmItem, i), !seen[Int(i)], k.ksmItem(KSMItemID(i)).pointee.mm == mi else { return "ksm: mm \(mi)'s rmap_item list broken at \(i)" }
                 seen[Int(i)] = true
-                i = k.ksmItem(i).pointee.rmap_list
+                i = k.ksmItem(KSMItemID(i)).pointee.rmap_list
             }
         }
         for ni in 1..<bump(T.ksmNode) where live[Int(T.ksmNode)][Int(ni)] {
-            var i = k.ksmNode(ni).pointee.hlist
+            var i = k.ksmNode(KSMNodeID(ni)).pointee.hlist
             var c: UInt32 = 0
             while i != 0 {
                 c += 1
-                guard c < items, ok(T.ksmItem, i), k.ksmItem(i).pointee.head == ni else { return "ksm: stable node \(ni)'s hlist broken at \(i)" }
-                i = k.ksmItem(i).pointee.hlist_next
+                guard c < items, ok(T.ksmItem, i), k.ksmItem(KSMItemID(i)).pointee.head == ni else { return "ksm: stable node \(ni)'s hlist broken at \(i)" }
+                i = k.ksmItem(KSMItemID(i)).pointee.hlist_next
             }
         }
         if let e = IntervalTree.check(root: h.ksm_stable_root, k.ksmStableTree, limit: Int(bump(T.ksmNode))).first { return "ksm stable tree: \(e)" }
@@ -240,53 +240,53 @@ struct ArenaValidator {
             let mode = (h.thp_order_modes >> (4 * UInt64(order))) & 0xf
             guard mode <= 3, mode == 0 || (2...Int(RMAP_PMD_ORDER)).contains(order) else { return "THP settings: bad mode for order \(order)" }
         }
-        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(i).pointee.flags & PG.head != 0 {
+        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(PFN(i)).pointee.flags & PG.head != 0 {
             guard i + 1 < frames, live[Int(T.frame)][Int(i + 1)] else { return "frame \(i): large folio without its second page" }
-            let order = k.page(i + 1).pointee.order
+            let order = k.page(PFN(i + 1)).pointee.order
             guard order >= 2, order <= RMAP_PMD_ORDER else { return "frame \(i): large folio of order \(order)" }
             let nr = UInt32(1) << order
             guard i & (nr - 1) == 0, UInt64(i) + UInt64(nr) <= UInt64(frames) else { return "frame \(i): large folio not aligned or beyond the frames" }
             for t in (i + 1)..<(i + nr) {
-                let tp = k.page(t).pointee
+                let tp = k.page(PFN(t)).pointee
                 guard live[Int(T.frame)][Int(t)], tp.flags & PG.tail != 0, tp.flags & PG.head == 0, tp.next == i else {
                     return "frame \(t): not a tail of the folio at \(i)"
                 }
             }
-            let p1 = k.page(i + 1).pointee
+            let p1 = k.page(PFN(i + 1)).pointee
             let bound: Int32 = 1 << 24
             guard (-1...bound).contains(p1.large_mapcount), (-1...bound).contains(p1.entire_mapcount),
                   (0...(ENTIRELY_MAPPED + Int32(nr))).contains(p1.nr_pages_mapped),
                   (-1...bound).contains(p1.mm_id_mapcount.0), (-1...bound).contains(p1.mm_id_mapcount.1) else {
                 return "frame \(i): large folio counters out of range"
             }
-            guard k.page(i).pointee.mapping & PageMapping.flags != PageMapping.ksm else { return "frame \(i): a large KSM folio" }
+            guard k.page(PFN(i)).pointee.mapping & PageMapping.flags != PageMapping.ksm else { return "frame \(i): a large KSM folio" }
         }
         // A tail whose head is no head (validated above as a run).
-        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(i).pointee.flags & PG.tail != 0 {
-            let head = k.page(i).pointee.next
-            guard head < i, ok(T.frame, head), k.page(head).pointee.flags & PG.head != 0,
-                  i < head + (UInt32(1) << k.page(head + 1).pointee.order) else { return "frame \(i): a tail without its head" }
+        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(PFN(i)).pointee.flags & PG.tail != 0 {
+            let head = k.page(PFN(i)).pointee.next
+            guard head < i, ok(T.frame, head), k.page(PFN(head)).pointee.flags & PG.head != 0,
+                  i < head + (UInt32(1) << k.page(PFN(head + 1)).pointee.order) else { return "frame \(i): a tail without its head" }
         }
         if h.huge_zero_pfn != 0 {
             let z = h.huge_zero_pfn
-            guard ok(T.frame, z), k.page(z).pointee.flags & (PG.head | PG.reserved) == PG.head | PG.reserved,
-                  k.page(z + 1).pointee.order == RMAP_PMD_ORDER else { return "the huge zero folio \(z) is no reserved PMD-order folio" }
+            guard ok(T.frame, z), k.page(PFN(z)).pointee.flags & (PG.head | PG.reserved) == PG.head | PG.reserved,
+                  k.page(PFN(z + 1)).pointee.order == RMAP_PMD_ORDER else { return "the huge zero folio \(z) is no reserved PMD-order folio" }
         }
         var n: UInt32 = 0
         var f = h.deferred_split_head
         var prev: UInt32 = 0
         while f != 0 {
             n += 1
-            guard n <= frames, ok(T.frame, f), k.page(f).pointee.flags & PG.head != 0, k.page(f + 1).pointee.order >= 2,
-                  k.page(f + 1).pointee.flags & PG.partiallyMapped != 0, k.page(f + 2).pointee.deferred_prev == prev else {
+            guard n <= frames, ok(T.frame, f), k.page(PFN(f)).pointee.flags & PG.head != 0, k.page(PFN(f + 1)).pointee.order >= 2,
+                  k.page(PFN(f + 1)).pointee.flags & PG.partiallyMapped != 0, k.page(PFN(f + 2)).pointee.deferred_prev == prev else {
                 return "deferred split queue broken at frame \(f)"
             }
             prev = f
-            f = k.page(f + 2).pointee.deferred_next
+            f = k.page(PFN(f + 2)).pointee.deferred_next
         }
         guard n == h.deferred_split_len, prev == h.deferred_split_tail else { return "deferred split queue: length or tail wrong" }
-        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(i).pointee.flags & PG.head != 0
-            && k.page(i + 1).pointee.flags & PG.partiallyMapped != 0 && k.page(i + 2).pointee.deferred_prev == 0
+        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(PFN(i)).pointee.flags & PG.head != 0
+            && k.page(PFN(i + 1)).pointee.flags & PG.partiallyMapped != 0 && k.page(PFN(i + 2)).pointee.deferred_prev == 0
             && h.deferred_split_head != i {
             return "frame \(i): marked partially mapped but not on the deferred split queue"
         }
@@ -317,20 +317,20 @@ struct ArenaValidator {
                 if level == 2 && !cache && PTE.isPMDLeaf(x) {
                     // A PMD leaf maps a PMD-order folio or the huge zero page.
                     let head = PTE.pfn(x)
-                    guard ok(T.frame, head), k.page(head).pointee.flags & PG.head != 0,
-                          k.page(head + 1).pointee.order == RMAP_PMD_ORDER else { return "PMD leaf 0x\(String(x, radix: 16)) maps no PMD-order folio" }
+                    guard ok(T.frame, head.rawValue), k.page(head).pointee.flags & PG.head != 0,
+                          k.page(head.advanced(by: 1)).pointee.order == RMAP_PMD_ORDER else { return "PMD leaf 0x\(String(x, radix: 16)) maps no PMD-order folio" }
                     leaves += 1
                     continue
                 }
                 if level > 1 {
-                    if let err = descend(PTE.pfn(x), level - 1, cache: cache) { return err }
+                    if let err = descend(PTE.tablePage(x), level - 1, cache: cache) { return err }
                     continue
                 }
                 if cache {
                     if x == Kernel.shadowEntry || validSwapEntry(x) { continue }
-                    guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x)) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
+                    guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x).rawValue) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
                 } else if PTE.isPresent(x) {
-                    guard ok(T.frame, PTE.pfn(x)) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
+                    guard ok(T.frame, PTE.pfn(x).rawValue) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
                 } else if PTE.isDeviceExclusiveEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-exclusive entry for no live frame" }
                 } else if PTE.isDevicePrivateEntry(x) {
@@ -358,10 +358,10 @@ struct ArenaValidator {
             return nil
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            if let e = descend(k.mm(i).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
+            if let e = descend(k.mm(MMID(i)).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
-            if let e = descend(k.file(i).pointee.cache_root, 4, cache: true) { return "file \(i): \(e)" }
+            if let e = descend(k.file(FileID(i)).pointee.cache_root, 4, cache: true) { return "file \(i): \(e)" }
         }
         return nil
     }
@@ -369,25 +369,25 @@ struct ArenaValidator {
     /// Every tree is a sound augmented rbtree and every AVC list ends.
     func validateTrees() -> String? {
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
-            if let e = IntervalTree.check(root: k.mm(i).pointee.mm_rb, k.mmTree, limit: Int(bump(T.vma))).first { return "mm \(i): \(e)" }
+            if let e = IntervalTree.check(root: k.mm(MMID(i)).pointee.mm_rb, k.mmTree, limit: Int(bump(T.vma))).first { return "mm \(i): \(e)" }
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
-            if let e = IntervalTree.check(root: k.file(i).pointee.i_mmap, k.iMMap, limit: Int(bump(T.vma))).first { return "file \(i): \(e)" }
+            if let e = IntervalTree.check(root: k.file(FileID(i)).pointee.i_mmap, k.iMMap, limit: Int(bump(T.vma))).first { return "file \(i): \(e)" }
         }
         for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
-            if let e = IntervalTree.check(root: k.anonVMA(i).pointee.rb_root, k.avcTree, limit: Int(bump(T.avc))).first { return "anon_vma \(i): \(e)" }
+            if let e = IntervalTree.check(root: k.anonVMA(AnonVMAID(i)).pointee.rb_root, k.avcTree, limit: Int(bump(T.avc))).first { return "anon_vma \(i): \(e)" }
         }
         for v in 1..<bump(T.vma) where live[Int(T.vma)][Int(v)] {
-            var a = k.vma(v).pointee.avc_head
+            var a = k.vma(VMAID(v)).pointee.avc_head
             var prev: UInt32 = 0
             var n: UInt32 = 0
             while a != 0 {
                 n += 1
-                guard n < bump(T.avc), k.avc(a).pointee.vma == v, k.avc(a).pointee.same_vma_prev == prev else {
+                guard n < bump(T.avc), k.avc(AVCID(a)).pointee.vma == v, k.avc(AVCID(a)).pointee.same_vma_prev == prev else {
                     return "vma \(v): AVC list broken at avc \(a)"
                 }
                 prev = a
-                a = k.avc(a).pointee.same_vma_next
+                a = k.avc(AVCID(a)).pointee.same_vma_next
             }
         }
         return nil

@@ -72,3 +72,22 @@ public typealias FileID = ArenaID<FileTable>
 public typealias KSMItemID = ArenaID<KSMItemTable>
 /// A KSM stable node.
 public typealias KSMNodeID = ArenaID<KSMNodeTable>
+
+// MARK: frame arithmetic
+
+/// Contiguous frames (a large folio's pages, pfn + i): the only arithmetic a
+/// PFN has, so an index of another table cannot be added to one by mistake.
+extension ArenaID where Table == FrameTable {
+    /// The frame `n` frames after this one (pfn + n; `n` may be negative).
+    @inlinable @inline(__always)
+    public func advanced(by n: Int) -> PFN { PFN(UInt32(truncatingIfNeeded: Int(rawValue) + n)) }
+
+    /// The frame `n` frames after this one (pfn + n): a page of a folio by
+    /// its index, or the end of a folio of `n` pages (folio_nr_pages()).
+    @inlinable @inline(__always)
+    public func advanced(by n: UInt32) -> PFN { PFN(rawValue &+ n) }
+
+    /// The number of frames from this one to `other` (other - self).
+    @inlinable @inline(__always)
+    public func distance(to other: PFN) -> Int { Int(other.rawValue) - Int(rawValue) }
+}

@@ -56,14 +56,6 @@ package struct Kernel {
 
     // MARK: typed access by index
 
-    @inline(__always) package func page(_ pfn: UInt32) -> UnsafeMutablePointer<rmap_page> { frames + Int(pfn) }
-    @inline(__always) package func mm(_ i: UInt32) -> UnsafeMutablePointer<rmap_mm> { mms + Int(i) }
-    @inline(__always) package func vma(_ i: UInt32) -> UnsafeMutablePointer<rmap_vma> { vmas + Int(i) }
-    @inline(__always) package func anonVMA(_ i: UInt32) -> UnsafeMutablePointer<rmap_anon_vma> { anonVMAs + Int(i) }
-    @inline(__always) package func avc(_ i: UInt32) -> UnsafeMutablePointer<rmap_avc> { avcs + Int(i) }
-    @inline(__always) package func file(_ i: UInt32) -> UnsafeMutablePointer<rmap_file> { files + Int(i) }
-    @inline(__always) func ksmItem(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i) }
-    @inline(__always) func ksmNode(_ i: UInt32) -> UnsafeMutablePointer<rmap_ksm_node> { ksmNodes + Int(i) }
 
     // The same by typed id (Arena/IDs.swift): what the walk controls and the
     // public API are given.

@@ -5,36 +5,36 @@ import CShims
 extension Checker {
     /// One page of a large folio. The tail names its head and holds no
     /// reference; the head carries the folio-wide checks.
-    func checkLargeFolioPage(_ i: UInt32, census: Int, mapcount: [UInt32: Int], entire: [UInt32: Int],
-                             folioMMs: [UInt32: [UInt32: Int]]) {
+    func checkLargeFolioPage(_ i: PFN, census: Int, mapcount: [PFN: Int], entire: [PFN: Int],
+                             folioMMs: [PFN: [MMID: Int]]) {
         let p = k.page(i).pointee
         let bump = k.desc(T.frame).pointee.bump
-        let head: UInt32
+        let head: PFN
         if p.flags & PG.tail != 0 {
-            head = p.next
-            guard head != 0, head < i, head < bump, !k.isFree(T.frame, head), k.page(head).pointee.flags & PG.head != 0,
-                  i < head + k.folioNrPages(head) else {
-                fail(.folioCounters, .frame(PFN(i)), "frame \(i): tail page whose compound_head \(p.next) is no head of a folio holding it")
+            head = PFN(p.next)
+            guard !head.isNone, head < i, head.rawValue < bump, !k.isFree(T.frame, head.rawValue),
+                  k.page(head).pointee.flags & PG.head != 0, i < head.advanced(by: k.folioNrPages(head)) else {
+                fail(.folioCounters, .frame(i), "frame \(i): tail page whose compound_head \(p.next) is no head of a folio holding it")
                 return
             }
-            if p.refcount != 0 { fail(.folioCounters, .frame(PFN(i)), "frame \(i): tail page with _refcount \(p.refcount)") }
+            if p.refcount != 0 { fail(.folioCounters, .frame(i), "frame \(i): tail page with _refcount \(p.refcount)") }
         } else {
             head = i
         }
         let precise = census + (entire[head] ?? 0)
         if p.flags & PG.anonExclusive != 0 && precise > 1 {
-            fail(.anonExclusiveShared, .frame(PFN(i)), "frame \(i): PG_anon_exclusive but mapped \(precise) times (PTEs and PMDs)")
+            fail(.anonExclusiveShared, .frame(i), "frame \(i): PG_anon_exclusive but mapped \(precise) times (PTEs and PMDs)")
         }
         guard head == i else { return }
         checkLargeFolio(head, mapcount: mapcount, entire: entire[head] ?? 0, mms: folioMMs[head] ?? [:])
     }
 
     /// The folio-wide rules of a large folio at `head`.
-    func checkLargeFolio(_ head: UInt32, mapcount: [UInt32: Int], entire: Int, mms: [UInt32: Int]) {
+    func checkLargeFolio(_ head: PFN, mapcount: [PFN: Int], entire: Int, mms: [MMID: Int]) {
         let order = k.folioOrder(head)
-        let o = PFN(head)
-        guard order >= 2, order <= RMAP_PMD_ORDER, head & ((1 << order) - 1) == 0,
-              head + (1 << order) <= k.desc(T.frame).pointee.bump else {
+        let o = head
+        guard order >= 2, order <= RMAP_PMD_ORDER, head.rawValue & ((1 << order) - 1) == 0,
+              head.advanced(by: UInt32(1) << order).rawValue <= k.desc(T.frame).pointee.bump else {
             fail(.folioCounters, .frame(o), "frame \(head): large folio of order \(order) not aligned, or beyond the frames")
             return
         }
@@ -42,12 +42,12 @@ extension Checker {
         var ptes = 0
         var pagesMapped: Int32 = 0
         for j in 0..<nr {
-            let n = mapcount[head + j] ?? 0
+            let n = mapcount[head.advanced(by: j)] ?? 0
             ptes += n
             if n > 0 { pagesMapped += 1 }
         }
         let h = k.page(head).pointee
-        let p1 = k.page(head + 1).pointee
+        let p1 = k.page(head.advanced(by: 1)).pointee
         if Int(p1.large_mapcount) + 1 != ptes + entire {
             fail(.folioCounters, .frame(o), "frame \(head): _large_mapcount \(p1.large_mapcount) but \(ptes) PTEs and \(entire) PMDs map the folio")
         }
@@ -63,7 +63,7 @@ extension Checker {
         }
         if h.mapping & PageMapping.flags == PageMapping.anon && ptes + entire > 0 {
             let av = k.pageAnonVMA(head)
-            if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
+            if av.isNone || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av.rawValue) {
                 fail(.pageAnonVMA, .frame(o), "frame \(head): folio->mapping points at freed anon_vma \(av)")
             }
         }
@@ -77,8 +77,8 @@ extension Checker {
                 continue
             }
             ids.append(id)
-            if Int(mc) + 1 != mms[id] ?? 0 {
-                fail(.folioMMIDs, .frame(o), "frame \(head): _mm_id slot \(slot) counts \(Int(mc) + 1) mappings of mm \(id), which maps the folio \(mms[id] ?? 0) times")
+            if Int(mc) + 1 != mms[MMID(id)] ?? 0 {
+                fail(.folioMMIDs, .frame(o), "frame \(head): _mm_id slot \(slot) counts \(Int(mc) + 1) mappings of mm \(id), which maps the folio \(mms[MMID(id)] ?? 0) times")
             }
         }
         if ids.count == 2 && ids[0] == ids[1] {
@@ -94,25 +94,25 @@ extension Checker {
 
     /// The deferred split queue: a sound list of live anonymous large folios,
     /// each flagged partially mapped; and every such folio is on it.
-    func checkDeferredSplitQueue(mapcount: [UInt32: Int], entire: [UInt32: Int]) {
+    func checkDeferredSplitQueue(mapcount: [PFN: Int], entire: [PFN: Int]) {
         let h = k.header.pointee
         let bump = k.desc(T.frame).pointee.bump
-        var listed = Set<UInt32>()
-        var f = h.deferred_split_head
-        var prev: UInt32 = 0
-        while f != 0 {
-            guard f < bump, !k.isFree(T.frame, f), k.folioIsLarge(f), !listed.contains(f) else {
+        var listed = Set<PFN>()
+        var f = PFN(h.deferred_split_head)
+        var prev = PFN.none
+        while !f.isNone {
+            guard f.rawValue < bump, !k.isFree(T.frame, f.rawValue), k.folioIsLarge(f), !listed.contains(f) else {
                 fail(.deferredSplit, nil, "deferred split queue: entry \(f) is no live large folio (or repeats)")
                 return
             }
             listed.insert(f)
-            if k.page(f + 2).pointee.deferred_prev != prev {
-                fail(.deferredSplit, .frame(PFN(f)), "frame \(f): deferred split back link \(k.page(f + 2).pointee.deferred_prev), expected \(prev)")
+            if k.page(f.advanced(by: 2)).pointee.deferred_prev != prev.rawValue {
+                fail(.deferredSplit, .frame(f), "frame \(f): deferred split back link \(k.page(f.advanced(by: 2)).pointee.deferred_prev), expected \(prev)")
             }
             prev = f
-            f = k.page(f + 2).pointee.deferred_next
+            f = PFN(k.page(f.advanced(by: 2)).pointee.deferred_next)
         }
-        if prev != h.deferred_split_tail {
+        if prev.rawValue != h.deferred_split_tail {
             fail(.deferredSplit, nil, "deferred split queue: tail \(h.deferred_split_tail), the list ends at \(prev)")
         }
         if UInt32(listed.count) != h.deferred_split_len {
@@ -121,18 +121,19 @@ extension Checker {
         var i: UInt32 = 1
         while i < bump {
             defer { i += 1 }
-            guard !k.isFree(T.frame, i), k.page(i).pointee.flags & PG.head != 0, i != k.hugeZeroPFN else { continue }
-            let order = k.folioOrder(i)
+            let pfn = PFN(i)
+            guard !k.isFree(T.frame, i), k.page(pfn).pointee.flags & PG.head != 0, pfn != k.hugeZeroPFN else { continue }
+            let order = k.folioOrder(pfn)
             guard order >= 2, order <= RMAP_PMD_ORDER else { continue }
             let nr = UInt32(1) << order
             var mapped: UInt32 = 0
-            for j in 0..<nr where (mapcount[i + j] ?? 0) > 0 { mapped += 1 }
-            let partial = k.pageIsAnon(i) && (entire[i] ?? 0) == 0 && mapped > 0 && mapped < nr
-            let flagged = k.folioOnDeferredList(i)
-            if flagged != listed.contains(i) {
-                fail(.deferredSplit, .frame(PFN(i)), "frame \(i): PG_partially_mapped \(flagged) but on the deferred split queue: \(listed.contains(i))")
+            for j in 0..<nr where (mapcount[pfn.advanced(by: j)] ?? 0) > 0 { mapped += 1 }
+            let partial = k.pageIsAnon(pfn) && (entire[pfn] ?? 0) == 0 && mapped > 0 && mapped < nr
+            let flagged = k.folioOnDeferredList(pfn)
+            if flagged != listed.contains(pfn) {
+                fail(.deferredSplit, .frame(pfn), "frame \(i): PG_partially_mapped \(flagged) but on the deferred split queue: \(listed.contains(pfn))")
             } else if partial != flagged {
-                fail(.deferredSplit, .frame(PFN(i)), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[i] ?? 0) PMDs, but on the deferred split queue: \(flagged)")
+                fail(.deferredSplit, .frame(pfn), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[pfn] ?? 0) PMDs, but on the deferred split queue: \(flagged)")
             }
         }
         // Deposited PTE tables only under PMD tables (counted against their

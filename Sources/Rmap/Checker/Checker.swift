@@ -10,7 +10,7 @@ final class Checker {
     var violations: [CheckerViolation] = []
     /// KSM mappings rmap_walk_ksm cannot reach by the kernel's design (not violations).
     var ksmUnregistered: [String] = []
-    var ksmUnregisteredFrames = Set<UInt32>()
+    var ksmUnregisteredFrames = Set<PFN>()
     let limit = 200
 
     func fail(_ kind: CheckerViolation.Kind, _ object: CheckerViolation.Object?, _ s: @autoclosure () -> String) {
@@ -18,30 +18,30 @@ final class Checker {
     }
 
     /// The mms of the live processes.
-    func run(mms: [UInt32]) {
-        var mapcount: [UInt32: Int] = [:]      // PTEs mapping each frame
-        var mappedLocked = Set<UInt32>()        // frames a VM_LOCKED VMA maps
-        var exclusiveRefs: [UInt32: Int] = [:]  // device-exclusive entries naming each frame
+    func run(mms: [MMID]) {
+        var mapcount: [PFN: Int] = [:]         // PTEs mapping each frame
+        var mappedLocked = Set<PFN>()           // frames a VM_LOCKED VMA maps
+        var exclusiveRefs: [PFN: Int] = [:]     // device-exclusive entries naming each frame
         var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
-        var writablePrivate: [(pfn: UInt32, mm: UInt32, addr: UInt64)] = []  // writable PTEs of private VMAs
+        var writablePrivate: [(pfn: PFN, mm: MMID, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
-        var mappedBy: [(pfn: UInt32, vma: UInt32, addr: UInt64)] = []  // every mapping, for the walk check
-        var entire: [UInt32: Int] = [:]         // PMDs mapping each large folio (by head)
-        var folioMMs: [UInt32: [UInt32: Int]] = [:]  // per large folio: mappings (PTEs and PMDs) per mm
+        var mappedBy: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []  // every mapping, for the walk check
+        var entire: [PFN: Int] = [:]            // PMDs mapping each large folio (by head)
+        var folioMMs: [PFN: [MMID: Int]] = [:]  // per large folio: mappings (PTEs and PMDs) per mm
         var pmdLeaves: [UInt32: Int] = [:]      // PMD leaves per PMD table
-        var writablePMDs: [(head: UInt32, mm: UInt32, addr: UInt64)] = []
+        var writablePMDs: [(head: PFN, mm: MMID, addr: UInt64)] = []
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
             let errs = IntervalTree.check(root: k.mm(m).pointee.mm_rb, k.mmTree, limit: 1 << 22)
-            for e in errs { fail(.vmaTree, .mm(MMID(m)), "mm \(m): VMA tree: \(e)") }
+            for e in errs { fail(.vmaTree, .mm(m), "mm \(m): VMA tree: \(e)") }
             var rss: [Int64] = [0, 0, 0, 0]
             var v = k.firstVMA(m)
             var prevEnd: UInt64 = 0
             var n: UInt32 = 0
             var lockedPages: UInt64 = 0
             var totalPages: UInt64 = 0
-            while v != 0 {
+            while !v.isNone {
                 n += 1
                 vmaCount += 1
                 let p = k.vma(v).pointee
@@ -50,52 +50,52 @@ final class Checker {
                 if p.file != 0 && p.vm_flags & VM.shared != 0 && p.vm_flags & VM.maywrite != 0 {
                     writableShared[p.file, default: 0] += 1
                 }
-                if p.mm != m { fail(.vmaMM, .vma(VMAID(v)), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
+                if MMID(p.mm) != m { fail(.vmaMM, .vma(v), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
                 if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
-                    fail(.vmaRange, .vma(VMAID(v)), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
+                    fail(.vmaRange, .vma(v), "vma \(v): bad range \(hex(p.vm_start))-\(hex(p.vm_end))")
                 }
-                if p.vm_start < prevEnd { fail(.vmaOverlap, .vma(VMAID(v)), "vma \(v): overlaps the previous VMA") }
+                if p.vm_start < prevEnd { fail(.vmaOverlap, .vma(v), "vma \(v): overlaps the previous VMA") }
                 prevEnd = p.vm_end
                 if p.anon_vma != 0 { anonVMAUsers[p.anon_vma, default: 0] += 1 }
                 // AVC list: every AVC points back at this VMA and is in its anon_vma's tree.
-                var a = p.avc_head
+                var a = AVCID(p.avc_head)
                 var sawOwn = p.anon_vma == 0
                 var steps = 0
-                while a != 0 && steps < 100_000 {
+                while !a.isNone && steps < 100_000 {
                     avcCount += 1
                     steps += 1
                     let c = k.avc(a).pointee
-                    if c.vma != v { fail(.avcVMA, .avc(AVCID(a)), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
+                    if VMAID(c.vma) != v { fail(.avcVMA, .avc(a), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
                     if c.anon_vma == p.anon_vma { sawOwn = true }
-                    if !treeContains(k.anonVMARoot(c.anon_vma).pointee, a, k.avcTree) {
-                        fail(.avcInTree, .avc(AVCID(a)), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
+                    if !treeContains(k.anonVMARoot(AnonVMAID(c.anon_vma)).pointee, a.rawValue, k.avcTree) {
+                        fail(.avcInTree, .avc(a), "avc \(a): not in anon_vma \(c.anon_vma)'s interval tree")
                     }
-                    if k.anonVMA(c.anon_vma).pointee.root != k.anonVMA(p.anon_vma == 0 ? c.anon_vma : p.anon_vma).pointee.root {
-                        fail(.avcRoot, .avc(AVCID(a)), "avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
+                    if k.anonVMA(AnonVMAID(c.anon_vma)).pointee.root != k.anonVMA(AnonVMAID(p.anon_vma == 0 ? c.anon_vma : p.anon_vma)).pointee.root {
+                        fail(.avcRoot, .avc(a), "avc \(a): anon_vma \(c.anon_vma) has a different root from vma \(v)'s anon_vma")
                     }
-                    a = c.same_vma_next
+                    a = AVCID(c.same_vma_next)
                 }
-                if !sawOwn { fail(.vmaOwnAVC, .vma(VMAID(v)), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
-                if p.file != 0 && !treeContains(k.iMMapRoot(p.file).pointee, v, k.iMMap) {
-                    fail(.iMMap, .vma(VMAID(v)), "vma \(v): not in its file's i_mmap")
+                if !sawOwn { fail(.vmaOwnAVC, .vma(v), "vma \(v): no AVC links it to its own anon_vma \(p.anon_vma)") }
+                if p.file != 0 && !treeContains(k.iMMapRoot(FileID(p.file)).pointee, v.rawValue, k.iMMap) {
+                    fail(.iMMap, .vma(v), "vma \(v): not in its file's i_mmap")
                 }
                 // Page-table census of the VMA.
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end, pmd: { haddr, slot in
                     let e = slot.pointee
                     pmdLeaves[k.ptPageIndex(of: slot), default: 0] += 1
                     if haddr < p.vm_start || haddr + Kernel.pmdSize > p.vm_end || p.file != 0 || p.vm_flags & VM.shared != 0 {
-                        fail(.pmdLeaf, .vma(VMAID(v)), "vma \(v): PMD leaf at \(hex(haddr)) not inside a private anonymous VMA's range")
+                        fail(.pmdLeaf, .vma(v), "vma \(v): PMD leaf at \(hex(haddr)) not inside a private anonymous VMA's range")
                     }
                     let head = PTE.pfn(e)
-                    if head == k.hugeZeroPFN && head != 0 {
+                    if head == k.hugeZeroPFN && !head.isNone {
                         if PTE.isWrite(e) {
-                            fail(.writablePrivateNotExclusive, .mm(MMID(m)), "mm \(m): the huge zero page mapped writable at \(hex(haddr))")
+                            fail(.writablePrivateNotExclusive, .mm(m), "mm \(m): the huge zero page mapped writable at \(hex(haddr))")
                         }
                         return true
                     }
-                    guard head != 0, head < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head), k.folioIsLarge(head),
-                          k.folioOrder(head) == RMAP_PMD_ORDER, head & (RMAP_PMD_NR - 1) == 0 else {
-                        fail(.pmdLeaf, .mm(MMID(m)), "mm \(m): PMD leaf at \(hex(haddr)) maps frame \(head), not the head of a live PMD-order folio")
+                    guard !head.isNone, head.rawValue < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head.rawValue),
+                          k.folioIsLarge(head), k.folioOrder(head) == RMAP_PMD_ORDER, head.rawValue & (RMAP_PMD_NR - 1) == 0 else {
+                        fail(.pmdLeaf, .mm(m), "mm \(m): PMD leaf at \(hex(haddr)) maps frame \(head), not the head of a live PMD-order folio")
                         return true
                     }
                     entire[head, default: 0] += 1
@@ -105,7 +105,7 @@ final class Checker {
                     if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 {
                         writablePMDs.append((head, m, haddr))
                         if k.page(head).pointee.flags & PG.anonExclusive == 0 {
-                            fail(.writablePrivateNotExclusive, .frame(PFN(head)), "frame \(head): THP mapped writable by private vma \(v) at \(hex(haddr)) but not exclusive")
+                            fail(.writablePrivateNotExclusive, .frame(head), "frame \(head): THP mapped writable by private vma \(v) at \(hex(haddr)) but not exclusive")
                         }
                     }
                     return true
@@ -115,16 +115,16 @@ final class Checker {
                     if PTE.isPresent(e) {
                         let pfn = k.vmNormalPage(e)
                         if PTE.isWrite(e) && PTE.pfn(e) == k.zeroPFN {
-                            fail(.writablePrivateNotExclusive, .mm(MMID(m)), "mm \(m): the shared zero page mapped writable at \(hex(addr))")
+                            fail(.writablePrivateNotExclusive, .mm(m), "mm \(m): the shared zero page mapped writable at \(hex(addr))")
                         }
-                        if pfn == 0 { return true }
+                        if pfn.isNone { return true }
                         // A writable PTE of a private mapping maps an exclusive
                         // anonymous page (6.x: PageAnonExclusive is what lets
                         // do_wp_page reuse it; never a KSM or page-cache page).
                         if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 {
                             writablePrivate.append((pfn, m, addr))
                             if !k.pageIsAnon(pfn) || k.pageIsKSM(pfn) || k.page(pfn).pointee.flags & PG.anonExclusive == 0 {
-                                fail(.writablePrivateNotExclusive, .frame(PFN(pfn)), "frame \(pfn): mapped writable by private vma \(v) at \(hex(addr)) but not an exclusive anonymous page")
+                                fail(.writablePrivateNotExclusive, .frame(pfn), "frame \(pfn): mapped writable by private vma \(v) at \(hex(addr)) but not an exclusive anonymous page")
                             }
                         }
                         mapcount[pfn, default: 0] += 1
@@ -133,10 +133,10 @@ final class Checker {
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         mappedBy.append((pfn, v, addr))
-                        if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(PFN(pfn)), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
-                        if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail(.devicePrivatePresent, .frame(PFN(pfn)), "frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
+                        if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(pfn), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
+                        if k.page(pfn).pointee.flags & PG.devicePrivate != 0 { fail(.devicePrivatePresent, .frame(pfn), "frame \(pfn): device-private frame mapped by a present PTE at \(hex(addr))") }
                     } else if PTE.isMigrationEntry(e) {
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                        let pfn = PTE.swpOffsetPFN(e)
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                     } else if PTE.isRealSwapEntry(e) {
                         rss[MMCounter.swapents.rawValue] += 1
@@ -144,14 +144,14 @@ final class Checker {
                         // try_to_unmap_one for an exclusive page, cleared by
                         // fork's copy) is the slot's only swap reference.
                         if e & PTE.swpExclusive != 0, let s = k.swapSlot(PTE.swpOffset(e)), s.pointee.count != 1 {
-                            fail(.swapExclusivity, .mm(MMID(m)), "mm \(m): exclusive swap entry at \(hex(addr)), but its slot \(PTE.swpOffset(e)) has \(s.pointee.count) swap references")
+                            fail(.swapExclusivity, .mm(m), "mm \(m): exclusive swap entry at \(hex(addr)), but its slot \(PTE.swpOffset(e)) has \(s.pointee.count) swap references")
                         }
                     } else if PTE.isDevicePrivateEntry(e) {
                         // A device-private entry maps its page: counted, and found by the walk.
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
-                            || k.isFree(T.frame, pfn) {
-                            fail(.devicePrivateEntry, .mm(MMID(m)), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
+                        let pfn = PTE.swpOffsetPFN(e)
+                        if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.devicePrivate == 0
+                            || k.isFree(T.frame, pfn.rawValue) {
+                            fail(.devicePrivateEntry, .mm(m), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
                         } else {
                             mapcount[pfn, default: 0] += 1
                             rss[k.mmCounterFor(pfn).rawValue] += 1
@@ -159,19 +159,19 @@ final class Checker {
                         }
                     } else if PTE.isDeviceExclusiveEntry(e) {
                         // Counted in RSS, holding a reference, out of the rmap.
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-                        if pfn >= k.desc(T.frame).pointee.bump || k.isFree(T.frame, pfn)
+                        let pfn = PTE.swpOffsetPFN(e)
+                        if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.isFree(T.frame, pfn.rawValue)
                             || !k.pageIsAnon(pfn) {
-                            fail(.deviceExclusiveEntry, .mm(MMID(m)), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
+                            fail(.deviceExclusiveEntry, .mm(m), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
                         } else {
                             rss[k.mmCounterFor(pfn).rawValue] += 1
                             exclusiveRefs[pfn, default: 0] += 1
                         }
                     } else if PTE.isHWPoisonEntry(e) {
-                        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
-                        if pfn >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
-                            || k.isFree(T.frame, pfn) {
-                            fail(.hwpoisonEntry, .mm(MMID(m)), "mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
+                        let pfn = PTE.swpOffsetPFN(e)
+                        if pfn.rawValue >= k.desc(T.frame).pointee.bump || k.page(pfn).pointee.flags & PG.hwpoison == 0
+                            || k.isFree(T.frame, pfn.rawValue) {
+                            fail(.hwpoisonEntry, .mm(m), "mm \(m): hwpoison entry at \(hex(addr)) names frame \(pfn), which is not a poisoned live frame")
                         }
                     }
                     return true
@@ -179,30 +179,30 @@ final class Checker {
                 v = k.nextVMA(v)
             }
             if lockedPages != k.mm(m).pointee.locked_vm {
-                fail(.mmLockedVM, .mm(MMID(m)), "mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
+                fail(.mmLockedVM, .mm(m), "mm \(m): locked_vm \(k.mm(m).pointee.locked_vm), VM_LOCKED VMAs span \(lockedPages) pages")
             }
             if totalPages != k.mm(m).pointee.total_vm {
-                fail(.mmTotalVM, .mm(MMID(m)), "mm \(m): total_vm \(k.mm(m).pointee.total_vm), VMAs span \(totalPages) pages")
+                fail(.mmTotalVM, .mm(m), "mm \(m): total_vm \(k.mm(m).pointee.total_vm), VMAs span \(totalPages) pages")
             }
-            if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(MMID(m)), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
+            if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(m), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
             // Nothing mapped outside the VMAs.
             var prev: UInt64 = 0
             v = k.firstVMA(m)
             while true {
-                let end = v != 0 ? k.vma(v).pointee.vm_start : (1 << 47)
+                let end = !v.isNone ? k.vma(v).pointee.vm_start : (1 << 47)
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end, pmd: { addr, _ in
-                    fail(.pteOutsideVMA, .mm(MMID(m)), "mm \(m): PMD leaf at \(hex(addr)) outside every VMA")
+                    fail(.pteOutsideVMA, .mm(m), "mm \(m): PMD leaf at \(hex(addr)) outside every VMA")
                     return false
                 }) { addr, slot in
-                    if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(MMID(m)), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
+                    if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(m), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
                     return slot.pointee == 0
                 }
-                if v == 0 { break }
+                if v.isNone { break }
                 prev = k.vma(v).pointee.vm_end
                 v = k.nextVMA(v)
             }
             for c in [MMCounter.file, .anon, .swapents, .shmem] where k.mmCounter(m, c) != rss[c.rawValue] {
-                fail(.rssCounter, .mm(MMID(m)), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
+                fail(.rssCounter, .mm(m), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
             }
         }
         checkFoundByWalks(mappedBy)
@@ -211,20 +211,21 @@ final class Checker {
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.page(i).pointee
+            let pfn = PFN(i)
+            let p = k.page(pfn).pointee
             if k.isFree(T.frame, i) { continue }  // free (poisoned; the first word is the free-list link)
-            if i == k.zeroPFN { continue }
-            if k.hugeZeroPFN != 0 && i >= k.hugeZeroPFN && i < k.hugeZeroPFN + RMAP_PMD_NR { continue }
-            let census = mapcount[i] ?? 0
+            if pfn == k.zeroPFN { continue }
+            if !k.hugeZeroPFN.isNone && pfn >= k.hugeZeroPFN && pfn < k.hugeZeroPFN.advanced(by: RMAP_PMD_NR) { continue }
+            let census = mapcount[pfn] ?? 0
             if Int(p.mapcount) + 1 != census {
-                fail(.mapcount, .frame(PFN(i)), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
+                fail(.mapcount, .frame(pfn), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
             }
             if p.flags & (PG.head | PG.tail) != 0 {
-                checkLargeFolioPage(i, census: census, mapcount: mapcount, entire: entire, folioMMs: folioMMs)
+                checkLargeFolioPage(pfn, census: census, mapcount: mapcount, entire: entire, folioMMs: folioMMs)
                 continue
             }
-            if Int(p.refcount) < census + (exclusiveRefs[i] ?? 0) {
-                fail(.refcount, .frame(PFN(i)), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[i] ?? 0) device-exclusive entries")
+            if Int(p.refcount) < census + (exclusiveRefs[pfn] ?? 0) {
+                fail(.refcount, .frame(pfn), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[pfn] ?? 0) device-exclusive entries")
             }
             // PG_mlocked on a mapped page exactly when a VM_LOCKED VMA maps
             // it (mlock_vma_page on every locked mapping, munlock_vma_page
@@ -232,27 +233,27 @@ final class Checker {
             // (Not for a KSM frame with a mapping rmap_walk_ksm cannot reach:
             // try_to_munlock's walk cannot find that VMA either; nor for a
             // device-private frame: mlock_pte_range skips non-present entries.)
-            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(i) && !ksmUnregisteredFrames.contains(i)
+            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(pfn) && !ksmUnregisteredFrames.contains(pfn)
                 && p.flags & PG.devicePrivate == 0 {
-                fail(.mlock, .frame(PFN(i)), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(i))")
+                fail(.mlock, .frame(pfn), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(pfn))")
             }
-            if p.refcount <= 0 { fail(.refcount, .frame(PFN(i)), "frame \(i): live with _refcount \(p.refcount)") }
+            if p.refcount <= 0 { fail(.refcount, .frame(pfn), "frame \(i): live with _refcount \(p.refcount)") }
             // PG_anon_exclusive: mapped by one PTE at most (fork clears it on
             // the pages it shares: folio_try_dup_anon_rmap_pte()).
             if p.flags & PG.anonExclusive != 0 && census > 1 {
-                fail(.anonExclusiveShared, .frame(PFN(i)), "frame \(i): PG_anon_exclusive but \(census) PTEs map it")
+                fail(.anonExclusiveShared, .frame(pfn), "frame \(i): PG_anon_exclusive but \(census) PTEs map it")
             }
             // do_swap_page() maps a swap-cache page exclusive only when no
             // other swap entry refers to its slot (the entry said
             // SWP_EXCLUSIVE, or the swap count was this PTE's alone).
             if p.flags & (PG.swapcache | PG.anonExclusive) == PG.swapcache | PG.anonExclusive,
                let s = k.swapSlot(PTE.swpOffset(p.private_)), s.pointee.count > 0 {
-                fail(.swapExclusivity, .frame(PFN(i)), "frame \(i): PG_anon_exclusive in the swap cache while \(s.pointee.count) swap entries still refer to its slot")
+                fail(.swapExclusivity, .frame(pfn), "frame \(i): PG_anon_exclusive in the swap cache while \(s.pointee.count) swap entries still refer to its slot")
             }
             if p.mapping & PageMapping.flags == PageMapping.anon && census > 0 {
-                let av = k.pageAnonVMA(i)
-                if av == 0 || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av) {
-                    fail(.pageAnonVMA, .frame(PFN(i)), "frame \(i): page->mapping points at freed anon_vma \(av)")
+                let av = k.pageAnonVMA(pfn)
+                if av.isNone || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av.rawValue) {
+                    fail(.pageAnonVMA, .frame(pfn), "frame \(i): page->mapping points at freed anon_vma \(av)")
                 }
             }
         }
@@ -262,13 +263,13 @@ final class Checker {
         for w in writablePrivate {
             let n = (mapcount[w.pfn] ?? 0) + (entire[k.folioOf(w.pfn)] ?? 0)
             if n > 1 {
-                fail(.sharedPageWritable, .frame(PFN(w.pfn)), "frame \(w.pfn): mapped by \(n) PTEs and PMDs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
+                fail(.sharedPageWritable, .frame(w.pfn), "frame \(w.pfn): mapped by \(n) PTEs and PMDs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
             }
         }
         for w in writablePMDs {
-            let n = (entire[w.head] ?? 0) + (0..<RMAP_PMD_NR).reduce(0) { $0 + (mapcount[w.head + $1] ?? 0) }
+            let n = (entire[w.head] ?? 0) + (0..<RMAP_PMD_NR).reduce(0) { $0 + (mapcount[w.head.advanced(by: $1)] ?? 0) }
             if n > 1 {
-                fail(.sharedPageWritable, .frame(PFN(w.head)), "frame \(w.head): THP mapped \(n) times, writable by a PMD of mm \(w.mm) at \(hex(w.addr))")
+                fail(.sharedPageWritable, .frame(w.head), "frame \(w.head): THP mapped \(n) times, writable by a PMD of mm \(w.mm) at \(hex(w.addr))")
             }
         }
         // One deposited PTE table per PMD leaf, in the leaf's PMD table.
@@ -283,7 +284,7 @@ final class Checker {
         while f < fd.bump {
             defer { f += 1 }
             if k.isFree(T.file, f) { continue }
-            let w = k.file(f).pointee.i_mmap_writable
+            let w = k.file(FileID(f)).pointee.i_mmap_writable
             if w != (writableShared[f] ?? 0) {
                 fail(.iMMapWritable, nil, "file \(f): i_mmap_writable \(w), shared writable VMAs \(writableShared[f] ?? 0)")
             }
@@ -310,9 +311,9 @@ final class Checker {
     /// One walk per frame (not one per mapping: with P processes sharing a
     /// page that was P walks of P VMAs, and the checker cost the cube of the
     /// sharing), its visits compared with the mappings the census found.
-    func checkFoundByWalks(_ mappings: [(pfn: UInt32, vma: UInt32, addr: UInt64)]) {
-        var byFrame: [UInt32: [(vma: UInt32, addr: UInt64)]] = [:]
-        var order: [UInt32] = []
+    func checkFoundByWalks(_ mappings: [(pfn: PFN, vma: VMAID, addr: UInt64)]) {
+        var byFrame: [PFN: [(vma: VMAID, addr: UInt64)]] = [:]
+        var order: [PFN] = []
         for m in mappings {
             if byFrame[m.pfn] == nil { order.append(m.pfn) }
             byFrame[m.pfn, default: []].append((m.vma, m.addr))
@@ -321,25 +322,25 @@ final class Checker {
             var c = VisitsControl()
             k.rmapWalk(pfn, &c)
             for (v, addr) in byFrame[pfn]! where !c.visited.contains(VisitsControl.Visit(vma: v, address: addr)) {
-                if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vma(v).pointee.mm, addr) {
+                if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vmMM(v), addr) {
                     ksmUnregistered.append("frame \(pfn): KSM mapping by vma \(v) at \(hex(addr)) has no rmap_item")
                     ksmUnregisteredFrames.insert(pfn)
                     continue
                 }
-                fail(.pteWithoutRmap, .frame(PFN(pfn)), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
+                fail(.pteWithoutRmap, .frame(pfn), "frame \(pfn): mapped by vma \(v) at \(hex(addr)) but the rmap walk does not find it")
             }
         }
     }
 
     /// Whether the KSM frame's stable node lists an rmap_item for (mm, addr).
-    func ksmNodeLists(_ pfn: UInt32, mm m: UInt32, _ addr: UInt64) -> Bool {
+    func ksmNodeLists(_ pfn: PFN, mm m: MMID, _ addr: UInt64) -> Bool {
         let node = k.folioStableNode(pfn)
-        guard node != 0 else { return false }
+        guard !node.isNone else { return false }
         var i = k.ksmNode(node).pointee.hlist
         var n = 0
         while i != 0 && n < 1 << 24 {
-            let it = k.ksmItem(i).pointee
-            if it.mm == m && it.address & KSMFlag.pageMask == addr { return true }
+            let it = k.ksmItem(KSMItemID(i)).pointee
+            if MMID(it.mm) == m && it.address & KSMFlag.pageMask == addr { return true }
             i = it.hlist_next
             n += 1
         }
@@ -351,30 +352,30 @@ final class Checker {
     func checkAnonVMAs(users: [UInt32: UInt32]) {
         let d = k.desc(T.anonVMA).pointee
         var children: [UInt32: UInt32] = [:]
-        var live: [UInt32] = []
+        var live: [AnonVMAID] = []
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
-            let p = k.anonVMA(i).pointee
+            let p = k.anonVMA(AnonVMAID(i)).pointee
             if k.isFree(T.anonVMA, i) { continue }  // free
-            live.append(i)
+            live.append(AnonVMAID(i))
             // A root counts its self-parent link while its tree is not empty.
             if p.rb_root != 0 { children[p.parent, default: 0] += 1 }
         }
         for av in live {
             let p = k.anonVMA(av).pointee
-            for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail(.anonVMATree, .anonVMA(AnonVMAID(av)), "anon_vma \(av): tree: \(e)") }
-            if k.anonVMA(p.root).pointee.root != p.root { fail(.anonVMARoot, .anonVMA(AnonVMAID(av)), "anon_vma \(av): root \(p.root) is not a root") }
+            for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail(.anonVMATree, .anonVMA(av), "anon_vma \(av): tree: \(e)") }
+            if k.anonVMARootOf(AnonVMAID(p.root)).rawValue != p.root { fail(.anonVMARoot, .anonVMA(av), "anon_vma \(av): root \(p.root) is not a root") }
             // An anon_vma whose tree is empty is kept only by a reference
             // (a KSM rmap_item's get_anon_vma): its parent pointer is stale
             // in the kernel too (only the root is referenced), and unused.
-            if p.rb_root != 0 && k.anonVMA(p.parent).pointee.root != p.root { fail(.anonVMAParent, .anonVMA(AnonVMAID(av)), "anon_vma \(av): parent \(p.parent) in another tree") }
-            let u = users[av] ?? 0
-            if p.num_active_vmas != u { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
-            let c = children[av] ?? 0
-            if p.num_children != c { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): num_children \(p.num_children), children \(c)") }
-            if p.degree != c + u { fail(.anonVMACounters, .anonVMA(AnonVMAID(av)), "anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
-            if p.refcount < 1 { fail(.anonVMARefcount, .anonVMA(AnonVMAID(av)), "anon_vma \(av): live with refcount \(p.refcount)") }
+            if p.rb_root != 0 && k.anonVMARootOf(AnonVMAID(p.parent)).rawValue != p.root { fail(.anonVMAParent, .anonVMA(av), "anon_vma \(av): parent \(p.parent) in another tree") }
+            let u = users[av.rawValue] ?? 0
+            if p.num_active_vmas != u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
+            let c = children[av.rawValue] ?? 0
+            if p.num_children != c { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_children \(p.num_children), children \(c)") }
+            if p.degree != c + u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
+            if p.refcount < 1 { fail(.anonVMARefcount, .anonVMA(av), "anon_vma \(av): live with refcount \(p.refcount)") }
         }
     }
 
@@ -397,10 +398,10 @@ final class Checker {
 
 /// Every (VMA, address) an rmap walk visits.
 struct VisitsControl: RmapWalkControl {
-    struct Visit: Hashable { let vma: UInt32; let address: UInt64 }
+    struct Visit: Hashable { let vma: VMAID; let address: UInt64 }
     var visited = Set<Visit>()
     mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
-        visited.insert(Visit(vma: vma.rawValue, address: address))
+        visited.insert(Visit(vma: vma, address: address))
         return true
     }
 }
@@ -412,7 +413,7 @@ extension Machine {
     /// the message. At most 200 are reported, in the checker's order.
     public func checkViolations() -> [CheckerViolation] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { mmByName[$0] })
+        c.run(mms: processOrder.compactMap { mmOf($0) })
         return c.violations
     }
 
@@ -425,7 +426,7 @@ extension Machine {
     /// because KSM never registered them (see `Checker.checkFoundByWalk`).
     public func ksmUnregisteredMappings() -> [String] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { mmByName[$0] })
+        c.run(mms: processOrder.compactMap { mmOf($0) })
         return c.ksmUnregistered
     }
 

@@ -45,7 +45,7 @@ extension Kernel {
     /// `madvise ADDR PAGES collapse`: madvise_walk_vmas() with
     /// madvise_collapse() on each VMA piece; an error from a piece stops the
     /// walk, a hole gives ENOMEM after the rest was done.
-    func doMadviseCollapse(_ m: UInt32, start: UInt64, end: UInt64) -> Errno? {
+    func doMadviseCollapse(_ m: MMID, start: UInt64, end: UInt64) -> Errno? {
         madviseWalkVMAs(m, start: start, end: end) { v, prev, start, end in
             prev = v
             if let e = madviseCollapse(v, start: start, end: end) { return .failure(e) }
@@ -60,7 +60,7 @@ extension Kernel {
     /// (VM_SPECIAL, VM_HUGETLB); some aligned 2 MiB range inside the VMA
     /// (thp_vma_suitable_order at vm_end - 2 MiB: no pgoff rule for
     /// anonymous memory); and an anon_vma (none before the first write fault).
-    func thpVMAForcedCollapseAllowed(_ v: UInt32) -> Bool {
+    func thpVMAForcedCollapseAllowed(_ v: VMAID) -> Bool {
         let p = vma(v).pointee
         guard p.file == 0, p.vm_flags & VM.shared == 0 else { return false }
         if p.vm_flags & VM.nohugepage != 0 { return false }
@@ -76,9 +76,9 @@ extension Kernel {
     /// PMD-mapped; else the errno of the last failure. The loop's count of
     /// ranges is unsigned in the kernel: a piece inside one aligned 2 MiB
     /// block that holds no boundary (hend below hstart) is EINVAL.
-    func madviseCollapse(_ v: UInt32, start: UInt64, end: UInt64) -> Errno? {
+    func madviseCollapse(_ v: VMAID, start: UInt64, end: UInt64) -> Errno? {
         guard thpVMAForcedCollapseAllowed(v) else { return .EINVAL }
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         let hstart = (start + Kernel.pmdSize - 1) & ~(Kernel.pmdSize - 1)
         let hend = end & ~(Kernel.pmdSize - 1)
         var lastFail = CollapseResult.fail
@@ -99,7 +99,7 @@ extension Kernel {
 
     /// folio_expected_ref_count() of an anonymous folio: one reference per
     /// mapping, and one per page from the swap cache.
-    @inline(__always) func folioExpectedRefCount(_ head: UInt32) -> Int {
+    @inline(__always) func folioExpectedRefCount(_ head: PFN) -> Int {
         var n = folioMapcount(head)
         if page(head).pointee.flags & PG.swapcache != 0 { n += Int(folioNrPages(head)) }
         return n
@@ -111,20 +111,20 @@ extension Kernel {
     /// swap-in, a page that is not anonymous ends the scan (KSM pages are
     /// anonymous), a folio with references beyond its mappings is
     /// SCAN_PAGE_COUNT. A clean scan goes on to collapse_huge_page().
-    func hpageCollapseScanPMD(_ m: UInt32, _ v: UInt32, _ haddr: UInt64) -> CollapseResult {
+    func hpageCollapseScanPMD(_ m: MMID, _ v: VMAID, _ haddr: UInt64) -> CollapseResult {
         // find_pmd_or_thp_or_none()
         guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: haddr) else { return .pmdNull }
         let e = pmd.pointee
         if e == 0 { return .pmdNone }
         if PTE.isPMDLeaf(e) { return .pmdMapped }  // a THP or the huge zero page
-        let ptes = ptPage(PTE.pfn(e))
+        let ptes = ptPage(PTE.tablePage(e))
         var unmapped = 0
         for i in 0..<Int(RMAP_PMD_NR) {
             let pte = ptes[i]
             if pte == 0 || (PTE.isPresent(pte) && PTE.pfn(pte) == zeroPFN) { continue }  // pte_none_or_zero
             if !PTE.isPresent(pte) { unmapped += 1; continue }
             let pfn = vmNormalPage(pte)
-            if pfn == 0 { return .pageNull }
+            if pfn.isNone { return .pageNull }
             if !pageIsAnon(pfn) { return .pageAnon }
             let head = folioOf(pfn)
             if folioExpectedRefCount(head) != Int(page(head).pointee.refcount) { return .pageCount }
@@ -138,10 +138,10 @@ extension Kernel {
     /// invalidation), the pages rechecked (__collapse_huge_page_isolate: a
     /// failure puts the PTE table back), copied, and the folio mapped by the
     /// PMD with the emptied PTE table deposited.
-    func collapseHugePage(_ m: UInt32, _ v: UInt32, _ haddr: UInt64, unmapped: Int) -> CollapseResult {
+    func collapseHugePage(_ m: MMID, _ v: VMAID, _ haddr: UInt64, unmapped: Int) -> CollapseResult {
         let root = mm(m).pointee.pgd
         let head = allocFolio(order: RMAP_PMD_ORDER)
-        if head == 0 { return .allocHugePageFail }
+        if head.isNone { return .allocHugePageFail }
         // From here the folio is ours: folio_put() on every failure.
         if unmapped > 0 {
             let r = collapseHugePageSwapin(m, v, haddr)
@@ -154,7 +154,7 @@ extension Kernel {
             putPage(head)
             return .fail
         }
-        let pgtable = PTE.pfn(pmd.pointee)
+        let pgtable = PTE.tablePage(pmd.pointee)
         let ptes = ptPage(pgtable)
         mmuInvalidateRangeStart(m, haddr, haddr + Kernel.pmdSize)
         mmuInvalidateRangeEnd(m, haddr, haddr + Kernel.pmdSize)
@@ -167,8 +167,8 @@ extension Kernel {
         // none or zero-page PTE (clear_user_highpage).
         for i in 0..<Int(RMAP_PMD_NR) {
             let pte = ptes[i]
-            let src = pte == 0 ? 0 : vmNormalPage(pte)
-            page(head + UInt32(i)).pointee.content = src == 0 ? 0 : page(src).pointee.content
+            let src = pte == 0 ? PFN.none : vmNormalPage(pte)
+            page(head.advanced(by: i)).pointee.content = src.isNone ? 0 : page(src).pointee.content
         }
         collapseHugePageCopySucceeded(m, v, haddr, ptes)
         // pgtable_trans_huge_deposit() of the emptied PTE table, then the PMD
@@ -186,7 +186,7 @@ extension Kernel {
         if flags & VM.write != 0 { leaf |= PTE.rw }
         pmd.pointee = leaf
         if _slowPath(hooks.reverseMapOn) {
-            for i in 0..<RMAP_PMD_NR { hooks.reverseMap!.anonAdded(self, pfn: head + i, vma: v, address: haddr + UInt64(i) << PAGE_SHIFT) }
+            for i in 0..<RMAP_PMD_NR { hooks.reverseMap!.anonAdded(self, pfn: head.advanced(by: i), vma: v, address: haddr + UInt64(i) << PAGE_SHIFT) }
         }
         return .succeed
     }
@@ -194,7 +194,7 @@ extension Kernel {
     /// __collapse_huge_page_swapin(): do_swap_page() on every non-present
     /// entry of the range (6.18 swaps in for a PMD collapse; MADV_COLLAPSE
     /// has no max_ptes_swap limit). A fault that fails is SCAN_FAIL.
-    func collapseHugePageSwapin(_ m: UInt32, _ v: UInt32, _ haddr: UInt64) -> CollapseResult {
+    func collapseHugePageSwapin(_ m: MMID, _ v: VMAID, _ haddr: UInt64) -> CollapseResult {
         let root = mm(m).pointee.pgd
         for i in 0..<UInt64(RMAP_PMD_NR) {
             let addr = haddr + i << PAGE_SHIFT
@@ -211,13 +211,13 @@ extension Kernel {
     /// references beyond its mappings (each large folio checked once).
     /// Isolating from the LRU takes and gives back a reference: no net change.
     func collapseHugePageIsolate(_ ptes: UnsafeMutablePointer<UInt64>) -> CollapseResult {
-        var seen: Set<UInt32> = []
+        var seen: Set<PFN> = []
         for i in 0..<Int(RMAP_PMD_NR) {
             let pte = ptes[i]
             if pte == 0 || (PTE.isPresent(pte) && PTE.pfn(pte) == zeroPFN) { continue }
             if !PTE.isPresent(pte) { return .pteNonPresent }
             let pfn = vmNormalPage(pte)
-            if pfn == 0 { return .pageNull }
+            if pfn.isNone { return .pageNull }
             let head = folioOf(pfn)
             if folioIsLarge(head) && !seen.insert(head).inserted { continue }
             if folioExpectedRefCount(head) != Int(page(head).pointee.refcount) { return .pageCount }
@@ -232,7 +232,7 @@ extension Kernel {
     /// folio_put_refs), a run of PTEs of one large folio at once
     /// (folio_pte_batch); MM_ANONPAGES keeps the page, which the new folio
     /// now holds. A page another process maps stays mapped there.
-    func collapseHugePageCopySucceeded(_ m: UInt32, _ v: UInt32, _ haddr: UInt64, _ ptes: UnsafeMutablePointer<UInt64>) {
+    func collapseHugePageCopySucceeded(_ m: MMID, _ v: VMAID, _ haddr: UInt64, _ ptes: UnsafeMutablePointer<UInt64>) {
         var i = 0
         let n = Int(RMAP_PMD_NR)
         while i < n {
@@ -248,9 +248,9 @@ extension Kernel {
             var nr = 1
             if folioIsLarge(head) {
                 // folio_pte_batch(): consecutive pages of the same folio.
-                let last = head + folioNrPages(head)
+                let last = head.advanced(by: folioNrPages(head))
                 while i + nr < n, PTE.isPresent(ptes[i + nr]), ptes[i + nr] & PTE.special == 0,
-                      PTE.pfn(ptes[i + nr]) == pfn + UInt32(nr), pfn + UInt32(nr) < last {
+                      PTE.pfn(ptes[i + nr]) == pfn.advanced(by: nr), pfn.advanced(by: nr) < last {
                     nr += 1
                 }
             }

@@ -29,7 +29,7 @@ extension Kernel {
     /// gave. The pages that ended in ok. The loop is here, beside the fault
     /// path, so a caller in another module (the benchmark entry points) pays
     /// one call per range, not one per page.
-    package func touchPages(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
+    package func touchPages(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
         var a = addr
         var n = 0
         for _ in 0..<pages {
@@ -42,9 +42,9 @@ extension Kernel {
     /// do_user_addr_fault() + handle_mm_fault(): one user access at `addr`.
     /// Models access_error() (x86: a read needs any of r/w/x, a write needs w),
     /// then __handle_mm_fault / handle_pte_fault.
-    func handleMMFault(_ m: UInt32, _ addr: UInt64, write: Bool) -> FaultResult {
+    func handleMMFault(_ m: MMID, _ addr: UInt64, write: Bool) -> FaultResult {
         let v = vmaLookup(m, addr)
-        guard v != 0 else { return .sigsegv }
+        guard !v.isNone else { return .sigsegv }
         let flags = vma(v).pointee.vm_flags
         if write {
             if flags & VM.write == 0 { return .sigsegv }
@@ -103,7 +103,7 @@ extension Kernel {
 
     /// do_anonymous_page(): a read maps the shared zero page; a write gets a
     /// new zeroed exclusive page (after anon_vma_prepare).
-    func doAnonymousPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func doAnonymousPage(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                          _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let prot = PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)
         if !write {
@@ -117,7 +117,7 @@ extension Kernel {
             if orders != 0, doAnonymousLargeFolio(m, v, addr, slot, orders: orders) { return .ok }
         }
         let pfn = allocPage()
-        guard pfn != 0 else { return .oom }
+        guard !pfn.isNone else { return .oom }
         page(pfn).pointee.content = 0
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
         addMMCounter(m, .anon, 1)
@@ -126,7 +126,7 @@ extension Kernel {
     }
 
     /// do_fault(): file-backed (and shmem) faults on a none PTE.
-    func doFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func doFault(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                  _ slot: UnsafeMutablePointer<UInt64>, write: Bool, pmdNone: Bool = false) -> FaultResult {
         let flags = vma(v).pointee.vm_flags
         if !write { return doReadFault(m, v, addr, slot, pmdNone: pmdNone) }
@@ -137,13 +137,13 @@ extension Kernel {
     /// __do_fault() -> filemap_fault() / shmem_fault(): the page-cache page for
     /// the faulting index, read in (mmap read-around) or allocated (shmem) if
     /// absent. 0 with `sigbus` past EOF; 0 without it when out of memory.
-    func doFaultGetPage(_ v: UInt32, _ addr: UInt64, sigbus: inout Bool) -> UInt32 {
-        let f = vma(v).pointee.file
+    func doFaultGetPage(_ v: VMAID, _ addr: UInt64, sigbus: inout Bool) -> PFN {
+        let f = vmFile(v)
         let index = linearPageIndex(v, addr)
-        if index >= file(f).pointee.size_pages { sigbus = true; return 0 }
+        if index >= file(f).pointee.size_pages { sigbus = true; return .none }
         if file(f).pointee.kind == FileKind.shmem.rawValue {
             let pfn = pageCacheLookup(f, index, materialize: false)
-            if pfn != 0 { return pfn }
+            if !pfn.isNone { return pfn }
             // shmem_get_folio_gfp(SGP_CACHE): a new zeroed, uptodate page; it
             // becomes dirty when written (do_shared_fault, or the PTE's dirty
             // bit when it is unmapped).
@@ -153,26 +153,26 @@ extension Kernel {
         let pfn = pageCacheLookup(f, index, materialize: true)
         // filemap_fault(): a PG_readahead folio starts async readahead and
         // loses the flag.
-        if pfn != 0 { page(pfn).pointee.flags &= ~PG.reclaim }
+        if !pfn.isNone { page(pfn).pointee.flags &= ~PG.reclaim }
         return pfn
     }
 
     /// do_read_fault(): fault-around first (filemap_map_pages over the 64 KiB
     /// window of cached pages), then __do_fault for the page itself.
-    func doReadFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func doReadFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                      pmdNone: Bool = false) -> FaultResult {
         doFaultAround(m, v, addr, pmdNone: pmdNone)
         if slot.pointee != 0 { return .ok }  // VM_FAULT_NOPAGE: mapped by fault-around
         var sigbus = false
         let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
-        if pfn == 0 { return .oom }
+        if pfn.isNone { return .oom }
         finishFault(m, v, pfn, slot, write: false)
         return .ok
     }
 
     /// finish_fault() -> set_pte_range() for a page-cache page.
-    @inline(__always) func finishFault(_ m: UInt32, _ v: UInt32, _ pfn: UInt32,
+    @inline(__always) func finishFault(_ m: MMID, _ v: VMAID, _ pfn: PFN,
                                        _ slot: UnsafeMutablePointer<UInt64>, write: Bool) {
         var e = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags))
         if write { e |= PTE.dirty | PTE.rw }  // maybe_mkwrite(pte_mkdirty())
@@ -187,13 +187,13 @@ extension Kernel {
     /// fault_around_pages PTEs aligned in the page table, clipped to the VMA
     /// and to the PTE table; pages at or beyond EOF are skipped. `pmdNone`:
     /// the PTE table did not exist before this fault.
-    func doFaultAround(_ m: UInt32, _ v: UInt32, _ addr: UInt64, pmdNone: Bool = false) {
+    func doFaultAround(_ m: MMID, _ v: VMAID, _ addr: UInt64, pmdNone: Bool = false) {
         let nr = Kernel.faultAroundPages
         let pteOff = (addr >> PAGE_SHIFT) & 511
         let vmaOff = (addr - vma(v).pointee.vm_start) >> PAGE_SHIFT
         let fromPTE = max(pteOff & ~(nr - 1), pteOff - min(pteOff, vmaOff))
         let toPTE = min(fromPTE + nr, 512, pteOff + vmaPages(v) - vmaOff) - 1
-        let f = vma(v).pointee.file
+        let f = vmFile(v)
         let base = addr - (pteOff << PAGE_SHIFT)
         let regular = file(f).pointee.kind == FileKind.regular.rawValue
         // filemap_map_pages() clips the window at the last page of the file.
@@ -212,7 +212,7 @@ extension Kernel {
             while idx <= lastIdx {
                 let pfn = pageCacheLookup(f, idx, materialize: false)
                 // next_uptodate_folio(): resident, not PG_readahead.
-                if pageCacheResident(f, idx) && (pfn == 0 || page(pfn).pointee.flags & PG.reclaim == 0) { break }
+                if pageCacheResident(f, idx) && (pfn.isNone || page(pfn).pointee.flags & PG.reclaim == 0) { break }
                 idx += 1
             }
             if idx > lastIdx || idx == size - 1 { return }
@@ -224,11 +224,11 @@ extension Kernel {
             i += 1
             guard index < file(f).pointee.size_pages else { continue }
             if regular && !pageCacheResident(f, index) { continue }
-            if !regular && pageCacheLookup(f, index, materialize: false) == 0 { continue }
+            if !regular && pageCacheLookup(f, index, materialize: false).isNone { continue }
             guard let s = leafSlot(root: mm(m).pointee.pgd, key: a), s.pointee == 0 else { continue }
             guard available(T.frame) >= 1 else { return }
             let pfn = pageCacheLookup(f, index, materialize: true)
-            if pfn == 0 { return }
+            if pfn.isNone { return }
             // next_uptodate_folio(): PG_readahead (= PG_reclaim) folios are skipped.
             if page(pfn).pointee.flags & PG.reclaim != 0 { continue }
             finishFault(m, v, pfn, s, write: false)
@@ -237,17 +237,17 @@ extension Kernel {
 
     /// do_cow_fault(): a write to a private file mapping copies the cache page
     /// into a new anonymous page; the cache page is not mapped.
-    func doCOWFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doCOWFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         guard available(T.frame) >= 2 else { return .oom }
         var sigbus = false
-        let f = vma(v).pointee.file
+        let f = vmFile(v)
         // anon_vma_prepare() comes first: a write fault past EOF leaves the
         // VMA with an anon_vma (so fork then copies its page tables).
         guard anonVMAPrepare(v) else { return .oom }
         if linearPageIndex(v, addr) >= file(f).pointee.size_pages { return .sigbus }
         let src = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
-        if src == 0 { return .oom }
+        if src.isNone { return .oom }
         let pfn = allocPage()
         page(pfn).pointee.content = page(src).pointee.content  // copy_user_highpage
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
@@ -258,28 +258,28 @@ extension Kernel {
 
     /// do_shared_fault(): a write to a shared mapping maps the cache page
     /// writable and dirty (do_page_mkwrite, fault_dirty_shared_page).
-    func doSharedFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doSharedFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         var sigbus = false
         let pfn = doFaultGetPage(v, addr, sigbus: &sigbus)
         if sigbus { return .sigbus }
-        if pfn == 0 { return .oom }
+        if pfn.isNone { return .oom }
         page(pfn).pointee.flags |= PG.dirty
         finishFault(m, v, pfn, slot, write: true)
         return .ok
     }
 
     /// do_wp_page(): a write to a present, read-only PTE of a writable VMA.
-    func doWPPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
+    func doWPPage(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> FaultResult {
         let e = slot.pointee
         let flags = vma(v).pointee.vm_flags
         let pfn = vmNormalPage(e)
-        if flags & VM.shared != 0 && pfn != 0 {
+        if flags & VM.shared != 0 && !pfn.isNone {
             // wp_page_shared(): page_mkwrite, then wp_page_reuse().
             page(pfn).pointee.flags |= PG.dirty
             slot.pointee = e | PTE.rw | PTE.dirty | PTE.accessed
             return .ok
         }
-        if pfn != 0 && pageIsAnon(pfn) && wpCanReuseAnonFolio(pfn, vma: v) {
+        if !pfn.isNone && pageIsAnon(pfn) && wpCanReuseAnonFolio(pfn, vma: v) {
             // wp_page_reuse()
             page(pfn).pointee.flags |= PG.anonExclusive
             slot.pointee = e | PTE.rw | PTE.dirty | PTE.accessed
@@ -290,7 +290,7 @@ extension Kernel {
 
     /// wp_can_reuse_anon_folio(): an exclusive page is reused; otherwise only
     /// when ours is the only reference (it then moves to our anon_vma).
-    func wpCanReuseAnonFolio(_ pfn: UInt32, vma v: UInt32) -> Bool {
+    func wpCanReuseAnonFolio(_ pfn: PFN, vma v: VMAID) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.anonExclusive != 0 { return true }
         if _slowPath(p.pointee.flags & (PG.head | PG.tail) != 0) {
@@ -310,8 +310,8 @@ extension Kernel {
     /// a shared anon page or a private file page.
     /// With `unshare` (FAULT_FLAG_UNSHARE, break_ksm) the copy is mapped
     /// read-only and clean, keeping the old PTE's soft-dirty bit.
-    func wpPageCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
-                    old: UInt32, unshare: Bool = false) -> FaultResult {
+    func wpPageCopy(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+                    old: PFN, unshare: Bool = false) -> FaultResult {
         guard available(T.frame) >= 1, available(T.anonVMA) >= 1, available(T.avc) >= 1 else { return .oom }
         guard anonVMAPrepare(v) else { return .oom }
         // The secondary MMUs drop the old translation (MMU_NOTIFY_CLEAR) and
@@ -319,9 +319,9 @@ extension Kernel {
         mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
         defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
         let pfn = allocPage()
-        if old != 0 { page(pfn).pointee.content = page(old).pointee.content }
+        if !old.isNone { page(pfn).pointee.content = page(old).pointee.content }
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
-        if old != 0 {
+        if !old.isNone {
             let c = mmCounterFor(old)
             if c != .anon {
                 addMMCounter(m, c, -1)
@@ -336,7 +336,7 @@ extension Kernel {
         mmuChangePTE(m, addr, slot.pointee)
         // The old page's rmap goes after the new PTE is set (as in the kernel:
         // a munlock walk must not find the old PTE).
-        if old != 0 {
+        if !old.isNone {
             folioRemoveRmapPTE(old, vma: v)
             putPage(old)
         }

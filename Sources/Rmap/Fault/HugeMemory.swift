@@ -79,7 +79,7 @@ extension Kernel {
     /// settings allow in `v`: private anonymous memory without
     /// VM_NOHUGEPAGE; a size `always`, or `madvise` with VM_HUGEPAGE, or
     /// `inherit` reading `enabled` the same way.
-    func thpVMAAllowableOrders(_ v: UInt32) -> UInt32 {
+    func thpVMAAllowableOrders(_ v: VMAID) -> UInt32 {
         let p = vma(v).pointee
         guard thpConfigured, p.file == 0, p.vm_flags & (VM.shared | VM.nohugepage) == 0 else { return 0 }
         let enabled = thpEnabled
@@ -94,7 +94,7 @@ extension Kernel {
 
     /// thp_vma_suitable_order(): the aligned 2^order pages around `addr` lie
     /// inside the VMA, and the VMA's pgoff is aligned the same way.
-    @inline(__always) func thpVMASuitableOrder(_ v: UInt32, _ addr: UInt64, _ order: UInt32) -> Bool {
+    @inline(__always) func thpVMASuitableOrder(_ v: VMAID, _ addr: UInt64, _ order: UInt32) -> Bool {
         let p = vma(v).pointee
         let size = PAGE_SIZE << UInt64(order)
         let haddr = addr & ~(size - 1)
@@ -103,7 +103,7 @@ extension Kernel {
     }
 
     /// Whether a fault at `addr` with a none PMD tries a PMD-mapped THP.
-    func thpAllowsPMD(_ v: UInt32, _ addr: UInt64) -> Bool {
+    func thpAllowsPMD(_ v: VMAID, _ addr: UInt64) -> Bool {
         thpVMAAllowableOrders(v) & (1 << RMAP_PMD_ORDER) != 0 && thpVMASuitableOrder(v, addr, RMAP_PMD_ORDER)
     }
 
@@ -111,31 +111,31 @@ extension Kernel {
 
     /// mm_get_huge_zero_folio(): the huge zero folio, allocated on first use
     /// (an aligned 2 MiB run, reserved); 0 when it cannot be had.
-    func hugeZeroFolio() -> UInt32 {
-        if header.pointee.huge_zero_pfn != 0 { return header.pointee.huge_zero_pfn }
+    func hugeZeroFolio() -> PFN {
+        if header.pointee.huge_zero_pfn != 0 { return hugeZeroPFN }
         let z = allocFolio(order: RMAP_PMD_ORDER)
-        if z == 0 { return 0 }
+        if z.isNone { return .none }
         page(z).pointee.flags |= PG.reserved
-        header.pointee.huge_zero_pfn = z
+        header.pointee.huge_zero_pfn = z.rawValue
         return z
     }
 
-    @inline(__always) package var hugeZeroPFN: UInt32 { header.pointee.huge_zero_pfn }
+    @inline(__always) package var hugeZeroPFN: PFN { PFN(header.pointee.huge_zero_pfn) }
 
     /// follow_page(): the page `m` maps at `addr` through a present PTE or a
     /// PMD leaf; 0 for none, a non-present entry, or a zero page.
-    package func mappedPage(_ m: UInt32, _ addr: UInt64) -> UInt32 {
+    package func mappedPage(_ m: MMID, _ addr: UInt64) -> PFN {
         let root = mm(m).pointee.pgd
         if let pmd = pmdSlot(root: root, key: addr), PTE.isPMDLeaf(pmd.pointee) {
             let head = PTE.pfn(pmd.pointee)
-            return head == hugeZeroPFN ? 0 : head + UInt32((addr >> PAGE_SHIFT) & 511)
+            return head == hugeZeroPFN ? .none : head.advanced(by: UInt32((addr >> PAGE_SHIFT) & 511))
         }
-        guard let s = leafSlot(root: root, key: addr) else { return 0 }
+        guard let s = leafSlot(root: root, key: addr) else { return .none }
         return vmNormalPage(s.pointee)
     }
 
     /// Whether `m` maps a page of a large folio in [start, end).
-    package func rangeMapsLargeFolio(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Bool {
+    package func rangeMapsLargeFolio(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Bool {
         guard thpActive else { return false }
         var found = false
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { _, pmd in
@@ -143,7 +143,7 @@ extension Kernel {
             return !found
         }) { _, slot in
             let pfn = vmNormalPage(slot.pointee)
-            found = pfn != 0 && page(pfn).pointee.flags & (PG.head | PG.tail) != 0
+            found = !pfn.isNone && page(pfn).pointee.flags & (PG.head | PG.tail) != 0
             return !found
         }
         return found
@@ -156,7 +156,7 @@ extension Kernel {
     /// special, no rmap, no counter); a write a new THP by one PMD. Either
     /// deposits a PTE table for a later split. A THP that cannot be had is
     /// VM_FAULT_FALLBACK (the small-page path runs).
-    func doHugePMDAnonymousPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64, write: Bool) -> HugeFault {
+    func doHugePMDAnonymousPage(_ m: MMID, _ v: VMAID, _ addr: UInt64, write: Bool) -> HugeFault {
         let haddr = addr & ~(Kernel.pmdSize - 1)
         let root = mm(m).pointee.pgd
         guard faultHasRoom(), anonVMAPrepare(v) else { return .oom }
@@ -167,7 +167,7 @@ extension Kernel {
             let pgtable = allocPTPage(level: 1)
             if pgtable == 0 { return .oom }
             let z = hugeZeroFolio()
-            if z == 0 {
+            if z.isNone {
                 freePTPage(pgtable)
                 header.pointee.thp_fault_fallback &+= 1
                 return .fallback
@@ -178,7 +178,7 @@ extension Kernel {
             return .ok
         }
         let head = allocFolio(order: RMAP_PMD_ORDER)
-        if head == 0 {
+        if head.isNone {
             header.pointee.thp_fault_fallback &+= 1
             return .fallback
         }
@@ -193,7 +193,7 @@ extension Kernel {
 
     /// map_anon_folio_pmd(): a new THP, mapped by one PMD (dirty, writable
     /// when the VMA is), exclusive, charged to MM_ANONPAGES.
-    private func mapAnonFolioPMD(_ m: UInt32, _ v: UInt32, _ head: UInt32, _ haddr: UInt64,
+    private func mapAnonFolioPMD(_ m: MMID, _ v: VMAID, _ head: PFN, _ haddr: UInt64,
                                  _ pmd: UnsafeMutablePointer<UInt64>, table: UInt32, pgtable: UInt32) {
         let flags = vma(v).pointee.vm_flags
         folioAddNewAnonRmapLarge(head, vma: v, address: haddr)
@@ -204,7 +204,7 @@ extension Kernel {
         addMMCounter(m, .anon, Int64(RMAP_PMD_NR))
         header.pointee.thp_fault_alloc &+= 1
         if _slowPath(hooks.reverseMapOn) {
-            for i in 0..<RMAP_PMD_NR { hooks.reverseMap!.anonAdded(self, pfn: head + i, vma: v, address: haddr + UInt64(i) << PAGE_SHIFT) }
+            for i in 0..<RMAP_PMD_NR { hooks.reverseMap!.anonAdded(self, pfn: head.advanced(by: i), vma: v, address: haddr + UInt64(i) << PAGE_SHIFT) }
         }
     }
 
@@ -213,14 +213,14 @@ extension Kernel {
     /// to small zero-page PTEs when none can be had). On a THP, an exclusive
     /// folio, or one whose only reference is this PMD, is reused; otherwise
     /// the PMD is split and the write falls back to the PTE (do_wp_page).
-    func doHugePMDWPPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) -> HugeFault {
+    func doHugePMDWPPage(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) -> HugeFault {
         let haddr = addr & ~(Kernel.pmdSize - 1)
         let e = pmd.pointee
         let pfn = PTE.pfn(e)
         if pfn == hugeZeroPFN {
             guard anonVMAPrepare(v) else { return .oom }
             let head = allocFolio(order: RMAP_PMD_ORDER)
-            if head == 0 {
+            if head.isNone {
                 header.pointee.thp_fault_fallback &+= 1
                 splitHugePMD(v, haddr, pmd)
                 return .fallback
@@ -250,7 +250,7 @@ extension Kernel {
     /// The orders alloc_anon_folio() may try for a write fault at `addr`
     /// (below PMD order: the settings, thp_vma_suitable_orders, and a
     /// completely none aligned PTE range), highest first; 0 for none.
-    func anonFolioOrders(_ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> UInt32 {
+    func anonFolioOrders(_ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> UInt32 {
         var orders = thpVMAAllowableOrders(v) & ((1 << RMAP_PMD_ORDER) - 1)
         guard orders != 0 else { return 0 }
         let table = slot - Int((addr >> PAGE_SHIFT) & 511)
@@ -275,14 +275,14 @@ extension Kernel {
     /// highest order that can be allocated, every page mapped by its PTE
     /// (set_ptes), one reference per PTE. False when every order failed
     /// (the caller maps a small page).
-    func doAnonymousLargeFolio(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+    func doAnonymousLargeFolio(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                                orders: UInt32) -> Bool {
         var left = orders
         while left != 0 {
             let order = UInt32(31 - left.leadingZeroBitCount)
             left &= ~(1 << order)
             let head = allocFolio(order: order)
-            if head == 0 { continue }  // MTHP_STAT_ANON_FAULT_FALLBACK: the next order
+            if head.isNone { continue }  // MTHP_STAT_ANON_FAULT_FALLBACK: the next order
             let nr = UInt32(1) << order
             let start = addr & ~((PAGE_SIZE << UInt64(order)) - 1)
             page(head).pointee.refcount = Int32(nr)  // folio_ref_add(folio, nr_pages - 1)
@@ -295,7 +295,7 @@ extension Kernel {
             for i in 0..<Int(nr) { first[i] = e + (UInt64(i) << PAGE_SHIFT) }
             header.pointee.mthp_fault_alloc &+= 1
             if _slowPath(hooks.reverseMapOn) {
-                for i in 0..<nr { hooks.reverseMap!.anonAdded(self, pfn: head + i, vma: v, address: start + UInt64(i) << PAGE_SHIFT) }
+                for i in 0..<nr { hooks.reverseMap!.anonAdded(self, pfn: head.advanced(by: i), vma: v, address: start + UInt64(i) << PAGE_SHIFT) }
             }
             return true
         }
@@ -306,19 +306,19 @@ extension Kernel {
 
     /// __split_huge_pmd() at the PMD that maps `addr` in `v`'s mm, if a PMD
     /// leaf maps it.
-    func splitHugePMD(at addr: UInt64, vma v: UInt32) {
-        let m = vma(v).pointee.mm
+    func splitHugePMD(at addr: UInt64, vma v: VMAID) {
+        let m = vmMM(v)
         guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) else { return }
         splitHugePMD(v, addr & ~(Kernel.pmdSize - 1), pmd)
     }
 
     /// split_huge_pmd_if_needed() (vma_adjust_trans_huge): a VMA boundary
     /// moves to `addr`, not 2 MiB aligned, inside a PMD leaf: the PMD is split.
-    func splitHugePMDIfNeeded(_ m: UInt32, _ addr: UInt64) {
+    func splitHugePMDIfNeeded(_ m: MMID, _ addr: UInt64) {
         guard _slowPath(thpActive), addr & (Kernel.pmdSize - 1) != 0 else { return }
         guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) else { return }
         let v = vmaLookup(m, addr & ~(Kernel.pmdSize - 1))
-        guard v != 0 else { return }
+        guard !v.isNone else { return }
         splitHugePMD(v, addr & ~(Kernel.pmdSize - 1), pmd)
     }
 
@@ -327,8 +327,8 @@ extension Kernel {
     /// soft-dirty bits; the folio stays whole, now mapped by PTEs (each page
     /// exclusive when the folio was), one reference per PTE. The huge zero
     /// page becomes 512 PTEs of the small zero page.
-    func splitHugePMD(_ v: UInt32, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) {
-        let m = vma(v).pointee.mm
+    func splitHugePMD(_ v: VMAID, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) {
+        let m = vmMM(v)
         let root = mm(m).pointee.pgd
         let e = pmd.pointee
         let table = pmdTable(root: root, key: haddr)
@@ -363,8 +363,8 @@ extension Kernel {
 
     /// zap_huge_pmd(): the PMD goes with its deposited table; a THP loses
     /// the mapping, 512 pages of MM_ANONPAGES and the PMD's reference.
-    func zapHugePMD(_ v: UInt32, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) {
-        let m = vma(v).pointee.mm
+    func zapHugePMD(_ v: VMAID, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) {
+        let m = vmMM(v)
         let e = pmd.pointee
         pmd.pointee = 0
         freePTPage(withdrawPTETable(pmdTable: pmdTable(root: mm(m).pointee.pgd, key: haddr)))
@@ -374,17 +374,17 @@ extension Kernel {
         folioRemoveRmapPMD(head, vma: v)
         addMMCounter(m, .anon, -Int64(RMAP_PMD_NR))
         if _slowPath(hooks.reverseMapOn) {
-            for i in 0..<RMAP_PMD_NR { hooks.reverseMap!.removed(self, pfn: head + i, vma: v) }
+            for i in 0..<RMAP_PMD_NR { hooks.reverseMap!.removed(self, pfn: head.advanced(by: i), vma: v) }
         }
         putPage(head)
     }
 
     /// Splits the PMD leaves a range [start, end) of `v` cuts (zap_pmd_range
     /// and change_pmd_range split a PMD the range covers only in part).
-    func splitHugePMDsAtEdges(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
+    func splitHugePMDsAtEdges(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
         guard _slowPath(thpActive) else { return }
         for a in [start, end] where a & (Kernel.pmdSize - 1) != 0 {
-            let m = vma(v).pointee.mm
+            let m = vmMM(v)
             guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: a), PTE.isPMDLeaf(pmd.pointee) else { continue }
             let haddr = a & ~(Kernel.pmdSize - 1)
             if haddr < end && haddr + Kernel.pmdSize > start { splitHugePMD(v, haddr, pmd) }
@@ -395,8 +395,8 @@ extension Kernel {
     /// both sides, old in the child) with a deposited table of its own; a THP
     /// is duplicated (folio_try_dup_anon_rmap_pmd), the huge zero page only
     /// referenced. False on ENOMEM.
-    func copyHugePMD(dst: UInt32, src: UInt32, _ haddr: UInt64, _ spmd: UnsafeMutablePointer<UInt64>) -> Bool {
-        let dm = vma(dst).pointee.mm
+    func copyHugePMD(dst: VMAID, src: VMAID, _ haddr: UInt64, _ spmd: UnsafeMutablePointer<UInt64>) -> Bool {
+        let dm = vmMM(dst)
         let droot = mm(dm).pointee.pgd
         guard available(T.ptPage) >= 3, let dpmd = pmdSlotAlloc(root: droot, key: haddr) else { return false }
         let pgtable = allocPTPage(level: 1)
@@ -409,7 +409,7 @@ extension Kernel {
             addMMCounter(dm, .anon, Int64(RMAP_PMD_NR))
             if _slowPath(hooks.reverseMapOn) {
                 for i in 0..<RMAP_PMD_NR {
-                    hooks.reverseMap!.ptesDuplicated(self, pfn: head + i, mm: dm, address: haddr + UInt64(i) << PAGE_SHIFT)
+                    hooks.reverseMap!.ptesDuplicated(self, pfn: head.advanced(by: i), mm: dm, address: haddr + UInt64(i) << PAGE_SHIFT)
                 }
             }
         }
@@ -423,7 +423,7 @@ extension Kernel {
     /// change_huge_pmd() (mprotect): the PMD takes the VMA's new protection;
     /// it stays writable only if the VMA is and the folio is an exclusive,
     /// dirty anonymous THP (can_change_pmd_writable).
-    func changeHugePMD(_ v: UInt32, _ pmd: UnsafeMutablePointer<UInt64>) {
+    func changeHugePMD(_ v: VMAID, _ pmd: UnsafeMutablePointer<UInt64>) {
         let flags = vma(v).pointee.vm_flags
         let prot = PTE.pageProt(vmFlags: flags)
         let e = pmd.pointee

@@ -6,40 +6,40 @@ extension Kernel {
     /// Every PTE that maps page `pfn` of an anonymous folio: the VMAs of its
     /// anon_vma's tree that cover the page's index, at the page's address
     /// there (what rmap_walk_anon + page_vma_mapped_walk find).
-    func forEachAnonPTEMapping(_ pfn: UInt32, _ body: (UInt32, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
+    func forEachAnonPTEMapping(_ pfn: PFN, _ body: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
         let av = pageAnonVMA(pfn)
         guard anonVMAIsLive(av) else { return }
         let head = folioOf(pfn)
-        let idx = page(head).pointee.index &+ UInt64(pfn &- head)
+        let idx = page(head).pointee.index &+ UInt64(head.distance(to: pfn))
         let tree = avcTree
-        var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)
-        while a != 0 {
-            let v = avc(a).pointee.vma
+        var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree))
+        while !a.isNone {
+            let v = avcVMA(a)
             if let addr = vmaAddress(v, index: idx),
-               let s = leafSlot(root: mm(vma(v).pointee.mm).pointee.pgd, key: addr),
+               let s = leafSlot(root: mm(vmMM(v)).pointee.pgd, key: addr),
                PTE.isPresent(s.pointee), s.pointee & PTE.special == 0, PTE.pfn(s.pointee) == pfn {
                 body(v, addr, s)
             }
-            a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
+            a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, tree))
         }
     }
 
     /// Every PMD leaf that maps the THP at `head`.
-    func forEachAnonPMDMapping(_ head: UInt32, _ body: (UInt32, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
+    func forEachAnonPMDMapping(_ head: PFN, _ body: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
         let av = pageAnonVMA(head)
         guard anonVMAIsLive(av) else { return }
         let idx = page(head).pointee.index
         let tree = avcTree
-        var found: [(UInt32, UInt64, UnsafeMutablePointer<UInt64>)] = []
-        var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)
-        while a != 0 {
-            let v = avc(a).pointee.vma
+        var found: [(VMAID, UInt64, UnsafeMutablePointer<UInt64>)] = []
+        var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree))
+        while !a.isNone {
+            let v = avcVMA(a)
             if let addr = vmaAddress(v, index: idx),
-               let pmd = pmdSlot(root: mm(vma(v).pointee.mm).pointee.pgd, key: addr),
+               let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: addr),
                PTE.isPMDLeaf(pmd.pointee), PTE.pfn(pmd.pointee) == head {
                 found.append((v, addr & ~(Kernel.pmdSize - 1), pmd))
             }
-            a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
+            a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, tree))
         }
         // The body may change the tree's VMAs' page tables, not the tree.
         for f in found { body(f.0, f.1, f.2) }
@@ -56,7 +56,7 @@ extension Kernel {
     /// freed. False, with nothing changed, for a folio with references
     /// beyond its mappings (can_split_folio) or in the swap cache.
     @discardableResult
-    package func splitFolio(_ head: UInt32) -> Bool {
+    package func splitFolio(_ head: PFN) -> Bool {
         guard folioIsLarge(head), head != hugeZeroPFN, pageIsAnon(head), !pageIsKSM(head) else { return false }
         let h = page(head)
         guard h.pointee.flags & PG.swapcache == 0, Int(h.pointee.refcount) == folioLargeMapcount(head) else { return false }
@@ -69,7 +69,7 @@ extension Kernel {
         let inherited = h.pointee.flags & (PG.swapbacked | PG.lru | PG.dirty | PG.referenced | PG.active | PG.uptodate
             | PG.mlocked | PG.unevictable | PG.workingset | PG.young | PG.idle)
         for i in 0..<nr {
-            let p = page(head + i)
+            let p = page(head.advanced(by: i))
             p.pointee.flags = (p.pointee.flags & (PG.anonExclusive | PG.hwpoison)) | inherited
             p.pointee.mapping = mapping
             p.pointee.index = index &+ UInt64(i)
@@ -84,12 +84,12 @@ extension Kernel {
         }
         // remap_page(): zero-filled pages go to the shared zero page.
         for i in 0..<nr {
-            let pfn = head + i
+            let pfn = head.advanced(by: i)
             let p = page(pfn)
             guard p.pointee.mapcount >= 0, p.pointee.content == 0, p.pointee.flags & (PG.mlocked | PG.hwpoison) == 0 else { continue }
             forEachAnonPTEMapping(pfn) { v, addr, slot in
                 guard vma(v).pointee.vm_flags & VM.locked == 0 else { return }
-                let m = vma(v).pointee.mm
+                let m = vmMM(v)
                 slot.pointee = PTE.make(pfn: zeroPFN, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)) | PTE.special
                 p.pointee.mapcount -= 1
                 p.pointee.refcount -= 1
@@ -97,9 +97,9 @@ extension Kernel {
                 if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.removed(self, pfn: pfn, vma: v) }
             }
         }
-        for i in 0..<nr where page(head + i).pointee.refcount == 0 {
-            page(head + i).pointee.mapcount = -1
-            free(T.frame, head + i)
+        for i in 0..<nr where page(head.advanced(by: i)).pointee.refcount == 0 {
+            page(head.advanced(by: i)).pointee.mapcount = -1
+            free(T.frame, head.advanced(by: i).rawValue)
         }
         header.pointee.thp_split_page &+= 1
         return true
@@ -109,24 +109,24 @@ extension Kernel {
     /// every folio on the queue, in order, is split; one that cannot be
     /// split stays queued.
     package func deferredSplitScan() {
-        var f = header.pointee.deferred_split_head
-        var folios: [UInt32] = []
-        while f != 0 && folios.count < Int(header.pointee.deferred_split_len) {
+        var f = PFN(header.pointee.deferred_split_head)
+        var folios: [PFN] = []
+        while !f.isNone && folios.count < Int(header.pointee.deferred_split_len) {
             folios.append(f)
-            f = page(f + 2).pointee.deferred_next
+            f = PFN(page(f.advanced(by: 2)).pointee.deferred_next)
         }
         for head in folios { splitFolio(head) }
     }
 
     /// The `split` statement (split_huge_pages_pid): every anonymous large
     /// folio `m` maps in [start, end) is split, each once.
-    package func splitFoliosInRange(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+    package func splitFoliosInRange(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         var a = start
-        var done = Set<UInt32>()
+        var done = Set<PFN>()
         while a < end {
             let pfn = mappedPage(m, a)
             a += PAGE_SIZE
-            guard pfn != 0 else { continue }
+            guard !pfn.isNone else { continue }
             let head = folioOf(pfn)
             guard folioIsLarge(head), done.insert(head).inserted else { continue }
             splitFolio(head)

@@ -39,22 +39,22 @@ enum KSMFlag {
 struct KSMStableTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.ksmNode(n)).advanced(by: MemoryLayout<rmap_ksm_node>.offset(of: \rmap_ksm_node.node)!)
+        UnsafeMutableRawPointer(k.ksmNode(KSMNodeID(n))).advanced(by: MemoryLayout<rmap_ksm_node>.offset(of: \rmap_ksm_node.node)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmNode(n).pointee.content }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmNode(n).pointee.content }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmNode(KSMNodeID(n)).pointee.content }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmNode(KSMNodeID(n)).pointee.content }
 }
 
 /// root_unstable_tree: rmap_items keyed by the checksum the scan saw.
 struct KSMUnstableTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.ksmItem(n)).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.node)!)
+        UnsafeMutableRawPointer(k.ksmItem(KSMItemID(n))).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.node)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmItem(n).pointee.oldchecksum }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmItem(n).pointee.oldchecksum }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.ksmItem(KSMItemID(n)).pointee.oldchecksum }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.ksmItem(KSMItemID(n)).pointee.oldchecksum }
 }
 
 extension Kernel {
@@ -69,11 +69,11 @@ extension Kernel {
         UnsafeMutableRawPointer(header).advanced(by: MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.ksm_unstable_root)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func mmKSMRmapList(_ m: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func mmKSMRmapList(_ m: MMID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(mm(m)).advanced(by: MemoryLayout<rmap_mm>.offset(of: \rmap_mm.ksm_rmap_list)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func itemRmapList(_ i: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func itemRmapList(_ i: KSMItemID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(ksmItem(i)).advanced(by: MemoryLayout<rmap_ksm_item>.offset(of: \rmap_ksm_item.rmap_list)!)
             .assumingMemoryBound(to: UInt32.self)
     }
@@ -81,21 +81,24 @@ extension Kernel {
     // MARK: KSM pages
 
     /// folio_test_ksm(): page->mapping tagged PAGE_MAPPING_KSM.
-    @inline(__always) func pageIsKSM(_ pfn: UInt32) -> Bool {
+    @inline(__always) func pageIsKSM(_ pfn: PFN) -> Bool {
         page(folioOf(pfn)).pointee.mapping & PageMapping.flags == PageMapping.ksm
     }
 
     /// folio_stable_node(): the stable node of a KSM page (0: none, or not KSM).
-    @inline(__always) func folioStableNode(_ pfn: UInt32) -> UInt32 {
+    @inline(__always) func folioStableNode(_ pfn: PFN) -> KSMNodeID {
         let m = page(pfn).pointee.mapping
-        guard m & PageMapping.flags == PageMapping.ksm, m & ~PageMapping.flags != 0 else { return 0 }
-        return index(table: T.ksmNode, offset: m & ~PageMapping.flags)
+        guard m & PageMapping.flags == PageMapping.ksm, m & ~PageMapping.flags != 0 else { return .none }
+        return KSMNodeID(index(table: T.ksmNode, offset: m & ~PageMapping.flags))
     }
 
     /// folio_set_stable_node(): page->mapping = stable_node | PAGE_MAPPING_KSM.
-    @inline(__always) func folioSetStableNode(_ pfn: UInt32, _ node: UInt32) {
-        page(pfn).pointee.mapping = (node == 0 ? 0 : offset(table: T.ksmNode, index: node)) | PageMapping.ksm
+    @inline(__always) func folioSetStableNode(_ pfn: PFN, _ node: KSMNodeID) {
+        page(pfn).pointee.mapping = (node.isNone ? 0 : offset(table: T.ksmNode, index: node.rawValue)) | PageMapping.ksm
     }
+
+    /// rmap_item->head: the stable node a stable item is listed from.
+    @inline(__always) func itemHead(_ i: KSMItemID) -> KSMNodeID { KSMNodeID(ksmItem(i).pointee.head) }
 
     /// The vm_pgoff a stable rmap_item records. In Linux 6.18 struct
     /// ksm_rmap_item keeps oldchecksum, age and remaining_skips in fields of
@@ -103,7 +106,7 @@ extension Kernel {
     /// that COW breaks and is written back with the same content merges
     /// again on the next scan (its checksum is unchanged), as the kernel
     /// oracle shows (a union overlaying them would need two scans).
-    @inline(__always) func setItemPgoff(_ i: UInt32, _ pgoff: UInt64) {
+    @inline(__always) func setItemPgoff(_ i: KSMItemID, _ pgoff: UInt64) {
         ksmItem(i).pointee.vm_pgoff = pgoff
     }
 
@@ -123,34 +126,49 @@ extension Kernel {
 
     // MARK: mm slots
 
+    /// ksm_mm_head's list of mm slots (the header's head and tail, each
+    /// mm's ksm_slot_next: raw indices in the arena).
+    @inline(__always) var ksmMMHead: MMID {
+        get { MMID(header.pointee.ksm_mm_head) }
+        nonmutating set { header.pointee.ksm_mm_head = newValue.rawValue }
+    }
+    @inline(__always) var ksmMMTail: MMID {
+        get { MMID(header.pointee.ksm_mm_tail) }
+        nonmutating set { header.pointee.ksm_mm_tail = newValue.rawValue }
+    }
+    @inline(__always) func ksmSlotNext(_ m: MMID) -> MMID { MMID(mm(m).pointee.ksm_slot_next) }
+    @inline(__always) func setKSMSlotNext(_ m: MMID, _ next: MMID) { mm(m).pointee.ksm_slot_next = next.rawValue }
+    /// rmap_item->mm
+    @inline(__always) func itemMM(_ i: KSMItemID) -> MMID { MMID(ksmItem(i).pointee.mm) }
+
     /// __ksm_enter(): the mm joins ksm_mm_head's list (at the tail: between
     /// `ksm scan` statements the cursor is at the head, and a new slot goes
     /// just behind it) and gets MMF_VM_MERGEABLE. The slot is part of the mm
     /// record, so nothing can fail.
-    func ksmEnter(_ m: UInt32) {
+    func ksmEnter(_ m: MMID) {
         let p = mm(m)
         guard p.pointee.ksm_flags & KSMFlag.mmMergeable == 0 else { return }
         p.pointee.ksm_flags |= KSMFlag.mmMergeable
         p.pointee.ksm_slot_next = 0
-        if header.pointee.ksm_mm_tail != 0 {
-            mm(header.pointee.ksm_mm_tail).pointee.ksm_slot_next = m
+        if !ksmMMTail.isNone {
+            setKSMSlotNext(ksmMMTail, m)
         } else {
-            header.pointee.ksm_mm_head = m
+            ksmMMHead = m
         }
-        header.pointee.ksm_mm_tail = m
+        ksmMMTail = m
     }
 
     /// Takes the mm off ksm_mm_head's list (hash_del + list_del of the slot)
     /// and clears MMF_VM_MERGEABLE.
-    func ksmRemoveSlot(_ m: UInt32) {
+    func ksmRemoveSlot(_ m: MMID) {
         guard mm(m).pointee.ksm_flags & KSMFlag.mmMergeable != 0 else { return }
-        var prev: UInt32 = 0
-        var x = header.pointee.ksm_mm_head
-        while x != 0 && x != m { prev = x; x = mm(x).pointee.ksm_slot_next }
+        var prev = MMID.none
+        var x = ksmMMHead
+        while !x.isNone && x != m { prev = x; x = ksmSlotNext(x) }
         if x == m {
-            let next = mm(m).pointee.ksm_slot_next
-            if prev == 0 { header.pointee.ksm_mm_head = next } else { mm(prev).pointee.ksm_slot_next = next }
-            if header.pointee.ksm_mm_tail == m { header.pointee.ksm_mm_tail = prev }
+            let next = ksmSlotNext(m)
+            if prev.isNone { ksmMMHead = next } else { setKSMSlotNext(prev, next) }
+            if ksmMMTail == m { ksmMMTail = prev }
         }
         mm(m).pointee.ksm_slot_next = 0
         mm(m).pointee.ksm_flags &= ~KSMFlag.mmMergeable
@@ -159,14 +177,14 @@ extension Kernel {
     /// ksm_exit() / __ksm_exit() with what ksmd then does for an exiting mm
     /// (scan_get_next_rmap_item: remove_trailing_rmap_items of the whole
     /// list, free the slot). Called before the address space is torn down.
-    func ksmExit(_ m: UInt32) {
+    func ksmExit(_ m: MMID) {
         guard mm(m).pointee.ksm_flags & KSMFlag.mmMergeable != 0 else { return }
         removeTrailingRmapItems(mmKSMRmapList(m))
         ksmRemoveSlot(m)
     }
 
     /// ksm_fork(): a child of a mergeable mm is entered too (its VMAs keep VM_MERGEABLE).
-    func ksmFork(child: UInt32, parent: UInt32) {
+    func ksmFork(child: MMID, parent: MMID) {
         if mm(parent).pointee.ksm_flags & KSMFlag.mmMergeable != 0 { ksmEnter(child) }
     }
 
@@ -174,7 +192,7 @@ extension Kernel {
 
     /// vma_ksm_compatible() / ksm_compatible(): not shared, not hugetlb, not
     /// VM_SPECIAL (VM_IO, VM_DONTEXPAND, VM_PFNMAP, VM_MIXEDMAP). (No DAX, SAO, ADI here.)
-    func vmaKSMCompatible(_ v: UInt32) -> Bool {
+    func vmaKSMCompatible(_ v: VMAID) -> Bool {
         let f = vma(v).pointee.vm_flags
         if f & (VM.shared | VM.mayshare | VM.hugetlb) != 0 { return false }
         if f & (VM.io | VM.dontexpand | VM.pfnmap | VM.mixedmap) != 0 { return false }
@@ -184,12 +202,12 @@ extension Kernel {
     /// ksm_madvise(): MADV_MERGEABLE sets VM_MERGEABLE in `flags` (and enters
     /// the mm); MADV_UNMERGEABLE breaks every KSM page of [start, end) first
     /// (break_ksm), then clears it. An incompatible VMA ignores the advice.
-    func ksmMadvise(_ v: UInt32, start: UInt64, end: UInt64, advice: Advice, flags: inout UInt64) -> Errno? {
+    func ksmMadvise(_ v: VMAID, start: UInt64, end: UInt64, advice: Advice, flags: inout UInt64) -> Errno? {
         switch advice {
         case .mergeable:
             if vma(v).pointee.vm_flags & VM.mergeable != 0 { return nil }
             if !vmaKSMCompatible(v) { return nil }
-            ksmEnter(vma(v).pointee.mm)
+            ksmEnter(vmMM(v))
             flags |= VM.mergeable
         case .unmergeable:
             if flags & VM.mergeable == 0 { return nil }  // just ignore the advice
@@ -206,8 +224,8 @@ extension Kernel {
     /// FAULT_FLAG_UNSHARE): do_wp_page cannot reuse a KSM page, so
     /// wp_page_copy() gives the process an exclusive, read-only copy.
     /// ENOMEM when the fault runs out of memory.
-    func breakKSM(_ v: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
-        let m = vma(v).pointee.mm
+    func breakKSM(_ v: VMAID, _ start: UInt64, _ end: UInt64) -> Errno? {
+        let m = vmMM(v)
         var addr = start
         while true {
             // break_ksm_pmd_entry(): the first KSM page in [addr, end).
@@ -215,13 +233,13 @@ extension Kernel {
             var slotFound: UnsafeMutablePointer<UInt64>?
             walkLeaves(root: mm(m).pointee.pgd, start: addr, end: end) { a, slot in
                 let e = slot.pointee
-                var pfn: UInt32 = 0
+                var pfn: PFN = .none
                 if PTE.isPresent(e) {
                     pfn = vmNormalPage(e)
                 } else if PTE.isMigrationEntry(e) {
-                    pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    pfn = PTE.swpOffsetPFN(e)
                 }
-                if pfn != 0 && pageIsKSM(pfn) {
+                if !pfn.isNone && pageIsKSM(pfn) {
                     found = a
                     slotFound = slot
                     return false
@@ -234,7 +252,7 @@ extension Kernel {
             if !PTE.isPresent(e) {
                 // A fault on the migration entry waits for it to end (the
                 // model finishes it: removeMigrationEntryOnFault), then retries.
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)
                 continue
             }
@@ -248,18 +266,18 @@ extension Kernel {
     // MARK: rmap items
 
     /// free_rmap_item()
-    func freeRmapItem(_ i: UInt32) {
-        let m = ksmItem(i).pointee.mm
-        if m != 0 { mm(m).pointee.ksm_rmap_items -= 1 }
-        free(T.ksmItem, i)
+    func freeRmapItem(_ i: KSMItemID) {
+        let m = itemMM(i)
+        if !m.isNone { mm(m).pointee.ksm_rmap_items -= 1 }
+        free(T.ksmItem, i.rawValue)
     }
 
     /// hlist_del(&rmap_item->hlist)
-    func ksmHlistDel(_ i: UInt32) {
+    func ksmHlistDel(_ i: KSMItemID) {
         let p = ksmItem(i)
-        let next = p.pointee.hlist_next, prev = p.pointee.hlist_prev
-        if prev != 0 { ksmItem(prev).pointee.hlist_next = next } else { ksmNode(p.pointee.head).pointee.hlist = next }
-        if next != 0 { ksmItem(next).pointee.hlist_prev = prev }
+        let next = KSMItemID(p.pointee.hlist_next), prev = KSMItemID(p.pointee.hlist_prev)
+        if !prev.isNone { ksmItem(prev).pointee.hlist_next = next.rawValue } else { ksmNode(itemHead(i)).pointee.hlist = next.rawValue }
+        if !next.isNone { ksmItem(next).pointee.hlist_prev = prev.rawValue }
         p.pointee.hlist_next = 0
         p.pointee.hlist_prev = 0
     }
@@ -268,25 +286,25 @@ extension Kernel {
     /// (dropping its anon_vma reference); an unstable one leaves the
     /// unstable tree if this scan inserted it (an older tree was already
     /// dropped whole). The flags are cleared.
-    func removeRmapItemFromTree(_ i: UInt32) {
+    func removeRmapItemFromTree(_ i: KSMItemID) {
         let p = ksmItem(i)
         if p.pointee.address & KSMFlag.stable != 0 {
-            let node = p.pointee.head
+            let node = itemHead(i)
             let kpfn = ksmGetFolio(node)
-            if kpfn == 0 { return }  // the node was stale: remove_node_from_stable_tree did the rest
+            if kpfn.isNone { return }  // the node was stale: remove_node_from_stable_tree did the rest
             ksmHlistDel(i)
             putPage(kpfn)
             let n = ksmNode(node)
             if n.pointee.hlist != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
-            mm(p.pointee.mm).pointee.ksm_merging_pages -= 1
+            mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages -= 1
             n.pointee.rmap_hlist_len -= 1
-            putAnonVMA(p.pointee.anon_vma)
+            putAnonVMA(AnonVMAID(p.pointee.anon_vma))
             setItemPgoff(i, 0)
             p.pointee.head = 0
             p.pointee.address &= KSMFlag.pageMask
         } else if p.pointee.address & KSMFlag.unstable != 0 {
             let age = UInt8(truncatingIfNeeded: header.pointee.ksm_seqnr &- p.pointee.address)
-            if age == 0 { IntervalTree.remove(i, root: ksmUnstableRoot, ksmUnstableTree) }
+            if age == 0 { IntervalTree.remove(i.rawValue, root: ksmUnstableRoot, ksmUnstableTree) }
             header.pointee.ksm_pages_unshared -= 1
             p.pointee.address &= KSMFlag.pageMask
         }
@@ -295,7 +313,7 @@ extension Kernel {
     /// remove_trailing_rmap_items(): frees every item from `link` on.
     func removeTrailingRmapItems(_ link: UnsafeMutablePointer<UInt32>) {
         while link.pointee != 0 {
-            let i = link.pointee
+            let i = KSMItemID(link.pointee)
             link.pointee = ksmItem(i).pointee.rmap_list
             removeRmapItemFromTree(i)
             freeRmapItem(i)
@@ -305,23 +323,23 @@ extension Kernel {
     /// get_next_rmap_item(): the item for `addr` in the mm's sorted list,
     /// freeing the items passed over (their pages are gone); a new one if
     /// there is none. 0 when the item table is full.
-    func getNextRmapItem(_ m: UInt32, _ link: UnsafeMutablePointer<UInt32>, _ addr: UInt64) -> UInt32 {
+    func getNextRmapItem(_ m: MMID, _ link: UnsafeMutablePointer<UInt32>, _ addr: UInt64) -> KSMItemID {
         while link.pointee != 0 {
-            let i = link.pointee
+            let i = KSMItemID(link.pointee)
             if ksmItem(i).pointee.address & KSMFlag.pageMask == addr { return i }
             if ksmItem(i).pointee.address > addr { break }
             link.pointee = ksmItem(i).pointee.rmap_list
             removeRmapItemFromTree(i)
             freeRmapItem(i)
         }
-        let i = alloc(T.ksmItem)
-        if i == 0 { return 0 }
+        let i = KSMItemID(alloc(T.ksmItem))
+        if i.isNone { return .none }
         let p = ksmItem(i)
-        p.pointee.mm = m
+        p.pointee.mm = m.rawValue
         mm(m).pointee.ksm_rmap_items += 1
         p.pointee.address = addr
         p.pointee.rmap_list = link.pointee
-        link.pointee = i
+        link.pointee = i.rawValue
         return i
     }
 
@@ -331,64 +349,64 @@ extension Kernel {
     /// (page->mapping == stable_node | PAGE_MAPPING_KSM: the "keyhole
     /// reference"), with a reference taken; otherwise the node is stale and
     /// is removed (remove_node_from_stable_tree) and the result is 0.
-    func ksmGetFolio(_ node: UInt32) -> UInt32 {
-        let kpfn = ksmNode(node).pointee.kpfn
-        let expected = offset(table: T.ksmNode, index: node) | PageMapping.ksm
-        if kpfn != 0, kpfn < desc(T.frame).pointee.bump, page(kpfn).pointee.mapping == expected,
+    func ksmGetFolio(_ node: KSMNodeID) -> PFN {
+        let kpfn = PFN(ksmNode(node).pointee.kpfn)
+        let expected = offset(table: T.ksmNode, index: node.rawValue) | PageMapping.ksm
+        if !kpfn.isNone, kpfn.rawValue < desc(T.frame).pointee.bump, page(kpfn).pointee.mapping == expected,
            page(kpfn).pointee.refcount > 0 {
             getPage(kpfn)
             return kpfn
         }
         removeNodeFromStableTree(node)
-        return 0
+        return .none
     }
 
     /// remove_node_from_stable_tree(): every item of the node loses its
     /// stable flag and anon_vma reference (they keep `head`, as in the
     /// kernel, but are no longer listed); the node leaves the tree and is freed.
-    func removeNodeFromStableTree(_ node: UInt32) {
-        var i = ksmNode(node).pointee.hlist
-        while i != 0 {
+    func removeNodeFromStableTree(_ node: KSMNodeID) {
+        var i = KSMItemID(ksmNode(node).pointee.hlist)
+        while !i.isNone {
             let p = ksmItem(i)
-            let next = p.pointee.hlist_next
-            if next != 0 { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
-            mm(p.pointee.mm).pointee.ksm_merging_pages -= 1
+            let next = KSMItemID(p.pointee.hlist_next)
+            if !next.isNone { header.pointee.ksm_pages_sharing -= 1 } else { header.pointee.ksm_pages_shared -= 1 }
+            mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages -= 1
             ksmNode(node).pointee.rmap_hlist_len -= 1
-            putAnonVMA(p.pointee.anon_vma)
+            putAnonVMA(AnonVMAID(p.pointee.anon_vma))
             setItemPgoff(i, 0)
             p.pointee.address &= KSMFlag.pageMask
             p.pointee.hlist_next = 0
             p.pointee.hlist_prev = 0
             i = next
         }
-        IntervalTree.remove(node, root: ksmStableRoot, ksmStableTree)  // stable_node_dup_del()
-        free(T.ksmNode, node)
+        IntervalTree.remove(node.rawValue, root: ksmStableRoot, ksmStableTree)  // stable_node_dup_del()
+        free(T.ksmNode, node.rawValue)
     }
 
     /// is_page_sharing_candidate(): a node with at least one mapping left
     /// (ksm_max_page_sharing is not modelled).
-    @inline(__always) func isPageSharingCandidate(_ node: UInt32) -> Bool {
+    @inline(__always) func isPageSharingCandidate(_ node: KSMNodeID) -> Bool {
         ksmNode(node).pointee.rmap_hlist_len != 0
     }
 
     /// stable_tree_search(): a KSM page with the same content as `pfn`, with
     /// a reference (a KSM page itself: "ksm page forked"). Stale nodes met
     /// are removed and the search restarts. 0 when none.
-    func stableTreeSearch(_ pfn: UInt32) -> UInt32 {
-        if folioStableNode(pfn) != 0 {
+    func stableTreeSearch(_ pfn: PFN) -> PFN {
+        if !folioStableNode(pfn).isNone {
             getPage(pfn)
             return pfn
         }
         let content = page(pfn).pointee.content
         again: while true {
-            let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
-            if node == 0 { return 0 }
+            let node = KSMNodeID(IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree))
+            if node.isNone { return .none }
             let tree = ksmGetFolio(node)  // chain_prune() -> ksm_get_folio(NOLOCK)
-            if tree == 0 { continue again }
+            if tree.isNone { continue again }
             putPage(tree)  // memcmp_pages() said equal
-            if !isPageSharingCandidate(node) { return 0 }
+            if !isPageSharingCandidate(node) { return .none }
             let locked = ksmGetFolio(node)  // KSM_GET_FOLIO_TRYLOCK
-            if locked == 0 { continue again }
+            if locked.isNone { continue again }
             return locked
         }
     }
@@ -396,60 +414,60 @@ extension Kernel {
     /// stable_tree_insert(): a new stable node for the KSM page `kpfn`
     /// (already write-protected and mapped), linked into the stable tree;
     /// the page's mapping points at it. 0 when the node table is full.
-    func stableTreeInsert(_ kpfn: UInt32) -> UInt32 {
+    func stableTreeInsert(_ kpfn: PFN) -> KSMNodeID {
         let content = page(kpfn).pointee.content
         // Stale nodes with this content are pruned first (chain()).
         while true {
-            let node = IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree)
-            if node == 0 { break }
+            let node = KSMNodeID(IntervalTree.iterFirst(root: ksmStableRoot.pointee, start: content, last: content, ksmStableTree))
+            if node.isNone { break }
             let tree = ksmGetFolio(node)
-            if tree == 0 { continue }
+            if tree.isNone { continue }
             putPage(tree)
             break  // need_chain: not modelled, the new node is linked beside it
         }
-        let node = alloc(T.ksmNode)
-        if node == 0 { return 0 }
+        let node = KSMNodeID(alloc(T.ksmNode))
+        if node.isNone { return .none }
         let n = ksmNode(node)
         n.pointee.hlist = 0
-        n.pointee.kpfn = kpfn
+        n.pointee.kpfn = kpfn.rawValue
         n.pointee.rmap_hlist_len = 0
         n.pointee.content = content
-        IntervalTree.insert(node, root: ksmStableRoot, ksmStableTree)
+        IntervalTree.insert(node.rawValue, root: ksmStableRoot, ksmStableTree)
         folioSetStableNode(kpfn, node)
         return node
     }
 
     /// stable_tree_append(): the item is listed from the node (hlist_add_head).
-    func stableTreeAppend(_ i: UInt32, _ node: UInt32) {
+    func stableTreeAppend(_ i: KSMItemID, _ node: KSMNodeID) {
         let n = ksmNode(node), p = ksmItem(i)
         n.pointee.rmap_hlist_len += 1
-        p.pointee.head = node
+        p.pointee.head = node.rawValue
         p.pointee.address |= KSMFlag.stable
         p.pointee.hlist_prev = 0
         p.pointee.hlist_next = n.pointee.hlist
-        if n.pointee.hlist != 0 { ksmItem(n.pointee.hlist).pointee.hlist_prev = i }
-        n.pointee.hlist = i
+        if n.pointee.hlist != 0 { ksmItem(KSMItemID(n.pointee.hlist)).pointee.hlist_prev = i.rawValue }
+        n.pointee.hlist = i.rawValue
         if p.pointee.hlist_next != 0 { header.pointee.ksm_pages_sharing += 1 } else { header.pointee.ksm_pages_shared += 1 }
-        mm(p.pointee.mm).pointee.ksm_merging_pages += 1
+        mm(MMID(p.pointee.mm)).pointee.ksm_merging_pages += 1
     }
 
     // MARK: the unstable tree
 
     /// find_mergeable_vma(): the VM_MERGEABLE VMA with an anon_vma at `addr`.
-    func findMergeableVMA(_ m: UInt32, _ addr: UInt64) -> UInt32 {
+    func findMergeableVMA(_ m: MMID, _ addr: UInt64) -> VMAID {
         let v = vmaLookup(m, addr)
-        guard v != 0, vma(v).pointee.vm_flags & VM.mergeable != 0, vma(v).pointee.anon_vma != 0 else { return 0 }
+        guard !v.isNone, vma(v).pointee.vm_flags & VM.mergeable != 0, vma(v).pointee.anon_vma != 0 else { return .none }
         return v
     }
 
     /// get_mergeable_page(): the anonymous page the item's (mm, address)
     /// maps, with a reference; 0 if none.
-    func getMergeablePage(_ i: UInt32) -> UInt32 {
-        let m = ksmItem(i).pointee.mm
+    func getMergeablePage(_ i: KSMItemID) -> PFN {
+        let m = itemMM(i)
         let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
-        guard findMergeableVMA(m, addr) != 0, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return 0 }
+        guard !findMergeableVMA(m, addr).isNone, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
         let pfn = vmNormalPage(slot.pointee)
-        guard pfn != 0, pageIsAnon(pfn) else { return 0 }
+        guard !pfn.isNone, pageIsAnon(pfn) else { return .none }
         getPage(pfn)
         return pfn
     }
@@ -458,36 +476,36 @@ extension Kernel {
     /// page has the same content as `pfn` (returned with its page, which
     /// holds a reference), else `i` is inserted (UNSTABLE_FLAG and the
     /// seqnr in its address). A forked copy of the same page is not merged.
-    func unstableTreeSearchInsert(_ i: UInt32, _ pfn: UInt32) -> (item: UInt32, page: UInt32) {
+    func unstableTreeSearchInsert(_ i: KSMItemID, _ pfn: PFN) -> (item: KSMItemID, page: PFN) {
         let content = page(pfn).pointee.content
         let key = Kernel.ksmChecksum(content)
-        var t = IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: key, last: key, ksmUnstableTree)
-        while t != 0 {
+        var t = KSMItemID(IntervalTree.iterFirst(root: ksmUnstableRoot.pointee, start: key, last: key, ksmUnstableTree))
+        while !t.isNone {
             let tree = getMergeablePage(t)
-            if tree == 0 { return (0, 0) }
-            if tree == pfn { putPage(tree); return (0, 0) }  // don't substitute a ksm page for a forked page
+            if tree.isNone { return (.none, .none) }
+            if tree == pfn { putPage(tree); return (.none, .none) }  // don't substitute a ksm page for a forked page
             if page(tree).pointee.content == content { return (t, tree) }  // memcmp_pages() == 0
             putPage(tree)
-            t = IntervalTree.iterNext(t, start: key, last: key, ksmUnstableTree)
+            t = KSMItemID(IntervalTree.iterNext(t.rawValue, start: key, last: key, ksmUnstableTree))
         }
         let p = ksmItem(i)
         p.pointee.address |= KSMFlag.unstable | (header.pointee.ksm_seqnr & KSMFlag.seqnrMask)
         p.pointee.oldchecksum = key
-        IntervalTree.insert(i, root: ksmUnstableRoot, ksmUnstableTree)
+        IntervalTree.insert(i.rawValue, root: ksmUnstableRoot, ksmUnstableTree)
         header.pointee.ksm_pages_unshared += 1
-        return (0, 0)
+        return (.none, .none)
     }
 
     // MARK: merging
 
     /// page_address_in_vma() for an anonymous page: where `v` maps it, nil
     /// when `v`'s anon_vma is not in the page's anon_vma tree.
-    func pageAddressInVMA(_ pfn: UInt32, _ v: UInt32) -> UInt64? {
-        let vav = vma(v).pointee.anon_vma
-        guard vav != 0 else { return nil }
+    func pageAddressInVMA(_ pfn: PFN, _ v: VMAID) -> UInt64? {
+        let vav = vmaAnonVMA(v)
+        guard !vav.isNone else { return nil }
         if !pageIsKSM(pfn) {
             let av = pageAnonVMA(pfn)
-            guard av != 0, anonVMA(vav).pointee.root == anonVMA(av).pointee.root else { return nil }
+            guard !av.isNone, anonVMARootOf(vav) == anonVMARootOf(av) else { return nil }
         }
         return vmaAddress(v, index: page(pfn).pointee.index)
     }
@@ -498,9 +516,9 @@ extension Kernel {
     /// (then the PTE is restored and the merge fails). An exclusive page is
     /// shared first (folio_try_share_anon_rmap_pte: no GUP pins here, it
     /// succeeds). `orig` receives the PTE. MMU notifiers: MMU_NOTIFY_CLEAR.
-    func writeProtectPage(_ v: UInt32, _ pfn: UInt32, orig: inout UInt64) -> Bool {
+    func writeProtectPage(_ v: VMAID, _ pfn: PFN, orig: inout UInt64) -> Bool {
         guard let address = pageAddressInVMA(pfn, v) else { return false }
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         mmuInvalidateRangeStart(m, address, address + PAGE_SIZE)
         defer { mmuInvalidateRangeEnd(m, address, address + PAGE_SIZE) }
         guard let slot = pageVMAMappedWalk(pfn, v, address) else { return false }
@@ -529,9 +547,9 @@ extension Kernel {
     /// `kpfn` instead: read-only (vm_page_prot), the KSM page's rmap and
     /// reference added, the old page's removed (and its swap slot freed
     /// once unmapped). MM counters do not change (anon for anon).
-    func replacePage(_ v: UInt32, _ pfn: UInt32, _ kpfn: UInt32, orig: UInt64) -> Bool {
+    func replacePage(_ v: VMAID, _ pfn: PFN, _ kpfn: PFN, orig: UInt64) -> Bool {
         guard let addr = pageAddressInVMA(pfn, v) else { return false }
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return false }
         mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
         defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
@@ -552,13 +570,13 @@ extension Kernel {
     /// page (write-protected, mapping = PAGE_MAPPING_KSM with no node yet,
     /// accessed, dirty so reclaim swaps it); otherwise `pfn`'s mapping in `v`
     /// is replaced by `kpfn` if their contents are identical.
-    func tryToMergeOnePage(_ v: UInt32, _ pfn: UInt32, _ kpfn: UInt32) -> Bool {
+    func tryToMergeOnePage(_ v: VMAID, _ pfn: PFN, _ kpfn: PFN) -> Bool {
         if pfn == kpfn { return true }  // ksm page forked
         guard pageIsAnon(pfn) else { return false }
         var orig: UInt64 = 0
         guard writeProtectPage(v, pfn, orig: &orig) else { return false }
-        if kpfn == 0 {
-            folioSetStableNode(pfn, 0)
+        if kpfn.isNone {
+            folioSetStableNode(pfn, .none)
             page(pfn).pointee.flags |= PG.referenced  // folio_mark_accessed()
             page(pfn).pointee.flags |= PG.dirty       // folio_mark_dirty() if clean
             return true
@@ -570,12 +588,12 @@ extension Kernel {
     /// try_to_merge_with_ksm_page(): merges the item's page into `kpfn`
     /// (0: makes it a KSM page), then the item records the VMA's anon_vma
     /// (with a reference) and vm_pgoff for rmap_walk_ksm.
-    func tryToMergeWithKSMPage(_ i: UInt32, _ pfn: UInt32, _ kpfn: UInt32) -> Bool {
-        let v = findMergeableVMA(ksmItem(i).pointee.mm, ksmItem(i).pointee.address & KSMFlag.pageMask)
-        guard v != 0, tryToMergeOnePage(v, pfn, kpfn) else { return false }
+    func tryToMergeWithKSMPage(_ i: KSMItemID, _ pfn: PFN, _ kpfn: PFN) -> Bool {
+        let v = findMergeableVMA(itemMM(i), ksmItem(i).pointee.address & KSMFlag.pageMask)
+        guard !v.isNone, tryToMergeOnePage(v, pfn, kpfn) else { return false }
         removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
-        let av = vma(v).pointee.anon_vma
-        ksmItem(i).pointee.anon_vma = av
+        let av = vmaAnonVMA(v)
+        ksmItem(i).pointee.anon_vma = av.rawValue
         setItemPgoff(i, vma(v).pointee.vm_pgoff)
         getAnonVMA(av)
         return true
@@ -584,24 +602,24 @@ extension Kernel {
     /// try_to_merge_two_pages(): `pfn` becomes a KSM page and `tree` is
     /// merged into it; if the second step fails, the first is undone
     /// (break_cow). Returns the KSM page or 0.
-    func tryToMergeTwoPages(_ i: UInt32, _ pfn: UInt32, _ ti: UInt32, _ tree: UInt32) -> UInt32 {
-        guard tryToMergeWithKSMPage(i, pfn, 0) else { return 0 }
+    func tryToMergeTwoPages(_ i: KSMItemID, _ pfn: PFN, _ ti: KSMItemID, _ tree: PFN) -> PFN {
+        guard tryToMergeWithKSMPage(i, pfn, .none) else { return .none }
         if !tryToMergeWithKSMPage(ti, tree, pfn) {
             breakCOW(i)
-            return 0
+            return .none
         }
         return pfn
     }
 
     /// break_cow(): undoes a merge of an item not yet stable: drops its
     /// anon_vma reference and unshares its page (break_ksm on one page).
-    func breakCOW(_ i: UInt32) {
+    func breakCOW(_ i: KSMItemID) {
         let p = ksmItem(i)
-        putAnonVMA(p.pointee.anon_vma)
+        putAnonVMA(AnonVMAID(p.pointee.anon_vma))
         setItemPgoff(i, 0)
         let addr = p.pointee.address & KSMFlag.pageMask
-        let v = findMergeableVMA(p.pointee.mm, addr)
-        if v != 0 { _ = breakKSM(v, addr, addr + PAGE_SIZE) }
+        let v = findMergeableVMA(MMID(p.pointee.mm), addr)
+        if !v.isNone { _ = breakKSM(v, addr, addr + PAGE_SIZE) }
     }
 
     /// cmp_and_merge_page(): a KSM page already listed for this item is left
@@ -609,10 +627,10 @@ extension Kernel {
     /// scan. Then: merge into an identical stable page, or with an identical
     /// page of the unstable tree (both become one new KSM page in the stable
     /// tree), or enter the unstable tree.
-    func cmpAndMergePage(_ pfn: UInt32, _ i: UInt32) {
+    func cmpAndMergePage(_ pfn: PFN, _ i: KSMItemID) {
         let stableNode = folioStableNode(pfn)
-        if stableNode != 0 {
-            if ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
+        if !stableNode.isNone {
+            if itemHead(i) == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 { return }
         } else {
             removeRmapItemFromTree(i)
             let checksum = Kernel.ksmChecksum(page(pfn).pointee.content)  // calc_checksum()
@@ -623,12 +641,12 @@ extension Kernel {
             // try_to_merge_with_zero_page(): ksm_use_zero_pages is off.
         }
         let kpfn = stableTreeSearch(pfn)
-        if kpfn == pfn && ksmItem(i).pointee.head == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 {
+        if kpfn == pfn && itemHead(i) == stableNode && ksmItem(i).pointee.address & KSMFlag.stable != 0 {
             putPage(kpfn)
             return
         }
         removeRmapItemFromTree(i)
-        if kpfn != 0 {
+        if !kpfn.isNone {
             if tryToMergeWithKSMPage(i, pfn, kpfn) {
                 stableTreeAppend(i, folioStableNode(kpfn))
             }
@@ -636,12 +654,12 @@ extension Kernel {
             return
         }
         let (ti, tree) = unstableTreeSearchInsert(i, pfn)
-        guard ti != 0 else { return }
+        guard !ti.isNone else { return }
         let k = tryToMergeTwoPages(i, pfn, ti, tree)
         putPage(tree)
-        guard k != 0 else { return }
+        guard !k.isNone else { return }
         let node = stableTreeInsert(k)
-        if node != 0 {
+        if !node.isNone {
             stableTreeAppend(ti, node)
             stableTreeAppend(i, node)
         } else {
@@ -654,7 +672,7 @@ extension Kernel {
     /// failed to merge for 3 scans is skipped for 1, 2, 4 then 8 scans. Only
     /// a KSM page is exempt: an item still listed from the stable tree whose
     /// page a write replaced ages like any other (6.18; the oracle shows it).
-    func shouldSkipRmapItem(_ pfn: UInt32, _ i: UInt32) -> Bool {
+    func shouldSkipRmapItem(_ pfn: PFN, _ i: KSMItemID) -> Bool {
         if pageIsKSM(pfn) { return false }
         let p = ksmItem(i)
         let age = p.pointee.age
@@ -679,32 +697,32 @@ extension Kernel {
     @discardableResult
     func ksmScanPass() -> Bool {
         ksmUnstableRoot.pointee = 0  // root_unstable_tree = RB_ROOT
-        var m = header.pointee.ksm_mm_head
-        while m != 0 {
-            let nextSlot = mm(m).pointee.ksm_slot_next
+        var m = ksmMMHead
+        while !m.isNone {
+            let nextSlot = ksmSlotNext(m)
             var address: UInt64 = 0
             var link = mmKSMRmapList(m)
             var v = firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let p = vma(v).pointee
                 if p.vm_flags & VM.mergeable == 0 { v = nextVMA(v); continue }
                 if address < p.vm_start { address = p.vm_start }
                 if p.anon_vma == 0 { address = p.vm_end }
                 while address < p.vm_end {
-                    var pfn: UInt32 = 0
+                    var pfn: PFN = .none
                     walkLeaves(root: mm(m).pointee.pgd, start: address, end: p.vm_end) { a, slot in
                         let e = slot.pointee
                         guard PTE.isPresent(e) else { return true }
                         let f = vmNormalPage(e)
-                        guard f != 0, pageIsAnon(f) else { return true }
+                        guard !f.isNone, pageIsAnon(f) else { return true }
                         pfn = f
                         address = a
                         return false
                     }
-                    if pfn == 0 { address = p.vm_end; break }
+                    if pfn.isNone { address = p.vm_end; break }
                     getPage(pfn)  // folio_get()
                     let i = getNextRmapItem(m, link, address)
-                    if i == 0 {
+                    if i.isNone {
                         putPage(pfn)
                         return false
                     }
@@ -734,29 +752,29 @@ extension Kernel {
     /// [rmap_item->vm_pgoff, rmap_item->vm_pgoff] (the VMA's pgoff at merge
     /// time); the model keeps the full range.
     @inline(__always)
-    func rmapWalkKSM<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func rmapWalkKSM<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let node = folioStableNode(pfn)
-        guard node != 0 else { return }
+        guard !node.isNone else { return }
         let ctx = RmapContext(k: self)
         let tree = avcTree
         for pass in 0..<2 {
             let searchNewForks = pass == 1
-            var i = ksmNode(node).pointee.hlist
-            while i != 0 {
+            var i = KSMItemID(ksmNode(node).pointee.hlist)
+            while !i.isNone {
                 let p = ksmItem(i).pointee
                 let addr = p.address & KSMFlag.pageMask
-                var a = IntervalTree.first(root: anonVMARoot(p.anon_vma).pointee, tree)
-                while a != 0 {
-                    let v = avc(a).pointee.vma
-                    a = IntervalTree.next(a, tree)
+                var a = AVCID(IntervalTree.first(root: anonVMARoot(AnonVMAID(p.anon_vma)).pointee, tree))
+                while !a.isNone {
+                    let v = avcVMA(a)
+                    a = AVCID(IntervalTree.next(a.rawValue, tree))
                     let r = vma(v).pointee
                     if addr < r.vm_start || addr >= r.vm_end { continue }
                     if (p.mm == r.mm) == searchNewForks { continue }
-                    if c.invalidVMA(ctx, vma: VMAID(v)) { continue }
-                    if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: addr) { return }
-                    if c.done(ctx, pfn: PFN(pfn)) { return }
+                    if c.invalidVMA(ctx, vma: v) { continue }
+                    if !c.rmapOne(ctx, pfn: pfn, vma: v, address: addr) { return }
+                    if c.done(ctx, pfn: pfn) { return }
                 }
-                i = p.hlist_next
+                i = KSMItemID(p.hlist_next)
             }
         }
     }

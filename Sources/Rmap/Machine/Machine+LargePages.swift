@@ -9,10 +9,10 @@ extension Machine {
                      noreserve: Bool) -> OpResult {
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
         guard !kind.isHugetlb else { return .errno(.EINVAL) }
-        var f: UInt32 = 0
+        var f = FileID.none
         if let name = kind.file {
             guard let fi = fileByName[name] else { return .errno(.EINVAL) }
-            f = fi
+            f = FileID(fi)
         }
         if let e = k.doMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared,
                             file: f, pgoff: kind.pgoff, noreserve: noreserve) { return .errno(e) }

@@ -7,9 +7,9 @@ extension Machine {
     /// non-present entry (the statement then answers EFAULT).
     /// With `devicePrivate`, a device-private entry names its frame too (what
     /// migrate_vma hands to try_to_unmap / migration: `unmap`, `migrate`).
-    package func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> UInt32 {
+    package func mappedFrame(_ m: MMID, _ addr: UInt64, devicePrivate: Bool = false) -> PFN {
         guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return k.mappedPage(m, addr) }
-        if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return UInt32(truncatingIfNeeded: PTE.swpOffset(s.pointee)) }
+        if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return PTE.swpOffsetPFN(s.pointee) }
         return k.vmNormalPage(s.pointee)
     }
 
@@ -23,7 +23,7 @@ extension Machine {
         }
     }
 
-    func performReverse(_ m: UInt32, _ op: Operation) -> OpResult {
+    func performReverse(_ m: MMID, _ op: Operation) -> OpResult {
         switch op {
         case .unmap(let addr, let pages, let flags):
             let r = eachFrame(m, addr, pages, devicePrivate: true,
@@ -80,8 +80,8 @@ extension Machine {
     /// A page of a large folio goes to `large` with the folio's head, once
     /// per folio: the rest of its pages in the range are skipped (the
     /// reverse statements take folios). A path not modelled yet ends the line.
-    func eachFrame(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, devicePrivate: Bool = false,
-                   large: (UInt32) -> OpResult, _ body: (UInt32) -> OpResult) -> OpResult {
+    func eachFrame(_ m: MMID, _ addr: UInt64, _ pages: UInt64, devicePrivate: Bool = false,
+                   large: (PFN) -> OpResult, _ body: (PFN) -> OpResult) -> OpResult {
         var result = OpResult.ok
         var a = addr
         var skipUntil: UInt64 = 0  // the rest of the last large folio's pages (it may be split or gone by now)
@@ -89,11 +89,11 @@ extension Machine {
             defer { a += PAGE_SIZE }
             if a < skipUntil { continue }
             let pfn = mappedFrame(m, a, devicePrivate: devicePrivate)
-            if pfn == 0 { return .errno(.EFAULT) }
+            if pfn.isNone { return .errno(.EFAULT) }
             let head = k.folioOf(pfn)
             let r: OpResult
             if k.folioIsLarge(head) {
-                skipUntil = a + UInt64(k.folioNrPages(head) - (pfn - head)) << PAGE_SHIFT
+                skipUntil = a + UInt64(Int(k.folioNrPages(head)) - head.distance(to: pfn)) << PAGE_SHIFT
                 r = large(head)
             } else {
                 r = body(pfn)
@@ -110,13 +110,13 @@ extension Machine {
     /// counting only the VMAs of one process (the model's stand-in for a
     /// memcg: invalid_page_referenced_vma). Nil when no frame is mapped there.
     public func referenced(process: String, addr: UInt64, onlyProcess: String? = nil) -> (count: Int, locked: Bool)? {
-        guard let m = mmByName[process] else { return nil }
+        guard let m = mmOf(process) else { return nil }
         let pfn = mappedFrame(m, addr)
-        guard pfn != 0 else { return nil }
+        guard !pfn.isNone else { return nil }
         let r: (referenced: Int, vmFlags: UInt64)
         if let only = onlyProcess {
-            guard let om = mmByName[only] else { return nil }
-            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: MMID(om)))
+            guard let om = mmOf(only) else { return nil }
+            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
         } else {
             r = k.pageReferenced(pfn, filter: AllVMAs?.none)
         }
@@ -132,7 +132,7 @@ extension Machine {
     /// the zero page, a swap or migration entry).
     @discardableResult
     public func markIdle(process: String, addr: UInt64) -> Bool {
-        guard let m = mmByName[process] else { return false }
+        guard let m = mmOf(process) else { return false }
         return k.pageIdleMark(mappedFrame(m, addr))
     }
 
@@ -141,7 +141,7 @@ extension Machine {
     /// `markIdle`; a reference found clears the bit (and marks the page young
     /// for page_referenced). Nil when no trackable frame is mapped there.
     public func isIdle(process: String, addr: UInt64) -> Bool? {
-        guard let m = mmByName[process] else { return nil }
+        guard let m = mmOf(process) else { return nil }
         return k.pageIdleRead(mappedFrame(m, addr))
     }
 }

@@ -11,9 +11,9 @@ extension Machine {
 
     @usableFromInline
     func walkFrame<C: RmapWalkControl>(process: String, addr: UInt64, _ control: inout C) -> Bool {
-        guard let m = mmByName[process] else { return false }
+        guard let m = mmOf(process) else { return false }
         let pfn = mappedFrame(m, addr)
-        guard pfn != 0 else { return false }
+        guard !pfn.isNone else { return false }
         k.rmapWalk(pfn, &control)
         return true
     }
@@ -30,7 +30,7 @@ extension RmapContext {
     /// that wants only real mappings asks this.
     @inline(__always)
     public func maps(pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
-        k.pageVMAMappedWalk(pfn.rawValue, vma.rawValue, address) != nil
+        k.pageVMAMappedWalk(pfn, vma, address) != nil
     }
 }
 

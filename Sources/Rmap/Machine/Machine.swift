@@ -129,10 +129,10 @@ public final class Machine {
         guard fileByName[name] == nil else { return .errno(.EEXIST) }
         guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let f = k.createFile(pages: pages, kind: .regular)
-        guard f != 0 else { return .errno(.ENOMEM) }
+        guard !f.isNone else { return .errno(.ENOMEM) }
         k.file(f).pointee.serial = UInt64(fileOrder.count)  // the ordinal: its pages' content tokens
-        _ = recordName(name, kind: UInt32(RMAP_NAME_FILE), index: f)
-        fileByName[name] = f
+        _ = recordName(name, kind: UInt32(RMAP_NAME_FILE), index: f.rawValue)
+        fileByName[name] = f.rawValue
         fileOrder.append(name)
         return .ok
     }
@@ -142,14 +142,15 @@ public final class Machine {
         guard mmByName[name] == nil else { return .errno(.EEXIST) }
         guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let m = k.mmAlloc()
-        guard m != 0 else { return .errno(.ENOMEM) }
-        processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m)
-        mmByName[name] = m
+        guard !m.isNone else { return .errno(.ENOMEM) }
+        processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m.rawValue)
+        mmByName[name] = m.rawValue
         processOrder.append(name)
         return .ok
     }
 
-    package func mmOf(_ name: String) -> UInt32? { mmByName[name] }
+    /// The mm of process `name` (mmByName keeps the raw index, as the saved state does).
+    package func mmOf(_ name: String) -> MMID? { mmByName[name].map { MMID($0) } }
 
     /// Stores a name in the arena's name table (creation order kept).
     func recordName(_ name: String, kind: UInt32, index: UInt32) -> UInt32 {
@@ -174,9 +175,9 @@ public final class Machine {
         guard mmByName[child] == nil else { return .errno(.EEXIST) }
         guard child.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let c = k.dupMMap(pm)
-        guard c != 0 else { return .errno(.ENOMEM) }
-        processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c)
-        mmByName[child] = c
+        guard !c.isNone else { return .errno(.ENOMEM) }
+        processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c.rawValue)
+        mmByName[child] = c.rawValue
         processOrder.append(child)
         return .ok
     }
@@ -205,10 +206,10 @@ public final class Machine {
         case .mmap(let addr, let pages, let prot, let kind):
             // hugetlb is not modelled yet: refused, never mapped as something else.
             if kind.isHugetlb { return .errno(.EINVAL) }
-            var f: UInt32 = 0
+            var f = FileID.none
             if let name = kind.file {
                 guard let fi = fileByName[name] else { return .errno(.EINVAL) }
-                f = fi
+                f = FileID(fi)
             }
             return r(k.doMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared,
                               file: f, pgoff: kind.pgoff))
@@ -264,7 +265,7 @@ public final class Machine {
     /// A write stores a content token in the frame it wrote: `value`, or
     /// one derived from the writer and the address (`rmap_write_token`,
     /// shared with the oracle through CShims/include/rmap_content.h).
-    func access(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, write: Bool, value: UInt64? = nil) -> OpResult {
+    func access(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool, value: UInt64? = nil) -> OpResult {
         var a = addr
         for _ in 0..<pages {
             switch k.handleMMFault(m, a, write: write) {
@@ -275,7 +276,7 @@ public final class Machine {
             }
             if write {
                 let pfn = k.mappedPage(m, a)
-                if pfn != 0 { k.page(pfn).pointee.content = value ?? rmap_write_token(m, a) }
+                if !pfn.isNone { k.page(pfn).pointee.content = value ?? rmap_write_token(m.rawValue, a) }
             }
             a += PAGE_SIZE
         }
@@ -292,9 +293,10 @@ public final class Machine {
     /// folio before it merges a page of it, try_to_merge_one_page: not
     /// modelled yet), nil when it can: no mergeable VMA maps a large folio.
     public var ksmScanNotModelled: String? {
-        for (_, m) in mmByName where k.mm(m).pointee.ksm_flags != 0 {
+        for (_, raw) in mmByName where k.mm(MMID(raw)).pointee.ksm_flags != 0 {
+            let m = MMID(raw)
             var v = k.firstVMA(m)
-            while v != 0 {
+            while !v.isNone {
                 let p = k.vma(v).pointee
                 if p.vm_flags & VM.mergeable != 0 && k.rangeMapsLargeFolio(m, p.vm_start, p.vm_end) {
                     return "ksmd on a large folio (split before merge)"

@@ -27,9 +27,9 @@ public final class ShadowMMU: MMUNotifier {
     @discardableResult
     public func fault(_ machine: Machine, process: String, address: UInt64) -> Bool {
         guard let m = machine.mmIndex(of: process), (inProgress[m] ?? 0) == 0 else { return false }
-        let pfn = machine.mappedFrame(m.rawValue, address)
-        guard pfn != 0 else { return false }
-        table[Key(mm: m, address: address)] = Entry(pfn: PFN(pfn), young: true)
+        let pfn = machine.mappedFrame(m, address)
+        guard !pfn.isNone else { return false }
+        table[Key(mm: m, address: address)] = Entry(pfn: pfn, young: true)
         return true
     }
 
@@ -43,7 +43,7 @@ public final class ShadowMMU: MMUNotifier {
         var out: [String] = []
         for (key, e) in table {
             let pte = machine.k.leafSlot(root: machine.k.mm(key.mm).pointee.pgd, key: key.address)?.pointee ?? 0
-            if machine.k.vmNormalPage(pte) != e.pfn.rawValue {
+            if machine.k.vmNormalPage(pte) != e.pfn {
                 out.append("mm \(key.mm) 0x\(String(key.address, radix: 16)): shadow frame \(e.pfn), primary PTE 0x\(String(pte, radix: 16))")
             }
         }
@@ -95,7 +95,7 @@ public final class ShadowMMU: MMUNotifier {
         count("changePTE")
         // KVM's change_pte: map the new frame directly (it was dropped at start).
         let pfn = PTE.pfn(pte)
-        if PTE.isPresent(pte) && pfn != 0 { table[Key(mm: mm, address: address)] = Entry(pfn: PFN(pfn), young: false) }
+        if PTE.isPresent(pte) && !pfn.isNone { table[Key(mm: mm, address: address)] = Entry(pfn: pfn, young: false) }
     }
 
     public func release(mm: MMID) {

@@ -33,43 +33,43 @@ extension Kernel {
     // MARK: the folio of a page
 
     /// page_folio(): the head PFN of the folio that holds `pfn`.
-    @inline(__always) package func folioOf(_ pfn: UInt32) -> UInt32 {
+    @inline(__always) package func folioOf(_ pfn: PFN) -> PFN {
         let p = page(pfn)
-        return p.pointee.flags & PG.tail != 0 ? p.pointee.next : pfn
+        return p.pointee.flags & PG.tail != 0 ? PFN(p.pointee.next) : pfn
     }
 
     /// folio_test_large() of a head.
-    @inline(__always) package func folioIsLarge(_ head: UInt32) -> Bool {
+    @inline(__always) package func folioIsLarge(_ head: PFN) -> Bool {
         page(head).pointee.flags & PG.head != 0
     }
 
     /// folio_order() of a head.
-    @inline(__always) package func folioOrder(_ head: UInt32) -> UInt32 {
-        folioIsLarge(head) ? page(head + 1).pointee.order : 0
+    @inline(__always) package func folioOrder(_ head: PFN) -> UInt32 {
+        folioIsLarge(head) ? page(head.advanced(by: 1)).pointee.order : 0
     }
 
     /// folio_nr_pages() of a head.
-    @inline(__always) package func folioNrPages(_ head: UInt32) -> UInt32 { 1 << folioOrder(head) }
+    @inline(__always) package func folioNrPages(_ head: PFN) -> UInt32 { 1 << folioOrder(head) }
 
     /// folio_large_mapcount(): the PTEs and PMDs that map the folio.
-    @inline(__always) package func folioLargeMapcount(_ head: UInt32) -> Int {
-        Int(page(head + 1).pointee.large_mapcount) + 1
+    @inline(__always) package func folioLargeMapcount(_ head: PFN) -> Int {
+        Int(page(head.advanced(by: 1)).pointee.large_mapcount) + 1
     }
 
     /// folio_entire_mapcount(): the PMDs that map the whole folio.
-    @inline(__always) package func folioEntireMapcount(_ head: UInt32) -> Int {
-        Int(page(head + 1).pointee.entire_mapcount) + 1
+    @inline(__always) package func folioEntireMapcount(_ head: PFN) -> Int {
+        Int(page(head.advanced(by: 1)).pointee.entire_mapcount) + 1
     }
 
     /// folio_mapcount(): every mapping of the folio (small: its page's).
-    @inline(__always) package func folioMapcount(_ head: UInt32) -> Int {
+    @inline(__always) package func folioMapcount(_ head: PFN) -> Int {
         folioIsLarge(head) ? folioLargeMapcount(head) : Int(page(head).pointee.mapcount) + 1
     }
 
     /// folio_precise_page_mapcount() (mm/internal.h), what /proc/kpagecount
     /// reports with CONFIG_PAGE_MAPCOUNT: the PTEs that map this page plus
     /// the PMDs that map its whole folio.
-    @inline(__always) package func precisePageMapcount(_ pfn: UInt32) -> Int {
+    @inline(__always) package func precisePageMapcount(_ pfn: PFN) -> Int {
         let head = folioOf(pfn)
         var n = Int(page(pfn).pointee.mapcount) + 1
         if folioIsLarge(head) { n += folioEntireMapcount(head) }
@@ -78,16 +78,16 @@ extension Kernel {
 
     /// The mm_id of an mm (mm->mm_id): the model's mm index, never 0
     /// (MM_ID_DUMMY).
-    @inline(__always) func mmID(ofVMA v: UInt32) -> UInt32 { vma(v).pointee.mm }
+    @inline(__always) func mmID(ofVMA v: VMAID) -> UInt32 { vmMM(v).rawValue }
 
     /// folio_mm_id()
-    @inline(__always) func folioMMID(_ head: UInt32, _ slot: Int) -> UInt32 {
-        let p1 = page(head + 1)
+    @inline(__always) func folioMMID(_ head: PFN, _ slot: Int) -> UInt32 {
+        let p1 = page(head.advanced(by: 1))
         return (slot == 0 ? p1.pointee.mm_id.0 : p1.pointee.mm_id.1) & MM_ID_MASK
     }
 
-    @inline(__always) func folioSetMMID(_ head: UInt32, _ slot: Int, _ id: UInt32) {
-        let p1 = page(head + 1)
+    @inline(__always) func folioSetMMID(_ head: PFN, _ slot: Int, _ id: UInt32) {
+        let p1 = page(head.advanced(by: 1))
         if slot == 0 {
             p1.pointee.mm_id.0 = (p1.pointee.mm_id.0 & ~MM_ID_MASK) | id
         } else {
@@ -95,30 +95,30 @@ extension Kernel {
         }
     }
 
-    @inline(__always) func folioMMIDMapcount(_ head: UInt32, _ slot: Int) -> Int32 {
-        let p1 = page(head + 1)
+    @inline(__always) func folioMMIDMapcount(_ head: PFN, _ slot: Int) -> Int32 {
+        let p1 = page(head.advanced(by: 1))
         return slot == 0 ? p1.pointee.mm_id_mapcount.0 : p1.pointee.mm_id_mapcount.1
     }
 
-    @inline(__always) func folioSetMMIDMapcount(_ head: UInt32, _ slot: Int, _ v: Int32) {
-        let p1 = page(head + 1)
+    @inline(__always) func folioSetMMIDMapcount(_ head: PFN, _ slot: Int, _ v: Int32) {
+        let p1 = page(head.advanced(by: 1))
         if slot == 0 { p1.pointee.mm_id_mapcount.0 = v } else { p1.pointee.mm_id_mapcount.1 = v }
     }
 
     /// test_bit(FOLIO_MM_IDS_SHARED_BITNUM, &folio->_mm_ids)
-    @inline(__always) package func folioMMIDsShared(_ head: UInt32) -> Bool {
-        page(head + 1).pointee.mm_id.1 & FOLIO_MM_IDS_SHARED != 0
+    @inline(__always) package func folioMMIDsShared(_ head: PFN) -> Bool {
+        page(head.advanced(by: 1)).pointee.mm_id.1 & FOLIO_MM_IDS_SHARED != 0
     }
 
-    @inline(__always) func folioSetMMIDsShared(_ head: UInt32, _ on: Bool) {
-        let p1 = page(head + 1)
+    @inline(__always) func folioSetMMIDsShared(_ head: PFN, _ on: Bool) {
+        let p1 = page(head.advanced(by: 1))
         if on { p1.pointee.mm_id.1 |= FOLIO_MM_IDS_SHARED } else { p1.pointee.mm_id.1 &= ~FOLIO_MM_IDS_SHARED }
     }
 
     /// folio_set_large_mapcount() (include/linux/rmap.h, CONFIG_MM_ID): a new
     /// folio's first `mapcount` mappings, all in the VMA's mm.
-    func folioSetLargeMapcount(_ head: UInt32, _ mapcount: Int32, vma v: UInt32) {
-        page(head + 1).pointee.large_mapcount = mapcount - 1
+    func folioSetLargeMapcount(_ head: PFN, _ mapcount: Int32, vma v: VMAID) {
+        page(head.advanced(by: 1)).pointee.large_mapcount = mapcount - 1
         folioSetMMIDMapcount(head, 0, mapcount - 1)
         folioSetMMID(head, 0, mmID(ofVMA: v))
     }
@@ -128,9 +128,9 @@ extension Kernel {
     /// takes the free slot, and the folio becomes "mapped shared" when a
     /// second mm maps it. Returns the new folio mapcount.
     @discardableResult
-    func folioAddLargeMapcount(_ head: UInt32, _ diff: Int32, vma v: UInt32) -> Int {
+    func folioAddLargeMapcount(_ head: PFN, _ diff: Int32, vma v: VMAID) -> Int {
         let id = mmID(ofVMA: v)
-        let p1 = page(head + 1)
+        let p1 = page(head.advanced(by: 1))
         let newVal = p1.pointee.large_mapcount &+ diff
         p1.pointee.large_mapcount = newVal
         if folioMMID(head, 0) == id {
@@ -155,9 +155,9 @@ extension Kernel {
     /// fewer in the VMA's mm; a slot that drops below zero is freed, and the
     /// folio is exclusive again when one slot holds every mapping.
     @discardableResult
-    func folioSubLargeMapcount(_ head: UInt32, _ diff: Int32, vma v: UInt32) -> Int {
+    func folioSubLargeMapcount(_ head: PFN, _ diff: Int32, vma v: VMAID) -> Int {
         let id = mmID(ofVMA: v)
-        let p1 = page(head + 1)
+        let p1 = page(head.advanced(by: 1))
         let newVal = p1.pointee.large_mapcount &- diff
         p1.pointee.large_mapcount = newVal
         var checkExclusive = true
@@ -179,7 +179,7 @@ extension Kernel {
     }
 
     /// folio_maybe_mapped_shared() (include/linux/mm.h, CONFIG_MM_ID).
-    package func folioMaybeMappedShared(_ head: UInt32) -> Bool {
+    package func folioMaybeMappedShared(_ head: PFN) -> Bool {
         let mapcount = folioMapcount(head)
         guard folioIsLarge(head) else { return mapcount > 1 }
         if mapcount <= 1 { return false }
@@ -195,7 +195,7 @@ extension Kernel {
     /// never-used frames, aligned up (the frames skipped over go to the
     /// order-0 free list). 0 when no run is left: the state is unchanged
     /// (the skipped frames are not taken unless the run is).
-    func allocFolio(order: UInt32) -> UInt32 {
+    func allocFolio(order: UInt32) -> PFN {
         if order == 0 { return allocPage() }
         let n = UInt32(1) << order
         let d = desc(T.frame)
@@ -207,7 +207,7 @@ extension Kernel {
             setFolioFree(order, next)
         } else {
             let start = (d.pointee.bump + n - 1) & ~(n - 1)
-            guard UInt64(start) + UInt64(n) <= UInt64(d.pointee.capacity) else { return 0 }
+            guard UInt64(start) + UInt64(n) <= UInt64(d.pointee.capacity) else { return .none }
             // The frames between the bump and the aligned start become free
             // order-0 frames, as a buddy allocator leaves them.
             while d.pointee.bump < start {
@@ -224,24 +224,25 @@ extension Kernel {
         (base + Int(d.pointee.offset) + Int(head) * MemoryLayout<rmap_page>.stride)
             .initializeMemory(as: UInt8.self, repeating: 0, count: Int(n) * MemoryLayout<rmap_page>.stride)
         header.pointee.next_frame_serial &+= 1
-        let h = page(head)
+        let folio = PFN(head)
+        let h = page(folio)
         h.pointee.refcount = 1
         h.pointee.mapcount = -1
         h.pointee.flags = PG.uptodate | PG.head
         h.pointee.serial = header.pointee.next_frame_serial
         for i in 1..<n {
-            let t = page(head + i)
+            let t = page(folio.advanced(by: i))
             t.pointee.flags = PG.tail
             t.pointee.mapcount = -1
             t.pointee.next = head
         }
-        let p1 = page(head + 1)
+        let p1 = page(folio.advanced(by: 1))
         p1.pointee.large_mapcount = -1
         p1.pointee.entire_mapcount = -1
         p1.pointee.nr_pages_mapped = 0
         p1.pointee.order = order
         p1.pointee.mm_id_mapcount = (-1, -1)
-        return head
+        return folio
     }
 
     private func setFolioFree(_ order: UInt32, _ v: UInt32) {
@@ -259,50 +260,62 @@ extension Kernel {
 
     /// __folio_put() of a large folio: off the deferred split queue
     /// (folio_unqueue_deferred_split), then its run goes back whole, poisoned.
-    func freeFolio(_ head: UInt32) {
+    func freeFolio(_ head: PFN) {
         let order = folioOrder(head)
         let n = UInt32(1) << order
         deferredSplitRemove(head)
         let d = desc(T.frame)
-        (base + Int(d.pointee.offset) + Int(head) * MemoryLayout<rmap_page>.stride)
+        (base + Int(d.pointee.offset) + Int(head.rawValue) * MemoryLayout<rmap_page>.stride)
             .initializeMemory(as: UInt8.self, repeating: Kernel.poisonFree, count: Int(n) * MemoryLayout<rmap_page>.stride)
-        (base + Int(d.pointee.offset) + Int(head) * MemoryLayout<rmap_page>.stride)
+        (base + Int(d.pointee.offset) + Int(head.rawValue) * MemoryLayout<rmap_page>.stride)
             .storeBytes(of: folioFreeHead(order: order), as: UInt32.self)
-        setFolioFree(order, head)
+        setFolioFree(order, head.rawValue)
         d.pointee.live -= n
     }
 
     // MARK: the deferred split queue (mm/huge_memory.c)
 
     /// Whether the folio is on the deferred split queue.
-    @inline(__always) package func folioOnDeferredList(_ head: UInt32) -> Bool {
-        page(head + 1).pointee.flags & PG.partiallyMapped != 0
+    @inline(__always) package func folioOnDeferredList(_ head: PFN) -> Bool {
+        page(head.advanced(by: 1)).pointee.flags & PG.partiallyMapped != 0
     }
 
     /// deferred_split_folio(folio, partially_mapped: true): a partially
     /// unmapped anonymous large folio is queued for the shrinker (with
     /// `shrink_underused` 0, only partially mapped folios are queued).
-    func deferredSplitFolio(_ head: UInt32) {
+    func deferredSplitFolio(_ head: PFN) {
         guard folioOrder(head) > 1, !folioOnDeferredList(head) else { return }
-        page(head + 1).pointee.flags |= PG.partiallyMapped
-        let tail = header.pointee.deferred_split_tail
-        page(head + 2).pointee.deferred_prev = tail
-        page(head + 2).pointee.deferred_next = 0
-        if tail != 0 { page(tail + 2).pointee.deferred_next = head } else { header.pointee.deferred_split_head = head }
-        header.pointee.deferred_split_tail = head
+        page(head.advanced(by: 1)).pointee.flags |= PG.partiallyMapped
+        let tail = PFN(header.pointee.deferred_split_tail)
+        page(head.advanced(by: 2)).pointee.deferred_prev = tail.rawValue
+        page(head.advanced(by: 2)).pointee.deferred_next = 0
+        if !tail.isNone {
+            page(tail.advanced(by: 2)).pointee.deferred_next = head.rawValue
+        } else {
+            header.pointee.deferred_split_head = head.rawValue
+        }
+        header.pointee.deferred_split_tail = head.rawValue
         header.pointee.deferred_split_len += 1
     }
 
     /// folio_unqueue_deferred_split() / list_del_init(&folio->_deferred_list).
-    func deferredSplitRemove(_ head: UInt32) {
+    func deferredSplitRemove(_ head: PFN) {
         guard folioOnDeferredList(head) else { return }
-        let p2 = page(head + 2)
-        let prev = p2.pointee.deferred_prev, next = p2.pointee.deferred_next
-        if prev != 0 { page(prev + 2).pointee.deferred_next = next } else { header.pointee.deferred_split_head = next }
-        if next != 0 { page(next + 2).pointee.deferred_prev = prev } else { header.pointee.deferred_split_tail = prev }
+        let p2 = page(head.advanced(by: 2))
+        let prev = PFN(p2.pointee.deferred_prev), next = PFN(p2.pointee.deferred_next)
+        if !prev.isNone {
+            page(prev.advanced(by: 2)).pointee.deferred_next = next.rawValue
+        } else {
+            header.pointee.deferred_split_head = next.rawValue
+        }
+        if !next.isNone {
+            page(next.advanced(by: 2)).pointee.deferred_prev = prev.rawValue
+        } else {
+            header.pointee.deferred_split_tail = prev.rawValue
+        }
         p2.pointee.deferred_next = 0
         p2.pointee.deferred_prev = 0
-        page(head + 1).pointee.flags &= ~PG.partiallyMapped
+        page(head.advanced(by: 1)).pointee.flags &= ~PG.partiallyMapped
         header.pointee.deferred_split_len -= 1
     }
 }

@@ -4,13 +4,13 @@ import CShims
 /// PFN = index in the frame table. Allocation is deterministic: a LIFO free
 /// list, then never-used frames in order. Out of frames is ENOMEM.
 extension Kernel {
-    @inline(__always) package var zeroPFN: UInt32 { header.pointee.zero_pfn }
+    @inline(__always) package var zeroPFN: PFN { PFN(header.pointee.zero_pfn) }
 
     /// alloc_page(): a fresh frame with one reference and no mapping
     /// (_mapcount -1); 0 when memory is exhausted.
-    @inline(__always) func allocPage() -> UInt32 {
-        let pfn = alloc(T.frame)
-        if pfn == 0 { return 0 }
+    @inline(__always) func allocPage() -> PFN {
+        let pfn = PFN(alloc(T.frame))
+        if pfn.isNone { return .none }
         let p = page(pfn)
         p.pointee.refcount = 1
         p.pointee.mapcount = -1
@@ -21,47 +21,47 @@ extension Kernel {
     }
 
     /// get_page() / folio_get(): a reference on the page's folio.
-    @inline(__always) func getPage(_ pfn: UInt32) {
+    @inline(__always) func getPage(_ pfn: PFN) {
         page(folioOf(pfn)).pointee.refcount += 1
     }
 
     /// put_page() / folio_put(): drops a reference on the page's folio,
     /// freeing it at zero (__free_pages, __folio_put).
-    @inline(__always) func putPage(_ pfn: UInt32) {
+    @inline(__always) func putPage(_ pfn: PFN) {
         let head = folioOf(pfn)
         let p = page(head)
         if p.pointee.flags & PG.reserved != 0 { return }
         p.pointee.refcount -= 1
         if p.pointee.refcount == 0 {
-            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head) }
+            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head.rawValue) }
         }
     }
 
     /// folio_put_refs(): `n` references at once (a batch of PTEs of one folio).
-    @inline(__always) func putPages(_ pfn: UInt32, _ n: Int32) {
+    @inline(__always) func putPages(_ pfn: PFN, _ n: Int32) {
         let head = folioOf(pfn)
         let p = page(head)
         if p.pointee.flags & PG.reserved != 0 { return }
         p.pointee.refcount -= n
         if p.pointee.refcount == 0 {
-            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head) }
+            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head.rawValue) }
         }
     }
 
-    @inline(__always) func pageIsAnon(_ pfn: UInt32) -> Bool {
+    @inline(__always) func pageIsAnon(_ pfn: PFN) -> Bool {
         page(folioOf(pfn)).pointee.mapping & PageMapping.anon != 0
     }
 
     /// page_mapcount(): the number of PTEs that map the frame.
-    @inline(__always) package func pageMapcount(_ pfn: UInt32) -> Int { Int(page(pfn).pointee.mapcount) + 1 }
+    @inline(__always) package func pageMapcount(_ pfn: PFN) -> Int { Int(page(pfn).pointee.mapcount) + 1 }
 
     /// Sets up the shared zero page (mm/memory.c: empty_zero_page). It is reserved:
     /// never refcounted, never in an rmap.
     func initZeroPage() -> Bool {
         let z = allocPage()
-        if z == 0 { return false }
+        if z.isNone { return false }
         page(z).pointee.flags |= PG.reserved
-        header.pointee.zero_pfn = z
+        header.pointee.zero_pfn = z.rawValue
         return true
     }
 }

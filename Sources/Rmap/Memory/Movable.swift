@@ -15,36 +15,36 @@ extension Kernel {
     @inline(__always) var balloonMops: UInt64 {
         UInt64(MemoryLayout<rmap_arena_header>.offset(of: \rmap_arena_header.balloon_head)!)
     }
-    @inline(__always) var balloonHead: UInt32 {
-        get { UInt32(truncatingIfNeeded: header.pointee.balloon_head) }
-        nonmutating set { header.pointee.balloon_head = UInt64(newValue) }
+    @inline(__always) var balloonHead: PFN {
+        get { PFN(UInt32(truncatingIfNeeded: header.pointee.balloon_head)) }
+        nonmutating set { header.pointee.balloon_head = UInt64(newValue.rawValue) }
     }
 
     /// __PageMovable() for the balloon: page->mapping == &balloon_mops | PAGE_MAPPING_MOVABLE.
-    @inline(__always) func pageIsBalloonMovable(_ pfn: UInt32) -> Bool {
+    @inline(__always) func pageIsBalloonMovable(_ pfn: PFN) -> Bool {
         page(pfn).pointee.mapping == balloonMops | PageMapping.movable
     }
 
     /// balloon_page_insert(): PageOffline, __SetPageMovable(page,
     /// &balloon_mops), page_private = the device, list_add(&page->lru, &pages).
-    func balloonPageInsert(_ pfn: UInt32) {
+    func balloonPageInsert(_ pfn: PFN) {
         let p = page(pfn)
         p.pointee.flags |= PG.offline
         p.pointee.mapping = balloonMops | PageMapping.movable
         p.pointee.private_ = balloonMops
         p.pointee.prev = 0
-        p.pointee.next = balloonHead
-        if balloonHead != 0 { page(balloonHead).pointee.prev = pfn }
+        p.pointee.next = balloonHead.rawValue
+        if !balloonHead.isNone { page(balloonHead).pointee.prev = pfn.rawValue }
         balloonHead = pfn
         header.pointee.balloon_pages += 1
     }
 
     /// list_del(&page->lru) from the balloon's list.
-    func balloonListDel(_ pfn: UInt32) {
+    func balloonListDel(_ pfn: PFN) {
         let p = page(pfn)
-        let next = p.pointee.next, prev = p.pointee.prev
-        if prev != 0 { page(prev).pointee.next = next } else { balloonHead = next }
-        if next != 0 { page(next).pointee.prev = prev }
+        let next = PFN(p.pointee.next), prev = PFN(p.pointee.prev)
+        if !prev.isNone { page(prev).pointee.next = next.rawValue } else { balloonHead = next }
+        if !next.isNone { page(next).pointee.prev = prev.rawValue }
         p.pointee.next = 0
         p.pointee.prev = 0
         header.pointee.balloon_pages -= 1
@@ -52,7 +52,7 @@ extension Kernel {
 
     /// balloon_page_delete(): __ClearPageMovable (only the PAGE_MAPPING_MOVABLE
     /// bit stays in page->mapping), ClearPagePrivate, off the list unless isolated.
-    func balloonPageDelete(_ pfn: UInt32) {
+    func balloonPageDelete(_ pfn: PFN) {
         let p = page(pfn)
         p.pointee.mapping = PageMapping.movable
         p.pointee.private_ = 0
@@ -65,7 +65,7 @@ extension Kernel {
     func balloonInflate(_ n: Int) -> Int {
         for i in 0..<n {
             let pfn = allocPage()
-            if pfn == 0 { return i }
+            if pfn.isNone { return i }
             page(pfn).pointee.flags &= ~PG.uptodate
             balloonPageInsert(pfn)
         }
@@ -77,7 +77,7 @@ extension Kernel {
     /// (balloon_page_delete, then the driver's put_page). Returns how many.
     func balloonDeflate(_ n: Int) -> Int {
         var done = 0
-        while done < n && balloonHead != 0 {
+        while done < n && !balloonHead.isNone {
             let pfn = balloonHead
             balloonPageDelete(pfn)
             page(pfn).pointee.flags &= ~PG.offline  // __ClearPageOffline
@@ -90,7 +90,7 @@ extension Kernel {
     /// isolate_movable_page(): a reference (get_page_unless_zero), the page
     /// must be __PageMovable and not isolated; mops->isolate_page
     /// (balloon_page_isolate: off the list, isolated_pages++), PG_isolated set.
-    func isolateMovablePage(_ pfn: UInt32) -> Bool {
+    func isolateMovablePage(_ pfn: PFN) -> Bool {
         let p = page(pfn)
         guard p.pointee.refcount > 0, p.pointee.mapping & PageMapping.flags == PageMapping.movable else { return false }
         getPage(pfn)
@@ -104,12 +104,12 @@ extension Kernel {
     /// putback_movable_page(): mops->putback_page (balloon_page_putback:
     /// back on the list, isolated_pages--), PG_isolated cleared, the
     /// isolation reference dropped.
-    func putbackMovablePage(_ pfn: UInt32) {
+    func putbackMovablePage(_ pfn: PFN) {
         let p = page(pfn)
         if pageIsBalloonMovable(pfn) {
             p.pointee.prev = 0
-            p.pointee.next = balloonHead
-            if balloonHead != 0 { page(balloonHead).pointee.prev = pfn }
+            p.pointee.next = balloonHead.rawValue
+            if !balloonHead.isNone { page(balloonHead).pointee.prev = pfn.rawValue }
             balloonHead = pfn
             header.pointee.balloon_pages += 1
             header.pointee.balloon_isolated -= 1
@@ -125,9 +125,9 @@ extension Kernel {
     /// put_page(page) for the balloon's reference); PG_isolated is cleared
     /// and the isolation reference dropped, freeing the old page; the new
     /// page keeps only the balloon's reference. No new page: putback, false.
-    func migrateMovablePage(_ src: UInt32) -> Bool {
+    func migrateMovablePage(_ src: PFN) -> Bool {
         let dst = allocPage()
-        if dst == 0 {
+        if dst.isNone {
             putbackMovablePage(src)
             return false
         }
@@ -158,10 +158,10 @@ extension Machine {
     /// The balloon deflates by up to `pages` pages; returns how many it freed.
     public func balloonDeflate(pages: Int) -> Int { k.balloonDeflate(pages) }
     /// The frames on the balloon's list, most recently added first.
-    public func balloonFrames() -> [UInt32] {
-        var out: [UInt32] = []
+    public func balloonFrames() -> [PFN] {
+        var out: [PFN] = []
         var p = k.balloonHead
-        while p != 0 && out.count < 1 << 24 { out.append(p); p = k.page(p).pointee.next }
+        while !p.isNone && out.count < 1 << 24 { out.append(p); p = PFN(k.page(p).pointee.next) }
         return out
     }
     /// Compaction's use of non-LRU movable pages (isolate_movable_pages_range

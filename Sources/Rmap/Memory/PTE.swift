@@ -27,14 +27,17 @@ package enum PTE {
     @inline(__always) package static func isPMDLeaf(_ e: UInt64) -> Bool { e & pse != 0 && isPresent(e) }
     /// pte_present(): present or PROT_NONE.
     @inline(__always) package static func isPresent(_ e: UInt64) -> Bool { e & (present | protnone) != 0 }
-    @inline(__always) package static func pfn(_ e: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: (e & pfnMask) >> 12) }
+    @inline(__always) package static func pfn(_ e: UInt64) -> PFN { PFN(UInt32(truncatingIfNeeded: (e & pfnMask) >> 12)) }
+    /// pmd_page() / pud_pgtable(): the page-table page (an index in the
+    /// PT-page table, not a frame) an upper-level entry points to.
+    @inline(__always) static func tablePage(_ e: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: (e & pfnMask) >> 12) }
     @inline(__always) static func isWrite(_ e: UInt64) -> Bool { e & rw != 0 }
     @inline(__always) static func isYoung(_ e: UInt64) -> Bool { e & accessed != 0 }
     @inline(__always) static func isDirty(_ e: UInt64) -> Bool { e & dirty != 0 }
 
     /// mk_pte(page, vma->vm_page_prot) for the model's protection bits.
-    @inline(__always) static func make(pfn: UInt32, prot: UInt64) -> UInt64 {
-        (UInt64(pfn) << 12) | prot
+    @inline(__always) static func make(pfn: PFN, prot: UInt64) -> UInt64 {
+        (UInt64(pfn.rawValue) << 12) | prot
     }
 
     /// vm_get_page_prot() for x86 (protection_map): PROT_NONE entries are
@@ -61,6 +64,12 @@ package enum PTE {
     @inline(__always) static func swpType(_ e: UInt64) -> UInt64 { e >> (64 - swpTypeBits) }
     @inline(__always) static func swpOffset(_ e: UInt64) -> UInt64 {
         ((~e) << swpTypeBits) >> swpOffsetShift
+    }
+    /// swp_offset_pfn(): the frame a migration, device or hwpoison entry names.
+    @inline(__always) static func swpOffsetPFN(_ e: UInt64) -> PFN { PFN(UInt32(truncatingIfNeeded: swpOffset(e))) }
+    /// make_*_entry(pfn): a non-present entry of `type` naming frame `pfn`.
+    @inline(__always) static func swpEntry(type: UInt64, pfn: PFN) -> UInt64 {
+        swpEntry(type: type, offset: UInt64(pfn.rawValue))
     }
     /// is_swap_pte(): a non-none, non-present entry.
     @inline(__always) static func isSwapPTE(_ e: UInt64) -> Bool { e != 0 && !isPresent(e) }

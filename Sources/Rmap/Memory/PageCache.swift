@@ -13,37 +13,40 @@ package enum FileKind: UInt32 {
 }
 
 extension Kernel {
+    /// vma->vm_file (raw in the arena's VMA record; none for anonymous memory).
+    @inline(__always) func vmFile(_ v: VMAID) -> FileID { FileID(vma(v).pointee.file) }
+
     /// Shadow entry left by __remove_mapping() for an evicted page (xa_mk_value).
     static let shadowEntry: UInt64 = 0x2
 
     /// Creates a file of `pages` pages; 0 when out of memory.
-    func createFile(pages: UInt64, kind: FileKind) -> UInt32 {
-        guard available(T.file) >= 1, available(T.ptPage) >= 1 else { return 0 }
-        let f = alloc(T.file)
+    func createFile(pages: UInt64, kind: FileKind) -> FileID {
+        guard available(T.file) >= 1, available(T.ptPage) >= 1 else { return .none }
+        let f = FileID(alloc(T.file))
         let root = allocPTPage(level: 4)
         let fp = file(f)
         fp.pointee.size_pages = pages
         fp.pointee.cache_root = root
         fp.pointee.kind = kind.rawValue
         fp.pointee.refcount = 1
-        fp.pointee.serial = UInt64(f)
+        fp.pointee.serial = UInt64(f.rawValue)
         return f
     }
 
-    func getFile(_ f: UInt32) { file(f).pointee.refcount += 1 }
+    func getFile(_ f: FileID) { file(f).pointee.refcount += 1 }
 
     /// fput() of the last reference: truncates the page cache and frees the file.
-    func putFile(_ f: UInt32) {
+    func putFile(_ f: FileID) {
         let fp = file(f)
         fp.pointee.refcount -= 1
         guard fp.pointee.refcount == 0 else { return }
         truncatePageCache(f)
         freeSubtree(fp.pointee.cache_root, level: 4)
-        free(T.file, f)
+        free(T.file, f.rawValue)
     }
 
     /// truncate_inode_pages(): drops every cached page (none may be mapped).
-    func truncatePageCache(_ f: UInt32) {
+    func truncatePageCache(_ f: FileID) {
         let fp = file(f)
         walkLeaves(root: fp.pointee.cache_root, start: 0, end: (fp.pointee.size_pages + 1) << 12) { _, slot in
             let e = slot.pointee
@@ -63,21 +66,21 @@ extension Kernel {
     /// The cached frame at `index`, 0 when not cached (filemap_get_entry).
     /// For a regular file a resident page is materialised here; a page past
     /// EOF or evicted is not cached.
-    func pageCacheLookup(_ f: UInt32, _ index: UInt64, materialize: Bool) -> UInt32 {
+    func pageCacheLookup(_ f: FileID, _ index: UInt64, materialize: Bool) -> PFN {
         let fp = file(f)
-        guard index < fp.pointee.size_pages else { return 0 }
+        guard index < fp.pointee.size_pages else { return .none }
         if let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12) {
             let e = slot.pointee
             if e & PTE.present != 0 { return PTE.pfn(e) }
-            if e != 0 || fp.pointee.kind != FileKind.regular.rawValue || !materialize { return 0 }
+            if e != 0 || fp.pointee.kind != FileKind.regular.rawValue || !materialize { return .none }
         } else if fp.pointee.kind != FileKind.regular.rawValue || !materialize {
-            return 0
+            return .none
         }
         return pageCacheAddNew(f, index)
     }
 
     /// Whether a regular file's page is resident (filemap_map_pages maps only those).
-    func pageCacheResident(_ f: UInt32, _ index: UInt64) -> Bool {
+    func pageCacheResident(_ f: FileID, _ index: UInt64) -> Bool {
         let fp = file(f)
         guard index < fp.pointee.size_pages else { return false }
         guard let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12) else {
@@ -90,15 +93,15 @@ extension Kernel {
 
     /// filemap_add_folio() / shmem_add_to_page_cache(): a new uptodate frame at
     /// `index`, holding the page cache's reference. 0 when out of memory.
-    func pageCacheAddNew(_ f: UInt32, _ index: UInt64) -> UInt32 {
+    func pageCacheAddNew(_ f: FileID, _ index: UInt64) -> PFN {
         let fp = file(f)
-        guard let slot = leafSlotAlloc(root: fp.pointee.cache_root, key: index << 12) else { return 0 }
+        guard let slot = leafSlotAlloc(root: fp.pointee.cache_root, key: index << 12) else { return .none }
         let pfn = allocPage()
-        if pfn == 0 { return 0 }
+        if pfn.isNone { return .none }
         if slot.pointee == 0 { ptDescUsedForLeaf(fp.pointee.cache_root, index << 12, +1) }
-        slot.pointee = (UInt64(pfn) << 12) | PTE.present
+        slot.pointee = PTE.make(pfn: pfn, prot: PTE.present)
         let p = page(pfn)
-        p.pointee.mapping = offset(table: T.file, index: f)
+        p.pointee.mapping = offset(table: T.file, index: f.rawValue)
         p.pointee.index = index
         p.pointee.flags |= PG.uptodate | PG.lru
         if fp.pointee.kind == FileKind.shmem.rawValue {
@@ -117,7 +120,7 @@ extension Kernel {
 
     /// __filemap_remove_folio(): the page leaves the cache (a shadow entry stays
     /// for a regular file, so the page reads as not resident); drops the cache's reference.
-    func pageCacheRemove(_ f: UInt32, _ index: UInt64) {
+    func pageCacheRemove(_ f: FileID, _ index: UInt64) {
         let fp = file(f)
         guard let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12),
               slot.pointee & PTE.present != 0 else { return }
@@ -132,7 +135,7 @@ extension Kernel {
     /// page_cache_sync_ra() for an mmap fault on a non-resident page of a
     /// regular file (do_sync_mmap_readahead, mmap read-around): the window
     /// [pgoff - ra_pages/2, + ra_pages) becomes resident again (ra_pages = 32).
-    func readAround(_ f: UInt32, _ index: UInt64) {
+    func readAround(_ f: FileID, _ index: UInt64) {
         let fp = file(f)
         guard fp.pointee.kind == FileKind.regular.rawValue else { return }
         let ra: UInt64 = 32

@@ -38,7 +38,7 @@ extension Kernel {
             let e = ptPage(table)[Kernel.index(key, level: level)]
             if e == 0 { return 0 }
             if _slowPath(level == 2 && PTE.isPMDLeaf(e)) { return 0 }
-            table = PTE.pfn(e)
+            table = PTE.tablePage(e)
             level -= 1
         }
         return table
@@ -65,7 +65,7 @@ extension Kernel {
                 slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
                 ptDesc(table).pointee.used += 1
             }
-            table = PTE.pfn(slot.pointee)
+            table = PTE.tablePage(slot.pointee)
             level -= 1
         }
         return ptPage(table) + Kernel.index(key, level: 2)
@@ -133,7 +133,7 @@ extension Kernel {
             }
             // The caller splits a PMD leaf first (__split_huge_pmd).
             precondition(level != 2 || !PTE.isPMDLeaf(slot.pointee), "a PTE table asked for under a PMD leaf")
-            table = PTE.pfn(slot.pointee)
+            table = PTE.tablePage(slot.pointee)
             level -= 1
         }
         return ptPage(table) + Kernel.index(key, level: 1)
@@ -146,7 +146,7 @@ extension Kernel {
         guard table != 0 else { return }
         let pmd = ptPage(table) + Kernel.index(key, level: 2)
         guard pmd.pointee != 0, !PTE.isPMDLeaf(pmd.pointee) else { return }
-        let pte = PTE.pfn(pmd.pointee)
+        let pte = PTE.tablePage(pmd.pointee)
         for i in 0..<512 where ptPage(pte)[i] != 0 { return }
         pmd.pointee = 0
         ptDesc(table).pointee.used -= 1
@@ -194,7 +194,7 @@ extension Kernel {
                 if e != 0 {
                     if _slowPath(level == 2 && PTE.isPMDLeaf(e)) {
                         if !pmd(key & ~(span - 1), entries + i) { return false }
-                    } else if !walkLevel(table: PTE.pfn(e), level: level - 1, start: key,
+                    } else if !walkLevel(table: PTE.tablePage(e), level: level - 1, start: key,
                                          end: min(end, next), pmd: pmd, body) { return false }
                 }
             }
@@ -223,7 +223,7 @@ extension Kernel {
             let hi = lo + span
             let e = entries[i]
             guard e != 0, level > 1, level != 2 || !PTE.isPMDLeaf(e) else { continue }
-            let child = PTE.pfn(e)
+            let child = PTE.tablePage(e)
             if lo >= floor && (ceiling == 0 || hi <= ceiling) {
                 freeSubtree(child, level: level - 1)
                 entries[i] = 0
@@ -240,7 +240,7 @@ extension Kernel {
         if level > 1 {
             let entries = ptPage(table)
             for i in 0..<512 where entries[i] != 0 && (level != 2 || !PTE.isPMDLeaf(entries[i])) {
-                freeSubtree(PTE.pfn(entries[i]), level: level - 1)
+                freeSubtree(PTE.tablePage(entries[i]), level: level - 1)
             }
             if level == 2 { freeDeposited(pmdTable: table) }
         }

@@ -8,7 +8,7 @@ import CShims
 /// does not match these entries in the model (6.x check_pte does; no trace
 /// can reach an exclusively held page through the rmap: its mapcount is 0).
 struct MakeDeviceExclusiveControl: RmapWalkControl {
-    let mm: UInt32
+    let mm: MMID
     let address: UInt64
     var valid = false
     var ret = true
@@ -22,9 +22,9 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     /// has been removed, so shouldn't take another"). A non-present entry
     /// stops the walk.
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address a: UInt64) -> Bool {
-        let pfn = pfnID.rawValue, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, a, a + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, a, a + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, a) else { return ret }
@@ -37,7 +37,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
         k.flushTLBPage()  // ptep_clear_flush()
         if PTE.isDirty(ptent) { k.page(pfn).pointee.flags |= PG.dirty }
         if mmi == mm && a == address && PTE.isWrite(ptent) { valid = true }
-        var e = PTE.swpEntry(type: PTE.swpDeviceExclusive, offset: UInt64(pfn))
+        var e = PTE.swpEntry(type: PTE.swpDeviceExclusive, pfn: pfn)
         if PTE.isWrite(ptent) { e |= PTE.swpDeviceExclusiveWrite }
         if ptent & PTE.softDirty != 0 { e |= PTE.swpSoftDirty }
         slot.pointee = e
@@ -46,7 +46,7 @@ struct MakeDeviceExclusiveControl: RmapWalkControl {
     }
 
     /// folio_not_mapped()
-    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn.rawValue) == 0 }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn) == 0 }
 }
 
 extension Kernel {
@@ -57,12 +57,12 @@ extension Kernel {
     /// exclusive and no mapping is left. The driver then drops its GUP
     /// reference (folio_unlock + folio_put after programming its MMU).
     /// .sigsegv / .oom come from the fault.
-    func makeDeviceExclusive(_ m: UInt32, _ address: UInt64) -> FaultResult? {
+    func makeDeviceExclusive(_ m: MMID, _ address: UInt64) -> FaultResult? {
         let r = handleMMFault(m, address, write: true)  // GUP FOLL_WRITE
         if r != .ok { return r }
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return .sigsegv }
         let pfn = vmNormalPage(slot.pointee)
-        guard pfn != 0 else { return .sigsegv }
+        guard !pfn.isNone else { return .sigsegv }
         getPage(pfn)  // FOLL_GET
         defer { putPage(pfn) }
         guard pageIsAnon(pfn) else { return nil }
@@ -76,9 +76,9 @@ extension Kernel {
     /// dirty and writable (maybe_mkwrite) if the entry was writable; the
     /// anon rmap comes back (RMAP_NONE); the entry's reference becomes the
     /// PTE's. Then the fault is retried.
-    func restoreExclusivePTE(_ v: UInt32, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) {
+    func restoreExclusivePTE(_ v: VMAID, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) {
         let e = slot.pointee
-        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+        let pfn = PTE.swpOffsetPFN(e)
         let flags = vma(v).pointee.vm_flags
         var pte = PTE.make(pfn: pfn, prot: PTE.pageProt(vmFlags: flags)) & ~PTE.accessed  // pte_mkold
         if e & PTE.swpSoftDirty != 0 { pte |= PTE.softDirty }
@@ -86,7 +86,7 @@ extension Kernel {
             pte |= PTE.dirty
             if flags & VM.write != 0 && pte & PTE.present != 0 { pte |= PTE.rw }  // maybe_mkwrite
         }
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         mmuInvalidateRangeStart(m, address, address + PAGE_SIZE)  // MMU_NOTIFY_EXCLUSIVE
         defer { mmuInvalidateRangeEnd(m, address, address + PAGE_SIZE) }
         folioAddAnonRmapPTE(pfn, vma: v, address: address, exclusive: false)

@@ -13,15 +13,15 @@ extension Kernel {
     /// large folio: below PMD order every page is mapped by a PTE (the
     /// caller's set_ptes); at PMD order the folio is mapped by one PMD.
     /// `address` is the folio's first address.
-    func folioAddNewAnonRmapLarge(_ head: UInt32, vma v: UInt32, address: UInt64) {
+    func folioAddNewAnonRmapLarge(_ head: PFN, vma v: VMAID, address: UInt64) {
         let h = page(head)
         h.pointee.flags |= PG.swapbacked | PG.lru
         setPageAnonRmap(head, vma: v, address: address, exclusive: true)
         let nr = folioNrPages(head)
-        let p1 = page(head + 1)
+        let p1 = page(head.advanced(by: 1))
         if folioOrder(head) < RMAP_PMD_ORDER {
             for i in 0..<nr {
-                let p = page(head + i)
+                let p = page(head.advanced(by: i))
                 p.pointee.mapcount = 0
                 p.pointee.flags |= PG.anonExclusive
             }
@@ -39,16 +39,16 @@ extension Kernel {
 
     /// folio_add_anon_rmap_ptes(): `nr` more PTEs map pages [pfn, pfn + nr)
     /// of an anonymous large folio (swap-in, migration, a PMD split).
-    func folioAddAnonRmapPTEs(_ pfn: UInt32, _ nr: UInt32, vma v: UInt32, address: UInt64, exclusive: Bool) {
+    func folioAddAnonRmapPTEs(_ pfn: PFN, _ nr: UInt32, vma v: VMAID, address: UInt64, exclusive: Bool) {
         let head = folioOf(pfn)
         var first: Int32 = 0
         for i in 0..<nr {
-            let p = page(pfn + i)
+            let p = page(pfn.advanced(by: i))
             p.pointee.mapcount += 1
             if p.pointee.mapcount == 0 { first += 1 }
             if exclusive { p.pointee.flags |= PG.anonExclusive }
         }
-        if first > 0 { page(head + 1).pointee.nr_pages_mapped += first }
+        if first > 0 { page(head.advanced(by: 1)).pointee.nr_pages_mapped += first }
         folioAddLargeMapcount(head, Int32(nr), vma: v)
         if nr == folioNrPages(head) && vma(v).pointee.vm_flags & VM.locked != 0 {
             page(head).pointee.flags |= PG.mlocked | PG.unevictable
@@ -56,8 +56,8 @@ extension Kernel {
     }
 
     /// folio_add_anon_rmap_pmd(): one more PMD maps the whole folio.
-    func folioAddAnonRmapPMD(_ head: UInt32, vma v: UInt32, exclusive: Bool) {
-        let p1 = page(head + 1)
+    func folioAddAnonRmapPMD(_ head: PFN, vma v: VMAID, exclusive: Bool) {
+        let p1 = page(head.advanced(by: 1))
         p1.pointee.entire_mapcount += 1
         if p1.pointee.entire_mapcount == 0 { p1.pointee.nr_pages_mapped += ENTIRELY_MAPPED }
         folioAddLargeMapcount(head, 1, vma: v)
@@ -69,10 +69,10 @@ extension Kernel {
     /// PG_anon_exclusive, each is mapped once more, and the child's mm gets
     /// its share of the large mapcount. (No pinned pages in the model: it
     /// never fails.)
-    func folioDupAnonRmapPTEs(_ pfn: UInt32, _ nr: UInt32, dst: UInt32) {
+    func folioDupAnonRmapPTEs(_ pfn: PFN, _ nr: UInt32, dst: VMAID) {
         let head = folioOf(pfn)
         for i in 0..<nr {
-            let p = page(pfn + i)
+            let p = page(pfn.advanced(by: i))
             p.pointee.flags &= ~PG.anonExclusive
             if _fastPath(hooks.defect != .skipDupAnonRmap) { p.pointee.mapcount += 1 }
         }
@@ -80,26 +80,26 @@ extension Kernel {
     }
 
     /// folio_try_dup_anon_rmap_pmd() at fork (copy_huge_pmd).
-    func folioDupAnonRmapPMD(_ head: UInt32, dst: UInt32) {
+    func folioDupAnonRmapPMD(_ head: PFN, dst: VMAID) {
         page(head).pointee.flags &= ~PG.anonExclusive
-        page(head + 1).pointee.entire_mapcount += 1
+        page(head.advanced(by: 1)).pointee.entire_mapcount += 1
         folioAddLargeMapcount(head, 1, vma: dst)
     }
 
     /// folio_remove_rmap_ptes(): `nr` PTEs that mapped pages [pfn, pfn + nr)
     /// go. A folio left partially mapped (a page unmapped while others stay
     /// mapped by PTEs, and no PMD maps it) is queued for deferred split.
-    func folioRemoveRmapPTEs(_ pfn: UInt32, _ nr: UInt32, vma v: UInt32) {
+    func folioRemoveRmapPTEs(_ pfn: PFN, _ nr: UInt32, vma v: VMAID) {
         let head = folioOf(pfn)
         folioSubLargeMapcount(head, Int32(nr), vma: v)
         var last: Int32 = 0
         for i in 0..<nr {
-            let p = page(pfn + i)
+            let p = page(pfn.advanced(by: i))
             if _fastPath(hooks.defect != .skipRemoveRmapDecrement) { p.pointee.mapcount -= 1 }
             if p.pointee.mapcount < 0 { last += 1 }
         }
         var unmapped: Int32 = 0
-        let p1 = page(head + 1)
+        let p1 = page(head.advanced(by: 1))
         if last > 0 {
             p1.pointee.nr_pages_mapped -= last
             if p1.pointee.nr_pages_mapped < ENTIRELY_MAPPED { unmapped = last }
@@ -110,9 +110,9 @@ extension Kernel {
     }
 
     /// folio_remove_rmap_pmd(): one PMD mapping of the folio goes.
-    func folioRemoveRmapPMD(_ head: UInt32, vma v: UInt32) {
+    func folioRemoveRmapPMD(_ head: PFN, vma v: VMAID) {
         folioSubLargeMapcount(head, 1, vma: v)
-        let p1 = page(head + 1)
+        let p1 = page(head.advanced(by: 1))
         p1.pointee.entire_mapcount -= 1
         var unmapped: Int32 = 0
         var pmdMapped: Int32 = 0
@@ -132,7 +132,7 @@ extension Kernel {
     /// goes, so the folio is munlocked (it stays mlocked only through
     /// another locked VMA that maps it entirely, which the next mlock finds);
     /// an unmapped folio is never mlocked.
-    @inline(__always) func munlockVMAFolio(_ head: UInt32, vma v: UInt32) {
+    @inline(__always) func munlockVMAFolio(_ head: PFN, vma v: VMAID) {
         if vma(v).pointee.vm_flags & VM.locked != 0 || folioLargeMapcount(head) == 0 {
             page(head).pointee.flags &= ~(PG.mlocked | PG.unevictable)
         }
@@ -143,7 +143,7 @@ extension Kernel {
     /// when every reference is a mapping of this mm: never when a single page
     /// is mapped ("just free up the large folio"), never when the folio is
     /// marked mapped-shared, only when the large mapcount equals the refcount.
-    func wpCanReuseLargeAnonFolio(_ head: UInt32, vma v: UInt32) -> Bool {
+    func wpCanReuseLargeAnonFolio(_ head: PFN, vma v: VMAID) -> Bool {
         let mapcount = folioLargeMapcount(head)
         if mapcount <= 1 { return false }
         if folioMMIDsShared(head) { return false }

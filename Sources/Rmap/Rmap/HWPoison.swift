@@ -12,7 +12,7 @@ extension Kernel {
     /// try_to_unmap) is the trace's `unmap` statement, so both of
     /// try_to_unmap_one's branches (with and without TTU_IGNORE_HWPOISON)
     /// can be driven. False when the frame was poisoned already (-EHWPOISON).
-    func poisonPage(_ pfn: UInt32) -> Bool {
+    func poisonPage(_ pfn: PFN) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.hwpoison != 0 { return false }
         p.pointee.flags |= PG.hwpoison
@@ -21,7 +21,7 @@ extension Kernel {
     }
 
     /// make_hwpoison_entry(): a swap-format entry of type SWP_HWPOISON naming the frame.
-    @inline(__always) func makeHWPoisonPTE(_ pfn: UInt32) -> UInt64 {
-        PTE.swpEntry(type: PTE.swpHWPoison, offset: UInt64(pfn))
+    @inline(__always) func makeHWPoisonPTE(_ pfn: PFN) -> UInt64 {
+        PTE.swpEntry(type: PTE.swpHWPoison, pfn: pfn)
     }
 }

@@ -19,7 +19,7 @@ extension Kernel {
     /// (TTU_MIGRATION without the split) is not modelled yet. Each page's
     /// PTEs then go as a small page's do, the counters and references the
     /// folio's (folio_remove_rmap_ptes).
-    package func tryToUnmapFolio(_ head: UInt32, flags: TTUFlags) -> LargeReverseResult {
+    package func tryToUnmapFolio(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
         if folioEntireMapcount(head) > 0 {
             if !flags.contains(.splitHugePMD) {
                 return flags.contains(.migration) ? .notModelled("a PMD migration entry (set_pmd_migration_entry)") : .einval
@@ -28,9 +28,9 @@ extension Kernel {
         }
         getPage(head)  // the caller's reference, as try_to_unmap() requires
         defer { putPage(head) }
-        for i in 0..<folioNrPages(head) where page(head + i).pointee.mapcount >= 0 {
+        for i in 0..<folioNrPages(head) where page(head.advanced(by: i)).pointee.mapcount >= 0 {
             var c = TryToUnmapControl(flags: flags)
-            rmapWalk(head + i, &c)
+            rmapWalk(head.advanced(by: i), &c)
         }
         return folioMapcount(head) == 0 ? .ok : .fail
     }
@@ -41,12 +41,12 @@ extension Kernel {
     /// takes the kernel's fallback: split_folio_to_list() (remapping zero
     /// pages to the shared zero page), then each small folio is reclaimed as
     /// any other. A folio that cannot be split stays (activate_locked).
-    package func reclaimFolio(_ head: UInt32) -> LargeReverseResult {
+    package func reclaimFolio(_ head: PFN) -> LargeReverseResult {
         let nr = folioNrPages(head)
         guard splitFolio(head) else { return .fail }
         var ok = true
-        for i in 0..<nr where !isFree(T.frame, head + i) {
-            if !reclaimPage(head + i) { ok = false }
+        for i in 0..<nr where !isFree(T.frame, head.advanced(by: i).rawValue) {
+            if !reclaimPage(head.advanced(by: i)) { ok = false }
         }
         return ok ? .ok : .fail
     }
@@ -59,17 +59,17 @@ extension Kernel {
     /// old folio is freed. Without a free aligned run the folio is split and
     /// its pages migrated one by one, as migrate_pages_batch() falls back
     /// (-ENOMEM on a large folio: split and retry).
-    package func migrateFolio(_ head: UInt32) -> LargeReverseResult {
+    package func migrateFolio(_ head: PFN) -> LargeReverseResult {
         let order = folioOrder(head)
         let nr = UInt32(1) << order
         let h = page(head).pointee
         guard h.flags & PG.swapcache == 0, Int(h.refcount) == folioLargeMapcount(head) else { return .fail }
         let dst = allocFolio(order: order)
-        if dst == 0 {
+        if dst.isNone {
             guard splitFolio(head) else { return .fail }
             var ok = true
-            for i in 0..<nr where !isFree(T.frame, head + i) && pageMapcount(head + i) > 0 {
-                if !migratePage(head + i) { ok = false }
+            for i in 0..<nr where !isFree(T.frame, head.advanced(by: i).rawValue) && pageMapcount(head.advanced(by: i)) > 0 {
+                if !migratePage(head.advanced(by: i)) { ok = false }
             }
             return ok ? .ok : .fail
         }
@@ -77,20 +77,20 @@ extension Kernel {
         deferredSplitRemove(head)
         // The mappings move first (found through the old folio's rmap).
         forEachAnonPMDMapping(head) { v, haddr, pmd in
-            let m = vma(v).pointee.mm
+            let m = vmMM(v)
             mmuInvalidateRangeStart(m, haddr, haddr + Kernel.pmdSize)
-            pmd.pointee = (pmd.pointee & ~PTE.pfnMask) | (UInt64(dst) << 12)
+            pmd.pointee = (pmd.pointee & ~PTE.pfnMask) | (UInt64(dst.rawValue) << 12)
             mmuInvalidateRangeEnd(m, haddr, haddr + Kernel.pmdSize)
         }
-        for i in 0..<nr where page(head + i).pointee.mapcount >= 0 {
-            forEachAnonPTEMapping(head + i) { v, addr, slot in
-                let m = vma(v).pointee.mm
+        for i in 0..<nr where page(head.advanced(by: i)).pointee.mapcount >= 0 {
+            forEachAnonPTEMapping(head.advanced(by: i)) { v, addr, slot in
+                let m = vmMM(v)
                 mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
-                slot.pointee = (slot.pointee & ~PTE.pfnMask) | (UInt64(dst + i) << 12)
+                slot.pointee = (slot.pointee & ~PTE.pfnMask) | (UInt64(dst.advanced(by: i).rawValue) << 12)
                 mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE)
                 if _slowPath(hooks.reverseMapOn) {
-                    hooks.reverseMap!.removed(self, pfn: head + i, vma: v)
-                    hooks.reverseMap!.anonAdded(self, pfn: dst + i, vma: v, address: addr)
+                    hooks.reverseMap!.removed(self, pfn: head.advanced(by: i), vma: v)
+                    hooks.reverseMap!.anonAdded(self, pfn: dst.advanced(by: i), vma: v, address: addr)
                 }
             }
         }
@@ -98,23 +98,23 @@ extension Kernel {
         // move whole (the tails' compound_head names the new head).
         let serial = page(dst).pointee.serial
         for i in 0..<nr {
-            page(dst + i).pointee = page(head + i).pointee
-            if i > 0 { page(dst + i).pointee.next = dst }
+            page(dst.advanced(by: i)).pointee = page(head.advanced(by: i)).pointee
+            if i > 0 { page(dst.advanced(by: i)).pointee.next = dst.rawValue }
         }
         page(dst).pointee.serial = serial
-        page(dst + 2).pointee.deferred_next = 0
-        page(dst + 2).pointee.deferred_prev = 0
-        page(dst + 1).pointee.flags &= ~PG.partiallyMapped
+        page(dst.advanced(by: 2)).pointee.deferred_next = 0
+        page(dst.advanced(by: 2)).pointee.deferred_prev = 0
+        page(dst.advanced(by: 1)).pointee.flags &= ~PG.partiallyMapped
         if queued { deferredSplitFolio(dst) }
         // The old folio: unmapped, its references gone with its mappings.
         for i in 0..<nr {
-            page(head + i).pointee.mapcount = -1
-            page(head + i).pointee.flags &= ~PG.anonExclusive
+            page(head.advanced(by: i)).pointee.mapcount = -1
+            page(head.advanced(by: i)).pointee.flags &= ~PG.anonExclusive
         }
-        page(head + 1).pointee.large_mapcount = -1
-        page(head + 1).pointee.entire_mapcount = -1
-        page(head + 1).pointee.mm_id = (0, 0)
-        page(head + 1).pointee.mm_id_mapcount = (-1, -1)
+        page(head.advanced(by: 1)).pointee.large_mapcount = -1
+        page(head.advanced(by: 1)).pointee.entire_mapcount = -1
+        page(head.advanced(by: 1)).pointee.mm_id = (0, 0)
+        page(head.advanced(by: 1)).pointee.mm_id_mapcount = (-1, -1)
         page(head).pointee.refcount = 1
         putPage(head)
         return .ok
@@ -125,7 +125,7 @@ extension Kernel {
     /// its PMD); a young mapping in the VMA counts the VMA once; a VM_LOCKED
     /// VMA ends the walk (reported, the folio mlocked when it maps all of
     /// it). Returns (VMAs that referenced it, their flags).
-    package func folioReferenced<F: ReferencedVMAFilter>(_ head: UInt32, filter: F?) -> (referenced: Int, vmFlags: UInt64) {
+    package func folioReferenced<F: ReferencedVMAFilter>(_ head: PFN, filter: F?) -> (referenced: Int, vmFlags: UInt64) {
         let av = pageAnonVMA(head)
         guard anonVMAIsLive(av), folioMapcount(head) > 0 else { return (0, 0) }
         let nr = UInt64(folioNrPages(head))
@@ -135,12 +135,12 @@ extension Kernel {
         var vmFlags: UInt64 = 0
         var mapcount = folioMapcount(head)
         let tree = avcTree
-        var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: first, last: first + nr - 1, tree)
-        while a != 0 && mapcount > 0 {
-            let v = avc(a).pointee.vma
-            a = IntervalTree.iterNext(a, start: first, last: first + nr - 1, tree)
-            if let filter, filter.skips(ctx, vma: VMAID(v)) { continue }
-            let m = vma(v).pointee.mm
+        var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: first, last: first + nr - 1, tree))
+        while !a.isNone && mapcount > 0 {
+            let v = avcVMA(a)
+            a = AVCID(IntervalTree.iterNext(a.rawValue, start: first, last: first + nr - 1, tree))
+            if let filter, filter.skips(ctx, vma: v) { continue }
+            let m = vmMM(v)
             let flagsV = vma(v).pointee.vm_flags
             var refs = 0
             var ptes = 0
@@ -164,7 +164,7 @@ extension Kernel {
                     continue
                 }
                 guard let slot = leafSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPresent(slot.pointee),
-                      slot.pointee & PTE.special == 0, PTE.pfn(slot.pointee) == head + UInt32(i) else { continue }
+                      slot.pointee & PTE.special == 0, PTE.pfn(slot.pointee) == head.advanced(by: Int(i)) else { continue }
                 if flagsV & VM.locked != 0 {
                     ptes += 1
                     mapcount -= 1

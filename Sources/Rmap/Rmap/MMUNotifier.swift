@@ -56,7 +56,7 @@ public extension MMUNotifier {
 final class KernelHooks {
     /// (mm, notifier) pairs in registration order (hlist order is LIFO in the
     /// kernel; the model calls them in registration order).
-    @exclusivity(unchecked) var subscriptions: [(mm: UInt32, notifier: any MMUNotifier)] = []
+    @exclusivity(unchecked) var subscriptions: [(mm: MMID, notifier: any MMUNotifier)] = []
     /// TLB flushes issued (flush_tlb_page per PTE, or one per batch).
     @exclusivity(unchecked) var tlbFlushes = 0
     /// tlb_ubc->flush_required: a batched flush is pending (TTU_BATCH_FLUSH).
@@ -92,63 +92,63 @@ enum ModelDefect {
 
 extension Kernel {
     /// mmu_notifier_invalidate_range_start()
-    @inline(__always) func mmuInvalidateRangeStart(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+    @inline(__always) func mmuInvalidateRangeStart(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         guard hooks.hasSubscriptions else { return }
-        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeStart(mm: MMID(m), start: start, end: end) }
+        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeStart(mm: m, start: start, end: end) }
     }
 
     /// mmu_notifier_invalidate_range_end()
-    @inline(__always) func mmuInvalidateRangeEnd(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+    @inline(__always) func mmuInvalidateRangeEnd(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         guard hooks.hasSubscriptions else { return }
-        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeEnd(mm: MMID(m), start: start, end: end) }
+        for s in hooks.subscriptions where s.mm == m { s.notifier.invalidateRangeEnd(mm: m, start: start, end: end) }
     }
 
     /// mmu_notifier_clear_flush_young(): every subscriber is asked (the
     /// kernel ORs them all, so each one's accessed state is cleared).
-    @inline(__always) func mmuClearFlushYoung(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Bool {
+    @inline(__always) func mmuClearFlushYoung(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Bool {
         guard hooks.hasSubscriptions else { return false }
         var young = false
         for s in hooks.subscriptions where s.mm == m {
-            if s.notifier.clearFlushYoung(mm: MMID(m), start: start, end: end) { young = true }
+            if s.notifier.clearFlushYoung(mm: m, start: start, end: end) { young = true }
         }
         return young
     }
 
     /// mmu_notifier_clear_young()
-    func mmuClearYoung(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Bool {
+    func mmuClearYoung(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Bool {
         var young = false
         for s in hooks.subscriptions where s.mm == m {
-            if s.notifier.clearYoung(mm: MMID(m), start: start, end: end) { young = true }
+            if s.notifier.clearYoung(mm: m, start: start, end: end) { young = true }
         }
         return young
     }
 
     /// mmu_notifier_test_young()
-    func mmuTestYoung(_ m: UInt32, _ address: UInt64) -> Bool {
+    func mmuTestYoung(_ m: MMID, _ address: UInt64) -> Bool {
         for s in hooks.subscriptions where s.mm == m {
-            if s.notifier.testYoung(mm: MMID(m), address: address) { return true }
+            if s.notifier.testYoung(mm: m, address: address) { return true }
         }
         return false
     }
 
     /// mmu_notifier_change_pte() (set_pte_at_notify)
-    @inline(__always) func mmuChangePTE(_ m: UInt32, _ address: UInt64, _ pte: UInt64) {
+    @inline(__always) func mmuChangePTE(_ m: MMID, _ address: UInt64, _ pte: UInt64) {
         guard hooks.hasSubscriptions else { return }
-        for s in hooks.subscriptions where s.mm == m { s.notifier.changePTE(mm: MMID(m), address: address, pte: pte) }
+        for s in hooks.subscriptions where s.mm == m { s.notifier.changePTE(mm: m, address: address, pte: pte) }
     }
 
     /// mmu_notifier_release() (__mmu_notifier_release): each subscriber of
     /// `m` is told, then unsubscribed.
-    func mmuRelease(_ m: UInt32) {
+    func mmuRelease(_ m: MMID) {
         guard hooks.hasSubscriptions else { return }
         let mine = hooks.subscriptions.filter { $0.mm == m }
         hooks.subscriptions.removeAll { $0.mm == m }
-        for s in mine { s.notifier.release(mm: MMID(m)) }
+        for s in mine { s.notifier.release(mm: m) }
     }
 
     /// ptep_clear_flush_young_notify(): the primary accessed bit is tested
     /// and cleared (x86: no TLB flush for it), then the secondary MMUs'.
-    @inline(__always) func ptepClearFlushYoungNotify(_ m: UInt32, _ address: UInt64,
+    @inline(__always) func ptepClearFlushYoungNotify(_ m: MMID, _ address: UInt64,
                                                       _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
         var young = PTE.isYoung(slot.pointee)
         slot.pointee &= ~PTE.accessed
@@ -179,7 +179,7 @@ extension Machine {
     /// False when there is no such live process.
     @discardableResult
     public func register(_ notifier: any MMUNotifier, for process: String) -> Bool {
-        guard let m = mmByName[process] else { return false }
+        guard let m = mmOf(process) else { return false }
         k.hooks.subscriptions.append((m, notifier))
         return true
     }
@@ -190,7 +190,7 @@ extension Machine {
     }
 
     /// The model's mm index of a live process (what notifiers are told).
-    public func mmIndex(of process: String) -> MMID? { mmByName[process].map { MMID($0) } }
+    public func mmIndex(of process: String) -> MMID? { mmOf(process) }
 
     /// TLB flushes issued so far by the reverse-mapping paths
     /// (try_to_unmap, try_to_migrate, page_mkclean): one per PTE cleared with

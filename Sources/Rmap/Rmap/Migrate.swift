@@ -19,7 +19,7 @@ extension Kernel {
     /// always succeeds); the entry remembers it.
     /// For a device-private entry (try_to_migrate_one's folio_is_device_private
     /// branch) the writability is the entry's and soft-dirty is its swap bit.
-    @inline(__always) func makeMigrationPTE(_ pfn: UInt32, _ pteval: UInt64) -> UInt64 {
+    @inline(__always) func makeMigrationPTE(_ pfn: PFN, _ pteval: UInt64) -> UInt64 {
         let p = page(pfn)
         let anonExclusive = pageIsAnon(pfn) && p.pointee.flags & PG.anonExclusive != 0
         if anonExclusive { p.pointee.flags &= ~PG.anonExclusive }
@@ -27,13 +27,13 @@ extension Kernel {
             : PTE.isWrite(pteval)
         if PTE.isDevicePrivateEntry(pteval) {
             var e = PTE.swpEntry(type: writable ? PTE.swpMigrationWrite
-                                 : anonExclusive ? PTE.swpMigrationReadExclusive : PTE.swpMigrationRead, offset: UInt64(pfn))
+                                 : anonExclusive ? PTE.swpMigrationReadExclusive : PTE.swpMigrationRead, pfn: pfn)
             if pteval & PTE.swpSoftDirty != 0 { e |= PTE.swpSoftDirty }
             return e
         }
         let type = writable ? PTE.swpMigrationWrite
             : anonExclusive ? PTE.swpMigrationReadExclusive : PTE.swpMigrationRead
-        var e = PTE.swpEntry(type: type, offset: UInt64(pfn))
+        var e = PTE.swpEntry(type: type, pfn: pfn)
         if pteval & PTE.softDirty != 0 { e |= PTE.swpSoftDirty }
         return e
     }
@@ -44,15 +44,15 @@ extension Kernel {
     /// kept, the rmap added (exclusive unless a read entry), the entry's
     /// reference of `old` dropped and one of `new` taken. MM counters do not
     /// change: they counted the entry.
-    func restoreMigrationPTE(_ slot: UnsafeMutablePointer<UInt64>, vma v: UInt32, address: UInt64,
-                             old: UInt32, new: UInt32) {
+    func restoreMigrationPTE(_ slot: UnsafeMutablePointer<UInt64>, vma v: VMAID, address: UInt64,
+                             old: PFN, new: PFN) {
         let e = slot.pointee
         let flags = vma(v).pointee.vm_flags
         if page(new).pointee.flags & PG.devicePrivate != 0 {
             // remove_migration_pte(): device-private memory is mapped by a
             // device-private entry (writable for a write entry), soft-dirty kept.
             let write = PTE.swpType(e) == PTE.swpMigrationWrite && flags & VM.write != 0
-            var ent = PTE.swpEntry(type: write ? PTE.swpDevicePrivateWrite : PTE.swpDevicePrivateRead, offset: UInt64(new))
+            var ent = PTE.swpEntry(type: write ? PTE.swpDevicePrivateWrite : PTE.swpDevicePrivateRead, pfn: new)
             if e & PTE.swpSoftDirty != 0 { ent |= PTE.swpSoftDirty }
             getPage(new)
             folioAddAnonRmapPTE(new, vma: v, address: address, exclusive: PTE.swpType(e) != PTE.swpMigrationRead)
@@ -96,9 +96,9 @@ struct TryToMigrateControl: RmapWalkControl {
     /// the entry (see above), GUP pins (folio_try_share_anon_rmap_pte cannot
     /// fail). The entry keeps the PTE's page reference (model).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID.rawValue, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return ret }
@@ -112,13 +112,13 @@ struct TryToMigrateControl: RmapWalkControl {
     }
 
     /// folio_not_mapped()
-    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn.rawValue) == 0 }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn) == 0 }
 }
 
 /// remove_migration_ptes()'s rmap_one: walks the destination frame (which
 /// has the source's mapping and index) and converts entries naming `src`.
 struct RemoveMigrationPTEControl: RmapWalkControl {
-    let src: UInt32
+    let src: PFN
     var restored = 0
 
     /// Models `remove_migration_pte()` (mm/migrate.c): each migration entry
@@ -127,7 +127,7 @@ struct RemoveMigrationPTEControl: RmapWalkControl {
     /// entry was non-present. Left out: the shared-zeropage remap of unused
     /// THP subpages, device-private and hugetlb PTEs, uffd-wp.
     mutating func rmapOne(_ m: RmapContext, pfn dstID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let dst = dstID.rawValue, v = vID.rawValue
+        let dst = dstID, v = vID
         let k = m.k
         guard let slot = k.pageVMAMappedWalk(src, v, address, migration: true) else { return true }
         k.restoreMigrationPTE(slot, vma: v, address: address, old: src, new: dst)
@@ -147,7 +147,7 @@ extension Kernel {
     /// True when no mapping remains. Models `try_to_migrate()` (mm/rmap.c):
     /// flags are 0 (synchronous migration ignores mlock and references).
     @discardableResult
-    func tryToMigrate(_ pfn: UInt32) -> Bool {
+    func tryToMigrate(_ pfn: PFN) -> Bool {
         var c = TryToMigrateControl()
         rmapWalk(pfn, &c)
         return pageMapcount(pfn) == 0
@@ -158,7 +158,7 @@ extension Kernel {
     /// undoes a failed migration). Returns the PTEs restored.
     /// Models `remove_migration_ptes()` (mm/migrate.c).
     @discardableResult
-    func removeMigrationPTEs(src: UInt32, dst: UInt32) -> Int {
+    func removeMigrationPTEs(src: PFN, dst: PFN) -> Int {
         var c = RemoveMigrationPTEControl(src: src)
         rmapWalk(dst, &c)
         return c.restored
@@ -183,9 +183,9 @@ extension Kernel {
     /// passes, refcount freezing (no other user holds the page), THP split,
     /// movable_ops pages, memcg and NUMA statistics, mlock (re-established
     /// by the rmap of a VM_LOCKED VMA, as in 6.x).
-    package func migratePage(_ src: UInt32, to target: MigrateTarget = .system) -> Bool {
+    package func migratePage(_ src: PFN, to target: MigrateTarget = .system) -> Bool {
         let dst = allocPage()  // get_new_folio(), or the driver's device page (migrate_vma)
-        if dst == 0 { return false }
+        if dst.isNone { return false }
         switch target {
         case .system: break
         case .devicePrivate: page(dst).pointee.flags |= PG.zoneDevice | PG.devicePrivate
@@ -220,16 +220,16 @@ extension Kernel {
         if s.pointee.flags & PG.swapcache != 0 {
             d.pointee.flags |= PG.swapcache
             d.pointee.private_ = s.pointee.private_
-            if let slot = swapSlot(PTE.swpOffset(s.pointee.private_)) { slot.pointee.cache_frame = dst }
+            if let slot = swapSlot(PTE.swpOffset(s.pointee.private_)) { slot.pointee.cache_frame = dst.rawValue }
             getPage(dst)  // the swap cache's reference moves
             s.pointee.flags &= ~PG.swapcache
             s.pointee.private_ = 0
             putPage(src)
         } else if s.pointee.mapping & PageMapping.flags == 0, s.pointee.mapping != 0 {
             let f = pageFile(src)
-            if f != 0, let slot = leafSlot(root: file(f).pointee.cache_root, key: s.pointee.index << 12),
+            if !f.isNone, let slot = leafSlot(root: file(f).pointee.cache_root, key: s.pointee.index << 12),
                slot.pointee & PTE.present != 0, PTE.pfn(slot.pointee) == src {
-                slot.pointee = (UInt64(dst) << 12) | PTE.present  // xas_store()
+                slot.pointee = PTE.make(pfn: dst, prot: PTE.present)  // xas_store()
                 getPage(dst)  // folio_ref_add(newfolio, nr): the cache's reference
                 putPage(src)
             }
@@ -252,9 +252,9 @@ extension Kernel {
         // folio_migrate_ksm(): the stable node now names the new frame; the
         // old one keeps only the KSM tag (its node pointer is cleared).
         let node = folioStableNode(src)
-        if node != 0 {
-            ksmNode(node).pointee.kpfn = dst
-            folioSetStableNode(src, 0)
+        if !node.isNone {
+            ksmNode(node).pointee.kpfn = dst.rawValue
+            folioSetStableNode(src, .none)
         }
         if target == .system { d.pointee.flags |= PG.lru }  // putback of the new folio (device pages are on no LRU)
         if wasMapped { removeMigrationPTEs(src: src, dst: dst) }

@@ -49,7 +49,7 @@ struct PageReferencedControl<Filter: ReferencedVMAFilter>: RmapWalkControl {
     /// ends when every mapping was seen. Left out: PMD mappings, MGLRU
     /// look-around (lru_gen_enabled() false).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID.rawValue, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         let flagsV = k.vma(v).pointee.vm_flags
         var refs = 0
@@ -59,7 +59,7 @@ struct PageReferencedControl<Filter: ReferencedVMAFilter>: RmapWalkControl {
                 vmFlags |= VM.locked
                 return false  // To break the loop
             }
-            if k.ptepClearFlushYoungNotify(k.vma(v).pointee.mm, address, slot) {
+            if k.ptepClearFlushYoungNotify(k.vmMM(v), address, slot) {
                 if flagsV & VM.seqRead == 0 { refs += 1 }
             }
             mapcount -= 1
@@ -96,9 +96,9 @@ struct PageMkcleanControl: RmapWalkControl {
     /// non-zero; the statement models page_mkclean alone, so PG_dirty is left
     /// as it was. Left out: PMD mappings, flush_cache_page (x86: nothing).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID.rawValue, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
@@ -118,7 +118,7 @@ extension Kernel {
     /// (nil: none). Models `page_referenced()` (mm/rmap.c): 0 for an unmapped
     /// page or one without an rmapping; the trylock of a file page always
     /// succeeds in the single-threaded model.
-    package func pageReferenced<F: ReferencedVMAFilter>(_ pfn: UInt32, filter: F?) -> (referenced: Int, vmFlags: UInt64) {
+    package func pageReferenced<F: ReferencedVMAFilter>(_ pfn: PFN, filter: F?) -> (referenced: Int, vmFlags: UInt64) {
         let mapcount = pageMapcount(pfn)
         if mapcount == 0 { return (0, 0) }
         if page(pfn).pointee.mapping == 0 { return (0, 0) }  // !page_rmapping()
@@ -132,10 +132,10 @@ extension Kernel {
     /// (mm/rmap.c): 0 for an unmapped page or one without page_mapping()
     /// (an anon page outside the swap cache); an anon page in the swap
     /// cache is walked but has no shared VMA.
-    func pageMkclean(_ pfn: UInt32) -> Int {
+    func pageMkclean(_ pfn: PFN) -> Int {
         if pageMapcount(pfn) == 0 { return 0 }
         let p = page(pfn).pointee
-        let hasMapping = pageIsAnon(pfn) ? p.flags & PG.swapcache != 0 : pageFile(pfn) != 0
+        let hasMapping = pageIsAnon(pfn) ? p.flags & PG.swapcache != 0 : !pageFile(pfn).isNone
         if !hasMapping { return 0 }
         var c = PageMkcleanControl()
         rmapWalk(pfn, &c)
@@ -152,10 +152,10 @@ struct PageIdleClearRefsControl: RmapWalkControl {
     /// marked young, so that a later page_referenced() still counts the
     /// reference it took away (folio_clear_idle + folio_set_young).
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID.rawValue, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return true }
-        if k.ptepClearYoungNotify(k.vma(v).pointee.mm, address, slot) {
+        if k.ptepClearYoungNotify(k.vmMM(v), address, slot) {
             k.page(pfn).pointee.flags = (k.page(pfn).pointee.flags & ~PG.idle) | PG.young
         }
         return true
@@ -165,7 +165,7 @@ struct PageIdleClearRefsControl: RmapWalkControl {
 extension Kernel {
     /// ptep_clear_young_notify(): the primary accessed bit is tested and
     /// cleared without a flush, then the secondary MMUs' (mmu_notifier_clear_young).
-    func ptepClearYoungNotify(_ m: UInt32, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
+    func ptepClearYoungNotify(_ m: MMID, _ address: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
         var young = PTE.isYoung(slot.pointee)
         slot.pointee &= ~PTE.accessed
         if hooks.hasSubscriptions && mmuClearYoung(m, address, address + PAGE_SIZE) { young = true }
@@ -174,8 +174,8 @@ extension Kernel {
 
     /// page_idle_get_folio(): only an LRU folio in use is tracked (the zero
     /// page, free frames and isolated ones are not).
-    func pageIdleTracked(_ pfn: UInt32) -> Bool {
-        guard pfn != 0, pfn != zeroPFN, pfn < desc(T.frame).pointee.bump else { return false }
+    func pageIdleTracked(_ pfn: PFN) -> Bool {
+        guard !pfn.isNone, pfn != zeroPFN, pfn.rawValue < desc(T.frame).pointee.bump else { return false }
         let p = page(pfn).pointee
         return p.flags & PG.lru != 0 && p.refcount > 0
     }
@@ -183,7 +183,7 @@ extension Kernel {
     /// page_idle_clear_pte_refs(): walks the rmap of a mapped folio with a
     /// mapping (the trylock of a file or KSM folio always succeeds in the
     /// single-threaded model).
-    func pageIdleClearPTERefs(_ pfn: UInt32) {
+    func pageIdleClearPTERefs(_ pfn: PFN) {
         if pageMapcount(pfn) == 0 || page(pfn).pointee.mapping == 0 { return }
         var c = PageIdleClearRefsControl()
         rmapWalk(pfn, &c)
@@ -192,7 +192,7 @@ extension Kernel {
     /// One bit of a write to /sys/kernel/mm/page_idle/bitmap
     /// (page_idle_bitmap_write): the PTE references are cleared first, then
     /// the folio is marked idle. False for an untracked frame.
-    func pageIdleMark(_ pfn: UInt32) -> Bool {
+    func pageIdleMark(_ pfn: PFN) -> Bool {
         guard pageIdleTracked(pfn) else { return false }
         pageIdleClearPTERefs(pfn)
         page(pfn).pointee.flags |= PG.idle
@@ -202,7 +202,7 @@ extension Kernel {
     /// One bit of a read of /sys/kernel/mm/page_idle/bitmap
     /// (page_idle_bitmap_read): an idle folio whose PTEs were referenced
     /// since is cleared of them and reported not idle. Nil for an untracked frame.
-    func pageIdleRead(_ pfn: UInt32) -> Bool? {
+    func pageIdleRead(_ pfn: PFN) -> Bool? {
         guard pageIdleTracked(pfn) else { return nil }
         guard page(pfn).pointee.flags & PG.idle != 0 else { return false }
         pageIdleClearPTERefs(pfn)

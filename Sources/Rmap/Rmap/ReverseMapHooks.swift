@@ -10,16 +10,16 @@ import CShims
 /// after the PTE is cleared or replaced, a move after the PTE moved.
 package protocol ReverseMapHooks: AnyObject {
     /// A PTE of VMA `vma` at `address` now maps anonymous page `pfn`.
-    func anonAdded(_ k: Kernel, pfn: UInt32, vma: UInt32, address: UInt64)
+    func anonAdded(_ k: Kernel, pfn: PFN, vma: VMAID, address: UInt64)
     /// fork copied a PTE: one of mm `mm` at `address` now maps `pfn`.
-    func ptesDuplicated(_ k: Kernel, pfn: UInt32, mm: UInt32, address: UInt64)
+    func ptesDuplicated(_ k: Kernel, pfn: PFN, mm: MMID, address: UInt64)
     /// Page-cache page `pfn` is mapped by one more PTE of VMA `vma` (the
     /// kernel's file rmap add passes no address).
-    func fileAdded(_ k: Kernel, pfn: UInt32, vma: UInt32)
+    func fileAdded(_ k: Kernel, pfn: PFN, vma: VMAID)
     /// One PTE of VMA `vma` no longer maps `pfn` (the PTE is already cleared or replaced).
-    func removed(_ k: Kernel, pfn: UInt32, vma: UInt32)
+    func removed(_ k: Kernel, pfn: PFN, vma: VMAID)
     /// mremap's move_ptes(): PTE `pte` of mm `mm` moved from `from` to `to`.
-    func ptesMoved(_ k: Kernel, pte: UInt64, mm: UInt32, from: UInt64, to: UInt64)
+    func ptesMoved(_ k: Kernel, pte: UInt64, mm: MMID, from: UInt64, to: UInt64)
 }
 
 extension Kernel {

@@ -39,7 +39,7 @@ struct TryToUnmapControl: RmapWalkControl {
     /// Where v5.0 WARNs (a swap-backed anon page outside the swap cache) and
     /// leaves the PTE cleared, the model restores the PTE and fails.
     mutating func rmapOne(_ m: RmapContext, pfn pfnID: PFN, vma vID: VMAID, address: UInt64) -> Bool {
-        let pfn = pfnID.rawValue, v = vID.rawValue
+        let pfn = pfnID, v = vID
         let k = m.k
         let flagsV = k.vma(v).pointee.vm_flags
         // munlock has nothing to gain from examining un-locked vmas
@@ -48,7 +48,7 @@ struct TryToUnmapControl: RmapWalkControl {
         // migration request skips them.
         let pf = k.page(pfn).pointee.flags
         if flags.contains(.migration) && pf & PG.zoneDevice != 0 && pf & PG.devicePrivate == 0 { return true }
-        let mmi = k.vma(v).pointee.mm
+        let mmi = k.vmMM(v)
         k.mmuInvalidateRangeStart(mmi, address, address + PAGE_SIZE)
         defer { k.mmuInvalidateRangeEnd(mmi, address, address + PAGE_SIZE) }
         guard let slot = k.pageVMAMappedWalk(pfn, v, address) else { return ret }
@@ -69,7 +69,7 @@ struct TryToUnmapControl: RmapWalkControl {
             // every migration entry) and the MM counter (it counts entries).
             let pteval = slot.pointee
             slot.pointee = 0
-            var swp = PTE.swpEntry(type: PTE.swpMigrationRead, offset: UInt64(pfn))
+            var swp = PTE.swpEntry(type: PTE.swpMigrationRead, pfn: pfn)
             if pteval & PTE.swpSoftDirty != 0 { swp |= PTE.swpSoftDirty }
             k.page(pfn).pointee.flags &= ~PG.anonExclusive  // a read entry restores a shared mapping
             slot.pointee = swp
@@ -146,7 +146,7 @@ struct TryToUnmapControl: RmapWalkControl {
     }
 
     /// page_mapcount_is_zero(): nothing left to unmap.
-    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn.rawValue) == 0 }
+    mutating func done(_ m: RmapContext, pfn: PFN) -> Bool { m.k.pageMapcount(pfn) == 0 }
 }
 
 extension Kernel {
@@ -159,7 +159,7 @@ extension Kernel {
     /// The walk holds a reference of its own, as the kernel's callers must
     /// ("try_to_unmap() must hold a reference on the page"): a discarded
     /// lazyfree page is freed only after the walk has read its mapcount.
-    package func tryToUnmap(_ pfn: UInt32, flags: TTUFlags) -> Bool {
+    package func tryToUnmap(_ pfn: PFN, flags: TTUFlags) -> Bool {
         getPage(pfn)
         defer { putPage(pfn) }
         var c = TryToUnmapControl(flags: flags)
@@ -175,7 +175,7 @@ extension Kernel {
     /// freed (__remove_mapping). A lazyfree page that is still clean is
     /// simply dropped. Shmem pages without swap stay in their cache.
     /// Returns false when the frame could not be reclaimed.
-    func reclaimPage(_ pfn: UInt32) -> Bool {
+    func reclaimPage(_ pfn: PFN) -> Bool {
         let p = page(pfn)
         let anon = pageIsAnon(pfn)
         if anon && p.pointee.flags & PG.swapbacked != 0 && p.pointee.flags & PG.swapcache == 0 {
@@ -213,7 +213,7 @@ extension Kernel {
             return true
         }
         let f = pageFile(pfn)
-        guard f != 0 else { return true }
+        guard !f.isNone else { return true }
         if file(f).pointee.kind == FileKind.shmem.rawValue {
             if p.pointee.flags & PG.dirty != 0 {
                 // shmem_writeout() without a swap slot for it: redirtied, kept.

@@ -24,12 +24,12 @@ public struct RmapContext {
     package init(k: Kernel) { self.k = k }
     /// The VMA's start, end (exclusive) and mm.
     public func vmaRange(_ v: VMAID) -> (start: UInt64, end: UInt64, mm: MMID) {
-        let p = k.vma(v.rawValue).pointee
+        let p = k.vma(v).pointee
         return (p.vm_start, p.vm_end, MMID(p.mm))
     }
     /// The PTE at `address` of mm `m`, 0 when none.
     public func pte(mm m: MMID, address: UInt64) -> UInt64 {
-        k.leafSlot(root: k.mm(m.rawValue).pointee.pgd, key: address)?.pointee ?? 0
+        k.leafSlot(root: k.mm(m).pointee.pgd, key: address)?.pointee ?? 0
     }
 }
 
@@ -40,7 +40,7 @@ extension Kernel {
     /// Models `rmap_walk()` (mm/rmap.c); the caller holds no locks (the
     /// single-threaded model takes none).
     @inline(__always)
-    package func rmapWalk<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    package func rmapWalk<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let mapping = page(folioOf(pfn)).pointee.mapping
         if mapping & PageMapping.flags == PageMapping.ksm {
             rmapWalkKSM(pfn, &c)
@@ -53,7 +53,7 @@ extension Kernel {
 
     /// rmap_walk_anon()
     @inline(__always)
-    func rmapWalkAnon<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func rmapWalkAnon<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let av = pageAnonVMA(pfn)
         // A page whose anon_vma was freed under it (the `degree` history's
         // use after free) has nothing to walk; the checker reports it.
@@ -61,35 +61,35 @@ extension Kernel {
         // A page of a large folio: the folio's index plus the page's offset
         // in it (folio_pgoff() + the page's place in the folio).
         let head = folioOf(pfn)
-        let idx = page(head).pointee.index &+ UInt64(pfn &- head)
+        let idx = page(head).pointee.index &+ UInt64(head.distance(to: pfn))
         let ctx = RmapContext(k: self)
         let tree = avcTree
-        var a = IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree)
-        while a != 0 {
-            let v = avc(a).pointee.vma
-            if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
-                if c.done(ctx, pfn: PFN(pfn)) { return }
+        var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree))
+        while !a.isNone {
+            let v = avcVMA(a)
+            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
+                if c.done(ctx, pfn: pfn) { return }
             }
-            a = IntervalTree.iterNext(a, start: idx, last: idx, tree)
+            a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, tree))
         }
     }
 
     /// rmap_walk_file()
     @inline(__always)
-    func rmapWalkFile<C: RmapWalkControl>(_ pfn: UInt32, _ c: inout C) {
+    func rmapWalkFile<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let f = pageFile(pfn)
-        guard f != 0 else { return }
+        guard !f.isNone else { return }
         let idx = page(pfn).pointee.index
         let ctx = RmapContext(k: self)
         let tree = iMMap
-        var v = IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, tree)
-        while v != 0 {
-            if !c.invalidVMA(ctx, vma: VMAID(v)), let address = vmaAddress(v, index: idx) {
-                if !c.rmapOne(ctx, pfn: PFN(pfn), vma: VMAID(v), address: address) { return }
-                if c.done(ctx, pfn: PFN(pfn)) { return }
+        var v = VMAID(IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, tree))
+        while !v.isNone {
+            if !c.invalidVMA(ctx, vma: v), let address = vmaAddress(v, index: idx) {
+                if !c.rmapOne(ctx, pfn: pfn, vma: v, address: address) { return }
+                if c.done(ctx, pfn: pfn) { return }
             }
-            v = IntervalTree.iterNext(v, start: idx, last: idx, tree)
+            v = VMAID(IntervalTree.iterNext(v.rawValue, start: idx, last: idx, tree))
         }
     }
 
@@ -97,15 +97,15 @@ extension Kernel {
     /// if it maps `pfn` or holds a device-private entry for it (or, with
     /// `migration`, holds a migration entry for it).
     @inline(__always)
-    func pageVMAMappedWalk(_ pfn: UInt32, _ v: UInt32, _ address: UInt64,
+    func pageVMAMappedWalk(_ pfn: PFN, _ v: VMAID, _ address: UInt64,
                            migration: Bool = false) -> UnsafeMutablePointer<UInt64>? {
-        let m = vma(v).pointee.mm
+        let m = vmMM(v)
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return nil }
         let e = slot.pointee
         if PTE.isPresent(e) { return !migration && PTE.pfn(e) == pfn && e & PTE.special == 0 ? slot : nil }
-        if migration && PTE.isMigrationEntry(e) && PTE.swpOffset(e) == UInt64(pfn) { return slot }
+        if migration && PTE.isMigrationEntry(e) && PTE.swpOffsetPFN(e) == pfn { return slot }
         // check_pte(): un-addressable ZONE_DEVICE memory is mapped by device-private entries.
-        if !migration && PTE.isDevicePrivateEntry(e) && PTE.swpOffset(e) == UInt64(pfn) { return slot }
+        if !migration && PTE.isDevicePrivateEntry(e) && PTE.swpOffsetPFN(e) == pfn { return slot }
         return nil
     }
 }

@@ -14,7 +14,7 @@ extension Kernel {
 
     /// get_swap_pages() / folio_alloc_swap(): the lowest free slot after the
     /// cursor (scan_swap_map_slots), marked SWAP_HAS_CACHE for `pfn`. 0 when full.
-    func getSwapPage(for pfn: UInt32) -> UInt64 {
+    func getSwapPage(for pfn: PFN) -> UInt64 {
         let n = min(header.pointee.swap_slots, UInt64(desc(T.swap).pointee.capacity) - 1)
         guard n > 0 else { return 0 }
         var off = header.pointee.swap_cursor % n + 1
@@ -22,7 +22,7 @@ extension Kernel {
             let s = swapMap + Int(off)
             if s.pointee.count == 0 && s.pointee.flags == 0 {
                 s.pointee.flags = Kernel.swapHasCache
-                s.pointee.cache_frame = pfn
+                s.pointee.cache_frame = pfn.rawValue
                 header.pointee.swap_cursor = off
                 return off
             }
@@ -46,14 +46,14 @@ extension Kernel {
         guard PTE.isRealSwapEntry(e), let s = swapSlot(PTE.swpOffset(e)), s.pointee.count > 0 else { return }
         s.pointee.count -= 1
         if s.pointee.count == 0 && s.pointee.cache_frame != 0 {
-            let pfn = s.pointee.cache_frame
+            let pfn = PFN(s.pointee.cache_frame)
             if page(pfn).pointee.mapcount < 0 { deleteFromSwapCache(pfn) }  // __try_to_reclaim_swap
         }
     }
 
     /// delete_from_swap_cache(): the page leaves the swap cache, its slot is
     /// freed when no swap PTE refers to it, the cache's reference is dropped.
-    func deleteFromSwapCache(_ pfn: UInt32) {
+    func deleteFromSwapCache(_ pfn: PFN) {
         let p = page(pfn)
         guard p.pointee.flags & PG.swapcache != 0 else { return }
         let e = p.pointee.private_
@@ -68,7 +68,7 @@ extension Kernel {
 
     /// folio_free_swap(): a page we are about to reuse leaves the swap cache
     /// when no swap PTE still refers to its slot.
-    func folioFreeSwap(_ pfn: UInt32) {
+    func folioFreeSwap(_ pfn: PFN) {
         let e = page(pfn).pointee.private_
         guard let s = swapSlot(PTE.swpOffset(e)), s.pointee.count == 0 else { return }
         deleteFromSwapCache(pfn)
@@ -78,7 +78,7 @@ extension Kernel {
     /// entry is swapped in: the swap-cache page if there is one (restoring
     /// sharing), else a new page read from the slot. Other entries (migration,
     /// hwpoison) are handled by the reverse-mapping paths.
-    func doSwapPage(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func doSwapPage(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                     _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let e = slot.pointee
         if PTE.isMigrationEntry(e) { return removeMigrationEntryOnFault(m, v, addr, slot, write: write) }
@@ -90,13 +90,13 @@ extension Kernel {
         if PTE.isDevicePrivateEntry(e) {
             // pgmap->ops->migrate_to_ram(): the driver migrates the page back
             // to system RAM (migrate_vma, every mapping), then the access retries.
-            let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+            let pfn = PTE.swpOffsetPFN(e)
             guard migratePage(pfn, to: .system) else { return .oom }
             return handleMMFault(m, addr, write: write)
         }
         guard PTE.isRealSwapEntry(e), let s = swapSlot(PTE.swpOffset(e)) else { return .sigbus }
-        var pfn = s.pointee.cache_frame
-        if pfn == 0 {
+        var pfn = PFN(s.pointee.cache_frame)
+        if pfn.isNone {
             guard available(T.frame) >= 1 else { return .oom }
             // swapin_readahead(): a new page, added to the swap cache.
             pfn = allocPage()
@@ -104,7 +104,7 @@ extension Kernel {
             page(pfn).pointee.flags |= PG.swapcache | PG.swapbacked
             page(pfn).pointee.private_ = e
             s.pointee.flags = Kernel.swapHasCache
-            s.pointee.cache_frame = pfn
+            s.pointee.cache_frame = pfn.rawValue
             // The swap cache holds the new page's first reference.
         }
         // ksm_might_need_to_copy(): a swap-cache page that this VMA could not
@@ -151,13 +151,13 @@ extension Kernel {
     /// node, or an anonymous page of another anon_vma tree or index. A page
     /// not yet anonymous (just read from swap) or a KSM page with its node
     /// is mapped as it is.
-    func ksmMightNeedToCopy(_ pfn: UInt32, vma v: UInt32, address: UInt64) -> Bool {
-        if pageIsKSM(pfn) { return folioStableNode(pfn) == 0 }
+    func ksmMightNeedToCopy(_ pfn: PFN, vma v: VMAID, address: UInt64) -> Bool {
+        if pageIsKSM(pfn) { return folioStableNode(pfn).isNone }
         let av = pageAnonVMA(pfn)
-        if av == 0 { return false }
-        let vav = vma(v).pointee.anon_vma
-        if page(pfn).pointee.index == linearPageIndex(v, address), vav != 0,
-           anonVMA(av).pointee.root == anonVMA(vav).pointee.root { return false }
+        if av.isNone { return false }
+        let vav = vmaAnonVMA(v)
+        if page(pfn).pointee.index == linearPageIndex(v, address), !vav.isNone,
+           anonVMARootOf(av) == anonVMARootOf(vav) { return false }
         return true
     }
 
@@ -166,12 +166,12 @@ extension Kernel {
     /// as a new exclusive anonymous page (folio_add_new_anon_rmap with
     /// RMAP_EXCLUSIVE); the swap entry is freed; the swap-cache page stays
     /// in the swap cache.
-    func doSwapPageKSMCopy(_ m: UInt32, _ v: UInt32, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
-                           swapcache: UInt32, write: Bool) -> FaultResult {
+    func doSwapPageKSMCopy(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+                           swapcache: PFN, write: Bool) -> FaultResult {
         let e = slot.pointee
         guard available(T.frame) >= 1, anonVMAPrepare(v) else { return .oom }
         let pfn = allocPage()
-        if pfn == 0 { return .oom }
+        if pfn.isNone { return .oom }
         page(pfn).pointee.content = page(swapcache).pointee.content  // copy_mc_user_highpage()
         page(pfn).pointee.flags |= PG.dirty
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
@@ -193,9 +193,9 @@ extension Kernel {
     /// an old PTE of the frame it names, writable for a write entry,
     /// exclusive unless a read entry, taking over the entry's reference. Then
     /// the access is retried. Not in the kernel: its waiter only sleeps.
-    func removeMigrationEntryOnFault(_ m: UInt32, _ v: UInt32, _ addr: UInt64,
+    func removeMigrationEntryOnFault(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                                      _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
-        let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(slot.pointee))
+        let pfn = PTE.swpOffsetPFN(slot.pointee)
         restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)
         return handleMMFault(m, addr, write: write)
     }

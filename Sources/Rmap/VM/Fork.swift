@@ -5,7 +5,7 @@ extension Kernel {
     /// vma_needs_copy(): page tables are copied only where the child could
     /// not fault the same pages back in: PFN/mixed maps and VMAs with an
     /// anon_vma (they may hold COW pages). Everything else faults lazily.
-    @inline(__always) func vmaNeedsCopy(dst: UInt32, src: UInt32) -> Bool {
+    @inline(__always) func vmaNeedsCopy(dst: VMAID, src: VMAID) -> Bool {
         if vma(dst).pointee.vm_flags & VM.copyOnFork != 0 { return true }
         return vma(src).pointee.anon_vma != 0
     }
@@ -13,19 +13,19 @@ extension Kernel {
     /// dup_mmap(): a child mm with a copy of every VMA except VM_DONTCOPY
     /// ones; VM_WIPEONFORK VMAs start empty; VM_LOCKED is not inherited.
     /// Returns the child mm, or 0 on ENOMEM with nothing left behind.
-    package func dupMMap(_ parent: UInt32) -> UInt32 {
+    package func dupMMap(_ parent: MMID) -> MMID {
         let child = mmAlloc()
-        if child == 0 { return 0 }
+        if child.isNone { return .none }
         ksmFork(child: child, parent: parent)  // ksm_fork()
         var pv = firstVMA(parent)
-        while pv != 0 {
+        while !pv.isNone {
             defer { pv = nextVMA(pv) }
             let pf = vma(pv).pointee.vm_flags
             if pf & VM.dontcopy != 0 { continue }
             guard available(T.vma) >= 1, available(T.avc) >= UInt32(avcListLength(pv) + 1),
-                  available(T.anonVMA) >= 1 else { exitMMap(child); return 0 }
+                  available(T.anonVMA) >= 1 else { exitMMap(child); return .none }
             let v = vmAreaDup(pv)
-            vma(v).pointee.mm = child
+            vma(v).pointee.mm = child.rawValue
             vma(v).pointee.vm_flags &= ~VM.lockedMask
             if pf & VM.wipeonfork != 0 {
                 vma(v).pointee.anon_vma = 0
@@ -34,7 +34,7 @@ extension Kernel {
             }
             vmaLink(v)
             if pf & VM.wipeonfork == 0 && vmaNeedsCopy(dst: v, src: pv) {
-                if !copyPTERange(dst: v, src: pv) { exitMMap(child); return 0 }
+                if !copyPTERange(dst: v, src: pv) { exitMMap(child); return .none }
             }
         }
         return child
@@ -44,8 +44,8 @@ extension Kernel {
     /// COW mappings write-protect both sides; the child's PTEs are old (and
     /// clean in shared mappings); anon pages lose their exclusive marker.
     /// False on ENOMEM (page tables).
-    func copyPTERange(dst: UInt32, src: UInt32) -> Bool {
-        let sm = vma(src).pointee.mm, dm = vma(dst).pointee.mm
+    func copyPTERange(dst: VMAID, src: VMAID) -> Bool {
+        let sm = vmMM(src), dm = vmMM(dst)
         let flags = vma(src).pointee.vm_flags
         let cow = VM.isCOW(flags)
         var ok = true
@@ -75,7 +75,7 @@ extension Kernel {
                 } else if PTE.isDevicePrivateEntry(e) {
                     // copy_nonpresent_pte(): the page is shared; a writable
                     // entry becomes readable on both sides of a COW mapping.
-                    let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    let pfn = PTE.swpOffsetPFN(e)
                     getPage(pfn)
                     folioDupAnonRmapPTE(pfn, dst: dst)
                     addMMCounter(dm, mmCounterFor(pfn), 1)
@@ -84,7 +84,7 @@ extension Kernel {
                         sslot.pointee = e
                     }
                 } else if PTE.isMigrationEntry(e) {
-                    let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                    let pfn = PTE.swpOffsetPFN(e)
                     addMMCounter(dm, mmCounterFor(pfn), 1)
                     getPage(pfn)  // the model's entries hold a reference (Rmap/Migrate.swift)
                     if cow && PTE.swpType(e) != PTE.swpMigrationRead {
@@ -97,7 +97,7 @@ extension Kernel {
                 return true
             }
             let pfn = vmNormalPage(e)
-            if pfn != 0 {
+            if !pfn.isNone {
                 getPage(pfn)
                 if pageIsAnon(pfn) {
                     folioDupAnonRmapPTE(pfn, dst: dst)

@@ -6,7 +6,7 @@ extension Kernel {
     /// madvise_walk_vmas(): applies `advice` to each VMA piece of
     /// [start, end); holes make the call return ENOMEM after the rest was
     /// done; an error from a piece stops the walk.
-    func doMadvise(_ m: UInt32, start: UInt64, end: UInt64, advice: Advice) -> Errno? {
+    func doMadvise(_ m: MMID, start: UInt64, end: UInt64, advice: Advice) -> Errno? {
         madviseWalkVMAs(m, start: start, end: end) { v, prev, start, end in
             madviseVMABehavior(m, v, prev: &prev, start: start, end: end, advice: advice)
         }
@@ -15,28 +15,28 @@ extension Kernel {
     /// MADV_HUGEPAGE / MADV_NOHUGEPAGE (hugepage_madvise(), then
     /// madvise_update_vma()): VM_HUGEPAGE set and VM_NOHUGEPAGE cleared, or
     /// the reverse, splitting and merging VMAs like any flag.
-    func doMadviseHugepage(_ m: UInt32, start: UInt64, end: UInt64, hugepage: Bool) -> Errno? {
+    func doMadviseHugepage(_ m: MMID, start: UInt64, end: UInt64, hugepage: Bool) -> Errno? {
         madviseWalkVMAs(m, start: start, end: end) { v, prev, start, end in
             let flags = vma(v).pointee.vm_flags
             let newflags = hugepage ? (flags & ~VM.nohugepage) | VM.hugepage : (flags & ~VM.hugepage) | VM.nohugepage
             if newflags == flags { prev = v; return .success(()) }
             let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-            if r == 0 { return .failure(.ENOMEM) }
+            if r.isNone { return .failure(.ENOMEM) }
             prev = r
             return .success(())
         }
     }
 
     /// madvise_walk_vmas(): `behavior` on each VMA piece of [start, end).
-    func madviseWalkVMAs(_ m: UInt32, start: UInt64, end: UInt64,
-                         _ behavior: (UInt32, inout UInt32, UInt64, UInt64) -> Result<Void, Errno>) -> Errno? {
+    func madviseWalkVMAs(_ m: MMID, start: UInt64, end: UInt64,
+                         _ behavior: (VMAID, inout VMAID, UInt64, UInt64) -> Result<Void, Errno>) -> Errno? {
         var v = findVMA(m, start)
-        var prev: UInt32 = 0
-        if v != 0 { prev = vma(v).pointee.vm_start < start ? v : prevVMA(v) }
+        var prev = VMAID.none
+        if !v.isNone { prev = vma(v).pointee.vm_start < start ? v : prevVMA(v) }
         var unmappedError: Errno? = nil
         var start = start
         while true {
-            guard v != 0 else { return .ENOMEM }
+            guard !v.isNone else { return .ENOMEM }
             if start < vma(v).pointee.vm_start {
                 unmappedError = .ENOMEM
                 start = vma(v).pointee.vm_start
@@ -48,15 +48,15 @@ extension Kernel {
             case .success: break
             }
             start = tmp
-            if prev != 0 && start < vma(prev).pointee.vm_end { start = vma(prev).pointee.vm_end }
+            if !prev.isNone && start < vma(prev).pointee.vm_end { start = vma(prev).pointee.vm_end }
             if start >= end { break }
-            v = findVMA(m, prev != 0 ? vma(prev).pointee.vm_end : start)
+            v = findVMA(m, !prev.isNone ? vma(prev).pointee.vm_end : start)
         }
         return unmappedError
     }
 
     /// madvise_vma_behavior()
-    func madviseVMABehavior(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
+    func madviseVMABehavior(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
                             advice: Advice) -> Result<Void, Errno> {
         let flags = vma(v).pointee.vm_flags
         switch advice {
@@ -83,7 +83,7 @@ extension Kernel {
             if let e = ksmMadvise(v, start: start, end: end, advice: advice, flags: &newflags) { return .failure(e) }
             if newflags == flags { prev = v; return .success(()) }
             let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-            if r == 0 { return .failure(.ENOMEM) }
+            if r.isNone { return .failure(.ENOMEM) }
             prev = r
             return .success(())
         case .dontfork, .dofork, .wipeonfork, .keeponfork:
@@ -104,7 +104,7 @@ extension Kernel {
             }
             if newflags == flags { prev = v; return .success(()) }
             let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)  // madvise_update_vma()
-            if r == 0 { return .failure(.ENOMEM) }
+            if r.isNone { return .failure(.ENOMEM) }
             prev = r
             return .success(())
         }
@@ -114,8 +114,8 @@ extension Kernel {
     /// lazily freeable: clean, old, not swap-backed. Reclaim may then drop
     /// them without writing; a later write makes them swap-backed again.
     /// Swap entries in the range are freed.
-    func madviseFreePTERange(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
-        let m = vma(v).pointee.mm
+    func madviseFreePTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
+        let m = vmMM(v)
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
             let e = slot.pointee
             guard e != 0 else { return true }
@@ -128,7 +128,7 @@ extension Kernel {
                 return true
             }
             let pfn = vmNormalPage(e)
-            guard pfn != 0, pageIsAnon(pfn) else { return true }
+            guard !pfn.isNone, pageIsAnon(pfn) else { return true }
             let p = page(pfn)
             // Only a dirty or swap-cache folio must be ours alone: its dirty
             // state is shared. A clean one shared after fork is marked all the same.
@@ -146,13 +146,13 @@ extension Kernel {
     /// madvise_cold_or_pageout_pte_range(): pages mapped by this process
     /// only (folio_maybe_mapped_shared() skips the rest) are aged; with
     /// pageout they are then reclaimed (reclaim_pages()).
-    func madviseColdOrPageout(_ v: UInt32, _ start: UInt64, _ end: UInt64, pageout: Bool) {
-        let m = vma(v).pointee.mm
+    func madviseColdOrPageout(_ v: VMAID, _ start: UInt64, _ end: UInt64, pageout: Bool) {
+        let m = vmMM(v)
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { addr, slot in
             let e = slot.pointee
             guard PTE.isPresent(e) else { return true }
             let pfn = vmNormalPage(e)
-            guard pfn != 0, pageMapcount(pfn) == 1 else { return true }
+            guard !pfn.isNone, pageMapcount(pfn) == 1 else { return true }
             slot.pointee = e & ~PTE.accessed  // ptep_test_and_clear_young()
             page(pfn).pointee.flags &= ~(PG.referenced | PG.active)
             if pageout { _ = reclaimPage(pfn) }

@@ -10,11 +10,11 @@ extension Kernel {
     /// anything overlaps; a new range merges with compatible neighbours.
     /// `file` is 0 for anonymous memory; shared anonymous memory gets a new
     /// shmem file (shmem_zero_setup) whose pgoff is 0.
-    package func doMmap(_ m: UInt32, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: UInt32,
+    package func doMmap(_ m: MMID, addr: UInt64, pages: UInt64, prot: UInt64, shared: Bool, file f: FileID,
                 pgoff fileOff: UInt64, noreserve: Bool = false) -> Errno? {
         let end = addr + pages << PAGE_SHIFT
         let v0 = findVMA(m, addr)
-        if v0 != 0 && vma(v0).pointee.vm_start < end { return .EEXIST }
+        if !v0.isNone && vma(v0).pointee.vm_start < end { return .EEXIST }
         var flags = prot | VM.mayread | VM.maywrite | VM.mayexec | VM.softdirty
         if shared { flags |= VM.shared | VM.mayshare }
         // accountable_mapping(): private writable memory is charged.
@@ -27,20 +27,20 @@ extension Kernel {
         // such a trace: MADV_NOHUGEPAGE after each mmap).
         if !thpConfigured { flags |= VM.nohugepage }
         var pgoff = fileOff
-        if f == 0 && !shared { pgoff = addr >> PAGE_SHIFT }
+        if f.isNone && !shared { pgoff = addr >> PAGE_SHIFT }
         guard available(T.vma) >= 2, available(T.avc) >= 8, available(T.file) >= 1,
               available(T.ptPage) >= 1 else { return .ENOMEM }
         let next = v0
-        let prev = next != 0 ? prevVMA(next) : (firstVMA(m) != 0 ? IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree) : 0)
-        if !(f == 0 && shared) {
+        let prev = !next.isNone ? prevVMA(next) : (!firstVMA(m).isNone ? lastVMA(m) : .none)
+        if !(f.isNone && shared) {
             let d = VMAMergeDesc(start: addr, end: end, flags: flags, file: f, pgoff: pgoff)
             let merged = vmaMergeNewRange(m, d, prev: prev, next: next)
-            if merged != 0 { return nil }
+            if !merged.isNone { return nil }
         }
         var file = f
-        if f == 0 && shared {
+        if f.isNone && shared {
             file = createFile(pages: pages, kind: .shmem)
-            if file == 0 { return .ENOMEM }
+            if file.isNone { return .ENOMEM }
         }
         let v = vmAreaAlloc(m)
         let p = vma(v)
@@ -48,8 +48,8 @@ extension Kernel {
         p.pointee.vm_end = end
         p.pointee.vm_pgoff = pgoff
         p.pointee.vm_flags = flags
-        p.pointee.file = file
-        if f != 0 { getFile(f) }  // the VMA's reference; a new shmem file's first reference is the VMA's
+        p.pointee.file = file.rawValue
+        if !f.isNone { getFile(f) }  // the VMA's reference; a new shmem file's first reference is the VMA's
         vmaLink(v)
         return nil
     }
@@ -58,10 +58,10 @@ extension Kernel {
 
     /// do_mprotect_pkey(): changes the protection VMA by VMA; a hole is
     /// ENOMEM, after the VMAs before it were changed (as in the kernel).
-    func doMprotect(_ m: UInt32, start: UInt64, end: UInt64, prot: UInt64) -> Errno? {
+    func doMprotect(_ m: MMID, start: UInt64, end: UInt64, prot: UInt64) -> Errno? {
         var v = findVMA(m, start)
-        guard v != 0, vma(v).pointee.vm_start <= start else { return .ENOMEM }
-        var prev: UInt32 = vma(v).pointee.vm_start < start ? v : prevVMA(v)
+        guard !v.isNone, vma(v).pointee.vm_start <= start else { return .ENOMEM }
+        var prev: VMAID = vma(v).pointee.vm_start < start ? v : prevVMA(v)
         var nstart = start
         while true {
             let old = vma(v).pointee.vm_flags
@@ -75,14 +75,14 @@ extension Kernel {
             nstart = vma(r).pointee.vm_end
             if nstart >= end { return nil }
             v = nextVMA(r)
-            if v == 0 || vma(v).pointee.vm_start != nstart { return .ENOMEM }
+            if v.isNone || vma(v).pointee.vm_start != nstart { return .ENOMEM }
         }
     }
 
     /// mprotect_fixup(): VM_ACCOUNT rules, then vma_modify_flags() and
     /// change_protection(). Sets `prev` to the VMA now covering the range.
-    func mprotectFixup(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
-                       newflags nf: UInt64) -> UInt32? {
+    func mprotectFixup(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
+                       newflags nf: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
         if nf == old { prev = v; return v }
         var newflags = nf
@@ -92,7 +92,7 @@ extension Kernel {
             newflags &= ~VM.account
         }
         let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-        if r == 0 { return nil }
+        if r.isNone { return nil }
         prev = r
         changeProtection(r, start, end)
         // Private VM_LOCKED VMA becoming writable: trigger COW to avoid a
@@ -108,8 +108,8 @@ extension Kernel {
     /// protection; a private page stays writable only if it is an exclusive
     /// anon page that was writable-eligible (can_change_pte_writable), a
     /// shared one only if dirty.
-    func changeProtection(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
-        let m = vma(v).pointee.mm
+    func changeProtection(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
+        let m = vmMM(v)
         let flags = vma(v).pointee.vm_flags
         let prot = PTE.pageProt(vmFlags: flags)
         // change_pmd_range(): PMD leaves the range covers whole change in
@@ -129,7 +129,7 @@ extension Kernel {
                 let pfn = vmNormalPage(e)
                 if flags & VM.shared != 0 {
                     if PTE.isDirty(e) || PTE.isWrite(e) { n |= PTE.rw }
-                } else if pfn != 0 && pageIsAnon(pfn) && page(pfn).pointee.flags & PG.anonExclusive != 0 && PTE.isDirty(e) {
+                } else if !pfn.isNone && pageIsAnon(pfn) && page(pfn).pointee.flags & PG.anonExclusive != 0 && PTE.isDirty(e) {
                     n |= PTE.rw
                 } else {
                     n &= ~PTE.rw
@@ -147,19 +147,19 @@ extension Kernel {
     /// do_mremap() without MREMAP_MAYMOVE (`to == nil`: shrink, or grow in
     /// place when the space after the VMA is free) or with
     /// MREMAP_MAYMOVE|MREMAP_FIXED (move to `to`, mremap_to()).
-    func doMremap(_ m: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64, to: UInt64?) -> Errno? {
+    func doMremap(_ m: MMID, addr: UInt64, oldLen: UInt64, newLen: UInt64, to: UInt64?) -> Errno? {
         if let to {
             return mremapTo(m, addr: addr, oldLen: oldLen, newLen: newLen, newAddr: to)
         }
         // Shrinking: unmap the tail.
         if oldLen >= newLen {
             let v = vmaLookup(m, addr)
-            guard v != 0 else { return .EFAULT }
+            guard !v.isNone else { return .EFAULT }
             if oldLen == newLen { return nil }
             return doMunmap(m, addr + newLen, addr + oldLen)
         }
         let v = vmaLookup(m, addr)
-        guard v != 0 else { return .EFAULT }
+        guard !v.isNone else { return .EFAULT }
         if let e = vmaToResize(v, addr: addr, oldLen: oldLen, newLen: newLen) { return e }
         let delta = newLen - oldLen
         // Can we just expand the current mapping?
@@ -169,9 +169,9 @@ extension Kernel {
             // next VMA too when that one starts right at the new end and is
             // compatible (observed on 6.18: the two merge).
             var d = VMAMergeDesc(start: oldEnd, end: oldEnd + delta, flags: vma(v).pointee.vm_flags,
-                                 file: vma(v).pointee.file, pgoff: vma(v).pointee.vm_pgoff + vmaPages(v))
-            d.anonVMA = vma(v).pointee.anon_vma
-            if vmaMergeNewRange(m, d, prev: v, next: nextVMA(v)) == 0 {
+                                 file: vmFile(v), pgoff: vma(v).pointee.vm_pgoff + vmaPages(v))
+            d.anonVMA = vmaAnonVMA(v)
+            if vmaMergeNewRange(m, d, prev: v, next: nextVMA(v)).isNone {
                 vmaSetRange(v, start: vma(v).pointee.vm_start, end: oldEnd + delta, pgoff: vma(v).pointee.vm_pgoff)
             }
             if vma(v).pointee.vm_flags & VM.locked != 0 {
@@ -184,7 +184,7 @@ extension Kernel {
     }
 
     /// vma_to_resize(): EFAULT when the old range runs past its VMA.
-    func vmaToResize(_ v: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64) -> Errno? {
+    func vmaToResize(_ v: VMAID, addr: UInt64, oldLen: UInt64, newLen: UInt64) -> Errno? {
         if oldLen > vma(v).pointee.vm_end - addr { return .EFAULT }
         if newLen == oldLen { return nil }
         if vma(v).pointee.vm_flags & (VM.dontexpand | VM.pfnmap) != 0 { return .EFAULT }
@@ -192,22 +192,22 @@ extension Kernel {
     }
 
     /// vma_expandable(): nothing mapped in [vm_end, vm_end + delta).
-    func vmaExpandable(_ m: UInt32, _ v: UInt32, _ delta: UInt64) -> Bool {
+    func vmaExpandable(_ m: MMID, _ v: VMAID, _ delta: UInt64) -> Bool {
         let end = vma(v).pointee.vm_end
         guard end + delta <= TraceLimits.maxAddress else { return false }
         let n = nextVMA(v)
-        return n == 0 || vma(n).pointee.vm_start >= end + delta
+        return n.isNone || vma(n).pointee.vm_start >= end + delta
     }
 
     /// mremap_to(): MREMAP_FIXED moves [addr, addr+oldLen) to newAddr,
     /// unmapping whatever was there; ranges that overlap are EINVAL.
-    func mremapTo(_ m: UInt32, addr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+    func mremapTo(_ m: MMID, addr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
         if addr + oldLen > newAddr && newAddr + newLen > addr { return .EINVAL }
         var oldLen = oldLen
         if newAddr + newLen > TraceLimits.maxAddress { return .EINVAL }
         // check_mremap_params / vma_to_resize before any change.
         let v0 = vmaLookup(m, addr)
-        guard v0 != 0 else { return .EFAULT }
+        guard !v0.isNone else { return .EFAULT }
         if oldLen == newLen && addr + oldLen > vma(v0).pointee.vm_end {
             return mremapMoveMultiple(m, addr: addr, len: oldLen, newAddr: newAddr)
         }
@@ -220,7 +220,7 @@ extension Kernel {
             oldLen = newLen
         }
         let v = vmaLookup(m, addr)
-        guard v != 0 else { return .EFAULT }
+        guard !v.isNone else { return .EFAULT }
         if let e = vmaToResize(v, addr: addr, oldLen: oldLen, newLen: newLen) { return e }
         return moveVMA(m, v, oldAddr: addr, oldLen: oldLen, newLen: newLen, newAddr: newAddr)
     }
@@ -228,7 +228,7 @@ extension Kernel {
     /// remap_move() (6.17+): a move that does not resize may span several
     /// VMAs and the gaps between them; each piece moves to the same offset
     /// from the new address, so the gaps stay gaps.
-    func mremapMoveMultiple(_ m: UInt32, addr: UInt64, len: UInt64, newAddr: UInt64) -> Errno? {
+    func mremapMoveMultiple(_ m: MMID, addr: UInt64, len: UInt64, newAddr: UInt64) -> Errno? {
         let end = addr + len
         let list = vmasIntersecting(m, addr, end)
         for v in list where vma(v).pointee.vm_flags & (VM.dontexpand | VM.pfnmap) != 0 { return .EFAULT }
@@ -241,7 +241,7 @@ extension Kernel {
             let to = newAddr + (ps - addr)
             if let e = doMunmap(m, to, to + (pe - ps)) { return e }
             let v = vmaLookup(m, ps)
-            guard v != 0 else { continue }
+            guard !v.isNone else { continue }
             if let e = moveVMA(m, v, oldAddr: ps, oldLen: pe - ps, newLen: pe - ps, newAddr: newAddr + (ps - addr)) {
                 return e
             }
@@ -251,7 +251,7 @@ extension Kernel {
 
     /// move_vma(): copy_vma() at the new place (merging there if it can),
     /// move_page_tables(), then unmap the old range (whose PTEs are gone).
-    func moveVMA(_ m: UInt32, _ v: UInt32, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
+    func moveVMA(_ m: MMID, _ v: VMAID, oldAddr: UInt64, oldLen: UInt64, newLen: UInt64, newAddr: UInt64) -> Errno? {
         // Advise KSM to break any KSM pages in the area to be moved (they
         // would otherwise turn up where rmap_walk_ksm does not look); the
         // VMA keeps VM_MERGEABLE.
@@ -262,14 +262,14 @@ extension Kernel {
         // copy_vma(): an unfaulted anonymous VMA takes the new address's pgoff.
         if p.file == 0 && p.anon_vma == 0 && p.vm_flags & VM.shared == 0 { newPgoff = newAddr >> PAGE_SHIFT }
         let next = findVMA(m, newAddr)
-        let prev = next != 0 ? prevVMA(next) : IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)
-        var d = VMAMergeDesc(start: newAddr, end: newAddr + newLen, flags: p.vm_flags, file: p.file, pgoff: newPgoff)
-        d.anonVMA = p.anon_vma
+        let prev = !next.isNone ? prevVMA(next) : lastVMA(m)
+        var d = VMAMergeDesc(start: newAddr, end: newAddr + newLen, flags: p.vm_flags, file: FileID(p.file), pgoff: newPgoff)
+        d.anonVMA = AnonVMAID(p.anon_vma)
         d.copiedFrom = v
         var nv = vmaMergeNewRange(m, d, prev: prev, next: next)
-        if nv == 0 {
+        if nv.isNone {
             nv = vmAreaDup(v)
-            if nv == 0 { return .ENOMEM }
+            if nv.isNone { return .ENOMEM }
             vma(nv).pointee.vm_start = newAddr
             vma(nv).pointee.vm_end = newAddr + newLen
             vma(nv).pointee.vm_pgoff = newPgoff
@@ -327,20 +327,20 @@ extension Kernel {
     // MARK: mlock
 
     /// apply_vma_lock_flags() then __mm_populate() (do_mlock / sys_munlock).
-    func doMlock(_ m: UInt32, start: UInt64, end: UInt64, lock: Bool) -> Errno? {
+    func doMlock(_ m: MMID, start: UInt64, end: UInt64, lock: Bool) -> Errno? {
         if let e = applyVMALockFlags(m, start: start, end: end, flags: lock ? VM.locked : 0) { return e }
         if !lock { return nil }
         // __mlock_posix_error_return(): EFAULT and EINVAL become ENOMEM.
         return mmPopulate(m, start, end)
     }
 
-    func applyVMALockFlags(_ m: UInt32, start: UInt64, end: UInt64, flags: UInt64) -> Errno? {
+    func applyVMALockFlags(_ m: MMID, start: UInt64, end: UInt64, flags: UInt64) -> Errno? {
         var v = vmaLookup(m, start)
-        guard v != 0 else { return .ENOMEM }
-        var prev: UInt32 = vma(v).pointee.vm_start < start ? v : prevVMA(v)
+        guard !v.isNone else { return .ENOMEM }
+        var prev: VMAID = vma(v).pointee.vm_start < start ? v : prevVMA(v)
         var nstart = start
         var tmp = vma(v).pointee.vm_start
-        while v != 0 && vma(v).pointee.vm_start < end {
+        while !v.isNone && vma(v).pointee.vm_start < end {
             if vma(v).pointee.vm_start != tmp { return .ENOMEM }
             let newflags = (vma(v).pointee.vm_flags & ~VM.lockedMask) | flags
             tmp = min(vma(v).pointee.vm_end, end)
@@ -357,12 +357,12 @@ extension Kernel {
 
     /// mlock_fixup(): vma_modify_flags(), then mlock or munlock the pages
     /// already mapped (mlock_vma_pages_range).
-    func mlockFixup(_ m: UInt32, _ v: UInt32, prev: inout UInt32, start: UInt64, end: UInt64,
-                    newflags: UInt64) -> UInt32? {
+    func mlockFixup(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
+                    newflags: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
         if newflags == old || old & Kernel.vmSpecial != 0 { prev = v; return v }
         let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-        if r == 0 { return nil }
+        if r.isNone { return nil }
         prev = r
         let pages = (end - start) >> PAGE_SHIFT
         if newflags & VM.locked != 0 {
@@ -373,7 +373,7 @@ extension Kernel {
         if newflags & VM.locked != 0 && old & VM.locked != 0 { return r }
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
             let pfn = vmNormalPage(slot.pointee)
-            guard pfn != 0 else { return true }
+            guard !pfn.isNone else { return true }
             if newflags & VM.locked != 0 {
                 page(pfn).pointee.flags |= PG.mlocked | PG.unevictable  // mlock_folio()
             } else {
@@ -388,11 +388,11 @@ extension Kernel {
     /// faults in every page of [start, end): with FOLL_WRITE in private
     /// writable VMAs (breaking COW), read otherwise. A PROT_NONE VMA or a
     /// hole is an error, reported as ENOMEM by mlock.
-    func mmPopulate(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+    func mmPopulate(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Errno? {
         var addr = start
         while addr < end {
             let v = findVMA(m, addr)
-            guard v != 0, vma(v).pointee.vm_start < end else { return nil }
+            guard !v.isNone, vma(v).pointee.vm_start < end else { return nil }
             if vma(v).pointee.vm_start > addr { addr = vma(v).pointee.vm_start }
             let flags = vma(v).pointee.vm_flags
             let nend = min(end, vma(v).pointee.vm_end)
@@ -409,7 +409,7 @@ extension Kernel {
 
     /// follow_page_pte() / faultin_page() for one page: a fault only when the
     /// PTE is missing, or read-only for a write.
-    func gupFaultIn(_ m: UInt32, _ addr: UInt64, write: Bool) -> Errno? {
+    func gupFaultIn(_ m: MMID, _ addr: UInt64, write: Bool) -> Errno? {
         if let s = leafSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPresent(s.pointee) {
             if !write || PTE.isWrite(s.pointee) {
                 s.pointee |= PTE.accessed  // FOLL_TOUCH

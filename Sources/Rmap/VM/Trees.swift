@@ -11,54 +11,56 @@ import CShims
 struct MMTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.vma(n)).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.mm_rb)!)
+        UnsafeMutableRawPointer(k.vma(VMAID(n))).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.mm_rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(n).pointee.vm_start }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vma(n).pointee.vm_end - 1 }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(VMAID(n)).pointee.vm_start }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vma(VMAID(n)).pointee.vm_end - 1 }
 }
 
 struct IMMap: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.vma(n)).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.shared_rb)!)
+        UnsafeMutableRawPointer(k.vma(VMAID(n))).advanced(by: MemoryLayout<rmap_vma>.offset(of: \rmap_vma.shared_rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(n).pointee.vm_pgoff }
-    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(n) }
+    @inline(__always) func start(_ n: UInt32) -> UInt64 { k.vma(VMAID(n)).pointee.vm_pgoff }
+    @inline(__always) func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(VMAID(n)) }
 }
 
 package struct AVCTree: IntervalTreeAccessor {
     let k: Kernel
     @inline(__always) package func links(_ n: UInt32) -> UnsafeMutablePointer<rmap_rb_node> {
-        UnsafeMutableRawPointer(k.avc(n)).advanced(by: MemoryLayout<rmap_avc>.offset(of: \rmap_avc.rb)!)
+        UnsafeMutableRawPointer(k.avc(AVCID(n))).advanced(by: MemoryLayout<rmap_avc>.offset(of: \rmap_avc.rb)!)
             .assumingMemoryBound(to: rmap_rb_node.self)
     }
-    @inline(__always) package func start(_ n: UInt32) -> UInt64 { k.vma(k.avc(n).pointee.vma).pointee.vm_pgoff }
-    @inline(__always) package func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(k.avc(n).pointee.vma) }
+    @inline(__always) package func start(_ n: UInt32) -> UInt64 { k.vma(k.avcVMA(AVCID(n))).pointee.vm_pgoff }
+    @inline(__always) package func last(_ n: UInt32) -> UInt64 { k.vmaLastPgoff(k.avcVMA(AVCID(n))) }
 }
 
 extension Kernel {
-    @inline(__always) func vmaPages(_ v: UInt32) -> UInt64 {
+    /// vma->vm_mm
+    @inline(__always) package func vmMM(_ v: VMAID) -> MMID { MMID(vma(v).pointee.mm) }
+    @inline(__always) func vmaPages(_ v: VMAID) -> UInt64 {
         (vma(v).pointee.vm_end - vma(v).pointee.vm_start) >> PAGE_SHIFT
     }
     /// vma_last_pgoff()
-    @inline(__always) func vmaLastPgoff(_ v: UInt32) -> UInt64 {
+    @inline(__always) func vmaLastPgoff(_ v: VMAID) -> UInt64 {
         vma(v).pointee.vm_pgoff + vmaPages(v) - 1
     }
     var mmTree: MMTree { MMTree(k: self) }
     var iMMap: IMMap { IMMap(k: self) }
     package var avcTree: AVCTree { AVCTree(k: self) }
 
-    @inline(__always) func anonVMARoot(_ av: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func anonVMARoot(_ av: AnonVMAID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(anonVMA(av)).advanced(by: MemoryLayout<rmap_anon_vma>.offset(of: \rmap_anon_vma.rb_root)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func iMMapRoot(_ f: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func iMMapRoot(_ f: FileID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(file(f)).advanced(by: MemoryLayout<rmap_file>.offset(of: \rmap_file.i_mmap)!)
             .assumingMemoryBound(to: UInt32.self)
     }
-    @inline(__always) func mmRoot(_ m: UInt32) -> UnsafeMutablePointer<UInt32> {
+    @inline(__always) func mmRoot(_ m: MMID) -> UnsafeMutablePointer<UInt32> {
         UnsafeMutableRawPointer(mm(m)).advanced(by: MemoryLayout<rmap_mm>.offset(of: \rmap_mm.mm_rb)!)
             .assumingMemoryBound(to: UInt32.self)
     }

@@ -10,8 +10,8 @@ extension Kernel {
     /// the model lets it hold (Rmap/Migrate.swift). Secondary MMUs are told
     /// around it (mmu_notifier_invalidate_range_start/end of unmap_vmas and
     /// zap_page_range_single).
-    func zapPTERange(_ v: UInt32, _ start: UInt64, _ end: UInt64) {
-        let m = vma(v).pointee.mm
+    func zapPTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
+        let m = vmMM(v)
         mmuInvalidateRangeStart(m, start, end)
         defer { mmuInvalidateRangeEnd(m, start, end) }
         // zap_pmd_range(): a PMD leaf the range covers in part is split, one
@@ -26,7 +26,7 @@ extension Kernel {
             slot.pointee = 0
             if PTE.isPresent(e) {
                 let pfn = vmNormalPage(e)
-                guard pfn != 0 else { return true }
+                guard !pfn.isNone else { return true }
                 // zap_present_folio_ptes(): a file page takes the PTE's dirty
                 // bit; an anonymous one does not (its data dies with the last PTE
                 // or lives on in the other mappings).
@@ -36,17 +36,17 @@ extension Kernel {
                 folioRemoveRmapPTE(pfn, vma: v)
                 putPage(pfn)
             } else if PTE.isMigrationEntry(e) {
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 putPage(pfn)
             } else if PTE.isDeviceExclusiveEntry(e) {
                 // zap_nonpresent_ptes(): the counter and the entry's reference (no rmap).
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 putPage(pfn)
             } else if PTE.isDevicePrivateEntry(e) {
                 // zap_nonpresent_ptes(): the device-private page's counter, rmap and reference.
-                let pfn = UInt32(truncatingIfNeeded: PTE.swpOffset(e))
+                let pfn = PTE.swpOffsetPFN(e)
                 addMMCounter(m, mmCounterFor(pfn), -1)
                 folioRemoveRmapPTE(pfn, vma: v)
                 putPage(pfn)
@@ -59,10 +59,10 @@ extension Kernel {
     }
 
     /// The VMAs of `m` that intersect [start, end), in address order.
-    package func vmasIntersecting(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> [UInt32] {
-        var out: [UInt32] = []
+    package func vmasIntersecting(_ m: MMID, _ start: UInt64, _ end: UInt64) -> [VMAID] {
+        var out: [VMAID] = []
         var v = findVMA(m, start)
-        while v != 0 && vma(v).pointee.vm_start < end {
+        while !v.isNone && vma(v).pointee.vm_start < end {
             out.append(v)
             v = nextVMA(v)
         }
@@ -71,11 +71,11 @@ extension Kernel {
 
     /// free_pgtables() for the gap a removal leaves: the page-table pages
     /// wholly inside [floor, ceiling) that cover [start, end) go.
-    func freePgtablesAround(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+    func freePgtablesAround(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         let next = findVMA(m, end)
-        let prev = next != 0 ? prevVMA(next) : IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)
-        let floor: UInt64 = prev != 0 ? vma(prev).pointee.vm_end : 0
-        let ceiling: UInt64 = next != 0 ? vma(next).pointee.vm_start : 0
+        let prev = !next.isNone ? prevVMA(next) : lastVMA(m)
+        let floor: UInt64 = !prev.isNone ? vma(prev).pointee.vm_end : 0
+        let ceiling: UInt64 = !next.isNone ? vma(next).pointee.vm_start : 0
         freePgtables(root: mm(m).pointee.pgd, start: start, end: end, floor: floor, ceiling: ceiling)
     }
 
@@ -84,31 +84,31 @@ extension Kernel {
     /// anon_vmas and files, free them (unmap_region + vms_complete_munmap_vmas).
     /// The detached VMAs are chained through their free-list link, so nothing
     /// is allocated.
-    func removeVMAs(_ m: UInt32, _ start: UInt64, _ end: UInt64) {
+    func removeVMAs(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         var v = findVMA(m, start)
-        guard v != 0, vma(v).pointee.vm_start < end else { return }
-        while v != 0 && vma(v).pointee.vm_start < end {
+        guard !v.isNone, vma(v).pointee.vm_start < end else { return }
+        while !v.isNone && vma(v).pointee.vm_start < end {
             if vma(v).pointee.vm_flags & VM.locked != 0 {
                 mm(m).pointee.locked_vm -= min(mm(m).pointee.locked_vm, vmaPages(v))  // the checker verifies the count
             }
             zapPTERange(v, vma(v).pointee.vm_start, vma(v).pointee.vm_end)
             v = nextVMA(v)
         }
-        var detached: UInt32 = 0
+        var detached = VMAID.none
         var lo = UInt64.max, hi: UInt64 = 0
         v = findVMA(m, start)
-        while v != 0 && vma(v).pointee.vm_start < end {
+        while !v.isNone && vma(v).pointee.vm_start < end {
             let next = nextVMA(v)
             lo = min(lo, vma(v).pointee.vm_start)
             hi = max(hi, vma(v).pointee.vm_end)
             vmaUnlinkFromMM(v)
-            vma(v).pointee.next = detached
+            vma(v).pointee.next = detached.rawValue
             detached = v
             v = next
         }
         freePgtablesAround(m, lo, hi)
-        while detached != 0 {
-            let next = vma(detached).pointee.next
+        while !detached.isNone {
+            let next = VMAID(vma(detached).pointee.next)
             unlinkAnonVMAs(detached)
             vmAreaFree(detached)
             detached = next
@@ -117,9 +117,9 @@ extension Kernel {
 
     /// do_vmi_munmap(): splits the VMAs at the edges, then unmaps
     /// everything in [start, end). Nothing mapped is not an error.
-    package func doMunmap(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Errno? {
+    package func doMunmap(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Errno? {
         let v = findVMA(m, start)
-        guard v != 0, vma(v).pointee.vm_start < end else { return nil }
+        guard !v.isNone, vma(v).pointee.vm_start < end else { return nil }
         // Room for both splits up front: ENOMEM leaves everything unchanged.
         let lastV = lastVMABefore(m, end)
         guard available(T.vma) >= 2,
@@ -132,24 +132,24 @@ extension Kernel {
     }
 
     /// The last VMA that starts before `end` (0 if none).
-    func lastVMABefore(_ m: UInt32, _ end: UInt64) -> UInt32 {
+    func lastVMABefore(_ m: MMID, _ end: UInt64) -> VMAID {
         let n = findVMA(m, end)
-        if n != 0 && vma(n).pointee.vm_start < end { return n }
-        return n != 0 ? prevVMA(n) : IntervalTree.last(root: mm(m).pointee.mm_rb, mmTree)
+        if !n.isNone && vma(n).pointee.vm_start < end { return n }
+        return !n.isNone ? prevVMA(n) : lastVMA(m)
     }
 
     /// exit_mmap(): unmaps every VMA, frees the page tables and the mm.
-    package func exitMMap(_ m: UInt32) {
+    package func exitMMap(_ m: MMID) {
         ksmExit(m)  // __mmput(): ksm_exit() before exit_mmap()
         mmuRelease(m)  // mmu_notifier_release()
         var v = firstVMA(m)
-        while v != 0 {
+        while !v.isNone {
             zapPTERange(v, vma(v).pointee.vm_start, vma(v).pointee.vm_end)
             v = nextVMA(v)
         }
         while true {
             v = firstVMA(m)
-            if v == 0 { break }
+            if v.isNone { break }
             vmaUnlinkFromMM(v)
             unlinkAnonVMAs(v)
             vmAreaFree(v)
