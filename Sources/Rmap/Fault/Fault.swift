@@ -75,7 +75,8 @@ extension Kernel {
         // An access through a present PTE: the hardware sets the accessed
         // (and on write the dirty) bit; no fault unless a write hits a
         // read-only entry.
-        if let slot = leafSlot(root: pgd, key: addr), slot.pointee != 0 {
+        let existing = leafSlot(root: pgd, key: addr)
+        if let slot = existing, slot.pointee != 0 {
             let e = slot.pointee
             if PTE.isPresent(e) {
                 if !write {
@@ -91,8 +92,10 @@ extension Kernel {
             return doSwapPage(m, v, addr, slot, write: write)
         }
         guard faultHasRoom() else { return .oom }
-        let pmdNone = leafSlot(root: mm(m).pointee.pgd, key: addr) == nil
-        guard let slot = leafSlotAlloc(root: mm(m).pointee.pgd, key: addr) else { return .oom }
+        // One walk found the PTE table or its absence; only a missing table
+        // walks again, allocating (__pte_alloc).
+        let pmdNone = existing == nil
+        guard let slot = existing ?? leafSlotAlloc(root: pgd, key: addr) else { return .oom }
         if vma(v).pointee.file == 0 { return doAnonymousPage(m, v, addr, slot, write: write) }
         let r = doFault(m, v, addr, slot, write: write, pmdNone: pmdNone)
         // A file fault that maps nothing leaves no PTE table: the kernel's

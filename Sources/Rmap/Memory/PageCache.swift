@@ -66,10 +66,11 @@ extension Kernel {
     /// The cached frame at `index`, 0 when not cached (filemap_get_entry).
     /// For a regular file a resident page is materialised here; a page past
     /// EOF or evicted is not cached.
+    @inline(__always)
     func pageCacheLookup(_ f: FileID, _ index: UInt64, materialize: Bool) -> PFN {
         let fp = file(f)
         guard index < fp.pointee.size_pages else { return .none }
-        if let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12) {
+        if let slot = cacheSlot(root: fp.pointee.cache_root, key: index << 12) {
             let e = slot.pointee
             if e & PTE.present != 0 { return PTE.pfn(e) }
             if e != 0 || fp.pointee.kind != FileKind.regular.rawValue || !materialize { return .none }
@@ -80,10 +81,11 @@ extension Kernel {
     }
 
     /// Whether a regular file's page is resident (filemap_map_pages maps only those).
+    @inline(__always)
     func pageCacheResident(_ f: FileID, _ index: UInt64) -> Bool {
         let fp = file(f)
         guard index < fp.pointee.size_pages else { return false }
-        guard let slot = leafSlot(root: fp.pointee.cache_root, key: index << 12) else {
+        guard let slot = cacheSlot(root: fp.pointee.cache_root, key: index << 12) else {
             return fp.pointee.kind == FileKind.regular.rawValue
         }
         let e = slot.pointee
