@@ -152,22 +152,35 @@ bench:
 ## bench-kernel: the same workloads on this machine's kernel (a C harness) and on
 ## the model (bench-model, release), one line per workload: ns per page (or PTE)
 ## on each side and ratio = kernel/model.
+## The large-folio lines (thp-fault, mthp-fault-64k, thp-cow-split) run under
+## the lock rmap-oracle takes to change the THP settings; the harness sets
+## hugepages-64kB/enabled to `always` for mthp-fault-64k and writes the old value
+## back itself (exit, fatal signals), and the shell trap here writes it back
+## again whatever ends the harness (SIGKILL included), before the lock goes.
 BENCH_PAGES ?= 65536
+THP_LOCK = /tmp/rmap-oracle-large.lock
+MTHP64_ENABLED = /sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled
 bench-kernel:
 	mkdir -p .build
 	$(CC) -O2 -Wall -Werror -o .build/bench_kernel Benchmarks/kernel/bench_kernel.c
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
-	.build/bench_kernel -n $(BENCH_PAGES) > .build/bench-kernel.txt
+	.build/bench_kernel -n $(BENCH_PAGES) -s > .build/bench-kernel.txt
+	if [ "$$(id -u)" != 0 ]; then .build/bench_kernel -n $(BENCH_PAGES) -l >> .build/bench-kernel.txt; else \
+	flock $(THP_LOCK) bash -c 'f=$(MTHP64_ENABLED); old=$$(sed -n "s/.*\[\(.*\)\].*/\1/p" $$f 2>/dev/null); \
+		if [ -n "$$old" ]; then trap "echo $$old > $$f" EXIT; fi; \
+		.build/bench_kernel -n $(BENCH_PAGES) -l -H' >> .build/bench-kernel.txt; fi
 	Benchmarks/.build/release/bench-model workloads -n $(BENCH_PAGES) > .build/bench-model.txt
 	@awk 'NR == FNR { k[$$1] = $$2; next } ($$1 in k) { \
 		printf "%s kernel_ns=%s model_ns=%s ratio=%.1f\n", $$1, k[$$1], $$2, k[$$1] / $$2 }' \
 		.build/bench-kernel.txt .build/bench-model.txt
 
-## bench-walk: rmap_walk per visited mapping (1..10,000 mappings), try_to_unmap per
+## bench-walk: rmap_walk per visited mapping (1..10,000 mappings; small pages, and a
+## PMD-mapped THP's head page), try_to_unmap per
 ## page, and the fork loop's anon_vmas and AVCs per reuse policy, on the model.
 bench-walk:
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model walk
+	Benchmarks/.build/release/bench-model walk-thp
 	Benchmarks/.build/release/bench-model forkloop
 
 ## bench-variants: the reverse-map designs of issue #6 behind the same walk API:

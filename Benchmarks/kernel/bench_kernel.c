@@ -1,7 +1,7 @@
 /*
  * bench_kernel: the workloads of `make bench-kernel` on this machine's kernel.
  *
- *   bench_kernel [-n PAGES] [-r REPS]
+ *   bench_kernel [-n PAGES] [-r REPS] [-s | -l [-H]]
  *
  * Prints one line `NAME NS` per workload: the median over REPS runs of the
  * nanoseconds per page (or per PTE copied), CLOCK_MONOTONIC around the
@@ -17,22 +17,57 @@
  *                    parent until fork returns; per PTE
  *   munmap-per-page  munmap() of N written pages
  *
- * Every anonymous region is MADV_NOHUGEPAGE: the model maps small pages
- * only, and so must the kernel side of the comparison.
+ * The large-folio workloads (N pages = N/512 THPs or N/16 64 KiB folios):
+ *
+ *   thp-fault        write one byte per 2 MiB of a 2 MiB-aligned
+ *                    MADV_HUGEPAGE region (enabled madvise): one PMD-mapped
+ *                    THP per fault; ns per 2 MiB
+ *   mthp-fault-64k   write one byte per 64 KiB of a region without madvise,
+ *                    with hugepages-64kB/enabled `always` for the run (the old
+ *                    value is saved and written back right after, at exit and
+ *                    on a fatal signal): one 64 KiB folio per fault; per 64 KiB
+ *   thp-cow-split    fork a process with a THP-backed region; the child
+ *                    writes one byte per 2 MiB (do_huge_pmd_wp_page splits
+ *                    the PMD, do_wp_page copies one small page), timed in the
+ *                    child; ns per 2 MiB
+ *
+ * Each checks the folios it got: AnonHugePages of the region in
+ * /proc/self/smaps (THP), hugepages-64kB/stats anon_fault_alloc and
+ * anon_fault_fallback before and after (mTHP; system-wide counters, so
+ * another process's 64 KiB faults can only add). A run where the kernel
+ * fell back prints a warning on stderr and the line is left out.
+ *
+ * -s runs the small-page workloads only, -l the large-folio ones only. The
+ * large-folio part runs under an exclusive flock on
+ * /tmp/rmap-oracle-large.lock, the lock rmap-oracle holds while it changes
+ * the THP settings for a large-page trace, so neither changes them under
+ * the other; -H: the caller already holds it (`make bench-kernel` takes it
+ * with flock(1) and writes the 64 KiB setting back from a shell trap too,
+ * should this process be killed with SIGKILL).
+ *
+ * Every other anonymous region is MADV_NOHUGEPAGE: the model maps small
+ * pages there, and so must the kernel side of the comparison.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096UL
+#define HPAGE (2UL << 20)
+#define MTHP (64UL << 10)
+#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
+#define MTHP64_ENABLED THP_DIR "/hugepages-64kB/enabled"
+#define LARGE_LOCK "/tmp/rmap-oracle-large.lock"
 
 static size_t npages = 65536;
 static int reps = 7;
@@ -178,25 +213,240 @@ static double munmap_per_page(void)
 	return (double)(t1 - t0) / npages;
 }
 
+/* ---- large folios ---- */
+
+/* Set by a large-folio workload when the kernel gave smaller folios than asked. */
+static int fell_back;
+
+/* A 2 MiB-aligned private anonymous region of `bytes` (bytes a multiple of 2 MiB). */
+static char *map_aligned(size_t bytes)
+{
+	char *raw = mmap(NULL, bytes + HPAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		die("mmap");
+	char *p = (char *)(((uintptr_t)raw + HPAGE - 1) & ~(HPAGE - 1));
+	if (p > raw)
+		munmap(raw, p - raw);
+	munmap(p + bytes, raw + HPAGE - p);
+	return p;
+}
+
+/* AnonHugePages (kB) of the mapping that starts at `start` in /proc/self/smaps; -1 if not found. */
+static long anon_huge_kb(const char *start)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		die("/proc/self/smaps");
+	char line[512];
+	int in = 0;
+	long kb = -1;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = lo == (uintptr_t)start;
+			continue;
+		}
+		if (in && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb;
+}
+
+static void touch_stride(char *p, size_t bytes, size_t stride)
+{
+	for (size_t off = 0; off < bytes; off += stride)
+		((volatile char *)p)[off] = 1;
+}
+
+static double thp_fault(void)
+{
+	size_t bytes = npages * PAGE, n = bytes / HPAGE;
+	char *p = map_aligned(bytes);
+	if (madvise(p, bytes, MADV_HUGEPAGE) != 0)
+		die("madvise(MADV_HUGEPAGE)");
+	uint64_t t0 = now_ns();
+	touch_stride(p, bytes, HPAGE);
+	uint64_t t1 = now_ns();
+	long kb = anon_huge_kb(p);
+	if (kb != (long)(bytes >> 10)) {
+		fprintf(stderr, "bench_kernel: warning: thp-fault: AnonHugePages %ld kB, want %zu kB: fell back\n",
+			kb, bytes >> 10);
+		fell_back = 1;
+	}
+	munmap(p, bytes);
+	return (double)(t1 - t0) / n;
+}
+
+static unsigned long read_ulong(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	unsigned long v = 0;
+	if (!f || fscanf(f, "%lu", &v) != 1)
+		die(path);
+	fclose(f);
+	return v;
+}
+
+static double mthp_fault_64k(void)
+{
+	size_t bytes = npages * PAGE, n = bytes / MTHP;
+	char *p = map_aligned(bytes);
+	unsigned long a0 = read_ulong(THP_DIR "/hugepages-64kB/stats/anon_fault_alloc");
+	unsigned long f0 = read_ulong(THP_DIR "/hugepages-64kB/stats/anon_fault_fallback");
+	uint64_t t0 = now_ns();
+	touch_stride(p, bytes, MTHP);
+	uint64_t t1 = now_ns();
+	unsigned long a1 = read_ulong(THP_DIR "/hugepages-64kB/stats/anon_fault_alloc");
+	unsigned long f1 = read_ulong(THP_DIR "/hugepages-64kB/stats/anon_fault_fallback");
+	long kb = anon_huge_kb(p);
+	if (a1 - a0 < n || f1 != f0 || kb != 0) {
+		fprintf(stderr, "bench_kernel: warning: mthp-fault-64k: %lu 64 KiB folios allocated, want %zu; "
+			"%lu fallbacks; AnonHugePages %ld kB: fell back\n", a1 - a0, n, f1 - f0, kb);
+		fell_back = 1;
+	}
+	munmap(p, bytes);
+	return (double)(t1 - t0) / n;
+}
+
+static double thp_cow_split(void)
+{
+	size_t bytes = npages * PAGE, n = bytes / HPAGE;
+	char *p = map_aligned(bytes);
+	if (madvise(p, bytes, MADV_HUGEPAGE) != 0)
+		die("madvise(MADV_HUGEPAGE)");
+	touch_stride(p, bytes, HPAGE);
+	long kb = anon_huge_kb(p);
+	if (kb != (long)(bytes >> 10)) {
+		fprintf(stderr, "bench_kernel: warning: thp-cow-split: parent AnonHugePages %ld kB, want %zu kB: fell back\n",
+			kb, bytes >> 10);
+		fell_back = 1;
+	}
+	int fds[2];
+	if (pipe(fds) != 0)
+		die("pipe");
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		uint64_t t0 = now_ns();
+		touch_stride(p, bytes, HPAGE);
+		uint64_t r[2] = { now_ns() - t0, (uint64_t)anon_huge_kb(p) };
+		if (write(fds[1], r, sizeof r) != sizeof r)
+			_exit(1);
+		_exit(0);
+	}
+	uint64_t r[2] = { 0, 0 };
+	if (read(fds[0], r, sizeof r) != sizeof r)
+		die("read from child");
+	waitpid(pid, NULL, 0);
+	close(fds[0]);
+	close(fds[1]);
+	/* Every PMD of the child was split (AnonHugePages counts PMD-mapped THPs only). */
+	if (r[1] != 0) {
+		fprintf(stderr, "bench_kernel: warning: thp-cow-split: child AnonHugePages %lu kB after the writes, want 0\n",
+			(unsigned long)r[1]);
+		fell_back = 1;
+	}
+	munmap(p, bytes);
+	return (double)r[0] / n;
+}
+
+/* hugepages-64kB/enabled: the value found at start, written back by
+ * restore_mthp64() (after the run, at exit, and on a fatal signal). */
+static char mthp64_old[16];
+static volatile sig_atomic_t mthp64_changed;
+
+static int write_str(const char *path, const char *v)
+{
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, v, strlen(v));
+	close(fd);
+	return w == (ssize_t)strlen(v) ? 0 : -1;
+}
+
+static void restore_mthp64(void)
+{
+	if (mthp64_changed && write_str(MTHP64_ENABLED, mthp64_old) == 0)
+		mthp64_changed = 0;
+}
+
+static void on_signal(int sig)
+{
+	restore_mthp64();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Reads the bracketed mode of hugepages-64kB/enabled into mthp64_old. */
+static int save_mthp64(void)
+{
+	FILE *f = fopen(MTHP64_ENABLED, "r");
+	char line[128];
+	if (!f)
+		return -1;
+	char *ok = fgets(line, sizeof line, f);
+	fclose(f);
+	char *a = ok ? strchr(line, '[') : NULL, *b = a ? strchr(a, ']') : NULL;
+	if (!b || b - a - 1 >= (long)sizeof mthp64_old)
+		return -1;
+	memcpy(mthp64_old, a + 1, b - a - 1);
+	mthp64_old[b - a - 1] = 0;
+	return 0;
+}
+
 static void run(const char *name, double (*fn)(void))
 {
 	double xs[64];
+	fell_back = 0;
 	fn(); /* warm-up run */
 	for (int i = 0; i < reps; i++)
 		xs[i] = fn();
+	if (fell_back) {
+		fprintf(stderr, "bench_kernel: warning: %s left out: the kernel fell back to smaller folios\n", name);
+		return;
+	}
 	printf("%s %.1f\n", name, median(xs, reps));
 	fflush(stdout);
 }
 
+static void run_mthp_64k(void)
+{
+	if (save_mthp64() != 0) {
+		fprintf(stderr, "bench_kernel: warning: mthp-fault-64k left out: no %s\n", MTHP64_ENABLED);
+		return;
+	}
+	atexit(restore_mthp64);
+	int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGSEGV, SIGBUS, SIGABRT, SIGPIPE };
+	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+		signal(sigs[i], on_signal);
+	mthp64_changed = 1;
+	if (write_str(MTHP64_ENABLED, "always") != 0) {
+		mthp64_changed = 0;
+		fprintf(stderr, "bench_kernel: warning: mthp-fault-64k left out: cannot write %s (%s)\n",
+			MTHP64_ENABLED, strerror(errno));
+		return;
+	}
+	run("mthp-fault-64k", mthp_fault_64k);
+	restore_mthp64();
+	if (mthp64_changed)
+		die("restoring " MTHP64_ENABLED);
+}
+
 int main(int argc, char **argv)
 {
-	int c;
-	while ((c = getopt(argc, argv, "n:r:")) != -1) {
+	int c, small = 1, large = 1, lock_held = 0;
+	while ((c = getopt(argc, argv, "n:r:slH")) != -1) {
 		switch (c) {
 		case 'n': npages = strtoul(optarg, NULL, 0); break;
 		case 'r': reps = atoi(optarg); break;
+		case 's': large = 0; break;
+		case 'l': small = 0; break;
+		case 'H': lock_held = 1; break;
 		default:
-			fprintf(stderr, "usage: bench_kernel [-n PAGES] [-r REPS]\n");
+			fprintf(stderr, "usage: bench_kernel [-n PAGES] [-r REPS] [-s | -l [-H]]\n");
 			return 2;
 		}
 	}
@@ -204,12 +454,37 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_kernel: -n must be > 0, -r in 1..64\n");
 		return 2;
 	}
-	make_file();
-	run("anon-fault", anon_fault);
-	run("cow-fault", cow_fault);
-	run("file-fault", file_fault);
-	run("fork-per-pte", fork_per_pte);
-	run("munmap-per-page", munmap_per_page);
-	close(file_fd);
+	if (small) {
+		make_file();
+		run("anon-fault", anon_fault);
+		run("cow-fault", cow_fault);
+		run("file-fault", file_fault);
+		run("fork-per-pte", fork_per_pte);
+		run("munmap-per-page", munmap_per_page);
+		close(file_fd);
+	}
+	if (!large)
+		return 0;
+	if (!lock_held) {
+		int lfd = open(LARGE_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (lfd < 0) {
+			fprintf(stderr, "bench_kernel: warning: large-folio workloads left out: %s: %s\n",
+				LARGE_LOCK, strerror(errno));
+			return 0;
+		}
+		if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+			fprintf(stderr, "bench_kernel: waiting for %s (an rmap-oracle large-page run)\n", LARGE_LOCK);
+			if (flock(lfd, LOCK_EX) != 0)
+				die("flock");
+		}
+		/* held until exit */
+	}
+	unsigned long c0 = read_ulong(THP_DIR "/khugepaged/pages_collapsed");
+	run("thp-fault", thp_fault);
+	run_mthp_64k();
+	run("thp-cow-split", thp_cow_split);
+	unsigned long c1 = read_ulong(THP_DIR "/khugepaged/pages_collapsed");
+	if (c1 != c0)
+		fprintf(stderr, "bench_kernel: note: khugepaged collapsed %lu pages during the large-folio runs\n", c1 - c0);
 	return 0;
 }

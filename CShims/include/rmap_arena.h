@@ -129,15 +129,18 @@ typedef struct rmap_arena_header {
 } rmap_arena_header;
 
 /* thp_flags: the top-level `enabled` mode in bits 0-1 (RMAP_THP_MODE_*, never
- * inherit), and whether the trace set any THP setting (without one, every
- * mapping is VM_NOHUGEPAGE from the start). */
+ * inherit), whether the trace set any THP setting (without one, every
+ * mapping is VM_NOHUGEPAGE from the start), and whether a PMD leaf was made
+ * without settings (MADV_COLLAPSE ignores them): the PMD paths then run while
+ * the settings stay `never`. */
 enum {
     RMAP_THP_MODE_NEVER = 0,
     RMAP_THP_MODE_ALWAYS = 1,
     RMAP_THP_MODE_MADVISE = 2,
     RMAP_THP_MODE_INHERIT = 3,
     RMAP_THP_ENABLED_MASK = 0x3,
-    RMAP_THP_CONFIGURED = 0x4
+    RMAP_THP_CONFIGURED = 0x4,
+    RMAP_THP_PMD_LEAVES = 0x8
 };
 
 /* struct page (the fields rmap needs). A large folio is 2^order contiguous

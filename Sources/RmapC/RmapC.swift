@@ -32,6 +32,7 @@ func code(_ r: OpResult) -> CInt {
     case .sigsegv: return -1000
     case .sigbus: return -1001
     case .fail: return -1002
+    case .notModelled: return -1003  // RMAP_NOT_MODELLED
     case .referenced(let n), .cleaned(let n): return CInt(n)
     }
 }

@@ -23,6 +23,10 @@ typedef struct rmap_machine rmap_machine;
 #define RMAP_SIGSEGV (-1000)
 #define RMAP_SIGBUS (-1001)
 #define RMAP_FAIL (-1002)
+/* The operation reached a path the model does not run yet (large pages:
+ * hugetlb, a PMD migration entry, ...); nothing was changed by the refused
+ * part. rmap_last_error() names it where the call sets it. */
+#define RMAP_NOT_MODELLED (-1003)
 
 /* A machine over a new in-memory arena; frames 0 = the default (262144);
  * reuse "none", "degree", "split" or NULL (split). NULL on error. */

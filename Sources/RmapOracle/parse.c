@@ -314,48 +314,89 @@ static int is_result_token(const char *s)
     return 1;
 }
 
-/* A decimal number without a leading zero at *q, at most `max` (UINT64_MAX:
- * any number of digits, as the model's parser takes ids and counts): advances *q */
-static int dec_field(const char **q, uint64_t max)
-{
-    const char *b = *q;
-    if (*b < '0' || *b > '9') return 0;
-    if (*b == '0' && b[1] >= '0' && b[1] <= '9') return 0;   /* no leading zero */
-    const char *e = b;
-    while (*e >= '0' && *e <= '9') e++;
-    uint64_t v;
-    if (max != UINT64_MAX && (parse_num_n(b, (size_t)(e - b), &v) != NUM_OK || v > max)) return 0;
-    *q = e;
-    return 1;
-}
+/* The observation tokens, as the model's ObservationToken.scan reads them
+ * (Sources/RmapTrace/ObservationToken.swift; the same rules, in the same order,
+ * with the same reasons):
+ *
+ *     token  := '-' | 'Z' | 'S' | 'M' | 'H' | 'D' | 'X' | 'Z*' | 'M*'
+ *             | [AFK] id ':' count                  a small frame
+ *             | 'A' id '+' sub ':' count ['*']      a page of a large anonymous folio
+ *             | 'T' id '+' sub ':' count '*'        a page of a hugetlb folio (always a PMD)
+ *
+ * id from 1 and count without a leading zero, any number of digits; sub 0 to
+ * 511.  Returns NULL for a well-formed token, OBS_NO_SUCH_TOKEN for one that
+ * starts like none of the forms, or the reason.  *large is set for a token that
+ * uses a Large pages addition ('+<sub>' or '*'). */
+static const char OBS_NO_SUCH_TOKEN[] = "no such token";
 
-/* -, Z, S, M, H, D, X, [AFK]<id>:<count> (id from 1, no leading zeros), and
- * the large-page additions: [AT]<id>+<sub>:<count> (sub 0 to 511; T only
- * with +sub) and any of these with a trailing `*` (a PMD leaf).  *large
- * is set for a token that uses an addition. */
-static int is_obs_token_large(const char *s, int *large)
+static const char *obs_token_problem(const char *s, int *large)
 {
+    static char why[300];
     size_t n = strlen(s);
-    char buf[64];
-    if (n == 0 || n >= sizeof buf) return 0;
-    memcpy(buf, s, n + 1);
-    if (n > 1 && buf[n - 1] == '*') { buf[--n] = 0; *large = 1; }
-    if (buf[0] && !buf[1] && strchr("-ZSMHDX", buf[0])) return 1;
-    if (buf[0] != 'A' && buf[0] != 'F' && buf[0] != 'K' && buf[0] != 'T') return 0;
-    const char *q = buf + 1;
-    if (*q == '0' || !dec_field(&q, UINT64_MAX)) return 0;
-    if (*q == '+') {
-        if (buf[0] != 'A' && buf[0] != 'T') return 0;
-        q++;
-        if (!dec_field(&q, 511)) return 0;
-        *large = 1;
-    } else if (buf[0] == 'T') {
-        return 0;
+    if (n == 0 || !strchr("-ZSMHDXAFKT", s[0])) return OBS_NO_SUCH_TOKEN;
+    char first = s[0];
+    int pmd = n > 1 && s[n - 1] == '*';
+    size_t bn = pmd ? n - 1 : n;          /* the body: s[0..bn) */
+    if (pmd && bn > 1 && s[bn - 1] == '*') return "a token ends in at most one '*'";
+    int has_frame = strchr("AFKT", first) != NULL;
+    if (!has_frame) {
+        if (bn != 1) return OBS_NO_SUCH_TOKEN;
+        if (pmd && first != 'Z' && first != 'M') {
+            snprintf(why, sizeof why, "'%c' cannot end in '*' (a PMD leaf is A<id>+<sub>:<mapcount>*, "
+                     "T<id>+<sub>:<mapcount>*, Z* or M*)", first);
+            return why;
+        }
+        if (pmd) *large = 1;
+        return NULL;
     }
-    if (*q != ':') return 0;
-    q++;
-    if (!dec_field(&q, UINT64_MAX)) return 0;
-    return *q == 0;
+    size_t i = 1, b;
+#define DIGITS() do { b = i; while (i < bn && s[i] >= '0' && s[i] <= '9') i++; } while (0)
+    DIGITS();
+    if (i == b) {
+        snprintf(why, sizeof why, "expected a frame id (1, 2, ...) after '%c'", first);
+        return why;
+    }
+    if (s[b] == '0') return "a frame id has no leading zero and starts at 1";
+    int sub = 0;
+    if (i < bn && s[i] == '+') {
+        if (first != 'A' && first != 'T') return "only A and T tokens have '+<sub>' (the page of a large folio)";
+        i++;
+        DIGITS();
+        if (i == b) return "expected a page number (0 to 511) after '+'";
+        if (i - b > 1 && s[b] == '0') return "a page number has no leading zero";
+        uint64_t v;
+        if (i - b > 3 || parse_num_n(s + b, i - b, &v) != NUM_OK || v >= 512) {
+            snprintf(why, sizeof why, "page %.*s of a folio: a folio has at most 512 pages (0 to 511)",
+                     (int)(i - b) > 40 ? 40 : (int)(i - b), s + b);
+            return why;
+        }
+        sub = 1;
+    }
+    if (i >= bn) {
+        snprintf(why, sizeof why, "expected ':' and a mapcount after the %s", sub ? "page number" : "id");
+        return why;
+    }
+    if (s[i] != ':') {
+        snprintf(why, sizeof why, "expected %s after the %s, got '%.*s'",
+                 !sub && (first == 'A' || first == 'T') ? "'+' or ':'" : "':'", sub ? "page number" : "id",
+                 (int)(bn - i), s + i);
+        return why;
+    }
+    i++;
+    DIGITS();
+#undef DIGITS
+    if (i == b) return "expected a mapcount after ':'";
+    if (i - b > 1 && s[b] == '0') return "a mapcount has no leading zero";
+    if (i < bn) {
+        snprintf(why, sizeof why, "unexpected '%.*s' after the mapcount", (int)(bn - i), s + i);
+        return why;
+    }
+    if (first == 'T' && !sub) return "a hugetlb page is T<id>+<sub>:<mapcount>*";
+    if (first == 'T' && !pmd) return "a hugetlb page is always a PMD leaf: it ends in '*'";
+    if (pmd && !sub)
+        return "'*' marks a PMD leaf, which maps a large folio: A<id>+<sub>:<mapcount>* or T<id>+<sub>:<mapcount>*";
+    if (sub || pmd) *large = 1;
+    return NULL;
 }
 
 /* `-` or `v` and lower-case hex without leading zeros, at most 16 digits */
@@ -691,7 +732,12 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
         while (pos < end) {
             struct tok *t = &T[pos++];
             int large = 0;
-            if (!is_obs_token_large(t->s, &large)) perr(t->col, "expected an observation token, got '%s'", t->s);
+            const char *why = obs_token_problem(t->s, &large);
+            if (why == OBS_NO_SUCH_TOKEN)
+                perr(t->col, "expected an observation token (-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount>, "
+                     "K<id>:<mapcount>, A<id>+<sub>:<mapcount>, T<id>+<sub>:<mapcount>*, Z* or M*; '*' marks a PMD "
+                     "leaf), got '%s'", t->s);
+            if (why) perr(t->col, "expected an observation token, got '%s': %s", t->s, why);
             if (large) large_trace = 1;
             if ((uint64_t)st->ntokens >= total)
                 perr(t->col, "too many observation tokens: the targets cover %llu pages", (unsigned long long)total);
@@ -707,15 +753,23 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
 /* Large-page settings                                                  */
 
 /* `thp enabled MODE`, `thp SIZE MODE` and `hugetlb PAGES` come before any
- * process statement (as `swap`); `thp shrink` may come anywhere. */
+ * process statement (as `swap`); `thp shrink` may come anywhere.  As the
+ * model's parser (TraceParser.parseTHP, parseHugetlb): the placement is
+ * checked first, at the keyword, whatever words follow; then the words, with
+ * the model's messages. */
+static void check_setting_placement(struct tok *kw)
+{
+    if (seen_process_stmt)
+        perr(kw->col, "'%s' must come before any process statement (line %d is one)", kw->s, seen_process_stmt);
+}
+
 static void parse_large_setting(struct tok *kw, struct stmt *st)
 {
     large_trace = 1;
     if (strcmp(kw->s, "hugetlb") == 0) {
         struct tok *n;
         if (hugetlb_line) perr(kw->col, "'hugetlb' is given twice (first on line %d)", hugetlb_line);
-        if (seen_process_stmt)
-            perr(kw->col, "'hugetlb' must come before any process statement (line %d is one)", seen_process_stmt);
+        check_setting_placement(kw);
         uint64_t v = number("a huge page count", &n);
         if (v > MAX_HUGETLB_PAGES)
             perr(n->col, "the hugetlb pool must be at most %d pages, got '%s'", MAX_HUGETLB_PAGES, n->s);
@@ -727,26 +781,26 @@ static void parse_large_setting(struct tok *kw, struct stmt *st)
         return;
     }
     thp_statements = 1;
-    struct tok *w = need("'enabled', 'shrink' or a size (16K, 32K, 64K, 128K, 256K, 512K, 1M or 2M)");
-    if (strcmp(w->s, "shrink") == 0) {
+    if (peek() && strcmp(peek()->s, "shrink") == 0) {
+        pos++;
         st->kind = S_THP_SHRINK;
         return;
     }
+    check_setting_placement(kw);
+    struct tok *w = need("'enabled', a size (16K 32K 64K 128K 256K 512K 1M 2M) or 'shrink' after 'thp'");
     int size = -1;
     if (strcmp(w->s, "enabled") != 0) {
         size = IN(w->s, thp_size_names);
         if (size < 0)
-            perr(w->col, "expected 'enabled', 'shrink' or a size (16K, 32K, 64K, 128K, 256K, 512K, 1M or 2M), "
+            perr(w->col, "expected 'enabled', a size (16K 32K 64K 128K 256K 512K 1M 2M) or 'shrink' after 'thp', "
                  "got '%s'", w->s);
     }
-    if (seen_process_stmt)
-        perr(kw->col, "'thp %s' must come before any process statement (line %d is one)", w->s, seen_process_stmt);
-    struct tok *m = need(size < 0 ? "a THP mode (always, madvise or never)"
-                                   : "a THP mode (always, inherit, madvise or never)");
+    const char *modes = size < 0 ? "a THP mode (always, madvise or never)"
+                                 : "a THP size mode (always, inherit, madvise or never)";
+    struct tok *m = need(modes);
     int mode = IN(m->s, thp_mode_names);
     if (mode < 0 || (size < 0 && mode == THP_INHERIT))
-        perr(m->col, "expected a THP mode (%s), got '%s'",
-             size < 0 ? "always, madvise or never" : "always, inherit, madvise or never", m->s);
+        perr(m->col, "expected %s, got '%s'", modes, m->s);
     if (size < 0) {
         st->kind = S_THP_ENABLED;
         thp_enabled_mode = mode;
@@ -944,10 +998,11 @@ static void parse_line(char *line, size_t n)
         }
         if (peek()) perr(T[pos].col, "unexpected '%s' after the statement", T[pos].s);
         if (arrow >= 0) perr(T[arrow].col, "'=> RESULT' is only allowed on operation lines");
-    } else if ((strcmp(first->s, "thp") == 0 || strcmp(first->s, "hugetlb") == 0) && NT > 1 &&
-               strcmp(T[1].s, "=") != 0 && IN(T[1].s, verbs) < 0) {
+    } else if ((strcmp(first->s, "thp") == 0 || strcmp(first->s, "hugetlb") == 0) &&
+               (NT == 1 || (strcmp(T[1].s, "=") != 0 && IN(T[1].s, verbs) < 0))) {
         /* thp enabled MODE, thp SIZE MODE, thp shrink, hugetlb PAGES: the
-         * second word is no verb, so a process may still be named thp */
+         * second word is no verb, so a process may still be named thp (alone
+         * on its line, `thp` or `hugetlb` is the setting missing its words) */
         parse_large_setting(first, &st);
         if (peek()) perr(T[pos].col, "unexpected '%s' after the statement", T[pos].s);
         if (arrow >= 0) perr(T[arrow].col, "'=> RESULT' is only allowed on operation lines");

@@ -68,6 +68,34 @@ public let demoKSMTrace = """
     expect vm1 0x100000000000 1, vm3 0x200000000000 1 = K1:10 A2:1
     """
 
+/// The demo's third part, large folios (THP and mTHP): the same statements
+/// as Tests/Corpus/kernel-large/28-demo-large-folios.trace, which the kernel
+/// oracle runs to the same bytes.
+public let demoLargeTrace = """
+    # Large folios: a PMD-mapped THP, the huge zero page, a 64 KiB mTHP, COW after fork, partial unmap, the deferred split shrinker, MADV_COLLAPSE.
+    thp enabled madvise
+    thp 64K always
+    proc db
+    db mmap 0x100000000000 2048 rw anon-private
+    db madvise 0x100000000000 512 hugepage          # the first 2 MiB may be a THP
+    db write 0x100000000000                         # do_huge_pmd_anonymous_page: one PMD maps 512 pages
+    db read 0x100000200000                          # no VM_HUGEPAGE here; a read maps the small zero page
+    db write 0x100000210000 16                      # alloc_anon_folio: a 64 KiB folio, 16 PTEs
+    expect db 0x100000000000 2, db 0x100000200000 1, db 0x100000210000 2 = A1+0:1* A1+1:1* Z A2+0:1 A2+1:1
+    backup = fork db                                # copy_huge_pmd: the PMD is shared, write-protected
+    backup write 0x100000000000                     # do_huge_pmd_wp_page: the child's PMD is split, one page copied
+    backup write 0x100000210000                     # wp_page_copy: one small page, the 64 KiB folio stays shared
+    expect db 0x100000000000 2, backup 0x100000000000 2 = A1+0:1* A1+1:2* A2:1 A1+1:2
+    db munmap 0x1000001ff000 1                      # splits db's PMD; the THP is partially mapped now
+    expect db 0x1000001fd000 2, db 0x1000001ff000 1 = A1+509:2 A1+510:2 -
+    backup exit
+    thp shrink                                      # deferred_split_scan: split, never-written pages map the zero page
+    expect db 0x100000000000 2, db 0x1000001fe000 1 = A1:1 Z Z
+    db write 0x100000400000 512                     # 32 folios of 64 KiB (no VM_HUGEPAGE there)
+    db madvise 0x100000400000 512 collapse => ok    # MADV_COLLAPSE copies them into one THP, by PMD
+    expect db 0x100000400000 2 = A1+0:1* A1+1:1*
+    """
+
 /// Runs the demo and returns its report, and whether everything held
 /// (expectations and invariants).
 public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) {
@@ -118,6 +146,7 @@ public func runDemo(reuse: ReusePolicy = .split) -> (String, Bool) {
     if !v.isEmpty { ok = false }
     s += "\n== arena\n" + machine.reportArena()
     s += runKSMDemo(&ok)
+    s += runLargeDemo(&ok)
     var t1 = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t1)
     let ms = Double(t1.tv_sec - t0.tv_sec) * 1000 + Double(t1.tv_nsec - t0.tv_nsec) / 1e6
@@ -148,5 +177,34 @@ func runKSMDemo(_ ok: inout Bool) -> String {
     s += "== KSM invariant checker: " + (v.isEmpty ? "clean\n" : "\(v.count) violations\n")
     for x in v.prefix(10) { s += "  \(x)\n" }
     if !v.isEmpty { ok = false }
+    return s
+}
+
+/// The large-folio part of the demo: its trace, the frames by kind after the
+/// THP fault and the mTHP fault, the THP counters and the checker.
+func runLargeDemo(_ ok: inout Bool) -> String {
+    var s = "\n== Large folios: THP, the huge zero page, mTHP (trace language)\n"
+    guard let m = try? Machine(), let trace = try? TraceParser.parse(demoLargeTrace, file: "demo-large.trace") else {
+        ok = false
+        return s + "  the large-folio demo could not start\n"
+    }
+    for (i, l) in demoLargeTrace.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        s += String(i + 1).leftPad(4) + "  " + l + "\n"
+    }
+    let firstExpect = trace.lines.first { if case .expect = $0.statement { return true } else { return false } }?.line ?? 0
+    var afterFaults = ""
+    var violations = 0
+    let out = m.replay(trace) { tl in
+        violations += m.check().count
+        if tl.line == firstExpect { afterFaults = m.reportFrames() }
+    }
+    s += "\n== frames after the THP, zero-page and mTHP faults\n" + afterFaults
+    s += "\n== THP counters at the end\n"
+    for (name, value) in m.thpStats { s += "  \(name) \(value)\n" }
+    s += "\n== large-folio expectations: " + (out.failures.isEmpty && out.error == nil ? "all held\n" : "\(out.failures.count) failed\n")
+    for f in out.failures { s += "  \(f)\n"; ok = false }
+    if let e = out.error { s += "  \(e)\n"; ok = false }
+    s += "== large-folio invariant checker (after every statement): " + (violations == 0 ? "clean\n" : "\(violations) violations\n")
+    if violations > 0 { ok = false }
     return s
 }

@@ -36,6 +36,20 @@ extension Machine {
         k.touchPages(mmID.rawValue, addr, pages, write: write)
     }
 
+    /// `count` accesses at `addr`, `addr + stride`, ... (handle_mm_fault()
+    /// for each that faults): one per large folio when `stride` is its size
+    /// (2 MiB for a PMD-mapped THP, 64 KiB for a 64 KiB mTHP). The number
+    /// that ended in ok.
+    public func benchFaultStride(mm mmID: MMID, addr: UInt64, count: Int, stride: UInt64, write: Bool) -> Int {
+        var a = addr
+        var n = 0
+        for _ in 0..<count {
+            n += k.touchPages(mmID.rawValue, a, 1, write: write)
+            a &+= stride
+        }
+        return n
+    }
+
     /// fork() of mm `mm` (dup_mmap()): the child's mm index, 0 on ENOMEM.
     /// The child is unnamed; end it with `benchExit`.
     public func benchFork(mm: MMID) -> MMID {
@@ -69,6 +83,16 @@ extension Machine {
         return c.mapped
     }
 
+    /// rmap_walk() of a PMD-mapped THP's head `frame` whose visitor also
+    /// checks each VMA's PMD (page_vma_mapped_walk()'s check_pmd: a PMD
+    /// leaf mapping this folio): the mappings that map it by a PMD.
+    /// Allocates nothing.
+    public func benchWalkPMDMapped(frame: PFN) -> Int {
+        var c = PMDMappedWalk()
+        k.rmapWalk(frame.rawValue, &c)
+        return c.mapped
+    }
+
     /// try_to_unmap() of `frame` with `flags`, flushing a batched TLB flush
     /// as the caller would: true when no mapping is left. Allocates nothing.
     public func benchTryToUnmap(frame: PFN, flags: TTUFlags) -> Bool {
@@ -80,5 +104,20 @@ extension Machine {
     /// page_referenced() of `frame` over every VMA: the referenced count.
     public func benchPageReferenced(frame: PFN) -> Int {
         k.pageReferenced(frame.rawValue, filter: AllVMAs?.none).referenced
+    }
+}
+
+/// Counts the VMAs whose PMD at the walk's address is a leaf mapping the folio.
+struct PMDMappedWalk: RmapWalkControl {
+    var mapped = 0
+    @inline(__always)
+    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
+        let k = m.k
+        let mm = k.vma(vma.rawValue).pointee.mm
+        if let pmd = k.pmdSlot(root: k.mm(mm).pointee.pgd, key: address), PTE.isPMDLeaf(pmd.pointee),
+           PTE.pfn(pmd.pointee) == k.folioOf(pfn.rawValue) {
+            mapped += 1
+        }
+        return true
     }
 }

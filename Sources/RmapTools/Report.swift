@@ -31,6 +31,7 @@ extension Machine {
     /// Frames by kind and mapcount (a census of the frame table).
     public func reportFrames() -> String {
         var hist: [String: [Int: Int]] = [:]
+        var folios: [UInt32: (count: Int, pmdMapped: Int)] = [:]
         let d = k.desc(T.frame).pointee
         var i: UInt32 = 1
         var free = 0
@@ -51,13 +52,24 @@ extension Machine {
             else if h.mapping != 0 { kind = "file" }
             else { kind = "other" }
             hist[kind, default: [:]][Int(p.mapcount) + 1, default: 0] += 1
+            if p.flags & PG.head != 0 && kind != "huge zero page" {
+                let order = k.folioOrder(i)
+                folios[order, default: (0, 0)].count += 1
+                if k.folioEntireMapcount(i) > 0 { folios[order, default: (0, 0)].pmdMapped += 1 }
+            }
         }
         var s = ""
-        for kind in ["anon", "file", "shmem", "ksm", "zero page", "other"] {
+        for kind in ["anon", "anon (large folio)", "file", "shmem", "ksm", "zero page", "huge zero page", "other"] {
             guard let h = hist[kind] else { continue }
             let total = h.values.reduce(0, +)
+            // A page's mapcount here is its PTEs (a PMD mapping is the folio's entire mapcount).
             let parts = h.keys.sorted().map { "mapcount \($0): \(h[$0]!)" }.joined(separator: ", ")
-            s += "  \(kind.padding(9)) \(String(total).leftPad(6)) frames  (\(kind == "zero page" ? "shared, not counted" : parts))\n"
+            let shared = kind == "zero page" || kind == "huge zero page"
+            s += "  \(kind.padding(9)) \(String(total).leftPad(6)) frames  (\(shared ? "shared, not counted" : parts))\n"
+        }
+        for (order, n) in folios.sorted(by: { $0.key > $1.key }) {
+            let size = (4 << order) >= 1024 ? "\((4 << order) / 1024) MiB" : "\(4 << order) KiB"
+            s += "  large folios of \(size): \(n.count) (\(n.pmdMapped) mapped by a PMD)\n"
         }
         s += "  free list \(String(free).leftPad(6)) frames, \(d.bump - 1) ever used of \(d.capacity - 1)\n"
         return s

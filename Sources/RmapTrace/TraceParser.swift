@@ -38,8 +38,9 @@ public enum TraceParser {
         "unmap", "reclaim", "migrate", "referenced", "mkclean", "poison", "device", "exclusive",
         "split",
     ]
-    /// The largest `hugetlb` pool (2 MiB pages): as many as `swap` has slots.
-    public static let maxHugetlbPages: UInt64 = 1 << 24
+    /// The largest `hugetlb` pool (2 MiB pages): 4096, 8 GiB, the kernel oracle's
+    /// limit too (MAX_HUGETLB_PAGES in Sources/RmapOracle/parse.c).
+    public static let maxHugetlbPages: UInt64 = 4096
 
     /// Parses and statically checks a trace. Only `TraceError` is thrown.
     public static func parse(_ text: String, file: String) throws(TraceError) -> Trace {
@@ -481,7 +482,7 @@ struct LineParser {
         try checkSettingPlacement(keyword)
         let (pages, pagesTok) = try number(&c, "a huge page count")
         guard pages <= TraceParser.maxHugetlbPages else {
-            throw error(pagesTok.column, "hugetlb pool must be at most \(TraceParser.maxHugetlbPages) pages, got \(quoted(pagesTok.text))")
+            throw error(pagesTok.column, "the hugetlb pool must be at most \(TraceParser.maxHugetlbPages) pages, got \(quoted(pagesTok.text))")
         }
         hugetlbLine = line
         return .hugetlb(pages: pages)

@@ -23,7 +23,7 @@ import RmapTestSupport
     func replaysCleanly(_ url: URL) throws {
         let s = replayFile(path: url.path, check: true)
         // A kernel-side trace with a statement the model does not run yet
-        // (hugetlb, MADV_COLLAPSE) must be refused, loudly, at that statement.
+        // (hugetlb) must be refused, loudly, at that statement.
         let parsed = try TraceParser.parse(try String(contentsOf: url, encoding: .utf8), file: url.lastPathComponent)
         if let first = parsed.lines.first(where: { Machine.notModelled($0.statement) != nil }) {
             #expect(s.status == 2 && s.stderr == ["\(url.path):\(first.line): error: large pages are not modelled yet: \(Machine.notModelled(first.statement)!)"], "\(s.stderr)")

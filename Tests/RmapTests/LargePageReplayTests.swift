@@ -4,8 +4,8 @@ import Testing
 @testable import RmapTools
 import RmapTestSupport
 
-// The Large pages additions the model does not run yet (hugetlb,
-// MADV_COLLAPSE: TraceParserLargePageTests.stepRefusesWhatTheModelDoesNotRunYet):
+// The Large pages additions the model does not run yet (hugetlb:
+// TraceParserLargePageTests.stepRefusesWhatTheModelDoesNotRunYet):
 // `rmap replay` stops at the first one like at a statement that cannot run on
 // the arena, with exit status 2 and no observation.
 @Suite struct LargePageReplayTests {
@@ -17,13 +17,13 @@ import RmapTestSupport
             proc P0
             P0 mmap 0x100000000000 4 rw anon-private
             observe P0 0x100000000000 1
-            P0 madvise 0x100000000000 4 collapse
+            P0 mmap 0x100000200000 512 rw hugetlb-private
             observe P0 0x100000000000 1
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         let s = replayFile(path: path, check: true)
         #expect(s.status == 2 && s.stdout == nil, "\(s)")
-        #expect(s.stderr == ["\(path):4: error: large pages are not modelled yet: P0 madvise 0x100000000000 4 collapse"], "\(s.stderr)")
+        #expect(s.stderr == ["\(path):4: error: large pages are not modelled yet: P0 mmap 0x100000200000 512 rw hugetlb-private"], "\(s.stderr)")
     }
 
     @Test func aTraceWithoutThemRunsAsBefore() throws {

@@ -5,6 +5,16 @@
 //       exit-per-page on the model, the same workloads as
 //       Benchmarks/kernel/bench_kernel.c: one line `NAME NS` each (ns per
 //       page or PTE, the median of REPS runs on a warm arena).
+//       With them, the large-folio workloads: thp-fault (per 2 MiB THP
+//       write fault, MADV_HUGEPAGE, enabled madvise), mthp-fault-64k (per
+//       64 KiB folio write fault, `thp 64K always`), thp-cow-split (the
+//       child of a fork writes one page per 2 MiB: PMD split and one small
+//       page copied; per 2 MiB).
+//       BENCH_ONLY=NAME[,NAME...] in the environment runs only those (to
+//       profile one workload).
+//   bench-model walk-thp [-r REPS]
+//       rmap_walk per visited mapping for a PMD-mapped THP's head page mapped
+//       1..10,000 times (fork tree over one THP).
 //   bench-model walk [-r REPS]
 //       rmap_walk per visited mapping for a page mapped 1..10,000 times
 //       (anon fork tree, shared file), and try_to_unmap per page.
@@ -67,9 +77,15 @@ func measure(_ m: Machine, units: Int, _ body: () -> UInt64) -> Double {
     return median(xs)
 }
 
+/// BENCH_ONLY=NAME[,NAME...] runs only those workloads (for profiling one).
+func want(_ name: String) -> Bool {
+    guard let only = getenv("BENCH_ONLY") else { return true }
+    return String(cString: only).split(separator: ",").contains { $0 == name }
+}
+
 func workloads() {
     // anon-fault: write-fault N fresh anonymous pages.
-    do {
+    if want("anon-fault") {
         let m = Scenario.machine(pages: n)
         let ns = measure(m, units: n) {
             let mm = m.benchProcess()
@@ -84,7 +100,7 @@ func workloads() {
         print("anon-fault \(fmt(ns))")
     }
     // cow-fault: fork a process with N written pages; the child writes them.
-    do {
+    if want("cow-fault") {
         let m = Scenario.machine(pages: n)
         let ns = measure(m, units: n) {
             let p = Scenario.populated(m, pages: n)
@@ -101,7 +117,7 @@ func workloads() {
     }
     // file-fault: read-fault a private mapping of an N-page cached file,
     // fault-around included (16 pages per fault); per page.
-    do {
+    if want("file-fault") {
         let m = Scenario.machine(pages: n)
         precondition(m.createFile("f", pages: pages) == .ok)
         precondition(m.createProcess("reader") == .ok)
@@ -119,7 +135,7 @@ func workloads() {
         print("file-fault \(fmt(ns))")
     }
     // fork-per-pte: fork of a process with N written pages, per PTE copied.
-    do {
+    if want("fork-per-pte") {
         let m = Scenario.machine(pages: n)
         let ns = measure(m, units: n) {
             let p = Scenario.populated(m, pages: n)
@@ -134,7 +150,7 @@ func workloads() {
         print("fork-per-pte \(fmt(ns))")
     }
     // munmap-per-page: munmap of N written pages.
-    do {
+    if want("munmap-per-page") {
         let m = Scenario.machine(pages: n)
         let ns = measure(m, units: n) {
             let p = Scenario.populated(m, pages: n)
@@ -148,7 +164,7 @@ func workloads() {
         print("munmap-per-page \(fmt(ns))")
     }
     // exit-per-page: exit of a process with N written pages.
-    do {
+    if want("exit-per-page") {
         let m = Scenario.machine(pages: n)
         let ns = measure(m, units: n) {
             let p = Scenario.populated(m, pages: n)
@@ -157,6 +173,126 @@ func workloads() {
             return now() - t0
         }
         print("exit-per-page \(fmt(ns))")
+    }
+    largeFolioWorkloads()
+}
+
+let pmdBytes: UInt64 = 2 << 20
+let mthpBytes: UInt64 = 64 << 10
+
+/// A machine with THP configured (`thp enabled madvise`, 2M inherit, and
+/// with `mthp64` `thp 64K always`) and a named process "t" for MADV_HUGEPAGE.
+func thpMachine(pages: Int, processes: Int = 64, mthp64: Bool = false) -> (Machine, MMID) {
+    let m = Scenario.machine(pages: pages, processes: processes)
+    precondition(m.setTHP(enabled: .madvise) == .ok)
+    if mthp64 { precondition(m.setTHP(order: 4, mode: .always) == .ok) }
+    precondition(m.createProcess("t") == .ok)
+    return (m, m.mmIndex(of: "t")!)
+}
+
+/// mmap of `pages` anonymous pages at `base` in "t", MADV_HUGEPAGE when `hugepage`.
+func thpRegion(_ m: Machine, _ mm: MMID, pages: UInt64, hugepage: Bool) {
+    precondition(m.benchMmapAnon(mm: mm, addr: base, pages: pages))
+    if hugepage { precondition(m.madviseHugepage("t", addr: base, pages: pages, hugepage: true) == .ok) }
+}
+
+func thpStat(_ m: Machine, _ name: String) -> UInt64 {
+    m.thpStats.first { $0.name == name }!.value
+}
+
+func largeFolioWorkloads() {
+    // thp-fault: one write per 2 MiB of a MADV_HUGEPAGE region: a PMD-mapped THP each.
+    if want("thp-fault") {
+        let (m, mm) = thpMachine(pages: n)
+        let count = Int(pages * Scenario.pageSize / pmdBytes)
+        let ns = measure(m, units: count) {
+            thpRegion(m, mm, pages: pages, hugepage: true)
+            let a0 = thpStat(m, "thp_fault_alloc")
+            let t0 = now()
+            let ok = m.benchFaultStride(mm: mm, addr: base, count: count, stride: pmdBytes, write: true)
+            let t1 = now()
+            precondition(ok == count && thpStat(m, "thp_fault_alloc") - a0 == UInt64(count), "thp-fault fell back")
+            precondition(m.benchMunmap(mm: mm, addr: base, pages: pages))
+            return t1 - t0
+        }
+        print("thp-fault \(fmt(ns))")
+    }
+    // mthp-fault-64k: one write per 64 KiB of a region without madvise, `thp 64K always`.
+    if want("mthp-fault-64k") {
+        let (m, mm) = thpMachine(pages: n, mthp64: true)
+        let count = Int(pages * Scenario.pageSize / mthpBytes)
+        let ns = measure(m, units: count) {
+            thpRegion(m, mm, pages: pages, hugepage: false)
+            let a0 = thpStat(m, "mthp_anon_fault_alloc")
+            let t0 = now()
+            let ok = m.benchFaultStride(mm: mm, addr: base, count: count, stride: mthpBytes, write: true)
+            let t1 = now()
+            precondition(ok == count && thpStat(m, "mthp_anon_fault_alloc") - a0 == UInt64(count),
+                         "mthp-fault-64k fell back")
+            precondition(m.benchMunmap(mm: mm, addr: base, pages: pages))
+            return t1 - t0
+        }
+        print("mthp-fault-64k \(fmt(ns))")
+    }
+    // thp-cow-split: fork of a THP-backed region; the child writes one page
+    // per 2 MiB (do_huge_pmd_wp_page splits the PMD, do_wp_page copies one page).
+    if want("thp-cow-split") {
+        let (m, mm) = thpMachine(pages: n)
+        let count = Int(pages * Scenario.pageSize / pmdBytes)
+        let ns = measure(m, units: count) {
+            thpRegion(m, mm, pages: pages, hugepage: true)
+            precondition(m.benchFaultStride(mm: mm, addr: base, count: count, stride: pmdBytes, write: true) == count)
+            let c = m.benchFork(mm: mm)
+            precondition(!c.isNone)
+            let s0 = thpStat(m, "thp_split_pmd")
+            let t0 = now()
+            let ok = m.benchFaultStride(mm: c, addr: base, count: count, stride: pmdBytes, write: true)
+            let t1 = now()
+            precondition(ok == count && thpStat(m, "thp_split_pmd") - s0 == UInt64(count), "thp-cow-split: no split")
+            m.benchExit(mm: c)
+            precondition(m.benchMunmap(mm: mm, addr: base, pages: pages))
+            return t1 - t0
+        }
+        print("thp-cow-split \(fmt(ns))")
+    }
+}
+
+/// rmap_walk of a PMD-mapped THP's head page mapped by 1..10,000 processes
+/// (a fork tree over one THP), per visited mapping.
+func walksTHP() {
+    print("rmap_walk of a PMD-mapped THP's head page, per visited mapping (ns), median of \(reps) rounds, warm caches")
+    print("mappings  thp-fork-tree  thp-pmd-mapped")
+    for count in [1, 10, 100, 1_000, 10_000] {
+        let rounds = max(1, 2_000_000 / count)
+        let (m, root) = thpMachine(pages: 512, processes: count)
+        thpRegion(m, root, pages: 512, hugepage: true)
+        precondition(m.benchFault(mm: root, addr: base, pages: 1, write: true) == 1)
+        var mms = [root]
+        mms.reserveCapacity(count)
+        for i in 1..<max(count, 1) {
+            let c = m.benchFork(mm: mms[(i - 1) / 2])
+            precondition(!c.isNone, "fork \(i) failed: arena too small")
+            mms.append(c)
+        }
+        let f = m.benchFrame(mm: root, addr: base)
+        precondition(!f.isNone && m.benchWalk(frame: f) == count && m.benchWalkPMDMapped(frame: f) == count,
+                     "THP fork tree: \(m.benchWalk(frame: f)) walked, \(m.benchWalkPMDMapped(frame: f)) PMD-mapped, want \(count)")
+        func time(pmd: Bool) -> Double {
+            measure(m, units: rounds * count) {
+                var s = 0
+                let t0 = now()
+                if pmd {
+                    for _ in 0..<rounds { s &+= m.benchWalkPMDMapped(frame: f) }
+                } else {
+                    for _ in 0..<rounds { s &+= m.benchWalk(frame: f) }
+                }
+                let t1 = now()
+                precondition(s == rounds * count)
+                return t1 - t0
+            }
+        }
+        let cols = [time(pmd: false), time(pmd: true)]
+        print(String(count).padding(8) + cols.map { fmt($0).padding(15) }.joined(separator: ""))
     }
 }
 
@@ -227,6 +363,7 @@ extension String {
 switch mode {
 case "workloads": workloads()
 case "walk": walks()
+case "walk-thp": walksTHP()
 case "forkloop": forkLoop()
 case "variants": variants(svgDir: svgDir)
 default: fatalError("unknown mode \(mode)")

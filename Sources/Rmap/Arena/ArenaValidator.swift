@@ -26,6 +26,26 @@ struct ArenaValidator {
                 n += 1
                 i = (k.base + Int(d.offset) + Int(i) * Int(d.record_size)).load(as: UInt32.self)
             }
+            if t == T.frame {
+                // Free runs of large folios (per order, threaded through each
+                // run's first frame): whole, aligned, inside the used frames.
+                for order in UInt32(0)...RMAP_PMD_ORDER {
+                    var r = k.folioFreeHead(order: order)
+                    guard order >= 2 || r == 0 else { return "frames: a free run list of order \(order)" }
+                    let size = UInt32(1) << order
+                    var runs: UInt32 = 0
+                    while r != 0 {
+                        runs += 1
+                        guard runs <= d.bump / size, r & (size - 1) == 0, UInt64(r) + UInt64(size) <= UInt64(d.bump),
+                              (r..<(r + size)).allSatisfy({ l[Int($0)] }) else {
+                            return "frames: free run list of order \(order) broken at frame \(r)"
+                        }
+                        for f in r..<(r + size) { l[Int(f)] = false }
+                        n += size
+                        r = (k.base + Int(d.offset) + Int(r) * Int(d.record_size)).load(as: UInt32.self)
+                    }
+                }
+            }
             guard n + d.live == d.bump - 1 else { return "table \(t): \(d.live) live + \(n) free != \(d.bump - 1) used records" }
             // A free record is poisoned after its link (Kernel.free): the
             // checker tells free records by that, so it must hold.
@@ -49,8 +69,15 @@ struct ArenaValidator {
     func validateObjects() -> String? {
         let frameCap = bump(T.frame)
         guard ok(T.frame, k.zeroPFN) else { return "the zero page is not a live frame" }
+        if let e = validateFolios() { return e }
         for i in 1..<frameCap where live[Int(T.frame)][Int(i)] {
             let p = k.page(i).pointee
+            if p.flags & PG.tail != 0 {
+                // A tail's mapping and index words hold folio fields (checked
+                // by validateFolios); its own counters only.
+                if p.mapcount < -1 || p.mapcount > 1 << 24 || p.refcount != 0 { return "frame \(i): tail page with bad counts" }
+                continue
+            }
             switch p.mapping & PageMapping.flags {
             case 0:
                 if p.mapping != 0 && !ok(T.file, k.index(table: T.file, offset: p.mapping)) {
@@ -74,6 +101,7 @@ struct ArenaValidator {
                 return "frame \(i): mapping kind \(p.mapping & PageMapping.flags) is not supported"
             }
             if p.mapcount < -1 || p.refcount < 0 { return "frame \(i): negative counts" }
+            if p.mapcount > 1 << 24 || p.refcount > 1 << 30 { return "frame \(i): counts out of range" }
             if p.flags & PG.swapcache != 0 && !validSwapEntry(p.private_) { return "frame \(i): bad swap entry" }
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
@@ -201,6 +229,70 @@ struct ArenaValidator {
         return nil
     }
 
+    /// Large folios: each head's order, alignment and tails; its counters in
+    /// range; the huge zero folio; the deferred split queue; the THP settings.
+    func validateFolios() -> String? {
+        let h = k.header.pointee
+        let frames = bump(T.frame)
+        let known = UInt32(RMAP_THP_ENABLED_MASK | RMAP_THP_CONFIGURED | RMAP_THP_PMD_LEAVES)
+        guard h.thp_flags & ~known == 0 else { return "THP settings: unknown flags \(h.thp_flags)" }
+        for order in 0..<16 {
+            let mode = (h.thp_order_modes >> (4 * UInt64(order))) & 0xf
+            guard mode <= 3, mode == 0 || (2...Int(RMAP_PMD_ORDER)).contains(order) else { return "THP settings: bad mode for order \(order)" }
+        }
+        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(i).pointee.flags & PG.head != 0 {
+            guard i + 1 < frames, live[Int(T.frame)][Int(i + 1)] else { return "frame \(i): large folio without its second page" }
+            let order = k.page(i + 1).pointee.order
+            guard order >= 2, order <= RMAP_PMD_ORDER else { return "frame \(i): large folio of order \(order)" }
+            let nr = UInt32(1) << order
+            guard i & (nr - 1) == 0, UInt64(i) + UInt64(nr) <= UInt64(frames) else { return "frame \(i): large folio not aligned or beyond the frames" }
+            for t in (i + 1)..<(i + nr) {
+                let tp = k.page(t).pointee
+                guard live[Int(T.frame)][Int(t)], tp.flags & PG.tail != 0, tp.flags & PG.head == 0, tp.next == i else {
+                    return "frame \(t): not a tail of the folio at \(i)"
+                }
+            }
+            let p1 = k.page(i + 1).pointee
+            let bound: Int32 = 1 << 24
+            guard (-1...bound).contains(p1.large_mapcount), (-1...bound).contains(p1.entire_mapcount),
+                  (0...(ENTIRELY_MAPPED + Int32(nr))).contains(p1.nr_pages_mapped),
+                  (-1...bound).contains(p1.mm_id_mapcount.0), (-1...bound).contains(p1.mm_id_mapcount.1) else {
+                return "frame \(i): large folio counters out of range"
+            }
+            guard k.page(i).pointee.mapping & PageMapping.flags != PageMapping.ksm else { return "frame \(i): a large KSM folio" }
+        }
+        // A tail whose head is no head (validated above as a run).
+        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(i).pointee.flags & PG.tail != 0 {
+            let head = k.page(i).pointee.next
+            guard head < i, ok(T.frame, head), k.page(head).pointee.flags & PG.head != 0,
+                  i < head + (UInt32(1) << k.page(head + 1).pointee.order) else { return "frame \(i): a tail without its head" }
+        }
+        if h.huge_zero_pfn != 0 {
+            let z = h.huge_zero_pfn
+            guard ok(T.frame, z), k.page(z).pointee.flags & (PG.head | PG.reserved) == PG.head | PG.reserved,
+                  k.page(z + 1).pointee.order == RMAP_PMD_ORDER else { return "the huge zero folio \(z) is no reserved PMD-order folio" }
+        }
+        var n: UInt32 = 0
+        var f = h.deferred_split_head
+        var prev: UInt32 = 0
+        while f != 0 {
+            n += 1
+            guard n <= frames, ok(T.frame, f), k.page(f).pointee.flags & PG.head != 0, k.page(f + 1).pointee.order >= 2,
+                  k.page(f + 1).pointee.flags & PG.partiallyMapped != 0, k.page(f + 2).pointee.deferred_prev == prev else {
+                return "deferred split queue broken at frame \(f)"
+            }
+            prev = f
+            f = k.page(f + 2).pointee.deferred_next
+        }
+        guard n == h.deferred_split_len, prev == h.deferred_split_tail else { return "deferred split queue: length or tail wrong" }
+        for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(i).pointee.flags & PG.head != 0
+            && k.page(i + 1).pointee.flags & PG.partiallyMapped != 0 && k.page(i + 2).pointee.deferred_prev == 0
+            && h.deferred_split_head != i {
+            return "frame \(i): marked partially mapped but not on the deferred split queue"
+        }
+        return nil
+    }
+
     func links(_ t: Int32, _ n: rmap_rb_node) -> Bool {
         okOr0(t, n.parent) && okOr0(t, n.left) && okOr0(t, n.right) && n.color <= 1
     }
@@ -218,9 +310,18 @@ struct ArenaValidator {
             owner[Int(table)] = true
             guard k.ptDesc(table).pointee.level == level else { return "page-table page \(table): level \(k.ptDesc(table).pointee.level), expected \(level)" }
             let e = k.ptPage(table)
+            var leaves = 0
             for i in 0..<512 {
                 let x = e[i]
                 if x == 0 { continue }
+                if level == 2 && !cache && PTE.isPMDLeaf(x) {
+                    // A PMD leaf maps a PMD-order folio or the huge zero page.
+                    let head = PTE.pfn(x)
+                    guard ok(T.frame, head), k.page(head).pointee.flags & PG.head != 0,
+                          k.page(head + 1).pointee.order == RMAP_PMD_ORDER else { return "PMD leaf 0x\(String(x, radix: 16)) maps no PMD-order folio" }
+                    leaves += 1
+                    continue
+                }
                 if level > 1 {
                     if let err = descend(PTE.pfn(x), level - 1, cache: cache) { return err }
                     continue
@@ -242,6 +343,18 @@ struct ArenaValidator {
                     return "PTE 0x\(String(x, radix: 16)) is neither present, swap nor migration"
                 }
             }
+            // The PTE tables deposited with the PMD leaves (pmd_huge_pte):
+            // one each, owned by nothing else; no other table holds any.
+            var dep = k.ptDesc(table).pointee.next
+            var deposits = 0
+            while dep != 0 {
+                deposits += 1
+                guard level == 2, !cache, deposits <= leaves, ok(T.ptPage, dep), !owner[Int(dep)],
+                      k.ptDesc(dep).pointee.level == 1 else { return "page-table page \(table): deposited table \(dep) invalid" }
+                owner[Int(dep)] = true
+                dep = k.ptDesc(dep).pointee.next
+            }
+            guard deposits == leaves else { return "page-table page \(table): \(leaves) PMD leaves, \(deposits) deposited tables" }
             return nil
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {

@@ -29,8 +29,21 @@ extension Kernel {
     // MARK: settings and eligibility
 
     /// Whether the trace configured THP at all (a trace without a `thp`
-    /// statement makes no large folio and every mapping is VM_NOHUGEPAGE).
-    @inline(__always) var thpActive: Bool { header.pointee.thp_flags & UInt32(RMAP_THP_CONFIGURED) != 0 }
+    /// statement makes no large folio on its own and every mapping is
+    /// VM_NOHUGEPAGE).
+    @inline(__always) var thpConfigured: Bool { header.pointee.thp_flags & UInt32(RMAP_THP_CONFIGURED) != 0 }
+
+    /// Whether PMD leaves may exist, so the paths that meet them must look:
+    /// the trace configured THP, or MADV_COLLAPSE (which ignores the
+    /// settings) made a THP without them.
+    @inline(__always) var thpActive: Bool {
+        header.pointee.thp_flags & UInt32(RMAP_THP_CONFIGURED | RMAP_THP_PMD_LEAVES) != 0
+    }
+
+    /// A PMD leaf is about to be made: the PMD paths must run from now on.
+    @inline(__always) func thpNotePMDLeaf() {
+        header.pointee.thp_flags |= UInt32(RMAP_THP_PMD_LEAVES)
+    }
 
     package var thpEnabled: THPMode {
         THPMode(rawValue: header.pointee.thp_flags & UInt32(RMAP_THP_ENABLED_MASK)) ?? .never
@@ -43,14 +56,16 @@ extension Kernel {
     /// The settings a trace with a `thp` statement starts from (the kernel's
     /// defaults here: `enabled madvise`, `2M inherit`, every other size `never`).
     package func thpConfigure() {
-        guard !thpActive else { return }
-        header.pointee.thp_flags = UInt32(RMAP_THP_CONFIGURED) | THPMode.madvise.rawValue
+        guard !thpConfigured else { return }
+        header.pointee.thp_flags = (header.pointee.thp_flags & UInt32(RMAP_THP_PMD_LEAVES))
+            | UInt32(RMAP_THP_CONFIGURED) | THPMode.madvise.rawValue
         header.pointee.thp_order_modes = UInt64(THPMode.inherit.rawValue) << (4 * UInt64(RMAP_PMD_ORDER))
     }
 
     package func thpSetEnabled(_ mode: THPMode) {
         thpConfigure()
-        header.pointee.thp_flags = UInt32(RMAP_THP_CONFIGURED) | mode.rawValue
+        header.pointee.thp_flags = (header.pointee.thp_flags & UInt32(RMAP_THP_PMD_LEAVES))
+            | UInt32(RMAP_THP_CONFIGURED) | mode.rawValue
     }
 
     package func thpSetMode(order: UInt32, _ mode: THPMode) {
@@ -66,7 +81,7 @@ extension Kernel {
     /// `inherit` reading `enabled` the same way.
     func thpVMAAllowableOrders(_ v: UInt32) -> UInt32 {
         let p = vma(v).pointee
-        guard thpActive, p.file == 0, p.vm_flags & (VM.shared | VM.nohugepage) == 0 else { return 0 }
+        guard thpConfigured, p.file == 0, p.vm_flags & (VM.shared | VM.nohugepage) == 0 else { return 0 }
         let enabled = thpEnabled
         var orders: UInt32 = 0
         for order in UInt32(2)...RMAP_PMD_ORDER {
@@ -117,6 +132,21 @@ extension Kernel {
         }
         guard let s = leafSlot(root: root, key: addr) else { return 0 }
         return vmNormalPage(s.pointee)
+    }
+
+    /// Whether `m` maps a page of a large folio in [start, end).
+    package func rangeMapsLargeFolio(_ m: UInt32, _ start: UInt64, _ end: UInt64) -> Bool {
+        guard thpActive else { return false }
+        var found = false
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { _, pmd in
+            found = PTE.pfn(pmd.pointee) != hugeZeroPFN
+            return !found
+        }) { _, slot in
+            let pfn = vmNormalPage(slot.pointee)
+            found = pfn != 0 && page(pfn).pointee.flags & (PG.head | PG.tail) != 0
+            return !found
+        }
+        return found
     }
 
     // MARK: faults

@@ -1,7 +1,7 @@
 import CShims
 
 /// The large-page statements of the trace language on the model (THP and
-/// mTHP of anonymous memory; hugetlb is not modelled yet).
+/// mTHP of anonymous memory, MADV_COLLAPSE; hugetlb is not modelled yet).
 extension Machine {
     /// `mmap` with MAP_NORESERVE: VM_NORESERVE, no VM_ACCOUNT. A hugetlb
     /// kind is refused with EINVAL (hugetlb is not modelled yet).
@@ -25,6 +25,19 @@ extension Machine {
         if let e = k.doMadviseHugepage(m, start: addr, end: addr + pages << PAGE_SHIFT, hugepage: hugepage) {
             return .errno(e)
         }
+        return .ok
+    }
+
+    /// `madvise ADDR PAGES collapse` (MADV_COLLAPSE): every aligned 2 MiB
+    /// range of private anonymous memory in the range is collapsed into a new
+    /// PMD-mapped THP, whatever the THP settings (madvise_collapse). EINVAL
+    /// on a VMA that refuses it (VM_NOHUGEPAGE, shared or file memory, no
+    /// aligned 2 MiB range, no anon_vma yet) and when a range cannot be
+    /// collapsed for good; EAGAIN when a page has extra references; ENOMEM
+    /// when no 2 MiB run of frames is left; ENOMEM for a hole in the range.
+    public func madviseCollapse(_ name: String, addr: UInt64, pages: UInt64) -> OpResult {
+        guard let m = mmOf(name) else { return .errno(.ESRCH) }
+        if let e = k.doMadviseCollapse(m, start: addr, end: addr + pages << PAGE_SHIFT) { return .errno(e) }
         return .ok
     }
 

@@ -8,44 +8,64 @@ extension Machine {
     /// With `devicePrivate`, a device-private entry names its frame too (what
     /// migrate_vma hands to try_to_unmap / migration: `unmap`, `migrate`).
     package func mappedFrame(_ m: UInt32, _ addr: UInt64, devicePrivate: Bool = false) -> UInt32 {
-        guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return 0 }
+        guard let s = k.leafSlot(root: k.mm(m).pointee.pgd, key: addr) else { return k.mappedPage(m, addr) }
         if devicePrivate && PTE.isDevicePrivateEntry(s.pointee) { return UInt32(truncatingIfNeeded: PTE.swpOffset(s.pointee)) }
         return k.vmNormalPage(s.pointee)
+    }
+
+    /// A large folio's result as the statement's.
+    func opResult(_ r: Kernel.LargeReverseResult) -> OpResult {
+        switch r {
+        case .ok: return .ok
+        case .fail: return .fail
+        case .einval: return .errno(.EINVAL)
+        case .notModelled(let what): return .notModelled(what)
+        }
     }
 
     func performReverse(_ m: UInt32, _ op: Operation) -> OpResult {
         switch op {
         case .unmap(let addr, let pages, let flags):
-            let r = eachFrame(m, addr, pages, devicePrivate: true) { k.tryToUnmap($0, flags: flags) ? .ok : .fail }
+            let r = eachFrame(m, addr, pages, devicePrivate: true,
+                              large: { opResult(k.tryToUnmapFolio($0, flags: flags)) }) { k.tryToUnmap($0, flags: flags) ? .ok : .fail }
             // The caller of try_to_unmap() flushes a TTU_BATCH_FLUSH batch
             // once, after all its pages (try_to_unmap_flush()).
             k.tryToUnmapFlush()
             return r
         case .reclaim(let addr, let pages):
-            return eachFrame(m, addr, pages) { k.reclaimPage($0) ? .ok : .fail }
+            return eachFrame(m, addr, pages, large: { opResult(k.reclaimFolio($0)) }) { k.reclaimPage($0) ? .ok : .fail }
         case .migrate(let addr, let pages):
-            return eachFrame(m, addr, pages, devicePrivate: true) { k.migratePage($0) ? .ok : .fail }
+            return eachFrame(m, addr, pages, devicePrivate: true,
+                             large: { opResult(k.migrateFolio($0)) }) { k.migratePage($0) ? .ok : .fail }
         case .device(let addr, let pages, let coherent):
             // migrate_vma_setup/pages/finalize with a driver's device pages:
             // only plain anonymous system pages are collected.
-            return eachFrame(m, addr, pages) { pfn in
+            return eachFrame(m, addr, pages, large: { _ in .notModelled("migrate_vma of a large folio") }) { pfn in
                 let p = k.page(pfn).pointee
                 guard k.pageIsAnon(pfn), !k.pageIsKSM(pfn), p.flags & PG.zoneDevice == 0 else { return .fail }
                 return k.migratePage(pfn, to: coherent ? .deviceCoherent : .devicePrivate) ? .ok : .fail
             }
         case .poison(let addr, let pages):
-            return eachFrame(m, addr, pages) { k.poisonPage($0) ? .ok : .errno(.EHWPOISON) }
+            return eachFrame(m, addr, pages, large: { _ in .notModelled("memory_failure on a large folio") }) {
+                k.poisonPage($0) ? .ok : .errno(.EHWPOISON)
+            }
         case .referenced(let addr, let pages):
-            // The sum over the line's frames (one frame per page).
+            // The sum over the line's folios (one per page of a small folio,
+            // one per large folio).
             var n = 0
-            let r = eachFrame(m, addr, pages) { pfn in
+            let r = eachFrame(m, addr, pages, large: { head in
+                n += k.folioReferenced(head, filter: AllVMAs?.none).referenced
+                return .ok
+            }) { pfn in
                 n += k.pageReferenced(pfn, filter: AllVMAs?.none).referenced
                 return .ok
             }
             return r == .ok ? .referenced(n) : r
         case .mkclean(let addr, let pages):
             var n = 0
-            let r = eachFrame(m, addr, pages) { pfn in
+            // folio_mkclean() of a large (anonymous, not swap-cached) folio:
+            // no mapping to clean (folio_mapping() is NULL): 0.
+            let r = eachFrame(m, addr, pages, large: { _ in .ok }) { pfn in
                 n += k.pageMkclean(pfn)
                 return .ok
             }
@@ -57,16 +77,29 @@ extension Machine {
 
     /// Runs `body` on the frame at each page; EFAULT for a page without one
     /// (the rest of the line does not run); the last non-ok result otherwise.
+    /// A page of a large folio goes to `large` with the folio's head, once
+    /// per folio: the rest of its pages in the range are skipped (the
+    /// reverse statements take folios). A path not modelled yet ends the line.
     func eachFrame(_ m: UInt32, _ addr: UInt64, _ pages: UInt64, devicePrivate: Bool = false,
-                   _ body: (UInt32) -> OpResult) -> OpResult {
+                   large: (UInt32) -> OpResult, _ body: (UInt32) -> OpResult) -> OpResult {
         var result = OpResult.ok
         var a = addr
+        var skipUntil: UInt64 = 0  // the rest of the last large folio's pages (it may be split or gone by now)
         for _ in 0..<pages {
+            defer { a += PAGE_SIZE }
+            if a < skipUntil { continue }
             let pfn = mappedFrame(m, a, devicePrivate: devicePrivate)
             if pfn == 0 { return .errno(.EFAULT) }
-            let r = body(pfn)
+            let head = k.folioOf(pfn)
+            let r: OpResult
+            if k.folioIsLarge(head) {
+                skipUntil = a + UInt64(k.folioNrPages(head) - (pfn - head)) << PAGE_SHIFT
+                r = large(head)
+            } else {
+                r = body(pfn)
+            }
+            if case .notModelled = r { return r }
             if r != .ok { result = r }
-            a += PAGE_SIZE
         }
         return result
     }

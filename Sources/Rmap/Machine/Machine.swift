@@ -10,6 +10,9 @@ public enum OpResult: Equatable, Sendable, CustomStringConvertible {
     case fail
     case referenced(Int)
     case cleaned(Int)
+    /// The statement reached a path the model does not run yet (named): no
+    /// result stands for it; the replay stops with an error.
+    case notModelled(String)
 
     public var description: String {
         switch self {
@@ -20,6 +23,7 @@ public enum OpResult: Equatable, Sendable, CustomStringConvertible {
         case .fail: return "fail"
         case .referenced(let n): return "referenced=\(n)"
         case .cleaned(let n): return "cleaned=\(n)"
+        case .notModelled(let what): return "not modelled yet: \(what)"
         }
     }
 }
@@ -104,7 +108,7 @@ public final class Machine {
     /// The THP settings: `enabled` and the mode of each order 2...9; nil
     /// when the machine has none (no large folios are made).
     public var thpSettings: (enabled: THPMode, orders: [THPMode])? {
-        guard k.thpActive else { return nil }
+        guard k.thpConfigured else { return nil }
         return (k.thpEnabled, (UInt32(2)...RMAP_PMD_ORDER).map { k.thpMode(order: $0) })
     }
 
@@ -221,6 +225,12 @@ public final class Machine {
         case .writeValue(let addr, let pages, let value):
             return access(m, addr, pages, write: true, value: value)
         case .madvise(let addr, let pages, let advice):
+            // MADV_FREE, MADV_COLD and MADV_PAGEOUT batch, split or skip large
+            // folios (madvise_free_pte_range, madvise_cold_or_pageout_pte_range):
+            // not modelled yet.
+            if [.free, .cold, .pageout].contains(advice), k.rangeMapsLargeFolio(m, addr, addr + pages << PAGE_SHIFT) {
+                return .notModelled("MADV_\(advice.rawValue.uppercased()) on a large folio")
+            }
             return r(k.doMadvise(m, start: addr, end: addr + pages << PAGE_SHIFT, advice: advice))
         case .mlock(let addr, let pages):
             return r(k.doMlock(m, start: addr, end: addr + pages << PAGE_SHIFT, lock: true))
@@ -229,6 +239,9 @@ public final class Machine {
         case .unmap, .reclaim, .migrate, .referenced, .mkclean, .poison, .device:
             return performReverse(m, op)
         case .exclusive(let addr, let pages):
+            if k.rangeMapsLargeFolio(m, addr, addr + pages << PAGE_SHIFT) {
+                return .notModelled("make_device_exclusive of a large folio")
+            }
             // One make_device_exclusive_range() call per page; the first
             // fault error ends the line, a page not made exclusive is `fail`.
             var result = OpResult.ok
@@ -273,6 +286,23 @@ public final class Machine {
     /// mergeable mm). A pass that runs out of rmap_items ends the statement.
     public func ksmScan(passes: UInt64 = 1) {
         for _ in 0..<passes where !k.ksmScanPass() { break }
+    }
+
+    /// Why `ksm scan` cannot run on this state yet (ksmd splits a large
+    /// folio before it merges a page of it, try_to_merge_one_page: not
+    /// modelled yet), nil when it can: no mergeable VMA maps a large folio.
+    public var ksmScanNotModelled: String? {
+        for (_, m) in mmByName where k.mm(m).pointee.ksm_flags != 0 {
+            var v = k.firstVMA(m)
+            while v != 0 {
+                let p = k.vma(v).pointee
+                if p.vm_flags & VM.mergeable != 0 && k.rangeMapsLargeFolio(m, p.vm_start, p.vm_end) {
+                    return "ksmd on a large folio (split before merge)"
+                }
+                v = k.nextVMA(v)
+            }
+        }
+        return nil
     }
 }
 

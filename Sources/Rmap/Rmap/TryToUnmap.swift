@@ -29,8 +29,9 @@ struct TryToUnmapControl: RmapWalkControl {
     /// entry (TTU_MIGRATION), a discarded clean lazyfree page, a swap entry,
     /// or for a file page just the counter. A KSM page is anonymous and
     /// swap-backed: it is unmapped like any anonymous page, its mappings
-    /// found by rmap_walk_ksm. Left out: THP/hugetlb (the model
-    /// maps small pages only), pte_unused (s390), arch_unmap_one (SPARC ADI), the
+    /// found by rmap_walk_ksm. A page of a large folio is unmapped here
+    /// one page at a time (Kernel.tryToUnmapFolio splits its PMDs first).
+    /// Left out: hugetlb, pte_unused (s390), arch_unmap_one (SPARC ADI), the
     /// mmlist. The migration entry uses the 6.x encoding (read, read-exclusive,
     /// write; v5.0 had read and write only) so PG_anon_exclusive survives it,
     /// and it keeps the PTE's page reference (the model's stand-in for the
@@ -54,7 +55,7 @@ struct TryToUnmapControl: RmapWalkControl {
         if !flags.contains(.ignoreMlock) {
             // VM_LOCKED: the page is mlocked, not unmapped (mlock_vma_page).
             if flagsV & VM.locked != 0 {
-                k.page(pfn).pointee.flags |= PG.mlocked | PG.unevictable
+                k.page(k.folioOf(pfn)).pointee.flags |= PG.mlocked | PG.unevictable
                 ret = false
                 return ret
             }
@@ -88,10 +89,13 @@ struct TryToUnmapControl: RmapWalkControl {
         let pteval = slot.pointee
         slot.pointee = 0
         if flags.contains(.batchFlush) { k.setTLBBatchPending() } else { k.flushTLBPage() }
-        let p = k.page(pfn)
+        // Folio flags live in the head; PG_hwpoison and PG_anon_exclusive
+        // are the page's own (a page of a large folio).
+        let p = k.page(k.folioOf(pfn))
+        let sp = k.page(pfn)
         // Move the dirty bit to the page. Now the pte is gone.
         if PTE.isDirty(pteval) { p.pointee.flags |= PG.dirty }
-        if p.pointee.flags & PG.hwpoison != 0 && !flags.contains(.ignoreHWPoison) {
+        if sp.pointee.flags & PG.hwpoison != 0 && !flags.contains(.ignoreHWPoison) {
             // A poisoned page: a hwpoison entry takes the PTE's place, the
             // MM counter goes (the entry is not counted), then the rmap and
             // the PTE's reference (discard:).
@@ -127,9 +131,9 @@ struct TryToUnmapControl: RmapWalkControl {
                 return ret
             }
             var swp = entry
-            if p.pointee.flags & PG.anonExclusive != 0 { swp |= PTE.swpExclusive }
+            if sp.pointee.flags & PG.anonExclusive != 0 { swp |= PTE.swpExclusive }
             if pteval & PTE.softDirty != 0 { swp |= PTE.swpSoftDirty }
-            p.pointee.flags &= ~PG.anonExclusive
+            sp.pointee.flags &= ~PG.anonExclusive
             k.addMMCounter(mmi, .anon, -1)
             k.addMMCounter(mmi, .swapents, 1)
             slot.pointee = swp

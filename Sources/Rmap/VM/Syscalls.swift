@@ -25,7 +25,7 @@ extension Kernel {
         // A machine without THP settings makes no large folio, and its
         // mappings are VM_NOHUGEPAGE from the start (what the oracle gives
         // such a trace: MADV_NOHUGEPAGE after each mmap).
-        if !thpActive { flags |= VM.nohugepage }
+        if !thpConfigured { flags |= VM.nohugepage }
         var pgoff = fileOff
         if f == 0 && !shared { pgoff = addr >> PAGE_SHIFT }
         guard available(T.vma) >= 2, available(T.avc) >= 8, available(T.file) >= 1,
