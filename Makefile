@@ -77,10 +77,12 @@ FUZZ_FLAGS = --sanitize=fuzzer --sanitize=address --scratch-path $(CURDIR)/.buil
 fuzz:
 	cd Fuzz && $(SWIFT) build -c debug --product FuzzParser $(FUZZ_FLAGS)
 	cd Fuzz && $(SWIFT) build -c debug --product FuzzOps $(FUZZ_FLAGS)
+	cd Fuzz && $(SWIFT) build -c debug --product FuzzLargeOps $(FUZZ_FLAGS)
 	cd Fuzz && $(SWIFT) build -c debug --product FuzzArena $(FUZZ_FLAGS)
-	mkdir -p .build-fuzz/corpus-parser .build-fuzz/corpus-ops .build-fuzz/corpus-arena fuzz-failures
+	mkdir -p .build-fuzz/corpus-parser .build-fuzz/corpus-ops .build-fuzz/corpus-large-ops .build-fuzz/corpus-arena fuzz-failures
 	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzParser -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-parser Fuzz/corpus/parser
 	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-ops Fuzz/corpus/ops
+	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzLargeOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-large-ops
 	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzArena -max_len=200000 -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-arena Fuzz/corpus/arena
 
 ## fuzz-long: an hour per libFuzzer target, then a million-operation campaign per history mode.

@@ -19,6 +19,9 @@ let package = Package(
         .executableTarget(name: "FuzzOps", dependencies: [.product(name: "Rmap", package: root), .product(name: "RmapTrace", package: root),
                                                        .product(name: "RmapTools", package: root)],
                           path: "Sources/FuzzOps"),
+        .executableTarget(name: "FuzzLargeOps", dependencies: [.product(name: "Rmap", package: root), .product(name: "RmapTrace", package: root),
+                                                            .product(name: "RmapTools", package: root)],
+                          path: "Sources/FuzzLargeOps"),
     ],
     swiftLanguageModes: [.v5]
 )

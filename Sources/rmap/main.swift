@@ -136,9 +136,17 @@ struct Gen: ParsableCommand {
     @Flag(help: "With --kernel-only: the KSM statements too (madvise mergeable/unmergeable, write value=, ksm scan), which the oracle runs through ksmd.")
     var ksm = false
 
+    @Flag(help: "Traces about large folios: THP settings, 2 MiB-aligned regions, hugepage advice, THP and mTHP faults, COW after fork, partial munmap/mprotect/mremap/dontneed, thp shrink (and the model-only split without --kernel-only).")
+    var large = false
+
+    func validate() throws {
+        if large && ksm { throw ValidationError("--large and --ksm cannot be combined") }
+    }
+
     func run() throws {
         var g = TraceGenerator(seed: seed, kernelOnly: kernelOnly)
         g.ksm = !kernelOnly || ksm
+        g.large = large
         print(g.generate(statements: max(1, min(statements, 1_000_000))), terminator: "")
     }
 }
@@ -165,6 +173,12 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Folder for the minimised trace of a violation.")
     var out: String = "fuzz-failures"
 
+    @Flag(help: "Large-folio runs (traces of `rmap gen --large`: THP settings, hugepage advice, thp shrink, split).")
+    var large = false
+
+    @Flag(name: .customLong("keep-going"), help: "Go on after a violation: count them all, minimise the first of each kind (written as -1, -2, ... .trace).")
+    var keepGoing = false
+
     func validate() throws {
         if ops == nil && seconds == nil { throw ValidationError("give --ops N or --seconds N") }
         if let ops, ops < 1 { throw ValidationError("--ops must be at least 1") }
@@ -182,13 +196,32 @@ struct Fuzz: ParsableCommand {
         o.reuse = reuse
         o.checkEvery = checkEvery
         o.outDirectory = out
+        o.large = large
+        o.keepGoing = keepGoing
         let r = Fuzzer(options: o).run { writeStderr($0) }
         let rate = r.seconds > 0 ? Int(Double(r.ops) / r.seconds) : 0
         print("ops \(r.ops), runs \(r.runs), ops/s \(rate), violations \(r.violations)")
+        if keepGoing {
+            print("distinct kinds: \(r.distinct.count)")
+            for (i, d) in r.distinct.enumerated() {
+                print("violation \(i + 1) (\(d.kind.rawValue), in \(r.runsByKind[d.kind] ?? 0) runs): \(d.description)")
+                mkdir(out, 0o755)
+                let path = "\(out)/fuzz-\(large ? "large-" : "")seed-\(seed)-\(reuse.name)-\(i + 1).trace"
+                if let f = fopen(path, "w") {
+                    fputs(d.minimizedTrace, f)
+                    fclose(f)
+                    print("minimised trace: \(path)")
+                } else {
+                    print(d.minimizedTrace, terminator: "")
+                }
+            }
+            if r.violations > 0 { throw ExitCode(1) }
+            return
+        }
         if let v = r.firstViolation, let t = r.minimizedTrace {
             print("violation: \(v)")
             mkdir(out, 0o755)
-            let path = "\(out)/fuzz-seed-\(seed)-\(reuse.name).trace"
+            let path = "\(out)/fuzz-\(large ? "large-" : "")seed-\(seed)-\(reuse.name).trace"
             if let f = fopen(path, "w") {
                 fputs(t, f)
                 fclose(f)
@@ -305,8 +338,8 @@ struct OracleCheckCommand: ParsableCommand {
     @Option(help: "Folder for the minimised traces of differences.")
     var out: String = "oracle-failures"
 
-    @Option(help: "Folder of kernel-side corpus traces checked first (empty: none).")
-    var corpus: String = "Tests/Corpus/kernel"
+    @Option(help: "Folder of kernel-side corpus traces checked first (empty: none; default Tests/Corpus/kernel, none with --large).")
+    var corpus: String?
 
     @Option(help: "Parallel workers.")
     var jobs: Int = 2
@@ -314,7 +347,15 @@ struct OracleCheckCommand: ParsableCommand {
     @Flag(help: "Random traces with the KSM statements too (the oracle drives ksmd; one KSM trace at a time).")
     var ksm = false
 
+    @Flag(help: "Random traces about large folios (rmap gen --large --kernel-only; the oracle runs them one at a time). The corpus is then none unless --corpus is given; the skips (exit 77) are counted and reported.")
+    var large = false
+
+    @Option(name: .customLong("minimise-budget"), help: "Most candidate traces run while minimising one difference.")
+    var minimiseBudget: Int = 3000
+
     func validate() throws {
+        if large && ksm { throw ValidationError("--large and --ksm cannot be combined") }
+        if minimiseBudget < 0 { throw ValidationError("--minimise-budget must not be negative") }
         if count < 0 { throw ValidationError("--count must not be negative") }
         if statements < 1 || statements > 1_000_000 { throw ValidationError("--statements must be in 1...1000000") }
         if jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be in 1...256") }
@@ -326,12 +367,19 @@ struct OracleCheckCommand: ParsableCommand {
         o.firstSeed = firstSeed
         o.statements = statements
         o.outDirectory = out
-        o.corpusDirectory = corpus
+        o.corpusDirectory = corpus ?? (large ? "" : "Tests/Corpus/kernel")
         o.jobs = jobs
         o.ksm = ksm
+        o.large = large
+        o.minimiseBudget = minimiseBudget
         let r = OracleCheck.run(o, emit: { print($0); fflush(nil) }, progress: { writeStderr($0) })
         if r.status == 0 || r.status == 1 {
             print("checked in \((r.seconds * 10).rounded() / 10) s with \(jobs) jobs")
+            if r.randomRun > 0 {
+                let pct = (Double(r.randomSkipped) * 1000 / Double(r.randomRun)).rounded() / 10
+                print("random traces: \(r.randomRun), skipped by the oracle (exit 77, cannot run here): \(r.randomSkipped) (\(pct)%)")
+            }
+            for (why, n) in r.skipReasons { print("  skipped \(n)x: \(why)") }
             print(r.summary)
         }
         if r.status != 0 { throw ExitCode(r.status) }

@@ -51,6 +51,69 @@ import RmapTestSupport
         #expect(a.ops == b.ops && a.runs == b.runs && a.firstViolation == b.firstViolation && a.minimizedTrace == b.minimizedTrace)
     }
 
+    /// A bounded large-folio campaign (`rmap fuzz --large`: THP settings,
+    /// hugepage advice, THP and mTHP faults, COW, partial unmaps, `thp
+    /// shrink`, `split`) with the checker after every statement. The kinds of
+    /// violation it finds today were reported to the core (issue 13 item 8:
+    /// PG_mlocked of pages split from a large folio in a VM_LOCKED VMA, the
+    /// folio's _mm_id slots, the anon RSS counter); any other kind fails the
+    /// test, and these are known issues until the core's large-folio side is done.
+    @Test func largeCampaignFindsOnlyReportedKinds() {
+        let reported: Set<CheckerViolation.Kind> = [.mlock, .folioMMIDs, .rssCounter]
+        var o = FuzzOptions()
+        o.seed = 1
+        o.ops = 1500
+        o.reuse = .split
+        o.large = true
+        o.keepGoing = true
+        o.shrink = false
+        let r = Fuzzer(options: o).run()
+        #expect(r.ops >= 1500)
+        #expect(r.runs >= 3)
+        for d in r.distinct where !reported.contains(d.kind) {
+            Issue.record("a new kind of violation: \(d.description)\n\(d.minimizedTrace)")
+        }
+        withKnownIssue("large-folio violations reported to the core (mlock, folioMMIDs, rssCounter)", isIntermittent: true) {
+            #expect(r.violations == 0, "\(r.distinct.map(\.description))")
+        }
+    }
+
+    /// What the FuzzLargeOps libFuzzer target does, on fixed random inputs:
+    /// `OpDecoder.largeTrace` writes traces that parse, with THP settings and
+    /// the large-page statements, and the checker finds only the kinds
+    /// reported above.
+    @Test func largeDecodedTracesParseAndRun() throws {
+        let reported: Set<CheckerViolation.Kind> = [.mlock, .folioMMIDs, .rssCounter]
+        var rng = SplitMix64(seed: 11)
+        var large = 0, violations = 0
+        for _ in 0..<40 {
+            let bytes = (0..<(4 * 60 + 2)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let text = OpDecoder.largeTrace(from: bytes)
+            let trace = try TraceParser.parse(text, file: "large-ops.trace")
+            #expect(trace.largePageSettings.anyTHPStatement)
+            large += text.split(separator: "\n").filter {
+                $0 == "thp shrink" || $0.contains(" split ") || $0.hasSuffix("hugepage")
+            }.count
+            var cfg = ArenaConfig()
+            cfg.frames = 256 + 8 * UInt32(bytes[0])
+            cfg.ptPages = 48; cfg.vmas = 64; cfg.anonVMAs = 48; cfg.avcs = 96; cfg.mms = 10; cfg.files = 4; cfg.swapSlots = 32
+            let m = try Machine(config: cfg)
+            var out = ReplayOutcome()
+            for tl in trace.lines {
+                m.step(tl, file: trace.file, into: &out)
+                if let v = m.checkViolations().first {
+                    if !reported.contains(v.kind) { Issue.record("line \(tl.line): \(v)\n\(text)") }
+                    violations += 1
+                    break
+                }
+            }
+        }
+        #expect(large > 40, "the decoder writes the large-page statements")
+        withKnownIssue("large-folio violations reported to the core", isIntermittent: true) {
+            #expect(violations == 0)
+        }
+    }
+
     @Test(arguments: corpusTraces("fuzz"))
     func regressionFailsInDegreeAndPassesInSplit(_ url: URL) {
         let split = replayFile(path: url.path, reuse: .split, check: true)

@@ -18,6 +18,14 @@ public struct FuzzOptions: Sendable {
     public var outDirectory: String = "fuzz-failures"
     /// Operation lines per generated run (each run is a fresh machine).
     public var statementsPerRun: Int = 300
+    /// Large-folio runs: traces of `rmap gen --large` (THP settings, hugepage
+    /// advice, `thp shrink`, `split`) on arenas with room for THPs.
+    public var large = false
+    /// Go on after a violation (the run that showed it ends there): every
+    /// violation is counted, and the first of each kind is minimised.
+    public var keepGoing = false
+    /// Shrink a violation's trace (off: the trace up to the violation, as is).
+    public var shrink = true
     public init() {}
 }
 
@@ -34,6 +42,11 @@ public struct FuzzReport: Sendable {
     public var firstViolationKind: CheckerViolation.Kind?
     public var minimizedTrace: String?
     public var minimizedPath: String?
+    /// With `keepGoing`: the first violation of each kind, in the order
+    /// found, each with its minimised trace.
+    public var distinct: [(kind: CheckerViolation.Kind, description: String, minimizedTrace: String)] = []
+    /// With `keepGoing`: the runs that ended in a violation, by its kind.
+    public var runsByKind: [CheckerViolation.Kind: Int] = [:]
 }
 
 /// Deterministic random runs over the model with the invariant checker.
@@ -56,7 +69,7 @@ public struct Fuzzer {
     }
 
     /// The arena of run `i`: every fourth run is small enough to run out.
-    static func config(_ rng: inout SplitMix64) -> ArenaConfig {
+    static func config(_ rng: inout SplitMix64, large: Bool = false) -> ArenaConfig {
         var c = ArenaConfig()
         c.frames = 4096
         c.ptPages = 512
@@ -66,8 +79,10 @@ public struct Fuzzer {
         c.avcs = 2048
         c.files = 16
         c.swapSlots = 256
+        if large { c.frames = 8192 }
         if rng.next() % 4 == 0 {
-            c.frames = 8 + UInt32(rng.next() % 120)
+            // Large runs: sometimes room for a THP or two, sometimes not.
+            c.frames = large ? 64 + UInt32(rng.next() % 1400) : 8 + UInt32(rng.next() % 120)
             c.ptPages = 6 + UInt32(rng.next() % 40)
             c.vmas = 8 + UInt32(rng.next() % 40)
             c.anonVMAs = 4 + UInt32(rng.next() % 24)
@@ -105,11 +120,12 @@ public struct Fuzzer {
             if options.seconds > 0 && Fuzzer.now() - t0 >= options.seconds { break }
             let runSeed = master.next()
             var cfgRNG = SplitMix64(seed: runSeed ^ 0x5eed)
-            let config = Fuzzer.config(&cfgRNG)
+            let config = Fuzzer.config(&cfgRNG, large: options.large)
             var n = options.statementsPerRun
             if options.ops > 0 { n = min(n, options.ops - report.ops) }
             var g = TraceGenerator(seed: runSeed, kernelOnly: false)
             g.ksm = true
+            g.large = options.large
             let text = g.generate(statements: max(1, n))
             guard let trace = try? TraceParser.parse(text, file: "fuzz.trace") else {
                 report.violations += 1
@@ -122,22 +138,31 @@ public struct Fuzzer {
             if let v = Fuzzer.firstViolation(trace, config: config, reuse: options.reuse, every: options.checkEvery) {
                 report.violations += 1
                 report.ops += trace.lines.prefix(v.statements).filter { if case .op = $0.statement { return true } else { return false } }.count
-                report.firstViolation = "run seed \(runSeed): after line \(v.line): \(v.violation)"
-                report.firstViolationKind = v.violation.kind
+                let description = "run seed \(runSeed): after line \(v.line): \(v.violation)"
+                report.runsByKind[v.violation.kind, default: 0] += 1
+                if options.keepGoing && report.distinct.contains(where: { $0.kind == v.violation.kind }) { continue }
+                if report.firstViolation == nil {
+                    report.firstViolation = description
+                    report.firstViolationKind = v.violation.kind
+                }
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 let kept = Array(lines.prefix(v.line))
-                let minimal = Fuzzer.shrink(kept, config: config, reuse: options.reuse)
-                var header = "# rmap fuzz --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
+                let minimal = options.shrink ? Fuzzer.shrink(kept, config: config, reuse: options.reuse) : kept
+                var header = "# rmap fuzz\(options.large ? " --large" : "") --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
                 header += "# arena: frames \(config.frames), pt pages \(config.ptPages), vmas \(config.vmas), anon_vmas \(config.anonVMAs), avcs \(config.avcs), mms \(config.mms)\n"
                 header += "# violation: \(v.violation)\n"
-                report.minimizedTrace = header + minimal.joined(separator: "\n") + "\n"
-                break
+                let minimized = header + minimal.joined(separator: "\n") + "\n"
+                if report.minimizedTrace == nil { report.minimizedTrace = minimized }
+                guard options.keepGoing else { break }
+                report.distinct.append((v.violation.kind, description, minimized))
+                progress("fuzz: \(description) (new kind \(v.violation.kind.rawValue), minimised)")
+                continue
             }
             report.ops += opsInRun
             let t = Fuzzer.now()
             if t - lastProgress >= 5 {
                 lastProgress = t
-                progress("fuzz: \(report.ops) ops, \(report.runs) runs, \(Int(Double(report.ops) / (t - t0))) ops/s, 0 violations")
+                progress("fuzz: \(report.ops) ops, \(report.runs) runs, \(Int(Double(report.ops) / (t - t0))) ops/s, \(report.violations) violations")
             }
         }
         report.seconds = Fuzzer.now() - t0

@@ -62,3 +62,65 @@ public enum OpDecoder {
         return lines.joined(separator: "\n") + "\n"
     }
 }
+
+extension OpDecoder {
+    /// Large folios (the FuzzLargeOps target): a window of two PMDs at a
+    /// 2 MiB-aligned address, THP settings from the first two bytes, and the
+    /// large-page statements (hugepage / nohugepage advice, `thp shrink`,
+    /// `split`) among the forward ones. No hugetlb, no `madvise collapse`,
+    /// and none of the model-only reverse statements (their large-folio side
+    /// is not modelled yet). Same four bytes per operation as `trace(from:)`.
+    public static let largeBase: UInt64 = 0x1000_0040_0000
+    public static let largeWindow: UInt64 = 1024
+
+    public static func largeTrace(from bytes: [UInt8]) -> String {
+        let b0 = bytes.first ?? 0, b1 = bytes.count > 1 ? bytes[1] : 0
+        let modes = ["always", "madvise", "never"], sizeModes = ["always", "inherit", "madvise", "never"]
+        let sizes = ["16K", "32K", "64K", "128K", "256K", "512K", "1M", "2M"]
+        var lines = ["thp enabled \(modes[Int(b0) % 3])",
+                     "thp \(sizes[Int(b1) % 8]) \(sizeModes[Int(b1 >> 3) % 4])",
+                     "thp \(sizes[Int(b1 >> 5) % 8]) \(sizeModes[Int(b0 >> 2) % 4])",
+                     "file f0 24", "proc P0"]
+        var live = ["P0"]
+        var next = 1
+        var i = 2
+        while i + 4 <= bytes.count {
+            let k = bytes[i], a = UInt64(bytes[i + 1]), b = UInt64(bytes[i + 2]), c = bytes[i + 3]
+            i += 4
+            if live.isEmpty { lines.append("proc P\(next)"); live.append("P\(next)"); next += 1 }
+            let p = live[Int(c) % live.count]
+            // Addresses: a PMD start, a 64 KiB boundary, or any page.
+            let page: UInt64 = switch a % 4 {
+            case 0: (a >> 2) % 2 * 512
+            case 1: (a >> 2) * 16 % largeWindow
+            default: (a * 4 + b) % largeWindow
+            }
+            let addr = hex(largeBase + page << 12)
+            let pages = b % 2 == 0 ? 1 + b % 16 : [16, 64, 256, 512, 600, 1024][Int(b >> 1) % 6]
+            switch k % 16 {
+            case 0, 1:
+                let prots = ["rw", "rw", "r", "none"]
+                lines.append("\(p) mmap \(addr) \(pages) \(prots[Int(c >> 4) % prots.count]) \(k % 32 == 1 ? "anon-shared" : "anon-private")")
+            case 2, 3, 4: lines.append("\(p) write \(addr) \(1 + b % 32)")
+            case 5: lines.append("\(p) read \(addr) \(1 + b % 32)")
+            case 6:
+                if live.count < 8 { lines.append("P\(next) = fork \(p)"); live.append("P\(next)"); next += 1 }
+            case 7:
+                lines.append("\(p) exit")
+                live.removeAll { $0 == p }
+            case 8: lines.append("\(p) munmap \(addr) \(pages)")
+            case 9: lines.append("\(p) mprotect \(addr) \(pages) \(["none", "r", "rw", "rx"][Int(c) % 4])")
+            case 10:
+                let to = c % 2 == 0 ? "" : " " + hex(largeBase + (UInt64(c) * 16 % largeWindow) << 12)
+                lines.append("\(p) mremap \(addr) \(pages) \(1 + UInt64(c) % 600)\(to)")
+            case 11: lines.append("\(p) madvise \(addr) \(pages) \(["hugepage", "hugepage", "nohugepage", "dontneed", "dontfork", "dofork"][Int(c) % 6])")
+            case 12: lines.append(c % 2 == 0 ? "thp shrink" : "\(p) split \(addr) \(pages)")
+            case 13: lines.append("\(p) \(c % 2 == 0 ? "mlock" : "munlock") \(addr) \(pages)")
+            default:
+                let t = live.map { "\($0) \(hex(largeBase + page << 12)) \(1 + b % 64)" }.joined(separator: ", ")
+                if !t.isEmpty { lines.append("observe \(t)") }
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

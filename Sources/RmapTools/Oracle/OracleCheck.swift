@@ -20,6 +20,10 @@ public struct OracleCheckOptions: Sendable {
     public var statements: Int = 40
     /// Random traces with the KSM statements too (`rmap gen --kernel-only --ksm`).
     public var ksm = false
+    /// Random traces about large folios (`rmap gen --large --kernel-only`):
+    /// THP settings, PMD-sized and mTHP folios, their COW, splits and
+    /// `thp shrink`. The oracle runs them one at a time.
+    public var large = false
     /// Where the minimised traces of differences are written.
     public var outDirectory: String = "oracle-failures"
     /// The corpus folder whose `.trace` files are checked first ("" for none).
@@ -40,6 +44,12 @@ public struct OracleCheckReport: Sendable {
     public var passed = 0
     public var failed = 0
     public var skipped = 0
+    /// Random traces run (the corpus traces not counted) and those of them
+    /// the oracle skipped (exit 77, "cannot run here").
+    public var randomRun = 0
+    public var randomSkipped = 0
+    /// Each distinct reason the oracle gave for a skip, with its count.
+    public var skipReasons: [(reason: String, count: Int)] = []
     /// The minimised traces written, in check order.
     public var failurePaths: [String] = []
     /// 0 all agreed, 1 a difference, 2 a usage problem, 77 the oracle cannot run here.
@@ -116,6 +126,7 @@ public enum OracleCheck {
         var kind: Kind
         var lines: [String] = []
         var failurePath: String?
+        var skipReason: String?
     }
 
     public static func run(_ o: OracleCheckOptions, emit: @escaping (String) -> Void,
@@ -177,12 +188,23 @@ public enum OracleCheck {
         }
         for t in threads { pthread_join(t, nil) }
 
-        for r in state.results {
+        for (i, r) in state.results.enumerated() {
             guard let r else { continue }
+            let random: Bool
+            if case .seed = items[i] { random = true } else { random = false }
+            if random { report.randomRun += 1 }
             switch r.kind {
             case .passed: report.passed += 1
             case .failed: report.failed += 1
-            case .skipped: report.skipped += 1
+            case .skipped:
+                report.skipped += 1
+                if random { report.randomSkipped += 1 }
+                let why = r.skipReason ?? "(no message)"
+                if let k = report.skipReasons.firstIndex(where: { $0.reason == why }) {
+                    report.skipReasons[k].count += 1
+                } else {
+                    report.skipReasons.append((why, 1))
+                }
             }
             if let f = r.failurePath { report.failurePaths.append(f) }
         }
@@ -276,12 +298,14 @@ public enum OracleCheck {
             case .seed(let seed):
                 var g = TraceGenerator(seed: seed, kernelOnly: true)
                 g.ksm = options.ksm
+                g.large = options.large
                 text = g.generate(statements: max(1, options.statements))
             }
             let c = compare(text)
             let notes = c.internalErrors.map { "note \(item.label): the oracle failed internally and was run again: \($0)" }
             if c.kernel.status == 77 {
-                return ItemResult(kind: .skipped, lines: notes + ["skipped \(item.label): \(firstLine(c.kernel.stderr))"])
+                return ItemResult(kind: .skipped, lines: notes + ["skipped \(item.label): \(firstLine(c.kernel.stderr))"],
+                                  skipReason: firstLine(c.kernel.stderr))
             }
             guard c.differs else { return ItemResult(kind: .passed, lines: notes) }
             // Does the difference reproduce? (The kernel side is a live system.)
@@ -296,7 +320,7 @@ public enum OracleCheck {
         func origin(_ item: Item) -> String {
             switch item {
             case .corpus(let name, _): return "corpus trace \(name)"
-            case .seed(let s): return "seed \(s) (rmap gen --kernel-only\(options.ksm ? " --ksm" : "") --seed \(s) --statements \(options.statements))"
+            case .seed(let s): return "seed \(s) (rmap gen --kernel-only\(options.ksm ? " --ksm" : "")\(options.large ? " --large" : "") --seed \(s) --statements \(options.statements))"
             }
         }
 
@@ -344,8 +368,16 @@ public enum OracleCheck {
         /// Delta debugging of a difference, then the minimised trace with its
         /// header in the output folder.
         func minimiseAndWrite(_ item: Item, text: String, first: Comparison) -> ItemResult {
-            let original = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var original = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 .filter { !$0.isEmpty }
+            // Large-page traces keep their first `thp enabled` line: without
+            // any `thp` setting a trace means another experiment (no large
+            // folio at all), and the minimisation would drift to whatever
+            // difference that one shows.
+            var pinned: [String] = []
+            if options.large, let i = original.firstIndex(where: { $0.hasPrefix("thp enabled ") }) {
+                pinned = [original.remove(at: i)]
+            }
             // An internal error of the oracle (3) counts as a reproduction only
             // when that is what the original trace gave.
             let allowInternal = first.kernel.status == 3
@@ -353,7 +385,7 @@ public enum OracleCheck {
             func stillDiffers(_ lines: [String]) -> Bool {
                 guard budget > 0, !lines.isEmpty else { return false }
                 budget -= 1
-                let c = compare(Worker.body(lines, headerLines: 0))
+                let c = compare(Worker.body(pinned + lines, headerLines: 0))
                 guard c.accepted, c.differs else { return false }
                 return allowInternal || c.kernel.status != 3
             }
@@ -404,6 +436,7 @@ public enum OracleCheck {
 
             // The final outputs, with the header's lines in place so that the
             // line numbers in the header are the file's; and does it reproduce?
+            cur = pinned + cur
             let final = Worker.body(cur, headerLines: Worker.headerLineCount)
             var last = compare(final)
             var reproduced = last.differs ? 1 : 0
@@ -414,7 +447,7 @@ public enum OracleCheck {
             if reproduced == 0 {
                 return writeUnreproduced(item, text: text, first: first)
             }
-            let h = header(item, "minimised from \(original.count) to \(cur.count) lines; the difference "
+            let h = header(item, "minimised from \(original.count + pinned.count) to \(cur.count) lines; the difference "
                            + "reproduced \(reproduced)/3 on the minimised trace", last)
             return writeFailure(item, h.joined(separator: "\n") + "\n" + cur.joined(separator: "\n") + "\n",
                                 last, flaky: false)

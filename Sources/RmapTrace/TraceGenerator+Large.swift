@@ -1,0 +1,216 @@
+import Rmap
+
+/// `rmap gen --large`: random traces about large anonymous folios (PMD-mapped
+/// THPs, mTHPs, the huge zero page) and what splits, copies and frees them.
+///
+/// The window is four PMDs (8 MiB) starting at a 2 MiB-aligned address inside
+/// the oracle's MAP_FIXED_NOREPLACE range. Addresses are mostly PMD-aligned
+/// or aligned to an mTHP size, so that faults find whole aligned ranges
+/// inside the VMAs; the parts unmapped, protected, moved or advised are
+/// smaller and land anywhere, so PMDs are split. The statements the model
+/// refuses (hugetlb, `madvise collapse`) are never written, nor those whose
+/// large-folio reverse side is not modelled yet (`madvise free/cold/pageout`,
+/// `unmap`, `reclaim`, `migrate`, KSM, ...). `split` (model only) is written
+/// only without `kernelOnly`.
+extension TraceGenerator {
+    public static let largeBase: UInt64 = 0x1000_0040_0000
+    public static let largePages: UInt64 = 2048
+
+    static let largeSizes = ["16K", "32K", "64K", "128K", "256K", "512K", "1M", "2M"]
+
+    /// A page of the window: a PMD start, an mTHP-aligned page, a page just
+    /// before a PMD boundary, or any page.
+    mutating func largeAddr() -> UInt64 {
+        let base = TraceGenerator.largeBase, n = TraceGenerator.largePages
+        switch int(10) {
+        case 0..<4: return base + (int(n / 512) * 512) << 12
+        case 4..<6: return base + (int(n / 16) * 16) << 12
+        case 6: return base + ((1 + int(n / 512 - 1)) * 512 - 1 - int(8)) << 12
+        default: return base + int(n) << 12
+        }
+    }
+
+    /// A region length: from 16 pages to more than a PMD.
+    mutating func largeLength() -> UInt64 {
+        pick([16, 32, 64, 100, 128, 256, 512, 512, 512, 600, 1024, 1024, 1100, 1536])
+    }
+
+    /// A part of a region: a few pages to a little more than a PMD.
+    mutating func partLength() -> UInt64 {
+        switch int(10) {
+        case 0..<5: return 1 + int(16)
+        case 5..<8: return 16 + int(112)
+        case 8: return 512
+        default: return 256 + int(400)
+        }
+    }
+
+    /// A range for an access: one page, a few, or a stretch across a folio boundary.
+    mutating func accessLength() -> UInt64 {
+        switch int(10) {
+        case 0..<4: return 1
+        case 4..<8: return 1 + int(16)
+        default: return 16 + int(48)
+        }
+    }
+
+    /// `observe` over a few spans across folio boundaries for some of the live
+    /// processes (one token per page: never the whole window here).
+    mutating func observeLarge() {
+        guard !live.isEmpty else { return }
+        var targets: [String] = []
+        for p in live where targets.isEmpty || chance(60) {
+            for _ in 0..<(1 + int(2)) {
+                // Mostly around a page accessed lately (its 64 KiB boundary),
+                // else around any 64 KiB boundary of the window.
+                let near = touched.isEmpty || chance(25)
+                    ? TraceGenerator.largeBase + int(TraceGenerator.largePages) << 12 : pick(touched)
+                let boundary = near & ~0xffff
+                let before = int(8)
+                let start = max(TraceGenerator.largeBase, boundary - before << 12)
+                targets.append("\(p) \(hex(start)) \(before + 1 + int(24))")
+            }
+        }
+        lines.append("observe " + targets.joined(separator: ", "))
+    }
+
+    /// The last observation: the whole window of every live process, and what
+    /// each page reads back.
+    mutating func observeLargeWindow() {
+        guard !live.isEmpty else { return }
+        let targets = live.map { "\($0) \(hex(TraceGenerator.largeBase)) \(TraceGenerator.largePages)" }
+        lines.append("observe " + targets.joined(separator: ", "))
+        lines.append("observe contents " + targets.joined(separator: ", "))
+    }
+
+    /// An access of `n` pages at `a` by `p` (the address is remembered for the
+    /// observations).
+    mutating func access(_ p: String, _ verb: String, _ a: UInt64, _ n: UInt64) {
+        lines.append("\(p) \(verb) \(hex(a)) \(n)")
+        touched.append(a)
+        if touched.count > 8 { touched.removeFirst() }
+    }
+
+    mutating func largeMmap(_ p: String) {
+        let a = largeAddr(), n = largeLength()
+        let prot = pick(["rw", "rw", "rw", "rw", "rw", "r", "none", "rwx"])
+        let kind: String
+        switch int(20) {
+        case 0..<16: kind = "anon-private"
+        case 16..<18: kind = "anon-shared"
+        default:
+            let (f, size) = pick(files)
+            kind = "file-\(chance(50) ? "private" : "shared"):\(f)@\(int(max(1, size)))"
+        }
+        lines.append("\(p) mmap \(hex(a)) \(n) \(prot) \(kind)\(chance(10) ? " noreserve" : "")")
+    }
+
+    /// An anonymous private region at a PMD start, maybe with hugepage advice,
+    /// written (THPs or mTHPs, or small pages), as the first statements.
+    mutating func largeRegion(_ p: String) -> Int {
+        let a = TraceGenerator.largeBase + (int(TraceGenerator.largePages / 512 - 1) * 512) << 12
+        let n = pick([512, 600, 1024, 1024]) as UInt64
+        lines.append("\(p) mmap \(hex(a)) \(n) rw anon-private")
+        var ops = 1
+        if chance(85) {
+            lines.append("\(p) madvise \(hex(a)) \(chance(70) ? n : 512) hugepage")
+            ops += 1
+        }
+        access(p, "write", a + int(16) << 12, 1 + int(4))
+        // The second PMD (or the part past the first): read faults give the
+        // huge zero page where a whole aligned PMD is VM_HUGEPAGE.
+        access(p, chance(70) ? "read" : "write", a + (512 + int(64)) << 12, 1 + int(24))
+        return ops + 2
+    }
+
+    /// A trace about large folios, of about `statements` operation lines.
+    public mutating func generateLarge(statements: Int) -> String {
+        lines = ["# generated by rmap gen --large\(kernelOnly ? " --kernel-only" : "")"]
+        lines.append("thp enabled \(pick(["always", "always", "madvise", "madvise", "madvise", "never"]))")
+        var sizes = TraceGenerator.largeSizes
+        for _ in 0..<(1 + int(3)) where !sizes.isEmpty {
+            let i = Int(int(UInt64(sizes.count)))
+            let size = sizes.remove(at: i)
+            lines.append("thp \(size) \(pick(["always", "always", "inherit", "madvise", "never"]))")
+        }
+        let nfiles = 1 + int(2)
+        for i in 0..<nfiles {
+            let n = 8 + int(120)
+            files.append(("f\(i)", n))
+            lines.append("file f\(i) \(n)")
+        }
+        let first = newProcName()
+        lines.append("proc \(first)")
+        live.append(first)
+        var ops = largeRegion(first)
+        // Fork early: the large folios just made are shared with a child,
+        // and the writes after the fork are COW of PMDs and of PTE-mapped
+        // large folios.
+        if chance(70) {
+            let c = newProcName()
+            lines.append("\(c) = fork \(first)")
+            live.append(c)
+            access(chance(50) ? first : c, "write", largeAddr(), accessLength())
+            ops += 2
+        }
+        if chance(50) { observeLarge() }
+        while ops < statements {
+            if live.isEmpty {
+                let p = newProcName()
+                lines.append("proc \(p)")
+                live.append(p)
+                ops += largeRegion(p)
+                continue
+            }
+            let p = pick(live)
+            ops += 1
+            switch int(100) {
+            case 0..<10: largeMmap(p)
+            case 10..<34:
+                access(p, chance(60) ? "write" : "read", largeAddr(), accessLength())
+            case 34..<42:
+                if live.count < 6 {
+                    let c = newProcName()
+                    lines.append("\(c) = fork \(p)")
+                    live.append(c)
+                    if chance(70) {
+                        access(chance(50) ? p : c, "write", largeAddr(), accessLength())
+                        ops += 1
+                    }
+                } else {
+                    access(p, "write", largeAddr(), accessLength())
+                }
+            case 42..<46:
+                if live.count > 1 || chance(20) {
+                    lines.append("\(p) exit")
+                    live.removeAll { $0 == p }
+                }
+            case 46..<53: lines.append("\(p) munmap \(hex(largeAddr())) \(partLength())")
+            case 53..<60:
+                lines.append("\(p) mprotect \(hex(largeAddr())) \(partLength()) \(pick(["none", "r", "rw", "rw", "rx"]))")
+            case 60..<66:
+                let a = largeAddr(), o = partLength(), n = chance(50) ? o : partLength()
+                if chance(40) {
+                    lines.append("\(p) mremap \(hex(a)) \(o) \(n)")
+                } else {
+                    lines.append("\(p) mremap \(hex(a)) \(o) \(n) \(hex(largeAddr()))")
+                }
+            case 66..<76:
+                lines.append("\(p) madvise \(hex(largeAddr())) \(chance(50) ? largeLength() : partLength()) \(chance(70) ? "hugepage" : "nohugepage")")
+            case 76..<83:
+                lines.append("\(p) madvise \(hex(largeAddr())) \(partLength()) \(pick(["dontneed", "dontneed", "dontneed", "dontfork", "dofork", "wipeonfork"]))")
+            case 83..<88:
+                lines.append("thp shrink")
+                ops -= 1
+            case 88..<91: lines.append("\(p) \(chance(60) ? "mlock" : "munlock") \(hex(largeAddr())) \(partLength())")
+            case 91..<94 where !kernelOnly:
+                lines.append("\(p) split \(hex(largeAddr())) \(partLength())")
+            default:
+                observeLarge()
+                ops -= 1
+            }
+        }
+        observeLargeWindow()
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
