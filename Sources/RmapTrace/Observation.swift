@@ -191,6 +191,10 @@ extension Machine {
     public func replay(_ trace: Trace, keepingObservations: Bool = true,
                        after hook: ((TraceLine) -> Void)? = nil) -> ReplayOutcome {
         var out = ReplayOutcome(keepsObservations: keepingObservations)
+        // A trace with any `thp` statement (even a late `thp shrink`) runs
+        // from the kernel's defaults from its first line: its mappings carry
+        // no VM_NOHUGEPAGE (the contract; the oracle does the same).
+        if trace.largePageSettings.anyTHPStatement { configureTHPDefaults() }
         for tl in trace.lines {
             step(tl, file: trace.file, into: &out)
             if out.error != nil { break }

@@ -53,13 +53,12 @@ import RmapTestSupport
 
     /// A bounded large-folio campaign (`rmap fuzz --large`: THP settings,
     /// hugepage advice, THP and mTHP faults, COW, partial unmaps, `thp
-    /// shrink`, `split`) with the checker after every statement. The kinds of
-    /// violation it finds today were reported to the core (issue 13 item 8:
-    /// PG_mlocked of pages split from a large folio in a VM_LOCKED VMA, the
-    /// folio's _mm_id slots, the anon RSS counter); any other kind fails the
-    /// test, and these are known issues until the core's large-folio side is done.
-    @Test func largeCampaignFindsOnlyReportedKinds() {
-        let reported: Set<CheckerViolation.Kind> = [.mlock, .folioMMIDs, .rssCounter]
+    /// shrink`, `split`) with the checker after every statement: no
+    /// violation. (Its first runs found three model bugs, fixed: PG_mlocked
+    /// of pages split from a folio in a VM_LOCKED VMA, a checker rule on the
+    /// _mm_id slots stricter than the kernel, and an order-0 allocation that
+    /// failed while free large-folio runs were left.)
+    @Test func largeCampaignFindsNoViolation() {
         var o = FuzzOptions()
         o.seed = 1
         o.ops = 1500
@@ -70,20 +69,13 @@ import RmapTestSupport
         let r = Fuzzer(options: o).run()
         #expect(r.ops >= 1500)
         #expect(r.runs >= 3)
-        for d in r.distinct where !reported.contains(d.kind) {
-            Issue.record("a new kind of violation: \(d.description)\n\(d.minimizedTrace)")
-        }
-        withKnownIssue("large-folio violations reported to the core (mlock, folioMMIDs, rssCounter)", isIntermittent: true) {
-            #expect(r.violations == 0, "\(r.distinct.map(\.description))")
-        }
+        #expect(r.violations == 0, "\(r.distinct.map { $0.description + "\n" + $0.minimizedTrace })")
     }
 
     /// What the FuzzLargeOps libFuzzer target does, on fixed random inputs:
     /// `OpDecoder.largeTrace` writes traces that parse, with THP settings and
-    /// the large-page statements, and the checker finds only the kinds
-    /// reported above.
+    /// the large-page statements, and the checker finds nothing.
     @Test func largeDecodedTracesParseAndRun() throws {
-        let reported: Set<CheckerViolation.Kind> = [.mlock, .folioMMIDs, .rssCounter]
         var rng = SplitMix64(seed: 11)
         var large = 0, violations = 0
         for _ in 0..<40 {
@@ -102,16 +94,14 @@ import RmapTestSupport
             for tl in trace.lines {
                 m.step(tl, file: trace.file, into: &out)
                 if let v = m.checkViolations().first {
-                    if !reported.contains(v.kind) { Issue.record("line \(tl.line): \(v)\n\(text)") }
+                    Issue.record("line \(tl.line): \(v)\n\(text)")
                     violations += 1
                     break
                 }
             }
         }
         #expect(large > 40, "the decoder writes the large-page statements")
-        withKnownIssue("large-folio violations reported to the core", isIntermittent: true) {
-            #expect(violations == 0)
-        }
+        #expect(violations == 0)
     }
 
     @Test(arguments: corpusTraces("fuzz"))

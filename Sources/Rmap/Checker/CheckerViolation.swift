@@ -97,7 +97,8 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// name their head and hold no reference of their own.
         case folioCounters
         /// A large folio's _mm_id slots: a slot in use names an mm that maps
-        /// the folio exactly its _mm_id_mapcount + 1 times, a free slot has
+        /// the folio at least its _mm_id_mapcount + 1 times (exactly, unless
+        /// the mm mapped some while both slots were taken), a free slot has
         /// mapcount -1, and a folio mapped by two mms or more is marked
         /// shared (FOLIO_MM_IDS_SHARED_BIT).
         case folioMMIDs

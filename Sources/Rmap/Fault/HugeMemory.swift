@@ -93,13 +93,15 @@ extension Kernel {
     }
 
     /// thp_vma_suitable_order(): the aligned 2^order pages around `addr` lie
-    /// inside the VMA, and the VMA's pgoff is aligned the same way.
+    /// inside the VMA. ("Don't have to check pgoff for anonymous vma": the
+    /// pgoff alignment rule is for file VMAs, and the model's large folios
+    /// are anonymous. An mremap-moved anonymous VMA keeps its pgoff and
+    /// still gets large folios, as the oracle showed.)
     @inline(__always) func thpVMASuitableOrder(_ v: VMAID, _ addr: UInt64, _ order: UInt32) -> Bool {
         let p = vma(v).pointee
         let size = PAGE_SIZE << UInt64(order)
         let haddr = addr & ~(size - 1)
-        guard haddr >= p.vm_start, haddr + size <= p.vm_end else { return false }
-        return ((p.vm_start >> PAGE_SHIFT) &- p.vm_pgoff) & ((1 << UInt64(order)) - 1) == 0
+        return haddr >= p.vm_start && haddr + size <= p.vm_end
     }
 
     /// Whether a fault at `addr` with a none PMD tries a PMD-mapped THP.

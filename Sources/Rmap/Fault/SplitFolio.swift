@@ -97,6 +97,21 @@ extension Kernel {
                 if _slowPath(hooks.reverseMapOn) { hooks.reverseMap!.removed(self, pfn: pfn, vma: v) }
             }
         }
+        // remove_migration_pte() -> folio_add_anon_rmap_pte() ->
+        // mlock_vma_folio(): a small folio mapped in a VM_LOCKED VMA is
+        // mlocked. One that no locked VMA maps keeps no PG_mlocked from its
+        // head (the model's small pages are mlocked exactly when a locked
+        // VMA maps them; the kernel clears a stale flag at the next munlock
+        // or reclaim walk, which no trace observes).
+        for i in 0..<nr where page(head.advanced(by: i)).pointee.mapcount >= 0 {
+            let pfn = head.advanced(by: i)
+            var locked = false
+            forEachAnonPTEMapping(pfn) { v, _, _ in
+                if vma(v).pointee.vm_flags & VM.locked != 0 { locked = true }
+            }
+            if locked { page(pfn).pointee.flags |= PG.mlocked | PG.unevictable }
+            else { page(pfn).pointee.flags &= ~(PG.mlocked | PG.unevictable) }
+        }
         for i in 0..<nr where page(head.advanced(by: i)).pointee.refcount == 0 {
             page(head.advanced(by: i)).pointee.mapcount = -1
             free(T.frame, head.advanced(by: i).rawValue)

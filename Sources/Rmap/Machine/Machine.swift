@@ -97,6 +97,13 @@ public final class Machine {
         return .ok
     }
 
+    /// The kernel's THP defaults (`enabled madvise`, `2M inherit`, every
+    /// other size `never`), which a trace with any `thp` statement starts
+    /// from; nothing changes when the machine has THP settings already.
+    public func configureTHPDefaults() {
+        k.thpConfigure()
+    }
+
     /// `thp SIZE MODE`: hugepages-<size>kB/enabled for folio `order`
     /// (2 to 9: 16 KiB to 2 MiB); EINVAL for another order.
     public func setTHP(order: UInt32, mode: THPMode) -> OpResult {

@@ -205,9 +205,28 @@ extension Kernel {
         if head != 0 {
             let next = (base + Int(d.pointee.offset) + Int(head) * MemoryLayout<rmap_page>.stride).load(as: UInt32.self)
             setFolioFree(order, next)
+        } else if UInt64((d.pointee.bump + n - 1) & ~(n - 1)) + UInt64(n) > UInt64(d.pointee.capacity) {
+            // No run of this order and no room after the used frames: a free
+            // run of a higher order is split (__rmqueue_smallest / expand:
+            // the buddy allocator splits a larger block; the model cuts it
+            // in runs of this order at once). The model never merges
+            // buddies back, so a request can fail where the kernel would
+            // coalesce: only in an arena near exhaustion.
+            guard order < RMAP_PMD_ORDER,
+                  let big = (order + 1...RMAP_PMD_ORDER).first(where: { folioFreeHead(order: $0) != 0 }) else { return .none }
+            let run = folioFreeHead(order: big)
+            let next = (base + Int(d.pointee.offset) + Int(run) * MemoryLayout<rmap_page>.stride).load(as: UInt32.self)
+            setFolioFree(big, next)
+            var piece = run + (UInt32(1) << big) - n
+            while piece > run {
+                (base + Int(d.pointee.offset) + Int(piece) * MemoryLayout<rmap_page>.stride)
+                    .storeBytes(of: folioFreeHead(order: order), as: UInt32.self)
+                setFolioFree(order, piece)
+                piece -= n
+            }
+            head = run
         } else {
             let start = (d.pointee.bump + n - 1) & ~(n - 1)
-            guard UInt64(start) + UInt64(n) <= UInt64(d.pointee.capacity) else { return .none }
             // The frames between the bump and the aligned start become free
             // order-0 frames, as a buddy allocator leaves them.
             while d.pointee.bump < start {
@@ -256,6 +275,26 @@ extension Kernel {
         withUnsafeMutablePointer(to: &header.pointee.folio_free) {
             $0.withMemoryRebound(to: UInt32.self, capacity: Int(RMAP_PMD_ORDER) + 1) { $0[Int(order)] }
         }
+    }
+
+    /// A free large-folio run (the smallest order that has one) becomes free
+    /// small frames, on the frame table's free list; false when there is none.
+    func breakFolioRun() -> Bool {
+        guard let order = (UInt32(2)...RMAP_PMD_ORDER).first(where: { folioFreeHead(order: $0) != 0 }) else { return false }
+        let d = desc(T.frame)
+        let stride = MemoryLayout<rmap_page>.stride
+        let run = folioFreeHead(order: order)
+        setFolioFree(order, (base + Int(d.pointee.offset) + Int(run) * stride).load(as: UInt32.self))
+        // Highest first, so the LIFO free list hands the run out in order.
+        var f = run + (UInt32(1) << order)
+        while f > run {
+            f -= 1
+            let rec = base + Int(d.pointee.offset) + Int(f) * stride
+            rec.initializeMemory(as: UInt8.self, repeating: Kernel.poisonFree, count: stride)
+            rec.storeBytes(of: d.pointee.free_head, as: UInt32.self)
+            d.pointee.free_head = f
+        }
+        return true
     }
 
     /// __folio_put() of a large folio: off the deferred split queue

@@ -9,8 +9,15 @@ extension Kernel {
     /// alloc_page(): a fresh frame with one reference and no mapping
     /// (_mapcount -1); 0 when memory is exhausted.
     @inline(__always) func allocPage() -> PFN {
-        let pfn = PFN(alloc(T.frame))
-        if pfn.isNone { return .none }
+        var pfn = PFN(alloc(T.frame))
+        if _slowPath(pfn.isNone) {
+            // No free small frame and none never used: a free large-folio
+            // run is broken into small frames (the buddy allocator splits a
+            // higher-order block for an order-0 request).
+            guard breakFolioRun() else { return .none }
+            pfn = PFN(alloc(T.frame))
+            if pfn.isNone { return .none }
+        }
         let p = page(pfn)
         p.pointee.refcount = 1
         p.pointee.mapcount = -1

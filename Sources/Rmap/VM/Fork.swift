@@ -55,7 +55,19 @@ extension Kernel {
             return ok
         }) { addr, sslot in
             var e = sslot.pointee
-            guard e != 0 else { return true }
+            guard e != 0 else {
+                // copy_pte_range() allocates the child's PTE table for every
+                // table the parent has in the VMA, even one holding nothing
+                // (pte_alloc_map_lock before the copy loop): the child's
+                // PMD is then not none, and a later fault there is no THP.
+                if addr & (Kernel.pmdSize - 1) == 0 || addr == vma(src).pointee.vm_start {
+                    guard available(T.ptPage) >= 3, leafSlotAlloc(root: mm(dm).pointee.pgd, key: addr) != nil else {
+                        ok = false
+                        return false
+                    }
+                }
+                return true
+            }
             if PTE.isDeviceExclusiveEntry(e) {
                 // copy_nonpresent_pte(): try_restore_exclusive_pte() in the
                 // parent, then the PTE is copied as a present one.
