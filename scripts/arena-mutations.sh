@@ -67,9 +67,10 @@ le() {  # le VALUE BYTES: VALUE as little-endian bytes, printf-escaped
 }
 
 # Seeds: the FuzzArena seeds, and states saved (tiny arena) from corpus traces
-# with swap entries, device entries, file pages and fork families.
+# with swap entries, device entries, file pages, fork families and 64 KiB
+# large folios shared by a fork (their folio fields overlay the tail pages).
 seeds=("$ROOT"/Fuzz/corpus/arena/seed*.arena)
-for t in model/reclaim-swap model/device-memory kernel/45-contents; do
+for t in model/reclaim-swap model/device-memory kernel/45-contents kernel-large/13-mthp-fork-cow; do
     if "$RMAP" replay --tiny-arena --save "$WORK/$(basename $t).arena" "$ROOT/Tests/Corpus/$t.trace" >/dev/null 2>&1; then
         seeds+=("$WORK/$(basename $t).arena")
     fi
@@ -102,8 +103,9 @@ for seed in "${seeds[@]}"; do
     done
 done
 # Targeted: every 4-byte word of the first two records of every table (the
-# fields a random offset rarely hits: refcounts, counters, links, flags),
-# each set to each 4-byte boundary value, in each seed.
+# fields a random offset rarely hits: refcounts, counters, links, flags), and
+# of the first large folio's three records, each set to each 4-byte boundary
+# value, in each seed.
 u() { od -An -t"u$2" -j "$1" -N"$2" "$3" | tr -d ' '; }  # u OFFSET BYTES FILE: a little-endian integer
 TABLES_AT=48; DESC_SIZE=32; NTABLES=12  # offsetof(rmap_arena_header, tables), sizeof(rmap_table_desc), RMAP_T_COUNT
 for seed in "${seeds[@]}"; do
@@ -113,7 +115,20 @@ for seed in "${seeds[@]}"; do
     for ((t = 0; t < NTABLES; t++)); do
         d=$(( TABLES_AT + t * DESC_SIZE ))
         toff=$(u "$d" 8 "$seed"); rsize=$(u $(( d + 8 )) 4 "$seed"); bump=$(u $(( d + 16 )) 4 "$seed")
-        for ((r = 1; r < bump && r <= 2; r++)); do
+        recs="1 2"
+        if (( t == 0 )); then
+            # The frame table: also the first large folio's head and the two
+            # pages whose records hold its folio fields (_large_mapcount,
+            # _entire_mapcount, _nr_pages_mapped, order, _mm_id slots, the
+            # deferred-split links).
+            for ((r = 1; r < bump; r++)); do
+                # (a free record is poisoned after its link: 0x6b6b6b6b = 1802201963)
+                if (( $(u $(( toff + r * rsize + 4 )) 4 "$seed") != 1802201963 )) &&
+                   (( ($(u $(( toff + r * rsize )) 8 "$seed") >> 22) & 1 )); then recs="1 2 $r $((r + 1)) $((r + 2))"; break; fi
+            done
+        fi
+        for r in $recs; do
+            (( r < bump )) || continue
             for ((w = 0; w + 4 <= rsize; w += 4)); do
                 for v in "${values4[@]}"; do
                     f="$WORK/m.arena"
