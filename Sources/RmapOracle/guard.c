@@ -78,17 +78,6 @@ int guard_failed;
 /* ------------------------------------------------------------------ */
 /* Restoring (the watchdog, or the oracle when the watchdog is gone)    */
 
-static int write_value(const char *path, const char *value)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t n = strlen(value);
-    ssize_t w = write(fd, value, n);
-    int e = errno;
-    close(fd);
-    if (w != (ssize_t)n) { errno = w < 0 ? e : EIO; return -1; }
-    return 0;
-}
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -104,7 +93,7 @@ static int restore_all(struct guard_list *g)
 {
     int failed = 0;
     for (int i = g->nsaved - 1; i >= 0; i--) {
-        if (write_value(g->saved_path[i], g->saved_value[i])) {
+        if (write_sysfs_value(g->saved_path[i], g->saved_value[i])) {
             fprintf(stderr, "rmap-oracle: cannot restore %s to %s: %s\n", g->saved_path[i],
                     g->saved_value[i], strerror(errno));
             failed++;

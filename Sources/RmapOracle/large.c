@@ -70,17 +70,6 @@ static int read_value(const char *path, char *buf, size_t n)
     return 0;
 }
 
-static int write_value(const char *path, const char *value)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t n = strlen(value);
-    ssize_t w = write(fd, value, n);
-    int e = errno;
-    close(fd);
-    if (w != (ssize_t)n) { errno = w < 0 ? e : EIO; return -1; }
-    return 0;
-}
 
 static uint64_t read_u64(const char *path)
 {
@@ -110,7 +99,7 @@ static void save_and_set(const char *path, const char *value)
     char old[256];
     current_value(path, old, sizeof old);
     guard_save(path, old);
-    if (write_value(path, value)) die("cannot set %s to %s: %s", path, value, strerror(errno));
+    if (write_sysfs_value(path, value)) die("cannot set %s to %s: %s", path, value, strerror(errno));
     if (verbose) fprintf(stderr, "large: %s: %s -> %s\n", path, old, value);
 }
 
@@ -288,7 +277,7 @@ void large_after_access(int line)
 void large_shrink(int line)
 {
     /* drop_caches 2: drop_slab() runs every shrinker, the deferred split one included */
-    if (write_value("/proc/sys/vm/drop_caches", "2"))
+    if (write_sysfs_value("/proc/sys/vm/drop_caches", "2"))
         die("line %d: cannot write /proc/sys/vm/drop_caches: %s", line, strerror(errno));
 }
 

@@ -203,4 +203,7 @@ void cleanup(void);
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
+/* util.c: writes `value` to a sysfs or procfs file; 0, or -1 with errno. */
+int write_sysfs_value(const char *path, const char *value);
+
 #endif /* RMAP_ORACLE_H */

@@ -6,10 +6,13 @@
  * the watchdog put back what the oracle changed (guard.c: the machine's
  * settings, its lock and the trace's files).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "oracle.h"
 
@@ -77,3 +80,16 @@ void skip(const char *fmt, ...)
     exit(77);
 }
 
+
+/* Writes `value` to a sysfs or procfs file (a setting); 0, or -1 with errno. */
+int write_sysfs_value(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t n = strlen(value);
+    ssize_t w = write(fd, value, n);
+    int e = errno;
+    close(fd);
+    if (w != (ssize_t)n) { errno = w < 0 ? e : EIO; return -1; }
+    return 0;
+}

@@ -86,10 +86,7 @@ import RmapTestSupport
             large += text.split(separator: "\n").filter {
                 $0 == "thp shrink" || $0.contains(" split ") || $0.hasSuffix("hugepage")
             }.count
-            var cfg = ArenaConfig()
-            cfg.frames = 256 + 8 * UInt32(bytes[0])
-            cfg.ptPages = 48; cfg.vmas = 64; cfg.anonVMAs = 48; cfg.avcs = 96; cfg.mms = 10; cfg.files = 4; cfg.swapSlots = 32
-            let m = try Machine(config: cfg)
+            let m = try Machine(config: OpDecoder.arenaConfig(for: bytes, large: true))
             var out = ReplayOutcome()
             for tl in trace.lines {
                 m.step(tl, file: trace.file, into: &out)

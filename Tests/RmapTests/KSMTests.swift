@@ -583,10 +583,7 @@ import Glibc
                 $0.hasPrefix("ksm scan") || $0.contains(" value=") || $0.contains(" poison ") || $0.contains(" device ")
                     || $0.contains(" exclusive ") || $0.contains(" mergeable")
             }.count
-            var cfg = ArenaConfig()
-            cfg.frames = 48 + UInt32(bytes[0])
-            cfg.ptPages = 24; cfg.vmas = 64; cfg.anonVMAs = 48; cfg.avcs = 96; cfg.mms = 10; cfg.files = 8; cfg.swapSlots = 32
-            let m = try Machine(config: cfg)
+            let m = try Machine(config: OpDecoder.arenaConfig(for: bytes, large: false))
             var out = ReplayOutcome()
             for tl in trace.lines {
                 m.step(tl, file: trace.file, into: &out)

@@ -70,9 +70,16 @@ extension Kernel {
     /// __pud_alloc() / __pmd_alloc(): the PMD slot for `key`, allocating the
     /// missing PUD and PMD tables; nil when out of page-table pages.
     func pmdSlotAlloc(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
+        slotAlloc(root: root, key: key, level: 2)
+    }
+
+    /// The slot of `level` (2 PMD, 1 PTE) for `key`, allocating the missing
+    /// tables above it; nil when out of page-table pages (what was allocated
+    /// stays, as in the kernel, and is freed by free_pgtables).
+    private func slotAlloc(root: UInt32, key: UInt64, level target: Int) -> UnsafeMutablePointer<UInt64>? {
         var table = root
         var level = 4
-        while level > 2 {
+        while level > target {
             let slot = ptPage(table) + Kernel.index(key, level: level)
             if slot.pointee == 0 {
                 let t = allocPTPage(level: UInt32(level - 1))
@@ -80,10 +87,12 @@ extension Kernel {
                 slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
                 ptDesc(table).pointee.used += 1
             }
+            // A PTE table under a PMD leaf: the caller splits it first (__split_huge_pmd).
+            precondition(level != 2 || !PTE.isPMDLeaf(slot.pointee), "a PTE table asked for under a PMD leaf")
             table = PTE.tablePage(slot.pointee)
             level -= 1
         }
-        return ptPage(table) + Kernel.index(key, level: 2)
+        return ptPage(table) + Kernel.index(key, level: target)
     }
 
     /// The PMD table (page-table page) that holds `key`'s PMD slot; 0 if none.
@@ -133,25 +142,9 @@ extension Kernel {
     }
 
     /// __pte_alloc() and the upper-level allocations: the leaf slot for `key`,
-    /// allocating missing tables; nil when out of page-table pages (what was
-    /// allocated stays, as in the kernel, and is freed by free_pgtables).
+    /// allocating missing tables; nil when out of page-table pages.
     func leafSlotAlloc(root: UInt32, key: UInt64) -> UnsafeMutablePointer<UInt64>? {
-        var table = root
-        var level = 4
-        while level > 1 {
-            let slot = ptPage(table) + Kernel.index(key, level: level)
-            if slot.pointee == 0 {
-                let t = allocPTPage(level: UInt32(level - 1))
-                if t == 0 { return nil }
-                slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
-                ptDesc(table).pointee.used += 1
-            }
-            // The caller splits a PMD leaf first (__split_huge_pmd).
-            precondition(level != 2 || !PTE.isPMDLeaf(slot.pointee), "a PTE table asked for under a PMD leaf")
-            table = PTE.tablePage(slot.pointee)
-            level -= 1
-        }
-        return ptPage(table) + Kernel.index(key, level: 1)
+        slotAlloc(root: root, key: key, level: 1)
     }
 
     /// pte_free() of the PTE table holding `key` when all its entries are

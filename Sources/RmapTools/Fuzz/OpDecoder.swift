@@ -7,6 +7,40 @@ public enum OpDecoder {
     public static let base: UInt64 = 0x1000_001e_0000
     public static let window: UInt64 = 64
 
+    /// The arena the libFuzzer targets run a decoded trace on: small enough
+    /// to run out (the first byte sizes the frames); for `large`, room for
+    /// one or two THPs.
+    public static func arenaConfig(for bytes: [UInt8], large: Bool) -> ArenaConfig {
+        var cfg = ArenaConfig()
+        cfg.frames = large ? 256 + 8 * UInt32(bytes.first ?? 0) : 48 + UInt32(bytes.first ?? 0)
+        cfg.ptPages = large ? 48 : 24
+        cfg.vmas = 64
+        cfg.anonVMAs = 48
+        cfg.avcs = 96
+        cfg.mms = 10
+        cfg.files = large ? 4 : 8
+        cfg.swapSlots = 32
+        return cfg
+    }
+
+    /// One libFuzzer input (FuzzOps, FuzzLargeOps): the bytes decoded to a
+    /// trace (`trace` or `largeTrace`), run on `arenaConfig` with the
+    /// invariant checker after every statement; a violation, or a decoded
+    /// trace that does not parse, is a crash (what libFuzzer reports).
+    public static func runChecked(_ bytes: [UInt8], large: Bool) {
+        let text = large ? largeTrace(from: bytes) : trace(from: bytes)
+        guard let trace = try? TraceParser.parse(text, file: large ? "large-ops.trace" : "ops.trace") else {
+            fatalError("the decoder wrote an invalid trace:\n\(text)")
+        }
+        guard let m = try? Machine(config: arenaConfig(for: bytes, large: large)) else { return }
+        var out = ReplayOutcome()
+        for tl in trace.lines {
+            m.step(tl, file: trace.file, into: &out)
+            let v = m.check()
+            if !v.isEmpty { fatalError("line \(tl.line): \(v[0])\n\(text)") }
+        }
+    }
+
     public static func trace(from bytes: [UInt8]) -> String {
         var lines = ["file f0 \(1 + Int(bytes.first ?? 0) % 64)", "file f1 24", "swap \(Int(bytes.count > 1 ? bytes[1] : 0) % 16)", "proc P0"]
         var live = ["P0"]
