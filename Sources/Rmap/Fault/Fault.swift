@@ -220,17 +220,28 @@ extension Kernel {
             }
             if idx > lastIdx || idx == size - 1 { return }
         }
+        // filemap_map_pages() + set_pte_range(): one page-table walk for the
+        // window (it lies in the faulting address's PTE table, which the
+        // fault allocated), then a look at each PTE and one page-cache lookup
+        // per none PTE.
+        guard let faultSlot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return }
+        let ptes = faultSlot - Int(pteOff)
+        let cacheRoot = file(f).pointee.cache_root
         var i = fromPTE
         while i <= toPTE {
+            let s = ptes + Int(i)
             let a = base + (i << PAGE_SHIFT)
-            let index = linearPageIndex(v, a)
             i += 1
-            guard index < file(f).pointee.size_pages else { continue }
-            if regular && !pageCacheResident(f, index) { continue }
-            if !regular && pageCacheLookup(f, index, materialize: false).isNone { continue }
-            guard let s = leafSlot(root: mm(m).pointee.pgd, key: a), s.pointee == 0 else { continue }
+            guard s.pointee == 0 else { continue }
+            let index = linearPageIndex(v, a)
+            guard index < size else { continue }
+            let e = cacheSlot(root: cacheRoot, key: index << 12)?.pointee ?? 0
+            // A shmem hole, or a regular file's evicted page (its shadow
+            // entry): nothing to map.
+            if e & PTE.present == 0 && (!regular || e != 0) { continue }
             guard available(T.frame) >= 1 else { return }
-            let pfn = pageCacheLookup(f, index, materialize: true)
+            // A resident page of a regular file gets its frame on first use.
+            let pfn = e & PTE.present != 0 ? PTE.pfn(e) : pageCacheAddNew(f, index)
             if pfn.isNone { return }
             // next_uptodate_folio(): PG_readahead (= PG_reclaim) folios are skipped.
             if page(pfn).pointee.flags & PG.reclaim != 0 { continue }

@@ -76,6 +76,7 @@ extension Kernel {
     /// The slot of `level` (2 PMD, 1 PTE) for `key`, allocating the missing
     /// tables above it; nil when out of page-table pages (what was allocated
     /// stays, as in the kernel, and is freed by free_pgtables).
+    @inline(__always)
     private func slotAlloc(root: UInt32, key: UInt64, level target: Int) -> UnsafeMutablePointer<UInt64>? {
         var table = root
         var level = 4

@@ -44,12 +44,20 @@ extension Kernel {
     /// COW mappings write-protect both sides; the child's PTEs are old (and
     /// clean in shared mappings); anon pages lose their exclusive marker.
     /// False on ENOMEM (page tables).
+    /// The child's PTE table for `addr` (copy_pte_range's pte_alloc_map_lock),
+    /// allocated even when the parent's holds nothing; false on ENOMEM.
+    @inline(never)
+    func allocChildPTETable(_ dm: MMID, _ addr: UInt64) -> Bool {
+        available(T.ptPage) >= 3 && leafSlotAlloc(root: mm(dm).pointee.pgd, key: addr) != nil
+    }
+
     func copyPTERange(dst: VMAID, src: VMAID) -> Bool {
         let sm = vmMM(src), dm = vmMM(dst)
         let flags = vma(src).pointee.vm_flags
         let cow = VM.isCOW(flags)
         var ok = true
-        walkLeaves(root: mm(sm).pointee.pgd, start: vma(src).pointee.vm_start, end: vma(src).pointee.vm_end, pmd: { haddr, spmd in
+        let srcStart = vma(src).pointee.vm_start
+        walkLeaves(root: mm(sm).pointee.pgd, start: srcStart, end: vma(src).pointee.vm_end, pmd: { haddr, spmd in
             // copy_pmd_range(): a PMD leaf is copied whole (copy_huge_pmd).
             if !copyHugePMD(dst: dst, src: src, haddr, spmd) { ok = false }
             return ok
@@ -60,11 +68,9 @@ extension Kernel {
                 // table the parent has in the VMA, even one holding nothing
                 // (pte_alloc_map_lock before the copy loop): the child's
                 // PMD is then not none, and a later fault there is no THP.
-                if addr & (Kernel.pmdSize - 1) == 0 || addr == vma(src).pointee.vm_start {
-                    guard available(T.ptPage) >= 3, leafSlotAlloc(root: mm(dm).pointee.pgd, key: addr) != nil else {
-                        ok = false
-                        return false
-                    }
+                if _slowPath(addr & (Kernel.pmdSize - 1) == 0 || addr == srcStart) && !allocChildPTETable(dm, addr) {
+                    ok = false
+                    return false
                 }
                 return true
             }
