@@ -15,6 +15,7 @@
 #
 #   scripts/arena-mutations.sh [COUNT per seed, default 1000] [SEED, default 1]
 #   ARENA_MUTATIONS_TARGETED=0 skips the targeted pass (most of the time)
+#   ARENA_MUTATIONS_ONLY=SUBSTRING runs only the seeds whose name has it
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 COUNT=${1:-1000}
@@ -75,6 +76,12 @@ for t in model/reclaim-swap model/device-memory kernel/45-contents kernel-large/
         seeds+=("$WORK/$(basename $t).arena")
     fi
 done
+
+# ARENA_MUTATIONS_ONLY=SUBSTRING keeps the seeds whose file name has it.
+if [ -n "${ARENA_MUTATIONS_ONLY:-}" ]; then
+    kept=(); for s in "${seeds[@]}"; do case $(basename "$s") in *"$ARENA_MUTATIONS_ONLY"*) kept+=("$s");; esac; done
+    seeds=("${kept[@]}")
+fi
 
 for seed in "${seeds[@]}"; do
     # Only seeds this build reads (the others stop at the version check).
