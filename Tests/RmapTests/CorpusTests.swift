@@ -90,8 +90,11 @@ struct OracleDifferentialTests {
     /// --large --count 200`): a fork child's fault where the parent left an
     /// empty PTE table (the kernel copies the table), and no large folio in an
     /// mremap-moved anonymous VMA (the kernel checks no pgoff there); both
-    /// fixed in the model (kernel-large corpus 29 and 30).
-    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8, 9, 114, 153, 174])
+    /// fixed in the model (kernel-large corpus 29 and 30). Seeds 1718 and
+    /// 1829 (`--count 700 --first-seed 1300`): the zero-page remap of a split
+    /// must follow the rmap walk's order with mlock, and MADV_DONTNEED over a
+    /// PMD's span frees empty PTE tables (CONFIG_PT_RECLAIM); corpus 32, 33.
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8, 9, 114, 153, 174, 1718, 1829])
     func randomLargeTraceAgreesWithKernel(_ seed: UInt64) throws {
         try agree(seed: seed, ksm: false, large: true)
     }

@@ -86,9 +86,18 @@ extension Kernel {
         for i in 0..<nr {
             let pfn = head.advanced(by: i)
             let p = page(pfn)
-            guard p.pointee.mapcount >= 0, p.pointee.content == 0, p.pointee.flags & (PG.mlocked | PG.hwpoison) == 0 else { continue }
+            guard p.pointee.mapcount >= 0, p.pointee.content == 0, p.pointee.flags & PG.hwpoison == 0 else { continue }
+            // remove_migration_ptes() visits the mappings in rmap order; one
+            // in a VM_LOCKED VMA is restored and mlocks the small folio
+            // (mlock_vma_folio), and from then on the folio is mlocked: the
+            // mappings visited after it keep the page too
+            // (try_to_map_unused_to_zeropage skips an mlocked folio).
             forEachAnonPTEMapping(pfn) { v, addr, slot in
-                guard vma(v).pointee.vm_flags & VM.locked == 0 else { return }
+                if vma(v).pointee.vm_flags & VM.locked != 0 {
+                    p.pointee.flags |= PG.mlocked | PG.unevictable
+                    return
+                }
+                guard p.pointee.flags & PG.mlocked == 0 else { return }
                 let m = vmMM(v)
                 slot.pointee = PTE.make(pfn: zeroPFN, prot: PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)) | PTE.special
                 p.pointee.mapcount -= 1

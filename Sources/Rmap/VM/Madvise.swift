@@ -65,6 +65,18 @@ extension Kernel {
             if flags & (VM.locked | VM.pfnmap | VM.hugetlb) != 0 { return .failure(.EINVAL) }
             if advice == .dontneed {
                 zapPTERange(v, start, end)  // zap_page_range_single()
+                // CONFIG_PT_RECLAIM (this 6.18 has it): MADV_DONTNEED over at
+                // least a PMD's span frees each PTE table it leaves empty
+                // (zap_details.reclaim_pt, try_to_free_pte()), so a later
+                // fault there finds the PMD none (a THP may come).
+                if end - start >= Kernel.pmdSize {
+                    let root = mm(vmMM(v)).pointee.pgd
+                    var a = start & ~(Kernel.pmdSize - 1)
+                    while a < end {
+                        freeEmptyPTETable(root: root, key: a)
+                        a += Kernel.pmdSize
+                    }
+                }
             } else {
                 // madvise_free_single_vma(): anonymous VMAs only.
                 if vma(v).pointee.file != 0 { return .failure(.EINVAL) }
