@@ -385,12 +385,17 @@ extension Kernel {
     /// and change_pmd_range split a PMD the range covers only in part).
     func splitHugePMDsAtEdges(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
         guard _slowPath(thpActive) else { return }
-        for a in [start, end] where a & (Kernel.pmdSize - 1) != 0 {
-            let m = vmMM(v)
-            guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: a), PTE.isPMDLeaf(pmd.pointee) else { continue }
-            let haddr = a & ~(Kernel.pmdSize - 1)
-            if haddr < end && haddr + Kernel.pmdSize > start { splitHugePMD(v, haddr, pmd) }
-        }
+        splitHugePMDCutAt(v, start, start, end)
+        splitHugePMDCutAt(v, end, start, end)
+    }
+
+    /// The PMD leaf over `a` (an edge of [start, end)) split, when `a` is
+    /// not 2 MiB aligned and the leaf meets the range.
+    private func splitHugePMDCutAt(_ v: VMAID, _ a: UInt64, _ start: UInt64, _ end: UInt64) {
+        guard a & (Kernel.pmdSize - 1) != 0,
+              let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: a), PTE.isPMDLeaf(pmd.pointee) else { return }
+        let haddr = a & ~(Kernel.pmdSize - 1)
+        if haddr < end && haddr + Kernel.pmdSize > start { splitHugePMD(v, haddr, pmd) }
     }
 
     /// copy_huge_pmd() at fork: the child gets the PMD (write-protected on
