@@ -279,10 +279,6 @@ extension Machine {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(expected), got \(r)")
             }
         case .ksmScan(let passes):
-            if let what = ksmScanNotModelled {
-                out.error = "\(file):\(tl.line): error: large pages are not modelled yet: ksm scan (\(what))"
-                return
-            }
             ksmScan(passes: passes)
         case .observe(let targets):
             if out.keepsObservations { out.observations.append((tl.line, observeTokens(targets), observeVMAs(targets))) }

@@ -56,10 +56,15 @@ extension Kernel {
     /// freed. False, with nothing changed, for a folio with references
     /// beyond its mappings (can_split_folio) or in the swap cache.
     @discardableResult
-    package func splitFolio(_ head: PFN) -> Bool {
+    ///
+    /// `pinned`: a page of the folio the caller holds a reference on
+    /// (split_huge_page(page) from ksmd: can_split_folio() allows the
+    /// caller's pin, and the pin stays on that page after the split).
+    package func splitFolio(_ head: PFN, pinned: PFN = .none) -> Bool {
         guard folioIsLarge(head), head != hugeZeroPFN, pageIsAnon(head), !pageIsKSM(head) else { return false }
         let h = page(head)
-        guard h.pointee.flags & PG.swapcache == 0, Int(h.pointee.refcount) == folioLargeMapcount(head) else { return false }
+        let pins = pinned.isNone ? 0 : 1
+        guard h.pointee.flags & PG.swapcache == 0, Int(h.pointee.refcount) == folioLargeMapcount(head) + pins else { return false }
         forEachAnonPMDMapping(head) { v, haddr, pmd in splitHugePMD(v, haddr, pmd) }
         deferredSplitRemove(head)
         let nr = folioNrPages(head)
@@ -76,7 +81,7 @@ extension Kernel {
             p.pointee.private_ = 0
             p.pointee.next = 0
             p.pointee.prev = 0
-            p.pointee.refcount = p.pointee.mapcount + 1  // one reference per PTE
+            p.pointee.refcount = p.pointee.mapcount + 1 + (head.advanced(by: i) == pinned ? 1 : 0)  // one reference per PTE, and the caller's
             if i > 0 {
                 header.pointee.next_frame_serial &+= 1
                 p.pointee.serial = header.pointee.next_frame_serial

@@ -465,8 +465,8 @@ extension Kernel {
     func getMergeablePage(_ i: KSMItemID) -> PFN {
         let m = itemMM(i)
         let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
-        guard !findMergeableVMA(m, addr).isNone, let slot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
-        let pfn = vmNormalPage(slot.pointee)
+        guard !findMergeableVMA(m, addr).isNone else { return .none }
+        let pfn = mappedPage(m, addr)  // folio_walk_start(): a PTE or a PMD leaf
         guard !pfn.isNone, pageIsAnon(pfn) else { return .none }
         getPage(pfn)
         return pfn
@@ -507,7 +507,8 @@ extension Kernel {
             let av = pageAnonVMA(pfn)
             guard !av.isNone, anonVMARootOf(vav) == anonVMARootOf(av) else { return nil }
         }
-        return vmaAddress(v, index: page(pfn).pointee.index)
+        let head = folioOf(pfn)
+        return vmaAddress(v, index: page(head).pointee.index &+ UInt64(head.distance(to: pfn)))
     }
 
     /// write_protect_page(): the PTE of `v` mapping `pfn` becomes read-only
@@ -573,6 +574,14 @@ extension Kernel {
     func tryToMergeOnePage(_ v: VMAID, _ pfn: PFN, _ kpfn: PFN) -> Bool {
         if pfn == kpfn { return true }  // ksm page forked
         guard pageIsAnon(pfn) else { return false }
+        // A page of a large folio: split_huge_page() first (the caller's
+        // reference pins the page); a folio that cannot be split is not
+        // merged. The split may map the page to the zero page (all zero):
+        // then it is no longer mapped here and nothing merges.
+        let head = folioOf(pfn)
+        if _slowPath(folioIsLarge(head)) {
+            guard splitFolio(head, pinned: pfn), pageMapcount(pfn) > 0 else { return false }
+        }
         var orig: UInt64 = 0
         guard writeProtectPage(v, pfn, orig: &orig) else { return false }
         if kpfn.isNone {
@@ -710,7 +719,17 @@ extension Kernel {
                 if p.anon_vma == 0 { address = p.vm_end }
                 while address < p.vm_end {
                     var pfn: PFN = .none
-                    walkLeaves(root: mm(m).pointee.pgd, start: address, end: p.vm_end) { a, slot in
+                    // ksm_next_page_pmd_entry() / folio_walk_start(): a page of a
+                    // PMD-mapped THP is scanned like any page (the huge zero
+                    // page is not anonymous: skipped).
+                    walkLeaves(root: mm(m).pointee.pgd, start: address, end: p.vm_end, pmd: { haddr, pmd in
+                        let head = PTE.pfn(pmd.pointee)
+                        guard head != hugeZeroPFN else { return true }
+                        let a = max(address, haddr)
+                        pfn = head.advanced(by: UInt32((a - haddr) >> PAGE_SHIFT))
+                        address = a
+                        return false
+                    }) { a, slot in
                         let e = slot.pointee
                         guard PTE.isPresent(e) else { return true }
                         let f = vmNormalPage(e)

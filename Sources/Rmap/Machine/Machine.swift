@@ -296,23 +296,6 @@ public final class Machine {
         for _ in 0..<passes where !k.ksmScanPass() { break }
     }
 
-    /// Why `ksm scan` cannot run on this state yet (ksmd splits a large
-    /// folio before it merges a page of it, try_to_merge_one_page: not
-    /// modelled yet), nil when it can: no mergeable VMA maps a large folio.
-    public var ksmScanNotModelled: String? {
-        for (_, raw) in mmByName where k.mm(MMID(raw)).pointee.ksm_flags != 0 {
-            let m = MMID(raw)
-            var v = k.firstVMA(m)
-            while !v.isNone {
-                let p = k.vma(v).pointee
-                if p.vm_flags & VM.mergeable != 0 && k.rangeMapsLargeFolio(m, p.vm_start, p.vm_end) {
-                    return "ksmd on a large folio (split before merge)"
-                }
-                v = k.nextVMA(v)
-            }
-        }
-        return nil
-    }
 }
 
 // Single-threaded by design: a Machine, its Kernel handle and its hooks are
