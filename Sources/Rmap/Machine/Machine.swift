@@ -233,10 +233,9 @@ public final class Machine {
         case .writeValue(let addr, let pages, let value):
             return access(m, addr, pages, write: true, value: value)
         case .madvise(let addr, let pages, let advice):
-            // MADV_FREE, MADV_COLD and MADV_PAGEOUT batch, split or skip large
-            // folios (madvise_free_pte_range, madvise_cold_or_pageout_pte_range):
-            // not modelled yet.
-            if [.free, .cold, .pageout].contains(advice), k.rangeMapsLargeFolio(m, addr, addr + pages << PAGE_SHIFT) {
+            // MADV_FREE batches, splits or marks large folios lazyfree
+            // (madvise_free_pte_range, madvise_free_huge_pmd): not modelled yet.
+            if advice == .free, k.rangeMapsLargeFolio(m, addr, addr + pages << PAGE_SHIFT) {
                 return .notModelled("MADV_\(advice.rawValue.uppercased()) on a large folio")
             }
             return r(k.doMadvise(m, start: addr, end: addr + pages << PAGE_SHIFT, advice: advice))

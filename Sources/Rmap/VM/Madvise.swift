@@ -158,17 +158,75 @@ extension Kernel {
     /// madvise_cold_or_pageout_pte_range(): pages mapped by this process
     /// only (folio_maybe_mapped_shared() skips the rest) are aged; with
     /// pageout they are then reclaimed (reclaim_pages()).
+    ///
+    /// A large folio (6.18): one mapped by this process alone
+    /// (folio_maybe_mapped_shared false) that the range covers only in part
+    /// is split first, then its pages go as small ones; one the range covers
+    /// whole is aged as one folio and, for pageout, reclaimed whole
+    /// (reclaim_pages: without a swap cluster for it, shrink_folio_list
+    /// splits it and tries the pages). A PMD-mapped THP the same, at the PMD.
     func madviseColdOrPageout(_ v: VMAID, _ start: UInt64, _ end: UInt64, pageout: Bool) {
         let m = vmMM(v)
-        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { addr, slot in
-            let e = slot.pointee
-            guard PTE.isPresent(e) else { return true }
-            let pfn = vmNormalPage(e)
-            guard !pfn.isNone, pageMapcount(pfn) == 1 else { return true }
-            slot.pointee = e & ~PTE.accessed  // ptep_test_and_clear_young()
+        let root = mm(m).pointee.pgd
+        var folios: [PFN] = []  // reclaim_pages()'s list of whole large folios
+        var skipUntil: UInt64 = 0
+        func pte(_ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
+            if addr < skipUntil { return true }
+            guard PTE.isPresent(slot.pointee) else { return true }
+            var pfn = vmNormalPage(slot.pointee)
+            guard !pfn.isNone else { return true }
+            let head = folioOf(pfn)
+            if _slowPath(folioIsLarge(head)) {
+                // madvise_folio_pte_batch(): the PTEs from here that map the
+                // folio's next pages, inside the range.
+                let sub = UInt32(head.distance(to: pfn))
+                let nrPages = folioNrPages(head)
+                var nr: UInt32 = 1
+                while sub + nr < nrPages, addr + UInt64(nr) << PAGE_SHIFT < end,
+                      let s = leafSlot(root: root, key: addr + UInt64(nr) << PAGE_SHIFT),
+                      PTE.isPresent(s.pointee), PTE.pfn(s.pointee) == pfn.advanced(by: nr) { nr += 1 }
+                if nr < nrPages {
+                    if folioMaybeMappedShared(head) || !splitFolio(head) {
+                        skipUntil = addr + UInt64(nr) << PAGE_SHIFT
+                        return true
+                    }
+                    // Split: this page is a small folio now (or the zero page).
+                    guard PTE.isPresent(slot.pointee) else { return true }
+                    pfn = vmNormalPage(slot.pointee)
+                    guard !pfn.isNone else { return true }
+                } else {
+                    skipUntil = addr + UInt64(nr) << PAGE_SHIFT
+                    // Fully mapped here: exclusive when its mapcount is its size.
+                    guard folioMapcount(head) == Int(nrPages) else { return true }
+                    if !pageout {
+                        for i in 0..<UInt64(nr) { leafSlot(root: root, key: addr + i << PAGE_SHIFT)!.pointee &= ~PTE.accessed }
+                    }
+                    page(head).pointee.flags &= ~(PG.referenced | PG.active | PG.young)
+                    if pageout { folios.append(head) }
+                    return true
+                }
+            }
+            guard pageMapcount(pfn) == 1 else { return true }
+            slot.pointee &= ~PTE.accessed  // ptep_test_and_clear_young()
             page(pfn).pointee.flags &= ~(PG.referenced | PG.active)
             if pageout { _ = reclaimPage(pfn) }
             return true
         }
+        walkLeaves(root: root, start: start, end: end, pmd: { haddr, pmd in
+            let head = PTE.pfn(pmd.pointee)
+            guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return true }
+            if start > haddr || end < haddr + Kernel.pmdSize {
+                // Part of the PMD: split_folio(), then its pages (regular_folio).
+                if splitFolio(head) {
+                    walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte)
+                }
+                return true
+            }
+            if !pageout { pmd.pointee &= ~PTE.accessed }  // pmd_mkold()
+            page(head).pointee.flags &= ~(PG.referenced | PG.active | PG.young)
+            if pageout { folios.append(head) }
+            return true
+        }, pte)
+        for head in folios where folioIsLarge(head) { _ = reclaimFolio(head) }
     }
 }
