@@ -233,11 +233,6 @@ public final class Machine {
         case .writeValue(let addr, let pages, let value):
             return access(m, addr, pages, write: true, value: value)
         case .madvise(let addr, let pages, let advice):
-            // MADV_FREE batches, splits or marks large folios lazyfree
-            // (madvise_free_pte_range, madvise_free_huge_pmd): not modelled yet.
-            if advice == .free, k.rangeMapsLargeFolio(m, addr, addr + pages << PAGE_SHIFT) {
-                return .notModelled("MADV_\(advice.rawValue.uppercased()) on a large folio")
-            }
             return r(k.doMadvise(m, start: addr, end: addr + pages << PAGE_SHIFT, advice: advice))
         case .mlock(let addr, let pages):
             return r(k.doMlock(m, start: addr, end: addr + pages << PAGE_SHIFT, lock: true))

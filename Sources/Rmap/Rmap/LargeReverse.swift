@@ -20,14 +20,21 @@ extension Kernel {
     /// PTEs then go as a small page's do, the counters and references the
     /// folio's (folio_remove_rmap_ptes).
     package func tryToUnmapFolio(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
-        if folioEntireMapcount(head) > 0 {
-            if !flags.contains(.splitHugePMD) {
-                return flags.contains(.migration) ? .notModelled("a PMD migration entry (set_pmd_migration_entry)") : .einval
-            }
-            forEachAnonPMDMapping(head) { v, haddr, pmd in splitHugePMD(v, haddr, pmd) }
-        }
         getPage(head)  // the caller's reference, as try_to_unmap() requires
         defer { putPage(head) }
+        if folioEntireMapcount(head) > 0 {
+            if isLazyfree(head) && !flags.contains(.migration) {
+                // 6.x unmaps a lazyfree PMD-mapped folio whole, before any
+                // TTU_SPLIT_HUGE_PMD (unmap_huge_pmd_locked).
+                if !discardLazyfreePMDs(head) { return .fail }
+            } else if !flags.contains(.splitHugePMD) {
+                // The seeds' VM_BUG_ON_PAGE(!pvmw.pte): EINVAL; with
+                // TTU_MIGRATION a PMD migration entry, not modelled yet.
+                return flags.contains(.migration) ? .notModelled("a PMD migration entry (set_pmd_migration_entry)") : .einval
+            } else {
+                forEachAnonPMDMapping(head) { v, haddr, pmd in splitHugePMD(v, haddr, pmd) }
+            }
+        }
         for i in 0..<folioNrPages(head) where page(head.advanced(by: i)).pointee.mapcount >= 0 {
             var c = TryToUnmapControl(flags: flags)
             rmapWalk(head.advanced(by: i), &c)
@@ -42,6 +49,20 @@ extension Kernel {
     /// pages to the shared zero page), then each small folio is reclaimed as
     /// any other. A folio that cannot be split stays (activate_locked).
     package func reclaimFolio(_ head: PFN) -> LargeReverseResult {
+        // A lazyfree folio (MADV_FREE) needs no swap: shrink_folio_list
+        // unmaps it whole, PMDs included (TTU_SPLIT_HUGE_PMD does not apply to
+        // it: unmap_huge_pmd_locked), and frees it if nothing redirtied it.
+        if isLazyfree(head) {
+            getPage(head)
+            defer { putPage(head) }
+            guard discardLazyfreePMDs(head) else { return .fail }
+            for i in 0..<folioNrPages(head) where page(head.advanced(by: i)).pointee.mapcount >= 0 {
+                var c = TryToUnmapControl(flags: [.ignoreAccess, .batchFlush])
+                rmapWalk(head.advanced(by: i), &c)
+            }
+            tryToUnmapFlush()
+            return folioMapcount(head) == 0 ? .ok : .fail
+        }
         let nr = folioNrPages(head)
         guard splitFolio(head) else { return .fail }
         var ok = true
@@ -118,6 +139,28 @@ extension Kernel {
         page(head).pointee.refcount = 1
         putPage(head)
         return .ok
+    }
+
+    /// folio_test_anon() && !folio_test_swapbacked(): marked lazyfree by MADV_FREE.
+    func isLazyfree(_ head: PFN) -> Bool {
+        pageIsAnon(head) && page(head).pointee.flags & PG.swapbacked == 0
+    }
+
+    /// __discard_anon_folio_pmd_locked() for every PMD that maps a lazyfree
+    /// folio: a clean one goes (as zap_huge_pmd); a dirty PMD, or a folio
+    /// redirtied, makes it swap-backed again and stops (false).
+    func discardLazyfreePMDs(_ head: PFN) -> Bool {
+        var ok = true
+        forEachAnonPMDMapping(head) { v, haddr, pmd in
+            guard ok else { return }
+            if page(head).pointee.flags & PG.dirty != 0 || PTE.isDirty(pmd.pointee) {
+                page(head).pointee.flags |= PG.swapbacked
+                ok = false
+                return
+            }
+            zapHugePMD(v, haddr, pmd)
+        }
+        return ok
     }
 
     /// folio_referenced() of a large anonymous folio: each VMA that maps

@@ -126,11 +126,49 @@ extension Kernel {
     /// lazily freeable: clean, old, not swap-backed. Reclaim may then drop
     /// them without writing; a later write makes them swap-backed again.
     /// Swap entries in the range are freed.
+    ///
+    /// A large folio (6.18): one this process maps alone that the range
+    /// covers in part is split first (madvise_free_huge_pmd for a PMD, the
+    /// PTE batch otherwise), then its pages go as small ones; one covered
+    /// whole is made lazyfree as one folio (clean, its PTEs or PMD old and
+    /// clean); a shared one is skipped.
     func madviseFreePTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
         let m = vmMM(v)
-        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
-            let e = slot.pointee
+        let root = mm(m).pointee.pgd
+        var skipUntil: UInt64 = 0
+        func pte(_ addr: UInt64, _ slot: UnsafeMutablePointer<UInt64>) -> Bool {
+            if addr < skipUntil { return true }
+            var e = slot.pointee
             guard e != 0 else { return true }
+            if PTE.isPresent(e), case let pfn0 = vmNormalPage(e), !pfn0.isNone, folioIsLarge(folioOf(pfn0)) {
+                let head = folioOf(pfn0)
+                let sub = UInt32(head.distance(to: pfn0))
+                let nrPages = folioNrPages(head)
+                var nr: UInt32 = 1
+                while sub + nr < nrPages, addr + UInt64(nr) << PAGE_SHIFT < end,
+                      let s = leafSlot(root: root, key: addr + UInt64(nr) << PAGE_SHIFT),
+                      PTE.isPresent(s.pointee), PTE.pfn(s.pointee) == pfn0.advanced(by: nr) { nr += 1 }
+                if nr < nrPages {
+                    if folioMaybeMappedShared(head) || !splitFolio(head) {
+                        skipUntil = addr + UInt64(nr) << PAGE_SHIFT
+                        return true
+                    }
+                    e = slot.pointee  // a small folio now (or the zero page)
+                    guard e != 0 else { return true }
+                } else {
+                    skipUntil = addr + UInt64(nr) << PAGE_SHIFT
+                    guard pageIsAnon(head) else { return true }
+                    let h = page(head)
+                    if h.pointee.flags & (PG.swapcache | PG.dirty) != 0 {
+                        // Fully mapped here: exclusive when its mapcount is its size.
+                        guard folioMapcount(head) == Int(nrPages), h.pointee.flags & PG.swapcache == 0 else { return true }
+                        h.pointee.flags &= ~PG.dirty
+                    }
+                    for i in 0..<UInt64(nr) { leafSlot(root: root, key: addr + i << PAGE_SHIFT)!.pointee &= ~(PTE.accessed | PTE.dirty) }
+                    h.pointee.flags &= ~(PG.swapbacked | PG.active | PG.referenced)  // folio_mark_lazyfree()
+                    return true
+                }
+            }
             if !PTE.isPresent(e) {
                 if PTE.isRealSwapEntry(e) {
                     slot.pointee = 0
@@ -153,6 +191,21 @@ extension Kernel {
             p.pointee.flags &= ~(PG.swapbacked | PG.active | PG.referenced)  // folio_mark_lazyfree()
             return true
         }
+        walkLeaves(root: root, start: start, end: end, pmd: { haddr, pmd in
+            // madvise_free_huge_pmd()
+            let head = PTE.pfn(pmd.pointee)
+            guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return true }
+            if start > haddr || end < haddr + Kernel.pmdSize {
+                // Part of the THP: split_folio(), then its pages.
+                if splitFolio(head) {
+                    walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte)
+                }
+                return true
+            }
+            page(head).pointee.flags &= ~(PG.dirty | PG.swapbacked | PG.active | PG.referenced)  // folio_mark_lazyfree()
+            pmd.pointee &= ~(PTE.accessed | PTE.dirty)  // pmd_mkold(pmd_mkclean())
+            return true
+        }, pte)
     }
 
     /// madvise_cold_or_pageout_pte_range(): pages mapped by this process
