@@ -46,9 +46,21 @@ extension Machine {
                 return k.migratePage(pfn, to: coherent ? .deviceCoherent : .devicePrivate) ? .ok : .fail
             }
         case .poison(let addr, let pages):
-            return eachFrame(m, addr, pages, large: { _ in .notModelled("memory_failure on a large folio") }) {
-                k.poisonPage($0) ? .ok : .errno(.EHWPOISON)
+            // memory_failure() is per page: a page of a large folio is
+            // poisoned, then its folio split (try_to_split_thp_page, the
+            // hwpoison reference pinning the page); one that cannot be split
+            // stays large (MF_MSG_UNSPLIT_THP: EBUSY).
+            var result = OpResult.ok
+            var a = addr
+            for _ in 0..<pages {
+                defer { a += PAGE_SIZE }
+                let pfn = mappedFrame(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                let head = k.folioOf(pfn)
+                if !k.poisonPage(pfn) { result = .errno(.EHWPOISON); continue }
+                if k.folioIsLarge(head) && !k.splitFolio(head, pinned: pfn) { result = .errno(.EBUSY) }
             }
+            return result
         case .referenced(let addr, let pages):
             // The sum over the line's folios (one per page of a small folio,
             // one per large folio).
