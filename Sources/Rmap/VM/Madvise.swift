@@ -142,14 +142,10 @@ extension Kernel {
             guard e != 0 else { return true }
             if PTE.isPresent(e), case let pfn0 = vmNormalPage(e), !pfn0.isNone, folioIsLarge(folioOf(pfn0)) {
                 let head = folioOf(pfn0)
-                let sub = UInt32(head.distance(to: pfn0))
                 let nrPages = folioNrPages(head)
-                var nr: UInt32 = 1
-                while sub + nr < nrPages, addr + UInt64(nr) << PAGE_SHIFT < end,
-                      let s = leafSlot(root: root, key: addr + UInt64(nr) << PAGE_SHIFT),
-                      PTE.isPresent(s.pointee), PTE.pfn(s.pointee) == pfn0.advanced(by: nr) { nr += 1 }
+                let nr = madviseFolioPTEBatch(root, addr, end, pfn0)
                 if nr < nrPages {
-                    if folioMaybeMappedShared(head) || !splitFolio(head) {
+                    if !madviseSplitPartial(head) {
                         skipUntil = addr + UInt64(nr) << PAGE_SHIFT
                         return true
                     }
@@ -197,9 +193,7 @@ extension Kernel {
             guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return true }
             if start > haddr || end < haddr + Kernel.pmdSize {
                 // Part of the THP: split_folio(), then its pages.
-                if splitFolio(head) {
-                    walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte)
-                }
+                if splitFolio(head) { walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte) }
                 return true
             }
             page(head).pointee.flags &= ~(PG.dirty | PG.swapbacked | PG.active | PG.referenced)  // folio_mark_lazyfree()
@@ -230,16 +224,10 @@ extension Kernel {
             guard !pfn.isNone else { return true }
             let head = folioOf(pfn)
             if _slowPath(folioIsLarge(head)) {
-                // madvise_folio_pte_batch(): the PTEs from here that map the
-                // folio's next pages, inside the range.
-                let sub = UInt32(head.distance(to: pfn))
                 let nrPages = folioNrPages(head)
-                var nr: UInt32 = 1
-                while sub + nr < nrPages, addr + UInt64(nr) << PAGE_SHIFT < end,
-                      let s = leafSlot(root: root, key: addr + UInt64(nr) << PAGE_SHIFT),
-                      PTE.isPresent(s.pointee), PTE.pfn(s.pointee) == pfn.advanced(by: nr) { nr += 1 }
+                let nr = madviseFolioPTEBatch(root, addr, end, pfn)
                 if nr < nrPages {
-                    if folioMaybeMappedShared(head) || !splitFolio(head) {
+                    if !madviseSplitPartial(head) {
                         skipUntil = addr + UInt64(nr) << PAGE_SHIFT
                         return true
                     }
@@ -270,9 +258,7 @@ extension Kernel {
             guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return true }
             if start > haddr || end < haddr + Kernel.pmdSize {
                 // Part of the PMD: split_folio(), then its pages (regular_folio).
-                if splitFolio(head) {
-                    walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte)
-                }
+                if splitFolio(head) { walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte) }
                 return true
             }
             if !pageout { pmd.pointee &= ~PTE.accessed }  // pmd_mkold()
@@ -282,4 +268,24 @@ extension Kernel {
         }, pte)
         for head in folios where folioIsLarge(head) { _ = reclaimFolio(head) }
     }
+
+    /// madvise_folio_pte_batch(): how many PTEs from `addr` (inside
+    /// [addr, end)) map `pfn` and the next pages of its large folio.
+    func madviseFolioPTEBatch(_ root: UInt32, _ addr: UInt64, _ end: UInt64, _ pfn: PFN) -> UInt32 {
+        let head = folioOf(pfn)
+        let sub = UInt32(head.distance(to: pfn))
+        let nrPages = folioNrPages(head)
+        var nr: UInt32 = 1
+        while sub + nr < nrPages, addr + UInt64(nr) << PAGE_SHIFT < end,
+              let s = leafSlot(root: root, key: addr + UInt64(nr) << PAGE_SHIFT),
+              PTE.isPresent(s.pointee), PTE.pfn(s.pointee) == pfn.advanced(by: nr) { nr += 1 }
+        return nr
+    }
+
+    /// A large folio the advice covers in part: split it, unless another
+    /// process may map it (folio_maybe_mapped_shared) or it cannot be split.
+    func madviseSplitPartial(_ head: PFN) -> Bool {
+        !folioMaybeMappedShared(head) && splitFolio(head)
+    }
+
 }
