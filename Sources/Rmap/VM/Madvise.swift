@@ -189,13 +189,7 @@ extension Kernel {
         }
         walkLeaves(root: root, start: start, end: end, pmd: { haddr, pmd in
             // madvise_free_huge_pmd()
-            let head = PTE.pfn(pmd.pointee)
-            guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return true }
-            if start > haddr || end < haddr + Kernel.pmdSize {
-                // Part of the THP: split_folio(), then its pages.
-                if splitFolio(head) { walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte) }
-                return true
-            }
+            guard let head = madviseWholePMD(root, haddr, pmd, start, end, pte) else { return true }
             page(head).pointee.flags &= ~(PG.dirty | PG.swapbacked | PG.active | PG.referenced)  // folio_mark_lazyfree()
             pmd.pointee &= ~(PTE.accessed | PTE.dirty)  // pmd_mkold(pmd_mkclean())
             return true
@@ -254,13 +248,7 @@ extension Kernel {
             return true
         }
         walkLeaves(root: root, start: start, end: end, pmd: { haddr, pmd in
-            let head = PTE.pfn(pmd.pointee)
-            guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return true }
-            if start > haddr || end < haddr + Kernel.pmdSize {
-                // Part of the PMD: split_folio(), then its pages (regular_folio).
-                if splitFolio(head) { walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte) }
-                return true
-            }
+            guard let head = madviseWholePMD(root, haddr, pmd, start, end, pte) else { return true }
             if !pageout { pmd.pointee &= ~PTE.accessed }  // pmd_mkold()
             page(head).pointee.flags &= ~(PG.referenced | PG.active | PG.young)
             if pageout { folios.append(head) }
@@ -280,6 +268,23 @@ extension Kernel {
               let s = leafSlot(root: root, key: addr + UInt64(nr) << PAGE_SHIFT),
               PTE.isPresent(s.pointee), PTE.pfn(s.pointee) == pfn.advanced(by: nr) { nr += 1 }
         return nr
+    }
+
+    /// A PMD leaf met by MADV_FREE / COLD / PAGEOUT (madvise_free_huge_pmd,
+    /// madvise_cold_or_pageout_pte_range): the huge zero page and a folio
+    /// another process may map are left alone; one the range covers in part
+    /// is split (split_folio) and its pages in the range go to `pte`
+    /// ("regular_folio"). The folio's head when the range covers it whole:
+    /// the advice then takes it as one.
+    func madviseWholePMD(_ root: UInt32, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>, _ start: UInt64, _ end: UInt64,
+                         _ pte: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> PFN? {
+        let head = PTE.pfn(pmd.pointee)
+        guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return nil }
+        if start > haddr || end < haddr + Kernel.pmdSize {
+            if splitFolio(head) { walkLeaves(root: root, start: max(start, haddr), end: min(end, haddr + Kernel.pmdSize), pte) }
+            return nil
+        }
+        return head
     }
 
     /// A large folio the advice covers in part: split it, unless another
