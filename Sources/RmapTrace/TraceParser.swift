@@ -476,16 +476,26 @@ struct LineParser {
 
     /// `hugetlb PAGES`: at most once, before any process statement. The cursor is after `hugetlb`.
     mutating func parseHugetlb(_ keyword: Token, _ c: inout Cursor) throws(TraceError) -> Statement {
-        if let previous = hugetlbLine {
-            throw error(keyword.column, "'hugetlb' is given twice (first on line \(previous))")
-        }
-        try checkSettingPlacement(keyword)
-        let (pages, pagesTok) = try number(&c, "a huge page count")
-        guard pages <= TraceParser.maxHugetlbPages else {
-            throw error(pagesTok.column, "the hugetlb pool must be at most \(TraceParser.maxHugetlbPages) pages, got \(quoted(pagesTok.text))")
+        let pages = try parseCountSetting(keyword, &c, previous: hugetlbLine, what: "a huge page count",
+                                          max: TraceParser.maxHugetlbPages) {
+            "the hugetlb pool must be at most \(TraceParser.maxHugetlbPages) pages, got \($0)"
         }
         hugetlbLine = line
         return .hugetlb(pages: pages)
+    }
+
+    /// A setting given at most once (`swap`, `hugetlb`), before any process
+    /// statement, with a count of at most `max`: the count. `what` names it
+    /// when it is missing; `tooLarge` says why a larger one (quoted) is refused.
+    func parseCountSetting(_ keyword: Token, _ c: inout Cursor, previous: Int?, what: String, max: UInt64,
+                           tooLarge: (String) -> String) throws(TraceError) -> UInt64 {
+        if let previous {
+            throw error(keyword.column, "'\(keyword.text)' is given twice (first on line \(previous))")
+        }
+        try checkSettingPlacement(keyword)
+        let (n, tok) = try number(&c, what)
+        guard n <= max else { throw error(tok.column, tooLarge(quoted(tok.text))) }
+        return n
     }
 
     /// A setting (`swap`, `thp`, `hugetlb`) must come before any process statement.
@@ -521,13 +531,9 @@ struct LineParser {
             return .proc(name: nameTok.text)
 
         case "swap":
-            if let previous = swapLine {
-                throw error(keyword.column, "'swap' is given twice (first on line \(previous))")
-            }
-            try checkSettingPlacement(keyword)
-            let (slots, slotsTok) = try number(&c, "a slot count")
-            guard slots <= TraceParser.maxSwapSlots else {
-                throw error(slotsTok.column, "swap size must be at most \(TraceParser.maxSwapSlots) slots, got \(quoted(slotsTok.text))")
+            let slots = try parseCountSetting(keyword, &c, previous: swapLine, what: "a slot count",
+                                              max: TraceParser.maxSwapSlots) {
+                "swap size must be at most \(TraceParser.maxSwapSlots) slots, got \($0)"
             }
             swapLine = line
             return .swap(slots: slots)
