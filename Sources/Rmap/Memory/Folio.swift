@@ -22,8 +22,6 @@ extension PG {
 
 /// ENTIRELY_MAPPED (mm/internal.h): what a PMD mapping adds to _nr_pages_mapped.
 let ENTIRELY_MAPPED: Int32 = 0x800000
-/// FOLIO_PAGES_MAPPED: the PTE-mapped page count inside _nr_pages_mapped.
-let FOLIO_PAGES_MAPPED: Int32 = ENTIRELY_MAPPED - 1
 /// FOLIO_MM_IDS_SHARED_BIT: bit 31 of _mm_id[1] (the top bit of _mm_ids).
 let FOLIO_MM_IDS_SHARED: UInt32 = 1 << 31
 /// MM_ID_MASK: what of an _mm_id slot is the id (the lock bit and SHARED excluded).

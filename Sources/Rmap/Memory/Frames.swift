@@ -35,13 +35,7 @@ extension Kernel {
     /// put_page() / folio_put(): drops a reference on the page's folio,
     /// freeing it at zero (__free_pages, __folio_put).
     @inline(__always) func putPage(_ pfn: PFN) {
-        let head = folioOf(pfn)
-        let p = page(head)
-        if p.pointee.flags & PG.reserved != 0 { return }
-        p.pointee.refcount -= 1
-        if p.pointee.refcount == 0 {
-            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head.rawValue) }
-        }
+        putPages(pfn, 1)
     }
 
     /// folio_put_refs(): `n` references at once (a batch of PTEs of one folio).

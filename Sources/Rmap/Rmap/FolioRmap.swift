@@ -55,16 +55,6 @@ extension Kernel {
         }
     }
 
-    /// folio_add_anon_rmap_pmd(): one more PMD maps the whole folio.
-    func folioAddAnonRmapPMD(_ head: PFN, vma v: VMAID, exclusive: Bool) {
-        let p1 = page(head.advanced(by: 1))
-        p1.pointee.entire_mapcount += 1
-        if p1.pointee.entire_mapcount == 0 { p1.pointee.nr_pages_mapped += ENTIRELY_MAPPED }
-        folioAddLargeMapcount(head, 1, vma: v)
-        if exclusive { page(head).pointee.flags |= PG.anonExclusive }
-        if vma(v).pointee.vm_flags & VM.locked != 0 { page(head).pointee.flags |= PG.mlocked | PG.unevictable }
-    }
-
     /// folio_try_dup_anon_rmap_ptes() at fork: the pages lose
     /// PG_anon_exclusive, each is mapped once more, and the child's mm gets
     /// its share of the large mapcount. (No pinned pages in the model: it
