@@ -130,7 +130,8 @@ struct footprint { uint64_t files, hugetlb, faults, tables, total; };
  *    in a trace with an anon-shared mapping (shmem); an `mprotect` or the
  *    grown part of an `mremap` in a trace with `mlock` (a VM_LOCKED range is
  *    populated: mprotect_fixup, mremap); MADV_COLLAPSE its range and two huge
- *    pages.  In a trace with `thp` statements a fault can allocate the whole
+ *    pages; MADV_UNMERGEABLE its range (unmerging copies each KSM page back,
+ *    more pages than the writes made when a fork shared them first).  In a trace with `thp` statements a fault can allocate the whole
  *    2 MiB block around its page: a statement of P pages at most
  *    2 P + 1024 (P pages, plus one huge page per block it touches);
  *  - tables and processes: every process's page tables can cover all of it
@@ -157,6 +158,7 @@ static struct footprint footprint(void)
         case S_MREMAP: if (any_mlock && st->new_pages > st->pages) p = st->new_pages - st->pages; break;
         case S_MADVISE:
             if (advice_values[st->advice] == MADV_COLLAPSE) p = sat_add(st->pages, 1024);
+            if (advice_values[st->advice] == MADV_UNMERGEABLE) p = st->pages;   /* break_ksm: a copy per page */
             break;
         default: break;
         }

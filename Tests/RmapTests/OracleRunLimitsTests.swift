@@ -211,6 +211,42 @@ import Glibc
         }
     }
 
+    /// The parts of the bound (MiB, rounded up), each from a trace refused
+    /// under a 1-byte limit before anything runs: what can allocate counts,
+    /// what cannot does not (a read of private memory maps the zero page; an
+    /// mprotect populates only a VM_LOCKED range).
+    static let footprints: [(trace: String, parts: String)] = [
+        ("file f 262144\n", "(files 1024, hugetlb pool 0, faults 0, page tables and 0 processes 0)"),
+        ("hugetlb 4\n", "(files 0, hugetlb pool 8, faults 0, page tables and 0 processes 0)"),
+        ("proc P\nP mmap \(A) 512 rw anon-shared\nP read \(A) 512\n",
+         "(files 0, hugetlb pool 0, faults 2, page tables and 1 process 1)"),
+        ("proc P\nP mmap \(A) 512 rw anon-private\nP read \(A) 512\n",
+         "(files 0, hugetlb pool 0, faults 0, page tables and 1 process 1)"),
+        // 2 P + 1024 pages: the 2 MiB block around the written page
+        ("thp enabled always\nproc P\nP mmap \(A) 512 rw anon-private\nP write \(A)\n",
+         "(files 0, hugetlb pool 0, faults 5, page tables and 1 process 1)"),
+        ("proc P\nP mmap \(A) 256 rw anon-private\nP mlock \(A) 256\nP mprotect \(A) 256 r\n",
+         "(files 0, hugetlb pool 0, faults 2, page tables and 1 process 1)"),
+        ("proc P\nP mmap \(A) 256 rw anon-private\nP mprotect \(A) 256 r\n",
+         "(files 0, hugetlb pool 0, faults 0, page tables and 1 process 1)"),
+        ("proc P\nP mmap \(A) 256 rw anon-private\nP mremap \(A) 256 512\nP mlock \(A) 512\n",
+         "(files 0, hugetlb pool 0, faults 3, page tables and 1 process 1)"),
+        ("proc P\nP mmap \(A) 256 rw anon-private\nP madvise \(A) 256 unmergeable\n",
+         "(files 0, hugetlb pool 0, faults 1, page tables and 1 process 1)"),
+        ((0..<10).map { "proc P\($0)\n" }.joined(),
+         "(files 0, hugetlb pool 0, faults 0, page tables and 10 processes 3)"),
+    ]
+    static let A = "0x100000000000"
+
+    @Test(.enabled(if: oracleRuns), arguments: 0..<footprints.count)
+    func footprintBoundCountsWhatCanAllocate(_ i: Int) throws {
+        let trace = try Self.writeTrace(Self.footprints[i].trace, "parts-\(i)")
+        defer { unlink(trace) }
+        let r = try run(oraclePath!, ["--memory-limit", "1", trace], timeout: 60)
+        #expect(r.status == 77, "status \(r.status): \(r.err)")
+        #expect(r.err.contains(Self.footprints[i].parts + ", more than 0 MiB, --memory-limit"), "\(r.err)")
+    }
+
     // MARK: item 15
 
     /// A file of 2^24 pages (64 GiB; the grammar's largest, which the model
