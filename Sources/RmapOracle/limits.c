@@ -9,7 +9,9 @@
  * the C library maps.  rmap-oracle is linked static and not position-
  * independent (Package.swift: text at 0x400000, the brk heap within 1 GiB
  * above it; a PIE loads at 0x55..., at 0x555555554000 with ASLR off, which
- * is inside the window), and the workers are forks of it.  What the kernel
+ * is inside the window; a static PIE would have its brk heap moved to
+ * ELF_ET_DYN_BASE, 0x555555554000 again: load_elf_binary()), and the
+ * workers are forks of it.  What the kernel
  * places itself (the vdso, the C library's mmap()s) goes top-down from
  * mmap_base, just below the stack gap: outside the window unless the
  * legacy layout is asked for (ADDR_COMPAT_LAYOUT, vm.legacy_va_layout) or
