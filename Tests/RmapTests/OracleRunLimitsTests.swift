@@ -26,8 +26,9 @@ import Glibc
     /// The oracle can run traces here (root, PFNs readable, built).
     static var oracleRuns: Bool { canReadPFNs && oraclePath != nil }
 
+    /// A trace file of its own (parameterised cases run at once); the caller removes it.
     static func writeTrace(_ text: String, _ name: String) throws -> String {
-        let path = NSTemporaryDirectory() + "rmap-oracle-limits-\(getpid())-\(name).trace"
+        let path = NSTemporaryDirectory() + "rmap-oracle-limits-\(getpid())-\(name)-\(UUID().uuidString).trace"
         try text.write(toFile: path, atomically: false, encoding: .utf8)
         return path
     }
