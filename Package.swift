@@ -42,8 +42,14 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/rmap"),
         // The kernel oracle: runs the kernel-side statements of a trace on the live kernel (C).
+        // Linked static and not position-independent (ELF ET_EXEC at 0x400000, heap right
+        // after it): its trace processes are forks of it, and nothing of their own may lie in
+        // the trace address window [0x100000000000, 0x700000000000) (a PIE loads at
+        // 0x55..., 0x555555554000 with ASLR off). docs/oracle.md, "The trace processes' own
+        // memory".
         .executableTarget(name: "RmapOracle", path: "Sources/RmapOracle",
-                          cSettings: [.define("_GNU_SOURCE")]),
+                          cSettings: [.define("_GNU_SOURCE")],
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .target(name: "RmapC", dependencies: ["Rmap", "RmapTrace", "RmapTools"], path: "Sources/RmapC", exclude: ["rmap.h"]),
         // Embedding from Swift: the example `make test` runs.
         .executableTarget(name: "EmbedExample", dependencies: ["Rmap", "RmapTrace"], path: "Examples/swift"),

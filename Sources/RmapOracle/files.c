@@ -36,6 +36,16 @@ static void fill_token(void *page, uint64_t token)
     for (size_t k = 0; k < PAGE / 8; k++) w[k] = token;
 }
 
+/* A write that fails for want of room (a full or small file system, a quota,
+ * RLIMIT_FSIZE) is "cannot run here" (77); any other failure is the oracle's. */
+static void write_failed(const char *path) __attribute__((noreturn));
+static void write_failed(const char *path)
+{
+    if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG)
+        skip("cannot run here: write %s: %s", path, strerror(errno));
+    die("write %s: %s", path, strerror(errno));
+}
+
 /*
  * The file is written one page at a time with pwrite() (so that the page
  * cache gets order-0 folios: ext4 sizes a new folio from the length of the
@@ -66,18 +76,24 @@ void create_file(int f)
         size_t done = 0;
         while (done < len) {
             ssize_t w = pwrite(fd, big + done, len - done, (off_t)done);
-            if (w <= 0) die("write %s: %s", path, strerror(errno));
+            if (w <= 0) write_failed(path);
             done += (size_t)w;
         }
         free(big);
     } else {
         for (uint64_t i = 0; i < files[f].pages; i++) {
             fill_token(buf, rmap_file_token((uint64_t)f, i));
-            if (pwrite(fd, buf, PAGE, (off_t)(i * PAGE)) != (ssize_t)PAGE)
-                die("write %s: %s", path, strerror(errno));
+            ssize_t w = pwrite(fd, buf, PAGE, (off_t)(i * PAGE));
+            if (w != (ssize_t)PAGE) {
+                if (w >= 0) errno = ENOSPC;   /* a short write: no room for the rest */
+                write_failed(path);
+            }
         }
     }
-    if (!(mode && strcmp(mode, "nosync") == 0) && fsync(fd)) die("fsync %s: %s", path, strerror(errno));
+    if (!(mode && strcmp(mode, "nosync") == 0) && fsync(fd)) {
+        if (errno == ENOSPC || errno == EDQUOT) skip("cannot run here: fsync %s: %s", path, strerror(errno));
+        die("fsync %s: %s", path, strerror(errno));
+    }
     struct cachestat_range_ range = { 0, 0 };
     struct cachestat_ cs;
     memset(&cs, 0, sizeof cs);

@@ -2,16 +2,20 @@
  * rmap-oracle: runs the kernel-side statements of a trace (docs/trace-format.md) on
  * the live kernel and prints the canonical observation (docs/oracle.md).
  *
- *   rmap-oracle [-v] TRACE
+ *   rmap-oracle [-v] [--memory-limit SIZE] TRACE
  *   rmap-oracle --parse-only TRACE
  *
  * Exit status: 0 all expectations held, 1 an expectation failed, 2 malformed
  * or unreadable trace (a directory, a read error, more than 64 MiB), 3
  * internal error (a system call of the oracle itself failed, a worker died
  * or timed out, a machine setting could not be put back), 77 skipped
- * (model-only statement, swap, not root, PFNs unreadable; for a large-page
- * trace: the hugetlb pool cannot be had, a fault fell back to a smaller
- * folio, khugepaged acted during the run).
+ * (model-only statement, swap, not root, PFNs unreadable; a trace this
+ * machine cannot run: more than 1000 processes, more processes than the
+ * open-file limit allows, a footprint above a quarter of MemAvailable or
+ * --memory-limit, files larger than /tmp's free space, fork refused with
+ * EAGAIN, a worker with a mapping of its own in the trace window (limits.c);
+ * for a large-page trace: the hugetlb pool cannot be had, a fault fell back
+ * to a smaller folio, khugepaged acted during the run).
  *
  * --parse-only parses the whole trace and exits: 2 with the error of a
  * malformed trace, else 0, printing `parsed N statements` and, for a trace the
@@ -108,23 +112,51 @@ static const char *result_name(const struct reply *r, int line)
 struct result { int line; char *res; };
 
 static const char usage[] =
-    "usage: rmap-oracle [-v] TRACE\n"
+    "usage: rmap-oracle [-v] [--memory-limit SIZE] TRACE\n"
     "       rmap-oracle --parse-only TRACE\n"
     "Runs the kernel-side statements of TRACE (docs/trace-format.md) on this machine's\n"
     "kernel and prints the canonical observation (docs/oracle.md). Needs root (PFNs).\n"
-    "  -v            every observed page's PFN and flags on stderr\n"
-    "  --parse-only  parse TRACE only (no root, no kernel): exit 0, or 2 with FILE:LINE:COL\n"
-    "Exit status: 0 every expectation held, 1 an expectation failed, 2 a malformed\n"
-    "trace or an internal error, 3 a machine setting could not be put back (or the\n"
-    "output could not be written, or memory ran out), 77 the trace cannot run here\n"
-    "(the reason on stderr).\n";
+    "  -v                  every observed page's PFN and flags on stderr\n"
+    "  --memory-limit SIZE the most memory the trace may make the kernel hold (bytes, or\n"
+    "                      with K, M, G); default a quarter of MemAvailable. Above: 77\n"
+    "  --parse-only        parse TRACE only (no root, no kernel): exit 0, or 2 with FILE:LINE:COL\n"
+    "Exit status: 0 every expectation held, 1 an expectation failed, 2 a malformed or\n"
+    "unreadable trace (or a usage error), 3 an internal error (a worker died, a machine\n"
+    "setting could not be put back, the output could not be written, memory ran out),\n"
+    "77 the trace cannot run here (the reason on stderr).\n";
+
+/* `--memory-limit SIZE`: decimal bytes, or with a K, M or G suffix (powers of
+ * 1024); 0 (the default's marker) and overflow are usage errors. */
+static uint64_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s < '0' || *s > '9') return 0;
+    int shift = 0;
+    if (*end == 'K') shift = 10, end++;
+    else if (*end == 'M') shift = 20, end++;
+    else if (*end == 'G') shift = 30, end++;
+    if (*end || v == 0 || v > (UINT64_MAX >> shift)) return 0;
+    return (uint64_t)v << shift;
+}
 
 int main(int argc, char **argv)
 {
     int argi = 1, parse_only = 0;
+    uint64_t memory_limit = 0;
     for (; argi < argc && argv[argi][0] == '-' && argv[argi][1]; argi++) {
         if (strcmp(argv[argi], "-v") == 0) verbose = 1;
         else if (strcmp(argv[argi], "--parse-only") == 0) parse_only = 1;
+        else if (strcmp(argv[argi], "--memory-limit") == 0) {
+            if (argi + 1 == argc || !(memory_limit = parse_size(argv[argi + 1]))) {
+                fprintf(stderr, "rmap-oracle: --memory-limit needs a size of at least 1 byte (such as 512M), got %s%s%s\n%s",
+                        argi + 1 == argc ? "nothing" : "'", argi + 1 == argc ? "" : argv[argi + 1],
+                        argi + 1 == argc ? "" : "'", usage);
+                return 2;
+            }
+            argi++;
+        }
         else if (strcmp(argv[argi], "-h") == 0 || strcmp(argv[argi], "--help") == 0) {
             printf("%s", usage);
             return 0;
@@ -149,6 +181,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "rmap-oracle: skipped: %s\n", skip_reason);
         return 77;
     }
+    /* before anything is changed: the trace processes are forks of this
+     * process, whose layout the kernel chose at exec (limits.c) */
+    layout_prepare(argv);
 
     /* a signal mask inherited from the parent (Foundation's Process passes
      * its thread's on: SIGINT, SIGTERM, SIGHUP blocked) would keep the
@@ -164,9 +199,11 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);   /* a file past RLIMIT_FSIZE: EFBIG, "cannot run here" (files.c) */
     signal(SIGCHLD, SIG_IGN);   /* inherited by workers: exited children vanish */
 
     setup_checks();
+    memory_check(memory_limit);   /* the trace's footprint, its files' size: 77 beyond them */
 
     /* one CPU for everything: per-CPU LRU batches are drained where madvise runs */
     cpu_set_t cpus;
@@ -181,15 +218,26 @@ int main(int argc, char **argv)
         }
     }
 
+    /* the controller holds two pipes (four ends) and a pidfd per process */
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)(4 * nprocs + 64)) {
-        rl.rlim_cur = (rlim_t)(4 * nprocs + 64);
+    rlim_t fds = (rlim_t)(5 * nprocs + 64);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < fds) {
+        rlim_t max = rl.rlim_max;
+        rl.rlim_cur = fds;
         if (rl.rlim_max < rl.rlim_cur) rl.rlim_max = rl.rlim_cur;
-        if (setrlimit(RLIMIT_NOFILE, &rl)) die("too many processes for the open-file limit");
+        if (setrlimit(RLIMIT_NOFILE, &rl))
+            skip("cannot run here: %d processes need %llu open files, more than the open-file limit "
+                 "allows (RLIMIT_NOFILE hard limit %llu: %s)", nprocs, (unsigned long long)fds,
+                 (unsigned long long)max, strerror(errno));
     }
     for (int i = 0; i < nprocs; i++) {
         int a[2], b[2];
-        if (pipe(a) || pipe(b)) die("pipe: %s", strerror(errno));
+        if (pipe(a) || pipe(b)) {
+            if (errno == EMFILE || errno == ENFILE)
+                skip("cannot run here: no file descriptors left for the pipes of %d processes: %s", nprocs,
+                     strerror(errno));
+            die("pipe: %s", strerror(errno));
+        }
         procs[i].cmd_rd = a[0];
         procs[i].cmd_wr = a[1];
         procs[i].rep_rd = b[0];
@@ -242,6 +290,9 @@ int main(int argc, char **argv)
             fflush(stdout);
             fflush(stderr);
             pid_t pid = fork();
+            if (pid < 0 && errno == EAGAIN)
+                skip("cannot run here: line %d: fork of process %s: %s (the machine's process limit)", st->line,
+                     procs[idx].name, strerror(errno));
             if (pid < 0) die("fork: %s", strerror(errno));
             if (pid == 0) worker_start(idx);
             procs[idx].pid = pid;
@@ -249,6 +300,7 @@ int main(int argc, char **argv)
             procs[idx].pidfd = open_pidfd(pid);
             procs[idx].mm = mm_alloc();
             get_reply(idx, &r, st->line);
+            layout_check_worker(idx, st->line);   /* nothing of its own in the trace window */
             break;
         }
         case S_FORK: {
@@ -256,6 +308,9 @@ int main(int argc, char **argv)
             c.child = st->child;
             send_cmd(st->proc, &c, st->line);
             get_reply(st->proc, &r, st->line);
+            if (r.result == EAGAIN)   /* a pid limit of this machine, not the trace's */
+                skip("cannot run here: line %d: process %s's fork: %s (the machine's process limit)", st->line,
+                     procs[st->proc].name, strerror(EAGAIN));
             if (r.result == 0) {
                 struct reply cr;
                 procs[st->child].pid = r.pid;

@@ -17,6 +17,9 @@
  *   guard.c    the watchdog: a child that holds the lock, the saved machine
  *              settings and the temporary folder, and puts them back however
  *              the oracle ends (SIGKILL included)
+ *   limits.c   what this machine can run (77 beyond it): the trace processes'
+ *              own memory kept out of the trace address window, the trace's
+ *              memory footprint bounded by a share of MemAvailable
  *   util.c     allocation, the fatal exits (die, skip) and the cleanup they run
  *   main.c     main: runs the statements in order and prints the observation
  *
@@ -180,6 +183,13 @@ void guard_save(const char *path, const char *value); /* write VALUE back to PAT
 void guard_mkdtemp(char *tmpl, size_t n);             /* mkdtemp; removed with its files at the end */
 void guard_finish(void);      /* everything back now (cleanup()); idempotent */
 extern int guard_failed;      /* a value could not be written back: main exits 3 */
+
+/* ------------------------------------------------------------------ */
+/* What this machine can run (limits.c): each a skip (77) when it cannot  */
+
+void layout_prepare(char **argv);         /* re-exec once if the kernel would place things in the window */
+void layout_check_worker(int idx, int line); /* a new `proc` worker: nothing of its own in the window */
+void memory_check(uint64_t limit);        /* the trace's footprint; limit in bytes, 0: MemAvailable / 4 */
 
 /* ------------------------------------------------------------------ */
 /* Observation (observe.c)                                              */

@@ -194,6 +194,10 @@ void worker_start(int idx)
     for (int fd = 3; fd < maxfd; fd++)
         if (!keep[fd]) close(fd);
     free(keep);
+    /* if the machine runs short of memory anyway (limits.c bounds the
+     * trace's footprint), the OOM killer takes a trace process first;
+     * inherited by its forks */
+    write_sysfs_value("/proc/self/oom_score_adj", "1000");
     file_fds = malloc(sizeof *file_fds * (size_t)(nfiles + 1));
     if (!file_fds) _exit(1);
     for (int i = 0; i < nfiles; i++) file_fds[i] = -1;
