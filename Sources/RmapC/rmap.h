@@ -122,7 +122,8 @@ int rmap_exit(rmap_machine *m, const char *name);
 int rmap_op(rmap_machine *m, const char *process, const char *line);
 
 /* rmap_walk() over the frame mapped at (process, addr): fn(ctx, process,
- * vma_start, address) per mapping visited; return nonzero to go on.
+ * vma_start, address) per mapping visited (the process string is valid
+ * during that call only); return nonzero to go on.
  * Returns the count visited, -EFAULT when no frame is mapped there, -ESRCH
  * when the process is not alive. The machine is busy during the walk (see
  * Walk callbacks above). */
