@@ -462,6 +462,7 @@ public func rmap_walk(_ h: Handle?, _ processPointer: UnsafePointer<CChar>?, _ a
             return found ? c.visited : -EFAULT
         }
         guard found else { fail(box, "rmap_walk: no frame is mapped at \(p) \(hex(addr))"); return -EFAULT }
+        clearError(box)  // what a refused call from the callback left: this call succeeded
         return c.visited
     }
 }

@@ -174,6 +174,7 @@ static void walk_reentry(void)
     struct reentry r = { .m = m, .other = other };
     EXPECT(rmap_walk(m, "P0", A, reenter, &r) == 2);
     EXPECT(r.calls == 2);
+    EXPECT(rmap_last_error(m)[0] == '\0'); /* the walk itself succeeded */
     for (int i = 0; i <= 3; i++) {
         if (r.results[i] != -EBUSY) fprintf(stderr, "    call %d from the callback gave %d\n", i, r.results[i]);
         EXPECT(r.results[i] == -EBUSY);
