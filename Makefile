@@ -17,6 +17,8 @@ test:
 	$(SWIFT) build --product rmap
 	$(SWIFT) test 2>&1 | tee .build/test.log; exit $${PIPESTATUS[0]}
 	$(MAKE) examples
+	$(MAKE) capi-test
+	$(MAKE) install-check
 
 ## oracle: the differential check against this machine's kernel: the kernel corpus
 ## and 500 random kernel-only traces (seeds 1-500) on the model and on rmap-oracle;
@@ -39,6 +41,68 @@ examples:
 	$(CC) -O2 -Wall -Werror -o .build/c-example Examples/c/example.c -ISources/RmapC \
 		-L.build/debug -lRmapC -Wl,-rpath,$(CURDIR)/.build/debug -Wl,-rpath,$(SWIFT_LIBDIR)
 	.build/c-example
+
+## capi-test: the C API with bad arguments (Tests/C/capi_test.c, issue 17 items 16-21):
+## NULL pointers, walk callbacks calling back in, destroyed and made-up handles,
+## names and sizes, one statement per rmap_op, save and open errors. Each case
+## runs in a child process, so a crash fails that case. Run by `make test`.
+.PHONY: capi-test
+capi-test:
+	$(SWIFT) build --product RmapC
+	$(CC) -O1 -g -Wall -Werror -o .build/capi-test Tests/C/capi_test.c -ISources/RmapC \
+		-L.build/debug -lRmapC -Wl,-rpath,$(CURDIR)/.build/debug
+	SWIFT_BACKTRACE=enable=no .build/capi-test
+
+## install: the C library (lib/libRmapC.so), its header (include/rmap.h), a
+## pkg-config file (lib/pkgconfig/rmap.pc) and the binaries (bin/rmap, and
+## bin/rmap-oracle, which `rmap oracle-check` looks for next to rmap) under
+## PREFIX (default /usr/local; DESTDIR for staging), built with
+## INSTALL_CONFIG (default release). Then a C program builds with
+## `cc prog.c $$(pkg-config --cflags --libs rmap)` (PKG_CONFIG_PATH=PREFIX/lib/pkgconfig
+## when PREFIX is not searched by pkg-config). The library and the binaries
+## load the Swift runtime of the toolchain that built them (their RUNPATH).
+## uninstall: removes exactly those files.
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_CONFIG ?= release
+RMAP_VERSION = $(shell git describe --tags --always 2>/dev/null || echo unknown)
+.PHONY: install uninstall install-check
+install:
+	$(SWIFT) build -c $(INSTALL_CONFIG) --product RmapC
+	$(SWIFT) build -c $(INSTALL_CONFIG) --product rmap
+	$(SWIFT) build -c $(INSTALL_CONFIG) --product rmap-oracle
+	bin=$$($(SWIFT) build -c $(INSTALL_CONFIG) --show-bin-path) && \
+	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(PREFIX)/lib/pkgconfig" "$(DESTDIR)$(PREFIX)/include" && \
+	install -m 755 "$$bin/rmap" "$$bin/rmap-oracle" "$(DESTDIR)$(PREFIX)/bin/" && \
+	install -m 755 "$$bin/libRmapC.so" "$(DESTDIR)$(PREFIX)/lib/libRmapC.so" && \
+	install -m 644 Sources/RmapC/rmap.h "$(DESTDIR)$(PREFIX)/include/rmap.h" && \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(RMAP_VERSION)|' Sources/RmapC/rmap.pc.in \
+		> "$(DESTDIR)$(PREFIX)/lib/pkgconfig/rmap.pc"
+	@echo "installed under $(DESTDIR)$(PREFIX): bin/rmap bin/rmap-oracle lib/libRmapC.so include/rmap.h lib/pkgconfig/rmap.pc"
+
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/bin/rmap" "$(DESTDIR)$(PREFIX)/bin/rmap-oracle" "$(DESTDIR)$(PREFIX)/lib/libRmapC.so" \
+		"$(DESTDIR)$(PREFIX)/include/rmap.h" "$(DESTDIR)$(PREFIX)/lib/pkgconfig/rmap.pc"
+
+## install-check (run by `make test`): an install into a temporary prefix (the
+## debug build `make test` has made, INSTALL_CONFIG=debug), the C example built
+## there with `cc $$(pkg-config --cflags --libs rmap)` and run, the installed
+## rmap run on a corpus trace, then uninstall leaves the prefix empty.
+install-check:
+	@command -v pkg-config >/dev/null || { echo "make install-check: pkg-config is missing: run make setup first" >&2; exit 1; }
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(MAKE) --no-print-directory install PREFIX="$$tmp/prefix" INSTALL_CONFIG=debug; \
+	export PKG_CONFIG_PATH="$$tmp/prefix/lib/pkgconfig"; \
+	echo "pkg-config --cflags --libs rmap: $$(pkg-config --cflags --libs rmap)"; \
+	test "$$(pkg-config --variable=prefix rmap)" = "$$tmp/prefix"; \
+	cd "$$tmp"; \
+	$(CC) -O2 -Wall -Werror -o c-example $(CURDIR)/Examples/c/example.c $$(pkg-config --cflags --libs rmap); \
+	ldd ./c-example | grep -q "$$tmp/prefix/lib/libRmapC.so" || { echo "c-example does not load the installed libRmapC.so" >&2; ldd ./c-example >&2; exit 1; }; \
+	./c-example; \
+	"$$tmp/prefix/bin/rmap" replay --check $(CURDIR)/Tests/Corpus/model/hwpoison.trace; \
+	cd $(CURDIR); $(MAKE) --no-print-directory uninstall PREFIX="$$tmp/prefix"; \
+	left=$$(find "$$tmp/prefix" -type f); test -z "$$left" || { echo "uninstall left: $$left" >&2; exit 1; }; \
+	echo "install-check: ok"
 
 build:
 	$(SWIFT) build
@@ -101,12 +165,13 @@ docs:
 	@echo "documentation in .build/docs"
 
 ## setup: installs, once, the system packages the Makefile calls that a fresh Debian
-## machine with Swift may lack: graphviz (`dot`, for make pictures) and gcc (`cc`,
-## for make test's C example and make bench-kernel). Only the missing ones, through
+## machine with Swift may lack: graphviz (`dot`, for make pictures), gcc (`cc`,
+## for make test's C programs and make bench-kernel) and pkgconf (`pkg-config`,
+## for make test's install check). Only the missing ones, through
 ## apt-get (with sudo when not root); says what it installs, and installs nothing
 ## when every command is there. (`perf`, used by hand for the profiles in
 ## docs/benchmarks.md, is Debian's linux-perf; no target calls it.)
-SETUP_NEEDS = dot:graphviz cc:gcc
+SETUP_NEEDS = dot:graphviz cc:gcc pkg-config:pkgconf
 .PHONY: setup
 setup:
 	@missing=""; for need in $(SETUP_NEEDS); do \

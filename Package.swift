@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(name: "RmapOracle", path: "Sources/RmapOracle",
                           cSettings: [.define("_GNU_SOURCE")],
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
-        .target(name: "RmapC", dependencies: ["Rmap", "RmapTrace", "RmapTools"], path: "Sources/RmapC", exclude: ["rmap.h"]),
+        .target(name: "RmapC", dependencies: ["Rmap", "RmapTrace", "RmapTools"], path: "Sources/RmapC", exclude: ["rmap.h", "rmap.pc.in"]),
         // Embedding from Swift: the example `make test` runs.
         .executableTarget(name: "EmbedExample", dependencies: ["Rmap", "RmapTrace"], path: "Examples/swift"),
         // Shared by the tests: the seeded RNG, machine and frame helpers, corpus and oracle paths.

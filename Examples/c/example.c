@@ -41,6 +41,9 @@ int main(void)
     CHECK(rmap_op(m, "P9", "mmap 0x100000000000 1 r anon-private") == 0);
     CHECK(rmap_op(m, "P9", "write 0x100000000000") == RMAP_SIGSEGV);
     CHECK(rmap_op(m, "P9", "mmap 0x100000000000 1 r anon-private") == -17); /* EEXIST */
+    printf("rmap_last_error: %s\n", rmap_last_error(m)); /* the statement and its result */
+    CHECK(rmap_op(m, "P9", "read 0x100000000000\nP9 exit") == -22); /* EINVAL: one statement per call */
+    printf("rmap_last_error: %s\n", rmap_last_error(m));
 
     int n = 0;
     printf("rmap_walk of the anon frame at P0 0x100000000000:\n");

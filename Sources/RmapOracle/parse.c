@@ -1087,6 +1087,11 @@ void parse_file(const char *path)
     char *line = NULL;
     size_t cap = 0;
     cur_line = 0;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+        cur_line = 1;
+        perr(1, "the trace starts with a UTF-8 byte order mark (bytes EF BB BF), which a trace may not have: "
+                "save it as UTF-8 without a BOM");
+    }
     /* lines end at '\n' (the last one may not); each is copied with a NUL
      * after it, as parse_line() wants; a trailing '\n' ends no extra line */
     for (size_t start = 0; start < len;) {

@@ -256,12 +256,17 @@ extension Machine {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(expected), got \(r)")
             }
         case .file(let name, let pages):
-            if createFile(name, pages: pages) != .ok {
-                out.error = "\(file):\(tl.line): error: cannot create file '\(name)': " + fullTableMessage(file: true)
+            let r = createFile(name, pages: pages)
+            if r != .ok {
+                // A parsed trace gets only ENOMEM here (the parser applies the name and size rules).
+                out.error = "\(file):\(tl.line): error: cannot create file '\(name)': "
+                    + (r == .errno(.ENOMEM) ? fullTableMessage(file: true) : r.description)
             }
         case .proc(let name):
-            if createProcess(name) != .ok {
-                out.error = "\(file):\(tl.line): error: cannot create process '\(name)': " + fullTableMessage(file: false)
+            let r = createProcess(name)
+            if r != .ok {
+                out.error = "\(file):\(tl.line): error: cannot create process '\(name)': "
+                    + (r == .errno(.ENOMEM) ? fullTableMessage(file: false) : r.description)
             }
         case .swap(let slots):
             if setSwap(slots: slots) != .ok {

@@ -20,10 +20,10 @@ public enum TraceParser {
     /// The end (exclusive) of the addresses a trace may name; every range ends at or below it.
     public static let maxAddress: UInt64 = 0x7000_0000_0000
     public static let pageSize: UInt64 = 4096
-    /// The longest name (process or file).
-    public static let maxNameLength = 64
-    /// The largest `file` (pages).
-    public static let maxFilePages: UInt64 = 1 << 24
+    /// The longest name (process or file): the machine's rule (`Machine.maxNameLength`).
+    public static let maxNameLength = Machine.maxNameLength
+    /// The largest `file` (pages): the machine's rule (`Machine.maxFilePages`).
+    public static let maxFilePages: UInt64 = Machine.maxFilePages
     /// The largest `swap` (slots).
     public static let maxSwapSlots: UInt64 = 1 << 24
     /// The most passes one `ksm scan` may run.
@@ -335,8 +335,13 @@ struct LineParser {
         error(c.endColumn, "expected \(what), got \(c.endDescription)")
     }
 
+    /// The message for a trace that starts with U+FEFF (the parser of the oracle says the same).
+    static let byteOrderMarkMessage = "the trace starts with a UTF-8 byte order mark (bytes EF BB BF), "
+        + "which a trace may not have: save it as UTF-8 without a BOM"
+
     mutating func parseLine(_ raw: [Unicode.Scalar], number: Int) throws(TraceError) {
         line = number
+        if number == 1 && raw.first == "\u{FEFF}" { throw error(1, LineParser.byteOrderMarkMessage) }
         var scalars = raw
         if scalars.last == "\r" { scalars.removeLast() }
         var tokens = lexLine(scalars)

@@ -22,13 +22,47 @@ func writeStderr(_ s: String) {
     line.utf8CString.withUnsafeBufferPointer { _ = write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
 }
 
-extension ReusePolicy: ExpressibleByArgument {
-    public init?(argument: String) { self.init(name: argument) }
-    init?(name: String) {
-        guard let p = ReusePolicy.named(name) else { return nil }
-        self = p
+/// The values of `--reuse`: `ReusePolicy`'s names. A String raw value, so
+/// that the help lists them and shows the default by name (ArgumentParser
+/// shows a CaseIterable enum's raw value, and ReusePolicy's is the number the
+/// arena stores).
+enum ReuseArgument: String, CaseIterable, ExpressibleByArgument {
+    case none, degree, split
+
+    var policy: ReusePolicy {
+        switch self {
+        case .none: return .none
+        case .degree: return .degree
+        case .split: return .split
+        }
     }
-    public static var allValueStrings: [String] { allCases.map(\.name) }
+
+    static var allValueDescriptions: [String: String] {
+        ["none": "a child never reuses an anon_vma (2.6.34 - 3.18)",
+         "degree": "reuse when degree < 2 (3.19 - 5.19; CVE-2022-42703)",
+         "split": "reuse when num_children < 2 and num_active_vmas == 0 (6.0 and later)"]
+    }
+}
+
+/// `--reuse` of the commands that start a new machine (demo, fuzz, dot).
+struct ReuseOption: ParsableArguments {
+    @Option(help: "anon_vma reuse policy.")
+    var reuse: ReuseArgument = .split
+
+    var policy: ReusePolicy { reuse.policy }
+}
+
+/// `--reuse` and `--frames` of the commands that may continue a saved state
+/// (replay, stats): optional, so that giving one with --load is refused
+/// (`validateArenaOptions`) rather than ignored.
+struct ArenaOptions: ParsableArguments {
+    @Option(help: "anon_vma reuse policy (default: split; with --load, the saved state's).")
+    var reuse: ReuseArgument?
+
+    @Option(help: "Page frames in the arena, 2 to \(ArenaConfig.maxCapacity) (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
+    var frames: UInt32?
+
+    var policy: ReusePolicy { (reuse ?? .split).policy }
 }
 
 struct Replay: ParsableCommand {
@@ -44,17 +78,13 @@ struct Replay: ParsableCommand {
     @Flag(help: "Print the canonical observation (one JSON line per trace).")
     var observe = false
 
-    @Option(help: "anon_vma reuse policy: none, degree or split (default: split; with --load, the saved state's).")
-    var reuse: ReusePolicy?
+    @OptionGroup var arena: ArenaOptions
 
     @Flag(help: "Run the invariant checker after every statement (see --check-every).")
     var check = false
 
     @Option(help: "With --check: the checker after every K-th statement and after the last (default 1).")
     var checkEvery: Int = 1
-
-    @Option(help: "Page frames in the arena, at least 2 (default 262144 = 1 GiB of modelled memory); a trace that needs more gets ENOMEM.")
-    var frames: UInt32?
 
     @Flag(help: "Use a tiny arena (64 frames, 16 page-table pages, a few objects of each kind).")
     var tinyArena = false
@@ -72,16 +102,16 @@ struct Replay: ParsableCommand {
         if (save != nil || load != nil) && traces.count != 1 {
             throw ValidationError("--save and --load take exactly one trace")
         }
-        try validateArenaOptions(frames: frames, tinyArena: tinyArena, reuse: reuse, load: load)
+        try validateArenaOptions(arena, tinyArena: tinyArena, load: load)
         if checkEvery < 1 { throw ValidationError("--check-every must be at least 1, got \(checkEvery)") }
     }
 
     func run() throws {
         var config = tinyArena ? ArenaConfig.tiny : ArenaConfig.default
-        if let frames { config.frames = frames }
+        if let frames = arena.frames { config.frames = frames }
         var status: Int32 = 0
         for path in traces {
-            let s = RmapTools.replayFile(path: path, reuse: reuse ?? .split, config: config, check: check,
+            let s = RmapTools.replayFile(path: path, reuse: arena.policy, config: config, check: check,
                                          checkEvery: checkEvery, load: load, save: save, observations: observe)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
@@ -93,9 +123,13 @@ struct Replay: ParsableCommand {
 
 /// The arena options of `replay` and `stats`: refused when they cannot
 /// apply, never adjusted. A loaded state keeps its own arena and reuse policy.
-func validateArenaOptions(frames: UInt32?, tinyArena: Bool, reuse: ReusePolicy?, load: String?) throws {
+func validateArenaOptions(_ arena: ArenaOptions, tinyArena: Bool, load: String?) throws {
+    let frames = arena.frames, reuse = arena.reuse
     if let frames, frames < 2 {
         throw ValidationError("--frames must be at least 2 (the zero page takes one frame), got \(frames)")
+    }
+    if let frames, frames > ArenaConfig.maxCapacity {
+        throw ValidationError("--frames must be at most \(ArenaConfig.maxCapacity) (2^30 - 1, the largest arena table), got \(frames)")
     }
     if frames != nil && tinyArena {
         throw ValidationError("--frames and --tiny-arena cannot be combined (the tiny arena has \(ArenaConfig.tiny.frames) frames)")
@@ -110,11 +144,10 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the built-in scenario on the default arena and print a report.")
 
-    @Option(help: "anon_vma reuse policy: none, degree or split.")
-    var reuse: ReusePolicy = .split
+    @OptionGroup var reuseOption: ReuseOption
 
     func run() throws {
-        let (report, ok) = RmapTools.runDemo(reuse: reuse)
+        let (report, ok) = RmapTools.runDemo(reuse: reuseOption.policy)
         print(report, terminator: "")
         if !ok { throw ExitCode(1) }
     }
@@ -164,8 +197,8 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Seconds to run.")
     var seconds: Double?
 
-    @Option(help: "anon_vma reuse policy: none, degree or split.")
-    var reuse: ReusePolicy = .split
+    @OptionGroup var reuseOption: ReuseOption
+    var reuse: ReusePolicy { reuseOption.policy }
 
     @Option(name: .customLong("check-every"), help: "Run the checker after every K statements.")
     var checkEvery: Int = 1
@@ -241,8 +274,8 @@ struct Dot: ParsableCommand {
     @Option(help: "Stop after this line of the trace.")
     var at: Int?
 
-    @Option(help: "anon_vma reuse policy: none, degree or split.")
-    var reuse: ReusePolicy = .split
+    @OptionGroup var reuseOption: ReuseOption
+    var reuse: ReusePolicy { reuseOption.policy }
 
     @Flag(help: "Use the demo's built-in scenario instead of a trace file.")
     var demo = false
@@ -283,14 +316,10 @@ struct Stats: ParsableCommand {
         abstract: "Replay a trace and print statistics of the final state: objects and bytes per table, the anon_vma forest, and the rmap walk cost (VMAs visited per frame against those that map it).",
         discussion: "Exit status as for replay; the statistics are printed whatever the expectations said.")
 
-    @Option(help: "anon_vma reuse policy: none, degree or split (default: split; with --load, the saved state's).")
-    var reuse: ReusePolicy?
+    @OptionGroup var arena: ArenaOptions
 
     @Flag(help: "Print one JSON object instead of the text report.")
     var json = false
-
-    @Option(help: "Page frames in the arena, at least 2 (default 262144).")
-    var frames: UInt32?
 
     @Option(help: "Continue from the state saved in this arena file.")
     var load: String?
@@ -299,13 +328,13 @@ struct Stats: ParsableCommand {
     var trace: String
 
     func validate() throws {
-        try validateArenaOptions(frames: frames, tinyArena: false, reuse: reuse, load: load)
+        try validateArenaOptions(arena, tinyArena: false, load: load)
     }
 
     func run() throws {
         var config = ArenaConfig.default
-        if let frames { config.frames = frames }
-        let s = RmapTools.replayFile(path: trace, reuse: reuse ?? .split, config: config, load: load, withStats: true)
+        if let frames = arena.frames { config.frames = frames }
+        let s = RmapTools.replayFile(path: trace, reuse: arena.policy, config: config, load: load, withStats: true)
         for e in s.stderr { writeStderr(e) }
         if let st = s.stats { print(json ? st.json : st.text, terminator: json ? "\n" : "") }
         if s.status != 0 { throw ExitCode(s.status) }

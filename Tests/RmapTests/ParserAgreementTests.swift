@@ -387,6 +387,8 @@ private let badTraces: [(String, [UInt8])] = [
     ("a very long comment", bytes("proc P0\n#" + String(repeating: "#", count: 200_000) + "\nP0 exit x\n")),
     ("many targets", bytes("proc P0\nobserve " + Array(repeating: "P0 \(A) 1000", count: 1100).joined(separator: ",") + "\n")),
     ("a continuation glued to '=>'", bytes("proc P0\nP0 read \(A) =>ok\n")),
+    ("a UTF-8 byte order mark", [0xEF, 0xBB, 0xBF] + bytes("proc P0\n")),
+    ("a byte order mark alone", [0xEF, 0xBB, 0xBF]),
 ]
 
 // MARK: - Tests

@@ -54,6 +54,7 @@ extension Arena {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw failure("cannot open the arena: \(reason(errno_value()))") }
+        guard st.st_mode & S_IFMT != S_IFDIR else { throw failure("cannot open the arena: it is a directory") }
         guard st.st_mode & S_IFMT == S_IFREG else { throw failure("cannot open the arena: not a regular file") }
         let size = UInt64(st.st_size)
         // The header first: it says which ranges hold the state, and a file
@@ -201,9 +202,9 @@ extension Arena {
     /// it as it was (and no temporary file). A state saved over the file it
     /// was loaded from is safe, since loading copied it. A symbolic link is
     /// followed (its target is replaced); the replaced file's permission bits
-    /// (and, for root, owner) are kept. Returns an error message (the path
-    /// and the reason) or nil.
-    func save(to path: String) -> String? {
+    /// (and, for root, owner) are kept. Returns nil, or an error message (the
+    /// path and the reason) with the errno of the step that failed.
+    func save(to path: String) -> (message: String, errno: Int32)? {
         var target = path
         var lst = stat()
         if lstat(path, &lst) == 0, lst.st_mode & S_IFMT == S_IFLNK, let r = realpath(path, nil) {
@@ -218,7 +219,7 @@ extension Arena {
         }
         var old = stat()
         let replacing = stat(target, &old) == 0
-        if replacing && old.st_mode & S_IFMT == S_IFDIR { return "\(path): cannot save: it is a directory" }
+        if replacing && old.st_mode & S_IFMT == S_IFDIR { return ("\(path): cannot save: it is a directory", EISDIR) }
         let unchanged = replacing ? "\(path) is unchanged" : "nothing was written"
         var fd: Int32 = -1
         var tmp = ""
@@ -228,12 +229,13 @@ extension Arena {
             if fd >= 0 || errno_value() != EEXIST { break }
         }
         guard fd >= 0 else {
-            return "\(path): cannot save: cannot create a file in \(dir): \(Arena.reason(errno_value())); \(unchanged)"
+            let e = errno_value()
+            return ("\(path): cannot save: cannot create a file in \(dir): \(Arena.reason(e)); \(unchanged)", e)
         }
-        func failed(_ what: String, _ e: Int32) -> String {
+        func failed(_ what: String, _ e: Int32) -> (message: String, errno: Int32) {
             if fd >= 0 { close(fd) }
             unlink(tmp)
-            return "\(path): cannot save: \(what): \(Arena.reason(e)); \(unchanged)"
+            return ("\(path): cannot save: \(what): \(Arena.reason(e)); \(unchanged)", e)
         }
         let ranges = Arena.usedRanges(kernel.header.pointee)
         var end = size
@@ -269,7 +271,7 @@ extension Arena {
             let e = errno_value()
             close(dfd)
             if r != 0 && e != EINVAL {
-                return "\(path): saved, but syncing the directory \(dir) failed: \(Arena.reason(e)); the save may not survive a crash"
+                return ("\(path): saved, but syncing the directory \(dir) failed: \(Arena.reason(e)); the save may not survive a crash", e)
             }
         }
         return nil

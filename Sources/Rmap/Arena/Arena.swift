@@ -21,6 +21,11 @@ public struct ArenaConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// The most objects one table may hold (each capacity, `frames`
+    /// included, is 1 to this; CShims' RMAP_MAX_CAPACITY less the reserved
+    /// record 0).
+    public static let maxCapacity: UInt32 = (1 << 30) - 1
+
     public static let `default` = ArenaConfig()
 
     /// A few kilobytes of tables: for saved-state seeds and exhaustion tests.
@@ -54,10 +59,16 @@ public struct Arena: ~Copyable {
         var cfg = config.c
         var hdr = rmap_arena_header()
         let size = rmap_arena_layout(&cfg, &hdr)
-        guard size != 0 else { throw ArenaError(message: "arena: a capacity is 0 or too large") }
+        guard size != 0 else {
+            throw ArenaError(message: "arena: a capacity is 0 or larger than \(ArenaConfig.maxCapacity)")
+        }
         let p: UnsafeMutableRawPointer?
         if let path { p = rmap_arena_map(size, path) } else { p = rmap_arena_map(size, nil) }
-        guard let p else { throw ArenaError(message: "arena: mmap of \(size) bytes failed (errno \(errno_value()))") }
+        guard let p else {
+            let e = errno_value()
+            throw ArenaError(message: "arena: cannot reserve \(size) bytes\(path.map { " on \($0)" } ?? ""): "
+                             + String(cString: strerror(e)))
+        }
         p.storeBytes(of: hdr, as: rmap_arena_header.self)
         self.base = p
         self.size = size

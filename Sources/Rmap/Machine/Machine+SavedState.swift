@@ -9,6 +9,11 @@ import CShims
 extension Machine {
     /// Writes the machine's state to `path`. Returns an error message or nil.
     public func save(to path: String) -> String? {
+        arena.save(to: path)?.message
+    }
+
+    /// `save(to:)` with the errno of the step that failed (the C API returns it).
+    package func saveReportingErrno(to path: String) -> (message: String, errno: Int32)? {
         arena.save(to: path)
     }
 
@@ -29,6 +34,7 @@ extension Machine {
                 fileOrder.append(name)
             } else {
                 processOrder.append(name)
+                processNamesUsed.insert(name)
                 if p.index != 0 {
                     mmByName[name] = p.index
                     processNameRecord[name] = r

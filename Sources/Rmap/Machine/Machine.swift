@@ -47,6 +47,8 @@ public final class Machine {
     public internal(set) var fileOrder: [String] = []
     /// The arena name record of each live process (so exit can clear it).
     var processNameRecord: [String: UInt32] = [:]
+    /// Every process name used, live or exited (a name is used once).
+    var processNamesUsed: Set<String> = []
 
     /// A machine over a new arena: in memory, or MAP_SHARED on the file at
     /// `path` (the state then persists there and reopens with `init(opening:)`).
@@ -131,10 +133,28 @@ public final class Machine {
         return nil
     }
 
+    /// The longest process or file name, in characters (the trace language's
+    /// limit, and the arena's name record: `RMAP_NAME_MAX` bytes).
+    public static let maxNameLength = Int(RMAP_NAME_MAX)
+    /// The largest file, in pages (the trace language's `file` limit).
+    public static let maxFilePages: UInt64 = 1 << 24
+
+    /// A name a process or file may have: `[A-Za-z_][A-Za-z0-9_.-]*`, 1 to
+    /// `maxNameLength` characters, the trace language's rule (and what the
+    /// validator of a saved state accepts, so a state made through this API
+    /// reopens).
+    public static func isValidName(_ name: String) -> Bool {
+        name.utf8.count <= maxNameLength && isNameSyntax(name.unicodeScalars)
+    }
+
     /// `file NAME PAGES`: a file whose pages are all resident and clean.
+    /// EINVAL for a name that is not `isValidName` or a size outside
+    /// 1...`maxFilePages`; EEXIST for a name a file has; ENOMEM (nothing
+    /// changed) when a table is full.
     public func createFile(_ name: String, pages: UInt64) -> OpResult {
+        guard Machine.isValidName(name), pages >= 1, pages <= Machine.maxFilePages else { return .errno(.EINVAL) }
         guard fileByName[name] == nil else { return .errno(.EEXIST) }
-        guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
+        guard k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let f = k.createFile(pages: pages, kind: .regular)
         guard !f.isNone else { return .errno(.ENOMEM) }
         k.file(f).pointee.serial = UInt64(fileOrder.count)  // the ordinal: its pages' content tokens
@@ -144,15 +164,21 @@ public final class Machine {
         return .ok
     }
 
-    /// `proc NAME`: a process with an empty address space.
+    /// `proc NAME`: a process with an empty address space. EINVAL for a
+    /// name that is not `isValidName`; EEXIST for the name of a process,
+    /// live or exited (as in a trace, a name is used once: the saved state
+    /// keeps the exited one's record); ENOMEM (nothing changed) when a table
+    /// is full.
     public func createProcess(_ name: String) -> OpResult {
-        guard mmByName[name] == nil else { return .errno(.EEXIST) }
-        guard name.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
+        guard Machine.isValidName(name) else { return .errno(.EINVAL) }
+        guard !processNamesUsed.contains(name) else { return .errno(.EEXIST) }
+        guard k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let m = k.mmAlloc()
         guard !m.isNone else { return .errno(.ENOMEM) }
         processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m.rawValue)
         mmByName[name] = m.rawValue
         processOrder.append(name)
+        processNamesUsed.insert(name)
         return .ok
     }
 
@@ -176,16 +202,19 @@ public final class Machine {
         return r
     }
 
-    /// `CHILD = fork PARENT`
+    /// `CHILD = fork PARENT`: ESRCH when PARENT is not a live process;
+    /// for CHILD the rules of `createProcess` (EINVAL, EEXIST, ENOMEM).
     public func fork(_ parent: String, child: String) -> OpResult {
         guard let pm = mmOf(parent) else { return .errno(.ESRCH) }
-        guard mmByName[child] == nil else { return .errno(.EEXIST) }
-        guard child.utf8.count <= Int(RMAP_NAME_MAX), k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
+        guard Machine.isValidName(child) else { return .errno(.EINVAL) }
+        guard !processNamesUsed.contains(child) else { return .errno(.EEXIST) }
+        guard k.available(T.name) >= 1 else { return .errno(.ENOMEM) }
         let c = k.dupMMap(pm)
         guard !c.isNone else { return .errno(.ENOMEM) }
         processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c.rawValue)
         mmByName[child] = c.rawValue
         processOrder.append(child)
+        processNamesUsed.insert(child)
         return .ok
     }
 
