@@ -191,3 +191,13 @@ bench-walk:
 bench-variants:
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model variants
+
+## workloads: re-records the real-workload corpus (Tests/Corpus/workloads/*.trace.gz)
+## with `rmap record` (root and tracefs; docs/recording.md): a shell fork+exec loop,
+## make -j2, a python3 import, git init/add/commit, cc -O2, a threaded program.
+## One workload: make workloads WORKLOAD=threads
+WORKLOAD ?=
+.PHONY: workloads
+workloads:
+	$(SWIFT) build --product rmap
+	bash scripts/record-workloads.sh $(WORKLOAD)

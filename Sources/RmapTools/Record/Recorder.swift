@@ -89,7 +89,7 @@ public func recordCommand(_ argv: [String], label: String? = nil, bufferKB: Int 
         "machine: \(machineDescription())",
         "recorded with tracefs (syscalls, exceptions:page_fault_user/kernel, sched, task, kmem:rss_stat) and",
         "seccomp snapshots of /proc/PID/maps at each mmap and brk (docs/recording.md)",
-        "addresses moved by -\("0x" + String(options.shift, radix: 16)) (\(options.shift >> 30) GiB) into [0x100000000000, 0x700000000000)",
+        "addresses moved into [0x100000000000, 0x700000000000) by whole GiB: those from 0x200000000000 down by \("0x" + String(options.shift, radix: 16)) (\(options.shift >> 30) GiB), those below \("0x" + String(options.shift, radix: 16)) up by as much",
         "command exit status \(status & 0x7f == 0 ? "\((status >> 8) & 0xff)" : "signal \(status & 0x7f)"); \(tr.processes) processes, \(tr.faults) faults",
         summary,
     ]

@@ -103,13 +103,24 @@ public struct RecordTranslator {
     mutating func flushRun() {
         guard let r = run else { return }
         run = nil
-        body.append("\(r.mm) \(r.verb) \(hex(r.start - options.shift))" + (r.count > 1 ? " \(r.count)" : ""))
+        body.append("\(r.mm) \(r.verb) \(addr(r.start))" + (r.count > 1 ? " \(r.count)" : ""))
     }
 
     func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
+    /// Where an address goes in the trace: addresses from 0x200000000000 move
+    /// down by `shift` (0x55.. PIE images and heaps, 0x7f.. libraries and
+    /// stacks land in [0x100000000000, 0x700000000000)); addresses below
+    /// 0x100000000000 (non-PIE images at 0x400000 and their heaps) move up by
+    /// it. Both are whole numbers of GiB: every page-table alignment is kept.
+    func moved(_ a: UInt64) -> UInt64 { a < options.shift ? a + options.shift : a - options.shift }
+    func addr(_ a: UInt64) -> String { hex(moved(a)) }
+
+    /// A range the trace can hold: wholly inside one of the two moved pieces.
     func inWindow(_ s: UInt64, _ e: UInt64) -> Bool {
-        s >= options.shift + 0x1000_0000_0000 && e <= options.shift + 0x7000_0000_0000 && s < e
+        guard s < e else { return false }
+        if e <= options.shift { return true }
+        return s >= 2 * options.shift && e <= options.shift + 0x7000_0000_0000
     }
 
     static func pages(_ len: UInt64) -> UInt64 { (len + 4095) / 4096 }
@@ -274,7 +285,7 @@ public struct RecordTranslator {
         var total: UInt64 = 0
         for r in m.ranges where inWindow(r.0, r.1) && total < options.observePagesPerProcess {
             let n = min(RecordTranslator.pages(r.1 - r.0), options.observePagesPerRange, options.observePagesPerProcess - total)
-            targets.append("\(m.name) \(hex(r.0 - options.shift)) \(n)")
+            targets.append("\(m.name) \(addr(r.0)) \(n)")
             total += n
         }
         if !targets.isEmpty { emit("observe " + targets.joined(separator: ", ")) }
@@ -291,7 +302,7 @@ public struct RecordTranslator {
             if m.specials.contains(where: { $0.0 <= page && page < $0.1 }) { skip("faults on special mappings (vdso, vvar)"); return }
             if let ss = m.stackStart, page < ss, ss - page <= 1 << 20, inWindow(page, ss) {
                 // expand_stack: the stack VMA grows down to the page (as an adjacent mmap, which merges).
-                emit("\(m.name) mmap \(hex(page - options.shift)) \(RecordTranslator.pages(ss - page)) rw anon-private")
+                emit("\(m.name) mmap \(addr(page)) \(RecordTranslator.pages(ss - page)) rw anon-private")
                 m.add(page, ss)
                 m.stackStart = page
                 note("stack expansions (replayed as an adjacent mmap)")
@@ -354,7 +365,7 @@ public struct RecordTranslator {
                 let name = fileName(key: "\(dev):\(v.inode)", path: v.path, size: same ? st!.0 : nil, mappedEnd: v.offset / 4096 + n)
                 kind = (shared ? "file-shared:" : "file-private:") + "\(name)@\(v.offset / 4096)"
             }
-            emit("\(m.name) mmap \(hex(v.start - options.shift)) \(n) \(RecordTranslator.prot(protBits)) \(kind)")
+            emit("\(m.name) mmap \(addr(v.start)) \(n) \(RecordTranslator.prot(protBits)) \(kind)")
             m.add(v.start, v.end)
             if v.path == "[stack]" { m.stackStart = v.start }
             if v.inode == 0 {
@@ -363,7 +374,7 @@ public struct RecordTranslator {
                     var a = max(ps, v.start)
                     while a < min(pe, v.end) {
                         if !faulted.contains(a) {
-                            emit("\(m.name) write \(hex(a - options.shift))")
+                            emit("\(m.name) write \(addr(a))")
                             note("pages the kernel wrote at exec (arguments, environment; replayed as writes)")
                         }
                         a += 4096
@@ -398,7 +409,7 @@ public struct RecordTranslator {
             if flags & 0x40000 != 0 { skip("MAP_HUGETLB mmaps"); return }
             if flags & 0x10 != 0 && m.intersects(s, e) {
                 // MAP_FIXED replaces what was there: the trace's mmap does not (MAP_FIXED_NOREPLACE).
-                emit("\(P) munmap \(hex(s - options.shift)) \(n)")
+                emit("\(P) munmap \(addr(s)) \(n)")
                 note("MAP_FIXED mmaps over mappings (replayed as munmap, mmap)")
             }
             let shared = flags & 0x3 != 0x2
@@ -415,34 +426,34 @@ public struct RecordTranslator {
             }
             if flags & 0x4000 != 0 { note("MAP_NORESERVE dropped (it would make a large-page trace)") }
             if flags & 0x100 != 0 { note("MAP_GROWSDOWN mapped as a plain mapping") }
-            emit("\(P) mmap \(hex(s - options.shift)) \(n) \(RecordTranslator.prot(prot)) \(kind)")
+            emit("\(P) mmap \(addr(s)) \(n) \(RecordTranslator.prot(prot)) \(kind)")
             m.add(s, e)
-            if flags & 0x2000 != 0 { emit("\(P) mlock \(hex(s - options.shift)) \(n)") } // MAP_LOCKED
+            if flags & 0x2000 != 0 { emit("\(P) mlock \(addr(s)) \(n)") } // MAP_LOCKED
             if flags & 0x8000 != 0 { // MAP_POPULATE: populate_vma_page_range, FOLL_WRITE for private writable
-                emit("\(P) \(prot & 2 != 0 && !shared ? "write" : "read") \(hex(s - options.shift)) \(n)")
+                emit("\(P) \(prot & 2 != 0 && !shared ? "write" : "read") \(addr(s)) \(n)")
                 note("MAP_POPULATE replayed as accesses")
             }
         case "munmap":
             let n = RecordTranslator.pages(a[1])
             guard rangeOK(a[0], a[0] + n * 4096) else { m.remove(a[0], a[0] + n * 4096); return }
-            emit("\(P) munmap \(hex(a[0] - options.shift)) \(n)")
+            emit("\(P) munmap \(addr(a[0])) \(n)")
             m.remove(a[0], a[0] + n * 4096)
             if let ss = m.stackStart, !m.contains(ss) { m.stackStart = nil }
         case "mprotect":
             let n = RecordTranslator.pages(a[1])
             if a[2] & ~UInt64(7) != 0 { skip("mprotect with PROT_GROWSDOWN/UP or PROT_SEM"); return }
             guard rangeOK(a[0], a[0] + n * 4096) else { return }
-            emit("\(P) mprotect \(hex(a[0] - options.shift)) \(n) \(RecordTranslator.prot(a[2]))")
+            emit("\(P) mprotect \(addr(a[0])) \(n) \(RecordTranslator.prot(a[2]))")
         case "mremap":
             let old = a[0], oldN = RecordTranslator.pages(a[1]), newN = RecordTranslator.pages(a[2]), flags = a[3]
             if flags & 4 != 0 { skip("mremap with MREMAP_DONTUNMAP"); return }
             if oldN == 0 { skip("mremap of length 0 (a second mapping of shared memory)"); return }
             guard rangeOK(old, old + oldN * 4096), rangeOK(ret, ret + newN * 4096) else { return }
             if ret == old {
-                emit("\(P) mremap \(hex(old - options.shift)) \(oldN) \(newN)")
+                emit("\(P) mremap \(addr(old)) \(oldN) \(newN)")
                 if newN < oldN { m.remove(old + newN * 4096, old + oldN * 4096) } else { m.add(old, old + newN * 4096) }
             } else {
-                emit("\(P) mremap \(hex(old - options.shift)) \(oldN) \(newN) \(hex(ret - options.shift))")
+                emit("\(P) mremap \(addr(old)) \(oldN) \(newN) \(addr(ret))")
                 m.remove(old, old + oldN * 4096)
                 m.add(ret, ret + newN * 4096)
             }
@@ -453,7 +464,7 @@ public struct RecordTranslator {
                 return
             }
             guard n > 0, rangeOK(a[0], a[0] + n * 4096) else { return }
-            emit("\(P) madvise \(hex(a[0] - options.shift)) \(n) \(adv)")
+            emit("\(P) madvise \(addr(a[0])) \(n) \(adv)")
         case "brk":
             let new = ret
             guard let cur = m.brk else {
@@ -465,12 +476,12 @@ public struct RecordTranslator {
             let ca = (cur + 4095) & ~4095, na = (new + 4095) & ~4095
             if na > ca {
                 guard rangeOK(ca, na) else { return }
-                emit("\(P) mmap \(hex(ca - options.shift)) \((na - ca) / 4096) rw anon-private")
+                emit("\(P) mmap \(addr(ca)) \((na - ca) / 4096) rw anon-private")
                 m.add(ca, na)
                 note("brk growths (replayed as an adjacent mmap, which merges as do_brk_flags does)")
             } else if na < ca {
                 guard rangeOK(na, ca) else { return }
-                emit("\(P) munmap \(hex(na - options.shift)) \((ca - na) / 4096)")
+                emit("\(P) munmap \(addr(na)) \((ca - na) / 4096)")
                 m.remove(na, ca)
             }
         case "mlock", "mlock2", "munlock":
@@ -478,7 +489,7 @@ public struct RecordTranslator {
             let s = a[0] & ~4095
             if name == "mlock2" && a[2] != 0 { skip("mlock2 with MLOCK_ONFAULT"); return }
             guard n > 0, rangeOK(s, s + n * 4096) else { return }
-            emit("\(P) \(name == "munlock" ? "munlock" : "mlock") \(hex(s - options.shift)) \(n)")
+            emit("\(P) \(name == "munlock" ? "munlock" : "mlock") \(addr(s)) \(n)")
         default:
             skip("\(name) calls (not in the trace language)")
         }
