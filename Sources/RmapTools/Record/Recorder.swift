@@ -87,7 +87,7 @@ public func recordCommand(_ argv: [String], label: String? = nil, bufferKB: Int 
     var header = [
         "rmap record -- \(label ?? argv.joined(separator: " "))",
         "machine: \(machineDescription())",
-        "recorded with tracefs (syscalls, exceptions:page_fault_user/kernel, sched, task, kmem:rss_stat) and",
+        "sources: tracefs (syscalls, exceptions:page_fault_user/kernel, sched, task, kmem:rss_stat) and",
         "seccomp snapshots of /proc/PID/maps at each mmap and brk (docs/recording.md)",
         "addresses moved into [0x100000000000, 0x700000000000) by whole GiB: those from 0x200000000000 down by \("0x" + String(options.shift, radix: 16)) (\(options.shift >> 30) GiB), those below \("0x" + String(options.shift, radix: 16)) up by as much",
         "command exit status \(status & 0x7f == 0 ? "\((status >> 8) & 0xff)" : "signal \(status & 0x7f)"); \(tr.processes) processes, \(tr.faults) faults",
