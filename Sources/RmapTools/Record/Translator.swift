@@ -307,7 +307,6 @@ public struct RecordTranslator {
                 m.stackStart = page
                 note("stack expansions (replayed as an adjacent mmap)")
             } else {
-                if getenv("RMAP_RECORD_DEBUG") != nil { print("debug: \(m.name) fault outside at \(hex(page)) ranges \(m.ranges.map { hex($0.0) + "-" + hex($0.1) })") }
                 skip("faults outside every recorded mapping")
                 return
             }
