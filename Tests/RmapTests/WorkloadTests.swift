@@ -14,7 +14,8 @@ func workloadTrace(_ name: String) throws -> URL {
     let gz = packageRoot.appendingPathComponent("Tests/Corpus/workloads/\(name).trace.gz")
     let r = try run("/bin/sh", ["-c", "gzip -dc \"$0\"", gz.path])
     #expect(r.status == 0, "gzip -dc \(gz.path): \(r.err)")
-    let url = URL(fileURLWithPath: NSTemporaryDirectory() + "rmap-workload-\(getpid())-\(name).trace")
+    // A name of its own: the replay and oracle suites decompress the same workload at once.
+    let url = URL(fileURLWithPath: NSTemporaryDirectory() + "rmap-workload-\(getpid())-\(UInt64.random(in: 0...UInt64.max))-\(name).trace")
     try r.out.write(to: url, atomically: true, encoding: .utf8)
     return url
 }
