@@ -12,7 +12,7 @@ struct RmapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rmap",
         abstract: "A model of the Linux kernel's reverse mapping (rmap).",
-        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self, Dot.self, Stats.self, OracleCheckCommand.self, Record.self])
+        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self, Dot.self, Stats.self, OracleCheckCommand.self, Record.self, WorkloadStudyCommand.self])
 }
 
 func writeStderr(_ s: String) {
@@ -432,5 +432,33 @@ struct Record: ParsableCommand {
             print(outcome.trace, terminator: "")
         }
         writeStderr(outcome.summary)
+    }
+}
+
+/// `rmap workload-study TRACE...` (docs/recording.md).
+struct WorkloadStudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workload-study",
+        abstract: "Measure a recorded workload: replay throughput, the rmap designs (anon_vma, PV lists, full scan) at its busiest moment, fork and exit with and without PV lists, and the model's RSS at each exit against the kernel's rss_stat.")
+
+    @Option(help: "Walk at most this many of the frames mapped at the peak.")
+    var maxWalkFrames: Int = 2000
+
+    @Flag(help: "List the kernel's and the model's RSS counters at each exit.")
+    var perExit = false
+
+    @Argument(help: "Trace files (as rmap record writes them).")
+    var traces: [String]
+
+    func run() throws {
+        for t in traces {
+            do {
+                let s = try studyWorkload(path: t, maxWalkFrames: maxWalkFrames)
+                print(workloadStudyReport(name: t, s, perExit: perExit))
+            } catch {
+                writeStderr("\(error)")
+                throw ExitCode(2)
+            }
+        }
     }
 }

@@ -44,6 +44,23 @@ func machineDescription() -> String {
     return "\(field(u.nodename)), Linux \(field(u.release)) \(field(u.machine)), \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, on \(date)"
 }
 
+/// The lock rmap-oracle holds while it changes THP settings (Sources/RmapOracle/large.c).
+let thpLockPath = "/tmp/rmap-oracle-large.lock"
+
+/// `enabled=madvise, 2048kB=inherit` (sizes at `never` left out).
+func thpSettingsDescription() -> String {
+    let base = "/sys/kernel/mm/transparent_hugepage"
+    func mode(_ path: String) -> String? {
+        guard let t = readWholeFile(path), let o = t.firstIndex(of: "["), let c = t.firstIndex(of: "]"), o < c else { return nil }
+        return String(t[t.index(after: o)..<c])
+    }
+    var parts = ["enabled=\(mode(base + "/enabled") ?? "?")"]
+    for kb in [16, 32, 64, 128, 256, 512, 1024, 2048] {
+        if let m = mode("\(base)/hugepages-\(kb)kB/enabled"), m != "never" { parts.append("\(kb)kB=\(m)") }
+    }
+    return parts.joined(separator: ", ") + " (the trace has no thp statement: its replay makes no large folio)"
+}
+
 public func recordCommand(_ argv: [String], label: String? = nil, bufferKB: Int = 65536,
                           options: RecordTranslator.Options = .init()) throws -> RecordOutcome {
     guard getuid() == 0 else { throw RecordError(description: "rmap record needs root (tracefs and /proc/PID/pagemap)") }
@@ -59,6 +76,17 @@ public func recordCommand(_ argv: [String], label: String? = nil, bufferKB: Int 
     let session: TracefsSession
     do { session = try TracefsSession(bufferKB: bufferKB) } catch { throw RecordError(description: "rmap record: \(error)") }
     defer { session.close() }
+
+    // The THP settings are the machine's for the whole recording: rmap-oracle
+    // changes them only under this lock (large-page traces), so hold it.
+    let lock = open(thpLockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    if lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0 {
+        let msg = Array("rmap record: waiting for \(thpLockPath) (an oracle is running a large-page trace)\n".utf8)
+        _ = write(2, msg, msg.count)
+        flock(lock, LOCK_EX)
+    }
+    defer { if lock >= 0 { flock(lock, LOCK_UN); close(lock) } }
+    let thp = thpSettingsDescription()
 
     var err = [CChar](repeating: 0, count: 512)
     var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
@@ -90,6 +118,7 @@ public func recordCommand(_ argv: [String], label: String? = nil, bufferKB: Int 
         "sources: tracefs (syscalls, exceptions:page_fault_user/kernel, sched, task, kmem:rss_stat) and",
         "seccomp snapshots of /proc/PID/maps at each mmap and brk (docs/recording.md)",
         "addresses moved into [0x100000000000, 0x700000000000) by whole GiB: those from 0x200000000000 down by \("0x" + String(options.shift, radix: 16)) (\(options.shift >> 30) GiB), those below \("0x" + String(options.shift, radix: 16)) up by as much",
+        "THP during the recording: \(thp)",
         "command exit status \(status & 0x7f == 0 ? "\((status >> 8) & 0xff)" : "signal \(status & 0x7f)"); \(tr.processes) processes, \(tr.faults) faults",
         summary,
     ]

@@ -35,8 +35,7 @@ public struct RecordTranslator {
         var stackStart: UInt64? = nil
         var brk: UInt64? = nil
         /// kmem:rss_stat, the last value of each counter (bytes) while this mm was current.
-        var rss: [Int64] = [0, 0, 0, 0]
-        var sawRSS = false
+        var mmID: UInt32? = nil
         init(name: String) { self.name = name }
 
         func contains(_ a: UInt64) -> Bool { ranges.contains { $0.0 <= a && a < $0.1 } }
@@ -87,6 +86,8 @@ public struct RecordTranslator {
     /// ELF loader's writes into the new image (padzero, create_elf_tables),
     /// replayed after the new image's mappings.
     var deferred: [Int32: [(UInt64, Bool)]] = [:]
+    /// kmem:rss_stat: the last value of each counter (bytes), by hashed mm pointer.
+    var rssByID: [UInt32: [Int64]] = [:]
 
     public init(snapshots: [Int32: [CallSnapshot]], options: Options = Options()) {
         self.snapshots = snapshots
@@ -242,8 +243,13 @@ public struct RecordTranslator {
             guard let m = tidMM[pid] else { return }
             tidMM[pid] = nil
             leave(m, tid: pid, why: "exit")
-        case .rss(_, let curr, let member, let bytes):
-            if curr, let m = tidMM[ev.tid] { m.rss[member] = bytes; m.sawRSS = true }
+        case .rss(let id, let curr, let member, let bytes):
+            // Every event carries the counter's exact sum (percpu_counter_sum_positive)
+            // and the hashed mm pointer. A `curr` event names the mm of its task;
+            // the others (dup_mmap filling a child, exec's stack pages, reclaim)
+            // are kept by mm_id until the mm they belong to is known.
+            rssByID[id, default: [0, 0, 0, 0]][member] = bytes
+            if curr, let m = tidMM[ev.tid] { m.mmID = id }
         case .fault(let address, let write, _):
             guard address < 0x8000_0000_0000 else { return }
             if deferred[ev.tid] != nil { deferred[ev.tid]!.append((address, write)); return }
@@ -289,8 +295,8 @@ public struct RecordTranslator {
             total += n
         }
         if !targets.isEmpty { emit("observe " + targets.joined(separator: ", ")) }
-        let pages = m.rss.map { $0 / 4096 }
-        if m.sawRSS {
+        if let id = m.mmID, let rss = rssByID.removeValue(forKey: id) {
+            let pages = rss.map { $0 / 4096 }
             emit("# \(m.name) kernel rss_stat before \(why): file=\(pages[0]) anon=\(pages[1]) swap=\(pages[2]) shmem=\(pages[3]) pages")
             exitRSS.append((m.name, pages))
         }
