@@ -201,3 +201,13 @@ WORKLOAD ?=
 workloads:
 	$(SWIFT) build --product rmap
 	bash scripts/record-workloads.sh $(WORKLOAD)
+
+## workload-study: the recorded workloads on the model (release): replay throughput,
+## the rmap designs (anon_vma, PV lists, full scan) at each workload's busiest moment,
+## fork/exit with and without PV lists, RSS at exits against kmem:rss_stat.
+.PHONY: workload-study
+workload-study:
+	$(SWIFT) build -c release --product rmap
+	mkdir -p .build/workloads
+	for f in Tests/Corpus/workloads/*.trace.gz; do gzip -dc "$$f" > .build/workloads/$$(basename "$$f" .gz); done
+	.build/release/rmap workload-study .build/workloads/*.trace

@@ -2,6 +2,7 @@ import Testing
 import Foundation
 @testable import RmapTools
 @testable import RmapTrace
+@testable import RmapVariants
 import RmapTestSupport
 
 /// The recorded real workloads (Tests/Corpus/workloads/*.trace.gz, `make
@@ -59,6 +60,27 @@ struct WorkloadOracleTests {
         #expect(kernel.status != 77, "the oracle skipped \(name): \(kernel.err)")
         #expect(model.stdout.map { $0 + "\n" } == kernel.out, "\(name)\nmodel:  \((model.stdout ?? "").prefix(2000))\nkernel: \(kernel.out.prefix(2000))")
         #expect(model.status == kernel.status)
+    }
+}
+
+/// `rmap workload-study` on a recorded workload: the three designs find the
+/// same mappings, and every exit the kernel counted is compared.
+@Suite struct WorkloadStudyTests {
+    @Test func threadsWorkload() throws {
+        let url = try workloadTrace("threads")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let s = try studyWorkload(path: url.path, maxWalkFrames: 300)
+        let peak = try #require(s.peak)
+        #expect(peak.mappedPTEs > 0 && s.peakFrames > 0 && s.walkedFrames > 0)
+        #expect(peak.pvEntries == peak.mappedPTEs)        // one PV entry per PTE
+        #expect(s.walks.map(\.design) == RmapDesign.allCases)
+        let found = Set(s.walks.map(\.mapped))
+        #expect(found.count == 1, "the designs found different mappings: \(s.walks)")
+        #expect(s.walks.first { $0.design == .anonVMA }!.visits >= s.walks.first { $0.design == .pvLists }!.visits)
+        #expect(s.forks == 1 && s.exits == 2)
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let comments = text.split(separator: "\n").filter { $0.contains(" kernel rss_stat before ") }.count
+        #expect(s.rss.count == comments && comments == 2)
     }
 }
 
@@ -173,6 +195,43 @@ struct WorkloadOracleTests {
         let summary = t.summary(statements: 9)
         #expect(summary.hasPrefix("recorded 9 statements, 3 skipped: "))
         _ = try TraceParser.parse(text, file: "t.trace")
+    }
+
+    @Test func rssStatFollowsTheMMNotTheTask() {
+        // dup_mmap fills the child's counters from the parent's context (curr=0):
+        // they belong to the child once one of its own events names its mm_id.
+        let events: [RecordedEvent] = [
+            ev(40, .exec(filename: "/x", pid: 40, oldPid: 40)),
+            ev(40, .rss(mmID: 1, curr: true, member: 1, bytes: 8192)),
+            ev(40, .newTask(pid: 41, cloneFlags: 0x1200011)),
+            ev(40, .rss(mmID: 2, curr: false, member: 1, bytes: 8192)),
+            ev(40, .rss(mmID: 2, curr: false, member: 0, bytes: 4096 * 3)),
+            ev(41, .rss(mmID: 2, curr: true, member: 1, bytes: 4096 * 5)),
+            ev(41, .exit(pid: 41)),
+            ev(40, .rss(mmID: 2, curr: false, member: 1, bytes: 0)),   // exit_mmap, after the exit event
+            // A vfork child's exec: its new mm's events (curr) before sched_process_exec
+            // are not its parent's.
+            ev(40, .newTask(pid: 42, cloneFlags: 0x4111)),
+            ev(42, .prepareExec),
+            ev(42, .rss(mmID: 3, curr: true, member: 1, bytes: 4096 * 7)),
+            ev(42, .exec(filename: "/y", pid: 42, oldPid: 42)),
+            // A fork child's exec: exec_mmap tears its old mm down before
+            // sched_process_exec; its counters are those at sched_prepare_exec.
+            ev(42, .newTask(pid: 43, cloneFlags: 0x1200011)),
+            ev(43, .rss(mmID: 4, curr: true, member: 1, bytes: 4096 * 9)),
+            ev(43, .prepareExec),
+            ev(43, .rss(mmID: 4, curr: false, member: 1, bytes: 0)),
+            ev(43, .exec(filename: "/z", pid: 43, oldPid: 43)),
+            ev(43, .exit(pid: 43)),
+            ev(42, .exit(pid: 42)),
+            ev(40, .exit(pid: 40)),
+        ]
+        let (text, t) = translate(events, [:])
+        #expect(text.contains("# p3 kernel rss_stat before exit: file=0 anon=7 swap=0 shmem=0 pages"), "\(text)")
+        #expect(text.contains("# p4 kernel rss_stat before exec: file=0 anon=9 swap=0 shmem=0 pages"), "\(text)")
+        #expect(text.contains("# p2 kernel rss_stat before exit: file=3 anon=5 swap=0 shmem=0 pages"), "\(text)")
+        #expect(text.contains("# p1 kernel rss_stat before exit: file=0 anon=2 swap=0 shmem=0 pages"), "\(text)")
+        #expect(t.exitRSS.count == 4)
     }
 
     @Test func vforkChildSharesItsParentsProcessUntilExec() {

@@ -88,6 +88,8 @@ public struct RecordTranslator {
     var deferred: [Int32: [(UInt64, Bool)]] = [:]
     /// kmem:rss_stat: the last value of each counter (bytes), by hashed mm pointer.
     var rssByID: [UInt32: [Int64]] = [:]
+    var execMMID: [Int32: UInt32] = [:]
+    var execOldRSS: [Int32: [Int64]] = [:]
 
     public init(snapshots: [Int32: [CallSnapshot]], options: Options = Options()) {
         self.snapshots = snapshots
@@ -228,12 +230,17 @@ public struct RecordTranslator {
             emit("\(child.name) = fork \(parent.name)")
         case .prepareExec:
             deferred[ev.tid] = []
+            // exec_mmap's mmput tears the old mm down before sched_process_exec:
+            // its counters as they were are the ones to keep.
+            if let m = tidMM[ev.tid], let id = m.mmID, let rss = rssByID[id] { execOldRSS[ev.tid] = rss }
         case .exec(let filename, let pid, let oldPid):
-            if let old = tidMM[oldPid] { leave(old, tid: oldPid, why: "exec") }
+            let oldRSS = execOldRSS.removeValue(forKey: ev.tid)
+            if let old = tidMM[oldPid] { leave(old, tid: oldPid, why: "exec", rss: oldRSS) }
             tidMM[oldPid] = nil
-            if let old = tidMM[pid] { leave(old, tid: pid, why: "exec") }
+            if let old = tidMM[pid] { leave(old, tid: pid, why: "exec", rss: oldRSS) }
             let m = newMM(comment: "exec \(filename) (pid \(pid))")
             m.members = [pid]
+            m.mmID = execMMID.removeValue(forKey: ev.tid)
             tidMM[pid] = m
             emit("proc \(m.name)")
             let loaderFaults = deferred.removeValue(forKey: ev.tid) ?? []
@@ -249,7 +256,12 @@ public struct RecordTranslator {
             // the others (dup_mmap filling a child, exec's stack pages, reclaim)
             // are kept by mm_id until the mm they belong to is known.
             rssByID[id, default: [0, 0, 0, 0]][member] = bytes
-            if curr, let m = tidMM[ev.tid] { m.mmID = id }
+            guard curr else { return }
+            // Between sched_prepare_exec and sched_process_exec the task's mm
+            // is already the new image's (exec_mmap): that id is the new process's.
+            if deferred[ev.tid] != nil { execMMID[ev.tid] = id; return }
+            // An mm keeps its id for life: the first one seen is its own.
+            if let m = tidMM[ev.tid], m.mmID == nil { m.mmID = id }
         case .fault(let address, let write, _):
             guard address < 0x8000_0000_0000 else { return }
             if deferred[ev.tid] != nil { deferred[ev.tid]!.append((address, write)); return }
@@ -280,13 +292,13 @@ public struct RecordTranslator {
         return s
     }
 
-    mutating func leave(_ m: MM, tid: Int32, why: String) {
+    mutating func leave(_ m: MM, tid: Int32, why: String, rss: [Int64]? = nil) {
         m.members.remove(tid)
-        if m.members.isEmpty { endMM(m, why: why) }
+        if m.members.isEmpty { endMM(m, why: why, rss: rss) }
     }
 
     /// The mm is gone (exit_mmap, or exec_mmap's mmput): observe a bounded sample, then exit.
-    mutating func endMM(_ m: MM, why: String) {
+    mutating func endMM(_ m: MM, why: String, rss knownRSS: [Int64]? = nil) {
         var targets: [String] = []
         var total: UInt64 = 0
         for r in m.ranges where inWindow(r.0, r.1) && total < options.observePagesPerProcess {
@@ -295,7 +307,8 @@ public struct RecordTranslator {
             total += n
         }
         if !targets.isEmpty { emit("observe " + targets.joined(separator: ", ")) }
-        if let id = m.mmID, let rss = rssByID.removeValue(forKey: id) {
+        let byID = m.mmID.flatMap { rssByID.removeValue(forKey: $0) }
+        if let rss = knownRSS ?? byID {
             let pages = rss.map { $0 / 4096 }
             emit("# \(m.name) kernel rss_stat before \(why): file=\(pages[0]) anon=\(pages[1]) swap=\(pages[2]) shmem=\(pages[3]) pages")
             exitRSS.append((m.name, pages))
