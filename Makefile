@@ -210,4 +210,5 @@ workload-study:
 	$(SWIFT) build -c release --product rmap
 	mkdir -p .build/workloads
 	for f in Tests/Corpus/workloads/*.trace.gz; do gzip -dc "$$f" > .build/workloads/$$(basename "$$f" .gz); done
-	.build/release/rmap workload-study .build/workloads/*.trace
+	.build/release/rmap workload-study .build/workloads/*.trace | tee .build/workloads/study.txt
+	python3 scripts/workload-table.py .build/workloads/study.txt .build/workloads/*.trace

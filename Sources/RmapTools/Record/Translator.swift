@@ -18,9 +18,9 @@ public struct RecordTranslator {
         /// page-table alignment is kept.
         public var shift: UInt64 = 0x1000_0000_0000
         /// `observe` before each exit: at most this many pages of each mapped range ...
-        public var observePagesPerRange: UInt64 = 16
+        public var observePagesPerRange: UInt64 = 16384
         /// ... and this many in all per process.
-        public var observePagesPerProcess: UInt64 = 512
+        public var observePagesPerProcess: UInt64 = 65536
         public init() {}
     }
 
