@@ -280,3 +280,37 @@ struct WorkloadOracleTests {
         }
     }
 }
+
+/// `rmap record` end to end on this machine (root): a short command is
+/// recorded, replays with the checker, agrees with the oracle, and the
+/// machine's tracing state is as it was (no instance left, tracefs mounted
+/// or not as before).
+@Suite(.enabled(if: canReadPFNs && oraclePath != nil, "needs root, readable PFNs and the rmap-oracle binary"))
+struct RecordLiveTests {
+    func tracingState() -> (mounted: Bool, instances: [String]) {
+        let mounted = ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "")
+            .split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first == "/sys/kernel/tracing" }
+        let inst = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/kernel/tracing/instances")) ?? []
+        return (mounted, inst.filter { $0.hasPrefix("rmap-record-") }.sorted())
+    }
+
+    @Test func recordsAShortCommand() throws {
+        let before = tracingState()
+        let o = try recordCommand(["/bin/sh", "-c", "/bin/true; /bin/true"], bufferKB: 4096)
+        let after = tracingState()
+        #expect(after.mounted == before.mounted && after.instances == before.instances, "tracing state changed: \(before) -> \(after)")
+        #expect(o.status == 0)
+        // sh, and each /bin/true (dash forks or vforks it, then it execs).
+        #expect(o.processes >= 3, "\(o.trace.prefix(3000))")
+        #expect(o.faults > 50)
+        #expect(o.summary.hasPrefix("recorded \(o.statements) statements, \(o.skipped) skipped"))
+        #expect(o.trace.contains("# machine: ") && o.trace.contains("# THP during the recording: "))
+        let url = URL(fileURLWithPath: NSTemporaryDirectory() + "rmap-record-live-\(getpid()).trace")
+        try o.trace.write(to: url, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let model = replayFile(path: url.path, check: true)
+        #expect(model.status == 0 && model.stderr.isEmpty, "\(model.stderr.prefix(5))")
+        let kernel = try run(oraclePath!, [url.path])
+        #expect(model.stdout.map { $0 + "\n" } == kernel.out, "model: \((model.stdout ?? "").prefix(1500))\nkernel: \(kernel.out.prefix(1500))")
+    }
+}
