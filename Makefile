@@ -256,3 +256,24 @@ bench-walk:
 bench-variants:
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model variants
+
+## workloads: re-records the real-workload corpus (Tests/Corpus/workloads/*.trace.gz)
+## with `rmap record` (root and tracefs; docs/recording.md): a shell fork+exec loop,
+## make -j2, a python3 import, git init/add/commit, cc -O2, a threaded program.
+## One workload: make workloads WORKLOAD=threads
+WORKLOAD ?=
+.PHONY: workloads
+workloads:
+	$(SWIFT) build --product rmap
+	bash scripts/record-workloads.sh $(WORKLOAD)
+
+## workload-study: the recorded workloads on the model (release): replay throughput,
+## the rmap designs (anon_vma, PV lists, full scan) at each workload's busiest moment,
+## fork/exit with and without PV lists, RSS at exits against kmem:rss_stat.
+.PHONY: workload-study
+workload-study:
+	$(SWIFT) build -c release --product rmap
+	mkdir -p .build/workloads
+	for f in Tests/Corpus/workloads/*.trace.gz; do gzip -dc "$$f" > .build/workloads/$$(basename "$$f" .gz); done
+	.build/release/rmap workload-study .build/workloads/*.trace | tee .build/workloads/study.txt
+	python3 scripts/workload-table.py .build/workloads/study.txt .build/workloads/*.trace

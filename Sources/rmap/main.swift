@@ -12,7 +12,7 @@ struct RmapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rmap",
         abstract: "A model of the Linux kernel's reverse mapping (rmap).",
-        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self, Dot.self, Stats.self, OracleCheckCommand.self])
+        subcommands: [Replay.self, Demo.self, Gen.self, Fuzz.self, Dot.self, Stats.self, OracleCheckCommand.self, Record.self, WorkloadStudyCommand.self])
 }
 
 func writeStderr(_ s: String) {
@@ -416,3 +416,78 @@ struct OracleCheckCommand: ParsableCommand {
 }
 
 RmapCommand.main()
+
+/// `rmap record [--out FILE] -- CMD [ARGS...]` (docs/recording.md).
+struct Record: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command (as root) under the kernel's tracepoints and write what it did to memory as a trace.",
+        discussion: """
+            Follows the command and every descendant: mmap, munmap, mprotect, mremap, madvise, \
+            brk, the mlock family, every page fault, fork, exec and exit, through a private \
+            tracefs instance that is removed however the recorder ends. Prints \
+            `recorded N statements, M skipped: ...` on standard error. Exit status: 0 when the \
+            trace was written (whatever the command's status, which the trace header records), \
+            1 when recording failed.
+            """)
+
+    @Option(help: "Write the trace here (default: standard output).")
+    var out: String?
+
+    @Option(help: "The command as the trace header names it (default: the command line).")
+    var label: String?
+
+    @Option(help: "Per-CPU trace buffer in KiB (a recording that overflows it fails).")
+    var bufferKb: Int = 65536
+
+    @Argument(parsing: .captureForPassthrough, help: "-- CMD [ARGS...]")
+    var command: [String] = []
+
+    func run() throws {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        guard !argv.isEmpty else { throw ValidationError("give a command: rmap record [--out FILE] -- CMD [ARGS...]") }
+        let outcome: RecordOutcome
+        do {
+            outcome = try recordCommand(argv, label: label, bufferKB: bufferKb)
+        } catch {
+            writeStderr("\(error)")
+            throw ExitCode(1)
+        }
+        if let out {
+            guard let f = fopen(out, "w") else { writeStderr("rmap record: cannot write \(out)"); throw ExitCode(1) }
+            fputs(outcome.trace, f)
+            fclose(f)
+        } else {
+            print(outcome.trace, terminator: "")
+        }
+        writeStderr(outcome.summary)
+    }
+}
+
+/// `rmap workload-study TRACE...` (docs/recording.md).
+struct WorkloadStudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workload-study",
+        abstract: "Measure a recorded workload: replay throughput, the rmap designs (anon_vma, PV lists, full scan) at its busiest moment, fork and exit with and without PV lists, and the model's RSS at each exit against the kernel's rss_stat.")
+
+    @Option(help: "Walk at most this many of the frames mapped at the peak.")
+    var maxWalkFrames: Int = 2000
+
+    @Flag(help: "List the kernel's and the model's RSS counters at each exit.")
+    var perExit = false
+
+    @Argument(help: "Trace files (as rmap record writes them).")
+    var traces: [String]
+
+    func run() throws {
+        for t in traces {
+            do {
+                let s = try studyWorkload(path: t, maxWalkFrames: maxWalkFrames)
+                print(workloadStudyReport(name: t, s, perExit: perExit))
+            } catch {
+                writeStderr("\(error)")
+                throw ExitCode(2)
+            }
+        }
+    }
+}
