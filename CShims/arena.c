@@ -106,8 +106,9 @@ static void *map_huge_aligned(uint64_t size, int flags, int fd)
     if (a + size < r + len)
         munmap(a + size, (size_t)(r + len - (a + size)));
 #ifdef MADV_HUGEPAGE
-    if (getenv("RMAP_ARENA_SMALL_PAGES") == NULL)
-        (void)madvise(a, size, MADV_HUGEPAGE);
+    /* RMAP_ARENA_SMALL_PAGES (for measurements): 4 KiB pages whatever the
+     * host's THP mode, MADV_NOHUGEPAGE overriding even `always`. */
+    (void)madvise(a, size, getenv("RMAP_ARENA_SMALL_PAGES") ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 #endif
     return a;
 }
