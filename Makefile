@@ -209,7 +209,7 @@ pictures:
 ## paths (static thresholds in Benchmarks/Thresholds; time is never gated).
 BENCH_GATED = --filter 'rmap_walk.*' --filter 'try_to_unmap.*' --filter 'page_referenced.*' \
 	--filter 'munmap.*' --filter 'exit.*' --filter 'migrate.*' --filter 'rmap_walk_variant.*'
-.PHONY: bench bench-kernel bench-walk bench-variants
+.PHONY: bench bench-kernel bench-walk bench-variants bench-scale
 bench:
 	cd Benchmarks && $(SWIFT) package benchmark --no-progress
 	cd Benchmarks && $(SWIFT) package benchmark thresholds check --no-progress $(BENCH_GATED)
@@ -247,6 +247,16 @@ bench-walk:
 	Benchmarks/.build/release/bench-model walk
 	Benchmarks/.build/release/bench-model walk-thp
 	Benchmarks/.build/release/bench-model forkloop
+
+## bench-scale: the model at 10 million frames and PTEs (issue 16): the replay of
+## 10,000 processes writing 1,000 anonymous pages each (`rmap replay --frames
+## 10485760` of a generated trace, removed afterwards), the same with 100
+## processes, and a 10,000-process fork tree over one 1,000-page region; each in a
+## child process: wall, user and system time, peak RSS, host page faults, ns per
+## fault or PTE. RMAP_ARENA_SMALL_PAGES=1 keeps the arena on 4 KiB host pages.
+bench-scale:
+	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
+	Benchmarks/.build/release/bench-model scale
 
 ## bench-variants: the reverse-map designs of issue #6 behind the same walk API:
 ## anon_vma (the kernel), per-page PV lists (FreeBSD pmap, Linux 2.5 pte_chains)

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -71,12 +73,51 @@ uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr)
     return off;
 }
 
+/* The host's PMD size: the arena's start is aligned to it so that every
+ * 2 MiB of its tables can be one huge page of the host. */
+#define RMAP_HOST_PMD_SIZE (2ull << 20)
+
+/* Maps `size` bytes at a 2 MiB-aligned address: a PROT_NONE reservation
+ * 2 MiB larger, the arena placed inside it with MAP_FIXED (for a file,
+ * offset 0 lands on the aligned address), the slack on either side given
+ * back. Then MADV_HUGEPAGE: with THP `madvise` (this machine) or `always`
+ * the host backs the arena's anonymous memory with 2 MiB pages, so the
+ * tables are faulted in 512 times less often and walks across thousands of
+ * processes miss the TLB less. Where it cannot apply (THP `never`, a kernel
+ * without THP: EINVAL; a file system without huge pages for writable
+ * files, such as ext4, where the call succeeds and changes nothing) the
+ * arena stays on 4 KiB pages, as before: the advice is never an error. */
+static void *map_huge_aligned(uint64_t size, int flags, int fd)
+{
+    uint64_t len = size + RMAP_HOST_PMD_SIZE;
+    char *r = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED)
+        return MAP_FAILED;
+    char *a = (char *)(((uintptr_t)r + RMAP_HOST_PMD_SIZE - 1) & ~(uintptr_t)(RMAP_HOST_PMD_SIZE - 1));
+    void *p = mmap(a, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        munmap(r, len);
+        errno = e;
+        return MAP_FAILED;
+    }
+    if (a > r)
+        munmap(r, (size_t)(a - r));
+    if (a + size < r + len)
+        munmap(a + size, (size_t)(r + len - (a + size)));
+#ifdef MADV_HUGEPAGE
+    /* RMAP_ARENA_SMALL_PAGES (for measurements): 4 KiB pages whatever the
+     * host's THP mode, MADV_NOHUGEPAGE overriding even `always`. */
+    (void)madvise(a, size, getenv("RMAP_ARENA_SMALL_PAGES") ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
+#endif
+    return a;
+}
+
 void *rmap_arena_map(uint64_t size, const char *path)
 {
     void *p;
     if (path == NULL) {
-        p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        p = map_huge_aligned(size, MAP_PRIVATE | MAP_ANONYMOUS, -1);
     } else {
         int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
@@ -87,7 +128,7 @@ void *rmap_arena_map(uint64_t size, const char *path)
             errno = e;
             return NULL;
         }
-        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+        p = map_huge_aligned(size, MAP_SHARED, fd);
         int e = errno;
         close(fd);
         errno = e;

@@ -20,6 +20,12 @@
 //       (anon fork tree, shared file), and try_to_unmap per page.
 //   bench-model forkloop [-n GENERATIONS]
 //       the seeds' fork loop: live anon_vmas and AVCs per reuse policy.
+//   bench-model scale [-n PROCS] [-p PAGES]
+//       the model at 10 million frames and PTEs (Scale.swift): the replay
+//       of PROCS (10,000) processes writing PAGES (1,000) anonymous pages
+//       each, the same with 100 times fewer processes, and a PROCS-process
+//       fork tree over one PAGES-page region; wall, user and system time,
+//       peak RSS, host page faults, ns per fault or PTE, one line each.
 //   bench-model variants [-r REPS] [--svg DIR]
 //       the reverse-map designs (anon_vma, PV lists, full scan): walk, fork,
 //       exit and bytes per mapping as sharing grows (Variants.swift); with
@@ -50,16 +56,20 @@ func fmt(_ x: Double) -> String {
 var args = Array(CommandLine.arguments.dropFirst())
 let mode = args.isEmpty ? "workloads" : args.removeFirst()
 var n = 65_536
+var nGiven = false
 var reps = 7
+var perProcess = 1_000
 var svgDir: String?
+let scaleName = mode == "scale-run" && !args.isEmpty ? args.removeFirst() : ""
 while !args.isEmpty {
     let a = args.removeFirst()
     if a == "--svg", !args.isEmpty { svgDir = args.removeFirst(); continue }
-    guard let v = args.first.flatMap({ Int($0) }) else { fatalError("usage: bench-model MODE [-n N] [-r REPS]") }
+    guard let v = args.first.flatMap({ Int($0) }) else { fatalError("usage: bench-model MODE [-n N] [-r REPS] [-p PAGES]") }
     args.removeFirst()
     switch a {
-    case "-n": n = v
+    case "-n": n = v; nGiven = true
     case "-r": reps = v
+    case "-p": perProcess = v
     default: fatalError("unknown option \(a)")
     }
 }
@@ -366,5 +376,7 @@ case "walk": walks()
 case "walk-thp": walksTHP()
 case "forkloop": forkLoop()
 case "variants": variants(svgDir: svgDir)
+case "scale": scale(procs: nGiven ? n : 10_000, pages: perProcess)
+case "scale-run": scaleRun(scaleName, procs: n, pages: perProcess)
 default: fatalError("unknown mode \(mode)")
 }

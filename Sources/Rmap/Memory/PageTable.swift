@@ -176,14 +176,36 @@ extension Kernel {
         walkLeaves(root: root, start: start, end: end, pmd: { _, _ in true }, body)
     }
 
-    /// The walk itself: four nested loops, not a recursion, so that it is
-    /// inlined into each caller with both closures (a recursive walker with
-    /// two closure parameters was no longer specialised per caller: every
-    /// PTE visit became an indirect call, fork +44%).
+    /// The walk itself, a leaf at a time, over `walkPTETables`.
     @discardableResult @inline(__always)
     package func walkLeaves(root: UInt32, start: UInt64, end: UInt64,
                     pmd: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool,
                     _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> Bool {
+        walkPTETables(root: root, start: start, end: end, pmd: pmd) { addr, ptes, n in
+            var k = addr
+            for i in 0..<n {
+                if !body(k, ptes + i) { return false }
+                k &+= PAGE_SIZE
+            }
+            return true
+        }
+    }
+
+    /// The walk of zap_pte_range() and copy_pte_range(): one call of `table`
+    /// per PTE table met, with the first address, the slot of that address
+    /// and the number of PTEs from there to the end of the range or of the
+    /// table (at most 512), so that the caller holds one table (and one
+    /// destination table, one rss vector) for the whole run of PTEs instead
+    /// of walking four levels for each. Absent subtrees are skipped in one
+    /// step; a PMD leaf goes to `pmd` as in `walkLeaves`. Four nested loops,
+    /// not a recursion, so that it is inlined into each caller with both
+    /// closures (a recursive walker with two closure parameters was no
+    /// longer specialised per caller: every PTE visit became an indirect
+    /// call, fork +44%).
+    @discardableResult @inline(__always)
+    package func walkPTETables(root: UInt32, start: UInt64, end: UInt64,
+                    pmd: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool,
+                    _ table: (UInt64, UnsafeMutablePointer<UInt64>, Int) -> Bool) -> Bool {
         guard start < end else { return true }
         let span4: UInt64 = 1 << 39, span3: UInt64 = 1 << 30, span2: UInt64 = 1 << 21
         let pgd = ptPage(root)
@@ -210,14 +232,9 @@ extension Kernel {
                                 if _slowPath(PTE.isPMDLeaf(e2)) {
                                     if !pmd(k2 & ~(span2 - 1), slot2) { return false }
                                 } else {
-                                    let ptes = ptPage(PTE.tablePage(e2))
                                     let end2 = n2 == 0 ? end3 : min(end3, n2)
-                                    var k1 = k2
-                                    while k1 < end2 {
-                                        if !body(k1, ptes + Kernel.index(k1, level: 1)) { return false }
-                                        k1 &+= PAGE_SIZE
-                                        if k1 == 0 { break }
-                                    }
+                                    let ptes = ptPage(PTE.tablePage(e2)) + Kernel.index(k2, level: 1)
+                                    if !table(k2, ptes, Int((end2 &- k2 &+ PAGE_SIZE &- 1) >> PAGE_SHIFT)) { return false }
                                 }
                             }
                             if n2 == 0 { break }  // wrapped

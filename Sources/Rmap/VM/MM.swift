@@ -8,6 +8,22 @@ package enum MMCounter: Int {
     case shmem = 3     // MM_SHMEMPAGES
 }
 
+/// int rss[NR_MM_COUNTERS] of copy_pte_range() and zap_pte_range(): the
+/// counter changes of one PTE table, kept on the stack and added to the mm
+/// once (Kernel.addMMRssVec).
+struct MMRssVec {
+    var file: Int64 = 0, anon: Int64 = 0, swapents: Int64 = 0, shmem: Int64 = 0
+
+    @inline(__always) mutating func add(_ c: MMCounter, _ n: Int64) {
+        switch c {
+        case .file: file += n
+        case .anon: anon += n
+        case .swapents: swapents += n
+        case .shmem: shmem += n
+        }
+    }
+}
+
 /// The mm_struct and its VMA tree (kernel/fork.c, mm/mmap.c, mm/vma.c).
 extension Kernel {
     /// mm_alloc() + mm_init() + pgd_alloc(); 0 when out of memory.
@@ -37,6 +53,15 @@ extension Kernel {
             let rss = UInt64(max(0, getMMRss(m)))
             if rss > p.pointee.hiwater_rss { p.pointee.hiwater_rss = rss }
         }
+    }
+
+    /// add_mm_rss_vec(): the counts copy_pte_range() and zap_pte_range()
+    /// gathered over one PTE table, added once per table.
+    @inline(__always) func addMMRssVec(_ m: MMID, _ rss: MMRssVec) {
+        if rss.file != 0 { addMMCounter(m, .file, rss.file) }
+        if rss.anon != 0 { addMMCounter(m, .anon, rss.anon) }
+        if rss.swapents != 0 { addMMCounter(m, .swapents, rss.swapents) }
+        if rss.shmem != 0 { addMMCounter(m, .shmem, rss.shmem) }
     }
 
     @inline(__always) package func mmCounter(_ m: MMID, _ c: MMCounter) -> Int64 {

@@ -3,12 +3,14 @@ import CShims
 /// Tearing mappings down (mm/memory.c zap_*_range, mm/vma.c do_vmi_munmap,
 /// mm/mmap.c exit_mmap).
 extension Kernel {
-    /// zap_pte_range(): clears every PTE of `v` in [start, end). A present
-    /// entry gives its dirty bit to the page (set_page_dirty), loses its
-    /// mapcount, MM counter and reference; a swap entry frees its slot; a
-    /// migration entry drops the MM counter it kept and the page reference
-    /// the model lets it hold (Rmap/Migrate.swift). Secondary MMUs are told
-    /// around it (mmu_notifier_invalidate_range_start/end of unmap_vmas and
+    /// zap_pmd_range() / zap_pte_range(): clears every PTE of `v` in
+    /// [start, end), one PTE table at a time, the MM counters changed once
+    /// per table (add_mm_rss_vec). A present entry gives its dirty bit to the
+    /// page (set_page_dirty), loses its mapcount, MM counter and reference; a
+    /// swap entry frees its slot; a migration entry drops the MM counter it
+    /// kept and the page reference the model lets it hold
+    /// (Rmap/Migrate.swift). Secondary MMUs are told around it
+    /// (mmu_notifier_invalidate_range_start/end of unmap_vmas and
     /// zap_page_range_single).
     func zapPTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
         let m = vmMM(v)
@@ -17,44 +19,99 @@ extension Kernel {
         // zap_pmd_range(): a PMD leaf the range covers in part is split, one
         // it covers whole goes at once (zap_huge_pmd).
         splitHugePMDsAtEdges(v, start, end)
-        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { haddr, pmd in
+        walkPTETables(root: mm(m).pointee.pgd, start: start, end: end, pmd: { haddr, pmd in
             zapHugePMD(v, haddr, pmd)
             return true
-        }) { _, slot in
-            let e = slot.pointee
-            guard e != 0 else { return true }
-            slot.pointee = 0
-            if PTE.isPresent(e) {
-                let pfn = vmNormalPage(e)
-                guard !pfn.isNone else { return true }
-                // zap_present_folio_ptes(): a file page takes the PTE's dirty
-                // bit; an anonymous one does not (its data dies with the last PTE
-                // or lives on in the other mappings).
-                if PTE.isDirty(e) && !pageIsAnon(pfn) { page(pfn).pointee.flags |= PG.dirty }
-                if PTE.isYoung(e) { page(pfn).pointee.flags |= PG.referenced }
-                addMMCounter(m, mmCounterFor(pfn), -1)
-                folioRemoveRmapPTE(pfn, vma: v)
-                putPage(pfn)
-            } else if PTE.isMigrationEntry(e) {
-                let pfn = PTE.swpOffsetPFN(e)
-                addMMCounter(m, mmCounterFor(pfn), -1)
-                putPage(pfn)
-            } else if PTE.isDeviceExclusiveEntry(e) {
-                // zap_nonpresent_ptes(): the counter and the entry's reference (no rmap).
-                let pfn = PTE.swpOffsetPFN(e)
-                addMMCounter(m, mmCounterFor(pfn), -1)
-                putPage(pfn)
-            } else if PTE.isDevicePrivateEntry(e) {
-                // zap_nonpresent_ptes(): the device-private page's counter, rmap and reference.
-                let pfn = PTE.swpOffsetPFN(e)
-                addMMCounter(m, mmCounterFor(pfn), -1)
-                folioRemoveRmapPTE(pfn, vma: v)
-                putPage(pfn)
-            } else if PTE.isRealSwapEntry(e) {
-                addMMCounter(m, .swapents, -1)
-                swapFree(e)
+        }) { _, ptes, n in
+            var rss = MMRssVec()
+            var i = 0
+            while i < n {
+                if ptes[i] == 0 {
+                    i += 1
+                } else {
+                    i += zapPTEs(v, ptes + i, max: n - i, &rss)
+                }
             }
+            addMMRssVec(m, rss)
             return true
+        }
+    }
+
+    /// zap_present_ptes() and zap_nonpresent_ptes() for the non-none PTE at
+    /// `slot`; returns the PTEs cleared. The PTEs that map consecutive pages
+    /// of one large folio go as one batch (folio_pte_batch, then
+    /// zap_present_folio_ptes: one folio_remove_rmap_ptes), so a folio whose
+    /// PTEs all go is never seen partially mapped and is not queued for
+    /// deferred split, as in the kernel.
+    @inline(__always)
+    func zapPTEs(_ v: VMAID, _ slot: UnsafeMutablePointer<UInt64>, max: Int, _ rss: inout MMRssVec) -> Int {
+        let e = slot.pointee
+        if _fastPath(PTE.isPresent(e)) {
+            let pfn = vmNormalPage(e)
+            if pfn.isNone {
+                slot.pointee = 0
+                return 1
+            }
+            if _slowPath(page(pfn).pointee.flags & (PG.head | PG.tail) != 0) {
+                let nr = folioPTEBatch(pfn, slot, e, max: max, ignoring: PTE.accessed | PTE.rw | PTE.dirty | PTE.softDirty)
+                zapPresentFolioPTEs(v, pfn, slot, nr, &rss)
+                return nr
+            }
+            slot.pointee = 0
+            // zap_present_folio_ptes(): a file page takes the PTE's dirty
+            // bit; an anonymous one does not (its data dies with the last PTE
+            // or lives on in the other mappings).
+            if PTE.isDirty(e) && !pageIsAnon(pfn) { page(pfn).pointee.flags |= PG.dirty }
+            if PTE.isYoung(e) { page(pfn).pointee.flags |= PG.referenced }
+            rss.add(mmCounterFor(pfn), -1)
+            folioRemoveRmapPTE(pfn, vma: v)
+            putPage(pfn)
+            return 1
+        }
+        slot.pointee = 0
+        zapNonpresentPTE(v, e, &rss)
+        return 1
+    }
+
+    /// zap_present_folio_ptes() for `nr` PTEs of one large folio from `pfn`:
+    /// each PTE's dirty and young bits go to its page, then the counter, the
+    /// rmap (folio_remove_rmap_ptes) and the references once for the batch.
+    @inline(never)
+    func zapPresentFolioPTEs(_ v: VMAID, _ pfn: PFN, _ slot: UnsafeMutablePointer<UInt64>, _ nr: Int, _ rss: inout MMRssVec) {
+        let anon = pageIsAnon(pfn)
+        for j in 0..<nr {
+            let e = slot[j]
+            slot[j] = 0
+            let p = page(pfn.advanced(by: UInt32(j)))
+            if PTE.isDirty(e) && !anon { p.pointee.flags |= PG.dirty }
+            if PTE.isYoung(e) { p.pointee.flags |= PG.referenced }
+        }
+        rss.add(mmCounterFor(pfn), -Int64(nr))
+        folioRemoveRmapPTEs(pfn, UInt32(nr), vma: v)
+        putPages(pfn, Int32(nr))
+    }
+
+    /// zap_nonpresent_ptes(): the entry at a cleared PTE.
+    @inline(never)
+    func zapNonpresentPTE(_ v: VMAID, _ e: UInt64, _ rss: inout MMRssVec) {
+        if PTE.isMigrationEntry(e) {
+            let pfn = PTE.swpOffsetPFN(e)
+            rss.add(mmCounterFor(pfn), -1)
+            putPage(pfn)
+        } else if PTE.isDeviceExclusiveEntry(e) {
+            // The counter and the entry's reference (no rmap).
+            let pfn = PTE.swpOffsetPFN(e)
+            rss.add(mmCounterFor(pfn), -1)
+            putPage(pfn)
+        } else if PTE.isDevicePrivateEntry(e) {
+            // The device-private page's counter, rmap and reference.
+            let pfn = PTE.swpOffsetPFN(e)
+            rss.add(mmCounterFor(pfn), -1)
+            folioRemoveRmapPTE(pfn, vma: v)
+            putPage(pfn)
+        } else if PTE.isRealSwapEntry(e) {
+            rss.add(.swapents, -1)
+            swapFree(e)
         }
     }
 
