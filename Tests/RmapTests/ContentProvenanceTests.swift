@@ -97,6 +97,17 @@ import RmapTestSupport
             A write 0x100000011000 value=4
             expect contents A 0x100000000000 1, A 0x100000010000 2, B 0x100000010000 2, A 0x100000020000 1 = v5 v5 v4 v6 - v9
             """),
+        // rmap fuzz --seed 1: the shmem object goes with its last mapping;
+        // the poisoned pages, still held, leave its page cache.
+        ("written shmem pages poisoned, then the object freed", """
+            proc A
+            A mmap 0x100000000000 2 rw anon-shared
+            B = fork A
+            A write 0x100000000000 2
+            A poison 0x100000000000 2
+            B munmap 0x100000000000 2
+            A exit
+            """),
         ("a write after mremap and mprotect", """
             proc A
             A mmap 0x100000000000 2 rw anon-private
@@ -143,7 +154,7 @@ import RmapTestSupport
         A mmap 0x100000020000 1 rw anon-private
         A read 0x100000020000
         A mmap 0x100000030000 1 rw file-shared:f@0
-        A read 0x100000030000
+        A write 0x100000030000 value=6
         proc E
         E mmap 0x100000000000 1 rw anon-private
         E write 0x100000000000 value=4
@@ -284,6 +295,14 @@ import RmapTestSupport
         v = m.checkViolations().filter { $0.kind == .contentProvenance }
         #expect(v.count == 1 && v[0].object == .frame(pfn) && v[0].message.hasSuffix(": out of the writer's rmap"), "\(v)")
         k.page(pfn).pointee.mapping = mine
+        #expect(m.checkViolations() == [])
+        // A's write through its shared mapping of f: the page moves to
+        // another index of the file.
+        let fpage = m.frame("A", 0x1000_0003_0000)
+        k.page(fpage).pointee.index = 1
+        v = m.checkViolations().filter { $0.kind == .contentProvenance }
+        #expect(v.map(\.message) == ["frame \(fpage): written by mm \(m.mm("A")) at 0x100000030000 through a shared mapping of file \(k.pageFile(fpage)) at index 0, no longer that page"], "\(v)")
+        k.page(fpage).pointee.index = 0
         #expect(m.checkViolations() == [])
         // A frame freed and reused is judged by its new life, not its old.
         #expect(m.perform("E", .munmap(addr: Self.a, pages: 1)) == .ok)

@@ -148,7 +148,8 @@ extension Checker {
     /// The check-time half: every frame that still holds a recorded write
     /// (same folio since) still reads the token written (its content changed
     /// in place only through a recorded write) and still belongs where the
-    /// writer put it: the same file and index for a shared write; for a
+    /// writer put it: the same file and index for a shared write (while in
+    /// a page cache); for a
     /// private write, while mapped and not merged by KSM, the same anon_vma
     /// family (root) and index, so the writer's rmap still reaches it.
     /// `mapcount`: the PTE census of each frame; `entire`: the PMDs of each
@@ -169,7 +170,10 @@ extension Checker {
                 continue
             }
             if w.shared {
-                if k.pageFile(pfn).rawValue != w.owner || k.page(pfn).pointee.index != w.index {
+                // A page that left the page cache (hwpoison, truncation) and
+                // is still held belongs to no file: nothing to compare.
+                let f = k.pageFile(pfn)
+                if !f.isNone && (f.rawValue != w.owner || k.page(pfn).pointee.index != w.index) {
                     fail(.contentProvenance, .frame(pfn), "frame \(pfn): written by \(by) through a shared mapping of file \(w.owner) at index \(w.index), no longer that page")
                 }
                 continue
