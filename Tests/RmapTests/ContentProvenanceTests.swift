@@ -108,6 +108,17 @@ import RmapTestSupport
             B munmap 0x100000000000 2
             A exit
             """),
+        ("a private write fault on a file page another process wrote", """
+            file f 1
+            proc A
+            A mmap 0x100000000000 1 rw file-shared:f@0
+            A write 0x100000000000 value=5
+            proc B
+            B mmap 0x100000000000 1 rw file-private:f@0
+            B write 0x100000000000 value=6
+            A read 0x100000000000
+            expect contents A 0x100000000000 1, B 0x100000000000 1 = v5 v6
+            """),
         ("a write after mremap and mprotect", """
             proc A
             A mmap 0x100000000000 2 rw anon-private
