@@ -261,6 +261,9 @@ import RmapTestSupport
             pte(m, "P1", Self.a + 0x1000).pointee |= PTE.rw
         case .swapExclusivity:
             pte(m, "S", Self.s).pointee |= PTE.swpExclusive
+        case .contentProvenance:
+            // P0's first page changes in place with no write through a mapping.
+            k.page(m.frame("P0", Self.a)).pointee.content &+= 1
         case .devicePrivatePresent:
             k.page(m.frame("D", Self.d + 0x3000)).pointee.flags |= PG.devicePrivate
         case .devicePrivateEntry:

@@ -17,8 +17,9 @@ final class Checker {
         if violations.count < limit { violations.append(CheckerViolation(kind: kind, object: object, message: s())) }
     }
 
-    /// The mms of the live processes.
-    func run(mms: [MMID]) {
+    /// The mms of the live processes; `provenance`: the content writes
+    /// recorded since the machine started (nil: not kept).
+    func run(mms: [MMID], provenance: ContentProvenance? = nil) {
         var mapcount: [PFN: Int] = [:]         // PTEs mapping each frame
         var mappedLocked = Set<PFN>()           // frames a VM_LOCKED VMA maps
         var exclusiveRefs: [PFN: Int] = [:]     // device-exclusive entries naming each frame
@@ -299,6 +300,7 @@ final class Checker {
         if k.live(T.mm) != UInt32(mms.count) { fail(.leak, nil, "mm table: \(k.live(T.mm)) live, \(mms.count) processes (leak)") }
         checkKSM(mms: mms)
         checkMovable(mapped: mapcount)
+        if let provenance, provenance.enabled { checkContentProvenance(provenance, mapcount: mapcount, entire: entire) }
     }
 
     /// Every present PTE is found by an rmap walk of its frame.
@@ -413,7 +415,7 @@ extension Machine {
     /// the message. At most 200 are reported, in the checker's order.
     public func checkViolations() -> [CheckerViolation] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { mmOf($0) })
+        c.run(mms: processOrder.compactMap { mmOf($0) }, provenance: provenance)
         return c.violations
     }
 

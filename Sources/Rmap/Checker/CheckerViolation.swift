@@ -185,6 +185,15 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// entry is its slot's only swap reference, and a swap-cache page is
         /// PG_anon_exclusive only when no swap entry still refers to its slot.
         case swapExclusivity
+        /// A frame's content token was written through a mapping that may
+        /// write it: at the write, a present, writable PTE or PMD of the
+        /// writer mapping that frame, which is the writer's own exclusive
+        /// anonymous page (PG_anon_exclusive, mapped once, in the writer's
+        /// rmap) in a private mapping, or the page of the mapping's file at
+        /// that index in a VM_SHARED one; and later, the frame still reads
+        /// what was written and still belongs to the writer's anon_vma
+        /// family or file (Checker/Checker+Provenance.swift).
+        case contentProvenance
 
         // MARK: the tables
 

@@ -49,6 +49,16 @@ public final class Machine {
     var processNameRecord: [String: UInt32] = [:]
     /// Every process name used, live or exited (a name is used once).
     var processNamesUsed: Set<String> = []
+    /// Who wrote each frame's content, through what mapping (beside the
+    /// arena, not saved: Checker/Checker+Provenance.swift).
+    package let provenance = ContentProvenance()
+    /// Whether writes are checked and recorded for the checker's content
+    /// provenance rule (`CheckerViolation.Kind.contentProvenance`); on by
+    /// default. Off, the records are dropped and the rule checks nothing.
+    public var tracksContentProvenance: Bool {
+        get { provenance.enabled }
+        set { provenance.enabled = newValue }
+    }
 
     /// A machine over a new arena: in memory, or MAP_SHARED on the file at
     /// `path` (the state then persists there and reopens with `init(opening:)`).
@@ -294,7 +304,8 @@ public final class Machine {
     /// One access per page in address order; the first fault ends the line.
     /// A write stores a content token in the frame it wrote: `value`, or
     /// one derived from the writer and the address (`rmap_write_token`,
-    /// shared with the oracle through CShims/include/rmap_content.h).
+    /// shared with the oracle through CShims/include/rmap_content.h);
+    /// `Kernel.userWrite` checks and records it (content provenance).
     func access(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool, value: UInt64? = nil) -> OpResult {
         var a = addr
         for _ in 0..<pages {
@@ -305,8 +316,7 @@ public final class Machine {
             case .oom: return .errno(.ENOMEM)
             }
             if write {
-                let pfn = k.mappedPage(m, a)
-                if !pfn.isNone { k.page(pfn).pointee.content = value ?? rmap_write_token(m.rawValue, a) }
+                k.userWrite(m, a, value ?? rmap_write_token(m.rawValue, a), provenance.enabled ? provenance : nil)
             }
             a += PAGE_SIZE
         }
