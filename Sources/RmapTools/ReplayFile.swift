@@ -84,6 +84,9 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
             return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
         }
     }
+    // The content-provenance records serve the checker only: without
+    // `check` they would cost a walk and a record per written page for nothing.
+    machine.tracksContentProvenance = check
     var violations: [String] = []
     var ran = 0
     let every = max(1, checkEvery)

@@ -110,6 +110,7 @@ public func studyWorkload(path: String, maxWalkFrames: Int = 2000) throws -> Wor
     for pv in [false, true] {
         let first = round == 0 && !pv
         let m = try Machine()
+        m.tracksContentProvenance = false  // timed: no checker runs here
         if pv { guard m.enablePVLists() else { throw WorkloadStudyError(description: "PV lists: no room") } }
         var out = ReplayOutcome(keepsObservations: false)
         var forkTotal: UInt64 = 0, exitTotal: UInt64 = 0
@@ -152,6 +153,7 @@ public func studyWorkload(path: String, maxWalkFrames: Int = 2000) throws -> Wor
     // Pass 3: to the peak, then PV lists built from the page tables and a
     // walk of (a sample of) every mapped frame in each design.
     let m = try Machine()
+    m.tracksContentProvenance = false  // measured, not checked
     var out = ReplayOutcome(keepsObservations: false)
     for tl in trace.lines where tl.line < s.peakLine {
         m.step(tl, file: path, into: &out)
