@@ -11,6 +11,8 @@ final class Checker {
     /// KSM mappings rmap_walk_ksm cannot reach by the kernel's design (not violations).
     var ksmUnregistered: [String] = []
     var ksmUnregisteredFrames = Set<PFN>()
+    /// Per large folio (by head): the VM_LOCKED VMAs that map a page of it.
+    var lockedFolioVMAs: [PFN: Set<UInt32>] = [:]
     let limit = 200
 
     func fail(_ kind: CheckerViolation.Kind, _ object: CheckerViolation.Object?, _ s: @autoclosure () -> String) {
@@ -102,6 +104,7 @@ final class Checker {
                     folioMMs[head, default: [:]][m, default: 0] += 1
                     rss[MMCounter.anon.rawValue] += Int64(RMAP_PMD_NR)
                     mappedBy.append((head, v, haddr))
+                    if p.vm_flags & VM.locked != 0 { lockedFolioVMAs[head, default: []].insert(v.rawValue) }
                     if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 {
                         writablePMDs.append((head, m, haddr))
                         if k.page(head).pointee.flags & PG.anonExclusive == 0 {
@@ -129,7 +132,10 @@ final class Checker {
                         }
                         mapcount[pfn, default: 0] += 1
                         let head = k.folioOf(pfn)
-                        if head != pfn || k.folioIsLarge(head) { folioMMs[head, default: [:]][m, default: 0] += 1 }
+                        if head != pfn || k.folioIsLarge(head) {
+                            folioMMs[head, default: [:]][m, default: 0] += 1
+                            if p.vm_flags & VM.locked != 0 { lockedFolioVMAs[head, default: []].insert(v.rawValue) }
+                        }
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         mappedBy.append((pfn, v, addr))

@@ -194,7 +194,7 @@ extension Kernel {
                     guard PTE.pfn(pmd.pointee) == head, !sawPMD else { continue }
                     sawPMD = true
                     if flagsV & VM.locked != 0 {
-                        page(head).pointee.flags |= PG.mlocked | PG.unevictable  // mlock_vma_folio()
+                        mlockIsolatedLargeFolio(head)  // mlock_vma_folio(): "restore the mlock which got missed"
                         return (referenced, vmFlags | VM.locked)
                     }
                     // pmdp_clear_flush_young_notify()
@@ -213,7 +213,7 @@ extension Kernel {
                     mapcount -= 1
                     // Only mlock fully mapped folios; the walk goes on otherwise.
                     if ptes != Int(nr) { continue }
-                    page(head).pointee.flags |= PG.mlocked | PG.unevictable
+                    mlockIsolatedLargeFolio(head)
                     return (referenced, vmFlags | VM.locked)
                 }
                 if ptepClearFlushYoungNotify(m, addr, slot) { refs += 1 }
@@ -231,5 +231,27 @@ extension Kernel {
             }
         }
         return (referenced, vmFlags)
+    }
+
+    /// migrate_vma_collect_pmd()'s PMD-leaf branch (mm/migrate_device.c,
+    /// 6.18) at `addr` of `m`: the huge zero page's PMD is split
+    /// (split_huge_pmd: small zero-page PTEs); a THP is split whole
+    /// (folio_get, folio_trylock, split_folio: zero-filled pages go to the
+    /// shared zero page) so that its pages can be collected one by one.
+    /// False when the THP cannot be split (migrate_vma_collect_skip: its
+    /// pages are not migrated); true otherwise, and when no PMD leaf maps
+    /// `addr`.
+    package func migrateVMACollectHugePMD(_ m: MMID, _ addr: UInt64) -> Bool {
+        guard thpActive, let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) else { return true }
+        let haddr = addr & ~(Kernel.pmdSize - 1)
+        let head = PTE.pfn(pmd.pointee)
+        if head == hugeZeroPFN {
+            let v = vmaLookup(m, haddr)
+            if !v.isNone { splitHugePMD(v, haddr, pmd) }
+            return true
+        }
+        getPage(head)  // folio_get(): split_folio() allows this one caller's reference
+        defer { putPage(head) }
+        return splitFolio(head, pinned: head)
     }
 }
