@@ -62,8 +62,9 @@ extension Checker {
         if p1.nr_pages_mapped != expectMapped {
             fail(.folioCounters, .frame(o), "frame \(head): _nr_pages_mapped \(p1.nr_pages_mapped) but \(pagesMapped) pages mapped by PTEs and \(entire) PMDs")
         }
-        if Int(h.refcount) < ptes + entire || h.refcount <= 0 {
-            fail(.refcount, .frame(o), "frame \(head): folio _refcount \(h.refcount) below its \(ptes + entire) mappings")
+        let entries = pmdMigrationEntries[head] ?? 0
+        if Int(h.refcount) < ptes + entire + entries || h.refcount <= 0 {
+            fail(.refcount, .frame(o), "frame \(head): folio _refcount \(h.refcount) below its \(ptes + entire) mappings and \(entries) PMD migration entries")
         }
         checkLargeFolioMlock(head, mapped: ptes + entire > 0)
         if h.mapping & PageMapping.flags == PageMapping.anon && ptes + entire > 0 {
@@ -141,12 +142,15 @@ extension Checker {
             let flagged = k.folioOnDeferredList(pfn)
             if flagged != listed.contains(pfn) {
                 fail(.deferredSplit, .frame(pfn), "frame \(i): PG_partially_mapped \(flagged) but on the deferred split queue: \(listed.contains(pfn))")
-            } else if partial && !flagged {
+            } else if partial && !flagged && pmdMigrationEntries[pfn] == nil && !pteMigratingFolios.contains(pfn) {
                 // Every partial unmap queues the folio (deferred_split_folio).
-                // The converse is not required: a queued folio stays queued
-                // when its pages are mapped again (a device-exclusive entry
-                // restored), and the shrinker splits it then as the kernel's
-                // does (PG_partially_mapped is only cleared off the queue).
+                // Not the converse: a queued folio stays queued when its
+                // pages are mapped again (a device-exclusive entry restored),
+                // and the shrinker splits it then as the kernel's does
+                // (PG_partially_mapped is only cleared off the queue). Nor
+                // for a folio under migration: its entries come back one by
+                // one (a PMD migration entry split to PTE entries unmapped
+                // nothing page by page, so nothing queued it).
                 fail(.deferredSplit, .frame(pfn), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[pfn] ?? 0) PMDs, but not on the deferred split queue")
             }
         }

@@ -283,7 +283,7 @@ extension Kernel {
             // move_page_tables(): a PMD leaf moves whole (move_huge_pmd, with
             // its deposited table) when the old and new 2 MiB are aligned,
             // covered and the new PMD is none; otherwise it is split first.
-            if _slowPath(thpActive), let spmd = pmdSlot(root: root, key: oldAddr + off), PTE.isPMDLeaf(spmd.pointee) {
+            if _slowPath(thpActive), let spmd = pmdSlot(root: root, key: oldAddr + off), PTE.isPMDLeafOrEntry(spmd.pointee) {
                 let haddr = (oldAddr + off) & ~(Kernel.pmdSize - 1)
                 let dst = newAddr + off
                 if haddr == oldAddr + off && dst & (Kernel.pmdSize - 1) == 0 && off + Kernel.pmdSize <= oldLen,
@@ -293,7 +293,7 @@ extension Kernel {
                     let pgtable = withdrawPTETable(pmdTable: pmdTable(root: root, key: haddr))
                     depositPTETable(pmdTable: pmdTable(root: root, key: dst), pgtable)
                     dpmd.pointee = e
-                    if _slowPath(hooks.reverseMapOn) {
+                    if _slowPath(hooks.reverseMapOn) && PTE.isPMDLeaf(e) {
                         for i in 0..<UInt64(RMAP_PMD_NR) {
                             hooks.reverseMap!.ptesMoved(self, pte: e + (i << PAGE_SHIFT), mm: m, from: haddr + i << PAGE_SHIFT, to: dst + i << PAGE_SHIFT)
                         }
@@ -375,9 +375,10 @@ extension Kernel {
         var skipUntil: UInt64 = 0  // the rest of a large folio's step (folio_mlock_step)
         walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { _, pmd in
             // mlock_pte_range()'s PMD leaf: the THP is mlocked or munlocked
-            // whole (not the huge zero page).
+            // whole (not the huge zero page, nor a migration entry:
+            // !pmd_present).
             let head = PTE.pfn(pmd.pointee)
-            guard head != hugeZeroPFN else { return true }
+            guard PTE.isPMDLeaf(pmd.pointee), head != hugeZeroPFN else { return true }
             if lock { mlockLargeFolio(head) } else { munlockLargeFolio(head) }
             return true
         }) { addr, slot in
