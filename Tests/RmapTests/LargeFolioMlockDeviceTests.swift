@@ -114,6 +114,52 @@ import RmapTestSupport
         #expect(m.checkViolations() == [])
     }
 
+    /// Reclaim's walks restore a missed mlock only for a folio one locked
+    /// VMA maps whole ("Only mlock fully mapped pages": ptes == nr_pages),
+    /// with mlock_count 0 (the folio is isolated, the putback sets 0).
+    /// try_to_unmap with TTU_SPLIT_HUGE_PMD splits the THP's PMD in the
+    /// locked VMA (folio_remove_rmap_pmd: munlocked), then finds all 512
+    /// PTEs there and mlocks it again; a munlock then clears it at once. A
+    /// folio missing a page, or cut by a VMA boundary, is not mlocked by the
+    /// walks (try_to_unmap, folio_referenced).
+    @Test func reclaimWalksRestoreTheMlockOfAWholeFolioOnly() throws {
+        let (m, _) = try machine("""
+            thp enabled always
+            thp 64K always
+            proc P0
+            P0 mmap 0x100000400000 1024 rw anon-private
+            P0 write 0x100000400000
+            P0 mlock 0x100000400000 512
+            P0 mmap 0x100000800000 32 rw anon-private
+            P0 write 0x100000800000
+            P0 write 0x100000810000
+            P0 mlock 0x100000800000 32
+            P0 munmap 0x10000080f000 1
+            P0 mprotect 0x100000818000 8 r
+            P0 munlock 0x100000810000 16
+            P0 mlock 0x100000810000 16
+            """)
+        let thp = try head(m, "P0", Self.b), cut = try head(m, "P0", Self.b + 0x400000), split = try head(m, "P0", Self.b + 0x410000)
+        #expect(m.tokens("P0", Self.b, 1) == "A1+0:1*" && mlocked(m, thp))
+        #expect(m.k.folioNrPages(cut) == 16 && !mlocked(m, cut))
+        #expect(m.k.folioNrPages(split) == 16 && !mlocked(m, split))  // two VMAs: the mlock walk of each sees half
+        #expect(m.perform("P0", .unmap(addr: Self.b, pages: 1, flags: [.splitHugePMD, .ignoreAccess])) == .fail)
+        #expect(m.tokens("P0", Self.b, 1) == "A1+0:1")
+        #expect(mlocked(m, thp) && m.k.folioMlockCount(thp) == 0)
+        #expect(m.checkViolations() == [])
+        #expect(m.perform("P0", .munlock(addr: Self.b, pages: 512)) == .ok)
+        #expect(!mlocked(m, thp))
+        for a in [Self.b + 0x400000, Self.b + 0x410000] {
+            #expect(m.perform("P0", .unmap(addr: a, pages: 1, flags: [.ignoreAccess])) == .fail)
+            #expect(m.perform("P0", .referenced(addr: a, pages: 1)) == .referenced(0))
+            // folio_referenced_one: a locked VMA that maps the folio in part
+            // neither counts its PTEs young nor reports VM_LOCKED.
+            #expect(m.referenced(process: "P0", addr: a)?.locked == false)
+        }
+        #expect(!mlocked(m, cut) && !mlocked(m, split))
+        #expect(m.checkViolations() == [])
+    }
+
     // MARK: device (migrate_vma)
 
     /// migrate_vma_collect_pmd splits a PMD-mapped THP (split_folio: the

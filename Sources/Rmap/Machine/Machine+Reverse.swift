@@ -142,11 +142,14 @@ extension Machine {
         let pfn = mappedFrame(m, addr)
         guard !pfn.isNone else { return nil }
         let r: (referenced: Int, vmFlags: UInt64)
+        // A page of a large folio: folio_referenced() of its folio.
+        let head = k.folioOf(pfn)
+        let large = k.folioIsLarge(head)
         if let only = onlyProcess {
             guard let om = mmOf(only) else { return nil }
-            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
+            r = large ? k.folioReferenced(head, filter: OneMMCgroup(mm: om)) : k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
         } else {
-            r = k.pageReferenced(pfn, filter: AllVMAs?.none)
+            r = large ? k.folioReferenced(head, filter: AllVMAs?.none) : k.pageReferenced(pfn, filter: AllVMAs?.none)
         }
         return (r.referenced, r.vmFlags & VM.locked != 0)
     }
