@@ -30,7 +30,10 @@ extension Machine {
 
     func token(_ m: MMID, _ addr: UInt64, _ ids: inout [UInt32: Int]) -> String {
         // A PMD leaf: every page of the 2 MiB gives a token ending in `*`.
-        if let pmd = k.pmdSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) {
+        if let pmd = k.pmdSlot(root: k.mm(m).pointee.pgd, key: addr), PTE.isPMDLeafOrEntry(pmd.pointee) {
+            // A PMD migration entry: `M*` for each of its pages, as a small
+            // page's migration entry is `M`.
+            if PTE.isPMDMigrationEntry(pmd.pointee) { return "M*" }
             let head = PTE.pfn(pmd.pointee)
             if head == k.hugeZeroPFN { return "Z*" }
             let sub = UInt32((addr >> PAGE_SHIFT) & 511)

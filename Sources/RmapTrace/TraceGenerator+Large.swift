@@ -8,10 +8,11 @@ import Rmap
 /// or aligned to an mTHP size, so that faults find whole aligned ranges
 /// inside the VMAs; the parts unmapped, protected, moved or advised are
 /// smaller and land anywhere, so PMDs are split. The statements the model
-/// refuses (hugetlb, `madvise collapse`) are never written, nor those whose
-/// large-folio reverse side is not modelled yet (`madvise free/cold/pageout`,
-/// `unmap`, `reclaim`, `migrate`, KSM, ...). `split` (model only) is written
-/// only without `kernelOnly`.
+/// refuses (hugetlb) and `madvise collapse`, `free`, `cold`, `pageout`,
+/// `reclaim` and KSM are never written. `split` and the model-only reverse
+/// statements `unmap` (PMD migration entries among them), `migrate`,
+/// `device`, `exclusive` and `referenced` are written only without
+/// `kernelOnly`.
 extension TraceGenerator {
     public static let largeBase: UInt64 = 0x1000_0040_0000
     public static let largePages: UInt64 = 2048
@@ -120,7 +121,41 @@ extension TraceGenerator {
         // The second PMD (or the part past the first): read faults give the
         // huge zero page where a whole aligned PMD is VM_HUGEPAGE.
         access(p, chance(70) ? "read" : "write", a + (512 + int(64)) << 12, 1 + int(24))
+        if !kernelOnly && chance(25) {
+            // try_to_migrate of the first THP left half done: PMD migration
+            // entries for the forks, faults, zaps and splits that follow.
+            lines.append("\(p) unmap \(hex(a)) 1 migration")
+            lines.append("observe \(p) \(hex(a)) 2")
+            ops += 1
+        }
         return ops + 2
+    }
+
+    /// A model-only reverse statement on the large regions (never with
+    /// `kernelOnly`): try_to_migrate of PMD-mapped THPs without the split
+    /// (PMD migration entries, which later faults, forks, zaps, mprotects
+    /// and mremaps meet), with it, or other TTU flags; migration of whole
+    /// folios; migrate_vma and make_device_exclusive, which split PMDs and
+    /// skip PTE-mapped large folios.
+    mutating func largeReverseOp(_ p: String) {
+        // Mostly a page accessed lately: a frame is there (else EFAULT).
+        let a = touched.isEmpty || chance(25) ? largeAddr() : pick(touched)
+        switch int(10) {
+        case 0..<4:
+            // At the start of the PMD of a page accessed lately: a THP there
+            // is mapped by a PMD unless something split it.
+            let at = chance(70) ? max(TraceGenerator.largeBase, a & ~0x1fffff) : a
+            let flags = pick(["migration", "migration", "migration", "migration,ignore_access", "migration,split_huge_pmd",
+                              "split_huge_pmd,ignore_access", "migration,ignore_mlock,ignore_access"])
+            lines.append("\(p) unmap \(hex(at)) \(accessLength()) \(flags)")
+            lines.append("observe \(p) \(hex(at)) 2")  // `M*` where a PMD became an entry
+        case 4..<5: lines.append("\(p) migrate \(hex(a)) \(accessLength())")
+        case 5..<7: lines.append("\(p) device \(hex(a)) \(accessLength())\(chance(30) ? " coherent" : "")")
+        case 7..<9: lines.append("\(p) exclusive \(hex(a)) \(1 + int(4))")
+        default: lines.append("\(p) referenced \(hex(a)) \(accessLength())")
+        }
+        touched.append(a)
+        if touched.count > 8 { touched.removeFirst() }
     }
 
     /// A trace about large folios, of about `statements` operation lines.
@@ -205,6 +240,8 @@ extension TraceGenerator {
             case 88..<91: lines.append("\(p) \(chance(60) ? "mlock" : "munlock") \(hex(largeAddr())) \(partLength())")
             case 91..<94 where !kernelOnly:
                 lines.append("\(p) split \(hex(largeAddr())) \(partLength())")
+            case 94..<99 where !kernelOnly:
+                largeReverseOp(p)
             default:
                 observeLarge()
                 ops -= 1

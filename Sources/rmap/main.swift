@@ -169,7 +169,7 @@ struct Gen: ParsableCommand {
     @Flag(help: "With --kernel-only: the KSM statements too (madvise mergeable/unmergeable, write value=, ksm scan), which the oracle runs through ksmd.")
     var ksm = false
 
-    @Flag(help: "Traces about large folios: THP settings, 2 MiB-aligned regions, hugepage advice, THP and mTHP faults, COW after fork, partial munmap/mprotect/mremap/dontneed, thp shrink (and the model-only split without --kernel-only).")
+    @Flag(help: "Traces about large folios: THP settings, 2 MiB-aligned regions, hugepage advice, THP and mTHP faults, COW after fork, partial munmap/mprotect/mremap/dontneed, thp shrink (and, without --kernel-only, the model-only split, unmap with PMD migration entries, migrate, device, exclusive and referenced).")
     var large = false
 
     func validate() throws {
@@ -206,7 +206,7 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Folder for the minimised trace of a violation.")
     var out: String = "fuzz-failures"
 
-    @Flag(help: "Large-folio runs (traces of `rmap gen --large`: THP settings, hugepage advice, thp shrink, split).")
+    @Flag(help: "Large-folio runs (traces of `rmap gen --large`: THP settings, hugepage advice, thp shrink, split, and the model-only unmap (PMD migration entries), migrate, device, exclusive, referenced).")
     var large = false
 
     @Flag(name: .customLong("keep-going"), help: "Go on after a violation: count them all, minimise the first of each kind (written as -1, -2, ... .trace).")

@@ -58,6 +58,65 @@ import RmapTestSupport
     }
 
     /// The printed form is the message, as it always was.
+    /// 6.18's mlock of large folios: a folio mlocked by its locked VMA
+    /// (mlock_new_folio at the fault), shared with a fork child; the
+    /// parent's exit munlocks it (munlock_vma_folio at the zap). With that
+    /// munlock forgotten, the folio stays mlocked with no VM_LOCKED VMA
+    /// mapping it, and the checker says so.
+    @Test func forgottenLargeFolioMunlockIsCaught() throws {
+        let trace = """
+            thp enabled never
+            thp 64K always
+            proc P0
+            P0 mmap 0x100000000000 16 rw anon-private
+            P0 mlock 0x100000000000 16
+            P1 = fork P0
+            P0 exit
+            """
+        for defect in [ModelDefect.none, .skipLargeFolioMunlock] {
+            let m = try Machine(config: .default, reuse: .split)
+            m.k.hooks.defect = defect
+            let out = m.replay(try TraceParser.parse(trace, file: "mlock.trace"))
+            #expect(out.failures == [] && out.error == nil)
+            #expect(m.tokens("P1", 0x1000_0000_0000, 1) == "A1+0:1")
+            let v = m.checkViolations()
+            if defect == .none {
+                #expect(v == [])
+            } else {
+                #expect(v.contains { $0.kind == .mlock && $0.message.contains("no VM_LOCKED VMA maps it") }, "\(v)")
+            }
+        }
+    }
+
+    /// The large-folio mlock rules, each broken in a sound state: a tail
+    /// page carrying PG_mlocked, an mlock_count above the locked VMAs that
+    /// map the folio, a count on a folio that is not mlocked.
+    @Test func largeFolioMlockDefectsAreCaught() throws {
+        let text = """
+            thp enabled never
+            thp 64K always
+            proc P0
+            P0 mmap 0x100000000000 32 rw anon-private
+            P0 mlock 0x100000000000 16
+            P0 write 0x100000010000
+            """
+        let plants: [(String, (Machine, PFN, PFN) -> Void)] = [
+            ("tail page of a large folio with PG_mlocked", { m, locked, _ in m.k.page(locked.advanced(by: 3)).pointee.flags |= PG.mlocked }),
+            ("mlock_count 2 but 1 VM_LOCKED VMAs", { m, locked, _ in m.k.page(locked).pointee.prev = 2 }),
+            ("not mlocked with mlock_count 1", { m, _, other in m.k.page(other).pointee.prev = 1 }),
+            ("mlocked but no VM_LOCKED VMA maps it", { m, _, other in m.k.page(other).pointee.flags |= PG.mlocked | PG.unevictable }),
+        ]
+        for (message, plant) in plants {
+            let (m, _) = try machine(text)
+            let locked = m.k.folioOf(m.frame("P0", 0x1000_0000_0000)), other = m.k.folioOf(m.frame("P0", 0x1000_0001_0000))
+            #expect(m.k.folioIsLarge(locked) && m.k.folioIsLarge(other) && m.k.folioMlockCount(locked) == 1)
+            #expect(m.checkViolations() == [])
+            plant(m, locked, other)
+            let v = m.checkViolations()
+            #expect(v.contains { $0.kind == .mlock && $0.message.contains(message) }, "\(message): \(v)")
+        }
+    }
+
     @Test func descriptionIsTheMessage() throws {
         let m = try Machine(config: .default, reuse: .split)
         _ = m.replay(try TraceParser.parse(Self.trace, file: "checker.trace"))

@@ -77,7 +77,7 @@ import RmapTestSupport
     /// the large-page statements, and the checker finds nothing.
     @Test func largeDecodedTracesParseAndRun() throws {
         var rng = SplitMix64(seed: 11)
-        var large = 0, violations = 0
+        var large = 0, reverse = 0, violations = 0
         for _ in 0..<40 {
             let bytes = (0..<(4 * 60 + 2)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             let text = OpDecoder.largeTrace(from: bytes)
@@ -85,6 +85,9 @@ import RmapTestSupport
             #expect(trace.largePageSettings.anyTHPStatement)
             large += text.split(separator: "\n").filter {
                 $0 == "thp shrink" || $0.contains(" split ") || $0.hasSuffix("hugepage")
+            }.count
+            reverse += text.split(separator: "\n").filter {
+                $0.contains(" unmap ") || $0.contains(" migrate ") || $0.contains(" device ") || $0.contains(" exclusive ")
             }.count
             let m = try Machine(config: OpDecoder.arenaConfig(for: bytes, large: true))
             var out = ReplayOutcome()
@@ -98,6 +101,7 @@ import RmapTestSupport
             }
         }
         #expect(large > 40, "the decoder writes the large-page statements")
+        #expect(reverse > 40, "and the model-only reverse statements")
         #expect(violations == 0)
     }
 

@@ -322,6 +322,18 @@ struct ArenaValidator {
                     leaves += 1
                     continue
                 }
+                if level == 2 && !cache && !PTE.isPMDTable(x) {
+                    // A PMD migration entry names the head of a PMD-order folio
+                    // (and keeps its deposited table); nothing else is allowed.
+                    guard PTE.isPMDMigrationEntry(x), PTE.swpOffset(x) < UInt64(bump(T.frame)) else {
+                        return "PMD entry 0x\(String(x, radix: 16)) is neither a table, a leaf nor a migration entry"
+                    }
+                    let head = PTE.swpOffsetPFN(x)
+                    guard ok(T.frame, head.rawValue), k.page(head).pointee.flags & PG.head != 0,
+                          k.page(head.advanced(by: 1)).pointee.order == RMAP_PMD_ORDER else { return "PMD migration entry 0x\(String(x, radix: 16)) names no PMD-order folio" }
+                    leaves += 1
+                    continue
+                }
                 if level > 1 {
                     if let err = descend(PTE.tablePage(x), level - 1, cache: cache) { return err }
                     continue

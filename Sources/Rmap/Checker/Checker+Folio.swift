@@ -18,6 +18,10 @@ extension Checker {
                 return
             }
             if p.refcount != 0 { fail(.folioCounters, .frame(i), "frame \(i): tail page with _refcount \(p.refcount)") }
+            // PG_mlocked is the folio's, on its head (mlock_folio of a large folio).
+            if p.flags & (PG.mlocked | PG.unevictable) != 0 {
+                fail(.mlock, .frame(i), "frame \(i): tail page of a large folio with PG_mlocked or PG_unevictable")
+            }
         } else {
             head = i
         }
@@ -58,9 +62,11 @@ extension Checker {
         if p1.nr_pages_mapped != expectMapped {
             fail(.folioCounters, .frame(o), "frame \(head): _nr_pages_mapped \(p1.nr_pages_mapped) but \(pagesMapped) pages mapped by PTEs and \(entire) PMDs")
         }
-        if Int(h.refcount) < ptes + entire || h.refcount <= 0 {
-            fail(.refcount, .frame(o), "frame \(head): folio _refcount \(h.refcount) below its \(ptes + entire) mappings")
+        let entries = pmdMigrationEntries[head] ?? 0
+        if Int(h.refcount) < ptes + entire + entries || h.refcount <= 0 {
+            fail(.refcount, .frame(o), "frame \(head): folio _refcount \(h.refcount) below its \(ptes + entire) mappings and \(entries) PMD migration entries")
         }
+        checkLargeFolioMlock(head, mapped: ptes + entire > 0)
         if h.mapping & PageMapping.flags == PageMapping.anon && ptes + entire > 0 {
             let av = k.pageAnonVMA(head)
             if av.isNone || k.anonVMA(av).pointee.refcount <= 0 || k.isFree(T.anonVMA, av.rawValue) {
@@ -97,7 +103,7 @@ extension Checker {
     }
 
     /// The deferred split queue: a sound list of live anonymous large folios,
-    /// each flagged partially mapped; and every such folio is on it.
+    /// each flagged partially mapped; and every partially mapped folio is on it.
     func checkDeferredSplitQueue(mapcount: [PFN: Int], entire: [PFN: Int]) {
         let h = k.header.pointee
         let bump = k.desc(T.frame).pointee.bump
@@ -136,8 +142,16 @@ extension Checker {
             let flagged = k.folioOnDeferredList(pfn)
             if flagged != listed.contains(pfn) {
                 fail(.deferredSplit, .frame(pfn), "frame \(i): PG_partially_mapped \(flagged) but on the deferred split queue: \(listed.contains(pfn))")
-            } else if partial != flagged {
-                fail(.deferredSplit, .frame(pfn), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[pfn] ?? 0) PMDs, but on the deferred split queue: \(flagged)")
+            } else if partial && !flagged && pmdMigrationEntries[pfn] == nil && !pteMigratingFolios.contains(pfn) {
+                // Every partial unmap queues the folio (deferred_split_folio).
+                // Not the converse: a queued folio stays queued when its
+                // pages are mapped again (a device-exclusive entry restored),
+                // and the shrinker splits it then as the kernel's does
+                // (PG_partially_mapped is only cleared off the queue). Nor
+                // for a folio under migration: its entries come back one by
+                // one (a PMD migration entry split to PTE entries unmapped
+                // nothing page by page, so nothing queued it).
+                fail(.deferredSplit, .frame(pfn), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[pfn] ?? 0) PMDs, but not on the deferred split queue")
             }
         }
         // Deposited PTE tables only under PMD tables (counted against their
@@ -151,6 +165,35 @@ extension Checker {
             if d.level != 2 && d.next != 0 && d.level != 1 {
                 fail(.pmdLeaf, nil, "page table \(t) (level \(d.level)) holds deposited tables")
             }
+        }
+    }
+
+    /// mlock of a large folio (6.18, see MlockFolio.swift): PG_mlocked and
+    /// PG_unevictable go together on the head; a folio that is mapped and
+    /// mlocked is mapped by at least one VM_LOCKED VMA (every removal of a
+    /// mapping in a locked VMA, and every munlock of one, calls
+    /// munlock_folio); mlock_count counts at most one mlock per locked VMA
+    /// that maps it (mlock_new_folio and mlock_fixup's walk count one each,
+    /// a reclaim walk's restore counts none), and is 0 when not mlocked.
+    /// Not required: that a folio fully mapped by a locked VMA is mlocked
+    /// (the kernel mlocks large folios lazily: a PMD split, a partial mlock
+    /// range or a migration leaves it to reclaim).
+    func checkLargeFolioMlock(_ head: PFN, mapped: Bool) {
+        let h = k.page(head).pointee
+        let mlocked = h.flags & PG.mlocked != 0
+        if mlocked != (h.flags & PG.unevictable != 0) {
+            fail(.mlock, .frame(head), "frame \(head): large folio with PG_mlocked \(mlocked) but PG_unevictable \(!mlocked)")
+        }
+        if !mlocked && h.prev != 0 {
+            fail(.mlock, .frame(head), "frame \(head): large folio not mlocked with mlock_count \(h.prev)")
+        }
+        guard mapped else { return }
+        let locked = lockedFolioVMAs[head]?.count ?? 0
+        if mlocked && locked == 0 {
+            fail(.mlock, .frame(head), "frame \(head): large folio mlocked but no VM_LOCKED VMA maps it")
+        }
+        if Int(h.prev) > locked {
+            fail(.mlock, .frame(head), "frame \(head): mlock_count \(h.prev) but \(locked) VM_LOCKED VMAs map the folio")
         }
     }
 }

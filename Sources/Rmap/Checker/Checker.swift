@@ -11,6 +11,13 @@ final class Checker {
     /// KSM mappings rmap_walk_ksm cannot reach by the kernel's design (not violations).
     var ksmUnregistered: [String] = []
     var ksmUnregisteredFrames = Set<PFN>()
+    /// Per large folio (by head): the VM_LOCKED VMAs that map a page of it.
+    var lockedFolioVMAs: [PFN: Set<UInt32>] = [:]
+    /// Per PMD-order folio (by head): the PMD migration entries naming it
+    /// (each holds a reference, as every migration entry of the model).
+    var pmdMigrationEntries: [PFN: Int] = [:]
+    /// Large folios (by head) a PTE migration entry names a page of.
+    var pteMigratingFolios = Set<PFN>()
     let limit = 200
 
     func fail(_ kind: CheckerViolation.Kind, _ object: CheckerViolation.Object?, _ s: @autoclosure () -> String) {
@@ -87,6 +94,21 @@ final class Checker {
                     if haddr < p.vm_start || haddr + Kernel.pmdSize > p.vm_end || p.file != 0 || p.vm_flags & VM.shared != 0 {
                         fail(.pmdLeaf, .vma(v), "vma \(v): PMD leaf at \(hex(haddr)) not inside a private anonymous VMA's range")
                     }
+                    if PTE.isPMDMigrationEntry(e) {
+                        // A PMD migration entry: counted in MM_ANONPAGES, no
+                        // mapping, naming the head of a live PMD-order folio
+                        // (its deposited table is counted above).
+                        let head = PTE.swpOffsetPFN(e)
+                        guard !head.isNone, head.rawValue < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head.rawValue),
+                              k.folioIsLarge(head), k.folioOrder(head) == RMAP_PMD_ORDER, head.rawValue & (RMAP_PMD_NR - 1) == 0,
+                              k.pageIsAnon(head) else {
+                            fail(.pmdLeaf, .mm(m), "mm \(m): PMD migration entry at \(hex(haddr)) names frame \(head), not the head of a live anonymous PMD-order folio")
+                            return true
+                        }
+                        rss[MMCounter.anon.rawValue] += Int64(RMAP_PMD_NR)
+                        pmdMigrationEntries[head, default: 0] += 1
+                        return true
+                    }
                     let head = PTE.pfn(e)
                     if head == k.hugeZeroPFN && !head.isNone {
                         if PTE.isWrite(e) {
@@ -103,6 +125,7 @@ final class Checker {
                     folioMMs[head, default: [:]][m, default: 0] += 1
                     rss[MMCounter.anon.rawValue] += Int64(RMAP_PMD_NR)
                     mappedBy.append((head, v, haddr))
+                    if p.vm_flags & VM.locked != 0 { lockedFolioVMAs[head, default: []].insert(v.rawValue) }
                     if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 {
                         writablePMDs.append((head, m, haddr))
                         if k.page(head).pointee.flags & PG.anonExclusive == 0 {
@@ -130,7 +153,10 @@ final class Checker {
                         }
                         mapcount[pfn, default: 0] += 1
                         let head = k.folioOf(pfn)
-                        if head != pfn || k.folioIsLarge(head) { folioMMs[head, default: [:]][m, default: 0] += 1 }
+                        if head != pfn || k.folioIsLarge(head) {
+                            folioMMs[head, default: [:]][m, default: 0] += 1
+                            if p.vm_flags & VM.locked != 0 { lockedFolioVMAs[head, default: []].insert(v.rawValue) }
+                        }
                         if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         mappedBy.append((pfn, v, addr))
@@ -139,6 +165,8 @@ final class Checker {
                     } else if PTE.isMigrationEntry(e) {
                         let pfn = PTE.swpOffsetPFN(e)
                         rss[k.mmCounterFor(pfn).rawValue] += 1
+                        let head = k.folioOf(pfn)
+                        if head != pfn || k.folioIsLarge(head) { pteMigratingFolios.insert(head) }
                     } else if PTE.isRealSwapEntry(e) {
                         rss[MMCounter.swapents.rawValue] += 1
                         // An exclusive swap entry (SWP_EXCLUSIVE, set by

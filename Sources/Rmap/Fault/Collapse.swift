@@ -116,6 +116,7 @@ extension Kernel {
         guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: haddr) else { return .pmdNull }
         let e = pmd.pointee
         if e == 0 { return .pmdNone }
+        if PTE.isPMDMigrationEntry(e) { return .pmdNull }  // check_pmd_state(): !pmd_present
         if PTE.isPMDLeaf(e) { return .pmdMapped }  // a THP or the huge zero page
         let ptes = ptPage(PTE.tablePage(e))
         var unmapped = 0
@@ -150,7 +151,7 @@ extension Kernel {
         // hugepage_vma_revalidate() and check_pmd_still_valid(): nothing
         // runs concurrently in the model, but the swap-in may have changed
         // the PMD (a device-private page migrated back, for instance).
-        guard let pmd = pmdSlot(root: root, key: haddr), pmd.pointee != 0, !PTE.isPMDLeaf(pmd.pointee) else {
+        guard let pmd = pmdSlot(root: root, key: haddr), PTE.isPMDTable(pmd.pointee) else {
             putPage(head)
             return .fail
         }

@@ -59,6 +59,9 @@ extension Kernel {
         let pgd = mm(m).pointee.pgd
         if _slowPath(thpActive) && vma(v).pointee.file == 0 {
             let pmd = pmdSlot(root: pgd, key: addr)
+            if let pmd, PTE.isPMDMigrationEntry(pmd.pointee) {
+                return removeMigrationPMDOnFault(m, v, addr, pmd, write: write)  // pmd_migration_entry_wait()
+            }
             if let pmd, PTE.isPMDLeaf(pmd.pointee) {
                 let e = pmd.pointee
                 if !write || PTE.isWrite(e) {

@@ -136,21 +136,6 @@ extension Kernel {
         return vmNormalPage(s.pointee)
     }
 
-    /// Whether `m` maps a page of a large folio in [start, end).
-    package func rangeMapsLargeFolio(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Bool {
-        guard thpActive else { return false }
-        var found = false
-        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { _, pmd in
-            found = PTE.pfn(pmd.pointee) != hugeZeroPFN
-            return !found
-        }) { _, slot in
-            let pfn = vmNormalPage(slot.pointee)
-            found = !pfn.isNone && page(pfn).pointee.flags & (PG.head | PG.tail) != 0
-            return !found
-        }
-        return found
-    }
-
     // MARK: faults
 
     /// do_huge_pmd_anonymous_page(): a fault on a none PMD of a VMA that
@@ -310,7 +295,7 @@ extension Kernel {
     /// leaf maps it.
     func splitHugePMD(at addr: UInt64, vma v: VMAID) {
         let m = vmMM(v)
-        guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) else { return }
+        guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeafOrEntry(pmd.pointee) else { return }
         splitHugePMD(v, addr & ~(Kernel.pmdSize - 1), pmd)
     }
 
@@ -318,7 +303,7 @@ extension Kernel {
     /// moves to `addr`, not 2 MiB aligned, inside a PMD leaf: the PMD is split.
     func splitHugePMDIfNeeded(_ m: MMID, _ addr: UInt64) {
         guard _slowPath(thpActive), addr & (Kernel.pmdSize - 1) != 0 else { return }
-        guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) else { return }
+        guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeafOrEntry(pmd.pointee) else { return }
         let v = vmaLookup(m, addr & ~(Kernel.pmdSize - 1))
         guard !v.isNone else { return }
         splitHugePMD(v, addr & ~(Kernel.pmdSize - 1), pmd)
@@ -330,6 +315,10 @@ extension Kernel {
     /// exclusive when the folio was), one reference per PTE. The huge zero
     /// page becomes 512 PTEs of the small zero page.
     func splitHugePMD(_ v: VMAID, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) {
+        if _slowPath(PTE.isPMDMigrationEntry(pmd.pointee)) {
+            splitPMDMigrationEntry(v, haddr, pmd)
+            return
+        }
         let m = vmMM(v)
         let root = mm(m).pointee.pgd
         let e = pmd.pointee
@@ -366,6 +355,10 @@ extension Kernel {
     /// zap_huge_pmd(): the PMD goes with its deposited table; a THP loses
     /// the mapping, 512 pages of MM_ANONPAGES and the PMD's reference.
     func zapHugePMD(_ v: VMAID, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>) {
+        if _slowPath(PTE.isPMDMigrationEntry(pmd.pointee)) {
+            zapPMDMigrationEntry(v, haddr, pmd)
+            return
+        }
         let m = vmMM(v)
         let e = pmd.pointee
         pmd.pointee = 0
@@ -393,7 +386,7 @@ extension Kernel {
     /// not 2 MiB aligned and the leaf meets the range.
     private func splitHugePMDCutAt(_ v: VMAID, _ a: UInt64, _ start: UInt64, _ end: UInt64) {
         guard a & (Kernel.pmdSize - 1) != 0,
-              let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: a), PTE.isPMDLeaf(pmd.pointee) else { return }
+              let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: a), PTE.isPMDLeafOrEntry(pmd.pointee) else { return }
         let haddr = a & ~(Kernel.pmdSize - 1)
         if haddr < end && haddr + Kernel.pmdSize > start { splitHugePMD(v, haddr, pmd) }
     }
@@ -409,6 +402,22 @@ extension Kernel {
         let pgtable = allocPTPage(level: 1)
         if pgtable == 0 { return false }
         var e = spmd.pointee
+        if _slowPath(PTE.isPMDMigrationEntry(e)) {
+            // The is_swap_pmd() branch: a write entry becomes a read one on
+            // both sides of a COW mapping (make_readable_migration_entry,
+            // soft-dirty kept); the child counts the 512 pages and gets a
+            // deposited table. No rmap (the entry has none); the child's
+            // entry holds a reference of its own (the model's convention).
+            if PTE.swpType(e) != PTE.swpMigrationRead {
+                e = PTE.swpEntry(type: PTE.swpMigrationRead, offset: PTE.swpOffset(e)) | (e & PTE.swpSoftDirty)
+                spmd.pointee = e
+            }
+            getPage(PTE.swpOffsetPFN(e))
+            addMMCounter(dm, .anon, Int64(RMAP_PMD_NR))
+            depositPTETable(pmdTable: pmdTable(root: droot, key: haddr), pgtable)
+            dpmd.pointee = e
+            return true
+        }
         let head = PTE.pfn(e)
         if head != hugeZeroPFN {
             getPage(head)
@@ -431,6 +440,16 @@ extension Kernel {
     /// it stays writable only if the VMA is and the folio is an exclusive,
     /// dirty anonymous THP (can_change_pmd_writable).
     func changeHugePMD(_ v: VMAID, _ pmd: UnsafeMutablePointer<UInt64>) {
+        if _slowPath(PTE.isPMDMigrationEntry(pmd.pointee)) {
+            // change_huge_pmd()'s is_swap_pmd branch: "a protection check is
+            // difficult so just be safe and disable write": a write entry of
+            // an anonymous folio becomes read-exclusive (soft-dirty kept).
+            let e = pmd.pointee
+            if PTE.swpType(e) == PTE.swpMigrationWrite {
+                pmd.pointee = PTE.swpEntry(type: PTE.swpMigrationReadExclusive, offset: PTE.swpOffset(e)) | (e & PTE.swpSoftDirty)
+            }
+            return
+        }
         let flags = vma(v).pointee.vm_flags
         let prot = PTE.pageProt(vmFlags: flags)
         let e = pmd.pointee

@@ -724,7 +724,7 @@ extension Kernel {
                     // page is not anonymous: skipped).
                     walkLeaves(root: mm(m).pointee.pgd, start: address, end: p.vm_end, pmd: { haddr, pmd in
                         let head = PTE.pfn(pmd.pointee)
-                        guard head != hugeZeroPFN else { return true }
+                        guard PTE.isPMDLeaf(pmd.pointee), head != hugeZeroPFN else { return true }  // folio_walk_start: no folio for a migration entry
                         let a = max(address, haddr)
                         pfn = head.advanced(by: UInt32((a - haddr) >> PAGE_SHIFT))
                         address = a

@@ -39,12 +39,28 @@ extension Machine {
                              large: { opResult(k.migrateFolio($0)) }) { k.migratePage($0) ? .ok : .fail }
         case .device(let addr, let pages, let coherent):
             // migrate_vma_setup/pages/finalize with a driver's device pages:
-            // only plain anonymous system pages are collected.
-            return eachFrame(m, addr, pages, large: { _ in .notModelled("migrate_vma of a large folio") }) { pfn in
+            // only plain anonymous system pages are collected. Page by page
+            // (not folio by folio): migrate_vma_collect_pmd() splits a
+            // PMD-mapped THP first, and skips each page of a PTE-mapped
+            // large folio ("FIXME support THP": PageTransCompound).
+            var result = OpResult.ok
+            var a = addr
+            for _ in 0..<pages {
+                defer { a += PAGE_SIZE }
+                if !k.migrateVMACollectHugePMD(m, a) {
+                    result = .fail  // migrate_vma_collect_skip(): the THP could not be split
+                    continue
+                }
+                let pfn = mappedFrame(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
                 let p = k.page(pfn).pointee
-                guard k.pageIsAnon(pfn), !k.pageIsKSM(pfn), p.flags & PG.zoneDevice == 0 else { return .fail }
-                return k.migratePage(pfn, to: coherent ? .deviceCoherent : .devicePrivate) ? .ok : .fail
+                guard !k.folioIsLarge(k.folioOf(pfn)), k.pageIsAnon(pfn), !k.pageIsKSM(pfn), p.flags & PG.zoneDevice == 0,
+                      k.migratePage(pfn, to: coherent ? .deviceCoherent : .devicePrivate) else {
+                    result = .fail
+                    continue
+                }
             }
+            return result
         case .poison(let addr, let pages):
             // memory_failure() is per page: a page of a large folio is
             // poisoned, then its folio split (try_to_split_thp_page, the
@@ -126,11 +142,14 @@ extension Machine {
         let pfn = mappedFrame(m, addr)
         guard !pfn.isNone else { return nil }
         let r: (referenced: Int, vmFlags: UInt64)
+        // A page of a large folio: folio_referenced() of its folio.
+        let head = k.folioOf(pfn)
+        let large = k.folioIsLarge(head)
         if let only = onlyProcess {
             guard let om = mmOf(only) else { return nil }
-            r = k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
+            r = large ? k.folioReferenced(head, filter: OneMMCgroup(mm: om)) : k.pageReferenced(pfn, filter: OneMMCgroup(mm: om))
         } else {
-            r = k.pageReferenced(pfn, filter: AllVMAs?.none)
+            r = large ? k.folioReferenced(head, filter: AllVMAs?.none) : k.pageReferenced(pfn, filter: AllVMAs?.none)
         }
         return (r.referenced, r.vmFlags & VM.locked != 0)
     }

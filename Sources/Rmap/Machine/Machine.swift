@@ -280,9 +280,6 @@ public final class Machine {
         case .unmap, .reclaim, .migrate, .referenced, .mkclean, .poison, .device:
             return performReverse(m, op)
         case .exclusive(let addr, let pages):
-            if k.rangeMapsLargeFolio(m, addr, addr + pages << PAGE_SHIFT) {
-                return .notModelled("make_device_exclusive of a large folio")
-            }
             // One make_device_exclusive_range() call per page; the first
             // fault error ends the line, a page not made exclusive is `fail`.
             var result = OpResult.ok

@@ -25,6 +25,16 @@ package enum PTE {
     /// pmd_trans_huge() / pmd_leaf(): a present PMD entry with _PAGE_PSE
     /// maps 2 MiB itself (a THP or the huge zero page), not a PTE table.
     @inline(__always) package static func isPMDLeaf(_ e: UInt64) -> Bool { e & pse != 0 && isPresent(e) }
+    /// A PMD entry that points to a PTE table: present, no _PAGE_PSE
+    /// (pmd_present() && !pmd_leaf()). Anything else that is not none is a
+    /// leaf or a swap-format PMD (a PMD migration entry), never a table.
+    @inline(__always) package static func isPMDTable(_ e: UInt64) -> Bool { e & (present | pse) == present }
+    /// is_pmd_migration_entry(): a non-present PMD holding a migration
+    /// entry, in the same swap encoding as a PTE's (swp_entry_to_pmd).
+    @inline(__always) package static func isPMDMigrationEntry(_ e: UInt64) -> Bool { isMigrationEntry(e) }
+    /// pmd_is_huge(): a PMD leaf or a swap-format PMD (what split_huge_pmd,
+    /// zap_huge_pmd and move_huge_pmd take), not none and no table.
+    @inline(__always) package static func isPMDLeafOrEntry(_ e: UInt64) -> Bool { e != 0 && !isPMDTable(e) }
     /// pte_present(): present or PROT_NONE.
     @inline(__always) package static func isPresent(_ e: UInt64) -> Bool { e & (present | protnone) != 0 }
     @inline(__always) package static func pfn(_ e: UInt64) -> PFN { PFN(UInt32(truncatingIfNeeded: (e & pfnMask) >> 12)) }

@@ -37,7 +37,7 @@ extension Kernel {
         while level > target {
             let e = ptPage(table)[Kernel.index(key, level: level)]
             if e == 0 { return 0 }
-            if _slowPath(level == 2 && PTE.isPMDLeaf(e)) { return 0 }
+            if _slowPath(level == 2 && !PTE.isPMDTable(e)) { return 0 }  // a PMD leaf or migration entry
             table = PTE.tablePage(e)
             level -= 1
         }
@@ -89,7 +89,7 @@ extension Kernel {
                 ptDesc(table).pointee.used += 1
             }
             // A PTE table under a PMD leaf: the caller splits it first (__split_huge_pmd).
-            precondition(level != 2 || !PTE.isPMDLeaf(slot.pointee), "a PTE table asked for under a PMD leaf")
+            precondition(level != 2 || PTE.isPMDTable(slot.pointee), "a PTE table asked for under a PMD leaf or PMD migration entry")
             table = PTE.tablePage(slot.pointee)
             level -= 1
         }
@@ -154,7 +154,7 @@ extension Kernel {
         let table = tableOnPath(root: root, key: key, level: 2)
         guard table != 0 else { return }
         let pmd = ptPage(table) + Kernel.index(key, level: 2)
-        guard pmd.pointee != 0, !PTE.isPMDLeaf(pmd.pointee) else { return }
+        guard PTE.isPMDTable(pmd.pointee) else { return }
         let pte = PTE.tablePage(pmd.pointee)
         for i in 0..<512 where ptPage(pte)[i] != 0 { return }
         pmd.pointee = 0
@@ -166,9 +166,9 @@ extension Kernel {
     /// skipping absent subtrees in one step (as walk_page_range / zap_*_range do).
     /// `body` returns false to stop; `walkLeaves` then returns false.
     ///
-    /// A PMD leaf (a PMD-mapped THP) met on the way goes to `pmd` with the
-    /// address of the PMD's first page, once, whatever part of its 2 MiB is
-    /// in the range; without `pmd` the walk steps over it (callers that only
+    /// A PMD leaf (a PMD-mapped THP) or a PMD migration entry met on the way
+    /// goes to `pmd` with the address of the PMD's first page, once, whatever
+    /// part of its 2 MiB is in the range; without `pmd` the walk steps over it (callers that only
     /// ever see PTE-mapped ranges, and those that visit PMDs separately).
     @discardableResult @inline(__always)
     package func walkLeaves(root: UInt32, start: UInt64, end: UInt64,
@@ -229,7 +229,7 @@ extension Kernel {
                             let slot2 = pmdTable + Kernel.index(k2, level: 2)
                             let e2 = slot2.pointee
                             if e2 != 0 {
-                                if _slowPath(PTE.isPMDLeaf(e2)) {
+                                if _slowPath(!PTE.isPMDTable(e2)) {
                                     if !pmd(k2 & ~(span2 - 1), slot2) { return false }
                                 } else {
                                     let end2 = n2 == 0 ? end3 : min(end3, n2)
@@ -269,7 +269,7 @@ extension Kernel {
             if lo >= end { break }
             let hi = lo + span
             let e = entries[i]
-            guard e != 0, level > 1, level != 2 || !PTE.isPMDLeaf(e) else { continue }
+            guard e != 0, level > 1, level != 2 || PTE.isPMDTable(e) else { continue }
             let child = PTE.tablePage(e)
             if lo >= floor && (ceiling == 0 || hi <= ceiling) {
                 freeSubtree(child, level: level - 1)
@@ -286,7 +286,7 @@ extension Kernel {
     func freeSubtree(_ table: UInt32, level: Int) {
         if level > 1 {
             let entries = ptPage(table)
-            for i in 0..<512 where entries[i] != 0 && (level != 2 || !PTE.isPMDLeaf(entries[i])) {
+            for i in 0..<512 where entries[i] != 0 && (level != 2 || PTE.isPMDTable(entries[i])) {
                 freeSubtree(PTE.tablePage(entries[i]), level: level - 1)
             }
             if level == 2 { freeDeposited(pmdTable: table) }

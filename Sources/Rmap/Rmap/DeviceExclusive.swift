@@ -57,9 +57,27 @@ extension Kernel {
     /// exclusive and no mapping is left. The driver then drops its GUP
     /// reference (folio_unlock + folio_put after programming its MMU).
     /// .sigsegv / .oom come from the fault.
+    ///
+    /// A large folio (6.18 make_device_exclusive): GUP's FOLL_SPLIT_PMD
+    /// splits a PMD leaf that maps the address before it looks at the page
+    /// (follow_pmd_mask: split_huge_pmd, the folio stays whole, mapped by
+    /// PTEs; the huge zero page becomes small zero-page PTEs), and a PMD the
+    /// write fault just made is split on GUP's retry; only the one PTE at
+    /// the address becomes a device-exclusive entry (the page is exclusive
+    /// after FOLL_WRITE: no other PTE maps it). The model keeps its one
+    /// convention for every page, small or large: the entry's page leaves
+    /// the rmap (folio_remove_rmap_pte; a large folio left partially mapped
+    /// is queued for deferred split) and the entry keeps the reference,
+    /// where 6.15+ keeps the mapcount of a device-exclusive entry.
     func makeDeviceExclusive(_ m: MMID, _ address: UInt64) -> FaultResult? {
+        // check_vma_flags(FOLL_WRITE) comes before the walk: no split in a
+        // VMA that is missing or not writable (the fault then fails).
+        let v = vmaLookup(m, address)
+        let writable = !v.isNone && vma(v).pointee.vm_flags & VM.write != 0
+        if writable { splitHugePMD(at: address, vma: v) }  // FOLL_SPLIT_PMD
         let r = handleMMFault(m, address, write: true)  // GUP FOLL_WRITE
         if r != .ok { return r }
+        if writable { splitHugePMD(at: address, vma: v) }  // the retry after the fault
         guard let slot = leafSlot(root: mm(m).pointee.pgd, key: address) else { return .sigsegv }
         let pfn = vmNormalPage(slot.pointee)
         guard !pfn.isNone else { return .sigsegv }

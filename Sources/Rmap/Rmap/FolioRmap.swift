@@ -33,8 +33,9 @@ extension Kernel {
             p1.pointee.nr_pages_mapped = ENTIRELY_MAPPED
             h.pointee.flags |= PG.anonExclusive
         }
-        // mlock_vma_folio(): the folio is fully mapped into the VMA.
-        if vma(v).pointee.vm_flags & VM.locked != 0 { h.pointee.flags |= PG.mlocked | PG.unevictable }
+        // folio_add_lru_vma() -> mlock_new_folio(): a new folio in a
+        // VM_LOCKED VMA is mlocked (count 1).
+        if vma(v).pointee.vm_flags & VM.locked != 0 { mlockNewLargeFolio(head) }
     }
 
     /// folio_add_anon_rmap_ptes(): `nr` more PTEs map pages [pfn, pfn + nr)
@@ -50,9 +51,8 @@ extension Kernel {
         }
         if first > 0 { page(head.advanced(by: 1)).pointee.nr_pages_mapped += first }
         folioAddLargeMapcount(head, Int32(nr), vma: v)
-        if nr == folioNrPages(head) && vma(v).pointee.vm_flags & VM.locked != 0 {
-            page(head).pointee.flags |= PG.mlocked | PG.unevictable
-        }
+        // No mlock_vma_folio() here: __folio_add_anon_rmap() mlocks only
+        // small folios ("leave page reclaim to handle large folio").
     }
 
     /// folio_try_dup_anon_rmap_ptes() at fork: the pages lose
@@ -119,13 +119,10 @@ extension Kernel {
     }
 
     /// munlock_vma_folio() (mm/internal.h): a mapping in a VM_LOCKED VMA
-    /// goes, so the folio is munlocked (it stays mlocked only through
-    /// another locked VMA that maps it entirely, which the next mlock finds);
-    /// an unmapped folio is never mlocked.
+    /// goes, so munlock_folio() drops one mlock count ("we always munlock
+    /// the folio and page reclaim will correct it if it's wrong").
     @inline(__always) func munlockVMAFolio(_ head: PFN, vma v: VMAID) {
-        if vma(v).pointee.vm_flags & VM.locked != 0 || folioLargeMapcount(head) == 0 {
-            page(head).pointee.flags &= ~(PG.mlocked | PG.unevictable)
-        }
+        if vma(v).pointee.vm_flags & VM.locked != 0 && _fastPath(hooks.defect != .skipLargeFolioMunlock) { munlockLargeFolio(head) }
     }
 
     /// __wp_can_reuse_large_anon_folio() (mm/memory.c, CONFIG_MM_ID): a

@@ -15,10 +15,14 @@ extension Kernel {
     /// a PMD mapping with `VM_BUG_ON_PAGE(!pvmw.pte)` unless TTU_SPLIT_HUGE_PMD
     /// split it first (split_huge_pmd_address; with TTU_SPLIT_FREEZE the
     /// split PTEs become migration entries, which the per-PTE unmap with
-    /// `split_freeze` gives the same way): EINVAL. A PMD migration entry
-    /// (TTU_MIGRATION without the split) is not modelled yet. Each page's
-    /// PTEs then go as a small page's do, the counters and references the
-    /// folio's (folio_remove_rmap_ptes).
+    /// `split_freeze` gives the same way): EINVAL. With TTU_MIGRATION and no
+    /// split, each PMD becomes a PMD migration entry (try_to_migrate_one's
+    /// `!pvmw.pte` branch, v5.0 try_to_unmap_one's TTU_MIGRATION PMD branch:
+    /// set_pmd_migration_entry, before the mlock and young checks). Each
+    /// page's PTEs then go as a small page's do, the counters and references
+    /// the folio's (folio_remove_rmap_ptes). (The model converts the PMDs
+    /// before the PTE mappings; the kernel's walk interleaves them by VMA,
+    /// which differs only when a PTE mapping ends the walk first.)
     package func tryToUnmapFolio(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
         getPage(head)  // the caller's reference, as try_to_unmap() requires
         defer { putPage(head) }
@@ -27,12 +31,12 @@ extension Kernel {
                 // 6.x unmaps a lazyfree PMD-mapped folio whole, before any
                 // TTU_SPLIT_HUGE_PMD (unmap_huge_pmd_locked).
                 if !discardLazyfreePMDs(head) { return .fail }
-            } else if !flags.contains(.splitHugePMD) {
-                // The seeds' VM_BUG_ON_PAGE(!pvmw.pte): EINVAL; with
-                // TTU_MIGRATION a PMD migration entry, not modelled yet.
-                return flags.contains(.migration) ? .notModelled("a PMD migration entry (set_pmd_migration_entry)") : .einval
-            } else {
+            } else if flags.contains(.splitHugePMD) {
                 forEachAnonPMDMapping(head) { v, haddr, pmd in splitHugePMD(v, haddr, pmd) }
+            } else if flags.contains(.migration) {
+                forEachAnonPMDMapping(head) { v, haddr, pmd in setPMDMigrationEntry(v, haddr, pmd) }
+            } else {
+                return .einval  // the seeds' VM_BUG_ON_PAGE(!pvmw.pte)
             }
         }
         for i in 0..<folioNrPages(head) where page(head.advanced(by: i)).pointee.mapcount >= 0 {
@@ -73,13 +77,21 @@ extension Kernel {
     }
 
     /// migrate_pages() of a large anonymous folio (x86 migrates THP and
-    /// mTHP whole, thp_migration_supported()): a new folio of the same
-    /// order takes the data, flags, per-page mapcounts and PG_anon_exclusive,
-    /// the folio counters and mm_id slots, and every PTE and PMD that mapped
-    /// the old one (the migration entries' round trip keeps their bits); the
-    /// old folio is freed. Without a free aligned run the folio is split and
-    /// its pages migrated one by one, as migrate_pages_batch() falls back
-    /// (-ENOMEM on a large folio: split and retry).
+    /// mTHP whole, thp_migration_supported()): a new folio of the same order
+    /// is allocated; try_to_migrate(folio, 0) turns every PMD into a PMD
+    /// migration entry (set_pmd_migration_entry) and every PTE into a PTE
+    /// one; move_to_new_folio() copies the data and the folio's mapping,
+    /// index and flags (folio_migrate_mapping, folio_migrate_flags: not
+    /// PG_mlocked, which a large folio regains only from mlock or reclaim);
+    /// remove_migration_ptes() maps the new folio wherever the old one was,
+    /// PMDs as PMDs (remove_migration_pmd) and PTEs as PTEs, its counters,
+    /// mm_id slots and PG_anon_exclusive rebuilt by the rmap calls; the old
+    /// folio is freed. A folio queued for deferred split is requeued as the
+    /// new one (migrate_folio_move: PAGE_WAS_ON_DEFERRED_LIST). Without a
+    /// free aligned run the folio is split and its pages migrated one by
+    /// one, as migrate_pages_batch() falls back (-ENOMEM on a large folio:
+    /// split and retry). A folio with references beyond its mappings, or in
+    /// the swap cache, is not migrated.
     package func migrateFolio(_ head: PFN) -> LargeReverseResult {
         let order = folioOrder(head)
         let nr = UInt32(1) << order
@@ -94,50 +106,45 @@ extension Kernel {
             }
             return ok ? .ok : .fail
         }
+        getPage(head)  // isolation: migration holds the folio
         let queued = folioOnDeferredList(head)
         deferredSplitRemove(head)
-        // The mappings move first (found through the old folio's rmap).
-        forEachAnonPMDMapping(head) { v, haddr, pmd in
-            let m = vmMM(v)
-            mmuInvalidateRangeStart(m, haddr, haddr + Kernel.pmdSize)
-            pmd.pointee = (pmd.pointee & ~PTE.pfnMask) | (UInt64(dst.rawValue) << 12)
-            mmuInvalidateRangeEnd(m, haddr, haddr + Kernel.pmdSize)
-        }
+        // try_to_migrate(): the PMDs first, then each page's PTEs.
+        forEachAnonPMDMapping(head) { v, haddr, pmd in setPMDMigrationEntry(v, haddr, pmd) }
+        var ptes: [(UInt32, VMAID)] = []  // for the reverse-map hooks (variants)
         for i in 0..<nr where page(head.advanced(by: i)).pointee.mapcount >= 0 {
-            forEachAnonPTEMapping(head.advanced(by: i)) { v, addr, slot in
-                let m = vmMM(v)
-                mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
-                slot.pointee = (slot.pointee & ~PTE.pfnMask) | (UInt64(dst.advanced(by: i).rawValue) << 12)
-                mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE)
-                if _slowPath(hooks.reverseMapOn) {
-                    hooks.reverseMap!.removed(self, pfn: head.advanced(by: i), vma: v)
-                    hooks.reverseMap!.anonAdded(self, pfn: dst.advanced(by: i), vma: v, address: addr)
+            if _slowPath(hooks.reverseMapOn) { forEachAnonPTEMapping(head.advanced(by: i)) { v, _, _ in ptes.append((i, v)) } }
+            var c = TryToMigrateControl()
+            rmapWalk(head.advanced(by: i), &c)
+        }
+        // move_to_new_folio(): folio_mc_copy() page by page, then
+        // folio_migrate_mapping() / folio_migrate_flags() for the folio.
+        for i in 0..<nr {
+            let s = page(head.advanced(by: i)), d = page(dst.advanced(by: i))
+            d.pointee.content = s.pointee.content
+            d.pointee.flags |= s.pointee.flags & PG.hwpoison
+        }
+        let sh = page(head), dh = page(dst)
+        dh.pointee.mapping = sh.pointee.mapping
+        dh.pointee.index = sh.pointee.index
+        let copied = PG.swapbacked | PG.lru | PG.dirty | PG.referenced | PG.uptodate | PG.workingset | PG.young | PG.idle
+            | PG.active | PG.reclaim
+        dh.pointee.flags |= sh.pointee.flags & copied
+        sh.pointee.flags &= ~(PG.dirty | PG.active)
+        // remove_migration_ptes(src, dst): PMDs (remove_migration_pmd) and PTEs.
+        forEachPMDMigrationEntry(head) { v, haddr, pmd in removeMigrationPMD(v, haddr, pmd, old: head, new: dst) }
+        for i in 0..<nr { removeMigrationPTEs(src: head.advanced(by: i), dst: dst.advanced(by: i)) }
+        if _slowPath(hooks.reverseMapOn) {
+            for (i, v) in ptes {
+                hooks.reverseMap!.removed(self, pfn: head.advanced(by: i), vma: v)
+                forEachAnonPTEMapping(dst.advanced(by: i)) { w, addr, _ in
+                    if w == v { hooks.reverseMap!.anonAdded(self, pfn: dst.advanced(by: i), vma: v, address: addr) }
                 }
             }
         }
-        // folio_migrate_mapping() / folio_migrate_flags() / copy: the records
-        // move whole (the tails' compound_head names the new head).
-        let serial = page(dst).pointee.serial
-        for i in 0..<nr {
-            page(dst.advanced(by: i)).pointee = page(head.advanced(by: i)).pointee
-            if i > 0 { page(dst.advanced(by: i)).pointee.next = dst.rawValue }
-        }
-        page(dst).pointee.serial = serial
-        page(dst.advanced(by: 2)).pointee.deferred_next = 0
-        page(dst.advanced(by: 2)).pointee.deferred_prev = 0
-        page(dst.advanced(by: 1)).pointee.flags &= ~PG.partiallyMapped
         if queued { deferredSplitFolio(dst) }
-        // The old folio: unmapped, its references gone with its mappings.
-        for i in 0..<nr {
-            page(head.advanced(by: i)).pointee.mapcount = -1
-            page(head.advanced(by: i)).pointee.flags &= ~PG.anonExclusive
-        }
-        page(head.advanced(by: 1)).pointee.large_mapcount = -1
-        page(head.advanced(by: 1)).pointee.entire_mapcount = -1
-        page(head.advanced(by: 1)).pointee.mm_id = (0, 0)
-        page(head.advanced(by: 1)).pointee.mm_id_mapcount = (-1, -1)
-        page(head).pointee.refcount = 1
-        putPage(head)
+        putPage(head)  // migrate_folio_done(): the isolation reference; the old folio is freed
+        putPage(dst)   // the allocation's reference: the new folio lives on in its mappings
         return .ok
     }
 
@@ -194,7 +201,7 @@ extension Kernel {
                     guard PTE.pfn(pmd.pointee) == head, !sawPMD else { continue }
                     sawPMD = true
                     if flagsV & VM.locked != 0 {
-                        page(head).pointee.flags |= PG.mlocked | PG.unevictable  // mlock_vma_folio()
+                        mlockIsolatedLargeFolio(head)  // mlock_vma_folio(): "restore the mlock which got missed"
                         return (referenced, vmFlags | VM.locked)
                     }
                     // pmdp_clear_flush_young_notify()
@@ -213,7 +220,7 @@ extension Kernel {
                     mapcount -= 1
                     // Only mlock fully mapped folios; the walk goes on otherwise.
                     if ptes != Int(nr) { continue }
-                    page(head).pointee.flags |= PG.mlocked | PG.unevictable
+                    mlockIsolatedLargeFolio(head)
                     return (referenced, vmFlags | VM.locked)
                 }
                 if ptepClearFlushYoungNotify(m, addr, slot) { refs += 1 }
@@ -231,5 +238,27 @@ extension Kernel {
             }
         }
         return (referenced, vmFlags)
+    }
+
+    /// migrate_vma_collect_pmd()'s PMD-leaf branch (mm/migrate_device.c,
+    /// 6.18) at `addr` of `m`: the huge zero page's PMD is split
+    /// (split_huge_pmd: small zero-page PTEs); a THP is split whole
+    /// (folio_get, folio_trylock, split_folio: zero-filled pages go to the
+    /// shared zero page) so that its pages can be collected one by one.
+    /// False when the THP cannot be split (migrate_vma_collect_skip: its
+    /// pages are not migrated); true otherwise, and when no PMD leaf maps
+    /// `addr`.
+    package func migrateVMACollectHugePMD(_ m: MMID, _ addr: UInt64) -> Bool {
+        guard thpActive, let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr), PTE.isPMDLeaf(pmd.pointee) else { return true }
+        let haddr = addr & ~(Kernel.pmdSize - 1)
+        let head = PTE.pfn(pmd.pointee)
+        if head == hugeZeroPFN {
+            let v = vmaLookup(m, haddr)
+            if !v.isNone { splitHugePMD(v, haddr, pmd) }
+            return true
+        }
+        getPage(head)  // folio_get(): split_folio() allows this one caller's reference
+        defer { putPage(head) }
+        return splitFolio(head, pinned: head)
     }
 }

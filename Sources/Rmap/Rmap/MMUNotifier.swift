@@ -88,6 +88,9 @@ enum ModelDefect {
     /// __page_set_anon_rmap() ignores the root rule: a page that may be
     /// shared points at the VMA's own anon_vma (the 2.6.34 bug).
     case sharedAnonPageNotAtRoot
+    /// munlock_vma_folio() forgets a large folio: removing its mapping in a
+    /// VM_LOCKED VMA no longer munlocks it.
+    case skipLargeFolioMunlock
 }
 
 extension Kernel {

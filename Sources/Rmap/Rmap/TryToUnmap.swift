@@ -55,7 +55,13 @@ struct TryToUnmapControl: RmapWalkControl {
         if !flags.contains(.ignoreMlock) {
             // VM_LOCKED: the page is mlocked, not unmapped (mlock_vma_page).
             if flagsV & VM.locked != 0 {
-                k.page(k.folioOf(pfn)).pointee.flags |= PG.mlocked | PG.unevictable
+                let head = k.folioOf(pfn)
+                if _fastPath(!k.folioIsLarge(head)) {
+                    k.page(pfn).pointee.flags |= PG.mlocked | PG.unevictable
+                } else if k.folioFullyMappedInVMA(head, vma: v) {
+                    // 6.18: "Only mlock fully mapped pages" (ptes == nr_pages)
+                    k.mlockIsolatedLargeFolio(head)
+                }
                 ret = false
                 return ret
             }

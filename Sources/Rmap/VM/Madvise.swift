@@ -278,6 +278,10 @@ extension Kernel {
     /// the advice then takes it as one.
     func madviseWholePMD(_ root: UInt32, _ haddr: UInt64, _ pmd: UnsafeMutablePointer<UInt64>, _ start: UInt64, _ end: UInt64,
                          _ pte: (UInt64, UnsafeMutablePointer<UInt64>) -> Bool) -> PFN? {
+        // A PMD migration entry is skipped (madvise_free_huge_pmd:
+        // !pmd_present; madvise_cold_or_pageout_pte_range: not trans_huge,
+        // no PTE table).
+        guard PTE.isPMDLeaf(pmd.pointee) else { return nil }
         let head = PTE.pfn(pmd.pointee)
         guard head != hugeZeroPFN, !folioMaybeMappedShared(head) else { return nil }
         if start > haddr || end < haddr + Kernel.pmdSize {

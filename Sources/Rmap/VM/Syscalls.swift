@@ -283,7 +283,7 @@ extension Kernel {
             // move_page_tables(): a PMD leaf moves whole (move_huge_pmd, with
             // its deposited table) when the old and new 2 MiB are aligned,
             // covered and the new PMD is none; otherwise it is split first.
-            if _slowPath(thpActive), let spmd = pmdSlot(root: root, key: oldAddr + off), PTE.isPMDLeaf(spmd.pointee) {
+            if _slowPath(thpActive), let spmd = pmdSlot(root: root, key: oldAddr + off), PTE.isPMDLeafOrEntry(spmd.pointee) {
                 let haddr = (oldAddr + off) & ~(Kernel.pmdSize - 1)
                 let dst = newAddr + off
                 if haddr == oldAddr + off && dst & (Kernel.pmdSize - 1) == 0 && off + Kernel.pmdSize <= oldLen,
@@ -293,7 +293,7 @@ extension Kernel {
                     let pgtable = withdrawPTETable(pmdTable: pmdTable(root: root, key: haddr))
                     depositPTETable(pmdTable: pmdTable(root: root, key: dst), pgtable)
                     dpmd.pointee = e
-                    if _slowPath(hooks.reverseMapOn) {
+                    if _slowPath(hooks.reverseMapOn) && PTE.isPMDLeaf(e) {
                         for i in 0..<UInt64(RMAP_PMD_NR) {
                             hooks.reverseMap!.ptesMoved(self, pte: e + (i << PAGE_SHIFT), mm: m, from: haddr + i << PAGE_SHIFT, to: dst + i << PAGE_SHIFT)
                         }
@@ -371,10 +371,37 @@ extension Kernel {
             mm(m).pointee.locked_vm -= min(mm(m).pointee.locked_vm, pages)
         }
         if newflags & VM.locked != 0 && old & VM.locked != 0 { return r }
-        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end) { _, slot in
+        let lock = newflags & VM.locked != 0
+        var skipUntil: UInt64 = 0  // the rest of a large folio's step (folio_mlock_step)
+        walkLeaves(root: mm(m).pointee.pgd, start: start, end: end, pmd: { _, pmd in
+            // mlock_pte_range()'s PMD leaf: the THP is mlocked or munlocked
+            // whole (not the huge zero page, nor a migration entry:
+            // !pmd_present).
+            let head = PTE.pfn(pmd.pointee)
+            guard PTE.isPMDLeaf(pmd.pointee), head != hugeZeroPFN else { return true }
+            if lock { mlockLargeFolio(head) } else { munlockLargeFolio(head) }
+            return true
+        }) { addr, slot in
+            if addr < skipUntil { return true }
             let pfn = vmNormalPage(slot.pointee)
             guard !pfn.isNone else { return true }
-            if newflags & VM.locked != 0 {
+            let head = folioOf(pfn)
+            if _slowPath(folioIsLarge(head)) {
+                // mlock_pte_range(): one step over the folio's PTEs; mlock
+                // only a folio inside this PMD's part of the range and
+                // fully mapped there (allow_mlock_munlock); munlock always.
+                let pmdStart = max(start, addr & ~(Kernel.pmdSize - 1))
+                let pmdEnd = min(end, (addr & ~(Kernel.pmdSize - 1)) + Kernel.pmdSize)
+                let step = folioMlockStep(head, pfn, slot, addr, pmdEnd)
+                skipUntil = addr + UInt64(max(step, 1)) << PAGE_SHIFT
+                if !lock {
+                    munlockLargeFolio(head)
+                } else if allowMlockLargeFolio(head, vma: r, start: pmdStart, end: pmdEnd, step: step) {
+                    mlockLargeFolio(head)
+                }
+                return true
+            }
+            if lock {
                 page(pfn).pointee.flags |= PG.mlocked | PG.unevictable  // mlock_folio()
             } else {
                 if page(pfn).pointee.flags & PG.mlocked != 0 { munlockVMAPage(pfn) }

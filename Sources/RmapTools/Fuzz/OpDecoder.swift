@@ -101,9 +101,10 @@ extension OpDecoder {
     /// Large folios (the FuzzLargeOps target): a window of two PMDs at a
     /// 2 MiB-aligned address, THP settings from the first two bytes, and the
     /// large-page statements (hugepage / nohugepage advice, `thp shrink`,
-    /// `split`) among the forward ones. No hugetlb, no `madvise collapse`,
-    /// and none of the model-only reverse statements (their large-folio side
-    /// is not modelled yet). Same four bytes per operation as `trace(from:)`.
+    /// `split`) among the forward ones, and the model-only reverse
+    /// statements `unmap ... migration` (PMD migration entries), `migrate`,
+    /// `device` and `exclusive`. No hugetlb, no `madvise collapse`. Same
+    /// four bytes per operation as `trace(from:)`.
     public static let largeBase: UInt64 = 0x1000_0040_0000
     public static let largeWindow: UInt64 = 1024
 
@@ -150,6 +151,13 @@ extension OpDecoder {
             case 11: lines.append("\(p) madvise \(addr) \(pages) \(["hugepage", "hugepage", "nohugepage", "dontneed", "dontfork", "dofork"][Int(c) % 6])")
             case 12: lines.append(c % 2 == 0 ? "thp shrink" : "\(p) split \(addr) \(pages)")
             case 13: lines.append("\(p) \(c % 2 == 0 ? "mlock" : "munlock") \(addr) \(pages)")
+            case 14:
+                // The model-only reverse statements on large folios: PMD
+                // migration entries (`unmap ... migration` at a PMD),
+                // migration, migrate_vma, make_device_exclusive.
+                let verbs = ["unmap \(addr) \(1 + b % 4) migration", "unmap \(addr) \(1 + b % 4) migration,split_huge_pmd",
+                             "migrate \(addr) \(1 + b % 4)", "device \(addr) \(1 + b % 4)", "exclusive \(addr) 1"]
+                lines.append("\(p) \(verbs[Int(c >> 3) % verbs.count])")
             default:
                 let t = live.map { "\($0) \(hex(largeBase + page << 12)) \(1 + b % 64)" }.joined(separator: ", ")
                 if !t.isEmpty { lines.append("observe \(t)") }
