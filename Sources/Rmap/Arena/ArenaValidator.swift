@@ -128,7 +128,7 @@ struct ArenaValidator {
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
             let p = k.file(FileID(i)).pointee
-            guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind == 1 || p.kind == 2,
+            guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind >= 1 && p.kind <= 3,
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
         if let e = validateKSMObjects() { return e }
