@@ -52,20 +52,27 @@ extension Machine {
         case .madvise(let addr, let pages, let advice):
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
-            let v = k.vmaLookup(m, addr)
-            guard !v.isNone, k.vma(v).pointee.vm_start <= addr, k.vma(v).pointee.vm_end >= end, k.isHugetlbVMA(v) else {
-                return .notModelled("madvise over a hugetlb mapping and others")
-            }
+            let vmas = k.vmasIntersecting(m, addr, end)
+            guard vmas.allSatisfy({ k.isHugetlbVMA($0) }) else { return .notModelled("madvise over a hugetlb mapping and others") }
             switch advice {
-            case .dontneed:
-                // madvise_dontneed_free_valid_vma(): an aligned start, the
-                // end rounded down to 2 MiB.
-                if addr & ~Kernel.hpageMask != 0 { return .errno(.EINVAL) }
-                let hend = end & Kernel.hpageMask
-                if hend > addr { k.unmapHugepageRange(v, addr, hend) }
-                return .ok
-            case .free, .cold, .pageout:
-                return .errno(.EINVAL)  // not MADV_DONTNEED / can_madv_lru_vma()
+            case .dontneed, .free, .cold, .pageout:
+                // madvise_walk_vmas(): VMA by VMA, a hole noted (ENOMEM at
+                // the end), the first error ends the walk.
+                // madvise_dontneed_free_valid_vma(): MADV_DONTNEED only, the
+                // VMA's part starting aligned, its end rounded down to 2 MiB;
+                // cold and pageout refuse VM_HUGETLB (can_madv_lru_vma).
+                var unmapped = false
+                var start = addr
+                for v in vmas {
+                    let p = k.vma(v).pointee
+                    if start < p.vm_start { unmapped = true; start = p.vm_start }
+                    let tmp = min(p.vm_end, end)
+                    guard advice == .dontneed, start & ~Kernel.hpageMask == 0 else { return .errno(.EINVAL) }
+                    let hend = tmp & Kernel.hpageMask
+                    if hend > start { k.unmapHugepageRange(v, start, hend) }
+                    start = tmp
+                }
+                return unmapped || start < end ? .errno(.ENOMEM) : .ok
             default:
                 return .notModelled("madvise \(advice.rawValue) of a hugetlb mapping")
             }
