@@ -61,6 +61,24 @@ import CShims
         #expect(m.hugetlbPool == (2, 2, 0, 0))
     }
 
+    @Test func referencedWalksEveryMappingOfTheFolioOnce() throws {
+        // folio_referenced(): each entry tested and cleared young, once per folio.
+        let m = try Machine()
+        _ = try run(m, "hugetlb 2\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\nP0 write 0x100000000000\nP0 mmap 0x100000400000 512 rw hugetlb-shared\nP0 write 0x100000400000\nP1 = fork P0")
+        #expect(try run(m, "P0 referenced 0x100000000000 512") == ["referenced=2"])
+        #expect(try run(m, "P1 referenced 0x100000000000 3") == ["referenced=0"])
+        #expect(try run(m, "P1 read 0x100000001000\nP0 referenced 0x100000000000") == ["ok", "referenced=1"])
+        // A shared page: found through the hugetlbfs file's i_mmap.
+        #expect(try run(m, "P1 read 0x100000400000") == ["ok"])
+        #expect(m.tokens("P1", 0x1000_0040_0000, 1) == "T1+0:2*")
+        #expect(try run(m, "P1 referenced 0x100000400000\nP1 referenced 0x100000400000") == ["referenced=2", "referenced=0"])
+        // A page of the range without a folio: EFAULT.
+        #expect(try run(m, "P1 referenced 0x1000001ff000 2") == ["EFAULT"])
+        // The rest of the reverse statements are refused by name.
+        let out = m.replay(try TraceParser.parse("P0 migrate 0x100000000000", file: "h.trace", continuing: m.traceContext))
+        #expect(out.error == "h.trace:1: error: large pages are not modelled yet: P0 migrate (migrate of a hugetlb page)")
+    }
+
     @Test func aPoolTheArenaCannotHoldIsRefusedAndChangesNothing() throws {
         let m = try Machine(config: .tiny)
         let out = m.replay(try TraceParser.parse("hugetlb 64\nproc P0", file: "h.trace"))

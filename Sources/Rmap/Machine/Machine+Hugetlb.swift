@@ -78,8 +78,29 @@ extension Machine {
             }
         case .mlock(let addr, let pages), .munlock(let addr, let pages):
             return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("mlock of a hugetlb mapping") : nil
+        case .referenced(let addr, let pages):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("referenced over a hugetlb mapping and others")
+            }
+            // folio_referenced() once per folio met; a page without one is
+            // EFAULT and ends the line (as for other folios).
+            var n = 0
+            var a = addr
+            var last = PFN.none
+            while a < end {
+                defer { a += PAGE_SIZE }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                let head = k.folioOf(pfn)
+                if head == last { continue }
+                last = head
+                n += k.hugetlbFolioReferenced(head)
+            }
+            return .referenced(n)
         case .unmap(let addr, let pages, _), .reclaim(let addr, let pages), .migrate(let addr, let pages),
-             .referenced(let addr, let pages), .mkclean(let addr, let pages), .poison(let addr, let pages),
+             .mkclean(let addr, let pages), .poison(let addr, let pages),
              .device(let addr, let pages, _), .exclusive(let addr, let pages):
             return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("\(op.verb) of a hugetlb page") : nil
         default:
