@@ -24,7 +24,8 @@ typedef struct rmap_machine rmap_machine;
 #define RMAP_SIGBUS (-1001)
 #define RMAP_FAIL (-1002)
 /* The operation reached a path the model does not run yet (large pages:
- * hugetlb, a PMD migration entry, ...); nothing was changed by the refused
+ * a PMD migration entry, an mprotect or mremap of a hugetlb mapping, ...);
+ * nothing was changed by the refused
  * part. rmap_last_error() names it where the call sets it. */
 #define RMAP_NOT_MODELLED (-1003)
 
