@@ -205,7 +205,9 @@ typedef struct rmap_ptdesc {
     uint32_t level;          /* 4 PGD, 3 PUD, 2 PMD, 1 PTE */
     uint32_t used;           /* non-none entries */
     uint32_t next;           /* free list */
-    uint32_t ptl;            /* the split page-table lock word */
+    uint32_t ptl;            /* the split page-table lock word (the model takes no locks); a PMD
+                                table shared by hugetlb mappings keeps its pt_share_count here:
+                                the PUD entries beyond the first that point to it */
 } rmap_ptdesc;
 
 typedef struct rmap_mm {

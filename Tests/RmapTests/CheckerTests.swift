@@ -346,6 +346,9 @@ import RmapTestSupport
             k.hugetlbEntryUpdate(k.vmFile(v), 1, set: HugetlbEntry.consumed)
         case .hugetlbFolio:
             k.page(try hugetlbHead(m, "H", Self.h).advanced(by: 1)).pointee.entire_mapcount += 1
+        case .hugetlbPMDShare:
+            // H's PMD table counted as shared: no other PUD entry points to it.
+            k.ptDesc(k.pmdTable(root: k.mm(m.mm("H")).pointee.pgd, key: Self.h)).pointee.ptl += 1
         }
     }
 }

@@ -79,6 +79,71 @@ import CShims
         #expect(out.error == "h.trace:1: error: large pages are not modelled yet: P0 migrate (migrate of a hugetlb page)")
     }
 
+    /// Records the notifier ranges (mmu_notifier_invalidate_range_start).
+    final class RangeRecorder: MMUNotifier {
+        var starts: [(mm: MMID, start: UInt64, end: UInt64)] = []
+        func invalidateRangeStart(mm: MMID, start: UInt64, end: UInt64) { starts.append((mm, start, end)) }
+    }
+
+    static let gib: UInt64 = 0x1000_8000_0000
+    static let shared = """
+        hugetlb 2
+        proc P0
+        P0 mmap 0x100080000000 262144 rw hugetlb-shared noreserve
+        P0 write 0x100080000000
+        P1 = fork P0
+        P1 read 0x100080200000
+        """
+
+    func pmdTable(_ m: Machine, _ p: String) -> UInt32 {
+        m.k.pmdTable(root: m.k.mm(m.mm(p)).pointee.pgd, key: Self.gib)
+    }
+
+    @Test func aWholeSharedGiBSharesItsPMDTableAndSplittingUnsharesIt() throws {
+        let m = try Machine()
+        _ = try run(m, Self.shared)
+        // huge_pmd_share: one table, two PUD entries, share count 1; each page mapped once.
+        #expect(pmdTable(m, "P0") == pmdTable(m, "P1") && pmdTable(m, "P0") != 0)
+        #expect(m.k.pmdShareCount(pmdTable(m, "P0")) == 1)
+        #expect(m.tokens("P0", Self.gib, 1) == "T1+0:1*" && m.tokens("P0", Self.gib + 0x200000, 1) == "T1+0:1*")
+        // A VMA that covers no whole GiB never shares (want_pmd_share).
+        _ = try run(m, "P1 munmap 0x100080200000 512")
+        #expect(m.k.pmdShareCount(pmdTable(m, "P0")) == 0 && pmdTable(m, "P1") == 0)
+        _ = try run(m, "P1 read 0x100080000000")
+        #expect(pmdTable(m, "P1") != pmdTable(m, "P0") && m.tokens("P1", Self.gib, 1) == "T1+0:2*")
+        // A private mapping of a whole GiB never shares either.
+        let p = try Machine()
+        _ = try run(p, "hugetlb 2\nproc P0\nP0 mmap 0x100080000000 262144 rw hugetlb-private noreserve\nP0 write 0x100080000000\nP1 = fork P0\nP1 read 0x100080200000")
+        #expect(pmdTable(p, "P0") != pmdTable(p, "P1") && p.k.pmdShareCount(pmdTable(p, "P0")) == 0)
+    }
+
+    @Test func unmapOnASharedPMDTableUnsharesWithTheWidenedRange() throws {
+        let m = try Machine()
+        _ = try run(m, Self.shared)
+        let rec = RangeRecorder()
+        m.register(rec, for: "P0")
+        m.register(rec, for: "P1")
+        let flushes = m.tlbFlushes
+        #expect(try run(m, "P0 unmap 0x100080000000 512") == ["ok"])
+        // The PageHuge branch: P0's VMA first (i_mmap order); its range is
+        // widened to the whole GiB, its shared table only unshared; then
+        // P1's entry is cleared, over the same widened range.
+        let p0 = m.mm("P0"), p1 = m.mm("P1")
+        #expect(rec.starts.count == 2)
+        #expect(rec.starts.first.map { $0.mm == p0 && $0.start == Self.gib && $0.end == Self.gib + Kernel.pudSize } == true)
+        #expect(rec.starts.last.map { $0.mm == p1 && $0.start == Self.gib && $0.end == Self.gib + Kernel.pudSize } == true)
+        // One flush for the unshare (tlb_unshare_pmd_ptdesc), one for the cleared entry.
+        #expect(m.tlbFlushes - flushes == 2)
+        #expect(pmdTable(m, "P0") == 0 && m.k.pmdShareCount(pmdTable(m, "P1")) == 0)
+        #expect(m.tokens("P0", Self.gib, 1) == "-" && m.tokens("P1", Self.gib, 1) == "-")
+        #expect(m.tokens("P1", Self.gib + 0x200000, 1) == "T1+0:1*")
+        // An anonymous hugetlb page: refused as the kernel's VM_BUG_ON (EINVAL).
+        let a = try Machine()
+        _ = try run(a, "hugetlb 1\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\nP0 write 0x100000000000")
+        #expect(try run(a, "P0 unmap 0x100000000000") == ["EINVAL"])
+        #expect(a.tokens("P0", Self.a, 1) == "T1+0:1*")
+    }
+
     @Test func aPoolTheArenaCannotHoldIsRefusedAndChangesNothing() throws {
         let m = try Machine(config: .tiny)
         let out = m.replay(try TraceParser.parse("hugetlb 64\nproc P0", file: "h.trace"))

@@ -332,8 +332,17 @@ struct ArenaValidator {
     /// says; every leaf names something that exists.
     func validatePageTables() -> String? {
         var owner = [Bool](repeating: false, count: Int(bump(T.ptPage)))
+        var sharedRefs: [UInt32: UInt32] = [:]  // PMD tables shared by hugetlb mappings: the extra references met
         func descend(_ table: UInt32, _ level: UInt32, cache: Bool, hugetlbfs: Bool = false) -> String? {
+            // A PMD table with a share count (huge_pmd_share) is reached
+            // from several PUD entries: checked once, the others counted.
+            if ok(T.ptPage, table) && owner[Int(table)] && level == 2 && !cache && k.ptDesc(table).pointee.level == 2
+                && k.ptDesc(table).pointee.ptl > 0 {
+                sharedRefs[table, default: 0] += 1
+                return sharedRefs[table]! <= k.ptDesc(table).pointee.ptl ? nil : "page-table page \(table) shared beyond its share count"
+            }
             guard ok(T.ptPage, table), !owner[Int(table)] else { return "page-table page \(table) missing or shared" }
+            guard k.ptDesc(table).pointee.ptl == 0 || (level == 2 && !cache) else { return "page-table page \(table): a share count on no PMD table" }
             owner[Int(table)] = true
             guard k.ptDesc(table).pointee.level == level else { return "page-table page \(table): level \(k.ptDesc(table).pointee.level), expected \(level)" }
             let e = k.ptPage(table)
@@ -394,6 +403,9 @@ struct ArenaValidator {
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
             if let e = descend(k.mm(MMID(i)).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
+        }
+        for i in 1..<bump(T.ptPage) where owner[Int(i)] && k.ptDesc(i).pointee.ptl != sharedRefs[i] ?? 0 {
+            return "page-table page \(i): share count \(k.ptDesc(i).pointee.ptl), \(sharedRefs[i] ?? 0) other references"
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
             let hugetlbfs = k.file(FileID(i)).pointee.kind == FileKind.hugetlbfs.rawValue

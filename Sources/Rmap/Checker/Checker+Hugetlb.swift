@@ -6,8 +6,12 @@ import CShims
 /// entries that map it.
 extension Checker {
     /// A PMD entry of hugetlb VMA `v` at `haddr` (the census of the VMA walk).
-    func censusHugetlbLeaf(_ m: MMID, _ v: VMAID, _ haddr: UInt64, _ e: UInt64, maps: inout [PFN: Int],
+    /// An entry of a PMD table shared by several mms (huge_pmd_share) is
+    /// one mapping: it counts once (`seen`), though every sharer's walk finds it.
+    func censusHugetlbLeaf(_ m: MMID, _ v: VMAID, _ haddr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+                           maps: inout [PFN: Int], seen: inout Set<UnsafeMutablePointer<UInt64>>,
                            mappedBy: inout [(pfn: PFN, vma: VMAID, addr: UInt64)]) {
+        let e = slot.pointee
         let p = k.vma(v).pointee
         let head = PTE.pfn(e)
         guard haddr >= p.vm_start, haddr + Kernel.hpageSize <= p.vm_end, !head.isNone,
@@ -16,10 +20,38 @@ extension Checker {
             fail(.hugetlbFolio, .mm(m), "mm \(m): hugetlb entry at \(hex(haddr)) of vma \(v) maps frame \(head), not an in-use hugetlb folio inside the VMA")
             return
         }
-        maps[head, default: 0] += 1
+        if seen.insert(slot).inserted { maps[head, default: 0] += 1 }
         mappedBy.append((head, v, haddr))
         if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 && k.page(head).pointee.flags & PG.anonExclusive == 0 {
             fail(.writablePrivateNotExclusive, .frame(head), "frame \(head): hugetlb folio mapped writable by private vma \(v) at \(hex(haddr)) but not exclusive")
+        }
+    }
+
+    /// Shared PMD tables: each table's share count is the number of PUD
+    /// entries (of every mm) that point to it beyond the first, and every
+    /// mm that shares one maps the whole PUD range there with a VMA that
+    /// may share it (want_pmd_share).
+    func checkPMDShares(mms: [MMID]) {
+        var refs: [UInt32: [(MMID, UInt64)]] = [:]
+        for m in mms {
+            let pgd = k.ptPage(k.mm(m).pointee.pgd)
+            for i4 in 0..<512 where pgd[i4] != 0 {
+                let pud = k.ptPage(PTE.tablePage(pgd[i4]))
+                for i3 in 0..<512 where pud[i3] != 0 {
+                    refs[PTE.tablePage(pud[i3]), default: []].append((m, UInt64(i4) << 39 | UInt64(i3) << 30))
+                }
+            }
+        }
+        for (table, users) in refs where users.count > 1 || k.pmdShareCount(table) > 0 {
+            if Int(k.pmdShareCount(table)) != users.count - 1 {
+                fail(.hugetlbPMDShare, nil, "page table \(table): pt_share_count \(k.pmdShareCount(table)), \(users.count) PUD entries point to it")
+            }
+            for (m, addr) in users {
+                let v = k.vmaLookup(m, addr)
+                if v.isNone || !k.wantPMDShare(v, addr) {
+                    fail(.hugetlbPMDShare, .mm(m), "mm \(m): shares page table \(table) at \(hex(addr)) without a VMA that may share it")
+                }
+            }
         }
     }
 

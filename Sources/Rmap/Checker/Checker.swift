@@ -31,6 +31,7 @@ final class Checker {
         var pmdLeaves: [UInt32: Int] = [:]      // PMD leaves per PMD table
         var writablePMDs: [(head: PFN, mm: MMID, addr: UInt64)] = []
         var hugetlbMaps: [PFN: Int] = [:]       // entries mapping each hugetlb folio (by head)
+        var hugetlbSeen = Set<UnsafeMutablePointer<UInt64>>()  // hugetlb entries counted (shared PMD tables)
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -84,7 +85,7 @@ final class Checker {
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end, pmd: { haddr, slot in
                     let e = slot.pointee
                     if p.vm_flags & VM.hugetlb != 0 {
-                        censusHugetlbLeaf(m, v, haddr, e, maps: &hugetlbMaps, mappedBy: &mappedBy)
+                        censusHugetlbLeaf(m, v, haddr, slot, maps: &hugetlbMaps, seen: &hugetlbSeen, mappedBy: &mappedBy)
                         if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 { writablePMDs.append((PTE.pfn(e), m, haddr)) }
                         return true
                     }
@@ -286,6 +287,7 @@ final class Checker {
         }
         checkDeferredSplitQueue(mapcount: mapcount, entire: entire)
         checkHugetlb(maps: hugetlbMaps)
+        checkPMDShares(mms: mms)
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).
         let fd = k.desc(T.file).pointee

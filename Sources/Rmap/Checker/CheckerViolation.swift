@@ -126,6 +126,11 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// the folio's entire mapcount (and large mapcount, equal to it)
         /// counts the entries that map it; no page is mapped on its own.
         case hugetlbFolio
+        /// A PMD table shared by hugetlb mappings (huge_pmd_share) has a
+        /// share count of the PUD entries beyond the first that point to
+        /// it, and only VMAs that may share it (VM_MAYSHARE, the whole
+        /// 1 GiB) do.
+        case hugetlbPMDShare
 
         // MARK: special entries and device memory
 

@@ -365,8 +365,14 @@ extension Kernel {
     /// hugetlb_fault(): `addr` of hugetlb VMA `v`, the access checked.
     func hugetlbFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, write: Bool) -> FaultResult {
         let haddr = addr & Kernel.hpageMask
-        // huge_pte_alloc()
-        guard available(T.ptPage) >= 2, let pmd = pmdSlotAlloc(root: mm(m).pointee.pgd, key: haddr) else { return .oom }
+        // huge_pte_alloc(): a none PUD entry of a VMA that may share its
+        // PMD table takes another VMA's (huge_pmd_share), else pmd_alloc().
+        guard available(T.ptPage) >= 3 else { return .oom }
+        if wantPMDShare(v, haddr) {
+            guard let pud = pudSlotAlloc(root: mm(m).pointee.pgd, key: haddr) else { return .oom }
+            if pud.pointee == 0 { hugePMDShare(v, haddr, pud: pud) }
+        }
+        guard let pmd = pmdSlotAlloc(root: mm(m).pointee.pgd, key: haddr) else { return .oom }
         let e = pmd.pointee
         if e == 0 { return hugetlbNoPage(m, v, haddr, pmd, write: write) }
         guard PTE.isPMDLeaf(e) else { return .sigbus }  // no hugetlb migration or hwpoison entry is made
@@ -545,11 +551,21 @@ extension Kernel {
     func unmapHugepageRange(_ v: VMAID, _ start: UInt64, _ end: UInt64, folio: PFN? = nil) {
         let m = vmMM(v)
         let root = mm(m).pointee.pgd
-        mmuInvalidateRangeStart(m, start, end)
-        defer { mmuInvalidateRangeEnd(m, start, end) }
+        // The notifier range covers what a shared PMD table may map
+        // (adjust_range_if_pmd_sharing_possible).
+        var rstart = start, rend = end
+        adjustRangeIfPMDSharingPossible(v, &rstart, &rend)
+        mmuInvalidateRangeStart(m, rstart, rend)
+        defer { mmuInvalidateRangeEnd(m, rstart, rend) }
         var addr = start
         while addr < end {
             defer { addr += Kernel.hpageSize }
+            // huge_pmd_unshare(): a shared table goes from this mm whole;
+            // the walk goes on after its PUD range.
+            if folio == nil && hugePMDUnshare(v, addr) {
+                addr |= Kernel.pudSize - Kernel.hpageSize
+                continue
+            }
             guard let pmd = pmdSlot(root: root, key: addr) else { continue }
             let e = pmd.pointee
             guard e != 0 else { continue }

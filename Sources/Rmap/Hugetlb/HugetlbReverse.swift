@@ -55,3 +55,45 @@ extension Kernel {
         return referenced
     }
 }
+
+extension Kernel {
+    /// try_to_unmap() of a hugetlb folio, as the seeds' try_to_unmap_one()
+    /// orders its PageHuge branch (v5.0): per VMA, the notifier range is the
+    /// folio's, widened to the PUD range when the PMD table may be shared
+    /// (adjust_range_if_pmd_sharing_possible); a shared PMD table is only
+    /// unshared (huge_pmd_unshare: this mm's PUD entry goes, the TLB and the
+    /// secondary MMUs are flushed over the widened range) and the walk of
+    /// that VMA ends there, the other sharers still mapping the page;
+    /// otherwise the entry is cleared and flushed, its dirty bit given to the
+    /// folio, and the mapping removed (hugetlb_remove_rmap, one reference).
+    /// An anonymous hugetlb folio is refused (EINVAL): the seeds would take
+    /// the swap path a hugetlb page has no swap entry for, 6.18 has
+    /// VM_BUG_ON(!PageHWPoison) there; TTU_MIGRATION (a hugetlb migration
+    /// entry) is not modelled yet. `ok` when no mapping is left.
+    package func tryToUnmapHugetlb(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
+        if flags.contains(.migration) { return .notModelled("a hugetlb migration entry") }
+        guard !pageIsAnon(head) else { return .einval }
+        getPage(head)  // the caller's reference
+        defer { putPage(head) }
+        var done = Set<VMAID>()
+        while folioMapcount(head) > 0 {
+            // A fresh walk after each change: an unshare changes what the
+            // next VMA's entry is (page_vma_mapped_walk looks it up anew).
+            guard let (v, address, pmd) = hugetlbMappings(head).first(where: { !done.contains($0.vma) }) else { break }
+            done.insert(v)
+            let m = vmMM(v)
+            var start = address, end = min(vma(v).pointee.vm_end, address + Kernel.hpageSize)
+            adjustRangeIfPMDSharingPossible(v, &start, &end)
+            mmuInvalidateRangeStart(m, start, end)
+            defer { mmuInvalidateRangeEnd(m, start, end) }
+            if hugePMDUnshare(v, address) { continue }
+            let e = pmd.pointee
+            pmd.pointee = 0
+            flushTLBPage()  // ptep_clear_flush()
+            if PTE.isDirty(e) { page(head).pointee.flags |= PG.dirty }
+            hugetlbRemoveRmap(head)
+            putPage(head)
+        }
+        return folioMapcount(head) == 0 ? .ok : .fail
+    }
+}

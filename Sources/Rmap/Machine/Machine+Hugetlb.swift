@@ -99,7 +99,30 @@ extension Machine {
                 n += k.hugetlbFolioReferenced(head)
             }
             return .referenced(n)
-        case .unmap(let addr, let pages, _), .reclaim(let addr, let pages), .migrate(let addr, let pages),
+        case .unmap(let addr, let pages, let flags):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("unmap over a hugetlb mapping and others")
+            }
+            // try_to_unmap() once per folio met (Kernel.tryToUnmapHugetlb).
+            var result = OpResult.ok
+            var a = addr
+            var skipUntil: UInt64 = 0  // the rest of the last folio's 2 MiB (unmapped by now)
+            while a < end {
+                defer { a += PAGE_SIZE }
+                if a < skipUntil { continue }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                let head = k.folioOf(pfn)
+                skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
+                let r = opResult(k.tryToUnmapHugetlb(head, flags: flags))
+                if case .notModelled = r { return r }
+                if r != .ok { result = r }
+            }
+            k.tryToUnmapFlush()
+            return result
+        case .reclaim(let addr, let pages), .migrate(let addr, let pages),
              .mkclean(let addr, let pages), .poison(let addr, let pages),
              .device(let addr, let pages, _), .exclusive(let addr, let pages):
             return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("\(op.verb) of a hugetlb page") : nil
@@ -124,13 +147,18 @@ extension Machine {
         let splitStart = k.vma(v0).pointee.vm_start < start
         if splitStart && k.isHugetlbVMA(v0) && start & ~Kernel.hpageMask != 0 { return .EINVAL }
         let last = k.lastVMABefore(m, end)
-        if k.vma(last).pointee.vm_end > end && k.isHugetlbVMA(last) && end & ~Kernel.hpageMask != 0 {
+        let splitEnd = k.vma(last).pointee.vm_end > end
+        if splitEnd && k.isHugetlbVMA(last) && end & ~Kernel.hpageMask != 0 {
             if splitStart {
                 guard k.available(T.vma) >= 1, k.available(T.avc) >= UInt32(k.avcListLength(v0)) else { return .ENOMEM }
+                if k.isHugetlbVMA(v0) { k.hugetlbSplitUnshare(v0, start) }
                 _ = k.splitVMA(v0, at: start, newBelow: true)
             }
             return .EINVAL
         }
+        // The splits to come unshare the PUD ranges they cut (hugetlb_split).
+        if splitStart && k.isHugetlbVMA(v0) { k.hugetlbSplitUnshare(v0, start) }
+        if splitEnd && k.isHugetlbVMA(last) { k.hugetlbSplitUnshare(last, end) }
         return nil
     }
 
