@@ -6,7 +6,8 @@ import Rmap
 /// hugetlb VMA): mmaps of both kinds (with and without `noreserve`, mostly
 /// at 2 MiB-aligned addresses), accesses (faults, COW after the forks the
 /// large traces make), munmap and `madvise dontneed` over aligned and
-/// unaligned ranges. Never what the model refuses on a hugetlb VMA
+/// unaligned ranges; now and then a shared mapping of the whole GiB there,
+/// whose PMD table fork children share. Never what the model refuses on a hugetlb VMA
 /// (mprotect that changes it, mremap moves, mlock, the reverse statements).
 extension TraceGenerator {
     public static let hugetlbBase: UInt64 = 0x1000_4000_0000
@@ -20,7 +21,11 @@ extension TraceGenerator {
 
     mutating func hugetlbStatement(_ p: String) {
         switch int(100) {
-        case 0..<25:
+        case 0..<4:
+            // A shared GiB (noreserve: the pool need only hold what is
+            // faulted): fork children sharing its PMD table (huge_pmd_share).
+            lines.append("\(p) mmap \(hex(TraceGenerator.hugetlbBase)) 262144 rw hugetlb-shared noreserve")
+        case 4..<25:
             let kind = pick(["hugetlb-private", "hugetlb-private", "hugetlb-shared"])
             lines.append("\(p) mmap \(hex(hugetlbAddr())) \(pick([1, 512, 512, 1024, 1100, 1536] as [UInt64])) \(pick(["rw", "rw", "rw", "r"])) \(kind)\(chance(20) ? " noreserve" : "")")
         case 25..<70:
