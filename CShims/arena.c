@@ -15,7 +15,7 @@
 
 _Static_assert(sizeof(rmap_rb_node) == 24, "rmap_rb_node layout");
 _Static_assert(sizeof(rmap_table_desc) == 32, "rmap_table_desc layout");
-_Static_assert(sizeof(rmap_arena_header) == 48 + 32 * RMAP_T_COUNT + 64 + 48 + 64 + 48, "rmap_arena_header layout");
+_Static_assert(sizeof(rmap_arena_header) == 48 + 32 * RMAP_T_COUNT + 64 + 48 + 64 + 48 + 40, "rmap_arena_header layout");
 _Static_assert(offsetof(rmap_page, content) == 40 && offsetof(rmap_page, next) == 48, "rmap_page layout");
 _Static_assert(sizeof(rmap_page) == 64, "rmap_page layout");
 _Static_assert(sizeof(rmap_ptdesc) == 16, "rmap_ptdesc layout");

@@ -29,8 +29,10 @@
  * reuse counters, name order, balloon list and counts).
  * 5: large folios: struct folio's fields overlay the first tail pages as in
  * the kernel (rmap_page's unions), free runs per order, the deferred split
- * queue, the huge zero folio and the THP settings in the header. */
-#define RMAP_LAYOUT_VERSION 5u
+ * queue, the huge zero folio and the THP settings in the header.
+ * 6: hugetlb (mm/hugetlb.c): the pool's free list and counters in the header
+ * (appended: the header grew inside its page). */
+#define RMAP_LAYOUT_VERSION 6u
 
 /* The largest folio order: PMD order (2 MiB of 4 KiB pages). */
 #define RMAP_PMD_ORDER 9u
@@ -126,6 +128,17 @@ typedef struct rmap_arena_header {
     uint64_t thp_split_pmd;          /* thp_split_pmd */
     uint64_t thp_split_page;         /* thp_split_page (every order) */
     uint64_t mthp_fault_alloc;       /* the sum of hugepages-*kB/stats/anon_fault_alloc below PMD order */
+    /* hugetlb (mm/hugetlb.c): the default hstate of 2 MiB pages. Pool folios
+     * are order-9 folios with PG_hugetlb; a free one has _refcount 0 and is
+     * on hugepage_freelists, threaded through its head's `next`. A hugetlbfs
+     * file's reservation map (and a private mapping's, see Hugetlb.swift)
+     * lives in the file's page-cache tree. */
+    uint32_t hugetlb_free_head;      /* h->hugepage_freelists: head PFN of the first free folio, 0 if none */
+    uint32_t hugetlb_pad;
+    uint64_t nr_huge_pages;          /* h->nr_huge_pages (HugePages_Total) */
+    uint64_t free_huge_pages;        /* h->free_huge_pages (HugePages_Free) */
+    uint64_t resv_huge_pages;        /* h->resv_huge_pages (HugePages_Rsvd) */
+    uint64_t surplus_huge_pages;     /* h->surplus_huge_pages (HugePages_Surp; 0: no overcommit) */
 } rmap_arena_header;
 
 /* thp_flags: the top-level `enabled` mode in bits 0-1 (RMAP_THP_MODE_*, never
@@ -192,7 +205,9 @@ typedef struct rmap_ptdesc {
     uint32_t level;          /* 4 PGD, 3 PUD, 2 PMD, 1 PTE */
     uint32_t used;           /* non-none entries */
     uint32_t next;           /* free list */
-    uint32_t ptl;            /* the split page-table lock word */
+    uint32_t ptl;            /* the split page-table lock word (the model takes no locks); a PMD
+                                table shared by hugetlb mappings keeps its pt_share_count here:
+                                the PUD entries beyond the first that point to it */
 } rmap_ptdesc;
 
 typedef struct rmap_mm {

@@ -63,8 +63,8 @@ typedef struct rmap_machine rmap_machine;
 #define RMAP_SIGBUS (-1001)
 #define RMAP_FAIL (-1002)
 /* The operation reached a path the model does not run yet (large pages:
- * hugetlb, a PMD migration entry, ...); nothing was changed by the refused
- * part. rmap_last_error() names it. */
+ * a hugetlb mapping's mprotect or mremap move, ...); nothing was changed by
+ * the refused part. rmap_last_error() names it. */
 #define RMAP_NOT_MODELLED (-1003)
 /* The handle is not a live machine: destroyed, never made by
  * rmap_machine_create/open, or its memory was overwritten (see Lifetime). */

@@ -63,7 +63,7 @@ extension Machine {
         let id: Int
         if let i = ids[head.rawValue] { id = i } else { id = ids.count + 1; ids[head.rawValue] = id }
         let mapping = k.page(head).pointee.mapping & PageMapping.flags
-        let kind = mapping == PageMapping.ksm ? "K" : mapping == PageMapping.anon ? "A" : "F"
+        let kind = k.folioIsHugetlb(head) ? "T" : mapping == PageMapping.ksm ? "K" : mapping == PageMapping.anon ? "A" : "F"
         if k.folioIsLarge(head) { return "\(kind)\(id)+\(sub):\(k.precisePageMapcount(head.advanced(by: sub)))" }
         return "\(kind)\(id):\(k.pageMapcount(head))"
     }
@@ -118,6 +118,8 @@ extension Machine {
         let kind: String
         if p.file == 0 {
             kind = "anon"
+        } else if f & VM.hugetlb != 0 {
+            kind = "hugetlb"
         } else if k.file(FileID(p.file)).pointee.kind == FileKind.shmem.rawValue {
             kind = "shmem"
         } else {
@@ -210,36 +212,23 @@ extension Machine {
     /// failed expectation to `out`; or, for a statement with no result that
     /// cannot run here, setting `out.error` (the machine is unchanged).
     ///
-    /// Of the Large pages additions, the THP ones run (settings, `thp
+    /// Every Large pages addition runs: the THP ones (settings, `thp
     /// shrink`, `madvise hugepage|nohugepage|collapse`, `split`,
-    /// `noreserve`); hugetlb (a pool of pages, the hugetlb kinds) parses but
-    /// does not run yet: it stops the replay with `FILE:LINE: error: large
-    /// pages are not modelled yet: STATEMENT` (the machine is unchanged), so
-    /// no trace that uses it passes for one the model ran.
-    /// The statement's spelling when the model cannot run it yet (hugetlb);
-    /// nil when it can.
-    public static func notModelled(_ st: Statement) -> String? {
-        switch st {
-        case .hugetlb(let pages) where pages > 0: break
-        case .largePageOp(_, .mmap(_, _, _, let kind, _), _) where kind.isHugetlb: break
-        case .op(_, .mmap(_, _, _, let kind), _) where kind.isHugetlb: break
-        default: return nil
-        }
-        return st.largePageDescription ?? "\(st)"
-    }
-
+    /// `noreserve`) and hugetlb (the pool, the hugetlb kinds). A path the
+    /// model does not run yet (an operation on a hugetlb mapping it refuses,
+    /// some reverse paths of large folios) stops the replay with
+    /// `FILE:LINE: error: large pages are not modelled yet: ...` (the
+    /// machine is unchanged), so no trace passes for one the model ran.
     public func step(_ tl: TraceLine, file: String, into out: inout ReplayOutcome) {
-        if let unsupported = Self.notModelled(tl.statement) {
-            out.error = "\(file):\(tl.line): error: large pages are not modelled yet: " + unsupported
-            return
-        }
         switch tl.statement {
         case .thpEnabled(let mode):
             _ = setTHP(enabled: THPMode(mode))
         case .thpSize(let size, let mode):
             _ = setTHP(order: UInt32(size.order), mode: THPMode(mode))
-        case .hugetlb:
-            break  // `hugetlb 0`: the default pool (a larger one is refused above)
+        case .hugetlb(let pages):
+            if setHugetlbPool(pages: pages) != .ok {
+                out.error = "\(file):\(tl.line): error: hugetlb \(pages): this arena's frames cannot hold the pool"
+            }
         case .thpShrink:
             thpShrink()
         case .largePageOp(let p, let op, let expected):

@@ -168,6 +168,7 @@ extension TraceGenerator {
             let size = sizes.remove(at: i)
             lines.append("thp \(size) \(pick(["always", "always", "inherit", "madvise", "never"]))")
         }
+        if hugetlb { lines.append("hugetlb \(1 + int(4))") }
         let nfiles = 1 + int(2)
         for i in 0..<nfiles {
             let n = 8 + int(120)
@@ -199,6 +200,10 @@ extension TraceGenerator {
             }
             let p = pick(live)
             ops += 1
+            if hugetlb && chance(20) {
+                hugetlbStatement(p)
+                continue
+            }
             switch int(100) {
             case 0..<10: largeMmap(p)
             case 10..<34:
@@ -248,6 +253,7 @@ extension TraceGenerator {
             }
         }
         observeLargeWindow()
+        if hugetlb { observeHugetlbWindow() }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -34,6 +34,10 @@ public struct TraceGenerator {
     /// in `largeBase`'s window, hugepage advice, `thp shrink`, and `split`
     /// without `kernelOnly`). Off by default: no other stream changes.
     public var large = false
+    /// With `large`: a hugetlb pool and hugetlb statements in a window of
+    /// their own (`hugetlbBase`, TraceGenerator+Hugetlb.swift). Off by
+    /// default: the streams of `--large` seeds stay what they were.
+    public var hugetlb = false
     var rng: SplitMix64
     var live: [String] = []
     var nextProc = 0

@@ -172,14 +172,19 @@ struct Gen: ParsableCommand {
     @Flag(help: "Traces about large folios: THP settings, 2 MiB-aligned regions, hugepage advice, THP and mTHP faults, COW after fork, partial munmap/mprotect/mremap/dontneed, thp shrink (and, without --kernel-only, the model-only split, unmap with PMD migration entries, migrate, device, exclusive and referenced).")
     var large = false
 
+    @Flag(help: "With --large: a hugetlb pool and hugetlb statements (mmaps of both kinds, faults, munmap, madvise dontneed) in a window of their own.")
+    var hugetlb = false
+
     func validate() throws {
         if large && ksm { throw ValidationError("--large and --ksm cannot be combined") }
+        if hugetlb && !large { throw ValidationError("--hugetlb needs --large") }
     }
 
     func run() throws {
         var g = TraceGenerator(seed: seed, kernelOnly: kernelOnly)
         g.ksm = !kernelOnly || ksm
         g.large = large
+        g.hugetlb = hugetlb
         print(g.generate(statements: max(1, min(statements, 1_000_000))), terminator: "")
     }
 }
@@ -209,6 +214,9 @@ struct Fuzz: ParsableCommand {
     @Flag(help: "Large-folio runs (traces of `rmap gen --large`: THP settings, hugepage advice, thp shrink, split, and the model-only unmap (PMD migration entries), migrate, device, exclusive, referenced).")
     var large = false
 
+    @Flag(help: "With --large: hugetlb statements too (rmap gen --large --hugetlb).")
+    var hugetlb = false
+
     @Flag(name: .customLong("keep-going"), help: "Go on after a violation: count them all, minimise the first of each kind (written as -1, -2, ... .trace).")
     var keepGoing = false
 
@@ -219,6 +227,7 @@ struct Fuzz: ParsableCommand {
             throw ValidationError("--seconds must be a positive number of seconds, got \(seconds)")
         }
         if checkEvery < 1 { throw ValidationError("--check-every must be at least 1") }
+        if hugetlb && !large { throw ValidationError("--hugetlb needs --large") }
     }
 
     func run() throws {
@@ -230,6 +239,7 @@ struct Fuzz: ParsableCommand {
         o.checkEvery = checkEvery
         o.outDirectory = out
         o.large = large
+        o.hugetlb = hugetlb
         o.keepGoing = keepGoing
         let r = Fuzzer(options: o).run { writeStderr($0) }
         let rate = r.seconds > 0 ? Int(Double(r.ops) / r.seconds) : 0
@@ -379,11 +389,15 @@ struct OracleCheckCommand: ParsableCommand {
     @Flag(help: "Random traces about large folios (rmap gen --large --kernel-only; the oracle runs them one at a time). The corpus is then none unless --corpus is given; the skips (exit 77) are counted and reported.")
     var large = false
 
+    @Flag(help: "With --large: hugetlb statements too (rmap gen --large --hugetlb --kernel-only).")
+    var hugetlb = false
+
     @Option(name: .customLong("minimise-budget"), help: "Most candidate traces run while minimising one difference.")
     var minimiseBudget: Int = 3000
 
     func validate() throws {
         if large && ksm { throw ValidationError("--large and --ksm cannot be combined") }
+        if hugetlb && !large { throw ValidationError("--hugetlb needs --large") }
         if minimiseBudget < 0 { throw ValidationError("--minimise-budget must not be negative") }
         if count < 0 { throw ValidationError("--count must not be negative") }
         if statements < 1 || statements > 1_000_000 { throw ValidationError("--statements must be in 1...1000000") }
@@ -400,6 +414,7 @@ struct OracleCheckCommand: ParsableCommand {
         o.jobs = jobs
         o.ksm = ksm
         o.large = large
+        o.hugetlb = hugetlb
         o.minimiseBudget = minimiseBudget
         let r = OracleCheck.run(o, emit: { print($0); fflush(nil) }, progress: { writeStderr($0) })
         if r.status == 0 || r.status == 1 {

@@ -136,15 +136,18 @@ import RmapTestSupport
     static let d: UInt64 = 0x3000_0000_0000    // D: device-private, device-exclusive, hwpoison
     static let s: UInt64 = 0x4000_0000_0000    // S, S2: a fork-shared page swapped out; E: an exclusive one
     static let t: UInt64 = 0x5000_0000_0000    // T, T2: a THP by PMD in both; a partially mapped one by PTEs
+    static let h: UInt64 = 0x6000_0000_0000    // H, H2: a private hugetlb page shared by a fork, one unfaulted; a shared one
 
     /// A sound state with every object the checker looks at: a fork family
     /// of anon_vmas, a file mapping, an mlocked range, a KSM page shared by
     /// two mms, a device-private entry, a device-exclusive entry, a hwpoison
     /// entry, swap entries (shared by a fork, and exclusive) and a balloon
-    /// with one isolated page.
+    /// with one isolated page; hugetlb pages, private and fork-shared with
+    /// a reservation left, and shared (a pool of 3, one free).
     static let fixture = """
         swap 8
         thp enabled madvise
+        hugetlb 3
         file f 4
         file g 4
         proc P0
@@ -190,6 +193,12 @@ import RmapTestSupport
         T write 0x500000200000
         T munmap 0x5000003ff000 1
         T2 = fork T
+        proc H
+        H mmap 0x600000000000 1024 rw hugetlb-private
+        H write 0x600000000000
+        H mmap 0x600000400000 512 rw hugetlb-shared
+        H write 0x600000400000
+        H2 = fork H
         """
 
     func fixture() throws -> Machine {
@@ -217,6 +226,17 @@ import RmapTestSupport
         #expect(m.tokens("T", Self.t, 1) == "A1+0:2*" && m.tokens("T2", Self.t, 1) == "A1+0:2*")
         #expect(m.tokens("T", Self.t + 0x200000, 1) == "A1+0:2" && m.tokens("T", Self.t + 0x3fe000, 2) == "A1+510:2 -")
         #expect(m.k.header.pointee.deferred_split_len == 1)
+        // hugetlb: H's private page shared with H2 (copied at fork), its
+        // second page reserved, not faulted; the shared page in H only.
+        #expect(m.tokens("H", Self.h, 1) == "T1+0:2*" && m.tokens("H2", Self.h, 1) == "T1+0:2*")
+        #expect(m.tokens("H", Self.h + 0x400000, 1) == "T1+0:1*" && m.tokens("H2", Self.h + 0x400000, 1) == "-")
+        #expect(m.hugetlbPool == (3, 1, 1, 0))
+    }
+
+    func hugetlbHead(_ m: Machine, _ p: String, _ addr: UInt64) throws -> PFN {
+        let pfn = m.k.mappedPage(m.mm(p), addr)
+        try #require(!pfn.isNone && m.k.folioIsHugetlb(m.k.folioOf(pfn)))
+        return m.k.folioOf(pfn)
     }
 
     func thpHead(_ m: Machine, _ addr: UInt64) throws -> PFN {
@@ -379,6 +399,18 @@ import RmapTestSupport
             // The PTE table deposited with T's PMD goes missing.
             let root = k.mm(m.mm("T")).pointee.pgd
             k.ptDesc(k.pmdTable(root: root, key: Self.t)).pointee.next = 0
+        case .hugetlbPool:
+            // A free page counted that is not on the free list.
+            k.header.pointee.free_huge_pages += 1
+        case .hugetlbReservations:
+            // H's unfaulted private page reads as consumed: its reservation is unaccounted.
+            let v = m.vmaAt("H", Self.h)
+            k.hugetlbEntryUpdate(k.vmFile(v), 1, set: HugetlbEntry.consumed)
+        case .hugetlbFolio:
+            k.page(try hugetlbHead(m, "H", Self.h).advanced(by: 1)).pointee.entire_mapcount += 1
+        case .hugetlbPMDShare:
+            // H's PMD table counted as shared: no other PUD entry points to it.
+            k.ptDesc(k.pmdTable(root: k.mm(m.mm("H")).pointee.pgd, key: Self.h)).pointee.ptl += 1
         }
     }
 }

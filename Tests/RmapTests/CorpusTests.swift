@@ -22,13 +22,8 @@ import RmapTestSupport
     @Test(arguments: corpusTraces())
     func replaysCleanly(_ url: URL) throws {
         let s = replayFile(path: url.path, check: true)
-        // A kernel-side trace with a statement the model does not run yet
-        // (hugetlb) must be refused, loudly, at that statement.
-        let parsed = try TraceParser.parse(try String(contentsOf: url, encoding: .utf8), file: url.lastPathComponent)
-        if let first = parsed.lines.first(where: { Machine.notModelled($0.statement) != nil }) {
-            #expect(s.status == 2 && s.stderr == ["\(url.path):\(first.line): error: large pages are not modelled yet: \(Machine.notModelled(first.statement)!)"], "\(s.stderr)")
-            return
-        }
+        // Every corpus trace runs on the model (hugetlb included), checked
+        // after every statement.
         #expect(s.stderr.isEmpty, "\(s.stderr.prefix(10).joined(separator: "\n"))")
         #expect(s.status == 0)
         // A corpus trace must assert something.
@@ -52,14 +47,6 @@ import RmapTestSupport
 struct OracleDifferentialTests {
     @Test(arguments: corpusTraces("kernel") + corpusTraces("kernel-large"))
     func modelAgreesWithKernel(_ url: URL) throws {
-        let parsed = try TraceParser.parse(try String(contentsOf: url, encoding: .utf8), file: url.lastPathComponent)
-        if parsed.lines.contains(where: { Machine.notModelled($0.statement) != nil }) {
-            // The model refuses it (replaysCleanly checks that); the kernel
-            // still runs it to its expectations.
-            let kernel = try run(oraclePath!, [url.path])
-            #expect(kernel.status == 0, "\(url.lastPathComponent): \(kernel.err)")
-            return
-        }
         let model = replayFile(path: url.path)
         let kernel = try run(oraclePath!, [url.path])
         #expect(kernel.status != 77, "the oracle skipped a kernel-side trace: \(kernel.err)")

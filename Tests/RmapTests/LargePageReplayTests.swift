@@ -4,26 +4,27 @@ import Testing
 @testable import RmapTools
 import RmapTestSupport
 
-// The Large pages additions the model does not run yet (hugetlb:
-// TraceParserLargePageTests.stepRefusesWhatTheModelDoesNotRunYet):
+// What the model does not run yet on hugetlb mappings
+// (TraceParserLargePageTests.stepRefusesWhatTheModelDoesNotRunYet):
 // `rmap replay` stops at the first one like at a statement that cannot run on
 // the arena, with exit status 2 and no observation.
 @Suite struct LargePageReplayTests {
-    @Test func replayStopsAtTheFirstLargePageStatement() throws {
+    @Test func replayStopsAtTheFirstStatementNotModelled() throws {
         let dir = freshTempDir("large-replay")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/l.trace"
         let text = """
+            hugetlb 1
             proc P0
-            P0 mmap 0x100000000000 4 rw anon-private
-            observe P0 0x100000000000 1
             P0 mmap 0x100000200000 512 rw hugetlb-private
-            observe P0 0x100000000000 1
+            observe P0 0x100000200000 1
+            P0 mprotect 0x100000200000 512 r
+            observe P0 0x100000200000 1
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         let s = replayFile(path: path, check: true)
         #expect(s.status == 2 && s.stdout == nil, "\(s)")
-        #expect(s.stderr == ["\(path):4: error: large pages are not modelled yet: P0 mmap 0x100000200000 512 rw hugetlb-private"], "\(s.stderr)")
+        #expect(s.stderr == ["\(path):5: error: large pages are not modelled yet: P0 mprotect (mprotect of a hugetlb mapping)"], "\(s.stderr)")
     }
 
     @Test func aTraceWithoutThemRunsAsBefore() throws {

@@ -80,7 +80,7 @@ import CShims
         } catch {
             #expect(error.message.contains("layout version 3, this build reads version \(RMAP_LAYOUT_VERSION)"), "\(error.message)")
         }
-        #expect(RMAP_LAYOUT_VERSION == 5)
+        #expect(RMAP_LAYOUT_VERSION == 6)
     }
 
     /// A saved state whose zero blocks are holes (as `cp` copies it: the

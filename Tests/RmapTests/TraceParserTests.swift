@@ -1336,19 +1336,35 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
     }
 
     @Test func stepRefusesWhatTheModelDoesNotRunYet() throws {
-        // Nothing silently succeeds: hugetlb stops the replay with an error at its line.
+        // Nothing silently succeeds: an operation on a hugetlb mapping the
+        // model does not run yet stops the replay with an error at its line.
         // (trace, the refused line, results before it, the statement as the error shows it)
         let mm = "proc P0\nP0 mmap \(A) 512 rw anon-private\n"
+        let hm = "hugetlb 2\nproc P0\nP0 mmap \(A) 512 rw hugetlb-private\n"
         let cases: [(String, Int, Int, String)] = [
-            ("hugetlb 4\nproc P0", 1, 0, "hugetlb 4"),
-            ("proc P0\nP0 mmap \(A) 512 rw hugetlb-private", 2, 0, "P0 mmap 0x100000000000 512 rw hugetlb-private"),
-            ("proc P0\nP0 mmap \(A) 512 r hugetlb-shared noreserve", 2, 0, "P0 mmap 0x100000000000 512 r hugetlb-shared noreserve"),
+            (hm + "P0 mprotect \(A) 512 r", 4, 1, "P0 mprotect (mprotect of a hugetlb mapping)"),
+            (hm + "P0 mremap \(A) 512 512 0x100000400000", 4, 1, "P0 mremap (mremap moving a hugetlb mapping)"),
+            (hm + "P0 write \(A)\nP0 migrate \(A) 1", 5, 2, "P0 migrate (migrate of a hugetlb page)"),
+            (hm + "P0 write \(A)\nP0 unmap \(A) 1 migration", 5, 2, "P0 unmap (a hugetlb migration entry)"),
+            (hm + "P0 mlock \(A) 512", 4, 1, "P0 mlock (mlock of a hugetlb mapping)"),
         ]
         for (text, line, before, shown) in cases {
             let trace = try TraceParser.parse(text, file: "t.trace")
-            let out = try Machine(config: .tiny).replay(trace)
+            let out = try Machine(config: .default).replay(trace)  // the tiny arena holds no huge page
             #expect(out.error == "t.trace:\(line): error: large pages are not modelled yet: \(shown)", "\(text)")
             #expect(out.failures.isEmpty && out.results.count == before, "\(text)")
+        }
+        // hugetlb runs: the pool, both kinds, noreserve, the alignment rules.
+        let hruns: [(String, [String])] = [
+            ("hugetlb 4\nproc P0", []),
+            (hm + "P0 write \(A) => ok", ["ok", "ok"]),
+            ("hugetlb 1\nproc P0\nP0 mmap \(A) 1024 r hugetlb-shared => ENOMEM", ["ENOMEM"]),
+            ("proc P0\nP0 mmap \(A) 512 r hugetlb-shared noreserve\nP0 read \(A) => SIGBUS", ["ok", "SIGBUS"]),
+            (hm + "P0 munmap 0x100000001000 1 => EINVAL\nP0 madvise \(A) 1 dontneed => ok", ["ok", "EINVAL", "ok"]),
+        ]
+        for (text, results) in hruns {
+            let out = try Machine(config: .default).replay(try TraceParser.parse(text, file: "t.trace"))
+            #expect(out.error == nil && out.failures.isEmpty && out.results.map(\.1) == results, "\(text): \(out)")
         }
         // The THP statements run: settings, thp shrink, split, hugepage advice, MADV_COLLAPSE, noreserve.
         let runs: [(String, [String])] = [
@@ -1366,12 +1382,16 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             let out = try Machine(config: .tiny).replay(try TraceParser.parse(text, file: "t.trace"))
             #expect(out.error == nil && out.failures.isEmpty && out.results.map(\.1) == results, "\(text)")
         }
-        // An `.op` mmap with a hugetlb kind, built through the API, is refused too.
-        let m = try Machine(config: .tiny)
+        // An `.op` mmap with a hugetlb kind, built through the API, runs too:
+        // one page reserves a whole huge page, so the pool of 1 is then taken.
+        let m = try Machine(config: .default)
+        #expect(m.setHugetlbPool(pages: 1) == .ok && m.createProcess("P0") == .ok)
         var out = ReplayOutcome()
-        m.step(TraceLine(line: 3, statement: .op(process: "P0", operation: .mmap(addr: a0, pages: 1, prot: .read, kind: .hugetlbShared), expected: nil)),
-               file: "api", into: &out)
-        #expect(out.error == "api:3: error: large pages are not modelled yet: P0 mmap 0x100000000000 1 r hugetlb-shared")
-        #expect(out.results.isEmpty)
+        for line in [3, 4] {
+            m.step(TraceLine(line: line, statement: .op(process: "P0", operation: .mmap(addr: a0 + UInt64(line - 3) << 22, pages: 1, prot: .read, kind: .hugetlbShared), expected: nil)),
+                   file: "api", into: &out)
+        }
+        #expect(out.error == nil && out.results.map(\.1) == ["ok", "ENOMEM"])
+        #expect(m.hugetlbPool == (1, 1, 1, 0))
     }
 }

@@ -114,6 +114,13 @@ struct ArenaValidator {
                   links(T.vma, p.mm_rb), links(T.vma, p.shared_rb) else { return "vma \(i): an index is out of range" }
             guard p.vm_start < p.vm_end, p.vm_start & 0xfff == 0, p.vm_end & 0xfff == 0, p.vm_end <= 1 << 47,
                   p.vm_pgoff < 1 << 40 else { return "vma \(i): bad range" }
+            // A hugetlb VMA: 2 MiB aligned, over a hugetlbfs file, and only it.
+            let hugetlbfs = p.file != 0 && k.file(FileID(p.file)).pointee.kind == FileKind.hugetlbfs.rawValue
+            guard (p.vm_flags & VM.hugetlb != 0) == hugetlbfs,
+                  p.vm_flags & VM.hugetlbResvMask == 0 || p.vm_flags & VM.hugetlb != 0,
+                  p.vm_flags & VM.hugetlb == 0 || ((p.vm_start | p.vm_end) & ~Kernel.hpageMask == 0 && p.vm_pgoff & 511 == 0) else {
+                return "vma \(i): hugetlb flags, file or alignment wrong"
+            }
         }
         for i in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(i)] {
             let p = k.anonVMA(AnonVMAID(i)).pointee
@@ -128,7 +135,7 @@ struct ArenaValidator {
         }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
             let p = k.file(FileID(i)).pointee
-            guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind == 1 || p.kind == 2,
+            guard okOr0(T.vma, p.i_mmap), ok(T.ptPage, p.cache_root), p.kind >= 1 && p.kind <= 3,
                   p.size_pages < 1 << 32 else { return "file \(i): bad fields" }
         }
         if let e = validateKSMObjects() { return e }
@@ -285,6 +292,26 @@ struct ArenaValidator {
             f = k.page(PFN(f + 2)).pointee.deferred_next
         }
         guard n == h.deferred_split_len, prev == h.deferred_split_tail else { return "deferred split queue: length or tail wrong" }
+        // hugetlb: PG_hugetlb marks PMD-order heads only; the free list is a
+        // chain of unreferenced hugetlb heads, as long as free_huge_pages
+        // (bounded by the frames); the counters are in range.
+        for i in 1..<frames where live[Int(T.frame)][Int(i)]
+            && k.page(PFN(i)).pointee.flags & (PG.hugetlb | PG.hugetlbRestoreReserve) != 0 {
+            let p = k.page(PFN(i)).pointee
+            guard p.flags & PG.head != 0, p.flags & PG.hugetlb != 0, k.page(PFN(i + 1)).pointee.order == RMAP_PMD_ORDER,
+                  p.mapping & PageMapping.flags != PageMapping.movable else { return "frame \(i): hugetlb flags on no PMD-order folio" }
+        }
+        let maxHuge = UInt64(frames) / UInt64(RMAP_PMD_NR)
+        var hn: UInt64 = 0
+        var hf = h.hugetlb_free_head
+        while hf != 0 {
+            hn += 1
+            guard hn <= maxHuge, ok(T.frame, hf), k.page(PFN(hf)).pointee.flags & PG.hugetlb != 0,
+                  k.page(PFN(hf)).pointee.refcount == 0 else { return "hugetlb free list broken at frame \(hf)" }
+            hf = k.page(PFN(hf)).pointee.next
+        }
+        guard hn == h.free_huge_pages, h.free_huge_pages <= h.nr_huge_pages, h.nr_huge_pages <= maxHuge,
+              h.surplus_huge_pages == 0, h.hugetlb_pad == 0 else { return "hugetlb pool counters out of range" }
         for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(PFN(i)).pointee.flags & PG.head != 0
             && k.page(PFN(i + 1)).pointee.flags & PG.partiallyMapped != 0 && k.page(PFN(i + 2)).pointee.deferred_prev == 0
             && h.deferred_split_head != i {
@@ -305,8 +332,17 @@ struct ArenaValidator {
     /// says; every leaf names something that exists.
     func validatePageTables() -> String? {
         var owner = [Bool](repeating: false, count: Int(bump(T.ptPage)))
-        func descend(_ table: UInt32, _ level: UInt32, cache: Bool) -> String? {
+        var sharedRefs: [UInt32: UInt32] = [:]  // PMD tables shared by hugetlb mappings: the extra references met
+        func descend(_ table: UInt32, _ level: UInt32, cache: Bool, hugetlbfs: Bool = false) -> String? {
+            // A PMD table with a share count (huge_pmd_share) is reached
+            // from several PUD entries: checked once, the others counted.
+            if ok(T.ptPage, table) && owner[Int(table)] && level == 2 && !cache && k.ptDesc(table).pointee.level == 2
+                && k.ptDesc(table).pointee.ptl > 0 {
+                sharedRefs[table, default: 0] += 1
+                return sharedRefs[table]! <= k.ptDesc(table).pointee.ptl ? nil : "page-table page \(table) shared beyond its share count"
+            }
             guard ok(T.ptPage, table), !owner[Int(table)] else { return "page-table page \(table) missing or shared" }
+            guard k.ptDesc(table).pointee.ptl == 0 || (level == 2 && !cache) else { return "page-table page \(table): a share count on no PMD table" }
             owner[Int(table)] = true
             guard k.ptDesc(table).pointee.level == level else { return "page-table page \(table): level \(k.ptDesc(table).pointee.level), expected \(level)" }
             let e = k.ptPage(table)
@@ -319,7 +355,8 @@ struct ArenaValidator {
                     let head = PTE.pfn(x)
                     guard ok(T.frame, head.rawValue), k.page(head).pointee.flags & PG.head != 0,
                           k.page(head.advanced(by: 1)).pointee.order == RMAP_PMD_ORDER else { return "PMD leaf 0x\(String(x, radix: 16)) maps no PMD-order folio" }
-                    leaves += 1
+                    // A hugetlb entry has no deposited table.
+                    if k.page(head).pointee.flags & PG.hugetlb == 0 { leaves += 1 }
                     continue
                 }
                 if level == 2 && !cache && !PTE.isPMDTable(x) {
@@ -335,10 +372,17 @@ struct ArenaValidator {
                     continue
                 }
                 if level > 1 {
-                    if let err = descend(PTE.tablePage(x), level - 1, cache: cache) { return err }
+                    if let err = descend(PTE.tablePage(x), level - 1, cache: cache, hugetlbfs: hugetlbfs) { return err }
                     continue
                 }
-                if cache {
+                if hugetlbfs {
+                    // The resv_map bits, and a cached hugetlb folio's head.
+                    let folio = x & ~HugetlbEntry.bits
+                    guard folio == 0 || (folio & ~(PTE.pfnMask | PTE.present) == 0 && folio & PTE.present != 0
+                        && ok(T.frame, PTE.pfn(folio).rawValue) && k.page(PTE.pfn(folio)).pointee.flags & PG.hugetlb != 0) else {
+                        return "hugetlbfs entry 0x\(String(x, radix: 16)) invalid"
+                    }
+                } else if cache {
                     if x == Kernel.shadowEntry || validSwapEntry(x) { continue }
                     guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x).rawValue) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
                 } else if PTE.isPresent(x) {
@@ -372,8 +416,12 @@ struct ArenaValidator {
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
             if let e = descend(k.mm(MMID(i)).pointee.pgd, 4, cache: false) { return "mm \(i): \(e)" }
         }
+        for i in 1..<bump(T.ptPage) where owner[Int(i)] && k.ptDesc(i).pointee.ptl != sharedRefs[i] ?? 0 {
+            return "page-table page \(i): share count \(k.ptDesc(i).pointee.ptl), \(sharedRefs[i] ?? 0) other references"
+        }
         for i in 1..<bump(T.file) where live[Int(T.file)][Int(i)] {
-            if let e = descend(k.file(FileID(i)).pointee.cache_root, 4, cache: true) { return "file \(i): \(e)" }
+            let hugetlbfs = k.file(FileID(i)).pointee.kind == FileKind.hugetlbfs.rawValue
+            if let e = descend(k.file(FileID(i)).pointee.cache_root, 4, cache: true, hugetlbfs: hugetlbfs) { return "file \(i): \(e)" }
         }
         return nil
     }

@@ -38,6 +38,8 @@ final class Checker {
         var folioMMs: [PFN: [MMID: Int]] = [:]  // per large folio: mappings (PTEs and PMDs) per mm
         var pmdLeaves: [UInt32: Int] = [:]      // PMD leaves per PMD table
         var writablePMDs: [(head: PFN, mm: MMID, addr: UInt64)] = []
+        var hugetlbMaps: [PFN: Int] = [:]       // entries mapping each hugetlb folio (by head)
+        var hugetlbSeen = Set<UnsafeMutablePointer<UInt64>>()  // hugetlb entries counted (shared PMD tables)
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -90,6 +92,11 @@ final class Checker {
                 // Page-table census of the VMA.
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end, pmd: { haddr, slot in
                     let e = slot.pointee
+                    if p.vm_flags & VM.hugetlb != 0 {
+                        censusHugetlbLeaf(m, v, haddr, slot, maps: &hugetlbMaps, seen: &hugetlbSeen, mappedBy: &mappedBy)
+                        if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 { writablePMDs.append((PTE.pfn(e), m, haddr)) }
+                        return true
+                    }
                     pmdLeaves[k.ptPageIndex(of: slot), default: 0] += 1
                     if haddr < p.vm_start || haddr + Kernel.pmdSize > p.vm_end || p.file != 0 || p.vm_flags & VM.shared != 0 {
                         fail(.pmdLeaf, .vma(v), "vma \(v): PMD leaf at \(hex(haddr)) not inside a private anonymous VMA's range")
@@ -249,6 +256,8 @@ final class Checker {
             if Int(p.mapcount) + 1 != census {
                 fail(.mapcount, .frame(pfn), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
             }
+            // hugetlb folios: checkHugetlb (after this loop).
+            if p.flags & (PG.head | PG.tail) != 0 && k.folioIsHugetlb(k.folioOf(pfn)) { continue }
             if p.flags & (PG.head | PG.tail) != 0 {
                 checkLargeFolioPage(pfn, census: census, mapcount: mapcount, entire: entire, folioMMs: folioMMs)
                 continue
@@ -296,7 +305,7 @@ final class Checker {
             }
         }
         for w in writablePMDs {
-            let n = (entire[w.head] ?? 0) + (0..<RMAP_PMD_NR).reduce(0) { $0 + (mapcount[w.head.advanced(by: $1)] ?? 0) }
+            let n = (entire[w.head] ?? 0) + (hugetlbMaps[w.head] ?? 0) + (0..<RMAP_PMD_NR).reduce(0) { $0 + (mapcount[w.head.advanced(by: $1)] ?? 0) }
             if n > 1 {
                 fail(.sharedPageWritable, .frame(w.head), "frame \(w.head): THP mapped \(n) times, writable by a PMD of mm \(w.mm) at \(hex(w.addr))")
             }
@@ -306,6 +315,8 @@ final class Checker {
             fail(.pmdLeaf, nil, "page table \(table): \(n) PMD leaves but \(k.depositedPTETables(pmdTable: table).count) deposited PTE tables")
         }
         checkDeferredSplitQueue(mapcount: mapcount, entire: entire)
+        checkHugetlb(maps: hugetlbMaps)
+        checkPMDShares(mms: mms)
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).
         let fd = k.desc(T.file).pointee

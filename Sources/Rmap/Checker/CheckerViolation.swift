@@ -111,6 +111,27 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// for it in its PMD table (pgtable_trans_huge_deposit).
         case pmdLeaf
 
+        // MARK: hugetlb (mm/hugetlb.c)
+
+        /// The pool's counters equal its census: nr_huge_pages the hugetlb
+        /// folios, free_huge_pages those on the free list (each unreferenced,
+        /// once), no surplus (no overcommit); free + in use = total.
+        case hugetlbPool
+        /// resv_huge_pages equals the reservations the maps hold: the indices
+        /// of shared hugetlbfs files' maps without a cached page, plus the
+        /// indices of owner private mappings not consumed, less the folios
+        /// in use that give theirs back when freed (restore_reserve).
+        case hugetlbReservations
+        /// A hugetlb entry maps an in-use hugetlb folio inside its VMA, and
+        /// the folio's entire mapcount (and large mapcount, equal to it)
+        /// counts the entries that map it; no page is mapped on its own.
+        case hugetlbFolio
+        /// A PMD table shared by hugetlb mappings (huge_pmd_share) has a
+        /// share count of the PUD entries beyond the first that point to
+        /// it, and only VMAs that may share it (VM_MAYSHARE, the whole
+        /// 1 GiB) do.
+        case hugetlbPMDShare
+
         // MARK: special entries and device memory
 
         /// A hwpoison entry names a live frame with PG_hwpoison.

@@ -51,6 +51,7 @@ extension Kernel {
         } else if flags & VM.accessFlags == 0 {
             return .sigsegv
         }
+        if _slowPath(flags & VM.hugetlb != 0) { return hugetlbFault(m, v, addr, write: write) }
         // __handle_mm_fault(): a PMD leaf is handled at the PMD (an access
         // sets its accessed/dirty bits; a write to a read-only one is
         // do_huge_pmd_wp_page, which may split it and fall back to the PTEs);

@@ -1,14 +1,18 @@
 import CShims
 
 /// The large-page statements of the trace language on the model (THP and
-/// mTHP of anonymous memory, MADV_COLLAPSE; hugetlb is not modelled yet).
+/// mTHP of anonymous memory, MADV_COLLAPSE; hugetlb in Machine+Hugetlb.swift).
 extension Machine {
-    /// `mmap` with MAP_NORESERVE: VM_NORESERVE, no VM_ACCOUNT. A hugetlb
-    /// kind is refused with EINVAL (hugetlb is not modelled yet).
+    /// `mmap` with MAP_NORESERVE: VM_NORESERVE, no VM_ACCOUNT; for a hugetlb
+    /// kind, no reservation (hugetlb_reserve_pages reserves nothing).
     public func mmap(_ name: String, addr: UInt64, pages: UInt64, prot: Prot, kind: MappingKind,
                      noreserve: Bool) -> OpResult {
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
-        guard !kind.isHugetlb else { return .errno(.EINVAL) }
+        if kind.isHugetlb {
+            if let e = k.hugetlbMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared,
+                                     noreserve: noreserve) { return .errno(e) }
+            return .ok
+        }
         var f = FileID.none
         if let name = kind.file {
             guard let fi = fileByName[name] else { return .errno(.EINVAL) }

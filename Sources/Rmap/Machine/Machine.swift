@@ -246,12 +246,14 @@ public final class Machine {
         }
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
         func r(_ e: Errno?) -> OpResult { e.map { .errno($0) } ?? .ok }
+        if let h = hugetlbOperation(m, op) { return h }  // a range meeting a hugetlb VMA (Machine+Hugetlb.swift)
         switch op {
         case .fork, .exit:
             preconditionFailure("fork and exit return above")
         case .mmap(let addr, let pages, let prot, let kind):
-            // hugetlb is not modelled yet: refused, never mapped as something else.
-            if kind.isHugetlb { return .errno(.EINVAL) }
+            if kind.isHugetlb {
+                return r(k.hugetlbMmap(m, addr: addr, pages: pages, prot: VM.fromProt(prot), shared: kind.isShared, noreserve: false))
+            }
             var f = FileID.none
             if let name = kind.file {
                 guard let fi = fileByName[name] else { return .errno(.EINVAL) }

@@ -45,7 +45,11 @@ extension Kernel {
         if p.pointee.flags & PG.reserved != 0 { return }
         p.pointee.refcount -= n
         if p.pointee.refcount == 0 {
-            if _slowPath(p.pointee.flags & PG.head != 0) { freeFolio(head) } else { free(T.frame, head.rawValue) }
+            if _slowPath(p.pointee.flags & PG.head != 0) {
+                if p.pointee.flags & PG.hugetlb != 0 { freeHugeFolio(head) } else { freeFolio(head) }
+            } else {
+                free(T.frame, head.rawValue)
+            }
         }
     }
 

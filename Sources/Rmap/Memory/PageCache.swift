@@ -10,6 +10,8 @@ import CShims
 package enum FileKind: UInt32 {
     case regular = 1
     case shmem = 2
+    /// A hugetlbfs file (Hugetlb/Hugetlb.swift): its tree is indexed by huge page.
+    case hugetlbfs = 3
 }
 
 extension Kernel {
@@ -40,6 +42,7 @@ extension Kernel {
         let fp = file(f)
         fp.pointee.refcount -= 1
         guard fp.pointee.refcount == 0 else { return }
+        if fp.pointee.kind == FileKind.hugetlbfs.rawValue { hugetlbEvictInode(f) }
         truncatePageCache(f)
         freeSubtree(fp.pointee.cache_root, level: 4)
         free(T.file, f.rawValue)

@@ -26,7 +26,7 @@ extension Kernel {
                   available(T.anonVMA) >= 1 else { exitMMap(child); return .none }
             let v = vmAreaDup(pv)
             vma(v).pointee.mm = child.rawValue
-            vma(v).pointee.vm_flags &= ~VM.lockedMask
+            vma(v).pointee.vm_flags &= ~(VM.lockedMask | VM.hugetlbResvMask)  // + hugetlb_dup_vma_private()
             if pf & VM.wipeonfork != 0 {
                 vma(v).pointee.anon_vma = 0
             } else {
@@ -34,7 +34,8 @@ extension Kernel {
             }
             vmaLink(v)
             if pf & VM.wipeonfork == 0 && vmaNeedsCopy(dst: v, src: pv) {
-                if !copyPTERange(dst: v, src: pv) { exitMMap(child); return .none }
+                let copied = pf & VM.hugetlb != 0 ? copyHugetlbPageRange(dst: v, src: pv) : copyPTERange(dst: v, src: pv)
+                if !copied { exitMMap(child); return .none }
             }
         }
         return child

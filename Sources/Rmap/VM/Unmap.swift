@@ -13,6 +13,7 @@ extension Kernel {
     /// (mmu_notifier_invalidate_range_start/end of unmap_vmas and
     /// zap_page_range_single).
     func zapPTERange(_ v: VMAID, _ start: UInt64, _ end: UInt64) {
+        if _slowPath(isHugetlbVMA(v)) { return unmapHugepageRange(v, start, end) }
         let m = vmMM(v)
         mmuInvalidateRangeStart(m, start, end)
         defer { mmuInvalidateRangeEnd(m, start, end) }
@@ -166,6 +167,7 @@ extension Kernel {
         freePgtablesAround(m, lo, hi)
         while !detached.isNone {
             let next = VMAID(vma(detached).pointee.next)
+            hugetlbVMClose(detached)  // remove_vma(): vma->vm_ops->close()
             unlinkAnonVMAs(detached)
             vmAreaFree(detached)
             detached = next
@@ -208,6 +210,7 @@ extension Kernel {
             v = firstVMA(m)
             if v.isNone { break }
             vmaUnlinkFromMM(v)
+            hugetlbVMClose(v)  // remove_vma(): vma->vm_ops->close()
             unlinkAnonVMAs(v)
             vmAreaFree(v)
         }

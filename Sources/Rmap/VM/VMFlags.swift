@@ -19,7 +19,7 @@ package enum VM {
     static let lockonfault: UInt64 = 0x80000
     static let account: UInt64 = 0x100000
     static let noreserve: UInt64 = 0x200000
-    static let hugetlb: UInt64 = 0x400000
+    package static let hugetlb: UInt64 = 0x400000
     package static let wipeonfork: UInt64 = 0x2000000
     static let dontdump: UInt64 = 0x4000000
     static let softdirty: UInt64 = 0x8000000

@@ -21,6 +21,8 @@ public struct FuzzOptions: Sendable {
     /// Large-folio runs: traces of `rmap gen --large` (THP settings, hugepage
     /// advice, `thp shrink`, `split`) on arenas with room for THPs.
     public var large = false
+    /// With `large`: hugetlb statements too (`rmap gen --large --hugetlb`).
+    public var hugetlb = false
     /// Go on after a violation (the run that showed it ends there): every
     /// violation is counted, and the first of each kind is minimised.
     public var keepGoing = false
@@ -126,6 +128,7 @@ public struct Fuzzer {
             var g = TraceGenerator(seed: runSeed, kernelOnly: false)
             g.ksm = true
             g.large = options.large
+            g.hugetlb = options.hugetlb
             let text = g.generate(statements: max(1, n))
             guard let trace = try? TraceParser.parse(text, file: "fuzz.trace") else {
                 report.violations += 1
@@ -148,7 +151,7 @@ public struct Fuzzer {
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 let kept = Array(lines.prefix(v.line))
                 let minimal = options.shrink ? Fuzzer.shrink(kept, config: config, reuse: options.reuse) : kept
-                var header = "# rmap fuzz\(options.large ? " --large" : "") --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
+                var header = "# rmap fuzz\(options.large ? " --large" : "")\(options.hugetlb ? " --hugetlb" : "") --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
                 header += "# arena: frames \(config.frames), pt pages \(config.ptPages), vmas \(config.vmas), anon_vmas \(config.anonVMAs), avcs \(config.avcs), mms \(config.mms)\n"
                 header += "# violation: \(v.violation)\n"
                 let minimized = header + minimal.joined(separator: "\n") + "\n"

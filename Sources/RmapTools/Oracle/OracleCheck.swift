@@ -24,6 +24,8 @@ public struct OracleCheckOptions: Sendable {
     /// THP settings, PMD-sized and mTHP folios, their COW, splits and
     /// `thp shrink`. The oracle runs them one at a time.
     public var large = false
+    /// With `large`: hugetlb statements too (`rmap gen --large --hugetlb`).
+    public var hugetlb = false
     /// Where the minimised traces of differences are written.
     public var outDirectory: String = "oracle-failures"
     /// The corpus folder whose `.trace` files are checked first ("" for none).
@@ -299,6 +301,7 @@ public enum OracleCheck {
                 var g = TraceGenerator(seed: seed, kernelOnly: true)
                 g.ksm = options.ksm
                 g.large = options.large
+                g.hugetlb = options.hugetlb
                 text = g.generate(statements: max(1, options.statements))
             }
             let c = compare(text)
@@ -320,7 +323,7 @@ public enum OracleCheck {
         func origin(_ item: Item) -> String {
             switch item {
             case .corpus(let name, _): return "corpus trace \(name)"
-            case .seed(let s): return "seed \(s) (rmap gen --kernel-only\(options.ksm ? " --ksm" : "")\(options.large ? " --large" : "") --seed \(s) --statements \(options.statements))"
+            case .seed(let s): return "seed \(s) (rmap gen --kernel-only\(options.ksm ? " --ksm" : "")\(options.large ? " --large" : "")\(options.hugetlb ? " --hugetlb" : "") --seed \(s) --statements \(options.statements))"
             }
         }
 
@@ -377,6 +380,10 @@ public enum OracleCheck {
             var pinned: [String] = []
             if options.large, let i = original.firstIndex(where: { $0.hasPrefix("thp enabled ") }) {
                 pinned = [original.remove(at: i)]
+            }
+            // And its hugetlb pool (without it every hugetlb mmap is ENOMEM).
+            if options.hugetlb, let i = original.firstIndex(where: { $0.hasPrefix("hugetlb ") }) {
+                pinned.append(original.remove(at: i))
             }
             // An internal error of the oracle (3) counts as a reproduction only
             // when that is what the original trace gave.

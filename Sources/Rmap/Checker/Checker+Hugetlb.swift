@@ -1,0 +1,140 @@
+import CShims
+
+/// The checker's rules for hugetlb (Hugetlb/Hugetlb.swift): the pool's
+/// counters against a census of its folios, the reservation count against
+/// the reservation maps, and each folio's entire mapcount against the
+/// entries that map it.
+extension Checker {
+    /// A PMD entry of hugetlb VMA `v` at `haddr` (the census of the VMA walk).
+    /// An entry of a PMD table shared by several mms (huge_pmd_share) is
+    /// one mapping: it counts once (`seen`), though every sharer's walk finds it.
+    func censusHugetlbLeaf(_ m: MMID, _ v: VMAID, _ haddr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
+                           maps: inout [PFN: Int], seen: inout Set<UnsafeMutablePointer<UInt64>>,
+                           mappedBy: inout [(pfn: PFN, vma: VMAID, addr: UInt64)]) {
+        let e = slot.pointee
+        let p = k.vma(v).pointee
+        let head = PTE.pfn(e)
+        guard haddr >= p.vm_start, haddr + Kernel.hpageSize <= p.vm_end, !head.isNone,
+              head.rawValue < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head.rawValue),
+              k.folioIsLarge(head), k.folioIsHugetlb(head), k.page(head).pointee.refcount > 0 else {
+            fail(.hugetlbFolio, .mm(m), "mm \(m): hugetlb entry at \(hex(haddr)) of vma \(v) maps frame \(head), not an in-use hugetlb folio inside the VMA")
+            return
+        }
+        if seen.insert(slot).inserted { maps[head, default: 0] += 1 }
+        mappedBy.append((head, v, haddr))
+        if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 && k.page(head).pointee.flags & PG.anonExclusive == 0 {
+            fail(.writablePrivateNotExclusive, .frame(head), "frame \(head): hugetlb folio mapped writable by private vma \(v) at \(hex(haddr)) but not exclusive")
+        }
+    }
+
+    /// Shared PMD tables: each table's share count is the number of PUD
+    /// entries (of every mm) that point to it beyond the first, and every
+    /// mm that shares one maps the whole PUD range there with a VMA that
+    /// may share it (want_pmd_share).
+    func checkPMDShares(mms: [MMID]) {
+        var refs: [UInt32: [(MMID, UInt64)]] = [:]
+        for m in mms {
+            let pgd = k.ptPage(k.mm(m).pointee.pgd)
+            for i4 in 0..<512 where pgd[i4] != 0 {
+                let pud = k.ptPage(PTE.tablePage(pgd[i4]))
+                for i3 in 0..<512 where pud[i3] != 0 {
+                    refs[PTE.tablePage(pud[i3]), default: []].append((m, UInt64(i4) << 39 | UInt64(i3) << 30))
+                }
+            }
+        }
+        for (table, users) in refs where users.count > 1 || k.pmdShareCount(table) > 0 {
+            if Int(k.pmdShareCount(table)) != users.count - 1 {
+                fail(.hugetlbPMDShare, nil, "page table \(table): pt_share_count \(k.pmdShareCount(table)), \(users.count) PUD entries point to it")
+            }
+            for (m, addr) in users {
+                let v = k.vmaLookup(m, addr)
+                if v.isNone || !k.wantPMDShare(v, addr) {
+                    fail(.hugetlbPMDShare, .mm(m), "mm \(m): shares page table \(table) at \(hex(addr)) without a VMA that may share it")
+                }
+            }
+        }
+    }
+
+    /// The pool, the folios in use and the reservations.
+    func checkHugetlb(maps: [PFN: Int]) {
+        let h = k.header.pointee
+        let bump = k.desc(T.frame).pointee.bump
+        // Census of the pool: every live head with PG_hugetlb.
+        var total: UInt64 = 0, unreferenced: UInt64 = 0
+        var inUse: [PFN] = []
+        var i: UInt32 = RMAP_PMD_NR
+        while i < bump {
+            defer { i += RMAP_PMD_NR }
+            let pfn = PFN(i)
+            guard !k.isFree(T.frame, i), k.page(pfn).pointee.flags & PG.head != 0, k.folioIsHugetlb(pfn) else { continue }
+            total += 1
+            if k.page(pfn).pointee.refcount == 0 { unreferenced += 1 } else { inUse.append(pfn) }
+        }
+        // The free list: live unreferenced hugetlb heads, each once (bounded by the frames).
+        var onList: UInt64 = 0
+        var f = PFN(h.hugetlb_free_head)
+        var seen = Set<PFN>()
+        while !f.isNone {
+            guard f.rawValue < bump, !k.isFree(T.frame, f.rawValue), k.folioIsHugetlb(f),
+                  k.page(f).pointee.refcount == 0, seen.insert(f).inserted, onList < total else {
+                fail(.hugetlbPool, .frame(f), "hugetlb free list: frame \(f) is no free hugetlb folio (or the list loops)")
+                break
+            }
+            onList += 1
+            f = PFN(k.page(f).pointee.next)
+        }
+        if h.nr_huge_pages != total || h.free_huge_pages != onList || onList != unreferenced || h.surplus_huge_pages != 0 {
+            fail(.hugetlbPool, nil, "hugetlb pool: nr_huge_pages \(h.nr_huge_pages), free_huge_pages \(h.free_huge_pages), surplus \(h.surplus_huge_pages); census: \(total) folios, \(unreferenced) unreferenced, \(onList) on the free list")
+        }
+        // Folios in use: the entire mapcount counts the entries that map them.
+        var restoring: Int64 = 0
+        for head in inUse {
+            let p = k.page(head).pointee
+            let p1 = k.page(head.advanced(by: 1)).pointee
+            let n = maps[head] ?? 0
+            if Int(p1.entire_mapcount) + 1 != n || p1.large_mapcount != p1.entire_mapcount || p1.nr_pages_mapped != 0 {
+                fail(.hugetlbFolio, .frame(head), "frame \(head): hugetlb folio with _entire_mapcount \(p1.entire_mapcount), _large_mapcount \(p1.large_mapcount), _nr_pages_mapped \(p1.nr_pages_mapped), but \(n) entries map it")
+            }
+            let cached = p.mapping != 0 && p.mapping & PageMapping.flags == 0 ? 1 : 0
+            if Int(p.refcount) < n + cached {
+                fail(.refcount, .frame(head), "frame \(head): hugetlb folio _refcount \(p.refcount) below its \(n) mappings and \(cached) page-cache reference")
+            }
+            if p.flags & PG.anonExclusive != 0 && n > 1 {
+                fail(.anonExclusiveShared, .frame(head), "frame \(head): hugetlb folio PG_anon_exclusive but mapped \(n) times")
+            }
+            if p.flags & PG.hugetlbRestoreReserve != 0 { restoring += 1 }
+        }
+        // Reservations: each is an index of a shared file's map without its
+        // page, or an index of an owner's private mapping not consumed yet;
+        // the folios marked restore_reserve give theirs back when freed.
+        var census: Int64 = -restoring
+        let fd = k.desc(T.file).pointee
+        var fi: UInt32 = 1
+        while fi < fd.bump {
+            defer { fi += 1 }
+            guard !k.isFree(T.file, fi), k.file(FileID(fi)).pointee.kind == FileKind.hugetlbfs.rawValue else { continue }
+            let nIdx = (k.file(FileID(fi)).pointee.size_pages + 511) >> 9
+            k.walkLeaves(root: k.file(FileID(fi)).pointee.cache_root, start: 0, end: nIdx << PAGE_SHIFT) { _, slot in
+                if slot.pointee & HugetlbEntry.region != 0 && slot.pointee & PTE.present == 0 { census += 1 }
+                return true
+            }
+        }
+        let vd = k.desc(T.vma).pointee
+        var vi: UInt32 = 1
+        while vi < vd.bump {
+            defer { vi += 1 }
+            let v = VMAID(vi)
+            guard !k.isFree(T.vma, vi) else { continue }
+            let p = k.vma(v).pointee
+            guard p.vm_flags & VM.hugetlb != 0, p.vm_flags & (VM.mayshare | VM.hugetlbResvOwner) == VM.hugetlbResvOwner else { continue }
+            for idx in k.vmaHugecacheOffset(v, p.vm_start)..<k.vmaHugecacheOffset(v, p.vm_end)
+            where !k.hugetlbEntryHas(FileID(p.file), idx, HugetlbEntry.consumed) {
+                census += 1
+            }
+        }
+        let resv = Int64(bitPattern: h.resv_huge_pages)
+        if resv != census {
+            fail(.hugetlbReservations, nil, "hugetlb: resv_huge_pages \(resv), the reservation maps hold \(census)")
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import CShims
+
+/// The reverse side of hugetlb folios that the model runs: rmap walks of a
+/// hugetlb folio (anonymous through its anon_vma, shared through its
+/// hugetlbfs file's i_mmap) and folio_referenced() over them.
+extension Kernel {
+    /// The (VMA, address) pairs whose entry maps hugetlb folio `head`, in
+    /// walk order: rmap_walk_anon() over the anon_vma tree or
+    /// rmap_walk_file() over i_mmap at the folio's index, each VMA's entry
+    /// checked as page_vma_mapped_walk() does for hugetlb (one huge entry).
+    func hugetlbMappings(_ head: PFN) -> [(vma: VMAID, address: UInt64, pmd: UnsafeMutablePointer<UInt64>)] {
+        var out: [(VMAID, UInt64, UnsafeMutablePointer<UInt64>)] = []
+        let idx = page(head).pointee.index
+        func visit(_ v: VMAID) {
+            guard let address = vmaAddress(v, index: idx),
+                  let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: address),
+                  PTE.isPMDLeaf(pmd.pointee), PTE.pfn(pmd.pointee) == head else { return }
+            out.append((v, address, pmd))
+        }
+        if pageIsAnon(head) {
+            let av = pageAnonVMA(head)
+            guard anonVMAIsLive(av) else { return [] }
+            var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, avcTree))
+            while !a.isNone {
+                visit(avcVMA(a))
+                a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, avcTree))
+            }
+        } else {
+            let f = pageFile(head)
+            guard !f.isNone else { return [] }
+            var v = VMAID(IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, iMMap))
+            while !v.isNone {
+                visit(v)
+                v = VMAID(IntervalTree.iterNext(v.rawValue, start: idx, last: idx, iMMap))
+            }
+        }
+        return out
+    }
+
+    /// folio_referenced() of a hugetlb folio: each entry that maps it is
+    /// tested and cleared young (folio_referenced_one: the huge pte through
+    /// ptep_clear_flush_young_notify, secondary MMUs asked too); the walk
+    /// stops once every mapping was seen. (hugetlb VMAs are never VM_LOCKED:
+    /// mlock_fixup() leaves them alone.)
+    package func hugetlbFolioReferenced(_ head: PFN) -> Int {
+        var mapcount = folioMapcount(head)
+        var referenced = 0
+        for (v, address, pmd) in hugetlbMappings(head) where mapcount > 0 {
+            var young = PTE.isYoung(pmd.pointee)
+            pmd.pointee &= ~PTE.accessed
+            if hooks.hasSubscriptions && mmuClearFlushYoung(vmMM(v), address, address + Kernel.hpageSize) { young = true }
+            if young { referenced += 1 }
+            mapcount -= 1
+        }
+        return referenced
+    }
+}
+
+extension Kernel {
+    /// try_to_unmap() of a hugetlb folio, as the seeds' try_to_unmap_one()
+    /// orders its PageHuge branch (v5.0): per VMA, the notifier range is the
+    /// folio's, widened to the PUD range when the PMD table may be shared
+    /// (adjust_range_if_pmd_sharing_possible); a shared PMD table is only
+    /// unshared (huge_pmd_unshare: this mm's PUD entry goes, the TLB and the
+    /// secondary MMUs are flushed over the widened range) and the walk of
+    /// that VMA ends there, the other sharers still mapping the page;
+    /// otherwise the entry is cleared and flushed, its dirty bit given to the
+    /// folio, and the mapping removed (hugetlb_remove_rmap, one reference).
+    /// An anonymous hugetlb folio is refused (EINVAL): the seeds would take
+    /// the swap path a hugetlb page has no swap entry for, 6.18 has
+    /// VM_BUG_ON(!PageHWPoison) there; TTU_MIGRATION (a hugetlb migration
+    /// entry) is not modelled yet. `ok` when no mapping is left.
+    package func tryToUnmapHugetlb(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
+        if flags.contains(.migration) { return .notModelled("a hugetlb migration entry") }
+        guard !pageIsAnon(head) else { return .einval }
+        getPage(head)  // the caller's reference
+        defer { putPage(head) }
+        var done = Set<VMAID>()
+        while folioMapcount(head) > 0 {
+            // A fresh walk after each change: an unshare changes what the
+            // next VMA's entry is (page_vma_mapped_walk looks it up anew).
+            guard let (v, address, pmd) = hugetlbMappings(head).first(where: { !done.contains($0.vma) }) else { break }
+            done.insert(v)
+            let m = vmMM(v)
+            var start = address, end = min(vma(v).pointee.vm_end, address + Kernel.hpageSize)
+            adjustRangeIfPMDSharingPossible(v, &start, &end)
+            mmuInvalidateRangeStart(m, start, end)
+            defer { mmuInvalidateRangeEnd(m, start, end) }
+            if hugePMDUnshare(v, address) { continue }
+            let e = pmd.pointee
+            pmd.pointee = 0
+            flushTLBPage()  // ptep_clear_flush()
+            if PTE.isDirty(e) { page(head).pointee.flags |= PG.dirty }
+            hugetlbRemoveRmap(head)
+            putPage(head)
+        }
+        return folioMapcount(head) == 0 ? .ok : .fail
+    }
+}

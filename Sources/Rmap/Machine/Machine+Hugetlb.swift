@@ -1,0 +1,197 @@
+import CShims
+
+/// hugetlb on the Machine API: the pool (`hugetlb PAGES`), the hugetlb
+/// mmap kinds, and the system calls on hugetlb VMAs, with the kernel's
+/// alignment rules (hugetlb_get_unmapped_area, hugetlb_vm_op_split, the
+/// mremap and madvise checks). What the model does not run on a hugetlb
+/// VMA yet is refused by name (`OpResult.notModelled`), never run as if
+/// the VMA were something else.
+extension Machine {
+    /// `hugetlb PAGES`: /proc/sys/vm/nr_hugepages (set_max_huge_pages).
+    /// ENOMEM when this arena's frames cannot hold the pool (nothing changes).
+    public func setHugetlbPool(pages: UInt64) -> OpResult {
+        k.hugetlbSetMaxHugePages(pages) ? .ok : .errno(.ENOMEM)
+    }
+
+    /// HugePages_Total, _Free, _Rsvd and _Surp as /proc/meminfo shows them
+    /// (resv read signed: it may be below zero for a while, see
+    /// Kernel.hugetlbAcctMemory).
+    public var hugetlbPool: (total: UInt64, free: UInt64, reserved: Int64, surplus: UInt64) {
+        let c = k.hugetlbCounters
+        return (c.total, c.free, Int64(bitPattern: c.resv), c.surplus)
+    }
+
+    /// The operations on a range that meets a hugetlb VMA: their result, or
+    /// nil when no hugetlb VMA is involved (the ordinary path runs).
+    func hugetlbOperation(_ m: MMID, _ op: Operation) -> OpResult? {
+        func r(_ e: Errno?) -> OpResult { e.map { .errno($0) } ?? .ok }
+        switch op {
+        case .munmap(let addr, let pages):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            return r(hugetlbSplitEdges(m, addr, end) ?? k.doMunmap(m, addr, end))
+        case .mprotect(let addr, let pages, let prot):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            return hugetlbMprotect(m, addr, end, VM.fromProt(prot))
+        case .mremap(let addr, let oldPages, let newPages, let to):
+            let v = k.vmaLookup(m, addr)
+            guard !v.isNone, k.isHugetlbVMA(v) else {
+                if let to, meetsHugetlb(m, to, to + newPages << PAGE_SHIFT) { return .notModelled("mremap onto a hugetlb mapping") }
+                return nil
+            }
+            let oldLen = oldPages << PAGE_SHIFT, newLen = newPages << PAGE_SHIFT
+            if let to, addr + oldLen > to && to + newLen > addr { return .errno(.EINVAL) }  // check_mremap_params
+            // do_mremap(): lengths round up to 2 MiB; unaligned addresses and growth are EINVAL.
+            let hOld = (oldLen + Kernel.hpageSize - 1) & Kernel.hpageMask
+            let hNew = (newLen + Kernel.hpageSize - 1) & Kernel.hpageMask
+            if addr & ~Kernel.hpageMask != 0 || (to ?? 0) & ~Kernel.hpageMask != 0 || hNew > hOld { return .errno(.EINVAL) }
+            if to == nil && hNew == hOld { return .ok }
+            if to == nil { return r(hugetlbSplitEdges(m, addr + hNew, addr + hOld) ?? k.doMunmap(m, addr + hNew, addr + hOld)) }
+            return .notModelled("mremap moving a hugetlb mapping")
+        case .madvise(let addr, let pages, let advice):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            let vmas = k.vmasIntersecting(m, addr, end)
+            guard vmas.allSatisfy({ k.isHugetlbVMA($0) }) else { return .notModelled("madvise over a hugetlb mapping and others") }
+            switch advice {
+            case .dontneed, .free, .cold, .pageout:
+                // madvise_walk_vmas(): VMA by VMA, a hole noted (ENOMEM at
+                // the end), the first error ends the walk.
+                // madvise_dontneed_free_valid_vma(): MADV_DONTNEED only, the
+                // VMA's part starting aligned, its end rounded down to 2 MiB;
+                // cold and pageout refuse VM_HUGETLB (can_madv_lru_vma).
+                var unmapped = false
+                var start = addr
+                for v in vmas {
+                    let p = k.vma(v).pointee
+                    if start < p.vm_start { unmapped = true; start = p.vm_start }
+                    let tmp = min(p.vm_end, end)
+                    guard advice == .dontneed, start & ~Kernel.hpageMask == 0 else { return .errno(.EINVAL) }
+                    let hend = tmp & Kernel.hpageMask
+                    if hend > start { k.unmapHugepageRange(v, start, hend) }
+                    start = tmp
+                }
+                return unmapped || start < end ? .errno(.ENOMEM) : .ok
+            default:
+                return .notModelled("madvise \(advice.rawValue) of a hugetlb mapping")
+            }
+        case .mlock(let addr, let pages), .munlock(let addr, let pages):
+            return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("mlock of a hugetlb mapping") : nil
+        case .referenced(let addr, let pages):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("referenced over a hugetlb mapping and others")
+            }
+            // folio_referenced() once per folio met; a page without one is
+            // EFAULT and ends the line (as for other folios).
+            var n = 0
+            var a = addr
+            var last = PFN.none
+            while a < end {
+                defer { a += PAGE_SIZE }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                let head = k.folioOf(pfn)
+                if head == last { continue }
+                last = head
+                n += k.hugetlbFolioReferenced(head)
+            }
+            return .referenced(n)
+        case .unmap(let addr, let pages, let flags):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("unmap over a hugetlb mapping and others")
+            }
+            // try_to_unmap() once per folio met (Kernel.tryToUnmapHugetlb).
+            var result = OpResult.ok
+            var a = addr
+            var skipUntil: UInt64 = 0  // the rest of the last folio's 2 MiB (unmapped by now)
+            while a < end {
+                defer { a += PAGE_SIZE }
+                if a < skipUntil { continue }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                let head = k.folioOf(pfn)
+                skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
+                let r = opResult(k.tryToUnmapHugetlb(head, flags: flags))
+                if case .notModelled = r { return r }
+                if r != .ok { result = r }
+            }
+            k.tryToUnmapFlush()
+            return result
+        case .reclaim(let addr, let pages), .migrate(let addr, let pages),
+             .mkclean(let addr, let pages), .poison(let addr, let pages),
+             .device(let addr, let pages, _), .exclusive(let addr, let pages):
+            return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("\(op.verb) of a hugetlb page") : nil
+        default:
+            return nil
+        }
+    }
+
+    /// Whether a hugetlb VMA of `m` meets [start, end).
+    func meetsHugetlb(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Bool {
+        k.vmasIntersecting(m, start, end).contains { k.isHugetlbVMA($0) }
+    }
+
+    /// The splits at the edges of [start, end) that munmap (and the mremap
+    /// shrink) would make, checked first as vms_gather_munmap_vmas() makes
+    /// them: a hugetlb VMA refuses a split at an unaligned address
+    /// (hugetlb_vm_op_split: EINVAL); when the end's split fails, the start's
+    /// has been made and stays. nil when both may be made.
+    func hugetlbSplitEdges(_ m: MMID, _ start: UInt64, _ end: UInt64) -> Errno? {
+        let v0 = k.findVMA(m, start)
+        guard !v0.isNone, k.vma(v0).pointee.vm_start < end else { return nil }
+        let splitStart = k.vma(v0).pointee.vm_start < start
+        if splitStart && k.isHugetlbVMA(v0) && start & ~Kernel.hpageMask != 0 { return .EINVAL }
+        let last = k.lastVMABefore(m, end)
+        let splitEnd = k.vma(last).pointee.vm_end > end
+        if splitEnd && k.isHugetlbVMA(last) && end & ~Kernel.hpageMask != 0 {
+            if splitStart {
+                guard k.available(T.vma) >= 1, k.available(T.avc) >= UInt32(k.avcListLength(v0)) else { return .ENOMEM }
+                if k.isHugetlbVMA(v0) { k.hugetlbSplitUnshare(v0, start) }
+                _ = k.splitVMA(v0, at: start, newBelow: true)
+            }
+            return .EINVAL
+        }
+        // The splits to come unshare the PUD ranges they cut (hugetlb_split).
+        if splitStart && k.isHugetlbVMA(v0) { k.hugetlbSplitUnshare(v0, start) }
+        if splitEnd && k.isHugetlbVMA(last) { k.hugetlbSplitUnshare(last, end) }
+        return nil
+    }
+
+    /// mprotect over a range meeting hugetlb VMAs (do_mprotect_pkey,
+    /// mprotect_fixup): a VMA whose flags do not change is passed over; a
+    /// hugetlb VMA that must split at an unaligned address refuses
+    /// (EINVAL), the VMAs before it already changed and its start's split
+    /// made. Changing a hugetlb VMA's protection is not modelled yet.
+    func hugetlbMprotect(_ m: MMID, _ start: UInt64, _ end: UInt64, _ prot: UInt64) -> OpResult {
+        var v = k.findVMA(m, start)
+        guard !v.isNone, k.vma(v).pointee.vm_start <= start else { return .errno(.ENOMEM) }
+        var nstart = start
+        while true {
+            let p = k.vma(v).pointee
+            let newflags = prot | (p.vm_flags & ~VM.accessFlags)
+            let tmp = min(p.vm_end, end)
+            if newflags != p.vm_flags {
+                guard k.isHugetlbVMA(v) else { return .notModelled("mprotect over a hugetlb mapping and others") }
+                let splitStart = p.vm_start < nstart
+                if splitStart && nstart & ~Kernel.hpageMask != 0 { return .errno(.EINVAL) }
+                if tmp < p.vm_end && tmp & ~Kernel.hpageMask != 0 {
+                    if splitStart {
+                        guard k.available(T.vma) >= 1 else { return .errno(.ENOMEM) }
+                        _ = k.splitVMA(v, at: nstart, newBelow: true)
+                    }
+                    return .errno(.EINVAL)
+                }
+                return .notModelled("mprotect of a hugetlb mapping")
+            }
+            nstart = tmp
+            if nstart >= end { return .ok }
+            v = k.nextVMA(v)
+            if v.isNone || k.vma(v).pointee.vm_start != nstart { return .errno(.ENOMEM) }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import Rmap
+
+/// `rmap gen --large --hugetlb`: hugetlb statements among the large-folio
+/// ones, in a window of four huge pages of their own (`hugetlbBase`, 1 GiB
+/// aligned, far from `largeBase`'s window, so no other statement meets a
+/// hugetlb VMA): mmaps of both kinds (with and without `noreserve`, mostly
+/// at 2 MiB-aligned addresses), accesses (faults, COW after the forks the
+/// large traces make), munmap and `madvise dontneed` over aligned and
+/// unaligned ranges; now and then a shared mapping of the whole GiB there,
+/// whose PMD table fork children share. Never what the model refuses on a hugetlb VMA
+/// (mprotect that changes it, mremap moves, mlock, the reverse statements).
+extension TraceGenerator {
+    public static let hugetlbBase: UInt64 = 0x1000_4000_0000
+    public static let hugetlbPages: UInt64 = 2048
+
+    /// Mostly a huge page's start, sometimes a page inside one.
+    mutating func hugetlbAddr() -> UInt64 {
+        let a = TraceGenerator.hugetlbBase + int(TraceGenerator.hugetlbPages / 512) << 21
+        return chance(85) ? a : a + (1 + int(511)) << 12
+    }
+
+    mutating func hugetlbStatement(_ p: String) {
+        switch int(100) {
+        case 0..<4:
+            // A shared GiB (noreserve: the pool need only hold what is
+            // faulted): fork children sharing its PMD table (huge_pmd_share).
+            lines.append("\(p) mmap \(hex(TraceGenerator.hugetlbBase)) 262144 rw hugetlb-shared noreserve")
+        case 4..<25:
+            let kind = pick(["hugetlb-private", "hugetlb-private", "hugetlb-shared"])
+            lines.append("\(p) mmap \(hex(hugetlbAddr())) \(pick([1, 512, 512, 1024, 1100, 1536] as [UInt64])) \(pick(["rw", "rw", "rw", "r"])) \(kind)\(chance(20) ? " noreserve" : "")")
+        case 25..<70:
+            access(p, chance(60) ? "write" : "read", TraceGenerator.hugetlbBase + int(TraceGenerator.hugetlbPages) << 12, 1 + int(3))
+        case 70..<85:
+            lines.append("\(p) munmap \(hex(hugetlbAddr())) \(pick([1, 512, 512, 1024] as [UInt64]))")
+        default:
+            lines.append("\(p) madvise \(hex(hugetlbAddr())) \(pick([1, 512, 1024] as [UInt64])) dontneed")
+        }
+    }
+
+    /// The hugetlb window of every live process, and what each page reads back.
+    mutating func observeHugetlbWindow() {
+        guard !live.isEmpty else { return }
+        let targets = live.map { "\($0) \(hex(TraceGenerator.hugetlbBase)) \(TraceGenerator.hugetlbPages)" }
+        lines.append("observe " + targets.joined(separator: ", "))
+        lines.append("observe contents " + targets.joined(separator: ", "))
+    }
+}
