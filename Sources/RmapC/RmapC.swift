@@ -396,10 +396,6 @@ public func rmap_op(_ h: Handle?, _ processPointer: UnsafePointer<CChar>?, _ lin
             fail(box, "rmap_op: '\(statement)' is not one operation")
             return -EINVAL
         }
-        if let what = Machine.notModelled(tl.statement) {
-            fail(box, "rmap_op: large pages are not modelled yet: \(what)")
-            return RMAP_NOT_MODELLED
-        }
         switch tl.statement {
         case .op(let name, let op, let expected) where name == p:
             guard expected == nil else { break }
