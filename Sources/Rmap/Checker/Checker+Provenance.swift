@@ -110,8 +110,11 @@ extension Kernel {
         w.owner = w.shared ? vmFile(v).rawValue : av.isNone ? 0 : anonVMARootOf(av).rawValue
         guard PTE.isWrite(entry) else { return fail("through a read-only \(byPMD ? "PMD" : "PTE")") }
         if w.shared {
-            // A shared mapping writes the page cache of its own file.
-            if pageFile(pfn) != vmFile(v) || page(pfn).pointee.index != w.index {
+            // A shared mapping writes the page cache of its own file. The
+            // page's index is its folio's plus its place in it (a hugetlb
+            // folio's tails keep no index of their own).
+            let index = page(head).pointee.index &+ UInt64(pfn.rawValue - head.rawValue)
+            if pageFile(pfn) != vmFile(v) || index != w.index {
                 fail("through a shared mapping of file \(vmFile(v)) at index \(w.index), but the frame is not that page")
             }
             return
@@ -173,7 +176,8 @@ extension Checker {
                 // A page that left the page cache (hwpoison, truncation) and
                 // is still held belongs to no file: nothing to compare.
                 let f = k.pageFile(pfn)
-                if !f.isNone && (f.rawValue != w.owner || k.page(pfn).pointee.index != w.index) {
+                let index = k.page(head).pointee.index &+ UInt64(pfn.rawValue - head.rawValue)
+                if !f.isNone && (f.rawValue != w.owner || index != w.index) {
                     fail(.contentProvenance, .frame(pfn), "frame \(pfn): written by \(by) through a shared mapping of file \(w.owner) at index \(w.index), no longer that page")
                 }
                 continue

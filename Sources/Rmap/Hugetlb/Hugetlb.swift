@@ -89,6 +89,10 @@ extension Kernel {
         p.pointee.next = 0
         p.pointee.refcount = 1
         header.pointee.free_huge_pages -= 1
+        // A new life of the folio (as allocFolio numbers one): what was
+        // known of its previous one (the checker's write records) is not of it.
+        header.pointee.next_frame_serial &+= 1
+        p.pointee.serial = header.pointee.next_frame_serial
         return head
     }
 
