@@ -26,6 +26,22 @@ extension Kernel {
 
     /// Every PMD leaf that maps the THP at `head`.
     func forEachAnonPMDMapping(_ head: PFN, _ body: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
+        forEachAnonPMD(head, where: { PTE.isPMDLeaf($0) && PTE.pfn($0) == head }, body)
+    }
+
+    /// Every PMD migration entry that names the folio at `head` (what
+    /// page_vma_mapped_walk with PVMW_MIGRATION finds at the PMD level).
+    func forEachPMDMigrationEntry(_ head: PFN, _ body: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
+        forEachAnonPMD(head, where: { PTE.isPMDMigrationEntry($0) && PTE.swpOffsetPFN($0) == head }, body)
+    }
+
+    /// The PMD-level half of rmap_walk_anon for the folio at `head`: in the
+    /// VMAs of its anon_vma's tree that cover its first page, at the
+    /// (PMD-aligned) address of that page, each PMD entry `matches` accepts.
+    /// The body may change the VMAs' page tables, not the tree: the entries
+    /// are gathered first.
+    private func forEachAnonPMD(_ head: PFN, where matches: (UInt64) -> Bool,
+                                _ body: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
         let av = pageAnonVMA(head)
         guard anonVMAIsLive(av) else { return }
         let idx = page(head).pointee.index
@@ -34,14 +50,12 @@ extension Kernel {
         var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree))
         while !a.isNone {
             let v = avcVMA(a)
-            if let addr = vmaAddress(v, index: idx),
-               let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: addr),
-               PTE.isPMDLeaf(pmd.pointee), PTE.pfn(pmd.pointee) == head {
-                found.append((v, addr & ~(Kernel.pmdSize - 1), pmd))
+            if let addr = vmaAddress(v, index: idx), addr & (Kernel.pmdSize - 1) == 0,
+               let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: addr), matches(pmd.pointee) {
+                found.append((v, addr, pmd))
             }
             a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, tree))
         }
-        // The body may change the tree's VMAs' page tables, not the tree.
         for f in found { body(f.0, f.1, f.2) }
     }
 

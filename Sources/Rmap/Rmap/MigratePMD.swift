@@ -87,28 +87,6 @@ extension Kernel {
         if exclusive { page(head).pointee.flags |= PG.anonExclusive }
     }
 
-    /// Every PMD migration entry that names the folio at `head`, in the VMAs
-    /// of its anon_vma's tree that cover its first page (what
-    /// page_vma_mapped_walk with PVMW_MIGRATION finds at the PMD level).
-    func forEachPMDMigrationEntry(_ head: PFN, _ body: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
-        let av = pageAnonVMA(head)
-        guard anonVMAIsLive(av) else { return }
-        let idx = page(head).pointee.index
-        let tree = avcTree
-        var found: [(VMAID, UInt64, UnsafeMutablePointer<UInt64>)] = []
-        var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, tree))
-        while !a.isNone {
-            let v = avcVMA(a)
-            if let addr = vmaAddress(v, index: idx), addr & (Kernel.pmdSize - 1) == 0,
-               let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: addr),
-               PTE.isPMDMigrationEntry(pmd.pointee), PTE.swpOffsetPFN(pmd.pointee) == head {
-                found.append((v, addr, pmd))
-            }
-            a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, tree))
-        }
-        for f in found { body(f.0, f.1, f.2) }
-    }
-
     /// A fault on a PMD migration entry (__handle_mm_fault:
     /// pmd_migration_entry_wait) waits for the migration; as for a PTE
     /// entry, the single-threaded model finishes the migration that left it
