@@ -31,6 +31,14 @@ extension ReusePolicy: ExpressibleByArgument {
     public static var allValueStrings: [String] { allCases.map(\.name) }
 }
 
+extension KSMWalkMode: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let m = KSMWalkMode.named(argument) else { return nil }
+        self = m
+    }
+    public static var allValueStrings: [String] { allCases.map(\.name) }
+}
+
 struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Replay traces on the model.",
@@ -46,6 +54,9 @@ struct Replay: ParsableCommand {
 
     @Option(help: "anon_vma reuse policy: none, degree or split (default: split; with --load, the saved state's).")
     var reuse: ReusePolicy?
+
+    @Option(name: .customLong("ksm-walk"), help: "rmap_walk_ksm's pgoff range: full (6.x mainline), vmpgoff (the series 'KSM: Optimizations for rmap_walk_ksm' v4-v5) or index (its v8) (default: full; with --load, the saved state's).")
+    var ksmWalk: KSMWalkMode?
 
     @Flag(help: "Run the invariant checker after every statement (see --check-every).")
     var check = false
@@ -73,6 +84,9 @@ struct Replay: ParsableCommand {
             throw ValidationError("--save and --load take exactly one trace")
         }
         try validateArenaOptions(frames: frames, tinyArena: tinyArena, reuse: reuse, load: load)
+        if ksmWalk != nil && load != nil {
+            throw ValidationError("--ksm-walk cannot apply with --load: the loaded state keeps its KSM walk mode")
+        }
         if checkEvery < 1 { throw ValidationError("--check-every must be at least 1, got \(checkEvery)") }
     }
 
@@ -81,7 +95,7 @@ struct Replay: ParsableCommand {
         if let frames { config.frames = frames }
         var status: Int32 = 0
         for path in traces {
-            let s = RmapTools.replayFile(path: path, reuse: reuse ?? .split, config: config, check: check,
+            let s = RmapTools.replayFile(path: path, reuse: reuse ?? .split, ksmWalk: ksmWalk ?? .full, config: config, check: check,
                                          checkEvery: checkEvery, load: load, save: save, observations: observe)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
@@ -167,6 +181,9 @@ struct Fuzz: ParsableCommand {
     @Option(help: "anon_vma reuse policy: none, degree or split.")
     var reuse: ReusePolicy = .split
 
+    @Option(name: .customLong("ksm-walk"), help: "rmap_walk_ksm's pgoff range: full, vmpgoff or index (see replay).")
+    var ksmWalk: KSMWalkMode = .full
+
     @Option(name: .customLong("check-every"), help: "Run the checker after every K statements.")
     var checkEvery: Int = 1
 
@@ -194,6 +211,7 @@ struct Fuzz: ParsableCommand {
         o.ops = ops ?? 0
         o.seconds = seconds ?? 0
         o.reuse = reuse
+        o.ksmWalk = ksmWalk
         o.checkEvery = checkEvery
         o.outDirectory = out
         o.large = large

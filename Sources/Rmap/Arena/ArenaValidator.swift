@@ -183,7 +183,7 @@ struct ArenaValidator {
         }
         // The CVE-2022-42703 counter is made only by the "degree" policy, and
         // names the anon_vma of its last reuse.
-        if h.reuse_policy == ReusePolicy.degree.rawValue {
+        if k.reusePolicy == .degree {
             guard (h.anon_vma_reused_in_use == 0) == (h.anon_vma_reused_last == 0),
                   h.anon_vma_reused_last < UInt64(bump(T.anonVMA)) else { return "anon_vma reuse counter inconsistent" }
         } else {
