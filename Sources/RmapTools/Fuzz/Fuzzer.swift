@@ -150,7 +150,7 @@ public struct Fuzzer {
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 let kept = Array(lines.prefix(v.line))
                 let minimal = options.shrink ? Fuzzer.shrink(kept, config: config, reuse: options.reuse, ksmWalk: options.ksmWalk) : kept
-                var header = "# rmap fuzz\(options.large ? " --large" : "") --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
+                var header = "# rmap fuzz\(options.large ? " --large" : "") --seed \(options.seed) --reuse \(options.reuse.name)\(options.ksmWalk == .full ? "" : " --ksm-walk \(options.ksmWalk.name)"): run seed \(runSeed)\n"
                 header += "# arena: frames \(config.frames), pt pages \(config.ptPages), vmas \(config.vmas), anon_vmas \(config.anonVMAs), avcs \(config.avcs), mms \(config.mms)\n"
                 header += "# violation: \(v.violation)\n"
                 let minimized = header + minimal.joined(separator: "\n") + "\n"
