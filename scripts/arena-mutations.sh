@@ -19,6 +19,8 @@
 #   scripts/arena-mutations.sh [COUNT per seed, default 1000] [SEED, default 1]
 #   ARENA_MUTATIONS_TARGETED=0 skips the targeted pass (most of the time)
 #   ARENA_MUTATIONS_ONLY=SUBSTRING runs only the seeds whose name has it
+#   ARENA_MUTATIONS_WORDS=N mutates at most the first N words of a record in
+#     the targeted pass (a page-table page has 1024; default: all)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 COUNT=${1:-1000}
@@ -101,9 +103,10 @@ le() {  # le VALUE BYTES: VALUE as little-endian bytes, printf-escaped
 
 # Seeds: the FuzzArena seeds, and states saved (tiny arena) from corpus traces
 # with swap entries, device entries, file pages, fork families and 64 KiB
-# large folios shared by a fork (their folio fields overlay the tail pages).
+# large folios shared by a fork (their folio fields overlay the tail pages),
+# and KSM pages merged and then split by mprotect (stable rmap_items).
 seeds=("$ROOT"/Fuzz/corpus/arena/seed*.arena)
-for t in model/reclaim-swap model/device-memory kernel/45-contents kernel-large/13-mthp-fork-cow; do
+for t in model/reclaim-swap model/device-memory kernel/45-contents kernel-large/13-mthp-fork-cow model/ksm-walk-split; do
     if "$RMAP" replay --tiny-arena --save "$WORK/$(basename $t).arena" "$ROOT/Tests/Corpus/$t.trace" >/dev/null 2>&1; then
         seeds+=("$WORK/$(basename $t).arena")
     fi
@@ -172,7 +175,7 @@ for seed in "${seeds[@]}"; do
         fi
         for r in $recs; do
             (( r < bump )) || continue
-            for ((w = 0; w + 4 <= rsize; w += 4)); do
+            for ((w = 0; w + 4 <= rsize && w < 4 * ${ARENA_MUTATIONS_WORDS:-1048576}; w += 4)); do
                 off=$(( toff + r * rsize + w ))
                 # The boundary values, the word's value one up and one down
                 # (a count off by one), and in the flag words each single bit.
