@@ -62,16 +62,42 @@ import RmapTestSupport
             ("CVE reuse counter under split", hdr(\rmap_arena_header.anon_vma_reused_in_use, 8), { _ in 1 }),
             ("zero_pfn on a live anonymous frame", hdr(\rmap_arena_header.zero_pfn, 4), { _ in UInt64(anonFrame.rawValue) }),
             ("undefined frame flag bit", field(T.frame, anonFrame.rawValue, \rmap_page.flags, 8), { $0 | 1 << 40 }),
+            ("PG_reserved on an anonymous frame", field(T.frame, anonFrame.rawValue, \rmap_page.flags, 8), { $0 | 1 << 17 }),
         ]
     }
 
     @Test func eachSingleFieldChangeIsRejected() throws {
-        let (m, out) = try machine(Self.trace, config: .tiny)
+        try rejectsEach(Self.trace, Self.mutations)
+    }
+
+    /// A 64 KiB folio shared by a fork: its head's refcount one off its
+    /// mappings (a leaked reference kept it on the deferred split queue,
+    /// fully unmapped, after the loaded processes exited).
+    @Test func aLargeFolioRefcountOffItsMappingsIsRejected() throws {
+        let trace = """
+            thp enabled always
+            thp 64K always
+            thp 2M never
+            proc A
+            A mmap 0x100000000000 16 rw anon-private
+            A write 0x100000000000 16
+            B = fork A
+            B munmap 0x100000000000 4
+            """
+        try rejectsEach(trace) { m in
+            let head = m.k.folioOf(m.mappedFrame(m.processes["A"]!, 0x1000_0000_0000))
+            return [("large folio refcount one higher", Self.field(T.frame, head.rawValue, \rmap_page.refcount, 4), { $0 &+ 1 }),
+                    ("large folio refcount one lower", Self.field(T.frame, head.rawValue, \rmap_page.refcount, 4), { $0 &- 1 })]
+        }
+    }
+
+    func rejectsEach(_ text: String, _ mutations: (Machine) -> [(String, Target, @Sendable (UInt64) -> UInt64)]) throws {
+        let (m, out) = try machine(text, config: .tiny)
         #expect(out.failures == [])
         #expect(m.check() == [])
-        let path = NSTemporaryDirectory() + "rmap-\(getpid())-trust.arena"
+        let path = NSTemporaryDirectory() + "rmap-\(getpid())-trust-\(UUID().uuidString).arena"
         defer { unlink(path) }
-        let muts = Self.mutations(m)
+        let muts = mutations(m)
         try #require(m.save(to: path) == nil)
         let original = try #require(FileManager.default.contents(atPath: path))
         // The state as saved loads and is sound.

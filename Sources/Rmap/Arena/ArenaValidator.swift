@@ -173,9 +173,23 @@ struct ArenaValidator {
         // Frames: only the flags the model defines; the zero page is the
         // reserved, unmapped page initZeroPage made (the checker's census
         // skips it: anything else there would escape every check).
+        let hz = h.huge_zero_pfn
         for i in 1..<bump(T.frame) where live[Int(T.frame)][Int(i)] {
-            let f = k.page(PFN(i)).pointee.flags
+            let p = k.page(PFN(i)).pointee
+            let f = p.flags
             guard f & ~PG.known == 0 else { return "frame \(i): undefined flag bits 0x\(String(f & ~PG.known, radix: 16))" }
+            // PG_reserved: the zero page and the huge zero folio only (put_page
+            // never frees a reserved frame: anything else would leak).
+            guard f & PG.reserved == 0 || i == h.zero_pfn || (hz != 0 && i >= hz && i < hz + RMAP_PMD_NR) else {
+                return "frame \(i): PG_reserved on a frame that is not a zero page"
+            }
+            // A large anonymous folio at rest holds one reference per mapping,
+            // PTE or PMD (folio_expected_ref_count(); a split needs exactly that).
+            if f & PG.head != 0 && i != hz && f & PG.swapcache == 0 && p.mapping & PageMapping.flags == PageMapping.anon {
+                guard Int(p.refcount) == k.folioLargeMapcount(PFN(i)) else {
+                    return "frame \(i): large folio refcount \(p.refcount), mappings \(k.folioLargeMapcount(PFN(i)))"
+                }
+            }
         }
         let z = k.page(k.zeroPFN).pointee
         guard z.flags & (PG.reserved | PG.head | PG.tail) == PG.reserved, z.mapping == 0, z.mapcount == -1 else {
