@@ -53,7 +53,7 @@ public func readFileBytes(_ path: String) -> Result<[UInt8], ReadError> {
 /// processes and files exist already); with `save`, the final state is
 /// written to that file. Without `observations`, observe lines are run but
 /// not kept (the JSON then lists none): `rmap replay` without `--observe`.
-public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaConfig = .default,
+public func replayFile(path: String, reuse: ReusePolicy = .split, ksmWalk: KSMWalkMode = .full, config: ArenaConfig = .default,
                        check: Bool = false, checkEvery: Int = 1, load: String? = nil, save: String? = nil,
                        withStats: Bool = false, observations: Bool = true) -> ReplayStatus {
     let bytes: [UInt8]
@@ -79,7 +79,7 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, config: ArenaC
         machine = loaded
     } else {
         do {
-            machine = try Machine(config: config, reuse: reuse)
+            machine = try Machine(config: config, reuse: reuse, ksmWalk: ksmWalk)
         } catch {
             return ReplayStatus(stdout: nil, stderr: [error.description], status: 2)
         }

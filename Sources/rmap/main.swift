@@ -65,6 +65,14 @@ struct ArenaOptions: ParsableArguments {
     var policy: ReusePolicy { (reuse ?? .split).policy }
 }
 
+extension KSMWalkMode: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let m = KSMWalkMode.named(argument) else { return nil }
+        self = m
+    }
+    public static var allValueStrings: [String] { allCases.map(\.name) }
+}
+
 struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Replay traces on the model.",
@@ -79,6 +87,9 @@ struct Replay: ParsableCommand {
     var observe = false
 
     @OptionGroup var arena: ArenaOptions
+
+    @Option(name: .customLong("ksm-walk"), help: "rmap_walk_ksm's pgoff range: full (6.x mainline), vmpgoff (the series 'KSM: Optimizations for rmap_walk_ksm' v4-v5) or index (its v8) (default: full; with --load, the saved state's).")
+    var ksmWalk: KSMWalkMode?
 
     @Flag(help: "Run the invariant checker after every statement (see --check-every).")
     var check = false
@@ -103,6 +114,9 @@ struct Replay: ParsableCommand {
             throw ValidationError("--save and --load take exactly one trace")
         }
         try validateArenaOptions(arena, tinyArena: tinyArena, load: load)
+        if ksmWalk != nil && load != nil {
+            throw ValidationError("--ksm-walk cannot apply with --load: the loaded state keeps its KSM walk mode")
+        }
         if checkEvery < 1 { throw ValidationError("--check-every must be at least 1, got \(checkEvery)") }
     }
 
@@ -111,7 +125,7 @@ struct Replay: ParsableCommand {
         if let frames = arena.frames { config.frames = frames }
         var status: Int32 = 0
         for path in traces {
-            let s = RmapTools.replayFile(path: path, reuse: arena.policy, config: config, check: check,
+            let s = RmapTools.replayFile(path: path, reuse: arena.policy, ksmWalk: ksmWalk ?? .full, config: config, check: check,
                                          checkEvery: checkEvery, load: load, save: save, observations: observe)
             if let out = s.stdout, observe { print(out) }
             for e in s.stderr { writeStderr(e) }
@@ -205,6 +219,9 @@ struct Fuzz: ParsableCommand {
     @OptionGroup var reuseOption: ReuseOption
     var reuse: ReusePolicy { reuseOption.policy }
 
+    @Option(name: .customLong("ksm-walk"), help: "rmap_walk_ksm's pgoff range: full, vmpgoff or index (see replay).")
+    var ksmWalk: KSMWalkMode = .full
+
     @Option(name: .customLong("check-every"), help: "Run the checker after every K statements.")
     var checkEvery: Int = 1
 
@@ -236,6 +253,7 @@ struct Fuzz: ParsableCommand {
         o.ops = ops ?? 0
         o.seconds = seconds ?? 0
         o.reuse = reuse
+        o.ksmWalk = ksmWalk
         o.checkEvery = checkEvery
         o.outDirectory = out
         o.large = large

@@ -125,6 +125,39 @@ import RmapTestSupport
         #expect(m.check() == [])
     }
 
+    /// Issue 17 item 22: `reclaim` is shrink_folio_list once reclaim decided
+    /// to evict, as kswapd's pageout() does it: a dirty page-cache frame is
+    /// written back and freed (`ok`). MADV_PAGEOUT reclaims from the
+    /// process (reclaim_pages(), not kswapd): the dirty file folio is
+    /// unmapped, then kept, dirty, with PG_reclaim (mm/vmscan.c 6.18:
+    /// folio_is_file_lru() && !current_is_kswapd() -> activate_locked).
+    @Test func reclaimWritesBackADirtyFilePageMadvisePageoutKeepsIt() throws {
+        let (m, out) = try machine("""
+            file f 4
+            proc A
+            A mmap 0x100000000000 2 rw file-shared:f@0
+            A write 0x100000000000 2
+            """)
+        #expect(out.failures == [])
+        let f = m.files["f"]!
+        let cached = m.k.file(f).pointee.nrpages
+        let p0 = m.frame("A", a), p1 = m.frame("A", a + 0x1000)
+        #expect(m.perform("A", .reclaim(addr: a, pages: 1)) == .ok, "pageout() wrote it back")
+        #expect(m.frameIsFree(p0), "__remove_mapping() freed it")
+        #expect(m.tokens("A", a, 1) == "-")
+        #expect(m.k.file(f).pointee.nrpages == cached - 1)
+        #expect(m.k.mmCounter(m.mm("A"), .file) == 1)
+        #expect(m.perform("A", .madvise(addr: a + 0x1000, pages: 1, advice: .pageout)) == .ok)
+        #expect(m.tokens("A", a + 0x1000, 1) == "-", "try_to_unmap() ran")
+        #expect(!m.frameIsFree(p1), "MADV_PAGEOUT does not write a dirty file folio")
+        #expect(m.frameRecord(p1).pointee.flags & (PG.dirty | PG.reclaim) == PG.dirty | PG.reclaim)
+        #expect(m.k.file(f).pointee.nrpages == cached - 1)
+        // The page was written back: a clean frame is read in on the next fault.
+        #expect(m.perform("A", .read(addr: a, pages: 1)) == .ok)
+        #expect(m.frameRecord(m.frame("A", a)).pointee.flags & PG.dirty == 0)
+        #expect(m.check() == [])
+    }
+
     @Test func munlockOnlyLooksAtLockedVMAs() throws {
         let (m, _) = try machine("""
             file f 4

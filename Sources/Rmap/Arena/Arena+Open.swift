@@ -171,7 +171,9 @@ extension Arena {
         }
         guard UInt64(h.header_size) == hsize else { return "header size \(h.header_size), expected \(hsize)" }
         guard h.total_size == size else { return "header says \(h.total_size) bytes, the file has \(size)" }
-        guard h.reuse_policy <= 2 else { return "unknown reuse policy \(h.reuse_policy)" }
+        guard h.reuse_policy & ~0x3ff == 0, h.reuse_policy & 0xff <= 2, h.reuse_policy >> 8 <= 2 else {
+            return "unknown reuse policy or KSM walk mode 0x\(String(h.reuse_policy, radix: 16))"
+        }
         var end = hsize
         for t in Int32(0)..<Int32(RMAP_T_COUNT) {
             let d = Kernel.desc(p.assumingMemoryBound(to: rmap_arena_header.self), t).pointee

@@ -63,6 +63,148 @@ struct ArenaValidator {
         if let e = validateObjects() { return e }
         if let e = validatePageTables() { return e }
         if let e = validateTrees() { return e }
+        if let e = validateCounters() { return e }
+        return nil
+    }
+
+    /// The nodes of a sound tree (validateTrees passed), in no order.
+    func treeNodes<A: IntervalTreeAccessor>(_ root: UInt32, _ a: A) -> [UInt32] {
+        var out: [UInt32] = []
+        var stack: [UInt32] = root == 0 ? [] : [root]
+        while let n = stack.popLast() {
+            out.append(n)
+            let l = a.links(n).pointee
+            if l.left != 0 { stack.append(l.left) }
+            if l.right != 0 { stack.append(l.right) }
+        }
+        return out
+    }
+
+    /// Issue 17, items 4 and 5: what the objects say of each other, exactly
+    /// where it can be derived, so that no later statement meets a counter
+    /// it cannot trust (a refcount one low is a use after free at exit; one
+    /// at 2^31 - 1 traps at the next get). Each tree's nodes belong to it;
+    /// refcounts equal their references; flags and header counters hold
+    /// only what the model writes.
+    func validateCounters() -> String? {
+        let h = k.header.pointee
+        // Tree nodes name their tree's owner, and each is in one tree only.
+        var inTree = [Bool](repeating: false, count: Int(bump(T.vma)))
+        for m in 1..<bump(T.mm) where live[Int(T.mm)][Int(m)] {
+            for v in treeNodes(k.mm(MMID(m)).pointee.mm_rb, k.mmTree) {
+                guard ok(T.vma, v), !inTree[Int(v)], k.vma(VMAID(v)).pointee.mm == m else { return "mm \(m): VMA tree holds vma \(v) of another mm" }
+                inTree[Int(v)] = true
+            }
+        }
+        var vmasOfFile = [UInt32](repeating: 0, count: Int(bump(T.file)))
+        inTree = [Bool](repeating: false, count: Int(bump(T.vma)))
+        for f in 1..<bump(T.file) where live[Int(T.file)][Int(f)] {
+            for v in treeNodes(k.file(FileID(f)).pointee.i_mmap, k.iMMap) {
+                guard ok(T.vma, v), !inTree[Int(v)], k.vma(VMAID(v)).pointee.file == f else { return "file \(f): i_mmap holds vma \(v) of another file" }
+                inTree[Int(v)] = true
+            }
+        }
+        // VMA flags as mmap makes them (VM_MAY* always; VM_SHARED with
+        // VM_MAYSHARE, only over a file; a shmem file mapped shared only).
+        let known = VM.read | VM.write | VM.exec | VM.shared | VM.mayread | VM.maywrite | VM.mayexec | VM.mayshare
+            | VM.growsdown | VM.pfnmap | VM.locked | VM.io | VM.seqRead | VM.randRead | VM.dontcopy | VM.dontexpand
+            | VM.lockonfault | VM.account | VM.noreserve | VM.hugetlb | VM.wipeonfork | VM.dontdump | VM.softdirty
+            | VM.mixedmap | VM.hugepage | VM.nohugepage | VM.mergeable
+        for v in 1..<bump(T.vma) where live[Int(T.vma)][Int(v)] {
+            let f = k.vma(VMAID(v)).pointee.file
+            let fl = k.vma(VMAID(v)).pointee.vm_flags
+            let shared = fl & VM.shared != 0
+            guard fl & ~known == 0, fl & (VM.mayread | VM.maywrite | VM.mayexec) == VM.mayread | VM.maywrite | VM.mayexec,
+                  shared == (fl & VM.mayshare != 0), !shared || f != 0,
+                  f == 0 || shared || k.file(FileID(f)).pointee.kind != FileKind.shmem.rawValue else {
+                return "vma \(v): flags 0x\(String(fl, radix: 16)) are no mapping's"
+            }
+            guard f == 0 || inTree[Int(v)] else { return "vma \(v): not in its file \(f)'s i_mmap" }
+            if f != 0 { vmasOfFile[Int(f)] += 1 }
+        }
+        var inAVCTree = [Bool](repeating: false, count: Int(bump(T.avc)))
+        for av in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(av)] {
+            for a in treeNodes(k.anonVMA(AnonVMAID(av)).pointee.rb_root, k.avcTree) {
+                guard ok(T.avc, a), !inAVCTree[Int(a)], k.avc(AVCID(a)).pointee.anon_vma == av else { return "anon_vma \(av): tree holds avc \(a) of another anon_vma" }
+                inAVCTree[Int(a)] = true
+            }
+        }
+        // A file's references: its trace name and each VMA (fput at zero frees
+        // it); its page count: the pages its cache holds.
+        var named = [Bool](repeating: false, count: Int(bump(T.file)))
+        for i in 1..<bump(T.name) where live[Int(T.name)][Int(i)] && k.names[Int(i)].kind == UInt32(RMAP_NAME_FILE) {
+            named[Int(k.names[Int(i)].index)] = true
+        }
+        for f in 1..<bump(T.file) where live[Int(T.file)][Int(f)] {
+            let p = k.file(FileID(f)).pointee
+            let refs = Int64(vmasOfFile[Int(f)]) + (named[Int(f)] ? 1 : 0)
+            guard refs >= 1, Int64(p.refcount) == refs else { return "file \(f): refcount \(p.refcount), references \(refs) (its name and VMAs)" }
+            var cached: UInt64 = 0
+            k.walkLeaves(root: p.cache_root, start: 0, end: 1 << 48) { _, slot in
+                if slot.pointee & PTE.present != 0 { cached += 1 }
+                return true
+            }
+            guard p.nrpages == cached else { return "file \(f): nrpages \(p.nrpages), its cache holds \(cached)" }
+        }
+        // An anon_vma's references (get_anon_vma / put_anon_vma): its own
+        // while its tree is not empty (unlink_anon_vmas drops it), one from
+        // each anon_vma whose root it is (anon_vma_fork), one from each stable
+        // KSM rmap_item naming it (try_to_merge_with_ksm_page).
+        var refs = [Int64](repeating: 0, count: Int(bump(T.anonVMA)))
+        for av in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(av)] {
+            let p = k.anonVMA(AnonVMAID(av)).pointee
+            if p.rb_root != 0 { refs[Int(av)] += 1 }
+            if p.root != av { refs[Int(p.root)] += 1 }
+        }
+        for i in 1..<bump(T.ksmItem) where live[Int(T.ksmItem)][Int(i)] {
+            let p = k.ksmItem(KSMItemID(i)).pointee
+            // The low bits: SEQNR_MASK, UNSTABLE_FLAG, STABLE_FLAG, never both
+            // flags; the address a user page's (ksm scan walks from it).
+            guard p.address & ~(KSMFlag.pageMask | 0x3ff) == 0, p.address & (KSMFlag.stable | KSMFlag.unstable) != KSMFlag.stable | KSMFlag.unstable,
+                  p.address & KSMFlag.pageMask < 1 << 47 else { return "ksm rmap_item \(i): bad address 0x\(String(p.address, radix: 16))" }
+            if p.address & KSMFlag.stable != 0 { refs[Int(p.anon_vma)] += 1 }
+        }
+        for av in 1..<bump(T.anonVMA) where live[Int(T.anonVMA)][Int(av)] {
+            let p = k.anonVMA(AnonVMAID(av)).pointee
+            guard refs[Int(av)] >= 1, Int64(p.refcount) == refs[Int(av)] else {
+                return "anon_vma \(av): refcount \(p.refcount), references \(refs[Int(av)])"
+            }
+        }
+        // Frames: only the flags the model defines; the zero page is the
+        // reserved, unmapped page initZeroPage made (the checker's census
+        // skips it: anything else there would escape every check).
+        let hz = h.huge_zero_pfn
+        for i in 1..<bump(T.frame) where live[Int(T.frame)][Int(i)] {
+            let p = k.page(PFN(i)).pointee
+            let f = p.flags
+            guard f & ~PG.known == 0 else { return "frame \(i): undefined flag bits 0x\(String(f & ~PG.known, radix: 16))" }
+            // PG_reserved: the zero page and the huge zero folio only (put_page
+            // never frees a reserved frame: anything else would leak).
+            guard f & PG.reserved == 0 || i == h.zero_pfn || (hz != 0 && i >= hz && i < hz + RMAP_PMD_NR) else {
+                return "frame \(i): PG_reserved on a frame that is not a zero page"
+            }
+            // A large anonymous folio at rest holds one reference per mapping,
+            // PTE or PMD (folio_expected_ref_count(); a split needs exactly that).
+            if f & PG.head != 0 && i != hz && f & PG.swapcache == 0 && p.mapping & PageMapping.flags == PageMapping.anon {
+                guard Int(p.refcount) == k.folioLargeMapcount(PFN(i)) else {
+                    return "frame \(i): large folio refcount \(p.refcount), mappings \(k.folioLargeMapcount(PFN(i)))"
+                }
+            }
+        }
+        let z = k.page(k.zeroPFN).pointee
+        guard z.flags & (PG.reserved | PG.head | PG.tail) == PG.reserved, z.mapping == 0, z.mapcount == -1 else {
+            return "the zero page \(k.zeroPFN) is not the reserved zero page"
+        }
+        // The CVE-2022-42703 counter is made only by the "degree" policy, and
+        // names the anon_vma of its last reuse.
+        if k.reusePolicy == .degree {
+            guard (h.anon_vma_reused_in_use == 0) == (h.anon_vma_reused_last == 0),
+                  h.anon_vma_reused_last < UInt64(bump(T.anonVMA)) else { return "anon_vma reuse counter inconsistent" }
+        } else {
+            guard h.anon_vma_reused_in_use == 0, h.anon_vma_reused_last == 0 else {
+                return "anon_vma reuse counter \(h.anon_vma_reused_in_use) under a policy that never reuses an anon_vma in use"
+            }
+        }
         return nil
     }
 

@@ -23,6 +23,32 @@ import CShims
 /// an rmap_item ends early (the kernel would resume at its cursor).
 /// An exiting mm's rmap_items are removed at exit (the kernel leaves them for
 /// ksmd's next visit, which finds the mm exiting and removes them all).
+/// The pgoff range rmap_walk_ksm() searches each rmap_item's anon_vma tree
+/// for: a history mode, as `ReusePolicy` is (kept in bits 8-9 of the header's
+/// `reuse_policy` word, so a saved state keeps it).
+public enum KSMWalkMode: UInt32, Sendable, CaseIterable {
+    /// 6.x mainline: the whole tree, [0, ULONG_MAX].
+    case full = 0
+    /// The series "KSM: Optimizations for rmap_walk_ksm" v4-v5: the
+    /// rmap_item stores the VMA's vm_pgoff at merge time and the walk asks
+    /// for [vm_pgoff, vm_pgoff]: a VMA split below the page after the merge
+    /// no longer covers that pgoff, and its mapping is missed.
+    case vmpgoff = 1
+    /// The same series from v8: the page's linear_page_index() at merge
+    /// time, which a split cannot change.
+    case index = 2
+
+    public var name: String {
+        switch self {
+        case .full: return "full"
+        case .vmpgoff: return "vmpgoff"
+        case .index: return "index"
+        }
+    }
+
+    public static func named(_ s: String) -> KSMWalkMode? { allCases.first { $0.name == s } }
+}
+
 enum KSMFlag {
     /// SEQNR_MASK: low bits of the unstable tree seqnr.
     static let seqnrMask: UInt64 = 0x0ff
@@ -108,6 +134,12 @@ extension Kernel {
     /// oracle shows (a union overlaying them would need two scans).
     @inline(__always) func setItemPgoff(_ i: KSMItemID, _ pgoff: UInt64) {
         ksmItem(i).pointee.vm_pgoff = pgoff
+    }
+
+    /// The KSM walk mode of this machine (bits 8-9 of the header's reuse_policy word).
+    var ksmWalkMode: KSMWalkMode {
+        get { KSMWalkMode(rawValue: (header.pointee.reuse_policy >> 8) & 0x3) ?? .full }
+        nonmutating set { header.pointee.reuse_policy = header.pointee.reuse_policy & 0xff | newValue.rawValue << 8 }
     }
 
     /// calc_checksum(): the kernel hashes the page (xxhash) into the u32
@@ -603,7 +635,12 @@ extension Kernel {
         removeRmapItemFromTree(i)  // unstable nid is in union with stable anon_vma
         let av = vmaAnonVMA(v)
         ksmItem(i).pointee.anon_vma = av.rawValue
-        setItemPgoff(i, vma(v).pointee.vm_pgoff)
+        // The series' v4-v5 store the VMA's vm_pgoff, v8 the page's
+        // linear_page_index(vma, address) (6.x mainline keeps none: the walk
+        // needs none).
+        let r = vma(v).pointee
+        let addr = ksmItem(i).pointee.address & KSMFlag.pageMask
+        setItemPgoff(i, ksmWalkMode == .index ? r.vm_pgoff &+ ((addr &- r.vm_start) >> PAGE_SHIFT) : r.vm_pgoff)
         getAnonVMA(av)
         return true
     }
@@ -767,25 +804,30 @@ extension Kernel {
     /// VMAs of its anon_vma's tree (the whole tree, [0, ULONG_MAX], as 6.x
     /// up to 6.17 does) that cover the item's address: first those of the
     /// item's own mm, then (search_new_forks) those of other mms, forked
-    /// since ksmd passed. The newest linux-mm code narrows the AVC range to
-    /// [rmap_item->vm_pgoff, rmap_item->vm_pgoff] (the VMA's pgoff at merge
-    /// time); the model keeps the full range.
+    /// since ksmd passed. `ksmWalkMode` picks the AVC range: the full one,
+    /// or the series "KSM: Optimizations for rmap_walk_ksm"'s
+    /// [rmap_item->vm_pgoff, rmap_item->vm_pgoff] (v4-v5: the VMA's pgoff at
+    /// merge time; v8: the page's index).
     @inline(__always)
     func rmapWalkKSM<C: RmapWalkControl>(_ pfn: PFN, _ c: inout C) {
         let node = folioStableNode(pfn)
         guard !node.isNone else { return }
         let ctx = RmapContext(k: self)
         let tree = avcTree
+        let narrow = ksmWalkMode != .full
         for pass in 0..<2 {
             let searchNewForks = pass == 1
             var i = KSMItemID(ksmNode(node).pointee.hlist)
             while !i.isNone {
                 let p = ksmItem(i).pointee
                 let addr = p.address & KSMFlag.pageMask
-                var a = AVCID(IntervalTree.first(root: anonVMARoot(AnonVMAID(p.anon_vma)).pointee, tree))
+                let root = anonVMARoot(AnonVMAID(p.anon_vma)).pointee
+                var a = AVCID(narrow ? IntervalTree.iterFirst(root: root, start: p.vm_pgoff, last: p.vm_pgoff, tree)
+                                     : IntervalTree.first(root: root, tree))
                 while !a.isNone {
                     let v = avcVMA(a)
-                    a = AVCID(IntervalTree.next(a.rawValue, tree))
+                    a = AVCID(narrow ? IntervalTree.iterNext(a.rawValue, start: p.vm_pgoff, last: p.vm_pgoff, tree)
+                                     : IntervalTree.next(a.rawValue, tree))
                     let r = vma(v).pointee
                     if addr < r.vm_start || addr >= r.vm_end { continue }
                     if (p.mm == r.mm) == searchNewForks { continue }

@@ -33,7 +33,7 @@ extension Machine {
             k.tryToUnmapFlush()
             return r
         case .reclaim(let addr, let pages):
-            return eachFrame(m, addr, pages, large: { opResult(k.reclaimFolio($0)) }) { k.reclaimPage($0) ? .ok : .fail }
+            return eachFrame(m, addr, pages, large: { opResult(k.reclaimFolio($0)) }) { k.reclaimPage($0, kswapd: true) ? .ok : .fail }
         case .migrate(let addr, let pages):
             return eachFrame(m, addr, pages, devicePrivate: true,
                              large: { opResult(k.migrateFolio($0)) }) { k.migratePage($0) ? .ok : .fail }

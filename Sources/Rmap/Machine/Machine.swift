@@ -62,10 +62,12 @@ public final class Machine {
 
     /// A machine over a new arena: in memory, or MAP_SHARED on the file at
     /// `path` (the state then persists there and reopens with `init(opening:)`).
-    public init(config: ArenaConfig = .default, reuse: ReusePolicy = .split, path: String? = nil) throws(ArenaError) {
+    public init(config: ArenaConfig = .default, reuse: ReusePolicy = .split, ksmWalk: KSMWalkMode = .full,
+                path: String? = nil) throws(ArenaError) {
         arena = try Arena(config: config, path: path)
         k = arena.kernel
         k.header.pointee.reuse_policy = reuse.rawValue
+        k.ksmWalkMode = ksmWalk
         guard k.initZeroPage() else { throw ArenaError(message: "arena: no frame for the zero page") }
     }
 
@@ -88,6 +90,8 @@ public final class Machine {
     }
 
     public var reusePolicy: ReusePolicy { k.reusePolicy }
+    /// The pgoff range rmap_walk_ksm searches (`--ksm-walk`).
+    public var ksmWalkMode: KSMWalkMode { k.ksmWalkMode }
 
     /// Sets the size of the swap device in pages (`swap SLOTS`). A size
     /// beyond this arena's swap map (`swapMapSlots`) is refused with ENOMEM

@@ -31,6 +31,10 @@ package enum PG {
     static let isolated: UInt64 = 1 << 20
     /// PageOffline (a page type in the kernel): a page a balloon took from the system.
     static let offline: UInt64 = 1 << 21
+    /// Every flag the model defines (those above and the folio bits of
+    /// Folio.swift): a saved frame with another bit set is rejected.
+    /// A new flag joins this list.
+    static let known: UInt64 = (1 << 22) - 1 | head | tail | partiallyMapped
 }
 
 /// Low bits of page->mapping (include/linux/page-flags.h).

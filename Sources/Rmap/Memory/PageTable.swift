@@ -148,6 +148,26 @@ extension Kernel {
         slotAlloc(root: root, key: key, level: 1)
     }
 
+    /// The first address of [addr, end) whose PMD entry is not none (a PTE
+    /// table or a PMD leaf): `addr` itself when its PMD entry is present,
+    /// else the start of the first such 2 MiB span; `end` when there is
+    /// none. A none PGD, PUD or PMD entry is skipped whole, as the kernel's
+    /// range walks skip pgd_none / pud_none / pmd_none: the steps are the
+    /// absent entries of the tables that exist, not the range's pages.
+    func nextPMDPresent(root: UInt32, from addr: UInt64, end: UInt64) -> UInt64 {
+        var a = addr
+        while a < end {
+            let pud = ptPage(root)[Kernel.index(a, level: 4)]
+            if pud == 0 { a = (a | (1 << 39 - 1)) &+ 1; if a == 0 { break }; continue }
+            let pmd = ptPage(PTE.tablePage(pud))[Kernel.index(a, level: 3)]
+            if pmd == 0 { a = (a | (1 << 30 - 1)) &+ 1; if a == 0 { break }; continue }
+            if ptPage(PTE.tablePage(pmd))[Kernel.index(a, level: 2)] != 0 { return a }
+            a = (a | (Kernel.pmdSize - 1)) &+ 1
+            if a == 0 { break }
+        }
+        return end
+    }
+
     /// pte_free() of the PTE table holding `key` when all its entries are
     /// none: the fault that allocated it mapped nothing.
     func freeEmptyPTETable(root: UInt32, key: UInt64) {

@@ -180,8 +180,12 @@ extension Kernel {
     /// page is written back (pageout) and a clean one leaves its cache and is
     /// freed (__remove_mapping). A lazyfree page that is still clean is
     /// simply dropped. Shmem pages without swap stay in their cache.
+    /// `kswapd`: the `reclaim` statement is kswapd's pageout() of a dirty
+    /// file folio (written back, then freed); MADV_PAGEOUT reclaims from the
+    /// process (reclaim_pages()), and shrink_folio_list() lets only kswapd
+    /// write file folios: the dirty one is kept with PG_reclaim.
     /// Returns false when the frame could not be reclaimed.
-    func reclaimPage(_ pfn: PFN) -> Bool {
+    func reclaimPage(_ pfn: PFN, kswapd: Bool = false) -> Bool {
         let p = page(pfn)
         let anon = pageIsAnon(pfn)
         if anon && p.pointee.flags & PG.swapbacked != 0 && p.pointee.flags & PG.swapcache == 0 {
@@ -232,11 +236,17 @@ extension Kernel {
             return true
         }
         if p.pointee.flags & PG.dirty != 0 {
-            // pageout(): reclaim may not write file folios; the folio stays
-            // cached and dirty with PG_reclaim, which fault-around reads as
-            // PG_readahead and skips (observed on 6.18).
-            p.pointee.flags |= PG.reclaim
-            return false
+            guard kswapd else {
+                // shrink_folio_list(): only kswapd writes file folios; the
+                // folio stays cached and dirty with PG_reclaim, which
+                // fault-around reads as PG_readahead and skips (observed on 6.18).
+                p.pointee.flags |= PG.reclaim
+                return false
+            }
+            // pageout(): the folio is written back (its data reaches the
+            // file; the model keeps no written-back data, see
+            // pageCacheAddNew) and, clean, leaves the cache below.
+            p.pointee.flags &= ~(PG.dirty | PG.reclaim)
         }
         pageCacheRemove(f, p.pointee.index)
         return true

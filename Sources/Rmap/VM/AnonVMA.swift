@@ -32,7 +32,9 @@ public enum ReusePolicy: UInt32, Sendable, CaseIterable {
 /// self-parent link of a root) and `num_children`/`num_active_vmas` (6.x).
 /// The policy only decides the reuse test in anonVMAClone.
 extension Kernel {
-    var reusePolicy: ReusePolicy { ReusePolicy(rawValue: header.pointee.reuse_policy) ?? .split }
+    /// The header's `reuse_policy` word: the policy in its low byte, the
+    /// KSM walk mode (`KSMWalkMode`) in bits 8-9.
+    var reusePolicy: ReusePolicy { ReusePolicy(rawValue: header.pointee.reuse_policy & 0xff) ?? .split }
 
     /// Whether anon_vma `av` is a live object (freed records are poisoned).
     @inline(__always) func anonVMAIsLive(_ av: AnonVMAID) -> Bool {

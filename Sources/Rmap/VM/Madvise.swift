@@ -71,10 +71,11 @@ extension Kernel {
                 // fault there finds the PMD none (a THP may come).
                 if end - start >= Kernel.pmdSize {
                     let root = mm(vmMM(v)).pointee.pgd
-                    var a = start & ~(Kernel.pmdSize - 1)
+                    // (Only the PMD entries that exist: a none one has no table to free.)
+                    var a = nextPMDPresent(root: root, from: start & ~(Kernel.pmdSize - 1), end: end)
                     while a < end {
                         freeEmptyPTETable(root: root, key: a)
-                        a += Kernel.pmdSize
+                        a = nextPMDPresent(root: root, from: (a | (Kernel.pmdSize - 1)) + 1, end: end)
                     }
                 }
             } else {

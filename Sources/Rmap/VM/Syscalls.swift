@@ -280,7 +280,11 @@ extension Kernel {
         let root = mm(m).pointee.pgd
         var off: UInt64 = 0
         while off < oldLen {
-            // move_page_tables(): a PMD leaf moves whole (move_huge_pmd, with
+            // move_page_tables() skips the spans whose source PMD is none
+            // (get_old_pmd() finds no table: nothing to move there).
+            let present = nextPMDPresent(root: root, from: oldAddr + off, end: oldAddr + oldLen)
+            if present > oldAddr + off { off = present - oldAddr; continue }
+            // A PMD leaf moves whole (move_huge_pmd, with
             // its deposited table) when the old and new 2 MiB are aligned,
             // covered and the new PMD is none; otherwise it is split first.
             if _slowPath(thpActive), let spmd = pmdSlot(root: root, key: oldAddr + off), PTE.isPMDLeafOrEntry(spmd.pointee) {

@@ -12,6 +12,8 @@ public struct FuzzOptions: Sendable {
     /// Stop after this many seconds (0: no limit).
     public var seconds: Double = 0
     public var reuse: ReusePolicy = .split
+    /// rmap_walk_ksm's pgoff range (`--ksm-walk`).
+    public var ksmWalk: KSMWalkMode = .full
     /// Run the checker after every K statements.
     public var checkEvery: Int = 1
     /// Where a minimised trace is written.
@@ -95,9 +97,9 @@ public struct Fuzzer {
     }
 
     /// Runs the trace; the first violation and the line it followed, if any.
-    static func firstViolation(_ trace: Trace, config: ArenaConfig, reuse: ReusePolicy, every: Int,
+    static func firstViolation(_ trace: Trace, config: ArenaConfig, reuse: ReusePolicy, ksmWalk: KSMWalkMode = .full, every: Int,
                                stopAt limit: Int = Int.max) -> (line: Int, violation: CheckerViolation, statements: Int)? {
-        guard let m = try? Machine(config: config, reuse: reuse) else { return nil }
+        guard let m = try? Machine(config: config, reuse: reuse, ksmWalk: ksmWalk) else { return nil }
         var out = ReplayOutcome()
         var n = 0
         for tl in trace.lines {
@@ -138,7 +140,7 @@ public struct Fuzzer {
             }
             report.runs += 1
             let opsInRun = trace.lines.filter { if case .op = $0.statement { return true } else { return false } }.count
-            if let v = Fuzzer.firstViolation(trace, config: config, reuse: options.reuse, every: options.checkEvery) {
+            if let v = Fuzzer.firstViolation(trace, config: config, reuse: options.reuse, ksmWalk: options.ksmWalk, every: options.checkEvery) {
                 report.violations += 1
                 report.ops += trace.lines.prefix(v.statements).filter { if case .op = $0.statement { return true } else { return false } }.count
                 let description = "run seed \(runSeed): after line \(v.line): \(v.violation)"
@@ -150,8 +152,8 @@ public struct Fuzzer {
                 }
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 let kept = Array(lines.prefix(v.line))
-                let minimal = options.shrink ? Fuzzer.shrink(kept, config: config, reuse: options.reuse) : kept
-                var header = "# rmap fuzz\(options.large ? " --large" : "")\(options.hugetlb ? " --hugetlb" : "") --seed \(options.seed) --reuse \(options.reuse.name): run seed \(runSeed)\n"
+                let minimal = options.shrink ? Fuzzer.shrink(kept, config: config, reuse: options.reuse, ksmWalk: options.ksmWalk) : kept
+                var header = "# rmap fuzz\(options.large ? " --large" : "")\(options.hugetlb ? " --hugetlb" : "") --seed \(options.seed) --reuse \(options.reuse.name)\(options.ksmWalk == .full ? "" : " --ksm-walk \(options.ksmWalk.name)"): run seed \(runSeed)\n"
                 header += "# arena: frames \(config.frames), pt pages \(config.ptPages), vmas \(config.vmas), anon_vmas \(config.anonVMAs), avcs \(config.avcs), mms \(config.mms)\n"
                 header += "# violation: \(v.violation)\n"
                 let minimized = header + minimal.joined(separator: "\n") + "\n"
@@ -175,10 +177,10 @@ public struct Fuzzer {
     /// The smallest subset of the trace's lines (`deltaDebug`, Shrink.swift) that
     /// still parses and still violates an invariant, with the checker after every
     /// statement. Comments, blank lines and `observe` lines go first, in one go.
-    static func shrink(_ lines: [String], config: ArenaConfig, reuse: ReusePolicy) -> [String] {
+    static func shrink(_ lines: [String], config: ArenaConfig, reuse: ReusePolicy, ksmWalk: KSMWalkMode = .full) -> [String] {
         func fails(_ c: [String]) -> Bool {
             guard let t = try? TraceParser.parse(c.joined(separator: "\n"), file: "shrink.trace") else { return false }
-            return firstViolation(t, config: config, reuse: reuse, every: 1) != nil
+            return firstViolation(t, config: config, reuse: reuse, ksmWalk: ksmWalk, every: 1) != nil
         }
         return deltaDebug(lines, noise: { $0.isEmpty || $0.hasPrefix("#") || $0.hasPrefix("observe") },
                           maxTests: 20_000, stillFails: fails)
