@@ -4,6 +4,10 @@ import CShims
 struct ArenaValidator {
     let k: Kernel
     var live: [[Bool]] = []
+    /// References held by non-present entries (migration and
+    /// device-exclusive entries keep the reference of the mapping they
+    /// replaced), by folio head: counted by validatePageTables.
+    var entryRefs: [UInt32: Int] = [:]
 
     init(k: Kernel) { self.k = k }
 
@@ -109,7 +113,7 @@ struct ArenaValidator {
         let known = VM.read | VM.write | VM.exec | VM.shared | VM.mayread | VM.maywrite | VM.mayexec | VM.mayshare
             | VM.growsdown | VM.pfnmap | VM.locked | VM.io | VM.seqRead | VM.randRead | VM.dontcopy | VM.dontexpand
             | VM.lockonfault | VM.account | VM.noreserve | VM.hugetlb | VM.wipeonfork | VM.dontdump | VM.softdirty
-            | VM.mixedmap | VM.hugepage | VM.nohugepage | VM.mergeable
+            | VM.mixedmap | VM.hugepage | VM.nohugepage | VM.mergeable | VM.hugetlbResvMask
         for v in 1..<bump(T.vma) where live[Int(T.vma)][Int(v)] {
             let f = k.vma(VMAID(v)).pointee.file
             let fl = k.vma(VMAID(v)).pointee.vm_flags
@@ -139,9 +143,11 @@ struct ArenaValidator {
             let p = k.file(FileID(f)).pointee
             let refs = Int64(vmasOfFile[Int(f)]) + (named[Int(f)] ? 1 : 0)
             guard refs >= 1, Int64(p.refcount) == refs else { return "file \(f): refcount \(p.refcount), references \(refs) (its name and VMAs)" }
+            // A hugetlbfs file's entry is one 2 MiB folio (nrpages counts base pages).
+            let perEntry: UInt64 = p.kind == FileKind.hugetlbfs.rawValue ? UInt64(RMAP_PMD_NR) : 1
             var cached: UInt64 = 0
             k.walkLeaves(root: p.cache_root, start: 0, end: 1 << 48) { _, slot in
-                if slot.pointee & PTE.present != 0 { cached += 1 }
+                if slot.pointee & PTE.present != 0 { cached += perEntry }
                 return true
             }
             guard p.nrpages == cached else { return "file \(f): nrpages \(p.nrpages), its cache holds \(cached)" }
@@ -184,10 +190,15 @@ struct ArenaValidator {
                 return "frame \(i): PG_reserved on a frame that is not a zero page"
             }
             // A large anonymous folio at rest holds one reference per mapping,
-            // PTE or PMD (folio_expected_ref_count(); a split needs exactly that).
-            if f & PG.head != 0 && i != hz && f & PG.swapcache == 0 && p.mapping & PageMapping.flags == PageMapping.anon {
-                guard Int(p.refcount) == k.folioLargeMapcount(PFN(i)) else {
-                    return "frame \(i): large folio refcount \(p.refcount), mappings \(k.folioLargeMapcount(PFN(i)))"
+            // PTE or PMD (folio_expected_ref_count(); a split needs exactly that),
+            // plus one per migration or device-exclusive entry that replaced
+            // a mapping. hugetlb folios count entire mappings only (the
+            // hugetlbFolio checker rule).
+            if f & PG.head != 0 && i != hz && f & (PG.swapcache | PG.hugetlb) == 0
+                && p.mapping & PageMapping.flags == PageMapping.anon {
+                let expected = k.folioLargeMapcount(PFN(i)) + (entryRefs[i] ?? 0)
+                guard Int(p.refcount) == expected else {
+                    return "frame \(i): large folio refcount \(p.refcount), mappings and entries \(expected)"
                 }
             }
         }
@@ -472,8 +483,10 @@ struct ArenaValidator {
 
     /// Each page-table page belongs to one tree, at the level its descriptor
     /// says; every leaf names something that exists.
-    func validatePageTables() -> String? {
+    mutating func validatePageTables() -> String? {
         var owner = [Bool](repeating: false, count: Int(bump(T.ptPage)))
+        var entryRefs: [UInt32: Int] = [:]
+        defer { self.entryRefs = entryRefs }
         var sharedRefs: [UInt32: UInt32] = [:]  // PMD tables shared by hugetlb mappings: the extra references met
         func descend(_ table: UInt32, _ level: UInt32, cache: Bool, hugetlbfs: Bool = false) -> String? {
             // A PMD table with a share count (huge_pmd_share) is reached
@@ -510,6 +523,7 @@ struct ArenaValidator {
                     let head = PTE.swpOffsetPFN(x)
                     guard ok(T.frame, head.rawValue), k.page(head).pointee.flags & PG.head != 0,
                           k.page(head.advanced(by: 1)).pointee.order == RMAP_PMD_ORDER else { return "PMD migration entry 0x\(String(x, radix: 16)) names no PMD-order folio" }
+                    entryRefs[head.rawValue, default: 0] += 1
                     leaves += 1
                     continue
                 }
@@ -531,12 +545,14 @@ struct ArenaValidator {
                     guard ok(T.frame, PTE.pfn(x).rawValue) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
                 } else if PTE.isDeviceExclusiveEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-exclusive entry for no live frame" }
+                    entryRefs[k.folioOf(PFN(UInt32(PTE.swpOffset(x)))).rawValue, default: 0] += 1
                 } else if PTE.isDevicePrivateEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "device-private entry for no live frame" }
                 } else if PTE.isHWPoisonEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)) else { return "hwpoison entry for no frame" }
                 } else if PTE.isMigrationEntry(x) {
                     guard PTE.swpOffset(x) < UInt64(bump(T.frame)), ok(T.frame, UInt32(PTE.swpOffset(x))) else { return "migration entry for no live frame" }
+                    entryRefs[k.folioOf(PFN(UInt32(PTE.swpOffset(x)))).rawValue, default: 0] += 1
                 } else if !validSwapEntry(x) {
                     return "PTE 0x\(String(x, radix: 16)) is neither present, swap nor migration"
                 }

@@ -34,7 +34,7 @@ package enum PG {
     /// Every flag the model defines (those above and the folio bits of
     /// Folio.swift): a saved frame with another bit set is rejected.
     /// A new flag joins this list.
-    static let known: UInt64 = (1 << 22) - 1 | head | tail | partiallyMapped
+    static let known: UInt64 = (1 << 22) - 1 | head | tail | partiallyMapped | hugetlb | hugetlbRestoreReserve
 }
 
 /// Low bits of page->mapping (include/linux/page-flags.h).
