@@ -303,8 +303,18 @@ struct RecordLiveTests {
 
     @Test func recordsAShortCommand() throws {
         let before = tracingState()
-        let o = try recordCommand(["/bin/sh", "-c", "/bin/true; /bin/true"], bufferKB: 4096)
+        let raw = NSTemporaryDirectory() + "rmap-record-live-\(getpid()).raw"
+        defer { unlink(raw); unlink(raw + ".snapshots") }
+        let o = try recordCommand(["/bin/sh", "-c", "/bin/true; /bin/true"], bufferKB: 4096, rawPath: raw)
         let after = tracingState()
+        // --raw: the tracefs text the trace was made from (as many execs as the
+        // trace has exec'd processes) and the /proc snapshots.
+        let rawText = try String(contentsOfFile: raw, encoding: .utf8)
+        #expect(rawText.contains("sched_process_exec:") && rawText.contains("rss_stat:"))
+        let rawExecs = try decodeTraceText(rawText).events.filter { if case .exec = $0.kind { return true }; return false }.count
+        let traceExecs = o.trace.split(separator: "\n").filter { $0.hasPrefix("# p") && $0.contains(": exec ") }.count
+        #expect(rawExecs == traceExecs && rawExecs >= 3, "\(rawExecs) execs in the raw text, \(traceExecs) in the trace")
+        #expect(try String(contentsOfFile: raw + ".snapshots", encoding: .utf8).hasPrefix("N "))
         #expect(after.mounted == before.mounted && after.instances == before.instances, "tracing state changed: \(before) -> \(after)")
         #expect(o.status == 0)
         // sh, and each /bin/true (dash forks or vforks it, then it execs).
