@@ -472,6 +472,9 @@ struct Record: ParsableCommand {
     @Option(help: "Per-CPU trace buffer in KiB (a recording that overflows it fails).")
     var bufferKb: Int = 65536
 
+    @Option(help: "Also write the raw tracefs text here (and the seccomp snapshots to FILE.snapshots).")
+    var raw: String?
+
     @Argument(parsing: .captureForPassthrough, help: "-- CMD [ARGS...]")
     var command: [String] = []
 
@@ -481,7 +484,7 @@ struct Record: ParsableCommand {
         guard !argv.isEmpty else { throw ValidationError("give a command: rmap record [--out FILE] -- CMD [ARGS...]") }
         let outcome: RecordOutcome
         do {
-            outcome = try recordCommand(argv, label: label, bufferKB: bufferKb)
+            outcome = try recordCommand(argv, label: label, bufferKB: bufferKb, rawPath: raw)
         } catch {
             writeStderr("\(error)")
             throw ExitCode(1)

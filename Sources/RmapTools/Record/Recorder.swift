@@ -62,7 +62,7 @@ func thpSettingsDescription() -> String {
 }
 
 public func recordCommand(_ argv: [String], label: String? = nil, bufferKB: Int = 65536,
-                          options: RecordTranslator.Options = .init()) throws -> RecordOutcome {
+                          options: RecordTranslator.Options = .init(), rawPath: String? = nil) throws -> RecordOutcome {
     guard getuid() == 0 else { throw RecordError(description: "rmap record needs root (tracefs and /proc/PID/pagemap)") }
     guard let cmd = argv.first, let path = resolveExecutable(cmd) else {
         throw RecordError(description: "rmap record: command not found: \(argv.first ?? "")")
@@ -99,6 +99,16 @@ public func recordCommand(_ argv: [String], label: String? = nil, bufferKB: Int 
     let lost = session.lostEvents()
     guard let text = readWholeFile(session.path("trace")) else { throw RecordError(description: "rmap record: cannot read the trace buffer") }
     session.close()
+    // --raw: the tracefs text and the seccomp snapshots as read, for study.
+    if let rawPath {
+        guard let f = fopen(rawPath, "w") else { throw RecordError(description: "rmap record: cannot write \(rawPath)") }
+        fputs(text, f)
+        fclose(f)
+        if let snapText = readWholeFile(snapPath), let g = fopen(rawPath + ".snapshots", "w") {
+            fputs(snapText, g)
+            fclose(g)
+        }
+    }
     if lost > 0 {
         throw RecordError(description: "rmap record: the trace buffer lost \(lost) events: record again with a larger --buffer-kb")
     }

@@ -90,6 +90,8 @@ public struct RecordTranslator {
     var rssByID: [UInt32: [Int64]] = [:]
     var execMMID: [Int32: UInt32] = [:]
     var execOldRSS: [Int32: [Int64]] = [:]
+    /// The mm_id of the mm a task had at sched_prepare_exec (until sched_process_exec).
+    var execOldID: [Int32: UInt32] = [:]
 
     public init(snapshots: [Int32: [CallSnapshot]], options: Options = Options()) {
         self.snapshots = snapshots
@@ -232,9 +234,13 @@ public struct RecordTranslator {
             deferred[ev.tid] = []
             // exec_mmap's mmput tears the old mm down before sched_process_exec:
             // its counters as they were are the ones to keep.
-            if let m = tidMM[ev.tid], let id = m.mmID, let rss = rssByID[id] { execOldRSS[ev.tid] = rss }
+            if let m = tidMM[ev.tid], let id = m.mmID {
+                execOldID[ev.tid] = id
+                if let rss = rssByID[id] { execOldRSS[ev.tid] = rss }
+            }
         case .exec(let filename, let pid, let oldPid):
             let oldRSS = execOldRSS.removeValue(forKey: ev.tid)
+            execOldID[ev.tid] = nil
             if let old = tidMM[oldPid] { leave(old, tid: oldPid, why: "exec", rss: oldRSS) }
             tidMM[oldPid] = nil
             if let old = tidMM[pid] { leave(old, tid: pid, why: "exec", rss: oldRSS) }
@@ -259,7 +265,15 @@ public struct RecordTranslator {
             guard curr else { return }
             // Between sched_prepare_exec and sched_process_exec the task's mm
             // is already the new image's (exec_mmap): that id is the new process's.
-            if deferred[ev.tid] != nil { execMMID[ev.tid] = id; return }
+            // Except the old mm's own: exec accounts the argument pages of the
+            // new stack to the old mm while it builds them (acct_arg_size in
+            // get_arg_page, fs/exec.c) and takes them back with
+            // acct_arg_size(bprm, 0) just after sched_prepare_exec, before
+            // exec_mmap: the old mm's counters at its end are those after that.
+            if deferred[ev.tid] != nil {
+                if id == execOldID[ev.tid] { execOldRSS[ev.tid, default: [0, 0, 0, 0]][member] = bytes } else { execMMID[ev.tid] = id }
+                return
+            }
             // An mm keeps its id for life: the first one seen is its own.
             if let m = tidMM[ev.tid], m.mmID == nil { m.mmID = id }
         case .fault(let address, let write, _):
