@@ -29,12 +29,49 @@ extension Kernel {
     /// gave. The pages that ended in ok. The loop is here, beside the fault
     /// path, so a caller in another module (the benchmark entry points) pays
     /// one call per range, not one per page.
+    ///
+    /// The loop keeps the VMA and the PTE table of the last access, as the
+    /// kernel's per-thread VMA cache (vmacache, up to 6.0) and the MMU's
+    /// paging-structure caches do: the next access in the same VMA and the
+    /// same PTE table goes straight to its PTE (`handlePTEFault`) without a
+    /// VMA lookup or a four-level walk. The outcome is the same as
+    /// handleMMFault's: a fault never changes the VMA tree, the VMA's flags
+    /// or a PMD entry that points to a PTE table, save freeing an empty table
+    /// (a file fault that mapped nothing), which the cached PMD value sees;
+    /// with THP active (PMD leaves may come and go) or in a hugetlb VMA,
+    /// every access takes the full path.
     package func touchPages(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
         var a = addr
         var n = 0
+        var v = VMAID.none
+        var vEnd: UInt64 = 0
+        var pmd: UnsafeMutablePointer<UInt64>? = nil  // the cached table's PMD slot
+        var pmdValue: UInt64 = 0
+        var region: UInt64 = 0  // the 2 MiB the cached PTE table maps
         for _ in 0..<pages {
-            if handleMMFault(m, a, write: write) == .ok { n += 1 }
-            a += PAGE_SIZE
+            defer { a &+= PAGE_SIZE }
+            if _slowPath(thpActive) {
+                if handleMMFault(m, a, write: write) == .ok { n += 1 }
+                continue
+            }
+            if let p = pmd, a < vEnd, a & ~(Kernel.pmdSize - 1) == region, p.pointee == pmdValue {
+                let slot = ptPage(PTE.tablePage(pmdValue)) + Kernel.index(a, level: 1)
+                if handlePTEFault(m, v, a, slot, write: write) == .ok { n += 1 }
+                continue
+            }
+            pmd = nil
+            v = vmaLookup(m, a)
+            guard !v.isNone else { continue }  // .sigsegv
+            if handleVMAFault(m, v, a, write: write) == .ok { n += 1 }
+            // The next access may use this VMA and PTE table: an accessible,
+            // non-hugetlb VMA whose PMD here points to a PTE table now.
+            let flags = vma(v).pointee.vm_flags
+            guard flags & VM.hugetlb == 0, write ? flags & VM.write != 0 : flags & VM.accessFlags != 0,
+                  let p = pmdSlot(root: mm(m).pointee.pgd, key: a), PTE.isPMDTable(p.pointee) else { continue }
+            vEnd = vma(v).pointee.vm_end
+            pmd = p
+            pmdValue = p.pointee
+            region = a & ~(Kernel.pmdSize - 1)
         }
         return n
     }
@@ -45,6 +82,12 @@ extension Kernel {
     func handleMMFault(_ m: MMID, _ addr: UInt64, write: Bool) -> FaultResult {
         let v = vmaLookup(m, addr)
         guard !v.isNone else { return .sigsegv }
+        return handleVMAFault(m, v, addr, write: write)
+    }
+
+    /// handleMMFault() once the VMA `v` holding `addr` is known.
+    @inline(__always)
+    func handleVMAFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, write: Bool) -> FaultResult {
         let flags = vma(v).pointee.vm_flags
         if write {
             if flags & VM.write == 0 { return .sigsegv }
@@ -76,10 +119,18 @@ extension Kernel {
                 if r != .fallback { return r.fault }
             }
         }
+        return handlePTEFault(m, v, addr, leafSlot(root: pgd, key: addr), write: write)
+    }
+
+    /// handle_pte_fault() for `addr` in VMA `v` (an access the VMA allows,
+    /// not hugetlb, no PMD leaf at `addr`) with `existing`, the PTE slot,
+    /// nil when there is no PTE table yet.
+    @inline(__always)
+    func handlePTEFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ existing: UnsafeMutablePointer<UInt64>?,
+                        write: Bool) -> FaultResult {
         // An access through a present PTE: the hardware sets the accessed
         // (and on write the dirty) bit; no fault unless a write hits a
         // read-only entry.
-        let existing = leafSlot(root: pgd, key: addr)
         if let slot = existing, slot.pointee != 0 {
             let e = slot.pointee
             if PTE.isPresent(e) {
@@ -99,7 +150,7 @@ extension Kernel {
         // One walk found the PTE table or its absence; only a missing table
         // walks again, allocating (__pte_alloc).
         let pmdNone = existing == nil
-        guard let slot = existing ?? leafSlotAlloc(root: pgd, key: addr) else { return .oom }
+        guard let slot = existing ?? leafSlotAlloc(root: mm(m).pointee.pgd, key: addr) else { return .oom }
         if vma(v).pointee.file == 0 { return doAnonymousPage(m, v, addr, slot, write: write) }
         let r = doFault(m, v, addr, slot, write: write, pmdNone: pmdNone)
         // A file fault that maps nothing leaves no PTE table: the kernel's
@@ -308,7 +359,7 @@ extension Kernel {
 
     /// wp_can_reuse_anon_folio(): an exclusive page is reused; otherwise only
     /// when ours is the only reference (it then moves to our anon_vma).
-    func wpCanReuseAnonFolio(_ pfn: PFN, vma v: VMAID) -> Bool {
+    @inline(__always) func wpCanReuseAnonFolio(_ pfn: PFN, vma v: VMAID) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.anonExclusive != 0 { return true }
         if _slowPath(p.pointee.flags & (PG.head | PG.tail) != 0) {
@@ -335,7 +386,6 @@ extension Kernel {
         // The secondary MMUs drop the old translation (MMU_NOTIFY_CLEAR) and
         // hear of the new one (set_pte_at_notify, v5.x-6.8).
         mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
-        defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
         let pfn = allocPage()
         if !old.isNone { page(pfn).pointee.content = page(old).pointee.content }
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
@@ -358,6 +408,9 @@ extension Kernel {
             folioRemoveRmapPTE(old, vma: v)
             putPage(old)
         }
+        // Called here, not from a `defer` (an outlined closure per COW):
+        // this is the only return after the range started.
+        mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE)
         return .ok
     }
 }
