@@ -282,26 +282,48 @@ extension Kernel {
         guard let faultSlot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return }
         let ptes = faultSlot - Int(pteOff)
         let cacheRoot = file(f).pointee.cache_root
+        // Once per window, as filemap_map_pages() does: the PTE protection
+        // (set_pte_range's vma->vm_page_prot), the MM counters (counted in
+        // `rss`, one add_mm_counter after the loop: the same final counters
+        // and hiwater, as every delta is positive) and the page cache's leaf
+        // table (the xarray walk moves along one node, xas_next_entry): found
+        // once per 512 indices; a missing one is looked for again, as the
+        // loop may add it (pageCacheAddNew).
+        let prot = PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)
+        var rss = MMRssVec()
+        var leaf: UnsafeMutablePointer<UInt64>? = nil
+        var leafBlock = UInt64.max
+        var index = linearPageIndex(v, base + (fromPTE << PAGE_SHIFT))
         var i = fromPTE
         while i <= toPTE {
             let s = ptes + Int(i)
-            let a = base + (i << PAGE_SHIFT)
+            let idx = index
             i += 1
+            index &+= 1
             guard s.pointee == 0 else { continue }
-            let index = linearPageIndex(v, a)
-            guard index < size else { continue }
-            let e = cacheSlot(root: cacheRoot, key: index << 12)?.pointee ?? 0
+            guard idx < size else { continue }
+            if idx >> 9 != leafBlock || leaf == nil {
+                leaf = cacheSlot(root: cacheRoot, key: idx << 12).map { $0 - Int(idx & 511) }
+                leafBlock = idx >> 9
+            }
+            let e = leaf?[Int(idx & 511)] ?? 0
             // A shmem hole, or a regular file's evicted page (its shadow
             // entry): nothing to map.
             if e & PTE.present == 0 && (!regular || e != 0) { continue }
-            guard available(T.frame) >= 1 else { return }
+            guard available(T.frame) >= 1 else { break }
             // A resident page of a regular file gets its frame on first use.
-            let pfn = e & PTE.present != 0 ? PTE.pfn(e) : pageCacheAddNew(f, index)
-            if pfn.isNone { return }
+            let pfn = e & PTE.present != 0 ? PTE.pfn(e) : pageCacheAddNew(f, idx)
+            if pfn.isNone { break }
             // next_uptodate_folio(): PG_readahead (= PG_reclaim) folios are skipped.
             if page(pfn).pointee.flags & PG.reclaim != 0 { continue }
-            finishFault(m, v, pfn, s, write: false)
+            // set_pte_range() for one page: finishFault() with the window's
+            // protection and counter.
+            getPage(pfn)
+            folioAddFileRmapPTE(pfn, vma: v)
+            rss.add(mmCounterFor(pfn), 1)
+            s.pointee = PTE.make(pfn: pfn, prot: prot)
         }
+        addMMRssVec(m, rss)
     }
 
     /// do_cow_fault(): a write to a private file mapping copies the cache page
