@@ -96,20 +96,32 @@ package struct Kernel {
 
     /// Allocates a zeroed record of table `t`; 0 when the table is full (ENOMEM).
     @inline(__always) func alloc(_ t: Int32) -> UInt32 {
+        let i = allocIndex(t)
+        if i != 0 {
+            let d = desc(t)
+            let size = Int(d.pointee.record_size)
+            let at: Int = Int(d.pointee.offset) &+ Int(i) &* size
+            (base + at).initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        }
+        return i
+    }
+
+    /// `alloc` without the zeroing: the record's index, taken off the free
+    /// list or the bump; 0 when the table is full. The caller zeroes the
+    /// record (a caller that knows its type does it at a size known at
+    /// compile time: a few stores instead of a memset call).
+    @inline(__always) func allocIndex(_ t: Int32) -> UInt32 {
         let d = desc(t)
-        let size = Int(d.pointee.record_size)
         var i = d.pointee.free_head
         if i != 0 {
-            let rec = base + Int(d.pointee.offset) + Int(i) * size
-            d.pointee.free_head = rec.load(as: UInt32.self)
+            let at: Int = Int(d.pointee.offset) &+ Int(i) &* Int(d.pointee.record_size)
+            d.pointee.free_head = (base + at).load(as: UInt32.self)
         } else {
             guard d.pointee.bump < d.pointee.capacity else { return 0 }
             i = d.pointee.bump
-            d.pointee.bump += 1
+            d.pointee.bump &+= 1
         }
-        let rec = base + Int(d.pointee.offset) + Int(i) * size
-        rec.initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        d.pointee.live += 1
+        d.pointee.live &+= 1  // live < capacity: no overflow
         if d.pointee.live > d.pointee.high_water { d.pointee.high_water = d.pointee.live }
         return i
     }

@@ -29,12 +29,49 @@ extension Kernel {
     /// gave. The pages that ended in ok. The loop is here, beside the fault
     /// path, so a caller in another module (the benchmark entry points) pays
     /// one call per range, not one per page.
+    ///
+    /// The loop keeps the VMA and the PTE table of the last access, as the
+    /// kernel's per-thread VMA cache (vmacache, up to 6.0) and the MMU's
+    /// paging-structure caches do: the next access in the same VMA and the
+    /// same PTE table goes straight to its PTE (`handlePTEFault`) without a
+    /// VMA lookup or a four-level walk. The outcome is the same as
+    /// handleMMFault's: a fault never changes the VMA tree, the VMA's flags
+    /// or a PMD entry that points to a PTE table, save freeing an empty table
+    /// (a file fault that mapped nothing), which the cached PMD value sees;
+    /// with THP active (PMD leaves may come and go) or in a hugetlb VMA,
+    /// every access takes the full path.
     package func touchPages(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
         var a = addr
         var n = 0
+        var v = VMAID.none
+        var vEnd: UInt64 = 0
+        var pmd: UnsafeMutablePointer<UInt64>? = nil  // the cached table's PMD slot
+        var pmdValue: UInt64 = 0
+        var region: UInt64 = 0  // the 2 MiB the cached PTE table maps
         for _ in 0..<pages {
-            if handleMMFault(m, a, write: write) == .ok { n += 1 }
-            a += PAGE_SIZE
+            defer { a &+= PAGE_SIZE }
+            if _slowPath(thpActive) {
+                if handleMMFault(m, a, write: write) == .ok { n += 1 }
+                continue
+            }
+            if let p = pmd, a < vEnd, a & ~(Kernel.pmdSize - 1) == region, p.pointee == pmdValue {
+                let slot = ptPage(PTE.tablePage(pmdValue)) + Kernel.index(a, level: 1)
+                if handlePTEFault(m, v, a, slot, write: write) == .ok { n += 1 }
+                continue
+            }
+            pmd = nil
+            v = vmaLookup(m, a)
+            guard !v.isNone else { continue }  // .sigsegv
+            if handleVMAFault(m, v, a, write: write) == .ok { n += 1 }
+            // The next access may use this VMA and PTE table: an accessible,
+            // non-hugetlb VMA whose PMD here points to a PTE table now.
+            let flags = vma(v).pointee.vm_flags
+            guard flags & VM.hugetlb == 0, write ? flags & VM.write != 0 : flags & VM.accessFlags != 0,
+                  let p = pmdSlot(root: mm(m).pointee.pgd, key: a), PTE.isPMDTable(p.pointee) else { continue }
+            vEnd = vma(v).pointee.vm_end
+            pmd = p
+            pmdValue = p.pointee
+            region = a & ~(Kernel.pmdSize - 1)
         }
         return n
     }
@@ -45,6 +82,12 @@ extension Kernel {
     func handleMMFault(_ m: MMID, _ addr: UInt64, write: Bool) -> FaultResult {
         let v = vmaLookup(m, addr)
         guard !v.isNone else { return .sigsegv }
+        return handleVMAFault(m, v, addr, write: write)
+    }
+
+    /// handleMMFault() once the VMA `v` holding `addr` is known.
+    @inline(__always)
+    func handleVMAFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, write: Bool) -> FaultResult {
         let flags = vma(v).pointee.vm_flags
         if write {
             if flags & VM.write == 0 { return .sigsegv }
@@ -76,10 +119,18 @@ extension Kernel {
                 if r != .fallback { return r.fault }
             }
         }
+        return handlePTEFault(m, v, addr, leafSlot(root: pgd, key: addr), write: write)
+    }
+
+    /// handle_pte_fault() for `addr` in VMA `v` (an access the VMA allows,
+    /// not hugetlb, no PMD leaf at `addr`) with `existing`, the PTE slot,
+    /// nil when there is no PTE table yet.
+    @inline(__always)
+    func handlePTEFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, _ existing: UnsafeMutablePointer<UInt64>?,
+                        write: Bool) -> FaultResult {
         // An access through a present PTE: the hardware sets the accessed
         // (and on write the dirty) bit; no fault unless a write hits a
         // read-only entry.
-        let existing = leafSlot(root: pgd, key: addr)
         if let slot = existing, slot.pointee != 0 {
             let e = slot.pointee
             if PTE.isPresent(e) {
@@ -99,7 +150,7 @@ extension Kernel {
         // One walk found the PTE table or its absence; only a missing table
         // walks again, allocating (__pte_alloc).
         let pmdNone = existing == nil
-        guard let slot = existing ?? leafSlotAlloc(root: pgd, key: addr) else { return .oom }
+        guard let slot = existing ?? leafSlotAlloc(root: mm(m).pointee.pgd, key: addr) else { return .oom }
         if vma(v).pointee.file == 0 { return doAnonymousPage(m, v, addr, slot, write: write) }
         let r = doFault(m, v, addr, slot, write: write, pmdNone: pmdNone)
         // A file fault that maps nothing leaves no PTE table: the kernel's
@@ -231,26 +282,48 @@ extension Kernel {
         guard let faultSlot = leafSlot(root: mm(m).pointee.pgd, key: addr) else { return }
         let ptes = faultSlot - Int(pteOff)
         let cacheRoot = file(f).pointee.cache_root
+        // Once per window, as filemap_map_pages() does: the PTE protection
+        // (set_pte_range's vma->vm_page_prot), the MM counters (counted in
+        // `rss`, one add_mm_counter after the loop: the same final counters
+        // and hiwater, as every delta is positive) and the page cache's leaf
+        // table (the xarray walk moves along one node, xas_next_entry): found
+        // once per 512 indices; a missing one is looked for again, as the
+        // loop may add it (pageCacheAddNew).
+        let prot = PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)
+        var rss = MMRssVec()
+        var leaf: UnsafeMutablePointer<UInt64>? = nil
+        var leafBlock = UInt64.max
+        var index = linearPageIndex(v, base + (fromPTE << PAGE_SHIFT))
         var i = fromPTE
         while i <= toPTE {
             let s = ptes + Int(i)
-            let a = base + (i << PAGE_SHIFT)
+            let idx = index
             i += 1
+            index &+= 1
             guard s.pointee == 0 else { continue }
-            let index = linearPageIndex(v, a)
-            guard index < size else { continue }
-            let e = cacheSlot(root: cacheRoot, key: index << 12)?.pointee ?? 0
+            guard idx < size else { continue }
+            if idx >> 9 != leafBlock || leaf == nil {
+                leaf = cacheSlot(root: cacheRoot, key: idx << 12).map { $0 - Int(idx & 511) }
+                leafBlock = idx >> 9
+            }
+            let e = leaf?[Int(idx & 511)] ?? 0
             // A shmem hole, or a regular file's evicted page (its shadow
             // entry): nothing to map.
             if e & PTE.present == 0 && (!regular || e != 0) { continue }
-            guard available(T.frame) >= 1 else { return }
+            guard available(T.frame) >= 1 else { break }
             // A resident page of a regular file gets its frame on first use.
-            let pfn = e & PTE.present != 0 ? PTE.pfn(e) : pageCacheAddNew(f, index)
-            if pfn.isNone { return }
+            let pfn = e & PTE.present != 0 ? PTE.pfn(e) : pageCacheAddNew(f, idx)
+            if pfn.isNone { break }
             // next_uptodate_folio(): PG_readahead (= PG_reclaim) folios are skipped.
             if page(pfn).pointee.flags & PG.reclaim != 0 { continue }
-            finishFault(m, v, pfn, s, write: false)
+            // set_pte_range() for one page: finishFault() with the window's
+            // protection and counter.
+            getPage(pfn)
+            folioAddFileRmapPTE(pfn, vma: v)
+            rss.add(mmCounterFor(pfn), 1)
+            s.pointee = PTE.make(pfn: pfn, prot: prot)
         }
+        addMMRssVec(m, rss)
     }
 
     /// do_cow_fault(): a write to a private file mapping copies the cache page
@@ -308,7 +381,7 @@ extension Kernel {
 
     /// wp_can_reuse_anon_folio(): an exclusive page is reused; otherwise only
     /// when ours is the only reference (it then moves to our anon_vma).
-    func wpCanReuseAnonFolio(_ pfn: PFN, vma v: VMAID) -> Bool {
+    @inline(__always) func wpCanReuseAnonFolio(_ pfn: PFN, vma v: VMAID) -> Bool {
         let p = page(pfn)
         if p.pointee.flags & PG.anonExclusive != 0 { return true }
         if _slowPath(p.pointee.flags & (PG.head | PG.tail) != 0) {
@@ -335,7 +408,6 @@ extension Kernel {
         // The secondary MMUs drop the old translation (MMU_NOTIFY_CLEAR) and
         // hear of the new one (set_pte_at_notify, v5.x-6.8).
         mmuInvalidateRangeStart(m, addr, addr + PAGE_SIZE)
-        defer { mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE) }
         let pfn = allocPage()
         if !old.isNone { page(pfn).pointee.content = page(old).pointee.content }
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
@@ -358,6 +430,9 @@ extension Kernel {
             folioRemoveRmapPTE(old, vma: v)
             putPage(old)
         }
+        // Called here, not from a `defer` (an outlined closure per COW):
+        // this is the only return after the range started.
+        mmuInvalidateRangeEnd(m, addr, addr + PAGE_SIZE)
         return .ok
     }
 }

@@ -9,16 +9,21 @@ extension Kernel {
     /// alloc_page(): a fresh frame with one reference and no mapping
     /// (_mapcount -1); 0 when memory is exhausted.
     @inline(__always) func allocPage() -> PFN {
-        var pfn = PFN(alloc(T.frame))
+        var pfn = PFN(allocIndex(T.frame))
         if _slowPath(pfn.isNone) {
             // No free small frame and none never used: a free large-folio
             // run is broken into small frames (the buddy allocator splits a
             // higher-order block for an order-0 request).
             guard breakFolioRun() else { return .none }
-            pfn = PFN(alloc(T.frame))
+            pfn = PFN(allocIndex(T.frame))
             if pfn.isNone { return .none }
         }
         let p = page(pfn)
+        // The record zeroed at its static size (the frame table's
+        // record_size is sizeof(rmap_page), asserted in arena.c): four
+        // stores, not a memset call per fault.
+        UnsafeMutableRawPointer(p).initializeMemory(as: UInt8.self, repeating: 0,
+                                                    count: MemoryLayout<rmap_page>.stride)
         p.pointee.refcount = 1
         p.pointee.mapcount = -1
         p.pointee.flags = PG.uptodate

@@ -53,7 +53,7 @@ package enum PTE {
     /// vm_get_page_prot() for x86 (protection_map): PROT_NONE entries are
     /// non-present with _PAGE_PROTNONE; private writable mappings start read-only
     /// (write faults do the COW), shared writable ones are writable.
-    static func pageProt(vmFlags f: UInt64) -> UInt64 {
+    @inline(__always) static func pageProt(vmFlags f: UInt64) -> UInt64 {
         let rwx = f & (VM.read | VM.write | VM.exec)
         if rwx == 0 { return protnone | accessed }
         var p = present | user | accessed

@@ -160,11 +160,18 @@ extension Kernel {
         return .none
     }
 
-    /// __anon_vma_prepare(): gives the VMA an anon_vma (a mergeable
+    /// anon_vma_prepare(): gives the VMA an anon_vma (a mergeable
     /// neighbour's, or a new root) before its first anonymous page. False on
     /// ENOMEM, with nothing changed.
-    func anonVMAPrepare(_ v: VMAID) -> Bool {
-        if vma(v).pointee.anon_vma != 0 { return true }
+    @inline(__always) func anonVMAPrepare(_ v: VMAID) -> Bool {
+        // anon_vma_prepare(): the inline test; the work is out of line, as
+        // in the kernel, so a fault on a VMA that has its anon_vma pays a load.
+        if _fastPath(vma(v).pointee.anon_vma != 0) { return true }
+        return anonVMAPrepareSlow(v)
+    }
+
+    /// __anon_vma_prepare(): the out-of-line part of `anonVMAPrepare`.
+    @inline(never) func anonVMAPrepareSlow(_ v: VMAID) -> Bool {
         guard available(T.avc) >= 1, available(T.anonVMA) >= 1 else { return false }
         let a = avcAlloc()
         var av = findMergeableAnonVMA(v)
