@@ -28,50 +28,15 @@ extension Kernel {
     /// handleMMFault() per page, in address order, each whatever the others
     /// gave. The pages that ended in ok. The loop is here, beside the fault
     /// path, so a caller in another module (the benchmark entry points) pays
-    /// one call per range, not one per page.
-    ///
-    /// The loop keeps the VMA and the PTE table of the last access, as the
-    /// kernel's per-thread VMA cache (vmacache, up to 6.0) and the MMU's
-    /// paging-structure caches do: the next access in the same VMA and the
-    /// same PTE table goes straight to its PTE (`handlePTEFault`) without a
-    /// VMA lookup or a four-level walk. The outcome is the same as
-    /// handleMMFault's: a fault never changes the VMA tree, the VMA's flags
-    /// or a PMD entry that points to a PTE table, save freeing an empty table
-    /// (a file fault that mapped nothing), which the cached PMD value sees;
-    /// with THP active (PMD leaves may come and go) or in a hugetlb VMA,
-    /// every access takes the full path.
+    /// one call per range, not one per page. It keeps no VMA or PTE table
+    /// between pages: the benchmarks time the path a trace's `read` /
+    /// `write` takes (Machine.access), not a faster one of their own.
     package func touchPages(_ m: MMID, _ addr: UInt64, _ pages: UInt64, write: Bool) -> Int {
         var a = addr
         var n = 0
-        var v = VMAID.none
-        var vEnd: UInt64 = 0
-        var pmd: UnsafeMutablePointer<UInt64>? = nil  // the cached table's PMD slot
-        var pmdValue: UInt64 = 0
-        var region: UInt64 = 0  // the 2 MiB the cached PTE table maps
         for _ in 0..<pages {
-            defer { a &+= PAGE_SIZE }
-            if _slowPath(thpActive) {
-                if handleMMFault(m, a, write: write) == .ok { n += 1 }
-                continue
-            }
-            if let p = pmd, a < vEnd, a & ~(Kernel.pmdSize - 1) == region, p.pointee == pmdValue {
-                let slot = ptPage(PTE.tablePage(pmdValue)) + Kernel.index(a, level: 1)
-                if handlePTEFault(m, v, a, slot, write: write) == .ok { n += 1 }
-                continue
-            }
-            pmd = nil
-            v = vmaLookup(m, a)
-            guard !v.isNone else { continue }  // .sigsegv
-            if handleVMAFault(m, v, a, write: write) == .ok { n += 1 }
-            // The next access may use this VMA and PTE table: an accessible,
-            // non-hugetlb VMA whose PMD here points to a PTE table now.
-            let flags = vma(v).pointee.vm_flags
-            guard flags & VM.hugetlb == 0, write ? flags & VM.write != 0 : flags & VM.accessFlags != 0,
-                  let p = pmdSlot(root: mm(m).pointee.pgd, key: a), PTE.isPMDTable(p.pointee) else { continue }
-            vEnd = vma(v).pointee.vm_end
-            pmd = p
-            pmdValue = p.pointee
-            region = a & ~(Kernel.pmdSize - 1)
+            if handleMMFault(m, a, write: write) == .ok { n += 1 }
+            a &+= PAGE_SIZE
         }
         return n
     }
