@@ -125,7 +125,8 @@ private func render(_ s: Statement) -> String {
     case .observeContents(let ts): return "observe contents " + targets(ts)
     case .expectContents(let ts, let tokens): return "expect contents " + targets(ts) + " = " + tokens.joined(separator: " ")
     case .ksmScan(let n): return "ksm scan \(n)"
-    case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp: return s.largePageDescription!
+    case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp, .observeHugetlb, .expectHugetlb:
+        return s.largePageDescription!
     case .op(let p, let op, let expected):
         var out: String
         switch op {
