@@ -66,6 +66,7 @@ public final class Machine {
         arena = try Arena(config: config, path: path)
         k = arena.kernel
         k.header.pointee.reuse_policy = reuse.rawValue
+        k.header.pointee.hugetlb_resv_mode = config.hugetlbResvMode.rawValue
         guard k.initZeroPage() else { throw ArenaError(message: "arena: no frame for the zero page") }
     }
 
