@@ -132,6 +132,7 @@ public struct Fuzzer {
             g.ksm = true
             g.large = options.large
             g.hugetlb = options.hugetlb
+            g.hugetlbMremap = options.hugetlb  // model-only, never drawn for the oracle
             let text = g.generate(statements: max(1, n))
             guard let trace = try? TraceParser.parse(text, file: "fuzz.trace") else {
                 report.violations += 1
