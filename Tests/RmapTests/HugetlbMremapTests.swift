@@ -117,3 +117,20 @@ import CShims
         #expect(HugetlbResvMode.named("6.17") == nil)
     }
 }
+
+/// The random traces draw hugetlb mremap only for the fuzzer (model-only):
+/// the oracle's `--large --hugetlb` traces must never leak on the kernel.
+@Suite struct HugetlbMremapGeneratorTests {
+    func hugetlbMremaps(_ seed: UInt64, _ on: Bool) -> Int {
+        var g = TraceGenerator(seed: seed, kernelOnly: false)
+        g.large = true
+        g.hugetlb = true
+        g.hugetlbMremap = on
+        return g.generate(statements: 300).split(separator: "\n").filter { $0.contains(" mremap 0x1000400") }.count
+    }
+
+    @Test func onlyTheFuzzerDrawsThem() {
+        #expect((1...20).map { hugetlbMremaps($0, false) }.reduce(0, +) == 0)
+        #expect((1...20).map { hugetlbMremaps($0, true) }.reduce(0, +) > 0)
+    }
+}
