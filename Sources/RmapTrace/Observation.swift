@@ -150,9 +150,6 @@ public struct ReplayOutcome: Sendable {
     /// costs nothing after it ran: 200 observations of 2^20 pages no longer
     /// add up to gigabytes. Expectations are checked either way.
     public var keepsObservations = true
-    /// The hugetlb pool before the trace's first statement (`observe
-    /// hugetlb` counts from it); `replay` sets it, zeros otherwise.
-    public var hugetlbBase: (total: UInt64, free: UInt64, reserved: Int64, surplus: UInt64) = (0, 0, 0, 0)
 
     public init(keepsObservations: Bool = true) { self.keepsObservations = keepsObservations }
 
@@ -199,7 +196,6 @@ extension Machine {
     public func replay(_ trace: Trace, keepingObservations: Bool = true,
                        after hook: ((TraceLine) -> Void)? = nil) -> ReplayOutcome {
         var out = ReplayOutcome(keepsObservations: keepingObservations)
-        out.hugetlbBase = hugetlbPool
         // A trace with any `thp` statement (even a late `thp shrink`) runs
         // from the kernel's defaults from its first line: its mappings carry
         // no VM_NOHUGEPAGE (the contract; the oracle does the same).
@@ -291,9 +287,9 @@ extension Machine {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
             }
         case .observeHugetlb:
-            if out.keepsObservations { out.observations.append((tl.line, hugetlbPoolTokens(since: out.hugetlbBase), [])) }
+            if out.keepsObservations { out.observations.append((tl.line, hugetlbPoolTokens(), [])) }
         case .expectHugetlb(let tokens):
-            let got = hugetlbPoolTokens(since: out.hugetlbBase)
+            let got = hugetlbPoolTokens()
             if got != tokens {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
             }
@@ -307,15 +303,15 @@ extension Machine {
 }
 
 extension Machine {
-    /// `observe hugetlb`: the pool less `base` (HugetlbPoolView). The
-    /// trace's `hugetlb PAGES` is counted in (it set the pool from nothing
-    /// on the model; the oracle subtracts the rest of the machine's pool).
-    public func hugetlbPoolTokens(since base: (total: UInt64, free: UInt64, reserved: Int64, surplus: UInt64)) -> [String] {
+    /// `observe hugetlb` (HugetlbPoolView): the model's pool serves the
+    /// trace alone (a fresh arena's is empty; a state saved by an earlier
+    /// part of the trace and continued with --load holds only that part's),
+    /// so its own counts are the trace's view: what the oracle gets by
+    /// subtracting the rest of the machine's pool.
+    public func hugetlbPoolTokens() -> [String] {
         let p = hugetlbPool
-        return HugetlbPoolView.tokens(total: Int64(bitPattern: p.total &- base.total),
-                                      free: Int64(bitPattern: p.free &- base.free),
-                                      resv: p.reserved &- base.reserved,
-                                      surplus: Int64(bitPattern: p.surplus &- base.surplus))
+        return HugetlbPoolView.tokens(total: Int64(bitPattern: p.total), free: Int64(bitPattern: p.free),
+                                      resv: p.reserved, surplus: Int64(bitPattern: p.surplus))
     }
 }
 

@@ -49,9 +49,8 @@ public enum Statement: Equatable, Sendable {
     case expectContents([Target], tokens: [String])
     /// `ksm scan [PASSES]`: PASSES full scans of ksmd (model only).
     case ksmScan(passes: UInt64)
-    /// `observe hugetlb`: the hugetlb pool as this trace sees it, counted
-    /// from the pool before its first statement (docs/trace-format.md,
-    /// "The hugetlb pool"): `total=N free=N resv=N surplus=N`.
+    /// `observe hugetlb`: the hugetlb pool as this trace sees it
+    /// (docs/trace-format.md, "The hugetlb pool"): `total=N free=N resv=N surplus=N`.
     case observeHugetlb
     /// `expect hugetlb = total=N free=N resv=N surplus=N`.
     case expectHugetlb(tokens: [String])
@@ -160,10 +159,11 @@ public struct TraceError: Error, CustomStringConvertible, Equatable, Sendable {
 }
 
 /// The hugetlb pool as a trace sees it (`observe hugetlb`,
-/// docs/trace-format.md "The hugetlb pool"): HugePages_Total, _Free, _Rsvd
-/// and _Surp less what they were before the trace's first statement, plus
-/// the pages its `hugetlb PAGES` asked for in total and free (so that other
-/// users of the machine's pool do not show).
+/// docs/trace-format.md "The hugetlb pool"): on the oracle HugePages_Total,
+/// _Free, _Rsvd and _Surp less what they were before the trace's first
+/// statement, plus the pages its `hugetlb PAGES` asked for in total and free
+/// (so that other users of the machine's pool do not show); on the model,
+/// whose pool serves the trace alone, its own counts.
 public enum HugetlbPoolView {
     public static let names = ["total", "free", "resv", "surplus"]
 

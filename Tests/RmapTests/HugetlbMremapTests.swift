@@ -2,6 +2,7 @@ import Testing
 import Foundation
 @testable import Rmap
 import RmapTrace
+import RmapTools
 import RmapTestSupport
 import CShims
 
@@ -132,5 +133,27 @@ import CShims
     @Test func onlyTheFuzzerDrawsThem() {
         #expect((1...20).map { hugetlbMremaps($0, false) }.reduce(0, +) == 0)
         #expect((1...20).map { hugetlbMremaps($0, true) }.reduce(0, +) > 0)
+    }
+}
+
+/// The kernel trace of the leak (Tests/Corpus/kernel-hugetlb-leak, run on
+/// the kernel only by `make hugetlb-leak`): on the model, in 6.18, the
+/// observation the kernel gives and the orphan reservation; in fixed, none.
+@Suite struct HugetlbLeakCorpusTests {
+    @Test func theLeakTraceLeaksIn618AndNotInFixed() throws {
+        let url = try #require(corpusTraces("kernel-hugetlb-leak").first)
+        for mode in HugetlbResvMode.allCases {
+            var c = ArenaConfig.default
+            c.hugetlbResvMode = mode
+            let s = replayFile(path: url.path, config: c, check: true, observations: true)
+            let last = try #require(s.stdout?.components(separatedBy: "[[").last)
+            let resv = mode == .fixed ? 0 : 1
+            #expect(last.contains("\"total=4\",\"free=4\",\"resv=\(resv)\",\"surplus=0\""), "\(mode): \(s.stdout ?? "")")
+            if mode == .fixed {
+                #expect(s.stderr.isEmpty && s.status == 0, "\(s.stderr)")
+            } else {
+                #expect(!s.stderr.isEmpty && s.stderr.allSatisfy { $0.contains("orphan reservation") }, "\(s.stderr)")
+            }
+        }
     }
 }
