@@ -34,8 +34,8 @@ oracle:
 ## hugetlb-leak: the kernel corpus of issue 20 (Tests/Corpus/kernel-hugetlb-leak), on the
 ## model and on rmap-oracle, each observation compared. NOT run by `make test`: on Linux
 ## 6.18 every run LEAKS ONE HUGE-PAGE RESERVATION UNTIL REBOOT (HugePages_Rsvd +1; once
-## the oracle sets nr_hugepages back, the page stays as a surplus page and nr_hugepages
-## reads 1 more). Needs root (the oracle); prints /proc/meminfo's HugePages_* around it.
+## the oracle sets nr_hugepages back, the page stays as a surplus page: HugePages_Total,
+## _Free and _Surp +1 too; nr_hugepages still reads 0, measured). Needs root (the oracle); prints /proc/meminfo's HugePages_* around it.
 .PHONY: hugetlb-leak
 hugetlb-leak:
 	$(SWIFT) build --product rmap-oracle
