@@ -134,7 +134,7 @@ typedef struct rmap_arena_header {
      * file's reservation map (and a private mapping's, see Hugetlb.swift)
      * lives in the file's page-cache tree. */
     uint32_t hugetlb_free_head;      /* h->hugepage_freelists: head PFN of the first free folio, 0 if none */
-    uint32_t hugetlb_pad;
+    uint32_t hugetlb_resv_mode;      /* how mremap keeps private reservations: 0 as 6.18 (the leak), 1 fixed */
     uint64_t nr_huge_pages;          /* h->nr_huge_pages (HugePages_Total) */
     uint64_t free_huge_pages;        /* h->free_huge_pages (HugePages_Free) */
     uint64_t resv_huge_pages;        /* h->resv_huge_pages (HugePages_Rsvd) */

@@ -53,6 +53,7 @@
 
 static const int size_kb[THP_NSIZES] = { 16, 32, 64, 128, 256, 512, 1024, 2048 };
 static uint64_t collapsed_before;
+static struct { long total, free, rsvd, surp; } pool_base; /* the pool before the first statement */
 static uint64_t fallback_before;
 static void *own_region;
 
@@ -234,6 +235,37 @@ void large_take(void)
 
     /* 7. */
     collapsed_before = read_u64(KHP_DIR "pages_collapsed");
+
+    /* `observe hugetlb` counts from here: the pool as step 6 left it */
+    struct pool b;
+    read_pool(&b);
+    pool_base.total = b.total;
+    pool_base.free = b.free;
+    pool_base.rsvd = b.rsvd;
+    pool_base.surp = b.surp;
+}
+
+/* `observe hugetlb` / `expect hugetlb` (trace-format.md "The hugetlb pool"):
+ * HugePages_Total, _Free, _Rsvd and _Surp less what they were before the
+ * first statement, the trace's own `hugetlb PAGES` counted in total and free
+ * (the model starts from an empty pool; the rest of the machine's does not
+ * show). */
+void hugetlb_pool_tokens(char ***toks_out, int *ntoks_out)
+{
+    struct pool p;
+    read_pool(&p);
+    long own = hugetlb_given ? (long)hugetlb_pages : 0;
+    long v[4] = { p.total - pool_base.total + own, p.free - pool_base.free + own, p.rsvd - pool_base.rsvd,
+                  p.surp - pool_base.surp };
+    static const char *names[4] = { "total", "free", "resv", "surplus" };
+    char **toks = xmalloc(sizeof *toks * 4);
+    for (int i = 0; i < 4; i++) {
+        char b[64];
+        snprintf(b, sizeof b, "%s=%ld", names[i], v[i]);
+        toks[i] = xstrdup(b);
+    }
+    *toks_out = toks;
+    *ntoks_out = 4;
 }
 
 /* The counters of a fault that fell back to a smaller folio than it was

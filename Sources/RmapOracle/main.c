@@ -337,7 +337,8 @@ int main(int argc, char **argv)
             for (int t = 0; t < st->ntargets; t++)
                 if (!procs[st->targets[t].proc].alive)
                     die("line %d: process %s is not running", st->line, procs[st->targets[t].proc].name);
-            observe(st, &toks, &ntoks, st->kind == S_OBSERVE ? &vm : NULL);
+            if (st->hugetlb_pool) hugetlb_pool_tokens(&toks, &ntoks);
+            else observe(st, &toks, &ntoks, st->kind == S_OBSERVE ? &vm : NULL);
             if (st->kind == S_OBSERVE) {
                 sb_add(&obs, "%s[%d,[", nobs ? "," : "", st->line);
                 for (int i = 0; i < ntoks; i++) sb_add(&obs, "%s\"%s\"", i ? "," : "", toks[i]);

@@ -69,6 +69,7 @@ struct stmt {
     struct target *targets;
     int ntargets;
     int contents;       /* observe/expect contents: values, not frames */
+    int hugetlb_pool;   /* observe/expect hugetlb: the pool's four counts (large.c) */
     char **tokens;      /* expect tokens */
     int ntokens;
     char *want;         /* `=> RESULT`, or NULL */
@@ -164,6 +165,7 @@ void large_take(void);         /* lock, settings saved and set, khugepaged quiet
 void large_before_access(void);/* the fallback counters before a read or write ... */
 void large_after_access(int line); /* ... and after: a smaller folio than allowed is a skip (77) */
 void large_shrink(int line);   /* `thp shrink`: drop_caches 2 */
+void hugetlb_pool_tokens(char ***toks_out, int *ntoks_out); /* `observe hugetlb`: total= free= resv= surplus= */
 void large_finish(void);       /* khugepaged/pages_collapsed moved: the run is void (77) */
 
 /* ------------------------------------------------------------------ */

@@ -660,6 +660,56 @@ static int contents_follows(void)
     return pos + 1 < end && strcmp(T[pos].s, "contents") == 0 && !(T[pos + 1].s[0] >= '0' && T[pos + 1].s[0] <= '9');
 }
 
+/* `observe hugetlb` / `expect hugetlb = ...`: the word `hugetlb` then the end
+ * of the line (observe) or `=` (expect); a process named hugetlb is followed
+ * by its address */
+static int hugetlb_pool_follows(int is_expect)
+{
+    if (pos >= end || strcmp(T[pos].s, "hugetlb") != 0) return 0;
+    if (pos + 1 == end) return 1;
+    return is_expect && strcmp(T[pos + 1].s, "=") == 0;
+}
+
+/* NAME=N: N decimal, '-' for a negative one, no leading zero, at most 18 digits
+ * (TraceParser's HugetlbPoolView.isToken) */
+static int is_pool_token(const char *s, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(s, name, n) != 0 || s[n] != '=') return 0;
+    const char *d = s + n + 1;
+    int neg = *d == '-';
+    if (neg) d++;
+    size_t len = strlen(d);
+    if (len == 0 || len > 18) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (d[i] < '0' || d[i] > '9') return 0;
+    if (len == 1 && d[0] == '0') return !neg;
+    return d[0] != '0';
+}
+
+static void parse_hugetlb_pool(struct stmt *st, int is_expect)
+{
+    static const char *names[4] = { "total", "free", "resv", "surplus" };
+    pos++;  /* hugetlb */
+    st->kind = is_expect ? S_EXPECT : S_OBSERVE;
+    st->hugetlb_pool = 1;
+    large_trace = 1;  /* the pool is the machine's: run alone, counted from the start */
+    if (!is_expect) return;
+    need("'='");
+    st->tokens = xmalloc(sizeof *st->tokens * 4);
+    for (int i = 0; i < 4; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "'%s=N' (the pool's %s count)", names[i], names[i]);
+        struct tok *t = need(what);
+        if (!is_pool_token(t->s, names[i]))
+            perr(t->col, "expected '%s=N' (the pool's %s count, a decimal number), got '%s'", names[i], names[i],
+                 t->s);
+        st->tokens[st->ntokens++] = xstrdup(t->s);
+    }
+    struct tok *x = peek();
+    if (x) perr(x->col, "unexpected '%s' after the hugetlb pool's four counts", x->s);
+}
+
 static void parse_keyword_statement(struct tok *kw, struct stmt *st)
 {
     if (strcmp(kw->s, "file") == 0) {
@@ -697,6 +747,10 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
         if (v != 0)
             set_skip("line %d: 'swap %s': the oracle runs without swap (no swap device is configured)",
                      cur_line, n->s);
+    } else if (strcmp(kw->s, "observe") == 0 && hugetlb_pool_follows(0)) {
+        parse_hugetlb_pool(st, 0);
+    } else if (strcmp(kw->s, "observe") != 0 && hugetlb_pool_follows(1)) { /* expect hugetlb */
+        parse_hugetlb_pool(st, 1);
     } else if (strcmp(kw->s, "observe") == 0) {
         st->kind = S_OBSERVE;
         if (contents_follows()) { pos++; st->contents = 1; }

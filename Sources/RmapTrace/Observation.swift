@@ -286,12 +286,32 @@ extension Machine {
             if got != tokens {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
             }
+        case .observeHugetlb:
+            if out.keepsObservations { out.observations.append((tl.line, hugetlbPoolTokens(), [])) }
+        case .expectHugetlb(let tokens):
+            let got = hugetlbPoolTokens()
+            if got != tokens {
+                out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
+            }
         case .expect(let targets, let tokens):
             let got = observeTokens(targets)
             if got != tokens {
                 out.failures.append("\(file):\(tl.line): expectation failed: expected \(tokens.joined(separator: " ")), got \(got.joined(separator: " "))")
             }
         }
+    }
+}
+
+extension Machine {
+    /// `observe hugetlb` (HugetlbPoolView): the model's pool serves the
+    /// trace alone (a fresh arena's is empty; a state saved by an earlier
+    /// part of the trace and continued with --load holds only that part's),
+    /// so its own counts are the trace's view: what the oracle gets by
+    /// subtracting the rest of the machine's pool.
+    public func hugetlbPoolTokens() -> [String] {
+        let p = hugetlbPool
+        return HugetlbPoolView.tokens(total: Int64(bitPattern: p.total), free: Int64(bitPattern: p.free),
+                                      resv: p.reserved, surplus: Int64(bitPattern: p.surplus))
     }
 }
 

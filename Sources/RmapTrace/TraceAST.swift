@@ -49,6 +49,11 @@ public enum Statement: Equatable, Sendable {
     case expectContents([Target], tokens: [String])
     /// `ksm scan [PASSES]`: PASSES full scans of ksmd (model only).
     case ksmScan(passes: UInt64)
+    /// `observe hugetlb`: the hugetlb pool as this trace sees it
+    /// (docs/trace-format.md, "The hugetlb pool"): `total=N free=N resv=N surplus=N`.
+    case observeHugetlb
+    /// `expect hugetlb = total=N free=N resv=N surplus=N`.
+    case expectHugetlb(tokens: [String])
 
     // Large pages (docs/trace-format.md, "Large pages (additions, version 1)").
     // Parsed; the model does not run them yet (`Machine.step` reports an error).
@@ -76,7 +81,7 @@ extension Statement {
     /// refuses them: the model does not implement large pages yet).
     public var isLargePageStatement: Bool {
         switch self {
-        case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp: return true
+        case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp, .observeHugetlb, .expectHugetlb: return true
         case .op(_, .mmap(_, _, _, let kind), _): return kind.isHugetlb
         case .file, .proc, .swap, .op, .observe, .expect, .observeContents, .expectContents, .ksmScan: return false
         }
@@ -90,6 +95,8 @@ extension Statement {
         case .thpSize(let size, let mode): return "thp \(size.name) \(mode.rawValue)"
         case .hugetlb(let pages): return "hugetlb \(pages)"
         case .thpShrink: return "thp shrink"
+        case .observeHugetlb: return "observe hugetlb"
+        case .expectHugetlb(let tokens): return "expect hugetlb = " + tokens.joined(separator: " ")
         case .largePageOp(let p, let op, let expected):
             return "\(p) \(op)" + (expected.map { " => \($0)" } ?? "")
         case .op(let p, .mmap(let a, let n, let prot, let kind), let expected) where kind.isHugetlb:
@@ -149,4 +156,29 @@ public struct TraceError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// `FILE:LINE:COLUMN: error: MESSAGE`
     public var description: String { "\(file):\(line):\(column): error: \(message)" }
+}
+
+/// The hugetlb pool as a trace sees it (`observe hugetlb`,
+/// docs/trace-format.md "The hugetlb pool"): on the oracle HugePages_Total,
+/// _Free, _Rsvd and _Surp less what they were before the trace's first
+/// statement, plus the pages its `hugetlb PAGES` asked for in total and free
+/// (so that other users of the machine's pool do not show); on the model,
+/// whose pool serves the trace alone, its own counts.
+public enum HugetlbPoolView {
+    public static let names = ["total", "free", "resv", "surplus"]
+
+    /// `total=N free=N resv=N surplus=N`.
+    public static func tokens(total: Int64, free: Int64, resv: Int64, surplus: Int64) -> [String] {
+        ["total=\(total)", "free=\(free)", "resv=\(resv)", "surplus=\(surplus)"]
+    }
+
+    /// `NAME=N`: N decimal, `-` for a negative one, no leading zero, no `+`.
+    public static func isToken(_ s: String, name: String) -> Bool {
+        guard s.hasPrefix(name + "=") else { return false }
+        var digits = Substring(s.dropFirst(name.count + 1))
+        let negative = digits.hasPrefix("-")
+        if negative { digits = digits.dropFirst() }
+        guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= "0" && $0 <= "9" }) else { return false }
+        return digits == "0" ? !negative : !digits.hasPrefix("0")
+    }
 }

@@ -8,7 +8,8 @@ import Rmap
 /// large traces make), munmap and `madvise dontneed` over aligned and
 /// unaligned ranges; now and then a shared mapping of the whole GiB there,
 /// whose PMD table fork children share. Never what the model refuses on a hugetlb VMA
-/// (mprotect that changes it, mremap moves, mlock, the reverse statements).
+/// (mprotect that changes it, mlock, the reverse statements); mremap only
+/// with `hugetlbMremap` (model-only: it can leak on the kernel).
 extension TraceGenerator {
     public static let hugetlbBase: UInt64 = 0x1000_4000_0000
     public static let hugetlbPages: UInt64 = 2048
@@ -20,6 +21,16 @@ extension TraceGenerator {
     }
 
     mutating func hugetlbStatement(_ p: String) {
+        if hugetlbMremap && chance(12) {
+            // mremap in the window: a move (MREMAP_MAYMOVE|MREMAP_FIXED),
+            // mostly of the same length, sometimes shrinking; or a resize in
+            // place (growth is EINVAL on hugetlb).
+            let old = pick([512, 512, 1024, 1536] as [UInt64])
+            let new = chance(70) ? old : pick([1, 512, 1024] as [UInt64])
+            let to = chance(80) ? " \(hex(hugetlbAddr()))" : ""
+            lines.append("\(p) mremap \(hex(hugetlbAddr())) \(old) \(new)\(to)")
+            return
+        }
         switch int(100) {
         case 0..<4:
             // A shared GiB (noreserve: the pool need only hold what is

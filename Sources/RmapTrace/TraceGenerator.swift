@@ -38,6 +38,11 @@ public struct TraceGenerator {
     /// their own (`hugetlbBase`, TraceGenerator+Hugetlb.swift). Off by
     /// default: the streams of `--large` seeds stay what they were.
     public var hugetlb = false
+    /// With `hugetlb`: mremap of hugetlb mappings too (moves, partial ones
+    /// included, and shrinking). Model-only (`rmap fuzz --hugetlb`): on
+    /// Linux 6.18 a partial move of a private mapping leaks a reservation
+    /// for good (issue 20), so the oracle's random traces never draw them.
+    public var hugetlbMremap = false
     var rng: SplitMix64
     var live: [String] = []
     var nextProc = 0

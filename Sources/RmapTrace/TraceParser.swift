@@ -544,6 +544,10 @@ struct LineParser {
             return .swap(slots: slots)
 
         case "observe":
+            if hugetlbPoolFollows(c, isExpect: false) {
+                _ = c.next()
+                return .observeHugetlb
+            }
             if contentsFollows(c) {
                 _ = c.next()
                 return .observeContents(try parseTargets(&c, isExpect: false))
@@ -552,6 +556,10 @@ struct LineParser {
             return .observe(targets)
 
         default: // "expect"
+            if hugetlbPoolFollows(c, isExpect: true) {
+                _ = c.next()
+                return .expectHugetlb(tokens: try hugetlbPoolTokens(&c))
+            }
             if contentsFollows(c) {
                 _ = c.next()
                 let targets = try parseTargets(&c, isExpect: true)
@@ -566,6 +574,31 @@ struct LineParser {
                                               + "A<id>+<sub>:<mapcount>, T<id>+<sub>:<mapcount>*, Z* or M*; '*' marks a PMD leaf")
             return .expect(targets, tokens: tokens)
         }
+    }
+
+    /// `observe hugetlb` / `expect hugetlb = ...`: the word `hugetlb` then
+    /// the end of the line (observe) or `=` (expect); a process named
+    /// hugetlb is followed by its address.
+    func hugetlbPoolFollows(_ c: Cursor, isExpect: Bool) -> Bool {
+        guard c.index < c.end, c.tokens[c.index].text == "hugetlb" else { return false }
+        if c.index + 1 == c.end { return true }
+        return isExpect && c.tokens[c.index + 1].text == "="
+    }
+
+    /// After `expect hugetlb`: `=` and the four counters, in order, each
+    /// `NAME=N` with N a decimal number, possibly negative.
+    func hugetlbPoolTokens(_ c: inout Cursor) throws(TraceError) -> [String] {
+        guard c.next() != nil else { throw missing(c, "'='") }
+        var tokens: [String] = []
+        for name in HugetlbPoolView.names {
+            guard let t = c.next() else { throw missing(c, "'\(name)=N' (the pool's \(name) count)") }
+            guard HugetlbPoolView.isToken(t.text, name: name) else {
+                throw error(t.column, "expected '\(name)=N' (the pool's \(name) count, a decimal number), got \(quoted(t.text))")
+            }
+            tokens.append(t.text)
+        }
+        if let t = c.next() { throw error(t.column, "unexpected \(quoted(t.text)) after the hugetlb pool's four counts") }
+        return tokens
     }
 
     /// `observe contents ...` / `expect contents ...`: the word `contents`

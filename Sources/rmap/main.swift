@@ -52,6 +52,18 @@ struct ReuseOption: ParsableArguments {
     var policy: ReusePolicy { reuse.policy }
 }
 
+/// The values of `--hugetlb-resv` (issue 20): `HugetlbResvMode`'s names.
+enum HugetlbResvArgument: String, CaseIterable, ExpressibleByArgument {
+    case v6_18 = "6.18", fixed
+
+    var mode: HugetlbResvMode { self == .fixed ? .fixed : .v6_18 }
+
+    static var allValueDescriptions: [String: String] {
+        ["6.18": "as Linux 6.18: a partial mremap of a private hugetlb mapping orphans the reservations of the part left behind",
+         "fixed": "the reservation map splits with the VMA: the part left behind keeps its reservations and gives them back at unmap"]
+    }
+}
+
 /// `--reuse` and `--frames` of the commands that may continue a saved state
 /// (replay, stats): optional, so that giving one with --load is refused
 /// (`validateArenaOptions`) rather than ignored.
@@ -63,6 +75,9 @@ struct ArenaOptions: ParsableArguments {
     var frames: UInt32?
 
     var policy: ReusePolicy { (reuse ?? .split).policy }
+
+    @Option(name: .customLong("hugetlb-resv"), help: "How mremap keeps private hugetlb reservations (default: 6.18; with --load, the saved state's).")
+    var hugetlbResv: HugetlbResvArgument?
 }
 
 extension KSMWalkMode: ExpressibleByArgument {
@@ -123,6 +138,7 @@ struct Replay: ParsableCommand {
     func run() throws {
         var config = tinyArena ? ArenaConfig.tiny : ArenaConfig.default
         if let frames = arena.frames { config.frames = frames }
+        if let mode = arena.hugetlbResv { config.hugetlbResvMode = mode.mode }
         var status: Int32 = 0
         for path in traces {
             let s = RmapTools.replayFile(path: path, reuse: arena.policy, ksmWalk: ksmWalk ?? .full, config: config, check: check,
@@ -152,6 +168,9 @@ func validateArenaOptions(_ arena: ArenaOptions, tinyArena: Bool, load: String?)
     if frames != nil { throw ValidationError("--frames cannot apply with --load: the loaded state keeps its arena") }
     if tinyArena { throw ValidationError("--tiny-arena cannot apply with --load: the loaded state keeps its arena") }
     if reuse != nil { throw ValidationError("--reuse cannot apply with --load: the loaded state keeps its reuse policy") }
+    if arena.hugetlbResv != nil {
+        throw ValidationError("--hugetlb-resv cannot apply with --load: the loaded state keeps its hugetlb reservation mode")
+    }
 }
 
 struct Demo: ParsableCommand {
@@ -234,6 +253,9 @@ struct Fuzz: ParsableCommand {
     @Flag(help: "With --large: hugetlb statements too (rmap gen --large --hugetlb).")
     var hugetlb = false
 
+    @Option(name: .customLong("hugetlb-resv"), help: "With --hugetlb: how mremap keeps private hugetlb reservations.")
+    var hugetlbResv: HugetlbResvArgument = .v6_18
+
     @Flag(name: .customLong("keep-going"), help: "Go on after a violation: count them all, minimise the first of each kind (written as -1, -2, ... .trace).")
     var keepGoing = false
 
@@ -258,6 +280,7 @@ struct Fuzz: ParsableCommand {
         o.outDirectory = out
         o.large = large
         o.hugetlb = hugetlb
+        o.hugetlbResv = hugetlbResv.mode
         o.keepGoing = keepGoing
         let r = Fuzzer(options: o).run { writeStderr($0) }
         let rate = r.seconds > 0 ? Int(Double(r.ops) / r.seconds) : 0
@@ -362,6 +385,7 @@ struct Stats: ParsableCommand {
     func run() throws {
         var config = ArenaConfig.default
         if let frames = arena.frames { config.frames = frames }
+        if let mode = arena.hugetlbResv { config.hugetlbResvMode = mode.mode }
         let s = RmapTools.replayFile(path: trace, reuse: arena.policy, config: config, load: load, withStats: true)
         for e in s.stderr { writeStderr(e) }
         if let st = s.stats { print(json ? st.json : st.text, terminator: json ? "\n" : "") }

@@ -403,9 +403,16 @@ import RmapTestSupport
             // A free page counted that is not on the free list.
             k.header.pointee.free_huge_pages += 1
         case .hugetlbReservations:
-            // H's unfaulted private page reads as consumed: its reservation is unaccounted.
+            // H's faulted private page reads as not consumed: the map holds a
+            // reservation the pool does not count.
             let v = m.vmaAt("H", Self.h)
-            k.hugetlbEntryUpdate(k.vmFile(v), 1, set: HugetlbEntry.consumed)
+            try #require(k.hugetlbEntryHas(k.vmFile(v), 0, HugetlbEntry.consumed))
+            k.hugetlbEntryUpdate(k.vmFile(v), 0, clear: HugetlbEntry.consumed)
+        case .hugetlbOrphanReservation:
+            // H's VMA loses its map (what 6.18's clear_vma_resv_huge_pages does
+            // to the part a partial mremap leaves behind): its unconsumed
+            // reservation has no owner.
+            k.vma(m.vmaAt("H", Self.h)).pointee.vm_flags &= ~VM.hugetlbResvOwner
         case .hugetlbFolio:
             k.page(try hugetlbHead(m, "H", Self.h).advanced(by: 1)).pointee.entire_mapcount += 1
         case .hugetlbPMDShare:

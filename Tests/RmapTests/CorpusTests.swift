@@ -21,7 +21,11 @@ import RmapTestSupport
 
     @Test(arguments: corpusTraces())
     func replaysCleanly(_ url: URL) throws {
-        let s = replayFile(path: url.path, check: true)
+        // The leak of issue 20 is a violation in the default 6.18 mode by
+        // design (HugetlbMremapTests checks that): cleanly in `fixed`.
+        var config = ArenaConfig.default
+        if url.path.contains("/kernel-hugetlb-leak/") { config.hugetlbResvMode = .fixed }
+        let s = replayFile(path: url.path, config: config, check: true)
         // Every corpus trace runs on the model (hugetlb included), checked
         // after every statement.
         #expect(s.stderr.isEmpty, "\(s.stderr.prefix(10).joined(separator: "\n"))")

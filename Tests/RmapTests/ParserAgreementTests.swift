@@ -321,6 +321,15 @@ private let largePageLines: [String] = [
     "expect P0 \(A) 2 = - T1:1", "expect P0 \(A) 2 = - T1:1*", "expect P0 \(A) 2 = - T1+0:1", "expect P0 \(A) 2 = - S*",
     "expect P0 \(A) 2 = - -*", "expect P0 \(A) 2 = - H*", "expect P0 \(A) 2 = - *", "expect P0 \(A) 2 = - A*",
     "expect P0 \(A) 2 = Z* Z* Z*", "expect P0 \(A) 1 = Z *", "expect contents P0 \(A) 1 = Z*",
+    // the hugetlb pool (issue 20): observe hugetlb / expect hugetlb = total=N free=N resv=N surplus=N
+    "observe hugetlb", "observe hugetlb x", "observe hugetlb \(A) 1", "observe hugetlb, P0 \(A) 1",
+    "expect hugetlb = total=4 free=4 resv=1 surplus=0", "expect hugetlb = total=0 free=-1 resv=-12 surplus=0",
+    "expect hugetlb", "expect hugetlb =", "expect hugetlb = total=4", "expect hugetlb = total=4 free=4 resv=1",
+    "expect hugetlb = free=4 total=4 resv=1 surplus=0", "expect hugetlb = total=04 free=4 resv=1 surplus=0",
+    "expect hugetlb = total=-0 free=4 resv=1 surplus=0", "expect hugetlb = total=+1 free=4 resv=1 surplus=0",
+    "expect hugetlb = total=4 free=4 resv=1 surplus=0 x", "expect hugetlb = total= free=4 resv=1 surplus=0",
+    "expect hugetlb = total=1234567890123456789 free=0 resv=0 surplus=0", "expect hugetlb total=4",
+    "expect hugetlb = total=4 free=4 resv=1 surplus=0 => ok", "observe hugetlb => ok", "expect hugetlb \(A) 1 = Z",
 ]
 
 /// Whole traces with the Large pages additions, each its own file (see `largePageLines`).

@@ -125,7 +125,8 @@ private func render(_ s: Statement) -> String {
     case .observeContents(let ts): return "observe contents " + targets(ts)
     case .expectContents(let ts, let tokens): return "expect contents " + targets(ts) + " = " + tokens.joined(separator: " ")
     case .ksmScan(let n): return "ksm scan \(n)"
-    case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp: return s.largePageDescription!
+    case .thpEnabled, .thpSize, .hugetlb, .thpShrink, .largePageOp, .observeHugetlb, .expectHugetlb:
+        return s.largePageDescription!
     case .op(let p, let op, let expected):
         var out: String
         switch op {
@@ -1343,7 +1344,8 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         let hm = "hugetlb 2\nproc P0\nP0 mmap \(A) 512 rw hugetlb-private\n"
         let cases: [(String, Int, Int, String)] = [
             (hm + "P0 mprotect \(A) 512 r", 4, 1, "P0 mprotect (mprotect of a hugetlb mapping)"),
-            (hm + "P0 mremap \(A) 512 512 0x100000400000", 4, 1, "P0 mremap (mremap moving a hugetlb mapping)"),
+            (hm + "P0 mmap 0x100000200000 512 rw anon-private\nP0 mremap \(A) 1024 1024 0x100040000000", 5, 2,
+             "P0 mremap (mremap moving a hugetlb mapping with others)"),
             (hm + "P0 write \(A)\nP0 migrate \(A) 1", 5, 2, "P0 migrate (migrate of a hugetlb page)"),
             (hm + "P0 write \(A)\nP0 unmap \(A) 1 migration", 5, 2, "P0 unmap (a hugetlb migration entry)"),
             (hm + "P0 mlock \(A) 512", 4, 1, "P0 mlock (mlock of a hugetlb mapping)"),

@@ -18,6 +18,9 @@ public struct ArenaConfig: Sendable, Equatable {
     /// stable-tree nodes (one per KSM page).
     public var ksmItems: UInt32 = 262_144
     public var ksmNodes: UInt32 = 65_536
+    /// Not a capacity: the history mode a new machine starts in for mremap
+    /// of private hugetlb mappings (issue 20; kept in the arena header).
+    public var hugetlbResvMode: HugetlbResvMode = .v6_18
 
     public init() {}
 

@@ -464,7 +464,7 @@ struct ArenaValidator {
             hf = k.page(PFN(hf)).pointee.next
         }
         guard hn == h.free_huge_pages, h.free_huge_pages <= h.nr_huge_pages, h.nr_huge_pages <= maxHuge,
-              h.surplus_huge_pages == 0, h.hugetlb_pad == 0 else { return "hugetlb pool counters out of range" }
+              h.surplus_huge_pages == 0, h.hugetlb_resv_mode <= 1 else { return "hugetlb pool counters out of range" }
         for i in 1..<frames where live[Int(T.frame)][Int(i)] && k.page(PFN(i)).pointee.flags & PG.head != 0
             && k.page(PFN(i + 1)).pointee.flags & PG.partiallyMapped != 0 && k.page(PFN(i + 2)).pointee.deferred_prev == 0
             && h.deferred_split_head != i {

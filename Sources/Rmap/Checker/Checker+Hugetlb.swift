@@ -133,7 +133,12 @@ extension Checker {
             }
         }
         let resv = Int64(bitPattern: h.resv_huge_pages)
-        if resv != census {
+        if resv > census {
+            fail(.hugetlbOrphanReservation, nil, "hugetlb: \(resv - census) orphan reservation\(resv - census == 1 ? "" : "s"): "
+                 + "resv_huge_pages \(resv), but the live owners' reservation maps and the hugetlbfs files hold \(census) "
+                 + "(pool: total \(h.nr_huge_pages), free \(h.free_huge_pages), reserved \(resv), surplus \(h.surplus_huge_pages); "
+                 + "\(restoring) in-use folio\(restoring == 1 ? "" : "s") to restore one)")
+        } else if resv != census {
             fail(.hugetlbReservations, nil, "hugetlb: resv_huge_pages \(resv), the reservation maps hold \(census)")
         }
     }

@@ -131,6 +131,13 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// it, and only VMAs that may share it (VM_MAYSHARE, the whole
         /// 1 GiB) do.
         case hugetlbPMDShare
+        /// Every reservation (resv_huge_pages) is owned: by a live private
+        /// owner VMA's reservation map (an index it has not consumed) or by
+        /// a hugetlbfs file's region map (an index without its page). More
+        /// reservations than owners is an orphan reservation: one nobody
+        /// will give back (issue 20: 6.18's partial mremap of a private
+        /// mapping). The message gives the pool's census.
+        case hugetlbOrphanReservation
 
         // MARK: special entries and device memory
 

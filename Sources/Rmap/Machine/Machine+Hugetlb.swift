@@ -13,6 +13,14 @@ extension Machine {
         k.hugetlbSetMaxHugePages(pages) ? .ok : .errno(.ENOMEM)
     }
 
+    /// How mremap keeps private hugetlb reservations (issue 20): `6.18`
+    /// (the default, its leak included) or `fixed`. Kept in the arena
+    /// header, so a saved state keeps it.
+    public var hugetlbResvMode: HugetlbResvMode {
+        get { k.hugetlbResvMode }
+        set { k.header.pointee.hugetlb_resv_mode = newValue.rawValue }
+    }
+
     /// HugePages_Total, _Free, _Rsvd and _Surp as /proc/meminfo shows them
     /// (resv read signed: it may be below zero for a while, see
     /// Kernel.hugetlbAcctMemory).
@@ -36,7 +44,8 @@ extension Machine {
             return hugetlbMprotect(m, addr, end, VM.fromProt(prot))
         case .mremap(let addr, let oldPages, let newPages, let to):
             let v = k.vmaLookup(m, addr)
-            guard !v.isNone, k.isHugetlbVMA(v) else {
+            if v.isNone { return nil }  // EFAULT, nothing changed (mremap_to checks the source first)
+            guard k.isHugetlbVMA(v) else {
                 if let to, meetsHugetlb(m, to, to + newPages << PAGE_SHIFT) { return .notModelled("mremap onto a hugetlb mapping") }
                 return nil
             }
@@ -48,7 +57,15 @@ extension Machine {
             if addr & ~Kernel.hpageMask != 0 || (to ?? 0) & ~Kernel.hpageMask != 0 || hNew > hOld { return .errno(.EINVAL) }
             if to == nil && hNew == hOld { return .ok }
             if to == nil { return r(hugetlbSplitEdges(m, addr + hNew, addr + hOld) ?? k.doMunmap(m, addr + hNew, addr + hOld)) }
-            return .notModelled("mremap moving a hugetlb mapping")
+            if hNew == hOld, addr + hOld > k.vma(v).pointee.vm_end,
+               !k.vmasIntersecting(m, addr, addr + hOld).allSatisfy({ k.isHugetlbVMA($0) }) {
+                return .notModelled("mremap moving a hugetlb mapping with others")
+            }
+            // mremap_to() (Kernel.hugetlbMremapTo): the unmaps it makes
+            // split as munmap does (hugetlbSplitEdges).
+            return r(k.hugetlbMremapTo(m, addr: addr, oldLen: hOld, newLen: hNew, newAddr: to!) { s, e in
+                self.hugetlbSplitEdges(m, s, e) ?? self.k.doMunmap(m, s, e)
+            })
         case .madvise(let addr, let pages, let advice):
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }

@@ -68,6 +68,7 @@ public final class Machine {
         k = arena.kernel
         k.header.pointee.reuse_policy = reuse.rawValue
         k.ksmWalkMode = ksmWalk
+        k.header.pointee.hugetlb_resv_mode = config.hugetlbResvMode.rawValue
         guard k.initZeroPage() else { throw ArenaError(message: "arena: no frame for the zero page") }
     }
 

@@ -30,6 +30,8 @@ public struct FuzzOptions: Sendable {
     public var keepGoing = false
     /// Shrink a violation's trace (off: the trace up to the violation, as is).
     public var shrink = true
+    /// How mremap keeps private hugetlb reservations (`--hugetlb-resv`).
+    public var hugetlbResv: HugetlbResvMode = .v6_18
     public init() {}
 }
 
@@ -124,13 +126,15 @@ public struct Fuzzer {
             if options.seconds > 0 && Fuzzer.now() - t0 >= options.seconds { break }
             let runSeed = master.next()
             var cfgRNG = SplitMix64(seed: runSeed ^ 0x5eed)
-            let config = Fuzzer.config(&cfgRNG, large: options.large)
+            var config = Fuzzer.config(&cfgRNG, large: options.large)
+            config.hugetlbResvMode = options.hugetlbResv
             var n = options.statementsPerRun
             if options.ops > 0 { n = min(n, options.ops - report.ops) }
             var g = TraceGenerator(seed: runSeed, kernelOnly: false)
             g.ksm = true
             g.large = options.large
             g.hugetlb = options.hugetlb
+            g.hugetlbMremap = options.hugetlb  // model-only, never drawn for the oracle
             let text = g.generate(statements: max(1, n))
             guard let trace = try? TraceParser.parse(text, file: "fuzz.trace") else {
                 report.violations += 1
@@ -153,7 +157,7 @@ public struct Fuzzer {
                 let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 let kept = Array(lines.prefix(v.line))
                 let minimal = options.shrink ? Fuzzer.shrink(kept, config: config, reuse: options.reuse, ksmWalk: options.ksmWalk) : kept
-                var header = "# rmap fuzz\(options.large ? " --large" : "")\(options.hugetlb ? " --hugetlb" : "") --seed \(options.seed) --reuse \(options.reuse.name)\(options.ksmWalk == .full ? "" : " --ksm-walk \(options.ksmWalk.name)"): run seed \(runSeed)\n"
+                var header = "# rmap fuzz\(options.large ? " --large" : "")\(options.hugetlb ? " --hugetlb" : "") --seed \(options.seed) --reuse \(options.reuse.name)\(options.hugetlb ? " --hugetlb-resv \(options.hugetlbResv.name)" : "")\(options.ksmWalk == .full ? "" : " --ksm-walk \(options.ksmWalk.name)"): run seed \(runSeed)\n"
                 header += "# arena: frames \(config.frames), pt pages \(config.ptPages), vmas \(config.vmas), anon_vmas \(config.anonVMAs), avcs \(config.avcs), mms \(config.mms)\n"
                 header += "# violation: \(v.violation)\n"
                 let minimized = header + minimal.joined(separator: "\n") + "\n"
