@@ -131,6 +131,11 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// it, and only VMAs that may share it (VM_MAYSHARE, the whole
         /// 1 GiB) do.
         case hugetlbPMDShare
+        /// A hugetlb migration entry (try_to_migrate_one's hugetlb branch)
+        /// names an in-use hugetlb folio with a mapping (anonymous or its
+        /// hugetlbfs file), never a temporary one, inside its VMA; the
+        /// folio's _refcount covers its entries (the model's entry reference).
+        case hugetlbMigrationEntry
 
         // MARK: special entries and device memory
 

@@ -68,13 +68,14 @@ extension Kernel {
     /// folio, and the mapping removed (hugetlb_remove_rmap, one reference).
     /// An anonymous hugetlb folio is refused (EINVAL): the seeds would take
     /// the swap path a hugetlb page has no swap entry for, 6.18 has
-    /// VM_BUG_ON(!PageHWPoison) there; TTU_MIGRATION (a hugetlb migration
-    /// entry) is not modelled yet. `ok` when no mapping is left.
+    /// VM_BUG_ON(!PageHWPoison) there. TTU_MIGRATION is try_to_migrate()
+    /// (Kernel.tryToMigrateHugetlb: hugetlb migration entries), for
+    /// anonymous folios too. `ok` when no mapping is left.
     package func tryToUnmapHugetlb(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
-        if flags.contains(.migration) { return .notModelled("a hugetlb migration entry") }
-        guard !pageIsAnon(head) else { return .einval }
         getPage(head)  // the caller's reference
         defer { putPage(head) }
+        if flags.contains(.migration) { return tryToMigrateHugetlb(head) ? .ok : .fail }
+        guard !pageIsAnon(head) else { return .einval }
         var done = Set<VMAID>()
         while folioMapcount(head) > 0 {
             // A fresh walk after each change: an unshare changes what the

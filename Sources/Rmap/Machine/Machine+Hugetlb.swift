@@ -122,7 +122,28 @@ extension Machine {
             }
             k.tryToUnmapFlush()
             return result
-        case .reclaim(let addr, let pages), .migrate(let addr, let pages),
+        case .migrate(let addr, let pages):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("migrate over a hugetlb mapping and others")
+            }
+            // migrate_pages() once per folio met (Kernel.migrateHugetlbFolio);
+            // a page without a mapped folio is EFAULT and ends the line.
+            var result = OpResult.ok
+            var a = addr
+            var skipUntil: UInt64 = 0
+            while a < end {
+                defer { a += PAGE_SIZE }
+                if a < skipUntil { continue }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
+                let r = opResult(k.migrateHugetlbFolio(k.folioOf(pfn)))
+                if r != .ok { result = r }
+            }
+            return result
+        case .reclaim(let addr, let pages),
              .mkclean(let addr, let pages), .poison(let addr, let pages),
              .device(let addr, let pages, _), .exclusive(let addr, let pages):
             return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("\(op.verb) of a hugetlb page") : nil
