@@ -122,4 +122,22 @@ import CShims
         _ = try run(m, "P1 exit\nP0 exit")
         #expect(m.k.page(h).pointee.refcount == 0 && m.hugetlbPool == (2, 2, 0, 0))
     }
+
+    @Test func mlockPassesHugetlbVMAsOverButFaultsThemIn() throws {
+        let m = try Machine()
+        // A hugetlb VMA followed by an ordinary one, one mlock over both.
+        _ = try run(m, "hugetlb 1\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\nP0 mmap 0x100000200000 4 rw anon-private")
+        #expect(try run(m, "P0 mlock 0x100000001000 514") == ["ok"])
+        let hv = m.vmaAt("P0", Self.a), av = m.vmaAt("P0", Self.a + 0x200000)
+        let h = head(m, "P0", Self.a)
+        // The hugetlb VMA: whole, not VM_LOCKED, not counted; its page faulted in by a write, never mlocked.
+        #expect(m.k.vma(hv).pointee.vm_start == Self.a && m.k.vma(hv).pointee.vm_flags & VM.locked == 0)
+        #expect(m.k.page(h).pointee.flags & (PG.mlocked | PG.unevictable) == 0)
+        #expect(m.tokens("P0", Self.a, 1) == "T1+0:1*" && m.hugetlbPool == (1, 0, 0, 0))
+        // The ordinary VMA: locked and counted (3 pages, split at the end).
+        #expect(m.k.vma(av).pointee.vm_flags & VM.locked != 0)
+        #expect(m.k.mm(m.mm("P0")).pointee.locked_vm == 3)
+        #expect(try run(m, "P0 munlock 0x100000000000 516") == ["ok"])
+        #expect(m.k.mm(m.mm("P0")).pointee.locked_vm == 0 && m.tokens("P0", Self.a, 1) == "T1+0:1*")
+    }
 }

@@ -3,7 +3,8 @@ import CShims
 /// hugetlb on the Machine API: the pool (`hugetlb PAGES`), the hugetlb
 /// mmap kinds, and the system calls on hugetlb VMAs, with the kernel's
 /// alignment rules (hugetlb_get_unmapped_area, hugetlb_vm_op_split, the
-/// mremap and madvise checks). What the model does not run on a hugetlb
+/// mremap and madvise checks). mlock and munlock take the ordinary path
+/// (mlock_fixup passes hugetlb VMAs over; __mm_populate faults them in). What the model does not run on a hugetlb
 /// VMA yet is refused by name (`OpResult.notModelled`), never run as if
 /// the VMA were something else.
 extension Machine {
@@ -76,8 +77,6 @@ extension Machine {
             default:
                 return .notModelled("madvise \(advice.rawValue) of a hugetlb mapping")
             }
-        case .mlock(let addr, let pages), .munlock(let addr, let pages):
-            return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("mlock of a hugetlb mapping") : nil
         case .referenced(let addr, let pages):
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
