@@ -137,6 +137,8 @@ extension Kernel {
     /// update_and_free_hugetlb_folio).
     func freeHugeFolio(_ head: PFN) {
         let p = page(head)
+        if p.pointee.flags & PG.hugetlbRestoreReserve != 0 { header.pointee.resv_huge_pages &+= 1 }
+        p.pointee.flags &= ~PG.hugetlbRestoreReserve
         if p.pointee.flags & PG.hugetlbTemporary != 0 {
             p.pointee.flags = PG.head | PG.hugetlb
             p.pointee.mapping = 0
@@ -145,8 +147,7 @@ extension Kernel {
             freeFolio(head)
             return
         }
-        if p.pointee.flags & PG.hugetlbRestoreReserve != 0 { header.pointee.resv_huge_pages &+= 1 }
-        p.pointee.flags &= ~(PG.hugetlbRestoreReserve | PG.anonExclusive | PG.dirty | PG.referenced)
+        p.pointee.flags &= ~(PG.anonExclusive | PG.dirty | PG.referenced)
         p.pointee.mapping = 0
         p.pointee.index = 0
         enqueueHugetlbFolio(head)

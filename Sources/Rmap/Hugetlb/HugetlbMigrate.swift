@@ -206,10 +206,14 @@ extension Kernel {
 
     /// A fault on a hugetlb migration entry (hugetlb_fault:
     /// migration_entry_wait_huge) waits for the migration; the
-    /// single-threaded model finishes it the way a failed one ends (the
-    /// entry maps the same folio again), then the fault is retried.
+    /// single-threaded model finishes it the way a failed one ends:
+    /// remove_migration_ptes(folio, folio) maps the same folio again at
+    /// every entry that names it (not only this one: hugetlb_wp decides
+    /// reuse on the mapcount alone, which must not miss a waiting mapping),
+    /// then the fault is retried.
     func hugetlbMigrationEntryFault(_ v: VMAID, _ pmd: UnsafeMutablePointer<UInt64>) {
         let head = PTE.swpOffsetPFN(pmd.pointee)
-        removeHugetlbMigrationEntry(v, pmd, old: head, new: head)
+        for (w, p) in hugetlbMigrationEntries(head) { removeHugetlbMigrationEntry(w, p, old: head, new: head) }
+        if PTE.isPMDMigrationEntry(pmd.pointee) { removeHugetlbMigrationEntry(v, pmd, old: head, new: head) }
     }
 }
