@@ -1344,9 +1344,11 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
         let cases: [(String, Int, Int, String)] = [
             (hm + "P0 mprotect \(A) 512 r", 4, 1, "P0 mprotect (mprotect of a hugetlb mapping)"),
             (hm + "P0 mremap \(A) 512 512 0x100000400000", 4, 1, "P0 mremap (mremap moving a hugetlb mapping)"),
-            (hm + "P0 write \(A)\nP0 migrate \(A) 1", 5, 2, "P0 migrate (migrate of a hugetlb page)"),
-            (hm + "P0 write \(A)\nP0 unmap \(A) 1 migration", 5, 2, "P0 unmap (a hugetlb migration entry)"),
-            (hm + "P0 mlock \(A) 512", 4, 1, "P0 mlock (mlock of a hugetlb mapping)"),
+            (hm + "P0 write \(A)\nP0 poison \(A) 1", 5, 2, "P0 poison (poison of a hugetlb page)"),
+            (hm + "P0 write \(A)\nP0 exclusive \(A) 1", 5, 2, "P0 exclusive (exclusive of a hugetlb page)"),
+            (hm + "P0 madvise \(A) 512 dontfork", 4, 1, "P0 madvise (madvise dontfork of a hugetlb mapping)"),
+            (hm + "P0 madvise \(A) 1 hugepage", 4, 1, "P0 madvise (madvise hugepage of a hugetlb mapping)"),
+            (hm + "P0 madvise \(A) 512 collapse", 4, 1, "P0 madvise (madvise collapse of a hugetlb mapping)"),
         ]
         for (text, line, before, shown) in cases {
             let trace = try TraceParser.parse(text, file: "t.trace")
