@@ -151,7 +151,11 @@ extension TraceGenerator {
             lines.append("observe \(p) \(hex(at)) 2")  // `M*` where a PMD became an entry
         case 4..<5: lines.append("\(p) migrate \(hex(a)) \(accessLength())")
         case 5..<7: lines.append("\(p) device \(hex(a)) \(accessLength())\(chance(30) ? " coherent" : "")")
-        case 7..<9: lines.append("\(p) exclusive \(hex(a)) \(1 + int(4))")
+        case 7..<9:
+            // Not on a hugetlb page `touched` may hold (--hugetlb): the model
+            // refuses make_device_exclusive there.
+            let at = a >= TraceGenerator.hugetlbBase ? largeAddr() : a
+            lines.append("\(p) exclusive \(hex(at)) \(1 + int(4))")
         default: lines.append("\(p) referenced \(hex(a)) \(accessLength())")
         }
         touched.append(a)

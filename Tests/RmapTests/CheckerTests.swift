@@ -418,6 +418,14 @@ import RmapTestSupport
         case .hugetlbPMDShare:
             // H's PMD table counted as shared: no other PUD entry points to it.
             k.ptDesc(k.pmdTable(root: k.mm(m.mm("H")).pointee.pgd, key: Self.h)).pointee.ptl += 1
+        case .hugetlbMigrationEntry:
+            // H's page turned into migration entries (sound), then H's entry
+            // made to name T's THP, no hugetlb folio.
+            let head = try hugetlbHead(m, "H", Self.h)
+            try #require(k.tryToMigrateHugetlb(head))
+            let pmd = k.pmdSlot(root: k.mm(m.mm("H")).pointee.pgd, key: Self.h)!
+            try #require(PTE.isPMDMigrationEntry(pmd.pointee) && m.checkViolations().isEmpty)
+            pmd.pointee = PTE.swpEntry(type: PTE.swpType(pmd.pointee), pfn: try thpHead(m, Self.t))
         }
     }
 }

@@ -75,8 +75,8 @@ import CShims
         // A page of the range without a folio: EFAULT.
         #expect(try run(m, "P1 referenced 0x1000001ff000 2") == ["EFAULT"])
         // The rest of the reverse statements are refused by name.
-        let out = m.replay(try TraceParser.parse("P0 migrate 0x100000000000", file: "h.trace", continuing: m.traceContext))
-        #expect(out.error == "h.trace:1: error: large pages are not modelled yet: P0 migrate (migrate of a hugetlb page)")
+        let out = m.replay(try TraceParser.parse("P0 poison 0x100000000000", file: "h.trace", continuing: m.traceContext))
+        #expect(out.error == "h.trace:1: error: large pages are not modelled yet: P0 poison (poison of a hugetlb page)")
     }
 
     /// Records the notifier ranges (mmu_notifier_invalidate_range_start).

@@ -1346,9 +1346,11 @@ private func splitLines(_ s: String) -> [[Unicode.Scalar]] {
             (hm + "P0 mprotect \(A) 512 r", 4, 1, "P0 mprotect (mprotect of a hugetlb mapping)"),
             (hm + "P0 mmap 0x100000200000 512 rw anon-private\nP0 mremap \(A) 1024 1024 0x100040000000", 5, 2,
              "P0 mremap (mremap moving a hugetlb mapping with others)"),
-            (hm + "P0 write \(A)\nP0 migrate \(A) 1", 5, 2, "P0 migrate (migrate of a hugetlb page)"),
-            (hm + "P0 write \(A)\nP0 unmap \(A) 1 migration", 5, 2, "P0 unmap (a hugetlb migration entry)"),
-            (hm + "P0 mlock \(A) 512", 4, 1, "P0 mlock (mlock of a hugetlb mapping)"),
+            (hm + "P0 write \(A)\nP0 poison \(A) 1", 5, 2, "P0 poison (poison of a hugetlb page)"),
+            (hm + "P0 write \(A)\nP0 exclusive \(A) 1", 5, 2, "P0 exclusive (exclusive of a hugetlb page)"),
+            (hm + "P0 madvise \(A) 512 dontfork", 4, 1, "P0 madvise (madvise dontfork of a hugetlb mapping)"),
+            (hm + "P0 madvise \(A) 1 hugepage", 4, 1, "P0 madvise (madvise hugepage of a hugetlb mapping)"),
+            (hm + "P0 madvise \(A) 512 collapse", 4, 1, "P0 madvise (madvise collapse of a hugetlb mapping)"),
         ]
         for (text, line, before, shown) in cases {
             let trace = try TraceParser.parse(text, file: "t.trace")

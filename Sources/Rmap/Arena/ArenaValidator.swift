@@ -524,7 +524,8 @@ struct ArenaValidator {
                     guard ok(T.frame, head.rawValue), k.page(head).pointee.flags & PG.head != 0,
                           k.page(head.advanced(by: 1)).pointee.order == RMAP_PMD_ORDER else { return "PMD migration entry 0x\(String(x, radix: 16)) names no PMD-order folio" }
                     entryRefs[head.rawValue, default: 0] += 1
-                    leaves += 1
+                    // A hugetlb migration entry has no deposited table.
+                    if k.page(head).pointee.flags & PG.hugetlb == 0 { leaves += 1 }
                     continue
                 }
                 if level > 1 {

@@ -10,9 +10,23 @@ extension Checker {
     /// one mapping: it counts once (`seen`), though every sharer's walk finds it.
     func censusHugetlbLeaf(_ m: MMID, _ v: VMAID, _ haddr: UInt64, _ slot: UnsafeMutablePointer<UInt64>,
                            maps: inout [PFN: Int], seen: inout Set<UnsafeMutablePointer<UInt64>>,
-                           mappedBy: inout [(pfn: PFN, vma: VMAID, addr: UInt64)]) {
+                           mappedBy: inout [(pfn: PFN, vma: VMAID, addr: UInt64)],
+                           migration: inout [PFN: Int]) {
         let e = slot.pointee
         let p = k.vma(v).pointee
+        if PTE.isPMDMigrationEntry(e) {
+            // A hugetlb migration entry: no mapping, names an in-use hugetlb
+            // folio whose reference it keeps (model); counted once per table slot.
+            let head = PTE.swpOffsetPFN(e)
+            guard haddr >= p.vm_start, haddr + Kernel.hpageSize <= p.vm_end, !head.isNone,
+                  head.rawValue < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head.rawValue),
+                  k.folioIsLarge(head), k.folioIsHugetlb(head), k.page(head).pointee.refcount > 0 else {
+                fail(.hugetlbMigrationEntry, .mm(m), "mm \(m): hugetlb migration entry at \(hex(haddr)) of vma \(v) names frame \(head), not an in-use hugetlb folio inside the VMA")
+                return
+            }
+            if seen.insert(slot).inserted { migration[head, default: 0] += 1 }
+            return
+        }
         let head = PTE.pfn(e)
         guard haddr >= p.vm_start, haddr + Kernel.hpageSize <= p.vm_end, !head.isNone,
               head.rawValue < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head.rawValue),
@@ -56,7 +70,7 @@ extension Checker {
     }
 
     /// The pool, the folios in use and the reservations.
-    func checkHugetlb(maps: [PFN: Int]) {
+    func checkHugetlb(maps: [PFN: Int], migration: [PFN: Int] = [:]) {
         let h = k.header.pointee
         let bump = k.desc(T.frame).pointee.bump
         // Census of the pool: every live head with PG_hugetlb.
@@ -96,8 +110,12 @@ extension Checker {
                 fail(.hugetlbFolio, .frame(head), "frame \(head): hugetlb folio with _entire_mapcount \(p1.entire_mapcount), _large_mapcount \(p1.large_mapcount), _nr_pages_mapped \(p1.nr_pages_mapped), but \(n) entries map it")
             }
             let cached = p.mapping != 0 && p.mapping & PageMapping.flags == 0 ? 1 : 0
-            if Int(p.refcount) < n + cached {
-                fail(.refcount, .frame(head), "frame \(head): hugetlb folio _refcount \(p.refcount) below its \(n) mappings and \(cached) page-cache reference")
+            let entries = migration[head] ?? 0
+            if Int(p.refcount) < n + cached + entries {
+                fail(.refcount, .frame(head), "frame \(head): hugetlb folio _refcount \(p.refcount) below its \(n) mappings, \(entries) migration entries and \(cached) page-cache reference")
+            }
+            if entries > 0 && (p.flags & PG.hugetlbTemporary != 0 || p.mapping == 0) {
+                fail(.hugetlbMigrationEntry, .frame(head), "frame \(head): hugetlb folio named by \(entries) migration entries but \(p.mapping == 0 ? "without a mapping" : "temporary")")
             }
             if p.flags & PG.anonExclusive != 0 && n > 1 {
                 fail(.anonExclusiveShared, .frame(head), "frame \(head): hugetlb folio PG_anon_exclusive but mapped \(n) times")

@@ -40,6 +40,7 @@ final class Checker {
         var writablePMDs: [(head: PFN, mm: MMID, addr: UInt64)] = []
         var hugetlbMaps: [PFN: Int] = [:]       // entries mapping each hugetlb folio (by head)
         var hugetlbSeen = Set<UnsafeMutablePointer<UInt64>>()  // hugetlb entries counted (shared PMD tables)
+        var hugetlbMigration: [PFN: Int] = [:]  // hugetlb migration entries naming each folio (by head)
         var vmaCount = 0
         var avcCount = 0
         for m in mms {
@@ -93,8 +94,9 @@ final class Checker {
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end, pmd: { haddr, slot in
                     let e = slot.pointee
                     if p.vm_flags & VM.hugetlb != 0 {
-                        censusHugetlbLeaf(m, v, haddr, slot, maps: &hugetlbMaps, seen: &hugetlbSeen, mappedBy: &mappedBy)
-                        if PTE.isWrite(e) && p.vm_flags & VM.shared == 0 { writablePMDs.append((PTE.pfn(e), m, haddr)) }
+                        censusHugetlbLeaf(m, v, haddr, slot, maps: &hugetlbMaps, seen: &hugetlbSeen, mappedBy: &mappedBy,
+                                          migration: &hugetlbMigration)
+                        if PTE.isPMDLeaf(e) && PTE.isWrite(e) && p.vm_flags & VM.shared == 0 { writablePMDs.append((PTE.pfn(e), m, haddr)) }
                         return true
                     }
                     pmdLeaves[k.ptPageIndex(of: slot), default: 0] += 1
@@ -315,7 +317,7 @@ final class Checker {
             fail(.pmdLeaf, nil, "page table \(table): \(n) PMD leaves but \(k.depositedPTETables(pmdTable: table).count) deposited PTE tables")
         }
         checkDeferredSplitQueue(mapcount: mapcount, entire: entire)
-        checkHugetlb(maps: hugetlbMaps)
+        checkHugetlb(maps: hugetlbMaps, migration: hugetlbMigration)
         checkPMDShares(mms: mms)
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).

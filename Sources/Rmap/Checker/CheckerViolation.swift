@@ -138,6 +138,11 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// will give back (issue 20: 6.18's partial mremap of a private
         /// mapping). The message gives the pool's census.
         case hugetlbOrphanReservation
+        /// A hugetlb migration entry (try_to_migrate_one's hugetlb branch)
+        /// names an in-use hugetlb folio with a mapping (anonymous or its
+        /// hugetlbfs file), never a temporary one, inside its VMA; the
+        /// folio's _refcount covers its entries (the model's entry reference).
+        case hugetlbMigrationEntry
 
         // MARK: special entries and device memory
 

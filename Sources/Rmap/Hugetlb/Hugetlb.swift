@@ -132,11 +132,22 @@ extension Kernel {
     /// free_huge_folio(): the last reference of a hugetlb folio went. It
     /// gives back the global reservation it consumed when marked
     /// restore_reserve (no subpool), and goes back on the free list
-    /// (no surplus pages: never to the buddy allocator).
+    /// (no surplus pages), except a temporary folio of a migration, which
+    /// leaves the pool for the buddy allocator (remove_hugetlb_folio,
+    /// update_and_free_hugetlb_folio).
     func freeHugeFolio(_ head: PFN) {
         let p = page(head)
         if p.pointee.flags & PG.hugetlbRestoreReserve != 0 { header.pointee.resv_huge_pages &+= 1 }
-        p.pointee.flags &= ~(PG.hugetlbRestoreReserve | PG.anonExclusive | PG.dirty | PG.referenced)
+        p.pointee.flags &= ~PG.hugetlbRestoreReserve
+        if p.pointee.flags & PG.hugetlbTemporary != 0 {
+            p.pointee.flags = PG.head | PG.hugetlb
+            p.pointee.mapping = 0
+            p.pointee.index = 0
+            header.pointee.nr_huge_pages -= 1
+            freeFolio(head)
+            return
+        }
+        p.pointee.flags &= ~(PG.anonExclusive | PG.dirty | PG.referenced)
         p.pointee.mapping = 0
         p.pointee.index = 0
         enqueueHugetlbFolio(head)
@@ -379,7 +390,12 @@ extension Kernel {
         guard let pmd = pmdSlotAlloc(root: mm(m).pointee.pgd, key: haddr) else { return .oom }
         let e = pmd.pointee
         if e == 0 { return hugetlbNoPage(m, v, haddr, pmd, write: write) }
-        guard PTE.isPMDLeaf(e) else { return .sigbus }  // no hugetlb migration or hwpoison entry is made
+        if PTE.isPMDMigrationEntry(e) {
+            // migration_entry_wait_huge(), then the fault again.
+            hugetlbMigrationEntryFault(v, pmd)
+            return hugetlbFault(m, v, addr, write: write)
+        }
+        guard PTE.isPMDLeaf(e) else { return .sigbus }  // no hwpoison entry is made
         if write && !PTE.isWrite(e) { return hugetlbWP(m, v, haddr, pmd) }
         // huge_ptep_set_access_flags()
         pmd.pointee = e | PTE.accessed | (write ? PTE.dirty : 0)
@@ -573,6 +589,14 @@ extension Kernel {
             guard let pmd = pmdSlot(root: root, key: addr) else { continue }
             let e = pmd.pointee
             guard e != 0 else { continue }
+            if PTE.isPMDMigrationEntry(e) {
+                // "Migrating hugepage ... is already unmapped": the entry is
+                // cleared (huge_pte_clear), with a reference page or not; the
+                // model's entry reference goes with it.
+                pmd.pointee = 0
+                putPage(PTE.swpOffsetPFN(e))
+                continue
+            }
             guard PTE.isPMDLeaf(e) else { continue }
             let head = PTE.pfn(e)
             if let folio {
@@ -610,6 +634,20 @@ extension Kernel {
             guard let spmd = pmdSlot(root: mm(sm).pointee.pgd, key: addr), spmd.pointee != 0 else { continue }
             guard available(T.ptPage) >= 3, let dpmd = pmdSlotAlloc(root: mm(dm).pointee.pgd, key: addr) else { return false }
             var e = spmd.pointee
+            if PTE.isPMDMigrationEntry(e) {
+                // copy_hugetlb_page_range()'s migration branch: a write or
+                // read-exclusive entry of a COW mapping becomes a read one
+                // on both sides (make_readable_migration_entry: rebuilt
+                // from the swap entry, soft-dirty not kept); the child's
+                // copy holds a reference of its own (model).
+                if cow && PTE.swpType(e) != PTE.swpMigrationRead {
+                    e = PTE.swpEntry(type: PTE.swpMigrationRead, pfn: PTE.swpOffsetPFN(e))
+                    spmd.pointee = e
+                }
+                getPage(PTE.swpOffsetPFN(e))
+                dpmd.pointee = e
+                continue
+            }
             guard PTE.isPMDLeaf(e) else { continue }
             let head = PTE.pfn(e)
             getPage(head)

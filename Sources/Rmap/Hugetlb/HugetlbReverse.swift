@@ -57,6 +57,31 @@ extension Kernel {
 }
 
 extension Kernel {
+    /// folio_mkclean() of a hugetlb folio: an anonymous one has no mapping
+    /// (0); for a hugetlbfs page, each shared VMA of the file's i_mmap that
+    /// maps it (invalid_mkclean_vma) has its huge entry, when dirty or
+    /// writable, cleared and flushed and set again write-protected and
+    /// clean (page_vma_mkclean_one: pvmw.pte is the huge pte), inside an
+    /// MMU_NOTIFY_PROTECTION_PAGE range of the folio. An entry of a shared
+    /// PMD table is cleaned once (the other sharers find it clean). The
+    /// number cleaned; PG_dirty is left to the caller, as for small pages.
+    package func hugetlbFolioMkclean(_ head: PFN) -> Int {
+        guard folioMapcount(head) > 0, !pageIsAnon(head), !pageFile(head).isNone else { return 0 }
+        var cleaned = 0
+        for (v, address, pmd) in hugetlbMappings(head) where vma(v).pointee.vm_flags & VM.shared != 0 {
+            let m = vmMM(v)
+            mmuInvalidateRangeStart(m, address, address + Kernel.hpageSize)
+            defer { mmuInvalidateRangeEnd(m, address, address + Kernel.hpageSize) }
+            let e = pmd.pointee
+            if !PTE.isDirty(e) && !PTE.isWrite(e) { continue }
+            pmd.pointee = 0
+            flushTLBPage()  // huge_ptep_clear_flush()
+            pmd.pointee = e & ~(PTE.rw | PTE.dirty)
+            cleaned += 1
+        }
+        return cleaned
+    }
+
     /// try_to_unmap() of a hugetlb folio, as the seeds' try_to_unmap_one()
     /// orders its PageHuge branch (v5.0): per VMA, the notifier range is the
     /// folio's, widened to the PUD range when the PMD table may be shared
@@ -68,13 +93,14 @@ extension Kernel {
     /// folio, and the mapping removed (hugetlb_remove_rmap, one reference).
     /// An anonymous hugetlb folio is refused (EINVAL): the seeds would take
     /// the swap path a hugetlb page has no swap entry for, 6.18 has
-    /// VM_BUG_ON(!PageHWPoison) there; TTU_MIGRATION (a hugetlb migration
-    /// entry) is not modelled yet. `ok` when no mapping is left.
+    /// VM_BUG_ON(!PageHWPoison) there. TTU_MIGRATION is try_to_migrate()
+    /// (Kernel.tryToMigrateHugetlb: hugetlb migration entries), for
+    /// anonymous folios too. `ok` when no mapping is left.
     package func tryToUnmapHugetlb(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
-        if flags.contains(.migration) { return .notModelled("a hugetlb migration entry") }
-        guard !pageIsAnon(head) else { return .einval }
         getPage(head)  // the caller's reference
         defer { putPage(head) }
+        if flags.contains(.migration) { return tryToMigrateHugetlb(head) ? .ok : .fail }
+        guard !pageIsAnon(head) else { return .einval }
         var done = Set<VMAID>()
         while folioMapcount(head) > 0 {
             // A fresh walk after each change: an unshare changes what the

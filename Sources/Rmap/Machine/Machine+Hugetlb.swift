@@ -3,7 +3,8 @@ import CShims
 /// hugetlb on the Machine API: the pool (`hugetlb PAGES`), the hugetlb
 /// mmap kinds, and the system calls on hugetlb VMAs, with the kernel's
 /// alignment rules (hugetlb_get_unmapped_area, hugetlb_vm_op_split, the
-/// mremap and madvise checks). What the model does not run on a hugetlb
+/// mremap and madvise checks). mlock and munlock take the ordinary path
+/// (mlock_fixup passes hugetlb VMAs over; __mm_populate faults them in). What the model does not run on a hugetlb
 /// VMA yet is refused by name (`OpResult.notModelled`), never run as if
 /// the VMA were something else.
 extension Machine {
@@ -93,8 +94,6 @@ extension Machine {
             default:
                 return .notModelled("madvise \(advice.rawValue) of a hugetlb mapping")
             }
-        case .mlock(let addr, let pages), .munlock(let addr, let pages):
-            return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("mlock of a hugetlb mapping") : nil
         case .referenced(let addr, let pages):
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
@@ -139,9 +138,65 @@ extension Machine {
             }
             k.tryToUnmapFlush()
             return result
-        case .reclaim(let addr, let pages), .migrate(let addr, let pages),
-             .mkclean(let addr, let pages), .poison(let addr, let pages),
-             .device(let addr, let pages, _), .exclusive(let addr, let pages):
+        case .migrate(let addr, let pages):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("migrate over a hugetlb mapping and others")
+            }
+            // migrate_pages() once per folio met (Kernel.migrateHugetlbFolio);
+            // a page without a mapped folio is EFAULT and ends the line.
+            var result = OpResult.ok
+            var a = addr
+            var skipUntil: UInt64 = 0
+            while a < end {
+                defer { a += PAGE_SIZE }
+                if a < skipUntil { continue }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
+                let r = opResult(k.migrateHugetlbFolio(k.folioOf(pfn)))
+                if r != .ok { result = r }
+            }
+            return result
+        case .reclaim(let addr, let pages), .mkclean(let addr, let pages):
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("\(op.verb) over a hugetlb mapping and others")
+            }
+            // Once per folio met; a page without one is EFAULT and ends the line.
+            // reclaim: a hugetlb folio is never on the LRU (shrink_folio_list
+            // never sees it): `fail`, nothing changes. mkclean: folio_mkclean().
+            var cleaned = 0
+            var result = OpResult.ok
+            var a = addr
+            var skipUntil: UInt64 = 0
+            while a < end {
+                defer { a += PAGE_SIZE }
+                if a < skipUntil { continue }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
+                if case .reclaim = op { result = .fail } else { cleaned += k.hugetlbFolioMkclean(k.folioOf(pfn)) }
+            }
+            if case .mkclean = op { return .cleaned(cleaned) }
+            return result
+        case .device(let addr, let pages, _):
+            // migrate_vma_setup(): a hugetlb VMA is EINVAL, no page collected
+            // (`fail` for each, as for the other VMAs it refuses); a page
+            // without a frame is EFAULT.
+            guard meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) else { return nil }
+            guard k.vmasIntersecting(m, addr, addr + pages << PAGE_SHIFT).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("device over a hugetlb mapping and others")
+            }
+            var a = addr
+            for _ in 0..<pages {
+                if k.mappedPage(m, a).isNone { return .errno(.EFAULT) }
+                a += PAGE_SIZE
+            }
+            return .fail
+        case .poison(let addr, let pages), .exclusive(let addr, let pages):
             return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("\(op.verb) of a hugetlb page") : nil
         default:
             return nil

@@ -360,11 +360,14 @@ extension Kernel {
     }
 
     /// mlock_fixup(): vma_modify_flags(), then mlock or munlock the pages
-    /// already mapped (mlock_vma_pages_range).
+    /// already mapped (mlock_vma_pages_range). A hugetlb VMA is left alone
+    /// ("don't set VM_LOCKED or VM_LOCKONFAULT and don't count": no split,
+    /// no locked_vm, its pages never PG_mlocked); __mm_populate() still
+    /// faults its pages in.
     func mlockFixup(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
                     newflags: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
-        if newflags == old || old & Kernel.vmSpecial != 0 { prev = v; return v }
+        if newflags == old || old & Kernel.vmSpecial != 0 || isHugetlbVMA(v) { prev = v; return v }
         let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
         if r.isNone { return nil }
         prev = r
