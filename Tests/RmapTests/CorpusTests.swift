@@ -53,6 +53,14 @@ struct OracleDifferentialTests {
     func modelAgreesWithKernel(_ url: URL) throws {
         let model = replayFile(path: url.path)
         let kernel = try run(oraclePath!, [url.path])
+        // The one skip allowed: hugetlb reservations held by others on this
+        // machine (a reservation leaked by `make hugetlb-leak` stays until
+        // reboot). Said, not silent; the model's side of the trace is still
+        // checked by CorpusTests.replaysCleanly.
+        if kernel.status == 77 && kernel.err.contains("hugetlb reservations of others") {
+            print("OracleDifferentialTests: \(url.lastPathComponent) skipped: \(kernel.err)")
+            return
+        }
         #expect(kernel.status != 77, "the oracle skipped a kernel-side trace: \(kernel.err)")
         #expect(model.stdout.map { $0 + "\n" } == kernel.out, "\(url.lastPathComponent)\nmodel:  \(model.stdout ?? "")\nkernel: \(kernel.out)")
         #expect(model.status == kernel.status)
