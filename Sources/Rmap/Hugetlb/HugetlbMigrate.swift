@@ -97,29 +97,10 @@ extension Kernel {
     /// table shared by several VMAs is found once.
     func hugetlbMigrationEntries(_ head: PFN) -> [(vma: VMAID, pmd: UnsafeMutablePointer<UInt64>)] {
         var out: [(VMAID, UnsafeMutablePointer<UInt64>)] = []
-        let idx = page(head).pointee.index
-        func visit(_ v: VMAID) {
-            guard let address = vmaAddress(v, index: idx),
-                  let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: address),
-                  PTE.isPMDMigrationEntry(pmd.pointee), PTE.swpOffsetPFN(pmd.pointee) == head,
-                  !out.contains(where: { $0.1 == pmd }) else { return }
-            out.append((v, pmd))
-        }
-        if pageIsAnon(head) {
-            let av = pageAnonVMA(head)
-            guard anonVMAIsLive(av) else { return [] }
-            var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, avcTree))
-            while !a.isNone {
-                visit(avcVMA(a))
-                a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, avcTree))
-            }
-        } else {
-            let f = pageFile(head)
-            guard !f.isNone else { return [] }
-            var v = VMAID(IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, iMMap))
-            while !v.isNone {
-                visit(v)
-                v = VMAID(IntervalTree.iterNext(v.rawValue, start: idx, last: idx, iMMap))
+        hugetlbRmapWalk(head) { v, _, pmd in
+            if PTE.isPMDMigrationEntry(pmd.pointee), PTE.swpOffsetPFN(pmd.pointee) == head,
+               !out.contains(where: { $0.1 == pmd }) {
+                out.append((v, pmd))
             }
         }
         return out

@@ -10,31 +10,40 @@ extension Kernel {
     /// checked as page_vma_mapped_walk() does for hugetlb (one huge entry).
     func hugetlbMappings(_ head: PFN) -> [(vma: VMAID, address: UInt64, pmd: UnsafeMutablePointer<UInt64>)] {
         var out: [(VMAID, UInt64, UnsafeMutablePointer<UInt64>)] = []
+        hugetlbRmapWalk(head) { v, address, pmd in
+            if PTE.isPMDLeaf(pmd.pointee), PTE.pfn(pmd.pointee) == head { out.append((v, address, pmd)) }
+        }
+        return out
+    }
+
+    /// The rmap walk of hugetlb folio `head`: rmap_walk_anon() over its
+    /// anon_vma tree or rmap_walk_file() over its hugetlbfs file's i_mmap at
+    /// the folio's index; `visit` gets each VMA there with the address of
+    /// the folio in it and the (huge) entry's slot.
+    func hugetlbRmapWalk(_ head: PFN, _ visit: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
         let idx = page(head).pointee.index
-        func visit(_ v: VMAID) {
+        func at(_ v: VMAID) {
             guard let address = vmaAddress(v, index: idx),
-                  let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: address),
-                  PTE.isPMDLeaf(pmd.pointee), PTE.pfn(pmd.pointee) == head else { return }
-            out.append((v, address, pmd))
+                  let pmd = pmdSlot(root: mm(vmMM(v)).pointee.pgd, key: address) else { return }
+            visit(v, address, pmd)
         }
         if pageIsAnon(head) {
             let av = pageAnonVMA(head)
-            guard anonVMAIsLive(av) else { return [] }
+            guard anonVMAIsLive(av) else { return }
             var a = AVCID(IntervalTree.iterFirst(root: anonVMARoot(av).pointee, start: idx, last: idx, avcTree))
             while !a.isNone {
-                visit(avcVMA(a))
+                at(avcVMA(a))
                 a = AVCID(IntervalTree.iterNext(a.rawValue, start: idx, last: idx, avcTree))
             }
         } else {
             let f = pageFile(head)
-            guard !f.isNone else { return [] }
+            guard !f.isNone else { return }
             var v = VMAID(IntervalTree.iterFirst(root: iMMapRoot(f).pointee, start: idx, last: idx, iMMap))
             while !v.isNone {
-                visit(v)
+                at(v)
                 v = VMAID(IntervalTree.iterNext(v.rawValue, start: idx, last: idx, iMMap))
             }
         }
-        return out
     }
 
     /// folio_referenced() of a hugetlb folio: each entry that maps it is
