@@ -46,17 +46,39 @@ extension Checker {
     /// mm that shares one maps the whole PUD range there with a VMA that
     /// may share it (want_pmd_share).
     func checkPMDShares(mms: [MMID]) {
+        // First pass: PUD entries per PMD table, in a flat count (a walk
+        // over the upper levels only; no per-table allocation: most states
+        // share nothing, and this runs at every check).
+        var count = [UInt32](repeating: 0, count: Int(k.desc(T.ptPage).pointee.bump))
+        var suspect = false
+        for m in mms {
+            let pgd = k.ptPage(k.mm(m).pointee.pgd)
+            for i4 in 0..<512 where pgd[i4] != 0 {
+                let pud = k.ptPage(PTE.tablePage(pgd[i4]))
+                for i3 in 0..<512 where pud[i3] != 0 {
+                    let t = Int(PTE.tablePage(pud[i3]))
+                    guard t < count.count else { continue }
+                    count[t] += 1
+                    if count[t] > 1 || k.pmdShareCount(UInt32(t)) > 0 { suspect = true }
+                }
+            }
+        }
+        guard suspect else { return }
+        // Second pass, only for the tables met twice or with a share count:
+        // who points to them.
         var refs: [UInt32: [(MMID, UInt64)]] = [:]
         for m in mms {
             let pgd = k.ptPage(k.mm(m).pointee.pgd)
             for i4 in 0..<512 where pgd[i4] != 0 {
                 let pud = k.ptPage(PTE.tablePage(pgd[i4]))
                 for i3 in 0..<512 where pud[i3] != 0 {
-                    refs[PTE.tablePage(pud[i3]), default: []].append((m, UInt64(i4) << 39 | UInt64(i3) << 30))
+                    let t = PTE.tablePage(pud[i3])
+                    guard Int(t) < count.count, count[Int(t)] > 1 || k.pmdShareCount(t) > 0 else { continue }
+                    refs[t, default: []].append((m, UInt64(i4) << 39 | UInt64(i3) << 30))
                 }
             }
         }
-        for (table, users) in refs where users.count > 1 || k.pmdShareCount(table) > 0 {
+        for (table, users) in refs {
             if Int(k.pmdShareCount(table)) != users.count - 1 {
                 fail(.hugetlbPMDShare, nil, "page table \(table): pt_share_count \(k.pmdShareCount(table)), \(users.count) PUD entries point to it")
             }
