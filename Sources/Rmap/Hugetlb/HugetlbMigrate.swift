@@ -34,18 +34,8 @@ extension Kernel {
     @discardableResult
     func tryToMigrateHugetlb(_ head: PFN) -> Bool {
         let anon = pageIsAnon(head)
-        var done = Set<VMAID>()
-        while folioMapcount(head) > 0 {
-            // A fresh walk after each change (an unshare changes what the
-            // next VMA's entry is).
-            guard let (v, address, pmd) = hugetlbMappings(head).first(where: { !done.contains($0.vma) }) else { break }
-            done.insert(v)
-            let m = vmMM(v)
-            var start = address, end = min(vma(v).pointee.vm_end, address + Kernel.hpageSize)
-            adjustRangeIfPMDSharingPossible(v, &start, &end)
-            mmuInvalidateRangeStart(m, start, end)
-            defer { mmuInvalidateRangeEnd(m, start, end) }
-            if !anon && hugePMDUnshare(v, address) { continue }
+        forEachHugetlbMappingWidened(head) { v, address, pmd in
+            if !anon && hugePMDUnshare(v, address) { return }
             setHugetlbMigrationEntry(v, address, pmd)
         }
         return folioMapcount(head) == 0

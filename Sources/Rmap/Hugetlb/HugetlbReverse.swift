@@ -110,18 +110,8 @@ extension Kernel {
         defer { putPage(head) }
         if flags.contains(.migration) { return tryToMigrateHugetlb(head) ? .ok : .fail }
         guard !pageIsAnon(head) else { return .einval }
-        var done = Set<VMAID>()
-        while folioMapcount(head) > 0 {
-            // A fresh walk after each change: an unshare changes what the
-            // next VMA's entry is (page_vma_mapped_walk looks it up anew).
-            guard let (v, address, pmd) = hugetlbMappings(head).first(where: { !done.contains($0.vma) }) else { break }
-            done.insert(v)
-            let m = vmMM(v)
-            var start = address, end = min(vma(v).pointee.vm_end, address + Kernel.hpageSize)
-            adjustRangeIfPMDSharingPossible(v, &start, &end)
-            mmuInvalidateRangeStart(m, start, end)
-            defer { mmuInvalidateRangeEnd(m, start, end) }
-            if hugePMDUnshare(v, address) { continue }
+        forEachHugetlbMappingWidened(head) { v, address, pmd in
+            if hugePMDUnshare(v, address) { return }
             let e = pmd.pointee
             pmd.pointee = 0
             flushTLBPage()  // ptep_clear_flush()
@@ -130,5 +120,26 @@ extension Kernel {
             putPage(head)
         }
         return folioMapcount(head) == 0 ? .ok : .fail
+    }
+
+    /// The walk try_to_unmap_one() and try_to_migrate_one() share for a
+    /// hugetlb folio: each VMA that maps it once, with a fresh rmap walk
+    /// after each step (an unshare changes what the next VMA's entry is;
+    /// page_vma_mapped_walk looks it up anew), while mappings are left; the
+    /// step runs inside the MMU-notifier range widened to the shared PMD's
+    /// GiB where sharing is possible (adjust_range_if_pmd_sharing_possible).
+    func forEachHugetlbMappingWidened(_ head: PFN,
+                                      _ step: (VMAID, UInt64, UnsafeMutablePointer<UInt64>) -> Void) {
+        var done = Set<VMAID>()
+        while folioMapcount(head) > 0 {
+            guard let (v, address, pmd) = hugetlbMappings(head).first(where: { !done.contains($0.vma) }) else { break }
+            done.insert(v)
+            let m = vmMM(v)
+            var start = address, end = min(vma(v).pointee.vm_end, address + Kernel.hpageSize)
+            adjustRangeIfPMDSharingPossible(v, &start, &end)
+            mmuInvalidateRangeStart(m, start, end)
+            step(v, address, pmd)
+            mmuInvalidateRangeEnd(m, start, end)
+        }
     }
 }

@@ -144,20 +144,12 @@ extension Machine {
             guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
                 return .notModelled("migrate over a hugetlb mapping and others")
             }
-            // migrate_pages() once per folio met (Kernel.migrateHugetlbFolio);
-            // a page without a mapped folio is EFAULT and ends the line.
+            // migrate_pages() once per folio met (Kernel.migrateHugetlbFolio).
             var result = OpResult.ok
-            var a = addr
-            var skipUntil: UInt64 = 0
-            while a < end {
-                defer { a += PAGE_SIZE }
-                if a < skipUntil { continue }
-                let pfn = k.mappedPage(m, a)
-                if pfn.isNone { return .errno(.EFAULT) }
-                skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
-                let r = opResult(k.migrateHugetlbFolio(k.folioOf(pfn)))
+            if let e = forEachHugetlbFolio(m, addr, end, { head in
+                let r = opResult(k.migrateHugetlbFolio(head))
                 if r != .ok { result = r }
-            }
+            }) { return e }
             return result
         case .reclaim(let addr, let pages), .mkclean(let addr, let pages):
             let end = addr + pages << PAGE_SHIFT
@@ -170,16 +162,9 @@ extension Machine {
             // never sees it): `fail`, nothing changes. mkclean: folio_mkclean().
             var cleaned = 0
             var result = OpResult.ok
-            var a = addr
-            var skipUntil: UInt64 = 0
-            while a < end {
-                defer { a += PAGE_SIZE }
-                if a < skipUntil { continue }
-                let pfn = k.mappedPage(m, a)
-                if pfn.isNone { return .errno(.EFAULT) }
-                skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
-                if case .reclaim = op { result = .fail } else { cleaned += k.hugetlbFolioMkclean(k.folioOf(pfn)) }
-            }
+            if let e = forEachHugetlbFolio(m, addr, end, { head in
+                if case .reclaim = op { result = .fail } else { cleaned += k.hugetlbFolioMkclean(head) }
+            }) { return e }
             if case .mkclean = op { return .cleaned(cleaned) }
             return result
         case .device(let addr, let pages, _):
@@ -265,5 +250,23 @@ extension Machine {
             v = k.nextVMA(v)
             if v.isNone || k.vma(v).pointee.vm_start != nstart { return .errno(.ENOMEM) }
         }
+    }
+
+    /// The model-only reverse statements over a hugetlb range: `body` once
+    /// per folio met (the head), in address order; a page with no mapped
+    /// folio is EFAULT and ends the line (returned, the folios before it
+    /// done).
+    private func forEachHugetlbFolio(_ m: MMID, _ addr: UInt64, _ end: UInt64, _ body: (PFN) -> Void) -> OpResult? {
+        var a = addr
+        var skipUntil: UInt64 = 0
+        while a < end {
+            defer { a += PAGE_SIZE }
+            if a < skipUntil { continue }
+            let pfn = k.mappedPage(m, a)
+            if pfn.isNone { return .errno(.EFAULT) }
+            skipUntil = (a & Kernel.hpageMask) + Kernel.hpageSize
+            body(k.folioOf(pfn))
+        }
+        return nil
     }
 }
