@@ -66,4 +66,26 @@ import RmapTestSupport
         let ratio = Double(b.work) / Double(a.work)
         #expect(ratio < 2.2, "work \(a.work) at 200 forks, \(b.work) at 400: ratio \(ratio)")
     }
+
+    /// The gap scan reports what the leaf walk it replaced reported: the
+    /// first PTE of each gap, at the gap's start plus whole pages (a VMA
+    /// end that is not page-aligned gives an address that is not either).
+    @Test func theGapScanReportsAsTheLeafWalkDid() throws {
+        let (m, out) = try machine("""
+            proc P
+            P mmap 0x100000000000 4 rw anon-private => ok
+            P write 0x100000000000 4 => ok
+            """)
+        #expect(out.failures == [])
+        let v = m.vmaAt("P", 0x100000000000)
+        m.k.vma(v).pointee.vm_end = 0x100000002010  // pages 2 and 3 outside, the gap from 0x...2010
+        let outside = m.checkViolations().filter { $0.kind == .pteOutsideVMA }.map(\.message)
+        #expect(outside == ["mm \(m.mm("P")): PTE at 0x100000002010 outside every VMA"])
+        var walked: [String] = []
+        m.k.walkLeaves(root: m.k.mm(m.mm("P")).pointee.pgd, start: 0x100000002010, end: 1 << 47) { addr, slot in
+            if slot.pointee != 0 { walked.append("mm \(m.mm("P")): PTE at \(hex(addr)) outside every VMA") }
+            return slot.pointee == 0
+        }
+        #expect(outside == walked)
+    }
 }

@@ -37,7 +37,8 @@ extension Checker {
     /// `root`, as `walkPTETables` meets them in key order (absent subtrees
     /// skipped, a PMD entry that is not a table taken as a leaf): a PMD
     /// leaf goes to `pmd` with its first address, a PTE to `pte` with its
-    /// address; then the scan stops (one report per gap).
+    /// address (as `walkLeaves` gives it: the range's start plus whole
+    /// pages); then the scan stops (one report per gap).
     @inline(__always)
     func firstLeafIn(root: UInt32, start: UInt64, end: UInt64, pmd: (UInt64) -> Void, pte: (UInt64) -> Void) {
         guard start < end else { return }
@@ -69,9 +70,12 @@ extension Checker {
                     let e2 = pmdTable[i2]
                     if !PTE.isPMDTable(e2) { pmd(base2); return }
                     let s2 = max(s3, base2), last2 = min(last3, base2 + span2 - 1)
-                    let hi1 = Kernel.index(last2, level: 1)
-                    let j = firstPresent(k.ptPage(PTE.tablePage(e2)), Kernel.index(s2, level: 1), hi1 + 1)
-                    if j <= hi1 { pte(base2 | UInt64(j) << 12); return }
+                    let lo1 = Kernel.index(s2, level: 1), hi1 = Kernel.index(last2, level: 1)
+                    let j = firstPresent(k.ptPage(PTE.tablePage(e2)), lo1, hi1 + 1)
+                    // The address as walkPTETables counts it: from the
+                    // range's start in this table (not page-aligned when a
+                    // corrupt VMA bound is not).
+                    if j <= hi1 { pte(s2 &+ UInt64(j - lo1) << 12); return }
                     i2 += 1
                 }
                 i3 += 1
