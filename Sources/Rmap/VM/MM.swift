@@ -52,7 +52,7 @@ extension Kernel {
         let p = mm(m)
         if delta < 0 { updateHiwaterRss(m) }
         withUnsafeMutablePointer(to: &p.pointee.rss) {
-            $0.withMemoryRebound(to: Int64.self, capacity: 4) { $0[c.rawValue] += delta }
+            $0.withMemoryRebound(to: Int64.self, capacity: 4) { $0[c.rawValue] &+= delta }
         }
     }
 
