@@ -113,6 +113,23 @@ static void *map_huge_aligned(uint64_t size, int flags, int fd)
     return a;
 }
 
+void rmap_arena_advise_frames(void *base, const rmap_arena_header *hdr)
+{
+#ifdef MADV_NOHUGEPAGE
+    if (getenv("RMAP_ARENA_SMALL_PAGES") || getenv("RMAP_ARENA_HUGE_FRAMES"))
+        return;
+    const uint64_t page = RMAP_PT_PAGE_SIZE;
+    uint64_t start = hdr->tables[RMAP_T_FRAME].offset & ~(page - 1);
+    uint64_t end = hdr->tables[RMAP_T_FRAME].offset
+                 + (uint64_t)hdr->tables[RMAP_T_FRAME].capacity * hdr->tables[RMAP_T_FRAME].record_size;
+    end = align_up(end, page);
+    if (end > start && end <= hdr->total_size)
+        (void)madvise((char *)base + start, (size_t)(end - start), MADV_NOHUGEPAGE);
+#else
+    (void)base; (void)hdr;
+#endif
+}
+
 void *rmap_arena_map(uint64_t size, const char *path)
 {
     void *p;

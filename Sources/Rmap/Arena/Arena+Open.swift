@@ -73,6 +73,7 @@ extension Arena {
             throw failure("cannot set aside \(size) bytes for the arena: \(reason(errno_value()))")
         }
         p.storeBytes(of: hdr, as: rmap_arena_header.self)
+        rmap_arena_advise_frames(p, &hdr)
         for r in usedRanges(hdr) where r.offset >= UInt64(hsize) {
             if let e = copyData(fd, into: p, r.offset, r.length) {
                 _ = rmap_arena_unmap(p, size)

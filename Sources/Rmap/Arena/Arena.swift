@@ -73,6 +73,7 @@ public struct Arena: ~Copyable {
                              + String(cString: strerror(e)))
         }
         p.storeBytes(of: hdr, as: rmap_arena_header.self)
+        if path == nil { rmap_arena_advise_frames(p, &hdr) }
         self.base = p
         self.size = size
     }
