@@ -162,3 +162,28 @@ import CShims
         #expect(m.tokens("P1", Self.a, 1) == "-" && m.tokens("P1", Self.a + 0x200000, 1) == "T1+0:2*")
     }
 }
+
+/// `rmap gen --large --hugetlb` (and so `rmap fuzz` and `rmap oracle-check`)
+/// draws mprotect and the flag advice in the hugetlb window, kernel-only
+/// traces included; the model runs them with the checker clean.
+@Suite struct HugetlbMprotectGeneratorTests {
+    @Test func theGeneratorDrawsThemAndTheyRun() throws {
+        var mprotects = 0, wholeGiB = 0, advice: Set<String> = []
+        for seed in UInt64(1)...30 {
+            var g = TraceGenerator(seed: seed, kernelOnly: true)
+            g.large = true
+            g.hugetlb = true
+            let text = g.generate(statements: 200)
+            for line in text.split(separator: "\n") where line.contains(" 0x10004") {
+                let w = line.split(separator: " ")
+                if w.count > 1 && w[1] == "mprotect" { mprotects += 1; if w[3] == "262144" { wholeGiB += 1 } }
+                if w.count > 4 && w[1] == "madvise" && w[4] != "dontneed" { advice.insert(String(w[4])) }
+            }
+            let out = try Machine(config: .default).replay(try TraceParser.parse(text, file: "g.trace"))
+            #expect(out.error == nil, "seed \(seed): \(out.error ?? "")")
+        }
+        #expect(mprotects > 20 && wholeGiB > 0)
+        #expect(advice.isSuperset(of: ["dontfork", "dofork", "hugepage", "nohugepage", "collapse"]), "\(advice)")
+    }
+}
+

@@ -37,6 +37,9 @@ public struct OracleCheckOptions: Sendable {
     public var timeoutSeconds: Double = 120
     /// Most candidate traces tried while minimising one difference.
     public var minimiseBudget: Int = 3000
+    /// Options given to every oracle run before the trace (such as
+    /// `--foreign-hugetlb-resv compensate`).
+    public var oracleArguments: [String] = []
 
     public init(oraclePath: String) { self.oraclePath = oraclePath }
 }
@@ -285,7 +288,7 @@ public enum OracleCheck {
         }
 
         func runOracle() -> ProgramRun {
-            runProgram(options.oraclePath, [tracePath], stdoutPath: outPath, stderrPath: errPath,
+            runProgram(options.oraclePath, options.oracleArguments + [tracePath], stdoutPath: outPath, stderrPath: errPath,
                        timeout: options.timeoutSeconds)
         }
 
