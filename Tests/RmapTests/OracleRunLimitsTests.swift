@@ -90,6 +90,15 @@ import Glibc
         }
     }
 
+    /// oracle-check's skip reason is the oracle's `skipped:` line, not a
+    /// note printed before it (such as compensate's).
+    @Test func theSkipReasonIsTheSkippedLine() {
+        let err = "rmap-oracle: 1 hugetlb reservations of others: the pool is sized over them\n"
+            + "rmap-oracle: skipped: khugepaged collapsed pages during the run\n"
+        #expect(skipLine(err) == "rmap-oracle: skipped: khugepaged collapsed pages during the run")
+        #expect(skipLine("one\ntwo") == "one" && skipLine("") == "(no message)")
+    }
+
     // MARK: item 12
 
     /// A live worker and its fork child, read from /proc/PID/maps while the
