@@ -12,9 +12,10 @@ import Rmap
 /// flag-changing advice (dontfork, dofork, wipeonfork, keeponfork,
 /// hugepage, nohugepage, collapse); without `kernelOnly` the reverse
 /// statements the model runs on hugetlb pages (migrate, `unmap` with and
-/// without `migration`, referenced, mkclean, reclaim, device). Never what
-/// the model refuses on a hugetlb VMA (poison, exclusive); mremap only with
-/// `hugetlbMremap` (model-only: it can leak on the kernel).
+/// without `migration` or `ignore_hwpoison`, referenced, mkclean, reclaim,
+/// device, poison). Never what the model refuses on a hugetlb VMA
+/// (exclusive); mremap only with `hugetlbMremap` (model-only: it can leak
+/// on the kernel).
 extension TraceGenerator {
     public static let hugetlbBase: UInt64 = 0x1000_4000_0000
     public static let hugetlbPages: UInt64 = 2048
@@ -73,15 +74,17 @@ extension TraceGenerator {
 
     /// The model-only reverse statements on hugetlb pages: migrate,
     /// try_to_migrate (`unmap ... migration`, leaving hugetlb migration
-    /// entries), try_to_unmap, referenced, mkclean, reclaim and device.
+    /// entries), try_to_unmap (hwpoison entries for a poisoned folio),
+    /// referenced, mkclean, reclaim, device and poison.
     mutating func hugetlbReverseOp(_ p: String) {
         // A huge page's first page mostly (where the mmaps and faults are).
         let a = TraceGenerator.hugetlbBase + int(TraceGenerator.hugetlbPages / 512) << 21 + (chance(70) ? 0 : int(512) << 12)
         let n = pick([1, 1, 512] as [UInt64])
-        switch int(10) {
+        switch int(11) {
         case 0..<3: lines.append("\(p) migrate \(hex(a)) \(n)")
         case 3..<5: lines.append("\(p) unmap \(hex(a)) \(n) migration")
-        case 5: lines.append("\(p) unmap \(hex(a)) \(n)")
+        case 5: lines.append("\(p) unmap \(hex(a)) \(n)\(chance(25) ? " ignore_hwpoison" : "")")
+        case 10: lines.append("\(p) poison \(hex(a)) \(n)")
         case 6: lines.append("\(p) referenced \(hex(a)) \(n)")
         case 7: lines.append("\(p) mkclean \(hex(a)) \(n)")
         case 8: lines.append("\(p) reclaim \(hex(a)) \(n)")

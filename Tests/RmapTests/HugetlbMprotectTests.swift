@@ -187,3 +187,39 @@ import CShims
     }
 }
 
+
+/// `poison` on hugetlb pages (Kernel.poisonHugetlbFolio) and the hwpoison
+/// entries `unmap` then leaves (model/hugetlb-poison has the whole story).
+@Suite struct HugetlbPoisonTests {
+    static let a: UInt64 = 0x1000_0000_0000
+
+    @Test func theWholeFolioIsPoisonedOnceAndItsEntriesAreCheckedAgainstIt() throws {
+        let m = try Machine()
+        let text = "hugetlb 1\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\nP0 write 0x100000000000"
+        _ = m.replay(try TraceParser.parse(text, file: "h.trace"))
+        let head = m.k.mappedPage(m.mm("P0"), Self.a)
+        let ref = m.k.page(head).pointee.refcount
+        func run(_ t: String) throws -> [String] {
+            m.replay(try TraceParser.parse(t, file: "h.trace", continuing: m.traceContext)).results.map(\.1)
+        }
+        // One reference for the folio, whichever page: a second is EHWPOISON.
+        #expect(try run("P0 poison 0x100000005000\nP0 poison 0x100000000000") == ["ok", "EHWPOISON"])
+        #expect(m.k.page(head).pointee.flags & PG.hwpoison != 0 && m.k.page(head).pointee.refcount == ref + 1)
+        // With TTU_IGNORE_HWPOISON the anonymous folio takes the swap path: EINVAL.
+        #expect(try run("P0 unmap 0x100000000000 1 ignore_hwpoison") == ["EINVAL"])
+        #expect(try run("P0 unmap 0x100000000000 1") == ["ok"])
+        let pmd = m.k.pmdSlot(root: m.k.mm(m.mm("P0")).pointee.pgd, key: Self.a)!
+        #expect(PTE.isHWPoisonEntry(pmd.pointee) && PTE.swpOffsetPFN(pmd.pointee) == head)
+        #expect(m.checkViolations() == [])
+        // Planted: the entry's folio without PG_hwpoison.
+        m.k.page(head).pointee.flags &= ~PG.hwpoison
+        #expect(m.checkViolations().contains { $0.kind == .hwpoisonEntry })
+        m.k.page(head).pointee.flags |= PG.hwpoison
+        // Zap clears the entry; the folio keeps its reference, out of the pool.
+        #expect(try run("P0 munmap 0x100000000000 512") == ["ok"])
+        let after = m.k.pmdSlot(root: m.k.mm(m.mm("P0")).pointee.pgd, key: Self.a)?.pointee ?? 0
+        #expect(after == 0)
+        #expect(m.checkViolations() == [])
+        #expect(m.hugetlbPool == (1, 0, 0, 0))
+    }
+}

@@ -184,7 +184,29 @@ extension Machine {
                 a += PAGE_SIZE
             }
             return .fail
-        case .poison(let addr, let pages), .exclusive(let addr, let pages):
+        case .poison(let addr, let pages):
+            // memory_failure() per page: try_memory_failure_hugetlb()'s first
+            // step (Kernel.poisonHugetlbFolio); a second page of a poisoned
+            // folio is EHWPOISON; a page with no folio mapped is EFAULT and
+            // ends the line.
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("poison over a hugetlb mapping and others")
+            }
+            var result = OpResult.ok
+            var a = addr
+            while a < end {
+                defer { a += PAGE_SIZE }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                if !k.poisonHugetlbFolio(k.folioOf(pfn)) { result = .errno(.EHWPOISON) }
+            }
+            return result
+        case .exclusive(let addr, let pages):
+            // make_device_exclusive() on 6.18 would reach GUP's FOLL_SPLIT_PMD
+            // with a hugetlb PMD (pmd_trans_huge() is true for it on x86)
+            // before its folio_test_hugetlb() refusal: not modelled.
             return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("\(op.verb) of a hugetlb page") : nil
         default:
             return nil
