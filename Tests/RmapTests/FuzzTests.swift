@@ -112,9 +112,13 @@ import RmapTestSupport
     /// the checker finds nothing.
     @Test func largeDecodedHugetlbTracesParseAndRun() throws {
         let dir = packageRoot.appendingPathComponent("Fuzz/corpus/large-ops")
-        let seeds = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("seed-hugetlb") }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        let seeds = files.filter { $0.hasPrefix("seed-hugetlb") }
         #expect(seeds.count >= 3)
-        var inputs = try seeds.map { [UInt8](try Data(contentsOf: dir.appendingPathComponent($0))) }
+        // The seeds first, then what the target once crashed on (regress-*).
+        var inputs = try (seeds + files.filter { $0.hasPrefix("regress-") }).map {
+            [UInt8](try Data(contentsOf: dir.appendingPathComponent($0)))
+        }
         var rng = SplitMix64(seed: 12)
         for _ in 0..<30 {
             var bytes = (0..<(4 * 60 + 2)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }

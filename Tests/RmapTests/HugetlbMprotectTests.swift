@@ -223,3 +223,22 @@ import CShims
         #expect(m.hugetlbPool == (1, 0, 0, 0))
     }
 }
+
+/// `split` (split_huge_pages_pid) passes hugetlb VMAs over
+/// (vma_not_suitable_for_thp_split); it used to split a hugetlb folio as a
+/// THP and stop on its missing deposited table (FuzzLargeOps,
+/// Fuzz/corpus/large-ops/regress-split-hugetlb-folio).
+@Suite struct HugetlbSplitTests {
+    @Test func splitLeavesHugetlbFoliosWhole() throws {
+        let m = try Machine()
+        let text = "hugetlb 1\nthp enabled always\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\n"
+            + "P0 write 0x100000000000\nP0 mmap 0x100000200000 512 rw anon-private\nP0 write 0x100000200000\n"
+            + "P0 split 0x100000000000 1024"
+        let out = m.replay(try TraceParser.parse(text, file: "h.trace"))
+        #expect(out.error == nil && out.results.last?.1 == "ok", "\(out)")
+        #expect(m.tokens("P0", 0x1000_0000_0000, 1) == "T1+0:1*")
+        #expect(m.tokens("P0", 0x1000_0020_0000, 2) == "A1:1 Z")  // the THP beside it is split (a zero page to the zero page)
+        #expect(m.checkViolations() == [])
+    }
+}
+
