@@ -164,7 +164,7 @@ fuzz:
 	mkdir -p .build-fuzz/corpus-parser .build-fuzz/corpus-ops .build-fuzz/corpus-large-ops .build-fuzz/corpus-arena fuzz-failures
 	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzParser -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-parser Fuzz/corpus/parser
 	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-ops Fuzz/corpus/ops
-	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzLargeOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-large-ops
+	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzLargeOps -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-large-ops Fuzz/corpus/large-ops
 	SWIFT_BACKTRACE=enable=no .build-fuzz/debug/FuzzArena -max_len=200000 -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -artifact_prefix=fuzz-failures/ .build-fuzz/corpus-arena Fuzz/corpus/arena
 
 ## fuzz-long: an hour per libFuzzer target, then a million-operation campaign per history mode.
@@ -235,14 +235,17 @@ bench:
 ## bench-kernel: the same workloads on this machine's kernel (a C harness) and on
 ## the model (bench-model, release), one line per workload: ns per page (or PTE)
 ## on each side and ratio = kernel/model.
-## The large-folio lines (thp-fault, mthp-fault-64k, thp-cow-split) run under
-## the lock rmap-oracle takes to change the THP settings; the harness sets
-## hugepages-64kB/enabled to `always` for mthp-fault-64k and writes the old value
-## back itself (exit, fatal signals), and the shell trap here writes it back
-## again whatever ends the harness (SIGKILL included), before the lock goes.
+## The large-folio lines (thp-fault, mthp-fault-64k, thp-cow-split, hugetlb-fault,
+## hugetlb-cow) run under the lock rmap-oracle takes to change the THP and
+## hugetlb settings; the harness sets hugepages-64kB/enabled to `always` for
+## mthp-fault-64k and nr_hugepages for the hugetlb lines (two huge pages per 512 of
+## BENCH_PAGES: 512 MiB for 65536; over the machine's reserved and surplus pages) and writes the old
+## values back itself (exit, fatal signals), and the shell trap here writes them
+## back again whatever ends the harness (SIGKILL included), before the lock goes.
 BENCH_PAGES ?= 65536
 THP_LOCK = /tmp/rmap-oracle-large.lock
 MTHP64_ENABLED = /sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled
+NR_HUGEPAGES = /proc/sys/vm/nr_hugepages
 bench-kernel:
 	mkdir -p .build
 	$(CC) -O2 -Wall -Werror -o .build/bench_kernel Benchmarks/kernel/bench_kernel.c
@@ -250,7 +253,8 @@ bench-kernel:
 	.build/bench_kernel -n $(BENCH_PAGES) -s > .build/bench-kernel.txt
 	if [ "$$(id -u)" != 0 ]; then .build/bench_kernel -n $(BENCH_PAGES) -l >> .build/bench-kernel.txt; else \
 	flock $(THP_LOCK) bash -c 'f=$(MTHP64_ENABLED); old=$$(sed -n "s/.*\[\(.*\)\].*/\1/p" $$f 2>/dev/null); \
-		if [ -n "$$old" ]; then trap "echo $$old > $$f" EXIT; fi; \
+		h=$$(cat $(NR_HUGEPAGES)); restore="echo $$h > $(NR_HUGEPAGES)"; \
+		if [ -n "$$old" ]; then restore="$$restore; echo $$old > $$f"; fi; trap "$$restore" EXIT; \
 		.build/bench_kernel -n $(BENCH_PAGES) -l -H' >> .build/bench-kernel.txt; fi
 	Benchmarks/.build/release/bench-model workloads -n $(BENCH_PAGES) > .build/bench-model.txt
 	@awk 'NR == FNR { k[$$1] = $$2; next } ($$1 in k) { \

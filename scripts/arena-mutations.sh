@@ -101,7 +101,9 @@ le() {  # le VALUE BYTES: VALUE as little-endian bytes, printf-escaped
     printf '%s' "$s"
 }
 
-# Seeds: the FuzzArena seeds, and states saved (tiny arena) from corpus traces
+# Seeds: the FuzzArena seeds (seed3-hugetlb: a hugetlb pool, a private huge
+# page shared by a fork, a shared one made read-only, on a small arena with
+# room for the pool), and states saved (tiny arena) from corpus traces
 # with swap entries, device entries, file pages, fork families and 64 KiB
 # large folios shared by a fork (their folio fields overlay the tail pages),
 # and KSM pages merged and then split by mprotect (stable rmap_items).

@@ -30,6 +30,20 @@
  *                    writes one byte per 2 MiB (do_huge_pmd_wp_page splits
  *                    the PMD, do_wp_page copies one small page), timed in the
  *                    child; ns per 2 MiB
+ *   hugetlb-fault    write one byte per 2 MiB of a private MAP_HUGETLB mapping
+ *                    (hugetlb_no_page: a reserved page from the pool, zeroed);
+ *                    ns per 2 MiB
+ *   hugetlb-cow      fork a process whose private MAP_HUGETLB mapping is
+ *                    written; the child writes one byte per 2 MiB (hugetlb_wp
+ *                    copies the whole 2 MiB from the pool), timed in the
+ *                    child; ns per 2 MiB
+ *
+ * The hugetlb workloads set /proc/sys/vm/nr_hugepages so that the pool has
+ * 2 * N/512 pages no reservation holds (HugePages_Free - HugePages_Rsvd; a
+ * machine's surplus pages become persistent first, as rmap-oracle sizes it),
+ * and write the old value back right after, at exit and on a fatal signal
+ * (`make bench-kernel` writes it back from its shell trap too). A pool that
+ * cannot be had, or a fault that finds no page (SIGBUS), leaves them out.
  *
  * Each checks the folios it got: AnonHugePages of the region in
  * /proc/self/smaps (THP), hugepages-64kB/stats anon_fault_alloc and
@@ -352,6 +366,112 @@ static double thp_cow_split(void)
 	return (double)r[0] / n;
 }
 
+/* ---- hugetlb ---- */
+
+#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
+
+/* HugePages_<name> of /proc/meminfo; -1 if missing. */
+static long meminfo_huge(const char *name)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	if (!f)
+		die("/proc/meminfo");
+	char line[256], key[64];
+	long v = -1;
+	snprintf(key, sizeof key, "HugePages_%s: %%ld", name);
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, key, &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* A private MAP_HUGETLB mapping of `bytes`, NULL when the pool cannot reserve it. */
+static char *map_hugetlb(size_t bytes)
+{
+	char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* One write per 2 MiB of a private hugetlb mapping: the mapping's reservation
+ * (taken at mmap) holds a page for each fault; each takes one from the pool. */
+static double hugetlb_fault(void)
+{
+	size_t bytes = npages * PAGE, n = bytes / HPAGE;
+	char *p = map_hugetlb(bytes);
+	if (!p) {
+		fprintf(stderr, "bench_kernel: warning: hugetlb-fault: mmap: %s\n", strerror(errno));
+		fell_back = 1;
+		return 0;
+	}
+	long f0 = meminfo_huge("Free");
+	uint64_t t0 = now_ns();
+	touch_stride(p, bytes, HPAGE);
+	uint64_t t1 = now_ns();
+	if (f0 - meminfo_huge("Free") != (long)n) {
+		fprintf(stderr, "bench_kernel: warning: hugetlb-fault: HugePages_Free %ld -> %ld, want %zu pages taken\n",
+			f0, meminfo_huge("Free"), n);
+		fell_back = 1;
+	}
+	munmap(p, bytes);
+	return (double)(t1 - t0) / n;
+}
+
+static double hugetlb_cow(void)
+{
+	size_t bytes = npages * PAGE, n = bytes / HPAGE;
+	char *p = map_hugetlb(bytes);
+	if (!p) {
+		fprintf(stderr, "bench_kernel: warning: hugetlb-cow: mmap: %s\n", strerror(errno));
+		fell_back = 1;
+		return 0;
+	}
+	touch_stride(p, bytes, HPAGE);
+	int fds[2];
+	if (pipe(fds) != 0)
+		die("pipe");
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		long f0 = meminfo_huge("Free");
+		uint64_t t0 = now_ns();
+		touch_stride(p, bytes, HPAGE);
+		uint64_t r[2] = { now_ns() - t0, (uint64_t)(f0 - meminfo_huge("Free")) };
+		if (write(fds[1], r, sizeof r) != sizeof r)
+			_exit(1);
+		_exit(0);
+	}
+	uint64_t r[2] = { 0, 0 };
+	int status = 0;
+	ssize_t got = read(fds[0], r, sizeof r);
+	waitpid(pid, &status, 0);
+	close(fds[0]);
+	close(fds[1]);
+	/* Each write copied the huge page: one pool page each (a child that
+	 * found none died of SIGBUS before writing its result). */
+	if (got != sizeof r || r[1] != n) {
+		fprintf(stderr, "bench_kernel: warning: hugetlb-cow: the child %s, %lu pool pages taken, want %zu\n",
+			WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "ended", (unsigned long)r[1], n);
+		fell_back = 1;
+	}
+	munmap(p, bytes);
+	return (double)r[0] / n;
+}
+
+/* nr_hugepages as found, written back by restore_pool() (after the runs, at
+ * exit and on a fatal signal). */
+static char pool_old[32];
+static volatile sig_atomic_t pool_changed;
+
+static int write_str(const char *path, const char *v);
+
+static void restore_pool(void)
+{
+	if (pool_changed && write_str(NR_HUGEPAGES, pool_old) == 0)
+		pool_changed = 0;
+}
+
 /* hugepages-64kB/enabled: the value found at start, written back by
  * restore_mthp64() (after the run, at exit, and on a fatal signal). */
 static char mthp64_old[16];
@@ -376,6 +496,7 @@ static void restore_mthp64(void)
 static void on_signal(int sig)
 {
 	restore_mthp64();
+	restore_pool();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -435,6 +556,49 @@ static void run_mthp_64k(void)
 		die("restoring " MTHP64_ENABLED);
 }
 
+static void run_hugetlb(void)
+{
+	size_t want = 2 * (npages * PAGE / HPAGE);
+	FILE *f = fopen(NR_HUGEPAGES, "r");
+	if (!f || !fgets(pool_old, sizeof pool_old, f)) {
+		fprintf(stderr, "bench_kernel: warning: hugetlb workloads left out: cannot read %s\n", NR_HUGEPAGES);
+		if (f)
+			fclose(f);
+		return;
+	}
+	fclose(f);
+	pool_old[strcspn(pool_old, "\n")] = 0;
+	long persistent = atol(pool_old);
+	long avail = meminfo_huge("Free") - meminfo_huge("Rsvd");
+	long target = persistent + meminfo_huge("Surp") + (long)want - avail;
+	if (target < persistent)
+		target = persistent;
+	char v[32];
+	snprintf(v, sizeof v, "%ld", target);
+	atexit(restore_pool);
+	int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGSEGV, SIGBUS, SIGABRT, SIGPIPE };
+	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+		signal(sigs[i], on_signal);
+	pool_changed = 1;
+	if (write_str(NR_HUGEPAGES, v) != 0) {
+		fprintf(stderr, "bench_kernel: warning: hugetlb workloads left out: cannot write %s (%s)\n", NR_HUGEPAGES,
+			strerror(errno));
+		restore_pool();
+		return;
+	}
+	long got = meminfo_huge("Free") - meminfo_huge("Rsvd");
+	if (got < (long)want)
+		fprintf(stderr, "bench_kernel: warning: hugetlb workloads left out: the pool has %ld free pages, want %zu\n",
+			got, want);
+	else {
+		run("hugetlb-fault", hugetlb_fault);
+		run("hugetlb-cow", hugetlb_cow);
+	}
+	restore_pool();
+	if (pool_changed)
+		die("restoring " NR_HUGEPAGES);
+}
+
 int main(int argc, char **argv)
 {
 	int c, small = 1, large = 1, lock_held = 0;
@@ -483,6 +647,7 @@ int main(int argc, char **argv)
 	run("thp-fault", thp_fault);
 	run_mthp_64k();
 	run("thp-cow-split", thp_cow_split);
+	run_hugetlb();
 	unsigned long c1 = read_ulong(THP_DIR "/khugepaged/pages_collapsed");
 	if (c1 != c0)
 		fprintf(stderr, "bench_kernel: note: khugepaged collapsed %lu pages during the large-folio runs\n", c1 - c0);

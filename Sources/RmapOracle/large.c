@@ -221,8 +221,13 @@ void large_take(void)
          * one `make hugetlb-leak` orphans until reboot) keep a free page each
          * that the kernel may still hand to a reserved fault of the trace: a
          * trace whose free list runs dry would not run as on an idle machine
-         * (kernel-large 46 and 47 then differ). */
-        if (p.rsvd > 0)
+         * (kernel-large 46 and 47 then differ). --foreign-hugetlb-resv
+         * compensate runs it anyway, the pool sized over them below (less
+         * exact, said on stderr). */
+        if (p.rsvd > 0 && foreign_resv_compensate)
+            fprintf(stderr, "rmap-oracle: %ld hugetlb reservations of others: the pool is sized over them "
+                    "(--foreign-hugetlb-resv compensate: a reserved fault may take their free page)\n", p.rsvd);
+        else if (p.rsvd > 0)
             skip("the machine holds %ld hugetlb reservations of others before the trace (HugePages_Rsvd; one leaked "
                  "by make hugetlb-leak stays until reboot): a hugetlb trace would not run as on an idle machine",
                  p.rsvd);

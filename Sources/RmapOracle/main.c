@@ -2,7 +2,7 @@
  * rmap-oracle: runs the kernel-side statements of a trace (docs/trace-format.md) on
  * the live kernel and prints the canonical observation (docs/oracle.md).
  *
- *   rmap-oracle [-v] [--memory-limit SIZE] TRACE
+ *   rmap-oracle [-v] [--memory-limit SIZE] [--foreign-hugetlb-resv skip|compensate] TRACE
  *   rmap-oracle --parse-only TRACE
  *
  * Exit status: 0 all expectations held, 1 an expectation failed, 2 malformed
@@ -60,6 +60,7 @@
 #endif
 
 int verbose;
+int foreign_resv_compensate;
 
 /* The model's mm table (Kernel.alloc / free of T.mm): bump allocation from
  * 1 with a LIFO free list, so the oracle knows each process's mm index and
@@ -112,13 +113,18 @@ static const char *result_name(const struct reply *r, int line)
 struct result { int line; char *res; };
 
 static const char usage[] =
-    "usage: rmap-oracle [-v] [--memory-limit SIZE] TRACE\n"
+    "usage: rmap-oracle [-v] [--memory-limit SIZE] [--foreign-hugetlb-resv skip|compensate] TRACE\n"
     "       rmap-oracle --parse-only TRACE\n"
     "Runs the kernel-side statements of TRACE (docs/trace-format.md) on this machine's\n"
     "kernel and prints the canonical observation (docs/oracle.md). Needs root (PFNs).\n"
     "  -v                  every observed page's PFN and flags on stderr\n"
     "  --memory-limit SIZE the most memory the trace may make the kernel hold (bytes, or\n"
     "                      with K, M, G); default a quarter of MemAvailable. Above: 77\n"
+    "  --foreign-hugetlb-resv skip|compensate\n"
+    "                      a hugetlb trace on a machine holding hugetlb reservations of others\n"
+    "                      (HugePages_Rsvd before it): skip it (77, the default), or run it\n"
+    "                      with the pool sized over them (free - rsvd = the trace's pool;\n"
+    "                      less exact: a reserved fault may take their free page)\n"
     "  --parse-only        parse TRACE only (no root, no kernel): exit 0, or 2 with FILE:LINE:COL\n"
     "Exit status: 0 every expectation held, 1 an expectation failed, 2 a malformed or\n"
     "unreadable trace (or a usage error), 3 an internal error (a worker died, a machine\n"
@@ -153,6 +159,17 @@ int main(int argc, char **argv)
                 fprintf(stderr, "rmap-oracle: --memory-limit needs a size of at least 1 byte (such as 512M), got %s%s%s\n%s",
                         argi + 1 == argc ? "nothing" : "'", argi + 1 == argc ? "" : argv[argi + 1],
                         argi + 1 == argc ? "" : "'", usage);
+                return 2;
+            }
+            argi++;
+        }
+        else if (strcmp(argv[argi], "--foreign-hugetlb-resv") == 0) {
+            const char *v = argi + 1 < argc ? argv[argi + 1] : NULL;
+            if (v && strcmp(v, "skip") == 0) foreign_resv_compensate = 0;
+            else if (v && strcmp(v, "compensate") == 0) foreign_resv_compensate = 1;
+            else {
+                fprintf(stderr, "rmap-oracle: --foreign-hugetlb-resv needs skip or compensate, got %s%s%s\n%s",
+                        v ? "'" : "nothing", v ? v : "", v ? "'" : "", usage);
                 return 2;
             }
             argi++;

@@ -205,6 +205,7 @@ void observe(struct stmt *st, char ***toks_out, int *ntoks_out, struct strbuf *v
 /* ------------------------------------------------------------------ */
 /* Utilities (util.c) and main.c                                        */
 
+extern int foreign_resv_compensate; /* --foreign-hugetlb-resv compensate (large.c, step 6) */
 extern int verbose;          /* -v: PFNs and flags of every observed page on stderr */
 
 void *xmalloc(size_t n);

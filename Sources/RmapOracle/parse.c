@@ -318,7 +318,7 @@ static int is_result_token(const char *s)
  * (Sources/RmapTrace/ObservationToken.swift; the same rules, in the same order,
  * with the same reasons):
  *
- *     token  := '-' | 'Z' | 'S' | 'M' | 'H' | 'D' | 'X' | 'Z*' | 'M*'
+ *     token  := '-' | 'Z' | 'S' | 'M' | 'H' | 'D' | 'X' | 'Z*' | 'M*' | 'H*'
  *             | [AFK] id ':' count                  a small frame
  *             | 'A' id '+' sub ':' count ['*']      a page of a large anonymous folio
  *             | 'T' id '+' sub ':' count '*'        a page of a hugetlb folio (always a PMD)
@@ -341,9 +341,9 @@ static const char *obs_token_problem(const char *s, int *large)
     int has_frame = strchr("AFKT", first) != NULL;
     if (!has_frame) {
         if (bn != 1) return OBS_NO_SUCH_TOKEN;
-        if (pmd && first != 'Z' && first != 'M') {
+        if (pmd && first != 'Z' && first != 'M' && first != 'H') {
             snprintf(why, sizeof why, "'%c' cannot end in '*' (a PMD leaf is A<id>+<sub>:<mapcount>*, "
-                     "T<id>+<sub>:<mapcount>*, Z* or M*)", first);
+                     "T<id>+<sub>:<mapcount>*, Z*, M* or H*)", first);
             return why;
         }
         if (pmd) *large = 1;
@@ -789,7 +789,7 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
             const char *why = obs_token_problem(t->s, &large);
             if (why == OBS_NO_SUCH_TOKEN)
                 perr(t->col, "expected an observation token (-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount>, "
-                     "K<id>:<mapcount>, A<id>+<sub>:<mapcount>, T<id>+<sub>:<mapcount>*, Z* or M*; '*' marks a PMD "
+                     "K<id>:<mapcount>, A<id>+<sub>:<mapcount>, T<id>+<sub>:<mapcount>*, Z*, M* or H*; '*' marks a PMD "
                      "leaf), got '%s'", t->s);
             if (why) perr(t->col, "expected an observation token, got '%s': %s", t->s, why);
             if (large) large_trace = 1;

@@ -34,6 +34,8 @@ extension Machine {
             // A PMD migration entry: `M*` for each of its pages, as a small
             // page's migration entry is `M`.
             if PTE.isPMDMigrationEntry(pmd.pointee) { return "M*" }
+            // A hugetlb hwpoison entry (try_to_unmap of a poisoned folio): `H*`.
+            if PTE.isHWPoisonEntry(pmd.pointee) { return "H*" }
             let head = PTE.pfn(pmd.pointee)
             if head == k.hugeZeroPFN { return "Z*" }
             let sub = UInt32((addr >> PAGE_SHIFT) & 511)

@@ -2,7 +2,7 @@
 // Large pages additions and the project's H, D and X), parsed: what the model
 // can produce and compare, and what the parser checks `expect` tokens with.
 //
-//     token  := '-' | 'Z' | 'S' | 'M' | 'H' | 'D' | 'X' | 'Z*' | 'M*'
+//     token  := '-' | 'Z' | 'S' | 'M' | 'H' | 'D' | 'X' | 'Z*' | 'M*' | 'H*'
 //             | [AFK] id ':' count                  a small frame
 //             | 'A' id '+' sub ':' count ['*']      a page of a large anonymous folio
 //             | 'T' id '+' sub ':' count '*'        a page of a hugetlb folio (always a PMD)
@@ -13,7 +13,8 @@
 // Numbers are written as the model prints them (no leading zero), so a token
 // that could never match is an error. A trailing `*` marks a PMD leaf that
 // maps a whole 2 MiB folio, which only a large folio's page (`+<sub>`), the
-// huge zero page (`Z*`) and a PMD migration entry (`M*`) can be. `id` and
+// huge zero page (`Z*`), a PMD migration entry (`M*`) and a hugetlb
+// hwpoison entry (`H*`) can be. `id` and
 // `count` may have any number of digits (the trace is still well formed;
 // such a token just never matches).
 
@@ -28,7 +29,7 @@ public struct ObservationToken: Equatable, Hashable, Sendable, CustomStringConve
         case swap = "S"
         /// `M`: a migration entry (`M*`: a PMD migration entry).
         case migration = "M"
-        /// `H`: a hwpoison entry (project addition).
+        /// `H`: a hwpoison entry (project addition; `H*`: a hugetlb one).
         case hwpoison = "H"
         /// `D`: a device-private entry (project addition).
         case devicePrivate = "D"
@@ -65,7 +66,7 @@ public struct ObservationToken: Equatable, Hashable, Sendable, CustomStringConve
     /// The most pages a folio has (a PMD's worth): `sub` is below it.
     public static let maxFolioPages = 512
 
-    /// A token without a frame (`-`, `Z`, `S`, `M`, `H`, `D`, `X`; `Z*` and `M*` with `pmd`).
+    /// A token without a frame (`-`, `Z`, `S`, `M`, `H`, `D`, `X`; `Z*`, `M*` and `H*` with `pmd`).
     public static func entry(_ kind: Kind, pmd: Bool = false) -> ObservationToken {
         ObservationToken(kind: kind, id: nil, sub: nil, mapcount: nil, pmd: pmd)
     }
@@ -133,8 +134,8 @@ public struct ObservationToken: Equatable, Hashable, Sendable, CustomStringConve
         if pmd && body.count > 1 && body.last == UInt8(ascii: "*") { return .failure(.malformed("a token ends in at most one '*'")) }
         guard kind.hasFrame else {
             guard body.count == 1 else { return .failure(.malformed(noSuchToken)) }
-            if pmd && kind != .zeroPage && kind != .migration {
-                return .failure(.malformed("'\(ascii(first))' cannot end in '*' (a PMD leaf is A<id>+<sub>:<mapcount>*, T<id>+<sub>:<mapcount>*, Z* or M*)"))
+            if pmd && kind != .zeroPage && kind != .migration && kind != .hwpoison {
+                return .failure(.malformed("'\(ascii(first))' cannot end in '*' (a PMD leaf is A<id>+<sub>:<mapcount>*, T<id>+<sub>:<mapcount>*, Z*, M* or H*)"))
             }
             return .success(.entry(kind, pmd: pmd))
         }

@@ -7,13 +7,15 @@ import Rmap
 /// at 2 MiB-aligned addresses), accesses (faults, COW after the forks the
 /// large traces make), munmap and `madvise dontneed` over aligned and
 /// unaligned ranges; now and then a shared mapping of the whole GiB there,
-/// whose PMD table fork children share; mlock and munlock; without
-/// `kernelOnly` the reverse statements the model runs on hugetlb pages
-/// (migrate, `unmap` with and without `migration`, referenced, mkclean,
-/// reclaim, device). Never what the model refuses on a hugetlb VMA
-/// (mprotect that changes it, poison, exclusive, madvise other than
-/// dontneed); mremap only with `hugetlbMremap` (model-only: it can leak on
-/// the kernel).
+/// whose PMD table fork children share; mlock and munlock; mprotect (now
+/// and then of the whole GiB: no split, the shared table unshared) and the
+/// flag-changing advice (dontfork, dofork, wipeonfork, keeponfork,
+/// hugepage, nohugepage, collapse); without `kernelOnly` the reverse
+/// statements the model runs on hugetlb pages (migrate, `unmap` with and
+/// without `migration` or `ignore_hwpoison`, referenced, mkclean, reclaim,
+/// device, poison). Never what the model refuses on a hugetlb VMA
+/// (exclusive); mremap only with `hugetlbMremap` (model-only: it can leak
+/// on the kernel).
 extension TraceGenerator {
     public static let hugetlbBase: UInt64 = 0x1000_4000_0000
     public static let hugetlbPages: UInt64 = 2048
@@ -45,10 +47,21 @@ extension TraceGenerator {
             lines.append("\(p) mmap \(hex(hugetlbAddr())) \(pick([1, 512, 512, 1024, 1100, 1536] as [UInt64])) \(pick(["rw", "rw", "rw", "r"])) \(kind)\(chance(20) ? " noreserve" : "")")
         case 25..<62:
             access(p, chance(60) ? "write" : "read", TraceGenerator.hugetlbBase + int(TraceGenerator.hugetlbPages) << 12, 1 + int(3))
-        case 62..<75:
+        case 62..<70:
             lines.append("\(p) munmap \(hex(hugetlbAddr())) \(pick([1, 512, 512, 1024] as [UInt64]))")
-        case 75..<85:
+        case 70..<76:
+            // hugetlb_change_protection; splits at 2 MiB boundaries only.
+            let prot = pick(["r", "rw", "rw", "none"])
+            if chance(10) {
+                lines.append("\(p) mprotect \(hex(TraceGenerator.hugetlbBase)) 262144 \(prot)")
+            } else {
+                lines.append("\(p) mprotect \(hex(hugetlbAddr())) \(pick([1, 512, 512, 1024] as [UInt64])) \(prot)")
+            }
+        case 76..<81:
             lines.append("\(p) madvise \(hex(hugetlbAddr())) \(pick([1, 512, 1024] as [UInt64])) dontneed")
+        case 81..<85:
+            let advice = pick(["dontfork", "dontfork", "dofork", "wipeonfork", "keeponfork", "hugepage", "nohugepage", "collapse"])
+            lines.append("\(p) madvise \(hex(hugetlbAddr())) \(pick([1, 512, 1024] as [UInt64])) \(advice)")
         case 85..<91:
             // mlock_fixup passes hugetlb VMAs over; __mm_populate faults them in.
             lines.append("\(p) \(chance(60) ? "mlock" : "munlock") \(hex(hugetlbAddr())) \(pick([1, 512, 512, 1024] as [UInt64]))")
@@ -61,15 +74,17 @@ extension TraceGenerator {
 
     /// The model-only reverse statements on hugetlb pages: migrate,
     /// try_to_migrate (`unmap ... migration`, leaving hugetlb migration
-    /// entries), try_to_unmap, referenced, mkclean, reclaim and device.
+    /// entries), try_to_unmap (hwpoison entries for a poisoned folio),
+    /// referenced, mkclean, reclaim, device and poison.
     mutating func hugetlbReverseOp(_ p: String) {
         // A huge page's first page mostly (where the mmaps and faults are).
         let a = TraceGenerator.hugetlbBase + int(TraceGenerator.hugetlbPages / 512) << 21 + (chance(70) ? 0 : int(512) << 12)
         let n = pick([1, 1, 512] as [UInt64])
-        switch int(10) {
+        switch int(11) {
         case 0..<3: lines.append("\(p) migrate \(hex(a)) \(n)")
         case 3..<5: lines.append("\(p) unmap \(hex(a)) \(n) migration")
-        case 5: lines.append("\(p) unmap \(hex(a)) \(n)")
+        case 5: lines.append("\(p) unmap \(hex(a)) \(n)\(chance(25) ? " ignore_hwpoison" : "")")
+        case 10: lines.append("\(p) poison \(hex(a)) \(n)")
         case 6: lines.append("\(p) referenced \(hex(a)) \(n)")
         case 7: lines.append("\(p) mkclean \(hex(a)) \(n)")
         case 8: lines.append("\(p) reclaim \(hex(a)) \(n)")

@@ -571,7 +571,7 @@ struct LineParser {
             let tokens = try expectTokens(&c, targets, article: "an", what: "observation token", valid: isObservationToken,
                                           problem: ObservationToken.problem(in:),
                                           forms: "-, Z, S, M, H, D, X, A<id>:<mapcount>, F<id>:<mapcount>, K<id>:<mapcount>, "
-                                              + "A<id>+<sub>:<mapcount>, T<id>+<sub>:<mapcount>*, Z* or M*; '*' marks a PMD leaf")
+                                              + "A<id>+<sub>:<mapcount>, T<id>+<sub>:<mapcount>*, Z*, M* or H*; '*' marks a PMD leaf")
             return .expect(targets, tokens: tokens)
         }
     }

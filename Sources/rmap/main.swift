@@ -438,7 +438,13 @@ struct OracleCheckCommand: ParsableCommand {
     @Option(name: .customLong("minimise-budget"), help: "Most candidate traces run while minimising one difference.")
     var minimiseBudget: Int = 3000
 
+    @Option(name: .customLong("foreign-hugetlb-resv"), help: "Given to the oracle: skip (the default: a hugetlb trace on a machine holding hugetlb reservations of others is 77) or compensate (run it with the pool sized over them; less exact).")
+    var foreignHugetlbResv: String?
+
     func validate() throws {
+        if let v = foreignHugetlbResv, v != "skip" && v != "compensate" {
+            throw ValidationError("--foreign-hugetlb-resv must be skip or compensate")
+        }
         if large && ksm { throw ValidationError("--large and --ksm cannot be combined") }
         if hugetlb && !large { throw ValidationError("--hugetlb needs --large") }
         if minimiseBudget < 0 { throw ValidationError("--minimise-budget must not be negative") }
@@ -459,6 +465,7 @@ struct OracleCheckCommand: ParsableCommand {
         o.large = large
         o.hugetlb = hugetlb
         o.minimiseBudget = minimiseBudget
+        if let v = foreignHugetlbResv { o.oracleArguments = ["--foreign-hugetlb-resv", v] }
         let r = OracleCheck.run(o, emit: { print($0); fflush(nil) }, progress: { writeStderr($0) })
         if r.status == 0 || r.status == 1 {
             print("checked in \((r.seconds * 10).rounded() / 10) s with \(jobs) jobs")

@@ -105,6 +105,51 @@ import RmapTestSupport
         #expect(violations == 0)
     }
 
+    /// FuzzLargeOps with the first byte's top bit: a hugetlb pool and
+    /// hugetlb mmaps among the large-folio statements. The seeds in
+    /// Fuzz/corpus/large-ops decode to hugetlb traces that map, fault,
+    /// fork, mprotect, advise and unmap hugetlb pages; random inputs too;
+    /// the checker finds nothing.
+    @Test func largeDecodedHugetlbTracesParseAndRun() throws {
+        let dir = packageRoot.appendingPathComponent("Fuzz/corpus/large-ops")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        let seeds = files.filter { $0.hasPrefix("seed-hugetlb") }
+        #expect(seeds.count >= 3)
+        // The seeds first, then what the target once crashed on (regress-*).
+        var inputs = try (seeds + files.filter { $0.hasPrefix("regress-") }).map {
+            [UInt8](try Data(contentsOf: dir.appendingPathComponent($0)))
+        }
+        var rng = SplitMix64(seed: 12)
+        for _ in 0..<30 {
+            var bytes = (0..<(4 * 60 + 2)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            bytes[0] |= 0x80
+            inputs.append(bytes)
+        }
+        var hugetlbOps = 0
+        for (n, bytes) in inputs.enumerated() {
+            let text = OpDecoder.largeTrace(from: bytes)
+            let trace = try TraceParser.parse(text, file: "large-ops.trace")
+            #expect(text.contains("\nhugetlb "), "\(text)")
+            let m = try Machine(config: OpDecoder.arenaConfig(for: bytes, large: true))
+            var out = ReplayOutcome()
+            for tl in trace.lines {
+                m.step(tl, file: trace.file, into: &out)
+                if let v = m.checkViolations().first {
+                    Issue.record("line \(tl.line): \(v)\n\(text)")
+                    break
+                }
+            }
+            // The seeds: a hugetlb mapping made and faulted (a huge page
+            // taken from the pool at some point).
+            if n < seeds.count {
+                #expect(out.results.contains { $0.1 == "ok" } && text.contains(" hugetlb-"), "\(text)")
+                #expect(m.hugetlbPool.total > 0)
+            }
+            hugetlbOps += text.split(separator: "\n").filter { $0.contains(" hugetlb-") }.count
+        }
+        #expect(hugetlbOps > 30, "the decoder writes hugetlb mmaps")
+    }
+
     @Test(arguments: corpusTraces("fuzz"))
     func regressionFailsInDegreeAndPassesInSplit(_ url: URL) {
         let split = replayFile(path: url.path, reuse: .split, check: true)

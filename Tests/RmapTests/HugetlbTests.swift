@@ -74,9 +74,9 @@ import CShims
         #expect(try run(m, "P1 referenced 0x100000400000\nP1 referenced 0x100000400000") == ["referenced=2", "referenced=0"])
         // A page of the range without a folio: EFAULT.
         #expect(try run(m, "P1 referenced 0x1000001ff000 2") == ["EFAULT"])
-        // The rest of the reverse statements are refused by name.
-        let out = m.replay(try TraceParser.parse("P0 poison 0x100000000000", file: "h.trace", continuing: m.traceContext))
-        #expect(out.error == "h.trace:1: error: large pages are not modelled yet: P0 poison (poison of a hugetlb page)")
+        // `exclusive` is refused by name.
+        let out = m.replay(try TraceParser.parse("P0 exclusive 0x100000000000", file: "h.trace", continuing: m.traceContext))
+        #expect(out.error == "h.trace:1: error: large pages are not modelled yet: P0 exclusive (exclusive of a hugetlb page)")
     }
 
     /// Records the notifier ranges (mmu_notifier_invalidate_range_start).

@@ -17,14 +17,14 @@ import RmapTestSupport
             hugetlb 1
             proc P0
             P0 mmap 0x100000200000 512 rw hugetlb-private
-            observe P0 0x100000200000 1
-            P0 mprotect 0x100000200000 512 r
+            P0 mmap 0x100000000000 512 rw anon-private
+            P0 mremap 0x100000000000 512 512 0x100000200000
             observe P0 0x100000200000 1
             """
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         let s = replayFile(path: path, check: true)
         #expect(s.status == 2 && s.stdout == nil, "\(s)")
-        #expect(s.stderr == ["\(path):5: error: large pages are not modelled yet: P0 mprotect (mprotect of a hugetlb mapping)"], "\(s.stderr)")
+        #expect(s.stderr == ["\(path):5: error: large pages are not modelled yet: P0 mremap (mremap onto a hugetlb mapping)"], "\(s.stderr)")
     }
 
     @Test func aTraceWithoutThemRunsAsBefore() throws {

@@ -43,6 +43,23 @@ import CShims
         #expect([ao, bo].filter { !$0.isEmpty }.joined(separator: ",") == fo)
     }
 
+    /// The hugetlb seed of FuzzArena and `make arena-mutations`
+    /// (Fuzz/corpus/arena/seed3-hugetlb.arena: a pool of two huge pages, a
+    /// private one forked and a shared one made read-only, beside small
+    /// pages) reopens sound and runs on: the child's write copies the
+    /// fork-shared private page, and with the pool spent the owner's write
+    /// unmaps the child's (unmap_ref_private).
+    @Test func hugetlbSeedArenaReopensSoundAndRunsOn() throws {
+        let path = packageRoot.appendingPathComponent("Fuzz/corpus/arena/seed3-hugetlb.arena").path
+        let m = try Machine(opening: path)
+        #expect(m.checkViolations() == [])
+        #expect(m.hugetlbPool == (2, 0, 0, 0))
+        let out = m.replay(try TraceParser.parse("P0 write 0x100000400000\nP1 write 0x100000000000\nP0 write 0x100000000000",
+                                                 file: "s.trace", continuing: m.traceContext))
+        #expect(out.error == nil && out.results.map(\.1) == ["SIGSEGV", "SIGBUS", "ok"], "\(out)")
+        #expect(m.checkViolations() == [])
+    }
+
     /// Inputs the FuzzArena target once crashed on (kept in its corpus as
     /// `regress-*`): each must be rejected with a message, or reopen sound.
     @Test func fuzzRegressionArenasAreRejectedOrSound() throws {

@@ -9,7 +9,11 @@
 //       write fault, MADV_HUGEPAGE, enabled madvise), mthp-fault-64k (per
 //       64 KiB folio write fault, `thp 64K always`), thp-cow-split (the
 //       child of a fork writes one page per 2 MiB: PMD split and one small
-//       page copied; per 2 MiB).
+//       page copied; per 2 MiB), and the hugetlb ones: hugetlb-fault (per
+//       2 MiB hugetlb write fault of a private MAP_HUGETLB mapping:
+//       hugetlb_no_page, a zeroed page from the pool consuming the
+//       reservation), hugetlb-cow (the child of a fork writes one byte per
+//       2 MiB: hugetlb_wp copies the whole huge page from the pool).
 //       BENCH_ONLY=NAME[,NAME...] in the environment runs only those (to
 //       profile one workload).
 //   bench-model walk-thp [-r REPS]
@@ -264,6 +268,62 @@ func largeFolioWorkloads() {
             return t1 - t0
         }
         print("thp-cow-split \(fmt(ns))")
+    }
+    hugetlbWorkloads()
+}
+
+/// A machine whose pool holds `hugePages` 2 MiB pages (`hugetlb N`) and a
+/// process "t"; the frames hold the pool and the rest of the workloads.
+func hugetlbMachine(hugePages: Int) -> (Machine, MMID) {
+    let m = Scenario.machine(pages: (hugePages + 8) * 512)
+    precondition(m.setHugetlbPool(pages: UInt64(hugePages)) == .ok, "the arena cannot hold the hugetlb pool")
+    precondition(m.createProcess("t") == .ok)
+    return (m, m.mmIndex(of: "t")!)
+}
+
+/// `t mmap base PAGES rw hugetlb-private` (Machine.mmap, as replay runs it).
+func hugetlbRegion(_ m: Machine) {
+    precondition(m.mmap("t", addr: base, pages: pages, prot: [.read, .write], kind: .hugetlbPrivate, noreserve: false) == .ok)
+}
+
+func hugetlbWorkloads() {
+    let count = Int(pages * Scenario.pageSize / pmdBytes)
+    // hugetlb-fault: one write per 2 MiB of a private hugetlb mapping:
+    // hugetlb_no_page takes a reserved page from the pool and zeroes it.
+    if want("hugetlb-fault") {
+        let (m, mm) = hugetlbMachine(hugePages: count)
+        let ns = measure(m, units: count) {
+            hugetlbRegion(m)
+            let free0 = m.hugetlbPool.free
+            let t0 = now()
+            let ok = m.benchFaultStride(mm: mm, addr: base, count: count, stride: pmdBytes, write: true)
+            let t1 = now()
+            precondition(ok == count && free0 - m.hugetlbPool.free == UInt64(count), "hugetlb-fault: no huge page")
+            precondition(m.perform("t", .munmap(addr: base, pages: pages)) == .ok)
+            return t1 - t0
+        }
+        print("hugetlb-fault \(fmt(ns))")
+    }
+    // hugetlb-cow: fork of a process whose private hugetlb mapping is
+    // written; the child writes one byte per 2 MiB (hugetlb_wp: a new page
+    // from the pool, the whole 2 MiB copied).
+    if want("hugetlb-cow") {
+        let (m, mm) = hugetlbMachine(hugePages: 2 * count)
+        let ns = measure(m, units: count) {
+            hugetlbRegion(m)
+            precondition(m.benchFaultStride(mm: mm, addr: base, count: count, stride: pmdBytes, write: true) == count)
+            let c = m.benchFork(mm: mm)
+            precondition(!c.isNone)
+            let free0 = m.hugetlbPool.free
+            let t0 = now()
+            let ok = m.benchFaultStride(mm: c, addr: base, count: count, stride: pmdBytes, write: true)
+            let t1 = now()
+            precondition(ok == count && free0 - m.hugetlbPool.free == UInt64(count), "hugetlb-cow: no copy")
+            m.benchExit(mm: c)
+            precondition(m.perform("t", .munmap(addr: base, pages: pages)) == .ok)
+            return t1 - t0
+        }
+        print("hugetlb-cow \(fmt(ns))")
     }
 }
 

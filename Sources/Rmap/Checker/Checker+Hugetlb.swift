@@ -14,6 +14,20 @@ extension Checker {
                            migration: inout [PFN: Int]) {
         let e = slot.pointee
         let p = k.vma(v).pointee
+        if PTE.isHWPoisonEntry(e) {
+            // A hugetlb hwpoison entry (try_to_unmap of a poisoned folio):
+            // no mapping, no reference, naming the head of a live hugetlb
+            // folio with PG_hwpoison (whose memory-failure reference keeps it).
+            let head = PTE.swpOffsetPFN(e)
+            guard haddr >= p.vm_start, haddr + Kernel.hpageSize <= p.vm_end, !head.isNone,
+                  head.rawValue < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head.rawValue),
+                  k.folioIsLarge(head), k.folioIsHugetlb(head), k.page(head).pointee.refcount > 0,
+                  k.page(head).pointee.flags & PG.hwpoison != 0 else {
+                fail(.hwpoisonEntry, .mm(m), "mm \(m): hugetlb hwpoison entry at \(hex(haddr)) of vma \(v) names frame \(head), not a poisoned in-use hugetlb folio inside the VMA")
+                return
+            }
+            return
+        }
         if PTE.isPMDMigrationEntry(e) {
             // A hugetlb migration entry: no mapping, names an in-use hugetlb
             // folio whose reference it keeps (model); counted once per table slot.

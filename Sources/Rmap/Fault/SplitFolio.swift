@@ -162,11 +162,15 @@ extension Kernel {
     }
 
     /// The `split` statement (split_huge_pages_pid): every anonymous large
-    /// folio `m` maps in [start, end) is split, each once.
+    /// folio `m` maps in [start, end) is split, each once. A hugetlb VMA is
+    /// passed over whole (vma_not_suitable_for_thp_split): its folios are
+    /// never split.
     package func splitFoliosInRange(_ m: MMID, _ start: UInt64, _ end: UInt64) {
         var a = start
         var done = Set<PFN>()
         while a < end {
+            let v = vmaLookup(m, a)
+            if !v.isNone && isHugetlbVMA(v) { a = vma(v).pointee.vm_end; continue }
             let pfn = mappedPage(m, a)
             a += PAGE_SIZE
             guard !pfn.isNone else { continue }

@@ -426,6 +426,9 @@ extension Kernel {
         var folio = PFN.none
         if shared, let slot = hugetlbEntry(f, idx), slot.pointee & PTE.present != 0 {
             folio = PTE.pfn(slot.pointee)
+            // "If memory error occurs between mmap() and fault": a poisoned
+            // cached folio is VM_FAULT_HWPOISON_LARGE (SIGBUS).
+            if page(folio).pointee.flags & PG.hwpoison != 0 { return .sigbus }
             getPage(folio)  // filemap_lock_hugetlb_folio()
         } else {
             if idx >= (file(f).pointee.size_pages >> 9) { return .sigbus }
@@ -589,6 +592,11 @@ extension Kernel {
             guard let pmd = pmdSlot(root: root, key: addr) else { continue }
             let e = pmd.pointee
             guard e != 0 else { continue }
+            if PTE.isHWPoisonEntry(e) {
+                // A non-present entry: huge_pte_clear() (it holds no reference).
+                if folio == nil { pmd.pointee = 0 }
+                continue
+            }
             if PTE.isPMDMigrationEntry(e) {
                 // "Migrating hugepage ... is already unmapped": the entry is
                 // cleared (huge_pte_clear), with a reference page or not; the
@@ -634,6 +642,11 @@ extension Kernel {
             guard let spmd = pmdSlot(root: mm(sm).pointee.pgd, key: addr), spmd.pointee != 0 else { continue }
             guard available(T.ptPage) >= 3, let dpmd = pmdSlotAlloc(root: mm(dm).pointee.pgd, key: addr) else { return false }
             var e = spmd.pointee
+            if PTE.isHWPoisonEntry(e) {
+                // copy_hugetlb_page_range()'s hwpoison branch: copied as it is.
+                dpmd.pointee = e
+                continue
+            }
             if PTE.isPMDMigrationEntry(e) {
                 // copy_hugetlb_page_range()'s migration branch: a write or
                 // read-exclusive entry of a COW mapping becomes a read one

@@ -50,6 +50,15 @@ extension Kernel {
         let head = PTE.pfn(e)
         let h = page(head)
         if PTE.isDirty(e) { h.pointee.flags |= PG.dirty }  // folio_mark_dirty()
+        if h.pointee.flags & PG.hwpoison != 0 {
+            // try_to_migrate_one()'s PageHWPoison branch: a hwpoison entry
+            // (set_huge_pte_at, hugetlb_count_sub), no migration entry; the
+            // mapping and its reference go.
+            pmd.pointee = makeHWPoisonPTE(head)
+            hugetlbRemoveRmap(head)
+            putPage(head)
+            return
+        }
         let exclusive = pageIsAnon(head) && h.pointee.flags & PG.anonExclusive != 0
         if exclusive { h.pointee.flags &= ~PG.anonExclusive }  // hugetlb_try_share_anon_rmap()
         let type = PTE.isWrite(e) ? PTE.swpMigrationWrite : exclusive ? PTE.swpMigrationReadExclusive : PTE.swpMigrationRead
@@ -129,6 +138,9 @@ extension Kernel {
     /// temporary mark to the old folio, which goes back to the pool (or to
     /// the buddy allocator when temporary); a target not used goes back too.
     package func migrateHugetlbFolio(_ head: PFN) -> LargeReverseResult {
+        // folio_isolate_hugetlb() refuses a folio that is not migratable:
+        // memory failure cleared that of a poisoned one.
+        if page(head).pointee.flags & PG.hwpoison != 0 { return .fail }
         let cached = !pageIsAnon(head) && page(head).pointee.mapping != 0 ? 1 : 0
         let expected = folioMapcount(head) + cached
         let dst = allocHugetlbMigrationTarget()

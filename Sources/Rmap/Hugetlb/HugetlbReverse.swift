@@ -100,22 +100,29 @@ extension Kernel {
     /// that VMA ends there, the other sharers still mapping the page;
     /// otherwise the entry is cleared and flushed, its dirty bit given to the
     /// folio, and the mapping removed (hugetlb_remove_rmap, one reference).
-    /// An anonymous hugetlb folio is refused (EINVAL): the seeds would take
-    /// the swap path a hugetlb page has no swap entry for, 6.18 has
-    /// VM_BUG_ON(!PageHWPoison) there. TTU_MIGRATION is try_to_migrate()
+    /// A poisoned folio (PG_hwpoison on its head: `poison`) leaves a
+    /// hwpoison entry naming it in each entry's place (set_huge_pte_at of
+    /// make_hwpoison_entry), unless TTU_IGNORE_HWPOISON; a shared PMD table
+    /// is still only unshared. An anonymous hugetlb folio otherwise is
+    /// refused (EINVAL): the seeds would take the swap path a hugetlb page
+    /// has no swap entry for, 6.18 has VM_BUG_ON(!PageHWPoison) there.
+    /// TTU_MIGRATION is try_to_migrate()
     /// (Kernel.tryToMigrateHugetlb: hugetlb migration entries), for
     /// anonymous folios too. `ok` when no mapping is left.
     package func tryToUnmapHugetlb(_ head: PFN, flags: TTUFlags) -> LargeReverseResult {
         getPage(head)  // the caller's reference
         defer { putPage(head) }
         if flags.contains(.migration) { return tryToMigrateHugetlb(head) ? .ok : .fail }
-        guard !pageIsAnon(head) else { return .einval }
+        let anon = pageIsAnon(head)
+        let poisoned = page(head).pointee.flags & PG.hwpoison != 0 && !flags.contains(.ignoreHWPoison)
+        guard !anon || poisoned else { return .einval }
         forEachHugetlbMappingWidened(head) { v, address, pmd in
-            if hugePMDUnshare(v, address) { return }
+            if !anon && hugePMDUnshare(v, address) { return }
             let e = pmd.pointee
             pmd.pointee = 0
             flushTLBPage()  // ptep_clear_flush()
             if PTE.isDirty(e) { page(head).pointee.flags |= PG.dirty }
+            if poisoned { pmd.pointee = makeHWPoisonPTE(head) }  // hugetlb_count_sub(), set_huge_pte_at()
             hugetlbRemoveRmap(head)
             putPage(head)
         }
@@ -141,5 +148,26 @@ extension Kernel {
             step(v, address, pmd)
             mmuInvalidateRangeEnd(m, start, end)
         }
+    }
+}
+
+extension Kernel {
+    /// try_memory_failure_hugetlb()'s first step on an in-use hugetlb folio
+    /// (get_huge_page_for_hwpoison -> __get_huge_page_for_hwpoison):
+    /// folio_try_get() and folio_set_hugetlb_hwpoison(): PG_hwpoison set on
+    /// the folio (its head; the raw page goes on the folio's list, which the
+    /// model does not keep: only the folio's freeing reads it, and the
+    /// reference, never dropped as for small pages, keeps it from being
+    /// freed), hugetlb_migratable cleared (Kernel.migrateHugetlbFolio
+    /// refuses it). False, with no reference taken, when the folio was
+    /// poisoned already, through whichever of its pages (-EHWPOISON). The
+    /// rest of memory_failure() (hwpoison_user_mappings -> try_to_unmap:
+    /// hwpoison entries) is the trace's `unmap`.
+    func poisonHugetlbFolio(_ head: PFN) -> Bool {
+        let p = page(head)
+        if p.pointee.flags & PG.hwpoison != 0 { return false }
+        p.pointee.flags |= PG.hwpoison
+        getPage(head)
+        return true
     }
 }

@@ -4,7 +4,9 @@ import CShims
 /// mmap kinds, and the system calls on hugetlb VMAs, with the kernel's
 /// alignment rules (hugetlb_get_unmapped_area, hugetlb_vm_op_split, the
 /// mremap and madvise checks). mlock and munlock take the ordinary path
-/// (mlock_fixup passes hugetlb VMAs over; __mm_populate faults them in). What the model does not run on a hugetlb
+/// (mlock_fixup passes hugetlb VMAs over; __mm_populate faults them in), and
+/// so does mprotect (Kernel.vmaModify's hugetlb split rules,
+/// Kernel.hugetlbChangeProtection). What the model does not run on a hugetlb
 /// VMA yet is refused by name (`OpResult.notModelled`), never run as if
 /// the VMA were something else.
 extension Machine {
@@ -39,10 +41,6 @@ extension Machine {
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
             return r(hugetlbSplitEdges(m, addr, end) ?? k.doMunmap(m, addr, end))
-        case .mprotect(let addr, let pages, let prot):
-            let end = addr + pages << PAGE_SHIFT
-            guard meetsHugetlb(m, addr, end) else { return nil }
-            return hugetlbMprotect(m, addr, end, VM.fromProt(prot))
         case .mremap(let addr, let oldPages, let newPages, let to):
             let v = k.vmaLookup(m, addr)
             if v.isNone { return nil }  // EFAULT, nothing changed (mremap_to checks the source first)
@@ -70,30 +68,35 @@ extension Machine {
         case .madvise(let addr, let pages, let advice):
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
+            switch advice {
+            case .dontfork, .dofork, .wipeonfork, .keeponfork, .mergeable, .unmergeable:
+                // madvise_vma_behavior() -> madvise_update_vma() on the
+                // ordinary path (Kernel.madviseVMABehavior, vma_modify_flags
+                // with the hugetlb split rules): wipeonfork is EINVAL on a
+                // hugetlb VMA (it has a file), mergeable leaves it alone
+                // (vma_ksm_compatible refuses VM_HUGETLB).
+                return nil
+            default: break
+            }
             let vmas = k.vmasIntersecting(m, addr, end)
             guard vmas.allSatisfy({ k.isHugetlbVMA($0) }) else { return .notModelled("madvise over a hugetlb mapping and others") }
-            switch advice {
-            case .dontneed, .free, .cold, .pageout:
-                // madvise_walk_vmas(): VMA by VMA, a hole noted (ENOMEM at
-                // the end), the first error ends the walk.
-                // madvise_dontneed_free_valid_vma(): MADV_DONTNEED only, the
-                // VMA's part starting aligned, its end rounded down to 2 MiB;
-                // cold and pageout refuse VM_HUGETLB (can_madv_lru_vma).
-                var unmapped = false
-                var start = addr
-                for v in vmas {
-                    let p = k.vma(v).pointee
-                    if start < p.vm_start { unmapped = true; start = p.vm_start }
-                    let tmp = min(p.vm_end, end)
-                    guard advice == .dontneed, start & ~Kernel.hpageMask == 0 else { return .errno(.EINVAL) }
-                    let hend = tmp & Kernel.hpageMask
-                    if hend > start { k.unmapHugepageRange(v, start, hend) }
-                    start = tmp
-                }
-                return unmapped || start < end ? .errno(.ENOMEM) : .ok
-            default:
-                return .notModelled("madvise \(advice.rawValue) of a hugetlb mapping")
+            // dontneed, free, cold, pageout: madvise_walk_vmas(): VMA by VMA,
+            // a hole noted (ENOMEM at the end), the first error ends the walk.
+            // madvise_dontneed_free_valid_vma(): MADV_DONTNEED only, the
+            // VMA's part starting aligned, its end rounded down to 2 MiB;
+            // cold and pageout refuse VM_HUGETLB (can_madv_lru_vma).
+            var unmapped = false
+            var start = addr
+            for v in vmas {
+                let p = k.vma(v).pointee
+                if start < p.vm_start { unmapped = true; start = p.vm_start }
+                let tmp = min(p.vm_end, end)
+                guard advice == .dontneed, start & ~Kernel.hpageMask == 0 else { return .errno(.EINVAL) }
+                let hend = tmp & Kernel.hpageMask
+                if hend > start { k.unmapHugepageRange(v, start, hend) }
+                start = tmp
             }
+            return unmapped || start < end ? .errno(.ENOMEM) : .ok
         case .referenced(let addr, let pages):
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
@@ -181,7 +184,29 @@ extension Machine {
                 a += PAGE_SIZE
             }
             return .fail
-        case .poison(let addr, let pages), .exclusive(let addr, let pages):
+        case .poison(let addr, let pages):
+            // memory_failure() per page: try_memory_failure_hugetlb()'s first
+            // step (Kernel.poisonHugetlbFolio); a second page of a poisoned
+            // folio is EHWPOISON; a page with no folio mapped is EFAULT and
+            // ends the line.
+            let end = addr + pages << PAGE_SHIFT
+            guard meetsHugetlb(m, addr, end) else { return nil }
+            guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
+                return .notModelled("poison over a hugetlb mapping and others")
+            }
+            var result = OpResult.ok
+            var a = addr
+            while a < end {
+                defer { a += PAGE_SIZE }
+                let pfn = k.mappedPage(m, a)
+                if pfn.isNone { return .errno(.EFAULT) }
+                if !k.poisonHugetlbFolio(k.folioOf(pfn)) { result = .errno(.EHWPOISON) }
+            }
+            return result
+        case .exclusive(let addr, let pages):
+            // make_device_exclusive() on 6.18 would reach GUP's FOLL_SPLIT_PMD
+            // with a hugetlb PMD (pmd_trans_huge() is true for it on x86)
+            // before its folio_test_hugetlb() refusal: not modelled.
             return meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) ? .notModelled("\(op.verb) of a hugetlb page") : nil
         default:
             return nil
@@ -217,39 +242,6 @@ extension Machine {
         if splitStart && k.isHugetlbVMA(v0) { k.hugetlbSplitUnshare(v0, start) }
         if splitEnd && k.isHugetlbVMA(last) { k.hugetlbSplitUnshare(last, end) }
         return nil
-    }
-
-    /// mprotect over a range meeting hugetlb VMAs (do_mprotect_pkey,
-    /// mprotect_fixup): a VMA whose flags do not change is passed over; a
-    /// hugetlb VMA that must split at an unaligned address refuses
-    /// (EINVAL), the VMAs before it already changed and its start's split
-    /// made. Changing a hugetlb VMA's protection is not modelled yet.
-    func hugetlbMprotect(_ m: MMID, _ start: UInt64, _ end: UInt64, _ prot: UInt64) -> OpResult {
-        var v = k.findVMA(m, start)
-        guard !v.isNone, k.vma(v).pointee.vm_start <= start else { return .errno(.ENOMEM) }
-        var nstart = start
-        while true {
-            let p = k.vma(v).pointee
-            let newflags = prot | (p.vm_flags & ~VM.accessFlags)
-            let tmp = min(p.vm_end, end)
-            if newflags != p.vm_flags {
-                guard k.isHugetlbVMA(v) else { return .notModelled("mprotect over a hugetlb mapping and others") }
-                let splitStart = p.vm_start < nstart
-                if splitStart && nstart & ~Kernel.hpageMask != 0 { return .errno(.EINVAL) }
-                if tmp < p.vm_end && tmp & ~Kernel.hpageMask != 0 {
-                    if splitStart {
-                        guard k.available(T.vma) >= 1 else { return .errno(.ENOMEM) }
-                        _ = k.splitVMA(v, at: nstart, newBelow: true)
-                    }
-                    return .errno(.EINVAL)
-                }
-                return .notModelled("mprotect of a hugetlb mapping")
-            }
-            nstart = tmp
-            if nstart >= end { return .ok }
-            v = k.nextVMA(v)
-            if v.isNone || k.vma(v).pointee.vm_start != nstart { return .errno(.ENOMEM) }
-        }
     }
 
     /// The model-only reverse statements over a hugetlb range: `body` once

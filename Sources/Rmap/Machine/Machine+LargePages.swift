@@ -26,11 +26,8 @@ extension Machine {
     /// `madvise ADDR PAGES hugepage|nohugepage` (MADV_HUGEPAGE / MADV_NOHUGEPAGE).
     public func madviseHugepage(_ name: String, addr: UInt64, pages: UInt64, hugepage: Bool) -> OpResult {
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
-        // Not modelled yet on hugetlb VMAs (hugepage_madvise there, then
+        // On hugetlb VMAs as on others (hugepage_madvise sets the flags, then
         // vma_modify_flags with hugetlb_vm_op_split's alignment rule).
-        if meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) {
-            return .notModelled("madvise \(hugepage ? "hugepage" : "nohugepage") of a hugetlb mapping")
-        }
         if let e = k.doMadviseHugepage(m, start: addr, end: addr + pages << PAGE_SHIFT, hugepage: hugepage) {
             return .errno(e)
         }
@@ -46,7 +43,7 @@ extension Machine {
     /// when no 2 MiB run of frames is left; ENOMEM for a hole in the range.
     public func madviseCollapse(_ name: String, addr: UInt64, pages: UInt64) -> OpResult {
         guard let m = mmOf(name) else { return .errno(.ESRCH) }
-        if meetsHugetlb(m, addr, addr + pages << PAGE_SHIFT) { return .notModelled("madvise collapse of a hugetlb mapping") }
+        // A hugetlb VMA is EINVAL (thp_vma_allowable_order: VM_NO_KHUGEPAGED).
         if let e = k.doMadviseCollapse(m, start: addr, end: addr + pages << PAGE_SHIFT) { return .errno(e) }
         return .ok
     }

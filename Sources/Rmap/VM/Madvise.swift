@@ -20,10 +20,7 @@ extension Kernel {
             let flags = vma(v).pointee.vm_flags
             let newflags = hugepage ? (flags & ~VM.nohugepage) | VM.hugepage : (flags & ~VM.hugepage) | VM.nohugepage
             if newflags == flags { prev = v; return .success(()) }
-            let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-            if r.isNone { return .failure(.ENOMEM) }
-            prev = r
-            return .success(())
+            return vmaModify(v, prev: prev, start: start, end: end, flags: newflags).map { prev = $0 }
         }
     }
 
@@ -95,10 +92,7 @@ extension Kernel {
             var newflags = flags
             if let e = ksmMadvise(v, start: start, end: end, advice: advice, flags: &newflags) { return .failure(e) }
             if newflags == flags { prev = v; return .success(()) }
-            let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-            if r.isNone { return .failure(.ENOMEM) }
-            prev = r
-            return .success(())
+            return vmaModify(v, prev: prev, start: start, end: end, flags: newflags).map { prev = $0 }
         case .dontfork, .dofork, .wipeonfork, .keeponfork:
             var newflags = flags
             switch advice {
@@ -116,10 +110,8 @@ extension Kernel {
                 newflags &= ~VM.wipeonfork
             }
             if newflags == flags { prev = v; return .success(()) }
-            let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)  // madvise_update_vma()
-            if r.isNone { return .failure(.ENOMEM) }
-            prev = r
-            return .success(())
+            // madvise_update_vma()
+            return vmaModify(v, prev: prev, start: start, end: end, flags: newflags).map { prev = $0 }
         }
     }
 

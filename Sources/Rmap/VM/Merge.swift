@@ -192,9 +192,12 @@ extension Kernel {
     }
 
     /// vma_modify_flags() (vma_modify): the VMA that now covers exactly
-    /// [start, end) of `v` (merged or split out) with `flags` set; 0 on ENOMEM.
-    /// `prev` is the VMA before v, or 0.
-    func vmaModifyFlags(_ v: VMAID, prev: VMAID, start: UInt64, end: UInt64, flags: UInt64) -> VMAID {
+    /// [start, end) of `v` (merged or split out) with `flags` set; ENOMEM,
+    /// or EINVAL for a hugetlb VMA that would split at an address that is
+    /// not 2 MiB aligned (__split_vma's may_split; a split made before it
+    /// stays). A hugetlb VMA never merges (hugetlbfs_file_mmap sets
+    /// VM_DONTEXPAND, part of VM_SPECIAL). `prev` is the VMA before v, or 0.
+    func vmaModify(_ v: VMAID, prev: VMAID, start: UInt64, end: UInt64, flags: UInt64) -> Result<VMAID, Errno> {
         let p = vma(v).pointee
         var d = VMAMergeDesc(start: start, end: end, flags: flags, file: FileID(p.file),
                              pgoff: p.vm_pgoff + ((start - p.vm_start) >> PAGE_SHIFT))
@@ -203,12 +206,20 @@ extension Kernel {
         let merged = vmaMergeExistingRange(d, prev: prev)
         if !merged.isNone {
             vma(merged).pointee.vm_flags = flags
-            return merged
+            return .success(merged)
         }
-        guard vmaOpHasRoom(v) else { return .none }
-        if p.vm_start < start { if splitVMA(v, at: start, newBelow: true).isNone { return .none } }
-        if vma(v).pointee.vm_end > end { if splitVMA(v, at: end, newBelow: false).isNone { return .none } }
+        guard vmaOpHasRoom(v) else { return .failure(.ENOMEM) }
+        if p.vm_start < start {
+            if let e = hugetlbMaySplit(v, start) { return .failure(e) }
+            if isHugetlbVMA(v) { hugetlbSplitUnshare(v, start) }  // hugetlb_split()
+            if splitVMA(v, at: start, newBelow: true).isNone { return .failure(.ENOMEM) }
+        }
+        if vma(v).pointee.vm_end > end {
+            if let e = hugetlbMaySplit(v, end) { return .failure(e) }
+            if isHugetlbVMA(v) { hugetlbSplitUnshare(v, end) }
+            if splitVMA(v, at: end, newBelow: false).isNone { return .failure(.ENOMEM) }
+        }
         vma(v).pointee.vm_flags = flags
-        return v
+        return .success(v)
     }
 }

@@ -67,8 +67,10 @@ extension Kernel {
             let old = vma(v).pointee.vm_flags
             let newflags = prot | (old & ~VM.accessFlags)
             let tmp = min(vma(v).pointee.vm_end, end)
-            guard let r = mprotectFixup(m, v, prev: &prev, start: nstart, end: tmp, newflags: newflags) else {
-                return .ENOMEM
+            let r: VMAID
+            switch mprotectFixup(m, v, prev: &prev, start: nstart, end: tmp, newflags: newflags) {
+            case .failure(let e): return e
+            case .success(let n): r = n
             }
             // tmp = vma_iter_end(): the end of the VMA now covering the range
             // (a merge may have carried it past `tmp`).
@@ -80,28 +82,32 @@ extension Kernel {
     }
 
     /// mprotect_fixup(): VM_ACCOUNT rules, then vma_modify_flags() and
-    /// change_protection(). Sets `prev` to the VMA now covering the range.
+    /// change_protection() (hugetlb_change_protection() for a hugetlb VMA).
+    /// Sets `prev` to the VMA now covering the range.
     func mprotectFixup(_ m: MMID, _ v: VMAID, prev: inout VMAID, start: UInt64, end: UInt64,
-                       newflags nf: UInt64) -> VMAID? {
+                       newflags nf: UInt64) -> Result<VMAID, Errno> {
         let old = vma(v).pointee.vm_flags
-        if nf == old { prev = v; return v }
+        if nf == old { prev = v; return .success(v) }
         var newflags = nf
         if newflags & VM.write != 0 {
             if old & (VM.account | VM.write | VM.hugetlb | VM.shared | VM.noreserve) == 0 { newflags |= VM.account }
         } else if old & VM.account != 0 && vma(v).pointee.file == 0 && vma(v).pointee.anon_vma == 0 {
             newflags &= ~VM.account
         }
-        let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-        if r.isNone { return nil }
+        let r: VMAID
+        switch vmaModify(v, prev: prev, start: start, end: end, flags: newflags) {
+        case .failure(let e): return .failure(e)
+        case .success(let n): r = n
+        }
         prev = r
-        changeProtection(r, start, end)
+        if isHugetlbVMA(r) { hugetlbChangeProtection(r, start, end) } else { changeProtection(r, start, end) }
         // Private VM_LOCKED VMA becoming writable: trigger COW to avoid a
         // major fault on access (populate_vma_page_range).
         if old & (VM.write | VM.shared | VM.locked) == VM.locked && newflags & VM.write != 0 {
             var a = start
             while a < end { _ = gupFaultIn(m, a, write: true); a += PAGE_SIZE }
         }
-        return r
+        return .success(r)
     }
 
     /// change_pte_range(): every present PTE in the range takes the VMA's new
@@ -368,8 +374,7 @@ extension Kernel {
                     newflags: UInt64) -> VMAID? {
         let old = vma(v).pointee.vm_flags
         if newflags == old || old & Kernel.vmSpecial != 0 || isHugetlbVMA(v) { prev = v; return v }
-        let r = vmaModifyFlags(v, prev: prev, start: start, end: end, flags: newflags)
-        if r.isNone { return nil }
+        guard case .success(let r) = vmaModify(v, prev: prev, start: start, end: end, flags: newflags) else { return nil }
         prev = r
         let pages = (end - start) >> PAGE_SHIFT
         if newflags & VM.locked != 0 {

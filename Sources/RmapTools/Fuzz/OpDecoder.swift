@@ -13,6 +13,13 @@ public enum OpDecoder {
     public static func arenaConfig(for bytes: [UInt8], large: Bool) -> ArenaConfig {
         var cfg = ArenaConfig()
         cfg.frames = large ? 256 + 8 * UInt32(bytes.first ?? 0) : 48 + UInt32(bytes.first ?? 0)
+        if large && largeHugetlb(bytes) {
+            // Room for the pool (one or two huge pages) beside the THPs; the
+            // mremap history without its known leak (issue 20), which the
+            // checker would report (`rmap fuzz --large --hugetlb` finds it).
+            cfg.frames += 1024
+            cfg.hugetlbResvMode = .fixed
+        }
         cfg.ptPages = large ? 48 : 24
         cfg.vmas = 64
         cfg.anonVMAs = 48
@@ -103,10 +110,17 @@ extension OpDecoder {
     /// large-page statements (hugepage / nohugepage advice, `thp shrink`,
     /// `split`) among the forward ones, and the model-only reverse
     /// statements `unmap ... migration` (PMD migration entries), `migrate`,
-    /// `device` and `exclusive`. No hugetlb, no `madvise collapse`. Same
-    /// four bytes per operation as `trace(from:)`.
+    /// `device` and `exclusive`. With the first byte's top bit: a hugetlb
+    /// pool of one or two huge pages, and one mmap in four of the window is
+    /// `hugetlb-private` or `hugetlb-shared` (every other statement then
+    /// meets it there: faults, fork, munmap, mprotect, mremap, the advice,
+    /// the reverse statements). No `madvise collapse`. Same four bytes per
+    /// operation as `trace(from:)`.
     public static let largeBase: UInt64 = 0x1000_0040_0000
     public static let largeWindow: UInt64 = 1024
+
+    /// Whether `largeTrace(from:)` makes a hugetlb pool for these bytes.
+    static func largeHugetlb(_ bytes: [UInt8]) -> Bool { (bytes.first ?? 0) & 0x80 != 0 }
 
     public static func largeTrace(from bytes: [UInt8]) -> String {
         let b0 = bytes.first ?? 0, b1 = bytes.count > 1 ? bytes[1] : 0
@@ -116,6 +130,8 @@ extension OpDecoder {
                      "thp \(sizes[Int(b1) % 8]) \(sizeModes[Int(b1 >> 3) % 4])",
                      "thp \(sizes[Int(b1 >> 5) % 8]) \(sizeModes[Int(b0 >> 2) % 4])",
                      "file f0 24", "proc P0"]
+        let hugetlb = largeHugetlb(bytes)
+        if hugetlb { lines.insert("hugetlb \(1 + Int(b1 >> 4) % 2)", at: 3) }
         var live = ["P0"]
         var next = 1
         var i = 2
@@ -135,7 +151,9 @@ extension OpDecoder {
             switch k % 16 {
             case 0, 1:
                 let prots = ["rw", "rw", "r", "none"]
-                lines.append("\(p) mmap \(addr) \(pages) \(prots[Int(c >> 4) % prots.count]) \(k % 32 == 1 ? "anon-shared" : "anon-private")")
+                let kind = hugetlb && c % 4 == 3 ? (k % 32 == 1 ? "hugetlb-shared" : "hugetlb-private")
+                    : (k % 32 == 1 ? "anon-shared" : "anon-private")
+                lines.append("\(p) mmap \(addr) \(pages) \(prots[Int(c >> 4) % prots.count]) \(kind)")
             case 2, 3, 4: lines.append("\(p) write \(addr) \(1 + b % 32)")
             case 5: lines.append("\(p) read \(addr) \(1 + b % 32)")
             case 6:

@@ -37,6 +37,9 @@ public struct OracleCheckOptions: Sendable {
     public var timeoutSeconds: Double = 120
     /// Most candidate traces tried while minimising one difference.
     public var minimiseBudget: Int = 3000
+    /// Options given to every oracle run before the trace (such as
+    /// `--foreign-hugetlb-resv compensate`).
+    public var oracleArguments: [String] = []
 
     public init(oraclePath: String) { self.oraclePath = oraclePath }
 }
@@ -285,7 +288,7 @@ public enum OracleCheck {
         }
 
         func runOracle() -> ProgramRun {
-            runProgram(options.oraclePath, [tracePath], stdoutPath: outPath, stderrPath: errPath,
+            runProgram(options.oraclePath, options.oracleArguments + [tracePath], stdoutPath: outPath, stderrPath: errPath,
                        timeout: options.timeoutSeconds)
         }
 
@@ -308,7 +311,7 @@ public enum OracleCheck {
             let notes = c.internalErrors.map { "note \(item.label): the oracle failed internally and was run again: \($0)" }
             if c.kernel.status == 77 {
                 return ItemResult(kind: .skipped, lines: notes + ["skipped \(item.label): \(firstLine(c.kernel.stderr))"],
-                                  skipReason: firstLine(c.kernel.stderr))
+                                  skipReason: skipLine(c.kernel.stderr))
             }
             guard c.differs else { return ItemResult(kind: .passed, lines: notes) }
             // Does the difference reproduce? (The kernel side is a live system.)
@@ -492,6 +495,12 @@ public enum OracleCheck {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
+}
+
+/// The oracle's reason for a skip: its `skipped:` line (notes such as
+/// `--foreign-hugetlb-resv compensate`'s may come before it), else the first.
+func skipLine(_ s: String) -> String {
+    s.split(separator: "\n").first { $0.contains("skipped:") }.map(String.init) ?? firstLine(s)
 }
 
 func firstLine(_ s: String) -> String {
