@@ -229,6 +229,15 @@ extension Kernel {
         putPages(head, Int32(nr))
     }
 
+    /// free_swap_cache() (mm/swap_state.c), as zap's page batch runs it
+    /// (free_pages_and_swap_cache) before the references go: a folio left
+    /// unmapped in the swap cache leaves it when no swap PTE refers to its
+    /// slots.
+    func freeSwapCache(_ pfn: PFN) {
+        let head = folioOf(pfn)
+        if page(head).pointee.flags & PG.swapcache != 0 && folioMapcount(head) == 0 { folioFreeSwap(head) }
+    }
+
     /// folio_free_swap(): a folio we are about to reuse leaves the swap cache
     /// when no swap PTE still refers to any of its slots.
     func folioFreeSwap(_ pfn: PFN) {
