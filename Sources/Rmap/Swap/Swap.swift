@@ -85,34 +85,36 @@ extension Kernel {
     }
 
     /// folio_alloc_swap() of a small folio (cluster_alloc_swap_entry with
-    /// order 0): the slot after the last one taken if its cluster is still
+    /// order 0): the slot after the last one taken while its cluster is
     /// order 0 (the per-CPU cluster's next offset), else the lowest free
-    /// slot of an order-0 cluster (nonfull_clusters[0], frag_clusters[0]),
-    /// else the first slot of an empty cluster (free_clusters), else any
-    /// free slot: order 0 steals from the clusters of higher orders. The
-    /// slot is marked SWAP_HAS_CACHE for `pfn`. 0 when the device is full.
-    /// (The kernel's cluster lists are not kept: an order-0 cluster with
-    /// room is taken before an empty one, where the kernel may take the
-    /// empty one first.)
+    /// slot of the first cluster from there on (wrapping) that is order 0
+    /// with room or empty (an empty one becomes order 0), else any free
+    /// slot: order 0 steals from the clusters of higher orders. The slot is
+    /// marked SWAP_HAS_CACHE for `pfn`. 0 when the device is full. (The
+    /// kernel's cluster lists are not kept: it takes the order-0 clusters
+    /// that had slots freed, then a free cluster, then a fragmented one;
+    /// the model takes them in address order.)
     func getSwapPage(for pfn: PFN) -> UInt64 {
         let nc = swapClusterCount
         guard nc > 0 else { return 0 }
         let cur = header.pointee.swap_cursor
         var off: UInt64 = 0
         var order = 0
-        if cur >= 1, cur <= swapDeviceSlots, swapCluster(cur / Kernel.swapClusterSlots).order == 0 {
-            off = swapFreeSlot(inCluster: cur / Kernel.swapClusterSlots, from: cur + 1)
+        let start = cur >= 1 && cur <= swapDeviceSlots ? cur / Kernel.swapClusterSlots : 0
+        if cur >= 1 && cur <= swapDeviceSlots {
+            // The cluster's order: the last slot taken tells it while in use.
+            let s = swapMap + Int(cur)
+            let o = swapSlotInUse(s) ? Int((s.pointee.flags & Kernel.swapOrderMask) >> Kernel.swapOrderShift)
+                : swapCluster(start).order
+            if o == 0 { off = swapFreeSlot(inCluster: start, from: cur + 1) }
         }
         if off == 0 {
-            for c in 0..<nc where swapCluster(c).order == 0 {
+            for i in 0..<nc {
+                let c = (start + i) % nc
+                let info = swapCluster(c)
+                guard info.order <= 0, info.count < Int(Kernel.swapClusterSlots) else { continue }
                 off = swapFreeSlot(inCluster: c)
                 if off != 0 { break }
-            }
-        }
-        if off == 0 {
-            for c in 0..<nc where swapCluster(c).count == 0 {
-                off = c * Kernel.swapClusterSlots
-                break
             }
         }
         if off == 0 {
