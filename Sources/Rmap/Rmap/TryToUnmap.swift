@@ -203,7 +203,10 @@ extension Kernel {
             // try_to_unmap_flush_dirty() / try_to_unmap_flush(): the model's
             // page list is this one frame, so its batch is flushed here.
             tryToUnmapFlush()
-            if !unmapped { return false }
+            if !unmapped {
+                activateLockedFreeSwap(pfn)
+                return false
+            }
         }
         if anon {
             if p.pointee.flags & PG.swapcache == 0 {

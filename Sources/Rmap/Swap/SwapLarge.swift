@@ -40,7 +40,9 @@ extension Kernel {
     ///   each PTE becomes the swap entry of its page's slot (folio->swap +
     ///   index), a PMD is split into PTEs first; a mapping left (an mlocked
     ///   VMA) is `fail`: what was unmapped stays unmapped, the folio stays
-    ///   in the swap cache with its entries (activate_locked);
+    ///   in the swap cache with its entries (activate_locked, which frees
+    ///   the swap space only of an mlocked folio no swap PTE refers to, or
+    ///   when swap is more than half full);
     /// - pageout(): the data of every page goes to its slot, then
     ///   __remove_mapping() deletes the folio from the swap cache and it is
     ///   freed whole.
@@ -63,7 +65,10 @@ extension Kernel {
         if folioMapcount(head) > 0 {
             let unmapped = tryToUnmapLargeAnon(head, flags: [.ignoreAccess, .batchFlush, .splitHugePMD])
             tryToUnmapFlush()
-            if !unmapped { return .fail }
+            if !unmapped {
+                activateLockedFreeSwap(head)
+                return .fail
+            }
         }
         // pageout() -> swap_writeout(): the folio's data is on swap.
         let first = PTE.swpOffset(h.pointee.private_)
@@ -75,6 +80,17 @@ extension Kernel {
         // reference's put above.
         deleteFromSwapCache(head)
         return .ok
+    }
+
+    /// shrink_folio_list()'s activate_locked: "not a candidate for
+    /// swapping, so reclaim swap space": a folio kept in the swap cache
+    /// leaves it when swap is more than half full or the folio is mlocked,
+    /// and no swap PTE refers to its slots (folio_free_swap).
+    func activateLockedFreeSwap(_ head: PFN) {
+        let h = page(head)
+        if h.pointee.flags & PG.swapcache != 0 && (h.pointee.flags & PG.mlocked != 0 || vmSwapFull()) {
+            folioFreeSwap(head)
+        }
     }
 
     /// can_split_folio(folio, 0, NULL) of an anonymous large folio not in
