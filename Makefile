@@ -276,6 +276,18 @@ bench-scale:
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model scale
 
+## bench-check: the invariant checker's cost (issue 17 item 8): `rmap replay
+## --check` (the checker after every statement) of P mapping and writing 16
+## pages and forking N times, N = 500, 1,000, 2,000, 10,000 (release build;
+## scripts/bench-check.sh, traces generated in a temporary folder and removed).
+## Prints wall and user CPU seconds with --check, and wall seconds without.
+## Other counts: make bench-check BENCH_CHECK_FORKS="100 200".
+BENCH_CHECK_FORKS ?= 500 1000 2000 10000
+.PHONY: bench-check
+bench-check:
+	$(SWIFT) build -c release --product rmap
+	scripts/bench-check.sh .build/release/rmap $(BENCH_CHECK_FORKS)
+
 ## bench-variants: the reverse-map designs of issue #6 behind the same walk API:
 ## anon_vma (the kernel), per-page PV lists (FreeBSD pmap, Linux 2.5 pte_chains)
 ## and no reverse map (Linux 2.4: scan every page table). Walk, fork, exit and

@@ -38,7 +38,7 @@ let package = Package(
         // The command line: argument parsing only, everything else is the library's.
         .executableTarget(
             name: "rmap",
-            dependencies: ["Rmap", "RmapTrace", "RmapTools", "RmapVariants",
+            dependencies: ["Rmap", "RmapTrace", "RmapTools", "RmapVariants", "CShims",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/rmap"),
         // The kernel oracle: runs the kernel-side statements of a trace on the live kernel (C).

@@ -427,14 +427,16 @@ public func rmap_op(_ h: Handle?, _ processPointer: UnsafePointer<CChar>?, _ lin
 public typealias rmap_walk_fn = @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UInt64, UInt64) -> CInt
 
 struct CWalk: RmapWalkControl {
-    let machine: Machine
+    /// Live processes by mm, built once per walk (a lookup per visit by
+    /// scanning the names made a walk over N processes' mappings cost N^2).
+    let names: [MMID: String]
     let fn: rmap_walk_fn
     let ctx: UnsafeMutableRawPointer?
     var visited: CInt = 0
     mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
         visited += 1
         let r = m.vmaRange(vma)
-        let name = machine.processName(mm: r.mm) ?? "?"
+        let name = names[r.mm] ?? "?"
         return name.withCString { fn(ctx, $0, r.start, address) } != 0
     }
 }
@@ -449,7 +451,10 @@ public func rmap_walk(_ h: Handle?, _ processPointer: UnsafePointer<CChar>?, _ a
         guard let p = name(processPointer, box, "rmap_walk: the process name") else { return -EINVAL }
         guard let fn else { fail(box, "rmap_walk: the callback is NULL"); return -EINVAL }
         guard m.mmOf(p) != nil else { fail(box, "rmap_walk: no live process '\(p)'"); return -ESRCH }
-        var c = CWalk(machine: m, fn: fn, ctx: ctx)
+        var names: [MMID: String] = [:]
+        names.reserveCapacity(m.processes.count)
+        for (n, mm) in m.processes { names[mm] = n }
+        var c = CWalk(names: names, fn: fn, ctx: ctx)
         box.pointee.busy = true
         let found = m.rmapWalk(process: p, addr: addr, &c)
         box.pointee.busy = false

@@ -11,7 +11,7 @@ extension Machine {
         for name in live.prefix(maxProcesses) {
             let m = mmOf(name)!
             let mp = k.mm(m).pointee
-            s += "  \(name) (mm \(m)): \(mp.map_count) VMAs, rss anon=\(k.mmCounter(m, .anon)) file=\(k.mmCounter(m, .file)) shmem=\(k.mmCounter(m, .shmem)) swap=\(k.mmCounter(m, .swapents)), hiwater=\(mp.hiwater_rss), locked_vm=\(mp.locked_vm)\n"
+            s += "  \(name) (mm \(m)): \(mp.map_count) VMAs, rss anon=\(k.mmCounter(m, .anon)) file=\(k.mmCounter(m, .file)) shmem=\(k.mmCounter(m, .shmem)) swap=\(k.mmCounter(m, .swapents)), hiwater=\(k.getMMHiwaterRss(m)), locked_vm=\(mp.locked_vm)\n"
             var v = k.firstVMA(m)
             while !v.isNone {
                 let p = k.vma(v).pointee

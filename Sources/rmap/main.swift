@@ -3,6 +3,7 @@ import Rmap
 import RmapTrace
 import RmapTools
 import RmapVariants
+import CShims
 
 #if canImport(Glibc)
 import Glibc
@@ -477,6 +478,9 @@ struct OracleCheckCommand: ParsableCommand {
     }
 }
 
+// A fatal signal sent from outside (timeout -s ABRT on a hung run) must end the
+// process after the Swift backtracer has printed its backtrace (rmap_signals.h).
+_ = rmap_die_on_fatal_signals()
 RmapCommand.main()
 
 /// `rmap record [--out FILE] -- CMD [ARGS...]` (docs/recording.md).

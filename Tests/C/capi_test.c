@@ -376,6 +376,36 @@ static void one_statement(void)
 
 struct test_case { const char *name; void (*fn)(void); };
 
+/* ---- the walk names each mapping's process (the names are looked up
+ * once per walk, not scanned per visit) ---- */
+
+struct seen_names { int count; int seen[8]; int other; };
+
+static int note_name(void *ctx, const char *process, uint64_t vma_start, uint64_t address)
+{
+    struct seen_names *s = ctx;
+    s->count++;
+    if (process[0] == 'P' && process[1] >= '0' && process[1] <= '7' && process[2] == 0
+        && vma_start == A && address == A + 0x1000)
+        s->seen[process[1] - '0']++;
+    else
+        s->other++;
+    return 1;
+}
+
+static void walk_names(void)
+{
+    rmap_machine *m = shared_machine();   /* P0 and its child P1 */
+    REQUIRE(rmap_fork(m, "P0", "P2") == 0);
+    REQUIRE(rmap_fork(m, "P1", "P3") == 0);
+    REQUIRE(rmap_exit(m, "P1") == 0);     /* P3 stays, P1 is gone */
+    struct seen_names s = { 0 };
+    EXPECT(rmap_walk(m, "P3", A + 0x1000, note_name, &s) == 3);
+    EXPECT(s.count == 3 && s.other == 0);
+    EXPECT(s.seen[0] == 1 && s.seen[1] == 0 && s.seen[2] == 1 && s.seen[3] == 1);
+    rmap_machine_destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     const struct test_case cases[] = {
@@ -385,6 +415,7 @@ int main(int argc, char **argv)
         { "names-and-sizes (item 19)", names_and_sizes },
         { "one-statement (item 20)", one_statement },
         { "save-and-open-errors (item 21)", save_and_open_errors },
+        { "walk-names", walk_names },
     };
     const char *only = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;

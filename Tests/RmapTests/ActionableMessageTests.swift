@@ -154,4 +154,56 @@ import RmapTestSupport
         #expect(again.fork("P", child: "R") == .ok)
         #expect(again.check().isEmpty)
     }
+
+    /// A hung run killed with SIGABRT (`timeout -s ABRT`, to get its backtrace)
+    /// must end: the Swift backtracer prints the backtrace and returns, and for
+    /// a signal sent from outside nothing faults again, so before
+    /// rmap_die_on_fatal_signals the run went on after printing it. Also
+    /// SIGSEGV sent from outside. (posix_spawn and waitpid, not Foundation's
+    /// Process: the child's end is read from waitpid itself.)
+    @Test(arguments: [SIGABRT, SIGSEGV])
+    func aFatalSignalFromOutsideEndsTheRun(_ sig: Int32) throws {
+        let rmap = try #require(rmapPath, "the rmap binary is built by make test")
+        let errPath = NSTemporaryDirectory() + "rmap-signal-\(getpid())-\(sig).err"
+        defer { unlink(errPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // A run that would take hours: only the signal can end it.
+        let args = [rmap, "fuzz", "--seed", "1", "--ops", "1000000000"]
+        var env = ProcessInfo.processInfo.environment
+        env["SWIFT_BACKTRACE"] = "enable=yes,interactive=no,symbolicate=off"
+        let cArgs = args.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, rmap, &actions, nil, cArgs, cEnv)
+        try #require(rc == 0, "posix_spawn: \(rc)")
+        var status: Int32 = 0
+        func ended() -> Bool { waitpid(pid, &status, WNOHANG) == pid }
+        // Wait until it is running operations (its first progress line, after 5 s).
+        let started = Date()
+        var early = false
+        while Date().timeIntervalSince(started) < 60,
+              !((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "").contains("fuzz:") {
+            if ended() { early = true; break }
+            usleep(50_000)
+        }
+        try #require(!early, "the fuzz run ended by itself (status \(status))")
+        kill(pid, sig)
+        let sent = Date()
+        var done = false
+        while !done, Date().timeIntervalSince(sent) < 60 {
+            done = ended()
+            if !done { usleep(50_000) }
+        }
+        if !done { kill(pid, SIGKILL); _ = waitpid(pid, &status, 0) }
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        #expect(done, "rmap was still running 60 s after signal \(sig)")
+        // WIFSIGNALED / WTERMSIG: the low seven bits are the signal.
+        #expect(done && status & 0x7f == sig, "wait status \(status)")
+        #expect(err.contains("Backtracing"), "the Swift backtracer did not run: \(err.prefix(300))")
+    }
 }

@@ -145,4 +145,33 @@ import RmapTestSupport
         #expect(m.tokens("B", a, 32) == before.1)
         #expect(m.check() == [])
     }
+
+    /// The high watermark (get_mm_hiwater_rss): the peak of anon + file +
+    /// shmem pages over the process's life, kept up to date before every
+    /// decrease (update_hiwater_rss) and read with the current RSS.
+    @Test func hiwaterRssIsThePeak() throws {
+        let (m, _) = try machine("""
+            file f 32
+            proc A
+            A mmap 0x100000000000 8 rw anon-private
+            A write 0x100000000000 6
+            """)
+        let mm = m.mm("A")
+        #expect(m.k.getMMHiwaterRss(mm) == 6)  // rising: the current RSS
+        #expect(m.perform("A", .munmap(addr: a + 0x2000, pages: 4)) == .ok)
+        #expect(m.k.getMMRss(mm) == 2)
+        #expect(m.k.getMMHiwaterRss(mm) == 6)  // the peak before the zap
+        #expect(m.perform("A", .write(addr: a, pages: 2)) == .ok)
+        #expect(m.k.getMMHiwaterRss(mm) == 6)
+        // A file mapping: fault-around maps 16 pages at once, counted too.
+        #expect(m.perform("A", .mmap(addr: a + 0x100000, pages: 32, prot: [.read],
+                                     kind: .filePrivate(file: "f", pgoff: 0))) == .ok)
+        #expect(m.perform("A", .read(addr: a + 0x100000, pages: 1)) == .ok)
+        #expect(m.k.getMMRss(mm) == 18)
+        #expect(m.k.getMMHiwaterRss(mm) == 18)
+        #expect(m.perform("A", .madvise(addr: a + 0x100000, pages: 32, advice: .dontneed)) == .ok)
+        #expect(m.k.getMMRss(mm) == 2)
+        #expect(m.k.getMMHiwaterRss(mm) == 18)
+        #expect(m.reportProcesses().contains("hiwater=18"))
+    }
 }

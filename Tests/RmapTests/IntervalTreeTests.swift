@@ -323,4 +323,31 @@ struct Reference {
         // A cycle: a leaf's left link back to the root. The check must terminate.
         corrupting(leaf, { $0.pointee.left = root }, expect: "cycle or too many nodes")
     }
+
+    /// A tree of one node is checked without the walk's stack (most
+    /// anon_vma trees): the same rules, the same messages, in the walk's order.
+    @Test func oneNodeTreeIsCheckedLikeAnyOther() throws {
+        let t = TestNodes(capacity: 4)
+        defer { t.free() }
+        t.starts[3] = 10
+        t.lasts[3] = 20
+        t.insert(3)
+        try #require(t.root.pointee == 3 && t.check().isEmpty)
+        let saved = t.nodes[3]
+        t.nodes[3].parent = 2
+        #expect(t.check() == ["node 3: parent link is 2, expected 0"])
+        t.nodes[3] = saved
+        t.nodes[3].subtree_last = 19
+        #expect(t.check() == ["node 3: subtree_last is 19, expected 20"])
+        t.nodes[3] = saved
+        t.nodes[3].color = 7
+        t.nodes[3].subtree_last = 21
+        t.nodes[3].parent = 1
+        #expect(t.check() == ["node 3: root is not black (color 7)", "node 3: parent link is 1, expected 0",
+                              "node 3: invalid color 7", "node 3: subtree_last is 21, expected 20"])
+        t.nodes[3] = saved
+        // A limit of 0: the walk's report, not the fast path's.
+        #expect(IntervalTree.check(root: 3, t, limit: 0) == ["node 3: cycle or too many nodes (visited more than 0)"])
+        #expect(t.check().isEmpty)
+    }
 }

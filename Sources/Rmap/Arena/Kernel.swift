@@ -78,7 +78,7 @@ package struct Kernel {
     /// The arena byte offset of record `i` of table `t`: what page->mapping stores.
     @inline(__always) func offset(table t: Int32, index i: UInt32) -> UInt64 {
         let d = desc(t)
-        return d.pointee.offset + UInt64(i) * UInt64(d.pointee.record_size)
+        return d.pointee.offset &+ UInt64(i) &* UInt64(d.pointee.record_size)  // u32 x u32 in 64 bits: no overflow
     }
 
     /// The index of the record at byte `offset` in table `t`, or 0 when the
@@ -156,7 +156,7 @@ package struct Kernel {
     /// Records of table `t` that could still be allocated.
     @inline(__always) func available(_ t: Int32) -> UInt32 {
         let d = desc(t)
-        return d.pointee.capacity - 1 - d.pointee.live
+        return d.pointee.capacity &- 1 &- d.pointee.live  // live < capacity (allocIndex; checked at load)
     }
 
     package func live(_ t: Int32) -> UInt32 { desc(t).pointee.live }

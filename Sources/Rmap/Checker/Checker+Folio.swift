@@ -5,7 +5,7 @@ import CShims
 extension Checker {
     /// One page of a large folio. The tail names its head and holds no
     /// reference; the head carries the folio-wide checks.
-    func checkLargeFolioPage(_ i: PFN, census: Int, mapcount: [PFN: Int], entire: [PFN: Int],
+    func checkLargeFolioPage(_ i: PFN, census: Int, mapcount: DenseCounts, entire: DenseCounts,
                              folioMMs: [PFN: [MMID: Int]]) {
         let p = k.page(i).pointee
         let bump = k.desc(T.frame).pointee.bump
@@ -25,16 +25,16 @@ extension Checker {
         } else {
             head = i
         }
-        let precise = census + (entire[head] ?? 0)
+        let precise = census + (entire[head])
         if p.flags & PG.anonExclusive != 0 && precise > 1 {
             fail(.anonExclusiveShared, .frame(i), "frame \(i): PG_anon_exclusive but mapped \(precise) times (PTEs and PMDs)")
         }
         guard head == i else { return }
-        checkLargeFolio(head, mapcount: mapcount, entire: entire[head] ?? 0, mms: folioMMs[head] ?? [:])
+        checkLargeFolio(head, mapcount: mapcount, entire: entire[head], mms: folioMMs[head] ?? [:])
     }
 
     /// The folio-wide rules of a large folio at `head`.
-    func checkLargeFolio(_ head: PFN, mapcount: [PFN: Int], entire: Int, mms: [MMID: Int]) {
+    func checkLargeFolio(_ head: PFN, mapcount: DenseCounts, entire: Int, mms: [MMID: Int]) {
         let order = k.folioOrder(head)
         let o = head
         guard order >= 2, order <= RMAP_PMD_ORDER, head.rawValue & ((1 << order) - 1) == 0,
@@ -46,7 +46,7 @@ extension Checker {
         var ptes = 0
         var pagesMapped: Int32 = 0
         for j in 0..<nr {
-            let n = mapcount[head.advanced(by: j)] ?? 0
+            let n = mapcount[head.advanced(by: j)]
             ptes += n
             if n > 0 { pagesMapped += 1 }
         }
@@ -104,7 +104,7 @@ extension Checker {
 
     /// The deferred split queue: a sound list of live anonymous large folios,
     /// each flagged partially mapped; and every partially mapped folio is on it.
-    func checkDeferredSplitQueue(mapcount: [PFN: Int], entire: [PFN: Int]) {
+    func checkDeferredSplitQueue(mapcount: DenseCounts, entire: DenseCounts) {
         let h = k.header.pointee
         let bump = k.desc(T.frame).pointee.bump
         var listed = Set<PFN>()
@@ -137,8 +137,8 @@ extension Checker {
             guard order >= 2, order <= RMAP_PMD_ORDER else { continue }
             let nr = UInt32(1) << order
             var mapped: UInt32 = 0
-            for j in 0..<nr where (mapcount[pfn.advanced(by: j)] ?? 0) > 0 { mapped += 1 }
-            let partial = k.pageIsAnon(pfn) && (entire[pfn] ?? 0) == 0 && mapped > 0 && mapped < nr
+            for j in 0..<nr where (mapcount[pfn.advanced(by: j)]) > 0 { mapped += 1 }
+            let partial = k.pageIsAnon(pfn) && (entire[pfn]) == 0 && mapped > 0 && mapped < nr
             let flagged = k.folioOnDeferredList(pfn)
             if flagged != listed.contains(pfn) {
                 fail(.deferredSplit, .frame(pfn), "frame \(i): PG_partially_mapped \(flagged) but on the deferred split queue: \(listed.contains(pfn))")
@@ -151,7 +151,7 @@ extension Checker {
                 // for a folio under migration: its entries come back one by
                 // one (a PMD migration entry split to PTE entries unmapped
                 // nothing page by page, so nothing queued it).
-                fail(.deferredSplit, .frame(pfn), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[pfn] ?? 0) PMDs, but not on the deferred split queue")
+                fail(.deferredSplit, .frame(pfn), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[pfn]) PMDs, but not on the deferred split queue")
             }
         }
         // Deposited PTE tables only under PMD tables (counted against their

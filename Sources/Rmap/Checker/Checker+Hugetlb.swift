@@ -45,24 +45,29 @@ extension Checker {
     /// entries (of every mm) that point to it beyond the first, and every
     /// mm that shares one maps the whole PUD range there with a VMA that
     /// may share it (want_pmd_share).
-    func checkPMDShares(mms: [MMID]) {
-        // First pass: PUD entries per PMD table, in a flat count (a walk
-        // over the upper levels only; no per-table allocation: most states
-        // share nothing, and this runs at every check).
-        var count = [UInt32](repeating: 0, count: Int(k.desc(T.ptPage).pointee.bump))
-        var suspect = false
-        for m in mms {
-            let pgd = k.ptPage(k.mm(m).pointee.pgd)
-            for i4 in 0..<512 where pgd[i4] != 0 {
-                let pud = k.ptPage(PTE.tablePage(pgd[i4]))
-                for i3 in 0..<512 where pud[i3] != 0 {
-                    let t = Int(PTE.tablePage(pud[i3]))
-                    guard t < count.count else { continue }
+    /// The first pass, per mm (called from `run` after the mm's walk):
+    /// the PUD entries naming each PMD table, in a flat count (the upper
+    /// levels only; no per-table allocation: most states share nothing).
+    func countPUDEntries(_ m: MMID, _ count: inout [UInt32], suspect: inout Bool) {
+        let pgd = k.ptPage(k.mm(m).pointee.pgd)
+        var i4 = firstPresent(pgd, 0, 512)
+        while i4 < 512 {
+            let pud = k.ptPage(PTE.tablePage(pgd[i4]))
+            var i3 = firstPresent(pud, 0, 512)
+            while i3 < 512 {
+                let t = Int(PTE.tablePage(pud[i3]))
+                if t < count.count {
                     count[t] += 1
                     if count[t] > 1 || k.pmdShareCount(UInt32(t)) > 0 { suspect = true }
                 }
+                i3 = firstPresent(pud, i3 + 1, 512)
             }
+            i4 = firstPresent(pgd, i4 + 1, 512)
         }
+    }
+
+    /// `count`, `suspect`: the first pass's (`countPUDEntries` of every mm).
+    func checkPMDShares(mms: [MMID], count: [UInt32], suspect: Bool) {
         guard suspect else { return }
         // Second pass, only for the tables met twice or with a share count:
         // who points to them.

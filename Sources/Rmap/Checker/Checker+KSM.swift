@@ -119,7 +119,7 @@ extension Checker {
 
     /// Non-LRU movable pages (the balloon): never mapped, on the balloon's
     /// list exactly when not isolated, the list and counts consistent.
-    func checkMovable(mapped: [PFN: Int]) {
+    func checkMovable(mapped: DenseCounts) {
         var onList = Set<PFN>()
         var p = k.balloonHead
         var prev = PFN.none
@@ -138,7 +138,7 @@ extension Checker {
             let pfn = PFN(f)
             let pg = k.page(pfn).pointee
             if k.isFree(T.frame, f) || pg.flags & PG.tail != 0 || pg.mapping & PageMapping.flags != PageMapping.movable { continue }
-            if (mapped[pfn] ?? 0) > 0 { fail(.movableMapped, .frame(pfn), "frame \(f): a non-LRU movable page is mapped") }
+            if (mapped[pfn]) > 0 { fail(.movableMapped, .frame(pfn), "frame \(f): a non-LRU movable page is mapped") }
             if k.pageIsBalloonMovable(pfn) {
                 if pg.flags & PG.isolated != 0 { isolated += 1 }
                 if (pg.flags & PG.isolated == 0) != onList.contains(pfn) { fail(.balloonIsolated, .frame(pfn), "frame \(f): balloon page isolated \(pg.flags & PG.isolated != 0) but on the list \(onList.contains(pfn))") }

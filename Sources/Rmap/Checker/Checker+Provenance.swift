@@ -157,7 +157,7 @@ extension Checker {
     /// family (root) and index, so the writer's rmap still reaches it.
     /// `mapcount`: the PTE census of each frame; `entire`: the PMDs of each
     /// large folio.
-    func checkContentProvenance(_ prov: ContentProvenance, mapcount: [PFN: Int], entire: [PFN: Int]) {
+    func checkContentProvenance(_ prov: ContentProvenance, mapcount: DenseCounts, entire: DenseCounts) {
         for v in prov.violations { fail(v.kind, v.object, v.message) }
         let bump = k.desc(T.frame).pointee.bump
         for (i, w) in prov.writes.enumerated() where w.mm != 0 {
@@ -182,7 +182,7 @@ extension Checker {
                 }
                 continue
             }
-            if k.pageIsKSM(pfn) || (mapcount[pfn] ?? 0) + (entire[head] ?? 0) == 0 { continue }
+            if k.pageIsKSM(pfn) || (mapcount[pfn]) + (entire[head]) == 0 { continue }
             let av = k.pageAnonVMA(pfn)
             if av.isNone {
                 fail(.contentProvenance, .frame(pfn), "frame \(pfn): written by \(by) as an anonymous page, mapped but no longer anonymous")

@@ -19,6 +19,11 @@ final class Checker {
     /// Large folios (by head) a PTE migration entry names a page of.
     var pteMigratingFolios = Set<PFN>()
     let limit = 200
+    /// The elements this check visited (mappings, rmap-walk visits, VMAs,
+    /// AVCs, tree steps, frames, anon_vmas, page-table slots scanned): the
+    /// measure of its cost, which tests bound by the size of the state
+    /// (linear, not the square of the sharing) without timing anything.
+    var work = 0
 
     func fail(_ kind: CheckerViolation.Kind, _ object: CheckerViolation.Object?, _ s: @autoclosure () -> String) {
         if violations.count < limit { violations.append(CheckerViolation(kind: kind, object: object, message: s())) }
@@ -27,14 +32,18 @@ final class Checker {
     /// The mms of the live processes; `provenance`: the content writes
     /// recorded since the machine started (nil: not kept).
     func run(mms: [MMID], provenance: ContentProvenance? = nil) {
-        var mapcount: [PFN: Int] = [:]         // PTEs mapping each frame
-        var mappedLocked = Set<PFN>()           // frames a VM_LOCKED VMA maps
-        var exclusiveRefs: [PFN: Int] = [:]     // device-exclusive entries naming each frame
-        var anonVMAUsers: [UInt32: UInt32] = [:]  // VMAs whose vma->anon_vma is this
+        // Counts by the id's raw value in flat arrays (DenseCounts), sized by
+        // the tables' high-water marks: no hashing per PTE.
+        let frameBump = k.desc(T.frame).pointee.bump
+        var mapcount = DenseCounts(size: frameBump)      // PTEs mapping each frame
+        var mappedLocked = DenseCounts(size: frameBump)  // per frame: mappings by VM_LOCKED VMAs
+        var exclusiveRefs = DenseCounts(size: frameBump) // device-exclusive entries naming each frame
+        var anonVMAUsers = DenseCounts(size: k.desc(T.anonVMA).pointee.bump)  // VMAs whose vma->anon_vma is this
         var writablePrivate: [(pfn: PFN, mm: MMID, addr: UInt64)] = []  // writable PTEs of private VMAs
-        var writableShared: [UInt32: UInt32] = [:]  // per file: VMAs with VM_SHARED | VM_MAYWRITE
+        var writableShared = DenseCounts(size: k.desc(T.file).pointee.bump)  // per file: VMAs with VM_SHARED | VM_MAYWRITE
         var mappedBy: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []  // every mapping, for the walk check
-        var entire: [PFN: Int] = [:]            // PMDs mapping each large folio (by head)
+        mappedBy.reserveCapacity(Int(k.live(T.frame)))
+        var entire = DenseCounts(size: frameBump)        // PMDs mapping each large folio (by head)
         var folioMMs: [PFN: [MMID: Int]] = [:]  // per large folio: mappings (PTEs and PMDs) per mm
         var pmdLeaves: [UInt32: Int] = [:]      // PMD leaves per PMD table
         var writablePMDs: [(head: PFN, mm: MMID, addr: UInt64)] = []
@@ -44,10 +53,12 @@ final class Checker {
         var swapRefs: [UInt64: Int] = [:]       // swap PTEs naming each swap slot
         var vmaCount = 0
         var avcCount = 0
+        var pudEntries = [UInt32](repeating: 0, count: Int(k.desc(T.ptPage).pointee.bump))  // per PMD table: PUD entries naming it
+        var pmdShareSuspect = false
         for m in mms {
             let errs = IntervalTree.check(root: k.mm(m).pointee.mm_rb, k.mmTree, limit: 1 << 22)
             for e in errs { fail(.vmaTree, .mm(m), "mm \(m): VMA tree: \(e)") }
-            var rss: [Int64] = [0, 0, 0, 0]
+            var rss = RSSCensus()
             var v = k.firstVMA(m)
             var prevEnd: UInt64 = 0
             var n: UInt32 = 0
@@ -56,11 +67,12 @@ final class Checker {
             while !v.isNone {
                 n += 1
                 vmaCount += 1
+                work &+= 1
                 let p = k.vma(v).pointee
                 if p.vm_flags & VM.locked != 0 { lockedPages += (p.vm_end - p.vm_start) >> 12 }
                 totalPages &+= (p.vm_end &- p.vm_start) >> 12
                 if p.file != 0 && p.vm_flags & VM.shared != 0 && p.vm_flags & VM.maywrite != 0 {
-                    writableShared[p.file, default: 0] += 1
+                    writableShared.add(p.file)
                 }
                 if MMID(p.mm) != m { fail(.vmaMM, .vma(v), "vma \(v): vm_mm is \(p.mm), expected \(m)") }
                 if p.vm_start >= p.vm_end || p.vm_start & 0xfff != 0 || p.vm_end & 0xfff != 0 {
@@ -68,7 +80,7 @@ final class Checker {
                 }
                 if p.vm_start < prevEnd { fail(.vmaOverlap, .vma(v), "vma \(v): overlaps the previous VMA") }
                 prevEnd = p.vm_end
-                if p.anon_vma != 0 { anonVMAUsers[p.anon_vma, default: 0] += 1 }
+                if p.anon_vma != 0 { anonVMAUsers.add(p.anon_vma) }
                 // AVC list: every AVC points back at this VMA and is in its anon_vma's tree.
                 var a = AVCID(p.avc_head)
                 var sawOwn = p.anon_vma == 0
@@ -76,6 +88,7 @@ final class Checker {
                 while !a.isNone && steps < 100_000 {
                     avcCount += 1
                     steps += 1
+                    work &+= 1
                     let c = k.avc(a).pointee
                     if VMAID(c.vma) != v { fail(.avcVMA, .avc(a), "avc \(a): on vma \(v)'s list but avc->vma is \(c.vma)") }
                     if c.anon_vma == p.anon_vma { sawOwn = true }
@@ -93,6 +106,7 @@ final class Checker {
                 }
                 // Page-table census of the VMA.
                 k.walkLeaves(root: k.mm(m).pointee.pgd, start: p.vm_start, end: p.vm_end, pmd: { haddr, slot in
+                    work &+= 1
                     let e = slot.pointee
                     if p.vm_flags & VM.hugetlb != 0 {
                         censusHugetlbLeaf(m, v, haddr, slot, maps: &hugetlbMaps, seen: &hugetlbSeen, mappedBy: &mappedBy,
@@ -131,7 +145,7 @@ final class Checker {
                         fail(.pmdLeaf, .mm(m), "mm \(m): PMD leaf at \(hex(haddr)) maps frame \(head), not the head of a live PMD-order folio")
                         return true
                     }
-                    entire[head, default: 0] += 1
+                    entire.add(head)
                     folioMMs[head, default: [:]][m, default: 0] += 1
                     rss[MMCounter.anon.rawValue] += Int64(RMAP_PMD_NR)
                     mappedBy.append((head, v, haddr))
@@ -144,6 +158,7 @@ final class Checker {
                     }
                     return true
                 }) { addr, slot in
+                    work &+= 1
                     let e = slot.pointee
                     guard e != 0 else { return true }
                     if PTE.isPresent(e) {
@@ -161,13 +176,13 @@ final class Checker {
                                 fail(.writablePrivateNotExclusive, .frame(pfn), "frame \(pfn): mapped writable by private vma \(v) at \(hex(addr)) but not an exclusive anonymous page")
                             }
                         }
-                        mapcount[pfn, default: 0] += 1
+                        mapcount.add(pfn)
                         let head = k.folioOf(pfn)
                         if head != pfn || k.folioIsLarge(head) {
                             folioMMs[head, default: [:]][m, default: 0] += 1
                             if p.vm_flags & VM.locked != 0 { lockedFolioVMAs[head, default: []].insert(v.rawValue) }
                         }
-                        if p.vm_flags & VM.locked != 0 { mappedLocked.insert(pfn) }
+                        if p.vm_flags & VM.locked != 0 { mappedLocked.add(pfn) }
                         rss[k.mmCounterFor(pfn).rawValue] += 1
                         mappedBy.append((pfn, v, addr))
                         if PTE.isWrite(e) && k.pageIsKSM(pfn) { fail(.ksmWritable, .frame(pfn), "frame \(pfn): KSM frame mapped writable by vma \(v) at \(hex(addr))") }
@@ -193,7 +208,7 @@ final class Checker {
                             || k.isFree(T.frame, pfn.rawValue) {
                             fail(.devicePrivateEntry, .mm(m), "mm \(m): device-private entry at \(hex(addr)) names frame \(pfn), which is no live device-private frame")
                         } else {
-                            mapcount[pfn, default: 0] += 1
+                            mapcount.add(pfn)
                             rss[k.mmCounterFor(pfn).rawValue] += 1
                             mappedBy.append((pfn, v, addr))
                         }
@@ -205,7 +220,7 @@ final class Checker {
                             fail(.deviceExclusiveEntry, .mm(m), "mm \(m): device-exclusive entry at \(hex(addr)) names frame \(pfn), which is no live anonymous frame")
                         } else {
                             rss[k.mmCounterFor(pfn).rawValue] += 1
-                            exclusiveRefs[pfn, default: 0] += 1
+                            exclusiveRefs.add(pfn)
                         }
                     } else if PTE.isHWPoisonEntry(e) {
                         let pfn = PTE.swpOffsetPFN(e)
@@ -225,23 +240,25 @@ final class Checker {
                 fail(.mmTotalVM, .mm(m), "mm \(m): total_vm \(k.mm(m).pointee.total_vm), VMAs span \(totalPages) pages")
             }
             if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(m), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
-            // Nothing mapped outside the VMAs.
+            // Nothing mapped outside the VMAs: the gaps' page-table slots
+            // (Checker+PageTables.swift), the first leaf of each gap reported.
             var prev: UInt64 = 0
             v = k.firstVMA(m)
             while true {
                 let end = !v.isNone ? k.vma(v).pointee.vm_start : (1 << 47)
-                k.walkLeaves(root: k.mm(m).pointee.pgd, start: prev, end: end, pmd: { addr, _ in
+                firstLeafIn(root: k.mm(m).pointee.pgd, start: prev, end: end, pmd: { addr in
                     fail(.pteOutsideVMA, .mm(m), "mm \(m): PMD leaf at \(hex(addr)) outside every VMA")
-                    return false
-                }) { addr, slot in
-                    if slot.pointee != 0 { fail(.pteOutsideVMA, .mm(m), "mm \(m): PTE at \(hex(addr)) outside every VMA") }
-                    return slot.pointee == 0
+                }) { addr in
+                    fail(.pteOutsideVMA, .mm(m), "mm \(m): PTE at \(hex(addr)) outside every VMA")
                 }
                 if v.isNone { break }
                 prev = k.vma(v).pointee.vm_end
                 v = k.nextVMA(v)
             }
-            for c in [MMCounter.file, .anon, .swapents, .shmem] where k.mmCounter(m, c) != rss[c.rawValue] {
+            // The PUD entries of this mm, for the PMD-share rule, while its
+            // upper tables are in the cache.
+            countPUDEntries(m, &pudEntries, suspect: &pmdShareSuspect)
+            for c in MMCounter.checked where k.mmCounter(m, c) != rss[c.rawValue] {
                 fail(.rssCounter, .mm(m), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
             }
         }
@@ -251,12 +268,13 @@ final class Checker {
         var i: UInt32 = 1
         while i < d.bump {
             defer { i += 1 }
+            work &+= 1
             let pfn = PFN(i)
             let p = k.page(pfn).pointee
             if k.isFree(T.frame, i) { continue }  // free (poisoned; the first word is the free-list link)
             if pfn == k.zeroPFN { continue }
             if !k.hugeZeroPFN.isNone && pfn >= k.hugeZeroPFN && pfn < k.hugeZeroPFN.advanced(by: RMAP_PMD_NR) { continue }
-            let census = mapcount[pfn] ?? 0
+            let census = mapcount[pfn]
             if Int(p.mapcount) + 1 != census {
                 fail(.mapcount, .frame(pfn), "frame \(i): _mapcount \(p.mapcount) but \(census) PTEs map it")
             }
@@ -266,8 +284,8 @@ final class Checker {
                 checkLargeFolioPage(pfn, census: census, mapcount: mapcount, entire: entire, folioMMs: folioMMs)
                 continue
             }
-            if Int(p.refcount) < census + (exclusiveRefs[pfn] ?? 0) {
-                fail(.refcount, .frame(pfn), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[pfn] ?? 0) device-exclusive entries")
+            if Int(p.refcount) < census + (exclusiveRefs[pfn]) {
+                fail(.refcount, .frame(pfn), "frame \(i): _refcount \(p.refcount) below its \(census) mappings and \(exclusiveRefs[pfn]) device-exclusive entries")
             }
             // PG_mlocked on a mapped page exactly when a VM_LOCKED VMA maps
             // it (mlock_vma_page on every locked mapping, munlock_vma_page
@@ -275,9 +293,9 @@ final class Checker {
             // (Not for a KSM frame with a mapping rmap_walk_ksm cannot reach:
             // try_to_munlock's walk cannot find that VMA either; nor for a
             // device-private frame: mlock_pte_range skips non-present entries.)
-            if census > 0 && (p.flags & PG.mlocked != 0) != mappedLocked.contains(pfn) && !ksmUnregisteredFrames.contains(pfn)
+            if census > 0 && (p.flags & PG.mlocked != 0) != (mappedLocked[pfn] > 0) && !ksmUnregisteredFrames.contains(pfn)
                 && p.flags & PG.devicePrivate == 0 {
-                fail(.mlock, .frame(pfn), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked.contains(pfn))")
+                fail(.mlock, .frame(pfn), "frame \(i): PG_mlocked \(p.flags & PG.mlocked != 0) but mapped by a VM_LOCKED VMA: \(mappedLocked[pfn] > 0)")
             }
             if p.refcount <= 0 { fail(.refcount, .frame(pfn), "frame \(i): live with _refcount \(p.refcount)") }
             // PG_anon_exclusive: mapped by one PTE at most (fork clears it on
@@ -303,13 +321,13 @@ final class Checker {
         // mapping (COW: fork write-protects both sides, wp_page_copy gives
         // the writer its own copy).
         for w in writablePrivate {
-            let n = (mapcount[w.pfn] ?? 0) + (entire[k.folioOf(w.pfn)] ?? 0)
+            let n = (mapcount[w.pfn]) + (entire[k.folioOf(w.pfn)])
             if n > 1 {
                 fail(.sharedPageWritable, .frame(w.pfn), "frame \(w.pfn): mapped by \(n) PTEs and PMDs, writable in a private mapping of mm \(w.mm) at \(hex(w.addr))")
             }
         }
         for w in writablePMDs {
-            let n = (entire[w.head] ?? 0) + (hugetlbMaps[w.head] ?? 0) + (0..<RMAP_PMD_NR).reduce(0) { $0 + (mapcount[w.head.advanced(by: $1)] ?? 0) }
+            let n = (entire[w.head]) + (hugetlbMaps[w.head] ?? 0) + (0..<RMAP_PMD_NR).reduce(0) { $0 + (mapcount[w.head.advanced(by: $1)]) }
             if n > 1 {
                 fail(.sharedPageWritable, .frame(w.head), "frame \(w.head): THP mapped \(n) times, writable by a PMD of mm \(w.mm) at \(hex(w.addr))")
             }
@@ -321,7 +339,7 @@ final class Checker {
         checkDeferredSplitQueue(mapcount: mapcount, entire: entire)
         checkHugetlb(maps: hugetlbMaps, migration: hugetlbMigration)
         checkSwapMap(refs: swapRefs)
-        checkPMDShares(mms: mms)
+        checkPMDShares(mms: mms, count: pudEntries, suspect: pmdShareSuspect)
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).
         let fd = k.desc(T.file).pointee
@@ -330,8 +348,8 @@ final class Checker {
             defer { f += 1 }
             if k.isFree(T.file, f) { continue }
             let w = k.file(FileID(f)).pointee.i_mmap_writable
-            if w != (writableShared[f] ?? 0) {
-                fail(.iMMapWritable, nil, "file \(f): i_mmap_writable \(w), shared writable VMAs \(writableShared[f] ?? 0)")
+            if Int(w) != writableShared[f] {
+                fail(.iMMapWritable, nil, "file \(f): i_mmap_writable \(w), shared writable VMAs \(writableShared[f])")
             }
         }
         checkAnonVMAs(users: anonVMAUsers)
@@ -358,16 +376,68 @@ final class Checker {
     /// page that was P walks of P VMAs, and the checker cost the cube of the
     /// sharing), its visits compared with the mappings the census found.
     func checkFoundByWalks(_ mappings: [(pfn: PFN, vma: VMAID, addr: UInt64)]) {
-        var byFrame: [PFN: [(vma: VMAID, addr: UInt64)]] = [:]
+        guard !mappings.isEmpty else { return }
+        // Group the mappings by frame (a counting sort: frames in the order
+        // of their first mapping, mappings in census order), no hashing.
+        let frames = Int(k.desc(T.frame).pointee.bump)
+        var group = [Int32](repeating: -1, count: frames)  // per frame: its group
+        var far: [PFN: Int32] = [:]                          // frames beyond the table (corrupt entries)
         var order: [PFN] = []
-        for m in mappings {
-            if byFrame[m.pfn] == nil { order.append(m.pfn) }
-            byFrame[m.pfn, default: []].append((m.vma, m.addr))
+        var sizes: [Int32] = []
+        var groupOf = [Int32](repeating: 0, count: mappings.count)
+        for (j, m) in mappings.enumerated() {
+            let i = Int(m.pfn.rawValue)
+            var g = i < frames ? group[i] : far[m.pfn] ?? -1
+            if g < 0 {
+                g = Int32(order.count)
+                order.append(m.pfn)
+                sizes.append(0)
+                if i < frames { group[i] = g } else { far[m.pfn] = g }
+            }
+            sizes[Int(g)] += 1
+            groupOf[j] = g
         }
-        for pfn in order {
-            var c = VisitsControl()
-            k.rmapWalk(pfn, &c)
-            for (v, addr) in byFrame[pfn]! where !c.visited.contains(VisitsControl.Visit(vma: v, address: addr)) {
+        var start = [Int](repeating: 0, count: order.count + 1)
+        for g in 0..<order.count { start[g + 1] = start[g] + Int(sizes[g]) }
+        var fill = start
+        var sorted = [(vma: VMAID, addr: UInt64)](repeating: (VMAID.none, 0), count: mappings.count)
+        for (j, m) in mappings.enumerated() {
+            let g = Int(groupOf[j])
+            sorted[fill[g]] = (m.vma, m.addr)
+            fill[g] += 1
+        }
+        // Per VMA (by raw value): the frame's epoch that expects it, the
+        // address expected and whether the walk visited it there.
+        let vmas = Int(k.desc(T.vma).pointee.bump)
+        let expect = VMAMarks(count: vmas)
+        defer { expect.deallocate() }
+        for (g, pfn) in order.enumerated() {
+            let epoch = UInt32(g + 1)
+            let ms = sorted[start[g]..<start[g + 1]]
+            work &+= ms.count
+            var unique = true
+            for (v, addr) in ms {
+                let i = Int(v.rawValue)
+                guard i < vmas, expect.epoch[i] != epoch else { unique = false; break }
+                expect.epoch[i] = epoch
+                expect.addr[i] = addr
+                expect.found[i] = false
+            }
+            var missed: [(vma: VMAID, addr: UInt64)] = []
+            if unique {
+                var c = ExpectedVisits(marks: expect, epoch: epoch)
+                k.rmapWalk(pfn, &c)
+                work &+= c.visits
+                for (v, addr) in ms where !expect.found[Int(v.rawValue)] { missed.append((v, addr)) }
+            } else {
+                // A VMA mapping the frame at two addresses (KSM merges pages
+                // of one VMA): compare the (VMA, address) pairs.
+                var c = VisitsControl()
+                k.rmapWalk(pfn, &c)
+                work &+= c.visited.count
+                for (v, addr) in ms where !c.visited.contains(VisitsControl.Visit(vma: v, address: addr)) { missed.append((v, addr)) }
+            }
+            for (v, addr) in missed {
                 if k.pageIsKSM(pfn) && !ksmNodeLists(pfn, mm: k.vmMM(v), addr) {
                     ksmUnregistered.append("frame \(pfn): KSM mapping by vma \(v) at \(hex(addr)) has no rmap_item")
                     ksmUnregisteredFrames.insert(pfn)
@@ -395,9 +465,9 @@ final class Checker {
 
     /// anon_vma counters, parents and roots; interval trees ordered with
     /// correct subtree maxima.
-    func checkAnonVMAs(users: [UInt32: UInt32]) {
+    func checkAnonVMAs(users: DenseCounts) {
         let d = k.desc(T.anonVMA).pointee
-        var children: [UInt32: UInt32] = [:]
+        var children = DenseCounts(size: d.bump)
         var live: [AnonVMAID] = []
         var i: UInt32 = 1
         while i < d.bump {
@@ -406,8 +476,9 @@ final class Checker {
             if k.isFree(T.anonVMA, i) { continue }  // free
             live.append(AnonVMAID(i))
             // A root counts its self-parent link while its tree is not empty.
-            if p.rb_root != 0 { children[p.parent, default: 0] += 1 }
+            if p.rb_root != 0 { children.add(p.parent) }
         }
+        work &+= Int(d.bump)
         for av in live {
             let p = k.anonVMA(av).pointee
             for e in IntervalTree.check(root: p.rb_root, k.avcTree, limit: 1 << 22) { fail(.anonVMATree, .anonVMA(av), "anon_vma \(av): tree: \(e)") }
@@ -416,9 +487,9 @@ final class Checker {
             // (a KSM rmap_item's get_anon_vma): its parent pointer is stale
             // in the kernel too (only the root is referenced), and unused.
             if p.rb_root != 0 && k.anonVMARootOf(AnonVMAID(p.parent)).rawValue != p.root { fail(.anonVMAParent, .anonVMA(av), "anon_vma \(av): parent \(p.parent) in another tree") }
-            let u = users[av.rawValue] ?? 0
+            let u = UInt32(truncatingIfNeeded: users[av.rawValue])
             if p.num_active_vmas != u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_active_vmas \(p.num_active_vmas), VMAs using it \(u)") }
-            let c = children[av.rawValue] ?? 0
+            let c = UInt32(truncatingIfNeeded: children[av.rawValue])
             if p.num_children != c { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): num_children \(p.num_children), children \(c)") }
             if p.degree != c + u { fail(.anonVMACounters, .anonVMA(av), "anon_vma \(av): degree \(p.degree), children + VMAs \(c + u)") }
             if p.refcount < 1 { fail(.anonVMARefcount, .anonVMA(av), "anon_vma \(av): live with refcount \(p.refcount)") }
@@ -433,12 +504,57 @@ final class Checker {
         guard root != 0, n != 0 else { return false }
         var x = n
         for _ in 0..<128 {
+            work &+= 1
             if x == root { return a.links(x).pointee.parent == 0 }
             let p = a.links(x).pointee.parent
             guard p != 0, a.links(p).pointee.left == x || a.links(p).pointee.right == x else { return false }
             x = p
         }
         return false
+    }
+}
+
+/// One mm's RSS counters as its page tables hold them (no allocation).
+struct RSSCensus {
+    var c: (Int64, Int64, Int64, Int64) = (0, 0, 0, 0)
+    subscript(_ i: Int) -> Int64 {
+        get { switch i { case 0: c.0; case 1: c.1; case 2: c.2; default: c.3 } }
+        set { switch i { case 0: c.0 = newValue; case 1: c.1 = newValue; case 2: c.2 = newValue; default: c.3 = newValue } }
+    }
+}
+
+extension MMCounter {
+    /// The counters the checker compares with the page tables.
+    static let checked: [MMCounter] = [.file, .anon, .swapents, .shmem]
+}
+
+/// The checker's marks per VMA for one frame's walk: the frame's epoch
+/// (which frame expects the VMA), the address expected, whether visited.
+struct VMAMarks {
+    let epoch: UnsafeMutablePointer<UInt32>
+    let addr: UnsafeMutablePointer<UInt64>
+    let found: UnsafeMutablePointer<Bool>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        epoch = .allocate(capacity: max(count, 1)); epoch.initialize(repeating: 0, count: max(count, 1))
+        addr = .allocate(capacity: max(count, 1)); addr.initialize(repeating: 0, count: max(count, 1))
+        found = .allocate(capacity: max(count, 1)); found.initialize(repeating: false, count: max(count, 1))
+    }
+    func deallocate() { epoch.deallocate(); addr.deallocate(); found.deallocate() }
+}
+
+/// Marks the expected (VMA, address) pairs an rmap walk visits (a visit
+/// elsewhere, or of a VMA the frame's census did not list, marks nothing).
+struct ExpectedVisits: RmapWalkControl {
+    let marks: VMAMarks
+    let epoch: UInt32
+    var visits = 0
+    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
+        visits += 1
+        let i = Int(vma.rawValue)
+        if i < marks.count && marks.epoch[i] == epoch && marks.addr[i] == address { marks.found[i] = true }
+        return true
     }
 }
 

@@ -65,26 +65,35 @@ extension Kernel {
         // do_huge_pmd_wp_page, which may split it and fall back to the PTEs);
         // a none PMD in a VMA that allows PMD-sized THP tries
         // do_huge_pmd_anonymous_page first.
-        let pgd = mm(m).pointee.pgd
-        if _slowPath(thpActive) && vma(v).pointee.file == 0 {
-            let pmd = pmdSlot(root: pgd, key: addr)
-            if let pmd, PTE.isPMDMigrationEntry(pmd.pointee) {
-                return removeMigrationPMDOnFault(m, v, addr, pmd, write: write)  // pmd_migration_entry_wait()
-            }
-            if let pmd, PTE.isPMDLeaf(pmd.pointee) {
-                let e = pmd.pointee
-                if !write || PTE.isWrite(e) {
-                    pmd.pointee = e | PTE.accessed | (write ? PTE.dirty : 0)  // huge_pmd_set_accessed()
-                    return .ok
-                }
-                let r = doHugePMDWPPage(m, v, addr, pmd)
-                if r != .fallback { return r.fault }
-            } else if pmd?.pointee ?? 0 == 0, thpAllowsPMD(v, addr) {
-                let r = doHugePMDAnonymousPage(m, v, addr, write: write)
-                if r != .fallback { return r.fault }
-            }
+        if _slowPath(thpActive) && vma(v).pointee.file == 0, let r = handlePMDFault(m, v, addr, write: write) {
+            return r
         }
-        return handlePTEFault(m, v, addr, leafSlot(root: pgd, key: addr), write: write)
+        return handlePTEFault(m, v, addr, leafSlot(root: mm(m).pointee.pgd, key: addr), write: write)
+    }
+
+    /// The PMD level of __handle_mm_fault() for an anonymous VMA while THP is
+    /// in use: what the fault ended in, or nil to go on to the PTEs
+    /// (VM_FAULT_FALLBACK, or no PMD leaf and no THP to be had). Out of line,
+    /// so the small-page fault path stays one function.
+    @inline(never)
+    func handlePMDFault(_ m: MMID, _ v: VMAID, _ addr: UInt64, write: Bool) -> FaultResult? {
+        let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr)
+        if let pmd, PTE.isPMDMigrationEntry(pmd.pointee) {
+            return removeMigrationPMDOnFault(m, v, addr, pmd, write: write)  // pmd_migration_entry_wait()
+        }
+        if let pmd, PTE.isPMDLeaf(pmd.pointee) {
+            let e = pmd.pointee
+            if !write || PTE.isWrite(e) {
+                pmd.pointee = e | PTE.accessed | (write ? PTE.dirty : 0)  // huge_pmd_set_accessed()
+                return .ok
+            }
+            let r = doHugePMDWPPage(m, v, addr, pmd)
+            if r != .fallback { return r.fault }
+        } else if pmd?.pointee ?? 0 == 0, thpAllowsPMD(v, addr) {
+            let r = doHugePMDAnonymousPage(m, v, addr, write: write)
+            if r != .fallback { return r.fault }
+        }
+        return nil
     }
 
     /// handle_pte_fault() for `addr` in VMA `v` (an access the VMA allows,
@@ -125,7 +134,9 @@ extension Kernel {
     }
 
     /// do_anonymous_page(): a read maps the shared zero page; a write gets a
-    /// new zeroed exclusive page (after anon_vma_prepare).
+    /// new zeroed exclusive page (after anon_vma_prepare). Inlined into
+    /// handle_pte_fault: the large-folio and out-of-memory paths are calls.
+    @inline(__always)
     func doAnonymousPage(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                          _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let prot = PTE.pageProt(vmFlags: vma(v).pointee.vm_flags)
@@ -141,7 +152,7 @@ extension Kernel {
         }
         let pfn = allocPage()
         guard !pfn.isNone else { return .oom }
-        page(pfn).pointee.content = 0
+        // The content token is 0 (a zeroed page): allocPage zeroed the record.
         folioAddNewAnonRmap(pfn, vma: v, address: addr)
         addMMCounter(m, .anon, 1)
         slot.pointee = PTE.make(pfn: pfn, prot: prot) | PTE.dirty | PTE.rw

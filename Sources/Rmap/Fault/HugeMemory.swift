@@ -126,14 +126,18 @@ extension Kernel {
 
     /// follow_page(): the page `m` maps at `addr` through a present PTE or a
     /// PMD leaf; 0 for none, a non-present entry, or a zero page.
+    /// One walk down to the PMD entry, as follow_page_mask() does
+    /// (follow_pmd_mask, then the PTE table under it).
     package func mappedPage(_ m: MMID, _ addr: UInt64) -> PFN {
-        let root = mm(m).pointee.pgd
-        if let pmd = pmdSlot(root: root, key: addr), PTE.isPMDLeaf(pmd.pointee) {
-            let head = PTE.pfn(pmd.pointee)
+        guard let pmd = pmdSlot(root: mm(m).pointee.pgd, key: addr) else { return .none }
+        let e = pmd.pointee
+        if PTE.isPMDLeaf(e) {
+            let head = PTE.pfn(e)
             return head == hugeZeroPFN ? .none : head.advanced(by: UInt32((addr >> PAGE_SHIFT) & 511))
         }
-        guard let s = leafSlot(root: root, key: addr) else { return .none }
-        return vmNormalPage(s.pointee)
+        // None, or a PMD migration entry: no page.
+        guard PTE.isPMDTable(e) else { return .none }
+        return vmNormalPage(ptPage(PTE.tablePage(e))[Kernel.index(addr, level: 1)])
     }
 
     // MARK: faults

@@ -6,8 +6,10 @@ import CShims
 /// 6.x folio names, with the v5.x page names in each comment.
 extension Kernel {
     /// linear_page_index()
+    /// Unsigned arithmetic that wraps, as the kernel's C (no overflow trap on
+    /// the fault path).
     @inline(__always) func linearPageIndex(_ v: VMAID, _ addr: UInt64) -> UInt64 {
-        ((addr - vma(v).pointee.vm_start) >> PAGE_SHIFT) + vma(v).pointee.vm_pgoff
+        ((addr &- vma(v).pointee.vm_start) >> PAGE_SHIFT) &+ vma(v).pointee.vm_pgoff
     }
 
     /// vma_address(): where `v` maps page index `index`; nil when outside.

@@ -632,6 +632,16 @@ public enum IntervalTree {
         if rootColor != black {
             report("node \(root): root is not black (color \(rootColor))")
         }
+        // A tree of one node (most anon_vmas' and many mms' trees): the walk
+        // below without its stack (no allocation per tree checked).
+        let r = a.links(root).pointee
+        if r.left == 0 && r.right == 0 && limit >= 1 {
+            if r.parent != 0 { report("node \(root): parent link is \(r.parent), expected 0") }
+            if r.color != red && r.color != black { report("node \(root): invalid color \(r.color)") }
+            let expect = a.last(root)
+            if r.subtree_last != expect { report("node \(root): subtree_last is \(r.subtree_last), expected \(expect)") }
+            return finish()
+        }
 
         // Iterative in-order walk (a corrupt tree may be deep or cyclic, so no
         // recursion); each stack entry is (node, black nodes on the path from

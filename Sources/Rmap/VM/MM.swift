@@ -43,16 +43,29 @@ extension Kernel {
         free(T.mm, m.rawValue)
     }
 
-    /// add_mm_counter() with the hiwater update (update_hiwater_rss).
+    /// add_mm_counter(). An increase only adds, as in the kernel; the high
+    /// watermark is brought up to date before the RSS is lowered
+    /// (update_hiwater_rss(), which the kernel calls at the sites that lower
+    /// it: zap, try_to_unmap, ...; here at every decrease, so no peak is
+    /// missed) and read with the current RSS (`getMMHiwaterRss`).
     @inline(__always) func addMMCounter(_ m: MMID, _ c: MMCounter, _ delta: Int64) {
         let p = mm(m)
+        if delta < 0 { updateHiwaterRss(m) }
         withUnsafeMutablePointer(to: &p.pointee.rss) {
-            $0.withMemoryRebound(to: Int64.self, capacity: 4) { $0[c.rawValue] += delta }
+            $0.withMemoryRebound(to: Int64.self, capacity: 4) { $0[c.rawValue] &+= delta }
         }
-        if delta > 0 {
-            let rss = UInt64(max(0, getMMRss(m)))
-            if rss > p.pointee.hiwater_rss { p.pointee.hiwater_rss = rss }
-        }
+    }
+
+    /// update_hiwater_rss(): hiwater_rss = max(hiwater_rss, get_mm_rss()).
+    /// Out of line: only the paths that lower the RSS call it.
+    @inline(never) func updateHiwaterRss(_ m: MMID) {
+        let rss = UInt64(max(0, getMMRss(m)))
+        if rss > mm(m).pointee.hiwater_rss { mm(m).pointee.hiwater_rss = rss }
+    }
+
+    /// get_mm_hiwater_rss(): the peak RSS, max(hiwater_rss, get_mm_rss()).
+    package func getMMHiwaterRss(_ m: MMID) -> UInt64 {
+        max(mm(m).pointee.hiwater_rss, UInt64(max(0, getMMRss(m))))
     }
 
     /// add_mm_rss_vec(): the counts copy_pte_range() and zap_pte_range()
