@@ -256,6 +256,46 @@ import RmapTestSupport
         #expect(m.checkViolations() == [])
     }
 
+    // MARK: the deferred-split rule and pages mapped back one by one
+
+    /// A THP whose PMD became a migration entry (`unmap ... migration`),
+    /// split into PTE entries at a VMA boundary in a fork child; faults in
+    /// another child finish 91 of them one by one, the rest are zapped by
+    /// exits: partially mapped, never queued (nothing was unmapped page by
+    /// page), as 6.18 would leave it. Without PG.remappedInPart the
+    /// checker's "partially mapped => queued" failed here (found by `rmap
+    /// fuzz --large --seed 3`; the same on main before this branch).
+    @Test func aFolioMappedBackFromMigrationEntriesNeedNotBeQueued() throws {
+        let (m, out) = try machine("""
+            thp 128K always
+            proc P0
+            P0 mmap 0x100000600000 1024 rw anon-private
+            P0 madvise 0x100000600000 1024 hugepage
+            P0 write 0x100000603000 4
+            P0 unmap 0x100000600000 1 migration
+            P1 = fork P0
+            P2 = fork P1
+            P3 = fork P2
+            P3 madvise 0x1000005fe000 423 wipeonfork
+            P4 = fork P3
+            P5 = fork P1
+            P1 exit
+            P5 exit
+            P7 = fork P2
+            P0 exit
+            P7 exit
+            P3 exit
+            P4 mprotect 0x1000006f0000 512 r
+            P4 mlock 0x1000006f0000 512
+            P2 exit
+            """)
+        #expect(out.failures == [] && out.error == nil)
+        let h = try head(m, "P4", 0x1000_007a_5000)
+        #expect(!m.k.folioOnDeferredList(h) && m.k.folioMapcount(h) == 91)
+        #expect(m.k.page(h).pointee.flags & PG.remappedInPart != 0)
+        #expect(m.checkViolations() == [])
+    }
+
     // MARK: the checker's swapMap rule, each fault planted
 
     @Test func aSwapCountOffTheCensusIsCaught() throws {

@@ -120,7 +120,7 @@ extension Kernel {
         dh.pointee.mapping = sh.pointee.mapping
         dh.pointee.index = sh.pointee.index
         let copied = PG.swapbacked | PG.lru | PG.dirty | PG.referenced | PG.uptodate | PG.workingset | PG.young | PG.idle
-            | PG.active | PG.reclaim | PG.swapinInPart
+            | PG.active | PG.reclaim | PG.remappedInPart
         dh.pointee.flags |= sh.pointee.flags & copied
         sh.pointee.flags &= ~(PG.dirty | PG.active)
         // remove_migration_ptes(src, dst): PMDs (remove_migration_pmd) and PTEs.

@@ -373,6 +373,8 @@ extension Kernel {
     func removeMigrationEntryOnFault(_ m: MMID, _ v: VMAID, _ addr: UInt64,
                                      _ slot: UnsafeMutablePointer<UInt64>, write: Bool) -> FaultResult {
         let pfn = PTE.swpOffsetPFN(slot.pointee)
+        let head = folioOf(pfn)
+        if folioIsLarge(head) && !folioIsHugetlb(head) { page(head).pointee.flags |= PG.remappedInPart }
         restoreMigrationPTE(slot, vma: v, address: addr, old: pfn, new: pfn)
         return handleMMFault(m, addr, write: write)
     }

@@ -242,7 +242,7 @@ extension Kernel {
             }
         }
         if dirtied { h.pointee.flags |= PG.dirty }
-        if nrPages < nr { h.pointee.flags |= PG.swapinInPart }
+        if nrPages < nr { h.pointee.flags |= PG.remappedInPart }
         if write && !dirtied { return doWPPage(m, v, addr, slot) }
         return .ok
     }
