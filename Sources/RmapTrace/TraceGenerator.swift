@@ -43,6 +43,12 @@ public struct TraceGenerator {
     /// Linux 6.18 a partial move of a private mapping leaks a reservation
     /// for good (issue 20), so the oracle's random traces never draw them.
     public var hugetlbMremap = false
+    /// With `large` and without `kernelOnly`: a swap device (`swap`, from
+    /// none to a few clusters of 512 slots) and `reclaim` of large folios
+    /// (THP_SWAP: swapped whole, or split), model-only (the oracle runs
+    /// without swap). `rmap fuzz --large` turns it on. Off by default: the
+    /// streams of `--large` seeds stay what they were.
+    public var largeReclaim = false
     var rng: SplitMix64
     var live: [String] = []
     var nextProc = 0

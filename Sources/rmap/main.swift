@@ -209,9 +209,13 @@ struct Gen: ParsableCommand {
     @Flag(help: "With --large: a hugetlb pool and hugetlb statements (mmaps of both kinds, faults, munmap, madvise dontneed) in a window of their own.")
     var hugetlb = false
 
+    @Flag(help: "With --large, without --kernel-only: a swap device and reclaim of large folios (THP_SWAP: swapped whole or split), as rmap fuzz --large draws them.")
+    var reclaim = false
+
     func validate() throws {
         if large && ksm { throw ValidationError("--large and --ksm cannot be combined") }
         if hugetlb && !large { throw ValidationError("--hugetlb needs --large") }
+        if reclaim && (!large || kernelOnly) { throw ValidationError("--reclaim needs --large and no --kernel-only (the oracle runs without swap)") }
     }
 
     func run() throws {
@@ -219,6 +223,7 @@ struct Gen: ParsableCommand {
         g.ksm = !kernelOnly || ksm
         g.large = large
         g.hugetlb = hugetlb
+        g.largeReclaim = reclaim
         print(g.generate(statements: max(1, min(statements, 1_000_000))), terminator: "")
     }
 }

@@ -340,6 +340,9 @@ import RmapTestSupport
             pte(m, "P1", Self.a + 0x1000).pointee |= PTE.rw
         case .swapExclusivity:
             pte(m, "S", Self.s).pointee |= PTE.swpExclusive
+        case .swapMap:
+            // One swap reference more than the swap PTEs that name the slot.
+            k.swapSlot(PTE.swpOffset(pte(m, "S", Self.s).pointee))!.pointee.count += 1
         case .contentProvenance:
             // P0's first page changes in place with no write through a mapping.
             k.page(m.frame("P0", Self.a)).pointee.content &+= 1

@@ -91,8 +91,43 @@ import RmapTestSupport
         }
     }
 
-    func rejectsEach(_ text: String, _ mutations: (Machine) -> [(String, Target, @Sendable (UInt64) -> UInt64)]) throws {
-        let (m, out) = try machine(text, config: .tiny)
+    /// THP_SWAP: a THP left in the swap cache by a reclaim that failed
+    /// midway (B's mapping is mlocked): its 512 slots (SWAP_HAS_CACHE, one
+    /// swap count each for A's entries), one swap-cache reference per page.
+    /// Each field one off its census is rejected.
+    @Test func aSwapCacheFolioOffItsSlotsIsRejected() throws {
+        let trace = """
+            thp enabled madvise
+            swap 1100
+            proc A
+            A mmap 0x100000800000 512 rw anon-private
+            A madvise 0x100000800000 512 hugepage
+            A write 0x100000800000
+            B = fork A
+            B mprotect 0x100000800000 512 r
+            B mlock 0x100000800000 512
+            A reclaim 0x100000800000
+            """
+        var c = ArenaConfig.tiny
+        c.frames = 2048; c.ptPages = 64; c.swapSlots = 1100
+        try rejectsEach(trace, config: c) { m in
+            let head = m.k.folioOf(m.mappedFrame(m.processes["B"]!, 0x1000_0080_0000))
+            let slot = { (o: UInt32) in Self.field(T.swap, o, \rmap_swap_slot.count, 4) }  // count and flags
+            return [("swap count one higher", slot(600), { $0 &+ 1 }),
+                    ("swap count one lower", slot(600), { $0 &- 1 }),
+                    ("SWAP_HAS_CACHE cleared under a swap-cache page", slot(600), { $0 & ~(UInt64(Kernel.swapHasCache) << 16) }),
+                    ("swap-cache frame 0", Self.field(T.swap, 600, \rmap_swap_slot.cache_frame, 4), { _ in 0 }),
+                    ("free slot with cluster-order bits", slot(1050), { $0 | 9 << 24 }),
+                    ("swap-cache folio one slot up", Target(table: T.frame, record: head.rawValue,  // private_ (a union: no key-path offset), just before content
+                                                                    offset: MemoryLayout<rmap_page>.offset(of: \rmap_page.content)! - 8, size: 8),
+                     { PTE.swpEntry(type: 0, offset: PTE.swpOffset($0) + 1) }),
+                    ("swap-cache folio refcount one lower", Self.field(T.frame, head.rawValue, \rmap_page.refcount, 4), { $0 &- 1 })]
+        }
+    }
+
+    func rejectsEach(_ text: String, config: ArenaConfig = .tiny,
+                     _ mutations: (Machine) -> [(String, Target, @Sendable (UInt64) -> UInt64)]) throws {
+        let (m, out) = try machine(text, config: config)
         #expect(out.failures == [])
         #expect(m.check() == [])
         let path = NSTemporaryDirectory() + "rmap-\(getpid())-trust-\(UUID().uuidString).arena"

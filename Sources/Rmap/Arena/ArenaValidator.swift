@@ -8,6 +8,9 @@ struct ArenaValidator {
     /// device-exclusive entries keep the reference of the mapping they
     /// replaced), by folio head: counted by validatePageTables.
     var entryRefs: [UInt32: Int] = [:]
+    /// Swap entries in page tables and page caches, by slot (swap_map's
+    /// census): counted by validatePageTables.
+    var swapRefs: [UInt64: Int] = [:]
 
     init(k: Kernel) { self.k = k }
 
@@ -91,6 +94,15 @@ struct ArenaValidator {
     /// refcounts equal their references; flags and header counters hold
     /// only what the model writes.
     func validateCounters() -> String? {
+        // swap_map[] equals its census: the swap entries of page tables and
+        // page caches that name each slot.
+        let slots = k.header.pointee.swap_slots
+        for (off, _) in swapRefs where off < 1 || off > slots { return "swap entry for slot \(off), outside the device" }
+        if slots > 0 {
+            for s in 1...slots where Int(k.swapMap[Int(s)].count) != swapRefs[s] ?? 0 {
+                return "swap slot \(s): swap count \(k.swapMap[Int(s)].count), \(swapRefs[s] ?? 0) swap entries name it"
+            }
+        }
         let h = k.header.pointee
         // Tree nodes name their tree's owner, and each is in one tree only.
         var inTree = [Bool](repeating: false, count: Int(bump(T.vma)))
@@ -194,11 +206,13 @@ struct ArenaValidator {
             // plus one per migration or device-exclusive entry that replaced
             // a mapping. hugetlb folios count entire mappings only (the
             // hugetlbFolio checker rule).
-            if f & PG.head != 0 && i != hz && f & (PG.swapcache | PG.hugetlb) == 0
+            // A folio in the swap cache holds one more per page (THP_SWAP).
+            if f & PG.head != 0 && i != hz && f & PG.hugetlb == 0
                 && p.mapping & PageMapping.flags == PageMapping.anon {
-                let expected = k.folioLargeMapcount(PFN(i)) + (entryRefs[i] ?? 0)
+                let cache = f & PG.swapcache != 0 ? Int(k.folioNrPages(PFN(i))) : 0
+                let expected = k.folioLargeMapcount(PFN(i)) + (entryRefs[i] ?? 0) + cache
                 guard Int(p.refcount) == expected else {
-                    return "frame \(i): large folio refcount \(p.refcount), mappings and entries \(expected)"
+                    return "frame \(i): large folio refcount \(p.refcount), mappings, entries and swap cache \(expected)"
                 }
             }
         }
@@ -255,7 +269,18 @@ struct ArenaValidator {
             }
             if p.mapcount < -1 || p.refcount < 0 { return "frame \(i): negative counts" }
             if p.mapcount > 1 << 24 || p.refcount > 1 << 30 { return "frame \(i): counts out of range" }
-            if p.flags & PG.swapcache != 0 && !validSwapEntry(p.private_) { return "frame \(i): bad swap entry" }
+            if p.flags & PG.swapcache != 0 {
+                // A swap-cache folio holds its slots, naturally aligned:
+                // page j at folio->swap + j.
+                guard p.flags & PG.tail == 0, validSwapEntry(p.private_) else { return "frame \(i): bad swap entry" }
+                let off = PTE.swpOffset(p.private_)
+                let nr = p.flags & PG.head != 0 ? UInt64(k.folioNrPages(PFN(i))) : 1
+                guard off % nr == 0, off + nr - 1 <= k.header.pointee.swap_slots,
+                      (0..<nr).allSatisfy({ j in
+                          let s = k.swapMap[Int(off + j)]
+                          return s.flags & Kernel.swapHasCache != 0 && s.cache_frame == i + UInt32(j)
+                      }) else { return "frame \(i): its swap-cache slots do not hold it" }
+            }
         }
         for i in 1..<bump(T.mm) where live[Int(T.mm)][Int(i)] {
             let p = k.mm(MMID(i)).pointee
@@ -303,8 +328,23 @@ struct ArenaValidator {
         let slots = k.header.pointee.swap_slots
         if slots > 0 {
             for s in 1...slots {
-                let c = k.swapMap[Int(s)].cache_frame
+                let sl = k.swapMap[Int(s)]
+                let c = sl.cache_frame
                 if !okOr0(T.frame, c) { return "swap slot \(s): cache frame out of range" }
+                // SWAP_HAS_CACHE names a page of a swap-cache folio at this
+                // slot; a free slot has no flags (the counts: validateCounters).
+                guard sl.flags & ~(Kernel.swapHasCache | Kernel.swapOrderMask) == 0,
+                      (sl.flags & Kernel.swapHasCache != 0) == (c != 0),
+                      sl.count > 0 || sl.flags & Kernel.swapHasCache != 0 || sl.flags == 0 else {
+                    return "swap slot \(s): bad flags 0x\(String(sl.flags, radix: 16))"
+                }
+                if c != 0 {
+                    let head = k.folioOf(PFN(c))
+                    guard k.page(head).pointee.flags & PG.swapcache != 0,
+                          PTE.swpOffset(k.swapCacheEntry(PFN(c))) == UInt64(s) else {
+                        return "swap slot \(s): cache frame \(c) is not in the swap cache there"
+                    }
+                }
             }
         }
         var seen = Set<String>()
@@ -486,7 +526,8 @@ struct ArenaValidator {
     mutating func validatePageTables() -> String? {
         var owner = [Bool](repeating: false, count: Int(bump(T.ptPage)))
         var entryRefs: [UInt32: Int] = [:]
-        defer { self.entryRefs = entryRefs }
+        var swapRefs: [UInt64: Int] = [:]
+        defer { self.entryRefs = entryRefs; self.swapRefs = swapRefs }
         var sharedRefs: [UInt32: UInt32] = [:]  // PMD tables shared by hugetlb mappings: the extra references met
         func descend(_ table: UInt32, _ level: UInt32, cache: Bool, hugetlbfs: Bool = false) -> String? {
             // A PMD table with a share count (huge_pmd_share) is reached
@@ -540,7 +581,11 @@ struct ArenaValidator {
                         return "hugetlbfs entry 0x\(String(x, radix: 16)) invalid"
                     }
                 } else if cache {
-                    if x == Kernel.shadowEntry || validSwapEntry(x) { continue }
+                    if x == Kernel.shadowEntry { continue }
+                    if validSwapEntry(x) {
+                        swapRefs[PTE.swpOffset(x), default: 0] += 1
+                        continue
+                    }
                     guard x & PTE.present != 0, ok(T.frame, PTE.pfn(x).rawValue) else { return "page cache entry 0x\(String(x, radix: 16)) invalid" }
                 } else if PTE.isPresent(x) {
                     guard ok(T.frame, PTE.pfn(x).rawValue) else { return "PTE 0x\(String(x, radix: 16)) maps no live frame" }
@@ -556,6 +601,8 @@ struct ArenaValidator {
                     entryRefs[k.folioOf(PFN(UInt32(PTE.swpOffset(x)))).rawValue, default: 0] += 1
                 } else if !validSwapEntry(x) {
                     return "PTE 0x\(String(x, radix: 16)) is neither present, swap nor migration"
+                } else {
+                    swapRefs[PTE.swpOffset(x), default: 0] += 1
                 }
             }
             // The PTE tables deposited with the PMD leaves (pmd_huge_pte):

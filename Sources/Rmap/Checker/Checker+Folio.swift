@@ -142,7 +142,8 @@ extension Checker {
             let flagged = k.folioOnDeferredList(pfn)
             if flagged != listed.contains(pfn) {
                 fail(.deferredSplit, .frame(pfn), "frame \(i): PG_partially_mapped \(flagged) but on the deferred split queue: \(listed.contains(pfn))")
-            } else if partial && !flagged && pmdMigrationEntries[pfn] == nil && !pteMigratingFolios.contains(pfn) {
+            } else if partial && !flagged && pmdMigrationEntries[pfn] == nil && !pteMigratingFolios.contains(pfn)
+                && k.page(pfn).pointee.flags & PG.remappedInPart == 0 {
                 // Every partial unmap queues the folio (deferred_split_folio).
                 // Not the converse: a queued folio stays queued when its
                 // pages are mapped again (a device-exclusive entry restored),
@@ -150,7 +151,11 @@ extension Checker {
                 // (PG_partially_mapped is only cleared off the queue). Nor
                 // for a folio under migration: its entries come back one by
                 // one (a PMD migration entry split to PTE entries unmapped
-                // nothing page by page, so nothing queued it).
+                // nothing page by page, so nothing queued it), nor after
+                // them when faults finished some entries one by one and the
+                // rest were zapped; nor for a folio whose pages do_swap_page
+                // mapped back one by one from the swap cache (THP_SWAP):
+                // adding a mapping queues nothing (PG.remappedInPart).
                 fail(.deferredSplit, .frame(pfn), "frame \(i): \(mapped) of \(nr) pages mapped by PTEs and \(entire[pfn]) PMDs, but not on the deferred split queue")
             }
         }

@@ -50,6 +50,7 @@ final class Checker {
         var hugetlbMaps: [PFN: Int] = [:]       // entries mapping each hugetlb folio (by head)
         var hugetlbSeen = Set<UnsafeMutablePointer<UInt64>>()  // hugetlb entries counted (shared PMD tables)
         var hugetlbMigration: [PFN: Int] = [:]  // hugetlb migration entries naming each folio (by head)
+        var swapRefs: [UInt64: Int] = [:]       // swap PTEs naming each swap slot
         var vmaCount = 0
         var avcCount = 0
         var pudEntries = [UInt32](repeating: 0, count: Int(k.desc(T.ptPage).pointee.bump))  // per PMD table: PUD entries naming it
@@ -193,6 +194,7 @@ final class Checker {
                         if head != pfn || k.folioIsLarge(head) { pteMigratingFolios.insert(head) }
                     } else if PTE.isRealSwapEntry(e) {
                         rss[MMCounter.swapents.rawValue] += 1
+                        swapRefs[PTE.swpOffset(e), default: 0] += 1
                         // An exclusive swap entry (SWP_EXCLUSIVE, set by
                         // try_to_unmap_one for an exclusive page, cleared by
                         // fork's copy) is the slot's only swap reference.
@@ -336,6 +338,7 @@ final class Checker {
         }
         checkDeferredSplitQueue(mapcount: mapcount, entire: entire)
         checkHugetlb(maps: hugetlbMaps, migration: hugetlbMigration)
+        checkSwapMap(refs: swapRefs)
         checkPMDShares(mms: mms, count: pudEntries, suspect: pmdShareSuspect)
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).

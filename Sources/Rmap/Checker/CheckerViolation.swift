@@ -218,6 +218,14 @@ public struct CheckerViolation: Equatable, Sendable, CustomStringConvertible {
         /// entry is its slot's only swap reference, and a swap-cache page is
         /// PG_anon_exclusive only when no swap entry still refers to its slot.
         case swapExclusivity
+        /// The swap map (swap_map[] and SWAP_HAS_CACHE) equals its census:
+        /// each slot's count is the number of swap PTEs naming it, it has
+        /// SWAP_HAS_CACHE exactly when a swap-cache folio holds it (a
+        /// folio's page i at folio->swap + i), a large swap-cache folio's
+        /// slots are contiguous and naturally aligned inside one cluster of
+        /// its order, the slots of a cluster agree on its order, and a free
+        /// slot carries no flags (Checker/Checker+Swap.swift).
+        case swapMap
         /// A frame's content token was written through a mapping that may
         /// write it: at the write, a present, writable PTE or PMD of the
         /// writer mapping that frame, which is the writer's own exclusive

@@ -375,6 +375,7 @@ extension Kernel {
         if _slowPath(hooks.reverseMapOn) {
             for i in 0..<RMAP_PMD_NR { hooks.reverseMap!.removed(self, pfn: head.advanced(by: i), vma: v) }
         }
+        freeSwapCache(head)  // a THP still PMD-mapped while its reclaim failed midway
         putPage(head)
     }
 

@@ -31,10 +31,17 @@ package enum PG {
     static let isolated: UInt64 = 1 << 20
     /// PageOffline (a page type in the kernel): a page a balloon took from the system.
     static let offline: UInt64 = 1 << 21
+    /// Not a kernel flag (on a large folio's head): a page of it was mapped
+    /// back on its own, by do_swap_page from the swap cache or by a fault
+    /// that finished a PTE migration entry. The kernel queues a folio for
+    /// deferred split only when a mapping goes (__folio_remove_rmap), so
+    /// such a folio may be partially mapped and not queued; the checker's
+    /// deferred-split rule knows it by this bit.
+    static let remappedInPart: UInt64 = 1 << 27
     /// Every flag the model defines (those above and the folio bits of
     /// Folio.swift): a saved frame with another bit set is rejected.
     /// A new flag joins this list.
-    static let known: UInt64 = (1 << 22) - 1 | head | tail | partiallyMapped | hugetlb | hugetlbRestoreReserve
+    static let known: UInt64 = (1 << 22) - 1 | head | tail | partiallyMapped | hugetlb | hugetlbRestoreReserve | remappedInPart
 }
 
 /// Low bits of page->mapping (include/linux/page-flags.h).

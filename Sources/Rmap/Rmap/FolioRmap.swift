@@ -135,7 +135,9 @@ extension Kernel {
         if mapcount <= 1 { return false }
         if folioMMIDsShared(head) { return false }
         let h = page(head)
-        if h.pointee.flags & PG.swapcache != 0 { return false }
+        // "Freeing up the swapcache will fail if some PTEs are still swap
+        // entries" (folio_free_swap).
+        if h.pointee.flags & PG.swapcache != 0 { folioFreeSwap(head) }
         if mapcount != Int(h.pointee.refcount) { return false }
         let id = mmID(ofVMA: v)
         return folioMMID(head, 0) == id || folioMMID(head, 1) == id

@@ -46,12 +46,10 @@ extension Kernel {
         return folioMapcount(head) == 0 ? .ok : .fail
     }
 
-    /// shrink_folio_list() on an anonymous large folio. This kernel swaps a
-    /// large folio whole only when add_to_swap() finds a free cluster of its
-    /// size (CONFIG_THP_SWAP); the model's swap has no clusters, so reclaim
-    /// takes the kernel's fallback: split_folio_to_list() (remapping zero
-    /// pages to the shared zero page), then each small folio is reclaimed as
-    /// any other. A folio that cannot be split stays (activate_locked).
+    /// shrink_folio_list() on an anonymous large folio. A lazyfree folio is
+    /// discarded; a swap-backed one is swapped out whole when a swap cluster
+    /// has room for it (CONFIG_THP_SWAP: Swap/SwapLarge.swift), else split
+    /// and reclaimed page by page, as 6.18 does.
     package func reclaimFolio(_ head: PFN) -> LargeReverseResult {
         // A lazyfree folio (MADV_FREE) needs no swap: shrink_folio_list
         // unmaps it whole, PMDs included (TTU_SPLIT_HUGE_PMD does not apply to
@@ -67,13 +65,7 @@ extension Kernel {
             tryToUnmapFlush()
             return folioMapcount(head) == 0 ? .ok : .fail
         }
-        let nr = folioNrPages(head)
-        guard splitFolio(head) else { return .fail }
-        var ok = true
-        for i in 0..<nr where !isFree(T.frame, head.advanced(by: i).rawValue) {
-            if !reclaimPage(head.advanced(by: i)) { ok = false }
-        }
-        return ok ? .ok : .fail
+        return reclaimSwapBackedFolio(head)
     }
 
     /// migrate_pages() of a large anonymous folio (x86 migrates THP and
@@ -128,7 +120,7 @@ extension Kernel {
         dh.pointee.mapping = sh.pointee.mapping
         dh.pointee.index = sh.pointee.index
         let copied = PG.swapbacked | PG.lru | PG.dirty | PG.referenced | PG.uptodate | PG.workingset | PG.young | PG.idle
-            | PG.active | PG.reclaim
+            | PG.active | PG.reclaim | PG.remappedInPart
         dh.pointee.flags |= sh.pointee.flags & copied
         sh.pointee.flags &= ~(PG.dirty | PG.active)
         // remove_migration_ptes(src, dst): PMDs (remove_migration_pmd) and PTEs.

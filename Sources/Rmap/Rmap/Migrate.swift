@@ -191,6 +191,16 @@ extension Kernel {
         case .devicePrivate: page(dst).pointee.flags |= PG.zoneDevice | PG.devicePrivate
         case .deviceCoherent: page(dst).pointee.flags |= PG.zoneDevice
         }
+        if target != .system && page(src).pointee.flags & PG.swapcache != 0 {
+            // __migrate_device_pages(): only anonymous memory goes to the
+            // device, and a folio in the swap cache only if folio_free_swap()
+            // gets rid of it (no swap PTE still refers to its slot).
+            folioFreeSwap(src)
+            if page(src).pointee.flags & PG.swapcache != 0 {
+                putPage(dst)
+                return false
+            }
+        }
         getPage(src)  // isolate: migration holds the folio
         let wasMapped = pageMapcount(src) > 0
         if wasMapped {

@@ -130,7 +130,8 @@ struct TryToUnmapControl: RmapWalkControl {
                 ret = false
                 return ret
             }
-            let entry = p.pointee.private_
+            // folio->swap plus the page's index in its folio.
+            let entry = k.swapCacheEntry(pfn)
             guard p.pointee.flags & PG.swapcache != 0, k.swapDuplicate(entry) else {
                 slot.pointee = pteval  // swap_duplicate() failed: restore the PTE
                 ret = false
@@ -202,7 +203,10 @@ extension Kernel {
             // try_to_unmap_flush_dirty() / try_to_unmap_flush(): the model's
             // page list is this one frame, so its batch is flushed here.
             tryToUnmapFlush()
-            if !unmapped { return false }
+            if !unmapped {
+                activateLockedFreeSwap(pfn)
+                return false
+            }
         }
         if anon {
             if p.pointee.flags & PG.swapcache == 0 {
@@ -216,8 +220,9 @@ extension Kernel {
             p.pointee.private_ = 0
             if let s = swapSlot(PTE.swpOffset(e)) {
                 s.pointee.content = p.pointee.content  // swap_writeout(): the data is on swap
-                s.pointee.flags = 0
+                s.pointee.flags &= ~Kernel.swapHasCache
                 s.pointee.cache_frame = 0
+                swapSlotReleaseIfUnused(s)
             }
             putPage(pfn)
             return true

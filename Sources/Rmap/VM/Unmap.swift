@@ -66,6 +66,7 @@ extension Kernel {
             if PTE.isYoung(e) { page(pfn).pointee.flags |= PG.referenced }
             rss.add(mmCounterFor(pfn), -1)
             folioRemoveRmapPTE(pfn, vma: v)
+            if _slowPath(page(pfn).pointee.flags & PG.swapcache != 0) { freeSwapCache(pfn) }
             putPage(pfn)
             return 1
         }
@@ -89,6 +90,7 @@ extension Kernel {
         }
         rss.add(mmCounterFor(pfn), -Int64(nr))
         folioRemoveRmapPTEs(pfn, UInt32(nr), vma: v)
+        freeSwapCache(pfn)
         putPages(pfn, Int32(nr))
     }
 

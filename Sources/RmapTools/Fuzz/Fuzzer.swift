@@ -85,7 +85,10 @@ public struct Fuzzer {
         c.avcs = 2048
         c.files = 16
         c.swapSlots = 256
-        if large { c.frames = 8192 }
+        if large {
+            c.frames = 8192
+            c.swapSlots = 4096  // room for the generator's `swap` (THP_SWAP clusters of 512)
+        }
         if rng.next() % 4 == 0 {
             // Large runs: sometimes room for a THP or two, sometimes not.
             c.frames = large ? 64 + UInt32(rng.next() % 1400) : 8 + UInt32(rng.next() % 120)
@@ -135,6 +138,7 @@ public struct Fuzzer {
             g.large = options.large
             g.hugetlb = options.hugetlb
             g.hugetlbMremap = options.hugetlb  // model-only, never drawn for the oracle
+            g.largeReclaim = options.large    // model-only: swap and reclaim of large folios
             let text = g.generate(statements: max(1, n))
             guard let trace = try? TraceParser.parse(text, file: "fuzz.trace") else {
                 report.violations += 1
