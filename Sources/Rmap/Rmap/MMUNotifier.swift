@@ -75,6 +75,16 @@ final class KernelHooks {
     @exclusivity(unchecked) var reverseMapOn = false
 
     @inline(__always) var hasSubscriptions: Bool { !subscriptions.isEmpty }
+
+    /// The page-table pages' marks (`Kernel.ptDirty`), owned here.
+    let ptDirty: UnsafeMutablePointer<UInt8>
+    let ptDirtyCount: Int
+    init(ptDirtyCount: Int) {
+        self.ptDirtyCount = ptDirtyCount
+        ptDirty = .allocate(capacity: ptDirtyCount)
+        ptDirty.initialize(repeating: 0, count: ptDirtyCount)
+    }
+    deinit { ptDirty.deallocate() }
 }
 
 /// Defects the tests plant in the model to show the checker catches them.
