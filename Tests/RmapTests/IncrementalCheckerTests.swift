@@ -149,5 +149,14 @@ import RmapTestSupport
         #expect(m.checkerMemo!.rescanned == 2)
         m.checksIncrementally = false
         #expect(m.checkerMemo == nil)
+        // Off, the model marks nothing (a load and a branch per ptPage).
+        let n = Int(m.k.desc(T.ptPage).pointee.bump)
+        m.k.ptDirty.update(repeating: 0, count: n)
+        let out = m.replay(try TraceParser.parse("D = fork P => ok\nD write 0x100000000000 => ok", file: "off.trace", continuing: m.traceContext))
+        #expect(out.failures == [] && out.error == nil)
+        #expect(Array(UnsafeBufferPointer(start: m.k.ptDirty, count: n + 8)).allSatisfy { $0 == 0 })
+        // On again: the next check is full.
+        m.checksIncrementally = true
+        #expect(m.checkViolations() == [] && m.checkerMemo!.rescanned == 3)
     }
 }

@@ -25,13 +25,18 @@ package struct Kernel {
     let hooks: KernelHooks
     /// One byte per page-table page, set by every `ptPage(_:)` (a read or a
     /// write: the model's tables are only reached through it) and by the
-    /// allocation and freeing of a table; cleared by the incremental checker
-    /// after each check (Checker/Checker+Incremental.swift). Outside the
-    /// arena: not saved state. Indexed by the table's index masked to the
-    /// array's power-of-two size (an index beyond the table, from a corrupt
-    /// entry, marks some byte, never memory outside the array).
+    /// allocation and freeing of a table, while `ptTracking` is on (an
+    /// incremental checker is attached: `Machine.checksIncrementally`);
+    /// cleared by that checker after each check
+    /// (Checker/Checker+Incremental.swift). Outside the arena: not saved
+    /// state. Indexed by the table's index masked to the array's
+    /// power-of-two size (an index beyond the table, from a corrupt entry,
+    /// marks some byte, never memory outside the array). Off, a `ptPage`
+    /// costs a load and a branch taken never (no store: `replay` without
+    /// `--check`, the fuzzer, the benchmarks).
     let ptDirty: UnsafeMutablePointer<UInt8>
     let ptDirtyMask: Int
+    let ptTracking: UnsafeMutablePointer<Bool>
 
     init(base: UnsafeMutableRawPointer) {
         self.base = base
@@ -58,6 +63,7 @@ package struct Kernel {
         hooks = KernelHooks(ptDirtyCount: size)
         ptDirty = hooks.ptDirty
         ptDirtyMask = size - 1
+        ptTracking = hooks.ptTracking
     }
 
     @inline(__always)
@@ -87,14 +93,14 @@ package struct Kernel {
     /// The 512 entries of page-table page `i`, marked as reached since the
     /// last check (`ptDirty`): every access of the model to a page table.
     @inline(__always) func ptPage(_ i: UInt32) -> UnsafeMutablePointer<UInt64> {
-        ptDirty[Int(i) & ptDirtyMask] = 1
+        if _slowPath(ptTracking.pointee) { ptDirty[Int(i) & ptDirtyMask] = 1 }
         return ptPages + Int(i) * 512
     }
     /// `ptPage` without the mark: the checker's own reads only.
     @inline(__always) func ptTable(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }
     /// Marks page-table page `i` as changed (its allocation and freeing,
     /// which write it without `ptPage`).
-    @inline(__always) func markPTPage(_ i: UInt32) { ptDirty[Int(i) & ptDirtyMask] = 1 }
+    @inline(__always) func markPTPage(_ i: UInt32) { if ptTracking.pointee { ptDirty[Int(i) & ptDirtyMask] = 1 } }
 
     // MARK: tagged byte offsets (page->mapping)
 

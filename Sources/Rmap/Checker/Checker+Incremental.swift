@@ -125,6 +125,18 @@ final class CheckerMemo {
     // MARK: scratch kept between checks
 
     private var pudCounts: [UInt32] = []
+    private var mappings: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []
+
+    /// The census's list of mappings, empty, with the capacity it had.
+    func takeMappings() -> [(pfn: PFN, vma: VMAID, addr: UInt64)] {
+        var m: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []
+        swap(&m, &mappings)
+        return m
+    }
+    func giveMappings(_ m: inout [(pfn: PFN, vma: VMAID, addr: UInt64)]) {
+        m.removeAll(keepingCapacity: true)
+        swap(&m, &mappings)
+    }
     private var marks: VMAMarks?
     private var epochBase: UInt32 = 0
     deinit { marks?.deallocate() }

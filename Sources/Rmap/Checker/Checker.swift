@@ -57,7 +57,9 @@ final class Checker {
         var anonVMAUsers = DenseCounts(size: k.desc(T.anonVMA).pointee.bump)  // VMAs whose vma->anon_vma is this
         var writablePrivate: [(pfn: PFN, mm: MMID, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared = DenseCounts(size: k.desc(T.file).pointee.bump)  // per file: VMAs with VM_SHARED | VM_MAYWRITE
-        var mappedBy: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []  // every mapping, for the walk check
+        // Every mapping, for the walk check (the incremental checker's kept
+        // with its capacity from check to check).
+        var mappedBy = memo?.takeMappings() ?? []
         mappedBy.reserveCapacity(Int(k.live(T.frame)))
         var entire = DenseCounts(size: frameBump)        // PMDs mapping each large folio (by head)
         var folioMMs: [PFN: [MMID: Int]] = [:]  // per large folio: mappings (PTEs and PMDs) per mm
@@ -292,6 +294,7 @@ final class Checker {
             }
         }
         checkFoundByWalks(mappedBy)
+        memo?.giveMappings(&mappedBy)
         // Frames: mapcount and refcount.
         let d = k.desc(T.frame).pointee
         var i: UInt32 = 1
@@ -615,9 +618,15 @@ extension Machine {
     /// since the last check (and the mms whose VMA ranges changed), with the
     /// same violations as a full check (Checker+Incremental.swift). For a
     /// machine checked after every statement (`rmap replay --check`).
+    /// Turned on, the model starts marking the page tables it reaches
+    /// (`Kernel.ptTracking`) and the next check is full.
     public var checksIncrementally: Bool {
         get { checkerMemo != nil }
-        set { checkerMemo = newValue ? (checkerMemo ?? CheckerMemo()) : nil }
+        set {
+            if newValue && checkerMemo == nil { checkerMemo = CheckerMemo() }
+            if !newValue { checkerMemo = nil }
+            k.ptTracking.pointee = newValue
+        }
     }
 
     /// The incremental check and a full one of the same state
