@@ -87,11 +87,22 @@ public func replayFile(path: String, reuse: ReusePolicy = .split, ksmWalk: KSMWa
     // The content-provenance records serve the checker only: without
     // `check` they would cost a walk and a record per written page for nothing.
     machine.tracksContentProvenance = check
+    // Checked after statement after statement: the incremental checker
+    // (the same violations as a full check; with RMAP_CHECK_VERIFY=1 both
+    // run after each statement and a difference is an error).
+    machine.checksIncrementally = check
+    let verify = check && getenv("RMAP_CHECK_VERIFY").map { String(cString: $0) == "1" } == true
     var violations: [String] = []
     var ran = 0
     let every = max(1, checkEvery)
     func runChecker(after line: Int) {
         guard violations.count < 100 else { return }
+        if verify {
+            let (vs, mismatch) = machine.checkViolationsVerified()
+            if let mismatch { violations.append("\(path):\(line): checker mismatch: \(mismatch)") }
+            for v in vs { violations.append("\(path):\(line): invariant violated: \(v)") }
+            return
+        }
         for v in machine.check() { violations.append("\(path):\(line): invariant violated: \(v)") }
     }
     let out = machine.replay(trace, keepingObservations: observations, after: check ? { tl in

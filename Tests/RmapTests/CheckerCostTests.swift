@@ -60,6 +60,34 @@ import RmapTestSupport
         }
     }
 
+    /// The incremental checker (what `replay --check` runs) after one more
+    /// fork scans the page tables the fork reached (the parent's and the
+    /// child's), not every mm's: the page-table slots it reads, and the mms
+    /// it scans, are the same after 50 forks as after 400.
+    @Test func incrementalWorkAfterAForkIsBoundedByTheChangedTables() throws {
+        var slots: [Int] = []
+        for n in [50, 400] {
+            let (m, out) = try machine(Self.forks(n))
+            #expect(out.failures == [])
+            m.checksIncrementally = true
+            let memo = try #require(m.checkerMemo)
+            let first = Checker(k: m.k, memo: memo)
+            first.run(mms: m.liveMMs)
+            #expect(first.violations == [] && memo.rescanned == n + 1)
+            let more = m.replay(try TraceParser.parse("C\(n + 1) = fork P => ok", file: "more.trace", continuing: m.traceContext))
+            #expect(more.failures == [] && more.error == nil)
+            let c = Checker(k: m.k, memo: memo)
+            c.run(mms: m.liveMMs)
+            #expect(c.violations == [])
+            #expect(memo.rescanned == 2, "\(n) forks: \(memo.rescanned) mms scanned after one fork")
+            // Each scanned mm: at most its 4 tables' 512 slots, twice (the gaps, the PUD census).
+            #expect(c.tableSlots <= 2 * 4 * 2 * 512, "\(n) forks: \(c.tableSlots) slots")
+            #expect(first.tableSlots >= (n + 1) * 512, "\(n) forks, full check: \(first.tableSlots) slots")
+            slots.append(c.tableSlots)
+        }
+        #expect(slots[0] == slots[1], "page-table slots read after one fork: \(slots)")
+    }
+
     /// Doubling the forks doubles the work (a quadratic checker quadruples it).
     @Test func workGrowsLinearlyWithTheForks() throws {
         let a = try cost(200), b = try cost(400)

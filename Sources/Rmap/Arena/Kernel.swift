@@ -22,7 +22,21 @@ package struct Kernel {
     let ksmItems: UnsafeMutablePointer<rmap_ksm_item>
     let ksmNodes: UnsafeMutablePointer<rmap_ksm_node>
     /// MMU notifiers and TLB-flush accounting (not in the arena: Rmap/MMUNotifier.swift).
-    let hooks = KernelHooks()
+    let hooks: KernelHooks
+    /// One byte per page-table page, set by every `ptPage(_:)` (a read or a
+    /// write: the model's tables are only reached through it) and by the
+    /// allocation and freeing of a table, while `ptTracking` is on (an
+    /// incremental checker is attached: `Machine.checksIncrementally`);
+    /// cleared by that checker after each check
+    /// (Checker/Checker+Incremental.swift). Outside the arena: not saved
+    /// state. Indexed by the table's index masked to the array's
+    /// power-of-two size (an index beyond the table, from a corrupt entry,
+    /// marks some byte, never memory outside the array). Off, a `ptPage`
+    /// costs a load and a branch taken never (no store: `replay` without
+    /// `--check`, the fuzzer, the benchmarks).
+    let ptDirty: UnsafeMutablePointer<UInt8>
+    let ptDirtyMask: Int
+    let ptTracking: UnsafeMutablePointer<Bool>
 
     init(base: UnsafeMutableRawPointer) {
         self.base = base
@@ -44,6 +58,12 @@ package struct Kernel {
         names = table(Int32(RMAP_T_NAME), rmap_name.self)
         ksmItems = table(Int32(RMAP_T_KSM_ITEM), rmap_ksm_item.self)
         ksmNodes = table(Int32(RMAP_T_KSM_NODE), rmap_ksm_node.self)
+        var size = 1
+        while size < Int(Kernel.desc(h, Int32(RMAP_T_PTPAGE)).pointee.capacity) { size <<= 1 }
+        hooks = KernelHooks(ptDirtyCount: size)
+        ptDirty = hooks.ptDirty
+        ptDirtyMask = size - 1
+        ptTracking = hooks.ptTracking
     }
 
     @inline(__always)
@@ -70,8 +90,17 @@ package struct Kernel {
     @inline(__always) func ksmItem(_ i: KSMItemID) -> UnsafeMutablePointer<rmap_ksm_item> { ksmItems + Int(i.rawValue) }
     @inline(__always) func ksmNode(_ n: KSMNodeID) -> UnsafeMutablePointer<rmap_ksm_node> { ksmNodes + Int(n.rawValue) }
     @inline(__always) func ptDesc(_ i: UInt32) -> UnsafeMutablePointer<rmap_ptdesc> { ptDescs + Int(i) }
-    /// The 512 entries of page-table page `i`.
-    @inline(__always) func ptPage(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }
+    /// The 512 entries of page-table page `i`, marked as reached since the
+    /// last check (`ptDirty`): every access of the model to a page table.
+    @inline(__always) func ptPage(_ i: UInt32) -> UnsafeMutablePointer<UInt64> {
+        if _slowPath(ptTracking.pointee) { ptDirty[Int(i) & ptDirtyMask] = 1 }
+        return ptPages + Int(i) * 512
+    }
+    /// `ptPage` without the mark: the checker's own reads only.
+    @inline(__always) func ptTable(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }
+    /// Marks page-table page `i` as changed (its allocation and freeing,
+    /// which write it without `ptPage`).
+    @inline(__always) func markPTPage(_ i: UInt32) { if ptTracking.pointee { ptDirty[Int(i) & ptDirtyMask] = 1 } }
 
     // MARK: tagged byte offsets (page->mapping)
 

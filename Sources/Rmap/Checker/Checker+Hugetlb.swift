@@ -62,21 +62,36 @@ extension Checker {
     /// The first pass, per mm (called from `run` after the mm's walk):
     /// the PUD entries naming each PMD table, in a flat count (the upper
     /// levels only; no per-table allocation: most states share nothing).
+    /// The PMD tables named are appended to `pmdRefs`, the tables read to
+    /// `visited` (the incremental checker's record of the mm).
     func countPUDEntries(_ m: MMID, _ count: inout [UInt32], suspect: inout Bool) {
-        let pgd = k.ptPage(k.mm(m).pointee.pgd)
+        let root = k.mm(m).pointee.pgd
+        let pgd = k.ptTable(root)
+        visited.append(root)
         var i4 = firstPresent(pgd, 0, 512)
         while i4 < 512 {
-            let pud = k.ptPage(PTE.tablePage(pgd[i4]))
+            let pudIndex = PTE.tablePage(pgd[i4])
+            let pud = k.ptTable(pudIndex)
+            visited.append(pudIndex)
             var i3 = firstPresent(pud, 0, 512)
             while i3 < 512 {
-                let t = Int(PTE.tablePage(pud[i3]))
-                if t < count.count {
-                    count[t] += 1
-                    if count[t] > 1 || k.pmdShareCount(UInt32(t)) > 0 { suspect = true }
-                }
+                let t = PTE.tablePage(pud[i3])
+                pmdRefs.append(t)
+                countPUDEntry(t, &count, suspect: &suspect)
                 i3 = firstPresent(pud, i3 + 1, 512)
             }
             i4 = firstPresent(pgd, i4 + 1, 512)
+        }
+    }
+
+    /// One PUD entry naming PMD table `t` (`countPUDEntries`, or the
+    /// incremental checker replaying an unchanged mm's entries).
+    @inline(__always)
+    func countPUDEntry(_ t: UInt32, _ count: inout [UInt32], suspect: inout Bool) {
+        let i = Int(t)
+        if i < count.count {
+            count[i] += 1
+            if count[i] > 1 || k.pmdShareCount(t) > 0 { suspect = true }
         }
     }
 
@@ -87,9 +102,9 @@ extension Checker {
         // who points to them.
         var refs: [UInt32: [(MMID, UInt64)]] = [:]
         for m in mms {
-            let pgd = k.ptPage(k.mm(m).pointee.pgd)
+            let pgd = k.ptTable(k.mm(m).pointee.pgd)
             for i4 in 0..<512 where pgd[i4] != 0 {
-                let pud = k.ptPage(PTE.tablePage(pgd[i4]))
+                let pud = k.ptTable(PTE.tablePage(pgd[i4]))
                 for i3 in 0..<512 where pud[i3] != 0 {
                     let t = PTE.tablePage(pud[i3])
                     guard Int(t) < count.count, count[Int(t)] > 1 || k.pmdShareCount(t) > 0 else { continue }

@@ -11,7 +11,9 @@ extension Checker {
     @inline(__always)
     func firstPresent(_ t: UnsafeMutablePointer<UInt64>, _ from: Int, _ to: Int) -> Int {
         let i = firstPresentSlot(t, from, to)
-        work &+= min(i + 1, to) - from  // the slots read
+        let read = min(i + 1, to) - from  // the slots read
+        work &+= read
+        tableSlots &+= read
         return i
     }
 
@@ -38,13 +40,15 @@ extension Checker {
     /// skipped, a PMD entry that is not a table taken as a leaf): a PMD
     /// leaf goes to `pmd` with its first address, a PTE to `pte` with its
     /// address (as `walkLeaves` gives it: the range's start plus whole
-    /// pages); then the scan stops (one report per gap).
+    /// pages); then the scan stops (one report per gap). The tables read
+    /// are appended to `visited` (what the incremental checker watches).
     @inline(__always)
     func firstLeafIn(root: UInt32, start: UInt64, end: UInt64, pmd: (UInt64) -> Void, pte: (UInt64) -> Void) {
         guard start < end else { return }
         let last = end - 1
         let span4: UInt64 = 1 << 39, span3: UInt64 = 1 << 30, span2: UInt64 = 1 << 21
-        let pgd = k.ptPage(root)
+        let pgd = k.ptTable(root)
+        visited.append(root)
         var i4 = Kernel.index(start, level: 4)
         let hi4 = Kernel.index(last, level: 4)
         while true {
@@ -52,7 +56,9 @@ extension Checker {
             if i4 > hi4 { return }
             let base4 = UInt64(i4) << 39
             let s4 = max(start, base4), last4 = min(last, base4 + span4 - 1)
-            let pud = k.ptPage(PTE.tablePage(pgd[i4]))
+            let pudIndex = PTE.tablePage(pgd[i4])
+            let pud = k.ptTable(pudIndex)
+            visited.append(pudIndex)
             var i3 = Kernel.index(s4, level: 3)
             let hi3 = Kernel.index(last4, level: 3)
             while true {
@@ -60,7 +66,9 @@ extension Checker {
                 if i3 > hi3 { break }
                 let base3 = base4 | UInt64(i3) << 30
                 let s3 = max(s4, base3), last3 = min(last4, base3 + span3 - 1)
-                let pmdTable = k.ptPage(PTE.tablePage(pud[i3]))
+                let pmdIndex = PTE.tablePage(pud[i3])
+                let pmdTable = k.ptTable(pmdIndex)
+                visited.append(pmdIndex)
                 var i2 = Kernel.index(s3, level: 2)
                 let hi2 = Kernel.index(last3, level: 2)
                 while true {
@@ -71,7 +79,9 @@ extension Checker {
                     if !PTE.isPMDTable(e2) { pmd(base2); return }
                     let s2 = max(s3, base2), last2 = min(last3, base2 + span2 - 1)
                     let lo1 = Kernel.index(s2, level: 1), hi1 = Kernel.index(last2, level: 1)
-                    let j = firstPresent(k.ptPage(PTE.tablePage(e2)), lo1, hi1 + 1)
+                    let pteIndex = PTE.tablePage(e2)
+                    visited.append(pteIndex)
+                    let j = firstPresent(k.ptTable(pteIndex), lo1, hi1 + 1)
                     // The address as walkPTETables counts it: from the
                     // range's start in this table (not page-aligned when a
                     // corrupt VMA bound is not).

@@ -6,7 +6,10 @@ import CShims
 /// page_mapcount accounting) and more.
 final class Checker {
     let k: Kernel
-    init(k: Kernel) { self.k = k }
+    /// The incremental checker's record of the last check (nil: a full
+    /// check, as every fresh checker makes; Checker+Incremental.swift).
+    let memo: CheckerMemo?
+    init(k: Kernel, memo: CheckerMemo? = nil) { self.k = k; self.memo = memo }
     var violations: [CheckerViolation] = []
     /// KSM mappings rmap_walk_ksm cannot reach by the kernel's design (not violations).
     var ksmUnregistered: [String] = []
@@ -24,6 +27,15 @@ final class Checker {
     /// measure of its cost, which tests bound by the size of the state
     /// (linear, not the square of the sharing) without timing anything.
     var work = 0
+    /// The page-table slots the gap scan and the PUD census read (part of
+    /// `work`): what the incremental checker saves.
+    var tableSlots = 0
+    /// The page-table pages one mm's gap scan and PUD census read, and the
+    /// PMD tables its PUD entries name (scratch, per mm).
+    var visited: [UInt32] = []
+    var pmdRefs: [UInt32] = []
+    /// One mm's gap violations (scratch).
+    var gapFails: [CheckerViolation] = []
 
     func fail(_ kind: CheckerViolation.Kind, _ object: CheckerViolation.Object?, _ s: @autoclosure () -> String) {
         if violations.count < limit { violations.append(CheckerViolation(kind: kind, object: object, message: s())) }
@@ -32,6 +44,10 @@ final class Checker {
     /// The mms of the live processes; `provenance`: the content writes
     /// recorded since the machine started (nil: not kept).
     func run(mms: [MMID], provenance: ContentProvenance? = nil) {
+        // Which mms' page tables no statement reached since the last check
+        // (before this check's own walks reach them).
+        memo?.begin(mms: mms, k: k)
+        defer { memo?.end(k: k) }
         // Counts by the id's raw value in flat arrays (DenseCounts), sized by
         // the tables' high-water marks: no hashing per PTE.
         let frameBump = k.desc(T.frame).pointee.bump
@@ -41,7 +57,9 @@ final class Checker {
         var anonVMAUsers = DenseCounts(size: k.desc(T.anonVMA).pointee.bump)  // VMAs whose vma->anon_vma is this
         var writablePrivate: [(pfn: PFN, mm: MMID, addr: UInt64)] = []  // writable PTEs of private VMAs
         var writableShared = DenseCounts(size: k.desc(T.file).pointee.bump)  // per file: VMAs with VM_SHARED | VM_MAYWRITE
-        var mappedBy: [(pfn: PFN, vma: VMAID, addr: UInt64)] = []  // every mapping, for the walk check
+        // Every mapping, for the walk check (the incremental checker's kept
+        // with its capacity from check to check).
+        var mappedBy = memo?.takeMappings() ?? []
         mappedBy.reserveCapacity(Int(k.live(T.frame)))
         var entire = DenseCounts(size: frameBump)        // PMDs mapping each large folio (by head)
         var folioMMs: [PFN: [MMID: Int]] = [:]  // per large folio: mappings (PTEs and PMDs) per mm
@@ -53,9 +71,12 @@ final class Checker {
         var swapRefs: [UInt64: Int] = [:]       // swap PTEs naming each swap slot
         var vmaCount = 0
         var avcCount = 0
-        var pudEntries = [UInt32](repeating: 0, count: Int(k.desc(T.ptPage).pointee.bump))  // per PMD table: PUD entries naming it
+        // Per PMD table: the PUD entries naming it (the incremental checker's
+        // is kept zeroed between checks).
+        var pudEntries = memo?.takePUDCounts(size: Int(k.desc(T.ptPage).pointee.bump))
+            ?? [UInt32](repeating: 0, count: Int(k.desc(T.ptPage).pointee.bump))
         var pmdShareSuspect = false
-        for m in mms {
+        for (mi, m) in mms.enumerated() {
             let errs = IntervalTree.check(root: k.mm(m).pointee.mm_rb, k.mmTree, limit: 1 << 22)
             for e in errs { fail(.vmaTree, .mm(m), "mm \(m): VMA tree: \(e)") }
             var rss = RSSCensus()
@@ -241,28 +262,41 @@ final class Checker {
             }
             if n != k.mm(m).pointee.map_count { fail(.mmMapCount, .mm(m), "mm \(m): map_count \(k.mm(m).pointee.map_count), VMAs \(n)") }
             // Nothing mapped outside the VMAs: the gaps' page-table slots
-            // (Checker+PageTables.swift), the first leaf of each gap reported.
-            var prev: UInt64 = 0
-            v = k.firstVMA(m)
-            while true {
-                let end = !v.isNone ? k.vma(v).pointee.vm_start : (1 << 47)
-                firstLeafIn(root: k.mm(m).pointee.pgd, start: prev, end: end, pmd: { addr in
-                    fail(.pteOutsideVMA, .mm(m), "mm \(m): PMD leaf at \(hex(addr)) outside every VMA")
-                }) { addr in
-                    fail(.pteOutsideVMA, .mm(m), "mm \(m): PTE at \(hex(addr)) outside every VMA")
+            // (Checker+PageTables.swift), the first leaf of each gap
+            // reported; then the PUD entries of this mm, for the PMD-share
+            // rule, while its upper tables are in the cache. The incremental
+            // checker replays the last check's findings for an mm whose
+            // tables no statement reached and whose VMA ranges are the same.
+            if let memo, memo.unchanged(mmIndex: mi, m, k: k) {
+                for j in memo.gapFails(m) { let f = memo.failPool[j]; fail(f.kind, f.object, f.message) }
+                for j in memo.pmdRefs(m) { countPUDEntry(memo.refPool[j], &pudEntries, suspect: &pmdShareSuspect) }
+            } else {
+                visited.removeAll(keepingCapacity: true)
+                pmdRefs.removeAll(keepingCapacity: true)
+                gapFails.removeAll(keepingCapacity: true)
+                var prev: UInt64 = 0
+                v = k.firstVMA(m)
+                while true {
+                    let end = !v.isNone ? k.vma(v).pointee.vm_start : (1 << 47)
+                    firstLeafIn(root: k.mm(m).pointee.pgd, start: prev, end: end, pmd: { addr in
+                        gapFails.append(CheckerViolation(kind: .pteOutsideVMA, object: .mm(m), message: "mm \(m): PMD leaf at \(hex(addr)) outside every VMA"))
+                    }) { addr in
+                        gapFails.append(CheckerViolation(kind: .pteOutsideVMA, object: .mm(m), message: "mm \(m): PTE at \(hex(addr)) outside every VMA"))
+                    }
+                    if v.isNone { break }
+                    prev = k.vma(v).pointee.vm_end
+                    v = k.nextVMA(v)
                 }
-                if v.isNone { break }
-                prev = k.vma(v).pointee.vm_end
-                v = k.nextVMA(v)
+                for f in gapFails { fail(f.kind, f.object, f.message) }
+                countPUDEntries(m, &pudEntries, suspect: &pmdShareSuspect)
+                memo?.record(m, k: k, tables: visited, pmdRefs: pmdRefs, gapFails: gapFails)
             }
-            // The PUD entries of this mm, for the PMD-share rule, while its
-            // upper tables are in the cache.
-            countPUDEntries(m, &pudEntries, suspect: &pmdShareSuspect)
             for c in MMCounter.checked where k.mmCounter(m, c) != rss[c.rawValue] {
                 fail(.rssCounter, .mm(m), "mm \(m): \(c) counter \(k.mmCounter(m, c)), page tables hold \(rss[c.rawValue])")
             }
         }
         checkFoundByWalks(mappedBy)
+        memo?.giveMappings(&mappedBy)
         // Frames: mapcount and refcount.
         let d = k.desc(T.frame).pointee
         var i: UInt32 = 1
@@ -340,6 +374,7 @@ final class Checker {
         checkHugetlb(maps: hugetlbMaps, migration: hugetlbMigration)
         checkSwapMap(refs: swapRefs)
         checkPMDShares(mms: mms, count: pudEntries, suspect: pmdShareSuspect)
+        memo?.givePUDCounts(pudEntries, mms: mms)
         // i_mmap_writable counts the file's VM_SHARED|VM_MAYWRITE VMAs
         // (mapping_map_writable() / mapping_unmap_writable()).
         let fd = k.desc(T.file).pointee
@@ -409,10 +444,12 @@ final class Checker {
         // Per VMA (by raw value): the frame's epoch that expects it, the
         // address expected and whether the walk visited it there.
         let vmas = Int(k.desc(T.vma).pointee.bump)
-        let expect = VMAMarks(count: vmas)
-        defer { expect.deallocate() }
+        // The incremental checker keeps the marks between checks (epochs
+        // go on from check to check: no clearing, no allocation).
+        let (expect, epochBase) = memo?.vmaMarks(count: vmas, epochs: order.count) ?? (VMAMarks(count: vmas), 0)
+        defer { if memo == nil { expect.deallocate() } }
         for (g, pfn) in order.enumerated() {
-            let epoch = UInt32(g + 1)
+            let epoch = epochBase + UInt32(g + 1)
             let ms = sorted[start[g]..<start[g + 1]]
             work &+= ms.count
             var unique = true
@@ -574,9 +611,45 @@ extension Machine {
     /// Each violation names its invariant (`kind`): decide by that, not by
     /// the message. At most 200 are reported, in the checker's order.
     public func checkViolations() -> [CheckerViolation] {
-        let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { mmOf($0) }, provenance: provenance)
+        let c = Checker(k: k, memo: checkerMemo)
+        c.run(mms: liveMMs, provenance: provenance)
         return c.violations
+    }
+
+    /// Whether `checkViolations()` is incremental: the first check is
+    /// full, later ones scan again only the page tables a statement reached
+    /// since the last check (and the mms whose VMA ranges changed), with the
+    /// same violations as a full check (Checker+Incremental.swift). For a
+    /// machine checked after every statement (`rmap replay --check`).
+    /// Turned on, the model starts marking the page tables it reaches
+    /// (`Kernel.ptTracking`) and the next check is full.
+    public var checksIncrementally: Bool {
+        get { checkerMemo != nil }
+        set {
+            if newValue && checkerMemo == nil { checkerMemo = CheckerMemo() }
+            if !newValue { checkerMemo = nil }
+            k.ptTracking.pointee = newValue
+        }
+    }
+
+    /// The incremental check and a full one of the same state
+    /// (`checksIncrementally` on; RMAP_CHECK_VERIFY=1 for `replay --check`):
+    /// the incremental check's violations, and a description of how the full
+    /// check's differ (nil when they are the same list).
+    public func checkViolationsVerified() -> (violations: [CheckerViolation], mismatch: String?) {
+        guard let memo = checkerMemo else { return (checkViolations(), nil) }
+        // The full check's walks mark the tables they reach: the marks the
+        // incremental check reads are kept aside meanwhile.
+        let n = min(Int(k.desc(T.ptPage).pointee.bump), k.ptDirtyMask + 1)
+        let saved = Array(UnsafeBufferPointer(start: k.ptDirty, count: n))
+        let full = Checker(k: k)
+        full.run(mms: liveMMs, provenance: provenance)
+        saved.withUnsafeBufferPointer { k.ptDirty.update(from: $0.baseAddress!, count: n) }
+        let inc = Checker(k: k, memo: memo)
+        inc.run(mms: liveMMs, provenance: provenance)
+        if inc.violations == full.violations { return (inc.violations, nil) }
+        let only = { (a: [CheckerViolation], b: [CheckerViolation]) in a.filter { !b.contains($0) }.prefix(3).map(\.description) }
+        return (inc.violations, "incremental check: \(inc.violations.count) violations, full check: \(full.violations.count); only incremental: \(only(inc.violations, full.violations)); only full: \(only(full.violations, inc.violations))")
     }
 
     /// The violations' messages (`checkViolations()`), for printing.
@@ -588,7 +661,7 @@ extension Machine {
     /// because KSM never registered them (see `Checker.checkFoundByWalk`).
     public func ksmUnregisteredMappings() -> [String] {
         let c = Checker(k: k)
-        c.run(mms: processOrder.compactMap { mmOf($0) })
+        c.run(mms: liveMMs)
         return c.ksmUnregistered
     }
 

@@ -34,6 +34,7 @@ extension Machine {
                 fileOrder.append(name)
             } else {
                 processOrder.append(name)
+                liveMMsCache = nil
                 processNamesUsed.insert(name)
                 if p.index != 0 {
                     mmByName[name] = p.index

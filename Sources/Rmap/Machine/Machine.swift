@@ -36,6 +36,19 @@ public final class Machine {
     package let k: Kernel
     /// Live processes by name: their mm's index (the public view is `processes`).
     package internal(set) var mmByName: [String: UInt32] = [:]
+    /// `liveMMs` kept between checks: a process created or forked is
+    /// appended, one that exits removed (nil: computed again).
+    var liveMMsCache: [MMID]?
+    /// The mms of the live processes in creation order (what the checker
+    /// checks), without a lookup by name per process and check.
+    package var liveMMs: [MMID] {
+        if let l = liveMMsCache { return l }
+        let l = processOrder.compactMap { mmOf($0) }
+        liveMMsCache = l
+        return l
+    }
+    /// The incremental checker's memory (`checksIncrementally`).
+    var checkerMemo: CheckerMemo?
     /// Live processes by name: their mm.
     public var processes: [String: MMID] { mmByName.mapValues { MMID($0) } }
     /// Process names in creation order (live or not), for reports.
@@ -193,6 +206,7 @@ public final class Machine {
         processNameRecord[name] = recordName(name, kind: UInt32(RMAP_NAME_PROCESS), index: m.rawValue)
         mmByName[name] = m.rawValue
         processOrder.append(name)
+        liveMMsCache?.append(m)
         processNamesUsed.insert(name)
         return .ok
     }
@@ -229,6 +243,7 @@ public final class Machine {
         processNameRecord[child] = recordName(child, kind: UInt32(RMAP_NAME_PROCESS), index: c.rawValue)
         mmByName[child] = c.rawValue
         processOrder.append(child)
+        liveMMsCache?.append(c)
         processNamesUsed.insert(child)
         return .ok
     }
@@ -239,6 +254,7 @@ public final class Machine {
         k.exitMMap(m)
         if let r = processNameRecord.removeValue(forKey: name) { k.names[Int(r)].index = 0 }
         mmByName[name] = nil
+        liveMMsCache?.removeAll { $0 == m }
         return .ok
     }
 

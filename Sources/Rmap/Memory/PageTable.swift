@@ -17,6 +17,7 @@ extension Kernel {
     func allocPTPage(level: UInt32) -> UInt32 {
         let i = alloc(T.ptPage)
         if i != 0 {
+            markPTPage(i)
             ptDesc(i).pointee = rmap_ptdesc(level: level, used: 0, next: 0, ptl: 0)
         }
         return i
@@ -24,6 +25,7 @@ extension Kernel {
 
     func freePTPage(_ i: UInt32) {
         ptDesc(i).pointee = rmap_ptdesc()
+        markPTPage(i)
         free(T.ptPage, i)
     }
 

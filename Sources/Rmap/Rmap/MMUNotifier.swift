@@ -75,6 +75,20 @@ final class KernelHooks {
     @exclusivity(unchecked) var reverseMapOn = false
 
     @inline(__always) var hasSubscriptions: Bool { !subscriptions.isEmpty }
+
+    /// The page-table pages' marks (`Kernel.ptDirty`), owned here.
+    let ptDirty: UnsafeMutablePointer<UInt8>
+    let ptDirtyCount: Int
+    /// Whether `ptPage` marks (`Kernel.ptTracking`).
+    let ptTracking: UnsafeMutablePointer<Bool>
+    init(ptDirtyCount: Int) {
+        self.ptDirtyCount = ptDirtyCount
+        ptDirty = .allocate(capacity: ptDirtyCount)
+        ptDirty.initialize(repeating: 0, count: ptDirtyCount)
+        ptTracking = .allocate(capacity: 1)
+        ptTracking.initialize(to: false)
+    }
+    deinit { ptDirty.deallocate(); ptTracking.deallocate() }
 }
 
 /// Defects the tests plant in the model to show the checker catches them.
