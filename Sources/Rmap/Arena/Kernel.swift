@@ -96,7 +96,11 @@ package struct Kernel {
         if _slowPath(ptTracking.pointee) { ptDirty[Int(i) & ptDirtyMask] = 1 }
         return ptPages + Int(i) * 512
     }
-    /// `ptPage` without the mark: the checker's own reads only.
+    /// `ptPage` without the mark: the checker's own reads, and the upper
+    /// levels that PageTable.swift's walks only read (tableOnPath, cacheSlot,
+    /// nextPMDPresent, walkPTETables' PGD and PUD, slotAlloc except when it
+    /// allocates, which marks): every table the model writes is still reached
+    /// through `ptPage` or marked by `markPTPage`.
     @inline(__always) func ptTable(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }
     /// Marks page-table page `i` as changed (its allocation and freeing,
     /// which write it without `ptPage`).

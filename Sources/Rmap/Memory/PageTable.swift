@@ -37,7 +37,9 @@ extension Kernel {
         var table = root
         var level = 4
         while level > target {
-            let e = ptPage(table)[Kernel.index(key, level: level)]
+            // Read only: not marked for the incremental checker (a caller that
+            // writes the table it gets reaches it through ptPage, which marks).
+            let e = ptTable(table)[Kernel.index(key, level: level)]
             if e == 0 { return 0 }
             if _slowPath(level == 2 && !PTE.isPMDTable(e)) { return 0 }  // a PMD leaf or migration entry
             table = PTE.tablePage(e)
@@ -53,7 +55,7 @@ extension Kernel {
         var table = root
         var level = 4
         while level > 1 {
-            let e = ptPage(table)[Kernel.index(key, level: level)]
+            let e = ptTable(table)[Kernel.index(key, level: level)]  // read only
             if e == 0 { return nil }
             table = PTE.tablePage(e)
             level -= 1
@@ -83,10 +85,13 @@ extension Kernel {
         var table = root
         var level = 4
         while level > target {
-            let slot = ptPage(table) + Kernel.index(key, level: level)
+            // Upper levels are written only here, when a table is missing:
+            // marked then, read without the mark otherwise.
+            let slot = ptTable(table) + Kernel.index(key, level: level)
             if slot.pointee == 0 {
                 let t = allocPTPage(level: UInt32(level - 1))
                 if t == 0 { return nil }
+                markPTPage(table)
                 slot.pointee = (UInt64(t) << 12) | Kernel.pageTableBits
                 ptDesc(table).pointee.used += 1
             }
@@ -159,11 +164,11 @@ extension Kernel {
     func nextPMDPresent(root: UInt32, from addr: UInt64, end: UInt64) -> UInt64 {
         var a = addr
         while a < end {
-            let pud = ptPage(root)[Kernel.index(a, level: 4)]
+            let pud = ptTable(root)[Kernel.index(a, level: 4)]  // read only, as below
             if pud == 0 { a = (a | (1 << 39 - 1)) &+ 1; if a == 0 { break }; continue }
-            let pmd = ptPage(PTE.tablePage(pud))[Kernel.index(a, level: 3)]
+            let pmd = ptTable(PTE.tablePage(pud))[Kernel.index(a, level: 3)]
             if pmd == 0 { a = (a | (1 << 30 - 1)) &+ 1; if a == 0 { break }; continue }
-            if ptPage(PTE.tablePage(pmd))[Kernel.index(a, level: 2)] != 0 { return a }
+            if ptTable(PTE.tablePage(pmd))[Kernel.index(a, level: 2)] != 0 { return a }
             a = (a | (Kernel.pmdSize - 1)) &+ 1
             if a == 0 { break }
         }
@@ -178,7 +183,8 @@ extension Kernel {
         let pmd = ptPage(table) + Kernel.index(key, level: 2)
         guard PTE.isPMDTable(pmd.pointee) else { return }
         let pte = PTE.tablePage(pmd.pointee)
-        for i in 0..<512 where ptPage(pte)[i] != 0 { return }
+        let entries = ptTable(pte)  // read only: freed (and marked) below if empty
+        for i in 0..<512 where entries[i] != 0 { return }
         pmd.pointee = 0
         ptDesc(table).pointee.used -= 1
         freePTPage(pte)
@@ -230,13 +236,16 @@ extension Kernel {
                     _ table: (UInt64, UnsafeMutablePointer<UInt64>, Int) -> Bool) -> Bool {
         guard start < end else { return true }
         let span4: UInt64 = 1 << 39, span3: UInt64 = 1 << 30, span2: UInt64 = 1 << 21
-        let pgd = ptPage(root)
+        // The PGD and PUD tables are only read here (not marked for the
+        // incremental checker); the PMD table (its slots go to `pmd`) and the
+        // PTE tables (to `table`) may be written and are reached through ptPage.
+        let pgd = ptTable(root)
         var k4 = start
         while k4 < end {
             let n4 = (k4 & ~(span4 - 1)) &+ span4
             let e4 = pgd[Kernel.index(k4, level: 4)]
             if e4 != 0 {
-                let pud = ptPage(PTE.tablePage(e4))
+                let pud = ptTable(PTE.tablePage(e4))
                 let end4 = n4 == 0 ? end : min(end, n4)
                 var k3 = k4
                 while k3 < end4 {
