@@ -280,6 +280,26 @@ extension Kernel {
             s.pointee.flags |= Kernel.swapHasCache
             s.pointee.cache_frame = pfn.rawValue
             // The swap cache holds the new page's first reference.
+        } else if page(pfn).pointee.mapping & PageMapping.anon != 0 {
+            // A swap-cache folio whose mappings `unmap ... migration` made
+            // migration entries is, in the kernel, locked by the migration
+            // under way: do_swap_page waits for it (folio_lock_or_retry), and
+            // the other mappers' entries are PTEs again (of this folio or the
+            // new one) before it decides exclusivity. The model ends that
+            // migration as a fault on one of its entries does, the way a
+            // failed one ends (remove_migration_ptes(folio, folio)); without
+            // this, a swap count of 1 and no mapping made the page exclusive
+            // while the other process's migration entry still named it
+            // (rmap fuzz --large --hugetlb --hugetlb-resv fixed --seed 42).
+            let head = folioOf(pfn)
+            var restored = 0
+            for i in 0..<Int(folioNrPages(head)) {
+                let sub = head.advanced(by: i)
+                restored += removeMigrationPTEs(src: sub, dst: sub)
+            }
+            if restored > 0 && folioIsLarge(head) && !folioIsHugetlb(head) {
+                page(head).pointee.flags |= PG.remappedInPart
+            }
         }
         if _slowPath(page(pfn).pointee.flags & PG.tail != 0 || page(pfn).pointee.flags & PG.head != 0) {
             return doSwapPageLarge(m, v, addr, slot, page: pfn, write: write)
