@@ -218,3 +218,40 @@ public func freshTempDir(_ name: String) -> String {
     mkdir(d, 0o755)
     return d
 }
+
+/// A /proc file read to its end (its size reads as 0, so read until EOF).
+public func readProcFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        out += buf[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// The VmFlags (`hg`, `nh`, ...) of the host mapping of this process that
+/// holds `address`, from /proc/self/smaps; nil when no mapping holds it.
+public func hostVmFlags(containing address: UInt) -> [String]? {
+    guard let smaps = readProcFile("/proc/self/smaps") else { return nil }
+    var inside = false
+    for line in smaps.split(separator: "\n") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard let first = fields.first else { continue }
+        if first == "VmFlags:" {
+            if inside { return fields.dropFirst().map(String.init) }
+        } else if !first.hasSuffix(":") {
+            // A mapping's first line: "lo-hi perms offset dev inode [path]".
+            let ends = first.split(separator: "-")
+            if ends.count == 2, let lo = UInt(ends[0], radix: 16), let hi = UInt(ends[1], radix: 16) {
+                inside = lo <= address && address < hi
+            }
+        }
+    }
+    return nil
+}
+

@@ -147,36 +147,13 @@ import RmapTestSupport
         // host has THP (on a host without it, madvise fails and the arena
         // runs on small pages: nothing to see here then).
         guard FileManager.default.fileExists(atPath: "/sys/kernel/mm/transparent_hugepage/enabled"),
-              getenv("RMAP_ARENA_SMALL_PAGES") == nil,
-              let smaps = readProcFile("/proc/self/smaps") else { return }
+              getenv("RMAP_ARENA_SMALL_PAGES") == nil else { return }
         // The mapping that holds the arena (it may have merged with a
         // neighbour of the same flags, another test's arena).
-        let lines = smaps.split(separator: "\n", omittingEmptySubsequences: false)
-        let at = lines.firstIndex { line in
-            let range = line.split(separator: " ").first?.split(separator: "-") ?? []
-            guard range.count == 2, let lo = UInt(range[0], radix: 16), let hi = UInt(range[1], radix: 16) else { return false }
-            return lo <= base && base < hi
-        }
-        guard let at else {
+        guard let flags = withExtendedLifetime(m, { hostVmFlags(containing: base) }) else {
             Issue.record("no mapping holds \(String(base, radix: 16)) in /proc/self/smaps")
             return
         }
-        let flags = lines[(at + 1)...].first { $0.hasPrefix("VmFlags:") } ?? ""
-        #expect(flags.split(separator: " ").contains("hg"), "\(flags)")
+        #expect(flags.contains("hg"), "\(flags)")
     }
-}
-
-/// A /proc file read to its end (its size reads as 0, so read until EOF).
-private func readProcFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n <= 0 { break }
-        out += buf[0..<n]
-    }
-    return String(decoding: out, as: UTF8.self)
 }
