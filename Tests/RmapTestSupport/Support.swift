@@ -255,3 +255,15 @@ public func hostVmFlags(containing address: UInt) -> [String]? {
     return nil
 }
 
+/// Replays `text` on `m` (continuing its trace), expects no error, no failed
+/// expectation and no checker violation after it, and returns the results
+/// of its statements: the hugetlb suites' step.
+public func run(_ m: Machine, _ text: String,
+                sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> [String] {
+    let out = m.replay(try TraceParser.parse(text, file: "h.trace", continuing: m.traceContext))
+    #expect(out.error == nil && out.failures.isEmpty, "\(out.error ?? "") \(out.failures)",
+            sourceLocation: sourceLocation)
+    #expect(m.checkViolations() == [], "\(text)", sourceLocation: sourceLocation)
+    return out.results.map(\.1)
+}
+

@@ -12,13 +12,6 @@ import CShims
 @Suite struct HugetlbMigrateTests {
     static let a: UInt64 = 0x1000_0000_0000
 
-    func run(_ m: Machine, _ text: String) throws -> [String] {
-        let out = m.replay(try TraceParser.parse(text, file: "h.trace", continuing: m.traceContext))
-        #expect(out.error == nil && out.failures.isEmpty, "\(out.error ?? "") \(out.failures)")
-        #expect(m.checkViolations() == [], "\(text)")
-        return out.results.map(\.1)
-    }
-
     func head(_ m: Machine, _ p: String, _ addr: UInt64) -> PFN { m.k.folioOf(m.frame(p, addr)) }
 
     @Test func aFreePageIsTheTargetAndTheOldOneGoesBackToThePool() throws {

@@ -12,13 +12,6 @@ import CShims
     static let a: UInt64 = 0x1000_0000_0000
     static let gib: UInt64 = 0x1000_8000_0000
 
-    func run(_ m: Machine, _ text: String) throws -> [String] {
-        let out = m.replay(try TraceParser.parse(text, file: "h.trace", continuing: m.traceContext))
-        #expect(out.error == nil && out.failures.isEmpty, "\(out.error ?? "") \(out.failures)")
-        #expect(m.checkViolations() == [], "\(text)")
-        return out.results.map(\.1)
-    }
-
     /// P's VMAs as (start, end, flags).
     func vmas(_ m: Machine, _ p: String) -> [(UInt64, UInt64, UInt64)] {
         m.k.vmasIntersecting(m.mm(p), 0, TraceLimits.maxAddress).map {

@@ -12,13 +12,6 @@ import CShims
 @Suite struct HugetlbTests {
     static let a: UInt64 = 0x1000_0000_0000
 
-    func run(_ m: Machine, _ text: String) throws -> [String] {
-        let out = m.replay(try TraceParser.parse(text, file: "h.trace", continuing: m.traceContext))
-        #expect(out.error == nil && out.failures.isEmpty, "\(out.error ?? "") \(out.failures)")
-        #expect(m.checkViolations() == [], "\(text)")
-        return out.results.map(\.1)
-    }
-
     @Test func poolCountersFollowReservationsFaultsAndUnmaps() throws {
         let m = try Machine()
         _ = try run(m, "hugetlb 3\nproc P0")
