@@ -69,18 +69,14 @@ extension Machine {
     /// rmap_walk() of `frame` with a visitor that counts the VMAs it is
     /// given (rmap_one calls): the mappings visited. Allocates nothing.
     public func benchWalk(frame: PFN) -> Int {
-        var c = CountingWalk()
-        k.rmapWalk(frame, &c)
-        return c.visited
+        k.walkVisits(frame)
     }
 
     /// rmap_walk() of `frame` whose visitor also checks each VMA's PTE
     /// (page_vma_mapped_walk(), as every real rmap_one does): the mappings
     /// that really map the frame. Allocates nothing.
     public func benchWalkMapped(frame: PFN) -> Int {
-        var c = MappedWalk()
-        k.rmapWalk(frame, &c)
-        return c.mapped
+        k.walkMapped(frame)
     }
 
     /// rmap_walk() of a PMD-mapped THP's head `frame` whose visitor also
@@ -88,9 +84,7 @@ extension Machine {
     /// leaf mapping this folio): the mappings that map it by a PMD.
     /// Allocates nothing.
     public func benchWalkPMDMapped(frame: PFN) -> Int {
-        var c = PMDMappedWalk()
-        k.rmapWalk(frame, &c)
-        return c.mapped
+        k.walkPMDMapped(frame)
     }
 
     /// try_to_unmap() of `frame` with `flags`, flushing a batched TLB flush
@@ -104,20 +98,5 @@ extension Machine {
     /// page_referenced() of `frame` over every VMA: the referenced count.
     public func benchPageReferenced(frame: PFN) -> Int {
         k.pageReferenced(frame, filter: AllVMAs?.none).referenced
-    }
-}
-
-/// Counts the VMAs whose PMD at the walk's address is a leaf mapping the folio.
-struct PMDMappedWalk: RmapWalkControl {
-    var mapped = 0
-    @inline(__always)
-    mutating func rmapOne(_ m: RmapContext, pfn: PFN, vma: VMAID, address: UInt64) -> Bool {
-        let k = m.k
-        let mm = k.vmMM(vma)
-        if let pmd = k.pmdSlot(root: k.mm(mm).pointee.pgd, key: address), PTE.isPMDLeaf(pmd.pointee),
-           PTE.pfn(pmd.pointee) == k.folioOf(pfn) {
-            mapped += 1
-        }
-        return true
     }
 }

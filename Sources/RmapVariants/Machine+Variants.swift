@@ -103,6 +103,9 @@ extension Machine {
 
     /// A walk of `frame` in `design` counting rmap_one calls. Allocates nothing.
     public func benchWalk(frame: PFN, design: RmapDesign) -> Int {
+        // The model's own walk specialised in its module, as the PV and scan
+        // walks are in this one (Machine+Walk.swift says why).
+        if design == .anonVMA { return k.walkVisits(frame) }
         var c = CountingWalk()
         variantWalk(frame, design, &c)
         return c.visited
@@ -111,6 +114,7 @@ extension Machine {
     /// A walk of `frame` in `design` whose visitor checks each VMA's PTE
     /// (page_vma_mapped_walk()): the mappings found. Allocates nothing.
     public func benchWalkMapped(frame: PFN, design: RmapDesign) -> Int {
+        if design == .anonVMA { return k.walkMapped(frame) }
         var c = MappedWalk()
         variantWalk(frame, design, &c)
         return c.mapped

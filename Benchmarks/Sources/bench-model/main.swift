@@ -22,6 +22,8 @@
 //   bench-model walk [-r REPS]
 //       rmap_walk per visited mapping for a page mapped 1..10,000 times
 //       (anon fork tree, shared file), and try_to_unmap per page.
+//       BENCH_MAPPINGS=N[,N...] times only those mapping counts (to profile
+//       one); with BENCH_ONLY set, try_to_unmap runs only if it names it.
 //   bench-model forkloop [-n GENERATIONS]
 //       the seeds' fork loop: live anon_vmas and AVCs per reuse policy.
 //   bench-model scale [-n PROCS] [-p PAGES]
@@ -366,10 +368,20 @@ func walksTHP() {
     }
 }
 
+/// BENCH_MAPPINGS=N[,N...] runs the walk table for those mapping counts only
+/// (default 1, 10, 100, 1,000 and 10,000).
+func mappingCounts() -> [Int] {
+    guard let only = getenv("BENCH_MAPPINGS") else { return [1, 10, 100, 1_000, 10_000] }
+    return String(cString: only).split(separator: ",").map {
+        guard let c = Int($0), c > 0 else { fatalError("BENCH_MAPPINGS: not a positive count: \($0)") }
+        return c
+    }
+}
+
 func walks() {
     print("rmap_walk per visited mapping (ns), median of \(reps) rounds, warm caches")
     print("mappings  anon-fork-tree  anon-mapped  shared-file  file-mapped")
-    for count in [1, 10, 100, 1_000, 10_000] {
+    for count in mappingCounts() {
         let rounds = max(1, 2_000_000 / count)
         func time(_ m: Machine, _ f: PFN, mapped: Bool) -> Double {
             measure(m, units: rounds * count) {
@@ -395,6 +407,7 @@ func walks() {
     }
     // try_to_unmap per page: N file pages mapped once, unmapped (references
     // ignored), then faulted back (not timed).
+    guard want("try_to_unmap") else { return }
     let m = Scenario.machine(pages: n)
     precondition(m.createFile("f", pages: pages) == .ok)
     precondition(m.createProcess("p") == .ok)

@@ -11,6 +11,10 @@ package struct Kernel {
     package let header: UnsafeMutablePointer<rmap_arena_header>
     let frames: UnsafeMutablePointer<rmap_page>
     let ptPages: UnsafeMutablePointer<UInt64>
+    /// Entries from one page-table page to the next: 520 (512 entries and a
+    /// cache line of colouring, arena.c's RMAP_PT_RECORD_SIZE), or 512 in an
+    /// arena saved before the colouring.
+    let ptStride: Int
     let ptDescs: UnsafeMutablePointer<rmap_ptdesc>
     let mms: UnsafeMutablePointer<rmap_mm>
     let vmas: UnsafeMutablePointer<rmap_vma>
@@ -48,6 +52,7 @@ package struct Kernel {
         }
         frames = table(Int32(RMAP_T_FRAME), rmap_page.self)
         ptPages = table(Int32(RMAP_T_PTPAGE), UInt64.self)
+        ptStride = Int(Kernel.desc(h, Int32(RMAP_T_PTPAGE)).pointee.record_size) / MemoryLayout<UInt64>.stride
         ptDescs = table(Int32(RMAP_T_PTDESC), rmap_ptdesc.self)
         mms = table(Int32(RMAP_T_MM), rmap_mm.self)
         vmas = table(Int32(RMAP_T_VMA), rmap_vma.self)
@@ -94,14 +99,14 @@ package struct Kernel {
     /// last check (`ptDirty`): every access of the model to a page table.
     @inline(__always) func ptPage(_ i: UInt32) -> UnsafeMutablePointer<UInt64> {
         if _slowPath(ptTracking.pointee) { ptDirty[Int(i) & ptDirtyMask] = 1 }
-        return ptPages + Int(i) * 512
+        return ptPages + Int(i) &* ptStride
     }
     /// `ptPage` without the mark: the checker's own reads, and the upper
     /// levels that PageTable.swift's walks only read (tableOnPath, cacheSlot,
     /// nextPMDPresent, walkPTETables' PGD and PUD, slotAlloc except when it
     /// allocates, which marks): every table the model writes is still reached
     /// through `ptPage` or marked by `markPTPage`.
-    @inline(__always) func ptTable(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) * 512 }
+    @inline(__always) func ptTable(_ i: UInt32) -> UnsafeMutablePointer<UInt64> { ptPages + Int(i) &* ptStride }
     /// Marks page-table page `i` as changed (its allocation and freeing,
     /// which write it without `ptPage`).
     @inline(__always) func markPTPage(_ i: UInt32) { if ptTracking.pointee { ptDirty[Int(i) & ptDirtyMask] = 1 } }

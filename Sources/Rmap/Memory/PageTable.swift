@@ -110,7 +110,7 @@ extension Kernel {
 
     /// The page-table page that holds entry `slot`.
     @inline(__always) package func ptPageIndex(of slot: UnsafeMutablePointer<UInt64>) -> UInt32 {
-        UInt32((slot - ptPage(0)) / 512)
+        UInt32((slot - ptPage(0)) / ptStride)
     }
 
     /// pgtable_trans_huge_deposit(): a PTE table set aside with a THP's PMD
