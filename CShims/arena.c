@@ -113,11 +113,20 @@ static void *map_huge_aligned(uint64_t size, int flags, int fd)
     return a;
 }
 
+uint32_t rmap_arena_small_page_tables(void)
+{
+    if (getenv("RMAP_ARENA_SMALL_PAGES"))
+        return (1u << RMAP_T_COUNT) - 1;
+    if (getenv("RMAP_ARENA_HUGE_FRAMES"))
+        return 0;
+    return 1u << RMAP_T_FRAME;
+}
+
 void rmap_arena_advise_frames(void *base, const rmap_arena_header *hdr)
 {
 #ifdef MADV_NOHUGEPAGE
-    if (getenv("RMAP_ARENA_SMALL_PAGES") || getenv("RMAP_ARENA_HUGE_FRAMES"))
-        return;
+    if (rmap_arena_small_page_tables() != 1u << RMAP_T_FRAME)
+        return; /* all of it on 4 KiB pages already, or the frames on huge pages */
     const uint64_t page = RMAP_PT_PAGE_SIZE;
     uint64_t start = hdr->tables[RMAP_T_FRAME].offset & ~(page - 1);
     uint64_t end = hdr->tables[RMAP_T_FRAME].offset

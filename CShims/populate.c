@@ -5,7 +5,7 @@
  * table's bump (`frontier`, a byte offset in the arena) every few hundred
  * records; the populator thread populates each table from where it stopped
  * (or from the bump, if the model has gone past it) to the bump plus the
- * table's lead, one 2 MiB-aligned chunk at a time, round robin over the
+ * table's lead, one 256 KiB-aligned chunk at a time, round robin over the
  * tables, and waits on a condition variable when every table is far enough
  * ahead. The model wakes it when a bump comes within half a lead of where
  * the thread stopped (`wake_at`): one wake per few megabytes, none per
@@ -29,7 +29,11 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-#define CHUNK (2ull << 20) /* the host's PMD size: one huge page per call where the arena has them */
+/* One populate call: 64 host pages of 4 KiB (a fraction of a millisecond),
+ * so that the mmap_lock the call holds for reading is never held long by a
+ * thread of the lowest priority (a writer, such as malloc's mmap, would wait
+ * for it). */
+#define CHUNK (256ull << 10)
 #define PAGE 4096ull
 
 struct rmap_populator {
@@ -60,6 +64,14 @@ rmap_populator *rmap_populator_create(void *base, uint64_t size, const rmap_aren
     cpu_set_t cpus;
     if (sched_getaffinity(0, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) < 2)
         return NULL; /* one CPU: the thread would only take turns with the model */
+    /* Only the tables on 4 KiB host pages (measured, docs/benchmarks.md):
+     * where a table is on 2 MiB pages, the model overtaking the thread on a
+     * huge page zeroes it a second time, and the thread zeroing 2 MiB pages
+     * (slow on a host that backs memory on first touch) falls behind on the
+     * frame table, the one the model fills fastest. */
+    uint32_t tables = rmap_arena_small_page_tables();
+    if (tables == 0)
+        return NULL;
     rmap_populator *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
@@ -77,6 +89,8 @@ rmap_populator *rmap_populator_create(void *base, uint64_t size, const rmap_aren
         atomic_init(&p->frontier[t], 0);
         atomic_init(&p->wake_at[t], UINT64_MAX);
         p->done[t] = s;
+        if (!(tables & (1u << t)))
+            p->end[t] = s; /* nothing to populate: next_range finds no work */
     }
     atomic_init(&p->state, RMAP_POPULATOR_IDLE);
     atomic_init(&p->stop, 0);
@@ -99,7 +113,7 @@ static uint64_t lead(const rmap_populator *p, int t, uint64_t frontier)
 }
 
 /* The next range of table t to populate, [*from, *to), page-aligned and
- * within one 2 MiB chunk; 0 when the table is far enough ahead. */
+ * within one chunk; 0 when the table is far enough ahead. */
 static int next_range(const rmap_populator *p, int t, uint64_t *from, uint64_t *to)
 {
     uint64_t f = atomic_load(&p->frontier[t]);
@@ -127,6 +141,13 @@ static int next_range(const rmap_populator *p, int t, uint64_t *from, uint64_t *
 static void *populator_main(void *arg)
 {
     rmap_populator *p = arg;
+    /* SCHED_IDLE: the thread runs only on a CPU nothing else wants. On a
+     * machine whose CPUs are all busy (others' work) it takes no time from
+     * them and the model faults its pages in itself, as without it; where a
+     * CPU is idle, it works there. (If the policy cannot be set, it runs at
+     * normal priority.) */
+    struct sched_param sp = {0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
     for (;;) {
         if (atomic_load_explicit(&p->stop, memory_order_relaxed))
             break;
@@ -208,8 +229,8 @@ static void start(rmap_populator *p)
 
 void rmap_populator_note(rmap_populator *p, int32_t table, uint32_t index)
 {
-    if (table < 0 || table >= RMAP_T_COUNT)
-        return;
+    if (table < 0 || table >= RMAP_T_COUNT || p->end[table] == p->start[table])
+        return; /* not a table this populator fills */
     uint64_t f = p->start[table] + (uint64_t)index * p->record[table];
     atomic_store(&p->frontier[table], f);
     int st = atomic_load_explicit(&p->state, memory_order_relaxed);

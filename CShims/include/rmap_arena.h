@@ -360,6 +360,11 @@ void *rmap_arena_map(uint64_t size, const char *path);
  * frames on huge pages too (to compare); RMAP_ARENA_SMALL_PAGES=1 already put
  * everything on 4 KiB pages. Advice only: never an error. */
 void rmap_arena_advise_frames(void *base, const rmap_arena_header *hdr);
+/* The tables (bit t for table t) an anonymous arena has on 4 KiB host pages
+ * after rmap_arena_map and rmap_arena_advise_frames: the frame table; all
+ * of them with RMAP_ARENA_SMALL_PAGES; none with RMAP_ARENA_HUGE_FRAMES.
+ * (Where the host has no THP, all are on 4 KiB pages whatever this says.) */
+uint32_t rmap_arena_small_page_tables(void);
 /* Maps an existing arena file; *size receives its size. With private_ != 0
  * the mapping is MAP_PRIVATE (changes stay in memory), else MAP_SHARED.
  * Nothing in it is trusted: the caller validates before use. */
