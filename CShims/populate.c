@@ -245,6 +245,8 @@ void rmap_populator_note(rmap_populator *p, int32_t table, uint32_t index)
     /* One wake per wait: the first note past the mark takes it. */
     if (!atomic_compare_exchange_strong(&p->wake_at[table], &w, UINT64_MAX))
         return;
+    if (getpid() != p->pid)
+        return; /* a fork's child: no thread, and the mutex may be held for ever */
     pthread_mutex_lock(&p->mu);
     if (p->waiting) {
         p->waiting = 0;
