@@ -11,9 +11,9 @@
  * the populator takes that work to another CPU: MADV_POPULATE_WRITE of the
  * next few megabytes of each table that grows, ahead of its bump. Only the
  * tables on 4 KiB host pages (rmap_arena_small_page_tables: the frame table,
- * 64 bytes a frame, most of the memory a large run touches); the tables on
- * 2 MiB pages are left to the model (measured slower when populated too:
- * docs/benchmarks.md). The
+ * 64 bytes a frame, and the page-table pages, most of the memory a large run
+ * touches); the tables on 2 MiB pages are left to the model (measured slower
+ * when populated too: docs/benchmarks.md). The
  * arena's contents never change (populating faults in pages as zero-filled
  * memory, or leaves pages already there as they are); only when the host
  * pays for them does.
