@@ -153,7 +153,10 @@ func scale(procs: Int, pages: Int) {
     let dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
     let small = getenv("RMAP_ARENA_SMALL_PAGES") != nil
     let populate = getenv("RMAP_ARENA_POPULATE").map { String(cString: $0) } != "0"
-    print("# arena: \(small ? "RMAP_ARENA_SMALL_PAGES set (MADV_NOHUGEPAGE: 4 KiB host pages)" : "MADV_HUGEPAGE"); host THP enabled: \(thpMode())"
+    let tables = getenv("RMAP_ARENA_SMALL_TABLES").map { "RMAP_ARENA_SMALL_TABLES=\(String(cString: $0)) on 4 KiB host pages, the rest MADV_HUGEPAGE" }
+    let layout = small ? "RMAP_ARENA_SMALL_PAGES set (MADV_NOHUGEPAGE: 4 KiB host pages)"
+        : tables ?? "frames and page tables on 4 KiB host pages, the rest MADV_HUGEPAGE"
+    print("# arena: \(layout); host THP enabled: \(thpMode())"
           + "; populator \(populate ? "on" : "off (RMAP_ARENA_POPULATE=0)")")
     let runs: [(String, Int)] = [("replay", procs), ("replay-100k", max(1, procs / 100)), ("fork-tree", procs)]
     for (name, p) in runs {
