@@ -11,11 +11,14 @@ import RmapTrace
 /// contents.
 @Suite struct ArenaPopulatorTests {
     /// Whether the populator may be on here (not turned off by the
-    /// environment, two or more CPUs).
+    /// environment, some table on 4 KiB host pages, two or more CPUs).
     static var mayPopulate: Bool {
         getenv("RMAP_ARENA_POPULATE").map { String(cString: $0) } != "0"
+            && rmap_arena_small_page_tables() != 0
             && sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2
     }
+    /// The frame table is one the populator fills (the default layout).
+    static var populatesFrames: Bool { rmap_arena_small_page_tables() & (1 << RMAP_T_FRAME) != 0 }
 
     /// A small arena but for the frame table: 400,000 frames (25.6 MB of
     /// records), the rest a few MB.
@@ -53,7 +56,7 @@ import RmapTrace
     }
 
     @Test func itRunsAheadOfTheBumpAndNoFurther() throws {
-        guard getenv("RMAP_ARENA_HUGE_FRAMES") == nil, getenv("RMAP_ARENA_SMALL_PAGES") == nil else { return }
+        guard Self.populatesFrames else { return }
         let (m, out) = try machine(Self.bigTrace, config: Self.config(populating: true))
         #expect(out.error == nil && out.failures.isEmpty)
         guard let s = m.populatorStatus() else {
@@ -91,7 +94,7 @@ import RmapTrace
         // Without it, the pages past the bump stay untouched: the residency
         // test above tells the two apart. (Looked at before the comparison
         // below, whose reads map the zero page there.)
-        if getenv("RMAP_ARENA_HUGE_FRAMES") == nil, getenv("RMAP_ARENA_SMALL_PAGES") == nil {
+        if Self.populatesFrames {
             let d = b.k.desc(T.frame).pointee
             let bump = Int(d.offset) + Int(d.bump) * Int(d.record_size)
             #expect(!Self.resident(b, bump + 4096, bump + (1 << 20)).contains(true))
