@@ -160,7 +160,7 @@ static void *populator_main(void *arg)
                 continue;
             if (madvise(p->base + s, (size_t)(e - s), MADV_POPULATE_WRITE) != 0) {
                 int err = errno;
-                if (err == EINTR || err == EAGAIN)
+                if (err == EINTR)
                     continue; /* tried again on the next round */
                 /* EINVAL: no MADV_POPULATE_WRITE in this kernel; ENOMEM,
                  * EFAULT, EHWPOISON: nothing more this thread can do. The
