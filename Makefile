@@ -275,7 +275,9 @@ bench-walk:
 ## 10485760` of a generated trace, removed afterwards), the same with 100
 ## processes, and a 10,000-process fork tree over one 1,000-page region; each in a
 ## child process: wall, user and system time, peak RSS, host page faults, ns per
-## fault or PTE. RMAP_ARENA_SMALL_PAGES=1 keeps the arena on 4 KiB host pages.
+## fault or PTE. RMAP_ARENA_SMALL_PAGES=1 keeps the arena on 4 KiB host pages;
+## RMAP_ARENA_SMALL_TABLES=1 the frame table alone (page tables on huge pages, the
+## layout before); RMAP_ARENA_POPULATE=0 turns the arena's populator off.
 bench-scale:
 	cd Benchmarks && $(SWIFT) build -c release --product bench-model --disable-build-manifest-caching
 	Benchmarks/.build/release/bench-model scale

@@ -122,18 +122,42 @@ static void *map_huge_aligned(uint64_t size, int flags, int fd)
     return a;
 }
 
+uint32_t rmap_arena_small_page_tables(void)
+{
+    const uint32_t all = (1u << RMAP_T_COUNT) - 1;
+    const char *mask = getenv("RMAP_ARENA_SMALL_TABLES"); /* measurements: bit t for table t */
+    if (mask)
+        return (uint32_t)strtoul(mask, NULL, 0) & all;
+    if (getenv("RMAP_ARENA_SMALL_PAGES"))
+        return all;
+    if (getenv("RMAP_ARENA_HUGE_FRAMES"))
+        return 0;
+    /* The frame records and the page-table pages (with their descriptors):
+     * what a large run touches once each, in order, while it grows (a
+     * 10-million-frame replay: 640 MB of frame records, 200 MB of page
+     * tables). On this VM a first-touched 2 MiB host page costs several
+     * times a 4 KiB one (the host backs it anew), and on 4 KiB pages the
+     * populator (populate.c) takes the faults to another CPU; the walks
+     * across 10,000 processes measured within their noise with the page
+     * tables on 4 KiB pages (docs/benchmarks.md, issue 16). The VMAs,
+     * anon_vmas, AVCs and the rest stay on huge pages. */
+    return 1u << RMAP_T_FRAME | 1u << RMAP_T_PTPAGE | 1u << RMAP_T_PTDESC;
+}
+
 void rmap_arena_advise_frames(void *base, const rmap_arena_header *hdr)
 {
 #ifdef MADV_NOHUGEPAGE
-    if (getenv("RMAP_ARENA_SMALL_PAGES") || getenv("RMAP_ARENA_HUGE_FRAMES"))
-        return;
+    const uint32_t small = rmap_arena_small_page_tables();
     const uint64_t page = RMAP_PT_PAGE_SIZE;
-    uint64_t start = hdr->tables[RMAP_T_FRAME].offset & ~(page - 1);
-    uint64_t end = hdr->tables[RMAP_T_FRAME].offset
-                 + (uint64_t)hdr->tables[RMAP_T_FRAME].capacity * hdr->tables[RMAP_T_FRAME].record_size;
-    end = align_up(end, page);
-    if (end > start && end <= hdr->total_size)
-        (void)madvise((char *)base + start, (size_t)(end - start), MADV_NOHUGEPAGE);
+    for (int t = 0; t < RMAP_T_COUNT; t++) {
+        if (!(small & (1u << t)))
+            continue;
+        uint64_t start = hdr->tables[t].offset & ~(page - 1);
+        uint64_t end = hdr->tables[t].offset + (uint64_t)hdr->tables[t].capacity * hdr->tables[t].record_size;
+        end = align_up(end, page);
+        if (end > start && end <= hdr->total_size)
+            (void)madvise((char *)base + start, (size_t)(end - start), MADV_NOHUGEPAGE);
+    }
 #else
     (void)base; (void)hdr;
 #endif

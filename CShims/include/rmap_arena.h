@@ -350,16 +350,24 @@ uint64_t rmap_arena_layout(const rmap_arena_config *cfg, rmap_arena_header *hdr)
  * file (created or truncated to size). MAP_NORESERVE: untouched pages cost
  * nothing. Returns the base, or NULL with errno set. */
 void *rmap_arena_map(uint64_t size, const char *path);
-/* The frame table (struct page records, T_FRAME) back on 4 KiB host pages,
- * the rest of the arena keeping the MADV_HUGEPAGE that rmap_arena_map gave it.
- * Measured (docs/benchmarks.md, issue 16): frame records are touched once
- * each, in order, when frames are first allocated, and first-touch zeroing of
- * 2 MiB host pages cost this VM 2-3x the system time of 4 KiB ones, while the
- * walks across thousands of processes chase page tables, VMAs and anon_vmas,
- * where 2 MiB pages keep the TLB hits. RMAP_ARENA_HUGE_FRAMES=1 leaves the
- * frames on huge pages too (to compare); RMAP_ARENA_SMALL_PAGES=1 already put
- * everything on 4 KiB pages. Advice only: never an error. */
+/* The tables of rmap_arena_small_page_tables() back on 4 KiB host pages
+ * (MADV_NOHUGEPAGE), the rest of the arena keeping the MADV_HUGEPAGE that
+ * rmap_arena_map gave it. By default the frame table (struct page records)
+ * and the page-table pages with their descriptors. Measured (docs/benchmarks.md,
+ * issue 16): they are touched once each, in order, as a run grows, and
+ * first-touch zeroing of 2 MiB host pages cost this VM 2-3x the system time
+ * of 4 KiB ones, while the walks across thousands of processes chase VMAs,
+ * anon_vmas and AVCs, which keep their 2 MiB pages. Advice only: never an
+ * error. (The name is the first version's, which advised the frames alone.) */
 void rmap_arena_advise_frames(void *base, const rmap_arena_header *hdr);
+/* The tables (bit t for table t) an anonymous arena has on 4 KiB host pages
+ * after rmap_arena_map and rmap_arena_advise_frames: the frame table, the
+ * page-table pages and their descriptors; all of them with
+ * RMAP_ARENA_SMALL_PAGES; none with RMAP_ARENA_HUGE_FRAMES; for
+ * measurements, RMAP_ARENA_SMALL_TABLES=MASK names them (1: the frame table
+ * alone, the layout before the page tables moved). Where the host has no
+ * THP, all are on 4 KiB pages whatever this says. */
+uint32_t rmap_arena_small_page_tables(void);
 /* Maps an existing arena file; *size receives its size. With private_ != 0
  * the mapping is MAP_PRIVATE (changes stay in memory), else MAP_SHARED.
  * Nothing in it is trusted: the caller validates before use. */

@@ -35,7 +35,12 @@
  * memory was overwritten is never released.
  *
  * Threads. A machine is used by one thread at a time (the library does not
- * lock it); different machines may be used from different threads.
+ * lock it); different machines may be used from different threads. A
+ * machine whose frame or page tables grow past 8 MiB starts a thread of its
+ * own (SCHED_IDLE, all signals blocked) that faults in the arena's memory a
+ * few MB ahead of the model on an idle CPU, and stops it when the machine
+ * is destroyed; it never changes the machine's state. RMAP_ARENA_POPULATE=0
+ * in the environment keeps it from starting (see README, Arena).
  *
  * Walk callbacks. While rmap_walk() runs, its machine is busy: every call on
  * that machine from the callback (rmap_exit, rmap_op, rmap_walk,

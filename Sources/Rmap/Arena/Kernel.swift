@@ -41,9 +41,13 @@ package struct Kernel {
     let ptDirty: UnsafeMutablePointer<UInt8>
     let ptDirtyMask: Int
     let ptTracking: UnsafeMutablePointer<Bool>
+    /// The arena's populator (CShims/populate.c), told where each table's
+    /// bump is every RMAP_POPULATE_NOTE_EVERY records; nil when it is off.
+    let populator: OpaquePointer?
 
-    init(base: UnsafeMutableRawPointer) {
+    init(base: UnsafeMutableRawPointer, populator: OpaquePointer? = nil) {
         self.base = base
+        self.populator = populator
         let h = base.assumingMemoryBound(to: rmap_arena_header.self)
         header = h
         func table<T>(_ t: Int32, _: T.Type) -> UnsafeMutablePointer<T> {
@@ -158,10 +162,16 @@ package struct Kernel {
             guard d.pointee.bump < d.pointee.capacity else { return 0 }
             i = d.pointee.bump
             d.pointee.bump &+= 1
+            if _slowPath(i & (RMAP_POPULATE_NOTE_EVERY - 1) == 0) { notePopulator(t, i) }
         }
         d.pointee.live &+= 1  // live < capacity: no overflow
         if d.pointee.live > d.pointee.high_water { d.pointee.high_water = d.pointee.live }
         return i
+    }
+
+    /// Tells the populator (if any) that table `t`'s bump has reached record `i`.
+    @inline(__always) func notePopulator(_ t: Int32, _ i: UInt32) {
+        if let populator { rmap_populator_note(populator, t, i) }
     }
 
     /// Returns record `i` of table `t` to its free list (the first 4 bytes hold

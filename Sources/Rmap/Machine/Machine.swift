@@ -103,6 +103,10 @@ public final class Machine {
         }
     }
 
+    /// The arena's populator: its state and the bytes it populated, once it
+    /// has caught up (`Arena.populatorStatus()`); nil when the arena has none.
+    package func populatorStatus() -> (state: Int32, bytes: UInt64)? { arena.populatorStatus() }
+
     public var reusePolicy: ReusePolicy { k.reusePolicy }
     /// The pgoff range rmap_walk_ksm searches (`--ksm-walk`).
     public var ksmWalkMode: KSMWalkMode { k.ksmWalkMode }

@@ -235,6 +235,9 @@ extension Kernel {
             }
             head = start
             d.pointee.bump = start + n
+            // The populator is told as allocIndex tells it: when the bump
+            // crosses a multiple of RMAP_POPULATE_NOTE_EVERY records.
+            if (start ^ (start + n)) >= RMAP_POPULATE_NOTE_EVERY { notePopulator(T.frame, head) }
         }
         d.pointee.live += n
         if d.pointee.live > d.pointee.high_water { d.pointee.high_water = d.pointee.live }
