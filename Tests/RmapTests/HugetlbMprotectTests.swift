@@ -264,6 +264,24 @@ import CShims
         #expect(m.checkViolations() == [])
     }
 
+    /// mlock over a hugetlb hwpoison entry is ENOMEM (6.18): __mm_populate ->
+    /// populate_vma_page_range's GUP (FOLL_TOUCH, FOLL_WRITE or FOLL_FORCE;
+    /// no FOLL_HWPOISON) faults; hugetlb_fault answers the hwpoison entry
+    /// with VM_FAULT_HWPOISON_LARGE, vm_fault_to_errno() makes that -EFAULT
+    /// without FOLL_HWPOISON, and __mlock_posix_error_return() turns -EFAULT
+    /// into -ENOMEM. The pages before it are faulted in; the entry stays.
+    @Test func mlockOverAHugetlbHWPoisonEntryIsENOMEM() throws {
+        let (m, run) = try Self.machine("hugetlb 3\nproc P0\nP0 mmap 0x100000000000 1536 rw hugetlb-private\n"
+            + "P0 write 0x100000200000\nP0 poison 0x100000200000")
+        #expect(m.tokens("P0", Self.a + 0x20_0000, 1) == "H*")
+        #expect(try run("P0 mlock 0x100000000000 1536") == ["ENOMEM"])
+        #expect(m.tokens("P0", Self.a, 1) == "T1+0:1*")        // faulted in before the entry
+        #expect(m.tokens("P0", Self.a + 0x20_0000, 1) == "H*")  // the entry stays
+        #expect(m.tokens("P0", Self.a + 0x40_0000, 1) == "-")   // the walk ended there
+        #expect(try run("P0 mlock 0x100000400000 512") == ["ok"])
+        #expect(m.checkViolations() == [])
+    }
+
     /// A hugetlbfs page: unmapped in every mapper, kept in the page cache
     /// with the memory-failure reference (truncate_error_folio ->
     /// hugetlbfs_error_remove_folio), in use for good.
