@@ -353,6 +353,30 @@ void hugetlb_cgroup_enter(void)
                          (unsigned long long)hugetlb_pages);
 }
 
+/* --foreign-hugetlb-resv compensate, before a hugetlb mmap that reserves
+ * `delta` huge pages (hugetlb_reserve_pages -> hugetlb_acct_memory): the
+ * one answer the cgroup cannot keep as an idle machine gives it.  After
+ * gather_surplus_pages (needed = resv + delta - free, the same with the
+ * foreign pages on both sides), hugetlb_acct_memory refuses when delta >
+ * allowed_mems_nr(), the free pages, which counts the foreign ones.  That
+ * check can decide only while the trace's own resv_huge_pages is below zero
+ * (it wraps for a while after an owner's exit while a fork child maps its
+ * page: docs/findings.md, Hugetlb.swift's hugetlbAcctMemory), and it decides
+ * otherwise here exactly when the trace's free pages < delta <= theirs plus
+ * the foreign ones.  Such a run cannot be the idle machine's: void (77). */
+void hugetlb_before_reserve(int line, uint64_t delta)
+{
+    if (foreign_rsvd <= 0 || delta == 0) return;
+    struct pool p;
+    read_pool(&p);
+    long d = (long)delta, resv_t = p.rsvd - foreign_rsvd, free_t = p.free - foreign_rsvd;
+    if (resv_t < 0 && p.rsvd + d - p.free <= 0 && d > free_t && d <= p.free)
+        skip("cannot run exactly here: line %d: the trace's hugetlb reservation count is below zero (%ld) and this mmap "
+             "reserves %ld pages with %ld of its own free: an idle machine refuses it (hugetlb_acct_memory: delta > "
+             "allowed_mems_nr), here the %ld free pages of the reservations of others would let it pass",
+             line, resv_t, d, free_t, foreign_rsvd);
+}
+
 /* cleanup(): back to the oracle's own cgroup, so the watchdog can remove ours */
 void hugetlb_cgroup_leave(void)
 {

@@ -169,6 +169,7 @@ void hugetlb_pool_tokens(char ***toks_out, int *ntoks_out); /* `observe hugetlb`
 void large_finish(void);       /* khugepaged/pages_collapsed moved: the run is void (77) */
 void hugetlb_cgroup_enter(void); /* --foreign-hugetlb-resv compensate: the trace held to its pool */
 void hugetlb_cgroup_leave(void); /* cleanup(): the oracle back in its own cgroup */
+void hugetlb_before_reserve(int line, uint64_t delta); /* compensate: void a reservation an idle machine refuses */
 
 /* ------------------------------------------------------------------ */
 /* Files (files.c)                                                      */
