@@ -282,6 +282,39 @@ import CShims
         #expect(m.checkViolations() == [])
     }
 
+    /// A saved state with hugetlb hwpoison entries (one naming a dissolved
+    /// folio's head), the kept raw page and a poisoned folio on the free list
+    /// reopens and runs on; a PMD hwpoison entry naming no frame is refused.
+    @Test func poisonedStatesReopenAndABadEntryIsRefused() throws {
+        let path = NSTemporaryDirectory() + "rmap-\(getpid())-hugetlb-poison.arena"
+        defer { unlink(path); unlink(path + ".2") }
+        let (m, _) = try Self.machine("hugetlb 3\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\n"
+            + "P0 write 0x100000000000\nP1 = fork P0\nP0 poison 0x100000001000\n"
+            + "P0 mmap 0x100000400000 512 rw hugetlb-private\nP0 write 0x100000400000\n"
+            + "P0 mmap 0x100000800000 512 rw hugetlb-private\nP2 = fork P0\n"
+            + "P0 madvise 0x100000400000 512 dontneed\nP2 poison 0x100000400000")
+        // The first folio dissolved (3 -> 2 pages); the second's freeing
+        // restored the owner's reservation with every free page reserved: EBUSY.
+        #expect(m.hugetlbPool == (2, 2, 2, 0))
+        #expect(m.save(to: path) == nil)
+        let r = try Machine(opening: path)
+        #expect(r.hugetlbPool == m.hugetlbPool && r.checkViolations() == [])
+        #expect(r.tokens("P1", Self.a, 1) == "H*" && r.tokens("P2", Self.a + 0x40_0000, 1) == "H*")
+        let out = r.replay(try TraceParser.parse("P0 read 0x100000000000\nP0 read 0x100000400000", file: "h.trace",
+                                                  continuing: r.traceContext))
+        #expect(out.results.map(\.1) == ["SIGBUS", "ok"])  // the owner's reservation: the free page not poisoned
+        let c = try Machine(opening: path, privately: false)
+        let pmd = c.k.pmdSlot(root: c.k.mm(c.mm("P1")).pointee.pgd, key: Self.a)!
+        pmd.pointee = PTE.swpEntry(type: PTE.swpHWPoison, pfn: PFN(c.k.desc(T.frame).pointee.bump + 512))
+        _ = c.save(to: path + ".2")
+        do {
+            _ = try Machine(opening: path + ".2")
+            Issue.record("a PMD hwpoison entry for no frame: accepted")
+        } catch {
+            #expect("\(error)".contains("PMD hwpoison entry for no frame"), "\(error)")
+        }
+    }
+
     /// A hugetlbfs page: unmapped in every mapper, kept in the page cache
     /// with the memory-failure reference (truncate_error_folio ->
     /// hugetlbfs_error_remove_folio), in use for good.
