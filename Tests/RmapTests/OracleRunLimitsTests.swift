@@ -68,8 +68,8 @@ import Glibc
     /// usage error. The settings the oracle changed are back afterwards.
     @Test(.enabled(if: oracleRuns)) func foreignHugetlbReservationsSkipOrCompensate() throws {
         let trace = corpusTraces("kernel-large").first { $0.lastPathComponent.hasPrefix("61-") }!.path
-        guard let rsvd = Self.hugetlbReserved() else { return }
-        let nrHugepages = try? String(contentsOfFile: "/proc/sys/vm/nr_hugepages", encoding: .utf8)
+        let pool = Self.poolBetweenRuns()
+        guard let rsvd = pool.rsvd else { return }
         let model = replayFile(path: trace, observations: true)
         #expect(model.status == 0)
         let byDefault = try run(oraclePath!, [trace], timeout: 120)
@@ -82,8 +82,8 @@ import Glibc
         } else {
             #expect(byDefault.status == 0 && byDefault.out == compensated.out)
         }
-        #expect(Self.hugetlbReserved() == rsvd)
-        #expect((try? String(contentsOfFile: "/proc/sys/vm/nr_hugepages", encoding: .utf8)) == nrHugepages)
+        let after = Self.poolBetweenRuns()
+        #expect(after.rsvd == rsvd && after.nrHugepages == pool.nrHugepages, "\(pool) -> \(after)")
         for bad in [["--foreign-hugetlb-resv"], ["--foreign-hugetlb-resv", "yes"]] {
             let r = try run(oraclePath!, bad + [trace], timeout: 60)
             #expect(r.status == 2 && r.err.contains("--foreign-hugetlb-resv needs skip or compensate"), "\(r.err)")
@@ -100,16 +100,25 @@ import Glibc
         try? String(contentsOfFile: "/sys/fs/cgroup/unified/cgroup.subtree_control", encoding: .utf8)
     }
 
-    /// The cgroup state read while holding the large-page oracles' lock (each
-    /// holds it from before it changes a setting until all is back), so no
-    /// other oracle's run is half way.
-    static func cgroupStateBetweenRuns() -> (cgroups: [String], subtree: String?) {
+    /// `body` run while holding the large-page oracles' lock (each holds it
+    /// from before it changes a setting until all is back), so that what it
+    /// reads of the machine is not another oracle's run half way.
+    static func betweenRuns<T>(_ body: () -> T) -> T {
         let fd = open("/tmp/rmap-oracle-large.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return (oracleCgroups(), cgroupSubtree()) }
+        guard fd >= 0 else { return body() }
         defer { close(fd) }
         flock(fd, LOCK_EX)
         defer { flock(fd, LOCK_UN) }
-        return (oracleCgroups(), cgroupSubtree())
+        return body()
+    }
+
+    static func cgroupStateBetweenRuns() -> (cgroups: [String], subtree: String?) {
+        betweenRuns { (oracleCgroups(), cgroupSubtree()) }
+    }
+
+    /// HugePages_Rsvd and nr_hugepages between other oracles' runs.
+    static func poolBetweenRuns() -> (rsvd: Int?, nrHugepages: String?) {
+        betweenRuns { (hugetlbReserved(), try? String(contentsOfFile: "/proc/sys/vm/nr_hugepages", encoding: .utf8)) }
     }
 
     /// `compensate` is exact where the pool alone was not: kernel-large 46,
@@ -122,7 +131,7 @@ import Glibc
     /// run as in the default mode. The cgroup and the controller setting are
     /// gone afterwards.
     @Test(.enabled(if: oracleRuns)) func compensateIsExactOrVoid() throws {
-        guard let rsvd = Self.hugetlbReserved() else { return }
+        guard let rsvd = Self.poolBetweenRuns().rsvd else { return }
         let before = Self.cgroupStateBetweenRuns()
         let t46 = corpusTraces("kernel-large").first { $0.lastPathComponent.hasPrefix("46-") }!.path
         let model = replayFile(path: t46, observations: true)
@@ -151,7 +160,7 @@ import Glibc
         }
         let after = Self.cgroupStateBetweenRuns()
         #expect(after.cgroups == [] && after.subtree == before.subtree, "\(before) -> \(after)")
-        #expect(Self.hugetlbReserved() == rsvd)
+        #expect(Self.poolBetweenRuns().rsvd == rsvd)
     }
 
     /// oracle-check's skip reason is the oracle's `skipped:` line, not a
