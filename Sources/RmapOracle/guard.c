@@ -14,7 +14,10 @@
  *                              first value saved for a path is the last
  *                              written);
  *   guard_mkdtemp(TEMPLATE)    the watchdog creates the temporary folder
- *                              and removes it, with its files, at the end.
+ *                              and removes it, with its files, at the end;
+ *   guard_mkcgroup(PATH)       the watchdog creates the cgroup PATH and
+ *                              removes it (rmdir, waiting up to 2 s for
+ *                              its processes to be gone) first at the end.
  *
  * Each request is answered before the oracle goes on, so nothing is changed
  * that the watchdog does not know how to undo.  At the end (guard_finish(),
@@ -51,6 +54,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "oracle.h"
@@ -66,6 +70,8 @@ struct guard_list {
     int nsaved;
     char dirs[GUARD_MAX][GUARD_STR];
     int ndirs;
+    char cgroups[GUARD_MAX][GUARD_STR];
+    int ncgroups;
     int locks[GUARD_MAX];
     int nlocks;
 };
@@ -87,11 +93,23 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return 0;
 }
 
-/* Writes every saved value back (last saved first), removes the folders,
- * releases the locks; the number of values that could not be written back. */
+/* Removes the cgroups (an empty cgroup only: its processes exit first, so
+ * EBUSY is waited out for up to 2 s), writes every saved value back (last
+ * saved first; a controller enabled for them is disabled after they are
+ * gone), removes the folders, releases the locks; the number of cgroups
+ * and values that could not be put back. */
 static int restore_all(struct guard_list *g)
 {
     int failed = 0;
+    for (int i = g->ncgroups - 1; i >= 0; i--) {
+        int tries = 0;
+        while (rmdir(g->cgroups[i]) && errno == EBUSY && tries++ < 100) usleep(20000);
+        if (access(g->cgroups[i], F_OK) == 0) {
+            fprintf(stderr, "rmap-oracle: cannot remove the cgroup %s: %s\n", g->cgroups[i], strerror(errno));
+            failed++;
+        }
+    }
+    g->ncgroups = 0;
     for (int i = g->nsaved - 1; i >= 0; i--) {
         if (write_sysfs_value(g->saved_path[i], g->saved_value[i])) {
             fprintf(stderr, "rmap-oracle: cannot restore %s to %s: %s\n", g->saved_path[i],
@@ -210,6 +228,11 @@ static void watchdog(int fd, pid_t parent)
             if (!mkdtemp(r.path)) { r.result = -1; r.err = errno; break; }
             strcpy(g.dirs[g.ndirs++], r.path);
             break;
+        case 'C':
+            if (g.ncgroups == GUARD_MAX) { r.result = -1; r.err = ENOSPC; break; }
+            if (mkdir(m.path, 0755)) { r.result = -1; r.err = errno; break; }
+            strcpy(g.cgroups[g.ncgroups++], m.path);
+            break;
         case 'F':
             watchdog_exit(&g, fd, 1);
         default:
@@ -294,6 +317,15 @@ void guard_mkdtemp(char *tmpl, size_t n)
     strcpy(mine.dirs[mine.ndirs++], r.path);
 }
 
+void guard_mkcgroup(const char *path)
+{
+    struct guard_reply r;
+    if (mine.ncgroups == GUARD_MAX) die("internal: more than %d cgroups", GUARD_MAX);
+    guard_call('C', path, NULL, &r);
+    if (r.result) die("cannot create the cgroup %s: %s", path, strerror(r.err));
+    strcpy(mine.cgroups[mine.ncgroups++], path);
+}
+
 void guard_finish(void)
 {
     if (guard_fd >= 0 && !guard_lost) {
@@ -308,12 +340,12 @@ void guard_finish(void)
         }
         if (n == (ssize_t)sizeof r) {
             if (r.result) guard_failed = 1;
-            mine.nsaved = mine.ndirs = 0;
+            mine.nsaved = mine.ndirs = mine.ncgroups = 0;
         } else {
             guard_lost = 1;
         }
     }
-    if (guard_lost && (mine.nsaved || mine.ndirs)) {
+    if (guard_lost && (mine.nsaved || mine.ndirs || mine.ncgroups)) {
         fprintf(stderr, "rmap-oracle: the watchdog is gone: restoring the settings here\n");
         guard_failed = 1;
         restore_all(&mine);

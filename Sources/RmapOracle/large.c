@@ -56,6 +56,7 @@ static uint64_t collapsed_before;
 static struct { long total, free, rsvd, surp; } pool_base; /* the pool before the first statement */
 static uint64_t fallback_before;
 static void *own_region;
+static long foreign_rsvd;        /* --foreign-hugetlb-resv compensate: the reservations of others */
 
 static int read_value(const char *path, char *buf, size_t n)
 {
@@ -222,12 +223,15 @@ void large_take(void)
          * that the kernel may still hand to a reserved fault of the trace: a
          * trace whose free list runs dry would not run as on an idle machine
          * (kernel-large 46 and 47 then differ). --foreign-hugetlb-resv
-         * compensate runs it anyway, the pool sized over them below (less
-         * exact, said on stderr). */
-        if (p.rsvd > 0 && foreign_resv_compensate)
-            fprintf(stderr, "rmap-oracle: %ld hugetlb reservations of others: the pool is sized over them "
-                    "(--foreign-hugetlb-resv compensate: a reserved fault may take their free page)\n", p.rsvd);
-        else if (p.rsvd > 0)
+         * compensate runs it anyway: the pool sized over them below, and the
+         * trace's processes in a hugetlb cgroup whose limit is the trace's
+         * pool (hugetlb_cgroup_enter: docs/oracle.md says why that is exact). */
+        if (p.rsvd > 0 && foreign_resv_compensate) {
+            fprintf(stderr, "rmap-oracle: %ld hugetlb reservations of others: the pool is sized over them and the "
+                    "trace's processes are held to its %llu pages by a hugetlb cgroup (--foreign-hugetlb-resv "
+                    "compensate)\n", p.rsvd, (unsigned long long)hugetlb_pages);
+            foreign_rsvd = p.rsvd;
+        } else if (p.rsvd > 0)
             skip("the machine holds %ld hugetlb reservations of others before the trace (HugePages_Rsvd; one leaked "
                  "by make hugetlb-leak stays until reboot): a hugetlb trace would not run as on an idle machine",
                  p.rsvd);
@@ -249,6 +253,7 @@ void large_take(void)
         if (verbose)
             fprintf(stderr, "large: hugetlb pool: total %ld free %ld rsvd %ld surp %ld\n", p.total, p.free, p.rsvd,
                     p.surp);
+        if (foreign_rsvd > 0) hugetlb_cgroup_enter();
     }
 
     /* 7. */
@@ -261,6 +266,127 @@ void large_take(void)
     pool_base.free = b.free;
     pool_base.rsvd = b.rsvd;
     pool_base.surp = b.surp;
+}
+
+/* --foreign-hugetlb-resv compensate: the reservations of others (each keeps
+ * one free page the trace's pool is sized over) and the cgroup v2 hugetlb
+ * controller that holds the trace to its own pool.
+ *
+ * alloc_hugetlb_folio (6.18) dequeues for a fault that has a reservation
+ * (gbl_chg 0) without looking at available_huge_pages(), so a reserved fault
+ * of the trace can take a free page that backs a foreign reservation, where
+ * an idle machine's free list would be empty (SIGBUS).  Every other check
+ * the trace meets compares free - reserved pages, which the foreign ones
+ * leave as they are.  The trace's pool is set once (`hugetlb PAGES` is given
+ * at most once), so the trace's pages in use are PAGES less its free pages:
+ * a limit of PAGES huge pages on the trace's hugetlb cgroup refuses exactly
+ * the allocation that finds the trace's free list empty.  alloc_hugetlb_folio
+ * charges the cgroup (hugetlb_cgroup_charge_cgroup) before it dequeues, and
+ * a refused charge leaves by the same labels (subpool put, vma_end_reservation)
+ * and with the same -ENOSPC as an empty free list, so the fault's result and
+ * the reservation maps are an idle machine's.  The oracle enters the cgroup
+ * itself before the first trace process is forked, so every process of the
+ * trace is charged there; it leaves it in cleanup(), and the watchdog removes
+ * the cgroup and disables the controller again if it enabled it. */
+static char cgroup_root[200];      /* the cgroup v2 mount */
+static char cgroup_home[400];      /* the oracle's own cgroup, to go back to */
+static char cgroup_path[260];      /* ours, or empty */
+
+static int find_cgroup2(char *out, size_t n)
+{
+    FILE *f = fopen("/proc/self/mounts", "re");
+    if (!f) return -1;
+    char dev[256], dir[256], type[64];
+    int found = -1;
+    while (fscanf(f, "%255s %255s %63s %*[^\n]", dev, dir, type) == 3)
+        if (strcmp(type, "cgroup2") == 0 && strlen(dir) < n) {
+            snprintf(out, n, "%s", dir);
+            found = 0;
+            break;
+        }
+    fclose(f);
+    return found;
+}
+
+static int has_word(const char *list, const char *word)
+{
+    size_t w = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)); p += w)
+        if ((p == list || p[-1] == ' ' || p[-1] == '+') && (p[w] == 0 || p[w] == ' ' || p[w] == '\n')) return 1;
+    return 0;
+}
+
+void hugetlb_cgroup_enter(void)
+{
+    char path[512], buf[512], v[64];
+    if (find_cgroup2(cgroup_root, sizeof cgroup_root))
+        skip("--foreign-hugetlb-resv compensate needs the cgroup v2 hierarchy (no cgroup2 mount)");
+    snprintf(path, sizeof path, "%s/cgroup.controllers", cgroup_root);
+    if (read_value(path, buf, sizeof buf) || !has_word(buf, "hugetlb"))
+        skip("--foreign-hugetlb-resv compensate needs the hugetlb controller on cgroup v2 (%s has not got it)", path);
+    /* where the oracle is now (the "0::" line), to go back there */
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    char ln[512];
+    cgroup_home[0] = 0;
+    while (f && fgets(ln, sizeof ln, f))
+        if (strncmp(ln, "0::", 3) == 0) {
+            ln[strcspn(ln, "\n")] = 0;
+            snprintf(cgroup_home, sizeof cgroup_home, "%s%s", cgroup_root, strcmp(ln + 3, "/") ? ln + 3 : "");
+        }
+    if (f) fclose(f);
+    if (!cgroup_home[0]) skip("--foreign-hugetlb-resv compensate: no cgroup v2 line in /proc/self/cgroup");
+    snprintf(path, sizeof path, "%s/cgroup.subtree_control", cgroup_root);
+    if (read_value(path, buf, sizeof buf)) die("cannot read %s: %s", path, strerror(errno));
+    if (!has_word(buf, "hugetlb")) {
+        guard_save(path, "-hugetlb");
+        if (write_sysfs_value(path, "+hugetlb")) die("cannot enable hugetlb in %s: %s", path, strerror(errno));
+    }
+    snprintf(cgroup_path, sizeof cgroup_path, "%s/rmap-oracle-%d", cgroup_root, (int)getpid());
+    guard_mkcgroup(cgroup_path);
+    snprintf(path, sizeof path, "%s/hugetlb.2MB.max", cgroup_path);
+    snprintf(v, sizeof v, "%llu", (unsigned long long)hugetlb_pages * (2ull << 20));
+    if (write_sysfs_value(path, v)) die("cannot write %s to %s: %s", v, path, strerror(errno));
+    snprintf(path, sizeof path, "%s/cgroup.procs", cgroup_path);
+    snprintf(v, sizeof v, "%d", (int)getpid());
+    if (write_sysfs_value(path, v)) die("cannot move the oracle into %s: %s", cgroup_path, strerror(errno));
+    if (verbose) fprintf(stderr, "large: in the hugetlb cgroup %s, hugetlb.2MB.max %llu pages\n", cgroup_path,
+                         (unsigned long long)hugetlb_pages);
+}
+
+/* --foreign-hugetlb-resv compensate, before a hugetlb mmap that reserves
+ * `delta` huge pages (hugetlb_reserve_pages -> hugetlb_acct_memory): the
+ * one answer the cgroup cannot keep as an idle machine gives it.  After
+ * gather_surplus_pages (needed = resv + delta - free, the same with the
+ * foreign pages on both sides), hugetlb_acct_memory refuses when delta >
+ * allowed_mems_nr(), the free pages, which counts the foreign ones.  That
+ * check can decide only while the trace's own resv_huge_pages is below zero
+ * (it wraps for a while after an owner's exit while a fork child maps its
+ * page: docs/findings.md, Hugetlb.swift's hugetlbAcctMemory), and it decides
+ * otherwise here exactly when the trace's free pages < delta <= theirs plus
+ * the foreign ones.  Such a run cannot be the idle machine's: void (77). */
+void hugetlb_before_reserve(int line, uint64_t delta)
+{
+    if (foreign_rsvd <= 0 || delta == 0) return;
+    struct pool p;
+    read_pool(&p);
+    long d = (long)delta, resv_t = p.rsvd - foreign_rsvd, free_t = p.free - foreign_rsvd;
+    if (resv_t < 0 && p.rsvd + d - p.free <= 0 && d > free_t && d <= p.free)
+        skip("cannot run exactly here: line %d: the trace's hugetlb reservation count is below zero (%ld) and this mmap "
+             "reserves %ld pages with %ld of its own free: an idle machine refuses it (hugetlb_acct_memory: delta > "
+             "allowed_mems_nr), here the %ld free pages of the reservations of others would let it pass",
+             line, resv_t, d, free_t, foreign_rsvd);
+}
+
+/* cleanup(): back to the oracle's own cgroup, so the watchdog can remove ours */
+void hugetlb_cgroup_leave(void)
+{
+    if (!cgroup_path[0]) return;
+    char path[512], v[32];
+    snprintf(path, sizeof path, "%s/cgroup.procs", cgroup_home);
+    snprintf(v, sizeof v, "%d", (int)getpid());
+    if (write_sysfs_value(path, v))
+        fprintf(stderr, "rmap-oracle: cannot move back to the cgroup %s: %s\n", cgroup_home, strerror(errno));
+    cgroup_path[0] = 0;
 }
 
 /* `observe hugetlb` / `expect hugetlb` (trace-format.md "The hugetlb pool"):

@@ -394,6 +394,8 @@ int main(int argc, char **argv)
                 case K_HUGETLB_SHARED: c.flags = MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB; break;
                 }
                 if (st->noreserve) c.flags |= MAP_NORESERVE;
+                if ((st->mkind == K_HUGETLB_PRIVATE || st->mkind == K_HUGETLB_SHARED) && !st->noreserve)
+                    hugetlb_before_reserve(st->line, (st->pages + 511) / 512);
                 /* a trace without `thp` statements makes no large folio: every
                  * region VM_NOHUGEPAGE from the start (hugetlb has no use for it) */
                 c.nohugepage = !thp_statements && st->mkind != K_HUGETLB_PRIVATE &&

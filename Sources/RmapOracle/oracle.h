@@ -167,6 +167,9 @@ void large_after_access(int line); /* ... and after: a smaller folio than allowe
 void large_shrink(int line);   /* `thp shrink`: drop_caches 2 */
 void hugetlb_pool_tokens(char ***toks_out, int *ntoks_out); /* `observe hugetlb`: total= free= resv= surplus= */
 void large_finish(void);       /* khugepaged/pages_collapsed moved: the run is void (77) */
+void hugetlb_cgroup_enter(void); /* --foreign-hugetlb-resv compensate: the trace held to its pool */
+void hugetlb_cgroup_leave(void); /* cleanup(): the oracle back in its own cgroup */
+void hugetlb_before_reserve(int line, uint64_t delta); /* compensate: void a reservation an idle machine refuses */
 
 /* ------------------------------------------------------------------ */
 /* Files (files.c)                                                      */
@@ -183,6 +186,7 @@ void create_file(int f);
 void guard_lock(const char *path);                    /* flock(LOCK_EX) held to the end */
 void guard_save(const char *path, const char *value); /* write VALUE back to PATH at the end */
 void guard_mkdtemp(char *tmpl, size_t n);             /* mkdtemp; removed with its files at the end */
+void guard_mkcgroup(const char *path);                /* mkdir of a cgroup; rmdir first at the end */
 void guard_finish(void);      /* everything back now (cleanup()); idempotent */
 extern int guard_failed;      /* a value could not be written back: main exits 3 */
 

@@ -53,6 +53,7 @@ void sb_add(struct strbuf *b, const char *fmt, ...)
 void cleanup(void)
 {
     kill_all();
+    hugetlb_cgroup_leave();
     guard_finish();
 }
 

@@ -181,39 +181,158 @@ import CShims
 }
 
 
-/// `poison` on hugetlb pages (Kernel.poisonHugetlbFolio) and the hwpoison
-/// entries `unmap` then leaves (model/hugetlb-poison has the whole story).
+/// `poison` on hugetlb pages: the whole of try_memory_failure_hugetlb
+/// (Kernel.memoryFailureHugetlb). Expectations derived from 6.18's
+/// mm/memory-failure.c and mm/hugetlb.c (model/hugetlb-poison*.trace have
+/// the stories).
 @Suite struct HugetlbPoisonTests {
     static let a: UInt64 = 0x1000_0000_0000
 
-    @Test func theWholeFolioIsPoisonedOnceAndItsEntriesAreCheckedAgainstIt() throws {
+    /// A machine after `setup`, and a runner for more lines.
+    static func machine(_ setup: String) throws -> (Machine, (String) throws -> [String]) {
         let m = try Machine()
-        let text = "hugetlb 1\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\nP0 write 0x100000000000"
-        _ = m.replay(try TraceParser.parse(text, file: "h.trace"))
-        let head = m.k.mappedPage(m.mm("P0"), Self.a)
-        let ref = m.k.page(head).pointee.refcount
+        let out = m.replay(try TraceParser.parse(setup, file: "h.trace"))
+        #expect(out.error == nil, "\(out)")
         func run(_ t: String) throws -> [String] {
             m.replay(try TraceParser.parse(t, file: "h.trace", continuing: m.traceContext)).results.map(\.1)
         }
-        // One reference for the folio, whichever page: a second is EHWPOISON.
-        #expect(try run("P0 poison 0x100000005000\nP0 poison 0x100000000000") == ["ok", "EHWPOISON"])
-        #expect(m.k.page(head).pointee.flags & PG.hwpoison != 0 && m.k.page(head).pointee.refcount == ref + 1)
-        // With TTU_IGNORE_HWPOISON the anonymous folio takes the swap path: EINVAL.
-        #expect(try run("P0 unmap 0x100000000000 1 ignore_hwpoison") == ["EINVAL"])
-        #expect(try run("P0 unmap 0x100000000000 1") == ["ok"])
-        let pmd = m.k.pmdSlot(root: m.k.mm(m.mm("P0")).pointee.pgd, key: Self.a)!
+        return (m, run)
+    }
+
+    /// An anonymous folio mapped by a parent and its fork child: unmapped in
+    /// both (hwpoison_user_mappings), freed by me_huge_page's folio_put and
+    /// dissolved (available_huge_pages 2): out of the pool, its frames free
+    /// but the raw page (page 5), kept with one reference and PG_hwpoison;
+    /// the entries still name the old head.
+    @Test func anAnonymousFolioIsUnmappedEverywhereAndDissolved() throws {
+        let (m, run) = try Self.machine("hugetlb 2\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\n"
+            + "P0 write 0x100000000000\nP1 = fork P0\nP1 read 0x100000000000")
+        let head = m.k.mappedPage(m.mm("P0"), Self.a)
+        let live = m.k.desc(T.frame).pointee.live
+        #expect(m.hugetlbPool == (2, 1, 0, 0))
+        #expect(try run("P0 poison 0x100000005000 2") == ["ok"])  // one memory_failure per huge page
+        #expect(m.tokens("P0", Self.a, 1) == "H*" && m.tokens("P1", Self.a, 1) == "H*")
+        #expect(m.hugetlbPool == (1, 1, 0, 0))
+        let raw = head.advanced(by: 5)
+        #expect(m.k.page(raw).pointee.flags & PG.hwpoison != 0 && m.k.page(raw).pointee.refcount == 1)
+        #expect(m.k.desc(T.frame).pointee.live == live - RMAP_PMD_NR + 1)
+        #expect(m.k.isFree(T.frame, head.rawValue) && !m.k.isFree(T.frame, raw.rawValue))
+        let pmd = m.k.pmdSlot(root: m.k.mm(m.mm("P1")).pointee.pgd, key: Self.a)!
         #expect(PTE.isHWPoisonEntry(pmd.pointee) && PTE.swpOffsetPFN(pmd.pointee) == head)
         #expect(m.checkViolations() == [])
-        // Planted: the entry's folio without PG_hwpoison.
-        m.k.page(head).pointee.flags &= ~PG.hwpoison
+        // Through the entry: SIGBUS; a second poison cannot get the page (EFAULT).
+        #expect(try run("P1 read 0x100000000000\nP1 poison 0x100000000000") == ["SIGBUS", "EFAULT"])
+        // Planted: the kept raw page no longer says whose head the entries name.
+        m.k.page(raw).pointee.flags &= ~PG.hugetlbRawHWPoison
         #expect(m.checkViolations().contains { $0.kind == .hwpoisonEntry })
-        m.k.page(head).pointee.flags |= PG.hwpoison
-        // Zap clears the entry; the folio keeps its reference, out of the pool.
-        #expect(try run("P0 munmap 0x100000000000 512") == ["ok"])
-        let after = m.k.pmdSlot(root: m.k.mm(m.mm("P0")).pointee.pgd, key: Self.a)?.pointee ?? 0
-        #expect(after == 0)
-        #expect(m.checkViolations() == [])
+        m.k.page(raw).pointee.flags |= PG.hugetlbRawHWPoison
+        // Planted: a second reference on the raw page.
+        m.k.page(raw).pointee.refcount = 2
+        #expect(m.checkViolations().contains { $0.kind == .hugetlbPool })
+        m.k.page(raw).pointee.refcount = 1
+        // Zap clears the entries; the pool's other page still serves.
+        #expect(try run("P0 munmap 0x100000000000 512\nP1 munmap 0x100000000000 512\n"
+            + "P0 mmap 0x100000000000 512 rw hugetlb-private\nP0 write 0x100000000000") == ["ok", "ok", "ok", "ok"])
         #expect(m.hugetlbPool == (1, 0, 0, 0))
+        #expect(m.checkViolations() == [])
+    }
+
+    /// Freeing restores the owner's reservation (restore_reserve after its
+    /// MADV_DONTNEED while the child maps the page): free == reserved, so
+    /// dissolve_free_hugetlb_folio refuses (EBUSY). The poisoned folio stays
+    /// on the free list, counted, and is never handed out.
+    @Test func withEveryFreePageReservedThePoisonedFolioStaysInThePoolUnused() throws {
+        let (m, run) = try Self.machine("hugetlb 1\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\n"
+            + "P0 write 0x100000000000\nP1 = fork P0\nP0 madvise 0x100000000000 512 dontneed")
+        let head = m.k.mappedPage(m.mm("P1"), Self.a)
+        #expect(m.hugetlbPool == (1, 0, 0, 0))
+        #expect(try run("P1 poison 0x100000000000") == ["EBUSY"])
+        #expect(m.hugetlbPool == (1, 1, 1, 0))
+        #expect(m.k.page(head).pointee.refcount == 0 && m.k.page(head).pointee.flags & PG.hwpoison != 0)
+        #expect(PFN(m.k.header.pointee.hugetlb_free_head) == head)
+        #expect(m.checkViolations() == [])
+        // The owner's reserved fault: the list holds only the poisoned folio.
+        #expect(try run("P0 read 0x100000000000") == ["SIGBUS"])
+        #expect(m.hugetlbPool == (1, 1, 1, 0))
+        // Planted: the count says the poisoned folio is not free.
+        m.k.header.pointee.free_huge_pages -= 1
+        #expect(m.checkViolations().contains { $0.kind == .hugetlbPool })
+        m.k.header.pointee.free_huge_pages += 1
+        // A new reservation counts it free; the fault cannot have it.
+        #expect(try run("P0 exit\nproc P3\nP3 mmap 0x100000000000 512 rw hugetlb-private\nP3 write 0x100000000000")
+                == ["ok", "ok", "SIGBUS"])
+        #expect(m.checkViolations() == [])
+    }
+
+    /// mlock over a hugetlb hwpoison entry is ENOMEM (6.18): __mm_populate ->
+    /// populate_vma_page_range's GUP (FOLL_TOUCH, FOLL_WRITE or FOLL_FORCE;
+    /// no FOLL_HWPOISON) faults; hugetlb_fault answers the hwpoison entry
+    /// with VM_FAULT_HWPOISON_LARGE, vm_fault_to_errno() makes that -EFAULT
+    /// without FOLL_HWPOISON, and __mlock_posix_error_return() turns -EFAULT
+    /// into -ENOMEM. The pages before it are faulted in; the entry stays.
+    @Test func mlockOverAHugetlbHWPoisonEntryIsENOMEM() throws {
+        let (m, run) = try Self.machine("hugetlb 3\nproc P0\nP0 mmap 0x100000000000 1536 rw hugetlb-private\n"
+            + "P0 write 0x100000200000\nP0 poison 0x100000200000")
+        #expect(m.tokens("P0", Self.a + 0x20_0000, 1) == "H*")
+        #expect(try run("P0 mlock 0x100000000000 1536") == ["ENOMEM"])
+        #expect(m.tokens("P0", Self.a, 1) == "T1+0:1*")        // faulted in before the entry
+        #expect(m.tokens("P0", Self.a + 0x20_0000, 1) == "H*")  // the entry stays
+        #expect(m.tokens("P0", Self.a + 0x40_0000, 1) == "-")   // the walk ended there
+        #expect(try run("P0 mlock 0x100000400000 512") == ["ok"])
+        #expect(m.checkViolations() == [])
+    }
+
+    /// A saved state with hugetlb hwpoison entries (one naming a dissolved
+    /// folio's head), the kept raw page and a poisoned folio on the free list
+    /// reopens and runs on; a PMD hwpoison entry naming no frame is refused.
+    @Test func poisonedStatesReopenAndABadEntryIsRefused() throws {
+        let path = NSTemporaryDirectory() + "rmap-\(getpid())-hugetlb-poison.arena"
+        defer { unlink(path); unlink(path + ".2") }
+        let (m, _) = try Self.machine("hugetlb 3\nproc P0\nP0 mmap 0x100000000000 512 rw hugetlb-private\n"
+            + "P0 write 0x100000000000\nP1 = fork P0\nP0 poison 0x100000001000\n"
+            + "P0 mmap 0x100000400000 512 rw hugetlb-private\nP0 write 0x100000400000\n"
+            + "P0 mmap 0x100000800000 512 rw hugetlb-private\nP2 = fork P0\n"
+            + "P0 madvise 0x100000400000 512 dontneed\nP2 poison 0x100000400000")
+        // The first folio dissolved (3 -> 2 pages); the second's freeing
+        // restored the owner's reservation with every free page reserved: EBUSY.
+        #expect(m.hugetlbPool == (2, 2, 2, 0))
+        #expect(m.save(to: path) == nil)
+        let r = try Machine(opening: path)
+        #expect(r.hugetlbPool == m.hugetlbPool && r.checkViolations() == [])
+        #expect(r.tokens("P1", Self.a, 1) == "H*" && r.tokens("P2", Self.a + 0x40_0000, 1) == "H*")
+        let out = r.replay(try TraceParser.parse("P0 read 0x100000000000\nP0 read 0x100000400000", file: "h.trace",
+                                                  continuing: r.traceContext))
+        #expect(out.results.map(\.1) == ["SIGBUS", "ok"])  // the owner's reservation: the free page not poisoned
+        let c = try Machine(opening: path, privately: false)
+        let pmd = c.k.pmdSlot(root: c.k.mm(c.mm("P1")).pointee.pgd, key: Self.a)!
+        pmd.pointee = PTE.swpEntry(type: PTE.swpHWPoison, pfn: PFN(c.k.desc(T.frame).pointee.bump + 512))
+        _ = c.save(to: path + ".2")
+        do {
+            _ = try Machine(opening: path + ".2")
+            Issue.record("a PMD hwpoison entry for no frame: accepted")
+        } catch {
+            #expect("\(error)".contains("PMD hwpoison entry for no frame"), "\(error)")
+        }
+    }
+
+    /// A hugetlbfs page: unmapped in every mapper, kept in the page cache
+    /// with the memory-failure reference (truncate_error_folio ->
+    /// hugetlbfs_error_remove_folio), in use for good.
+    @Test func aFilePageIsUnmappedEverywhereAndKeptInThePageCache() throws {
+        let (m, run) = try Self.machine("hugetlb 2\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-shared\n"
+            + "P0 write 0x100000000000\nP1 = fork P0\nP1 read 0x100000000000")
+        let head = m.k.mappedPage(m.mm("P0"), Self.a)
+        let ref = m.k.page(head).pointee.refcount  // the cache's and the two mappings'
+        #expect(try run("P1 poison 0x100000000000") == ["ok"])
+        #expect(m.tokens("P0", Self.a, 1) == "H*" && m.tokens("P1", Self.a, 1) == "H*")
+        #expect(m.k.page(head).pointee.refcount == ref - 2 + 1)
+        #expect(m.hugetlbPool == (2, 1, 1, 0))
+        #expect(try run("P2 = fork P0\nP2 read 0x100000000000\nP0 poison 0x100000000000") == ["ok", "SIGBUS", "EFAULT"])
+        #expect(m.checkViolations() == [])
+        #expect(try run("P0 exit\nP1 exit\nP2 exit") == ["ok", "ok", "ok"])
+        #expect(m.hugetlbPool == (2, 1, 0, 0))  // the other page back; the poisoned one held
+        #expect(m.k.page(head).pointee.refcount == 1)
+        #expect(m.checkViolations() == [])
     }
 }
 

@@ -555,6 +555,13 @@ struct ArenaValidator {
                     if k.page(head).pointee.flags & PG.hugetlb == 0 { leaves += 1 }
                     continue
                 }
+                if level == 2 && !cache && PTE.isHWPoisonEntry(x) {
+                    // A hugetlb hwpoison entry (memory_failure's unmap) names
+                    // a frame, the folio's head, which a dissolve may have
+                    // freed since; it holds no reference and no deposited table.
+                    guard PTE.swpOffset(x) < UInt64(bump(T.frame)) else { return "PMD hwpoison entry for no frame" }
+                    continue
+                }
                 if level == 2 && !cache && !PTE.isPMDTable(x) {
                     // A PMD migration entry names the head of a PMD-order folio
                     // (and keeps its deposited table); nothing else is allowed.

@@ -16,14 +16,15 @@ extension Checker {
         let p = k.vma(v).pointee
         if PTE.isHWPoisonEntry(e) {
             // A hugetlb hwpoison entry (try_to_unmap of a poisoned folio):
-            // no mapping, no reference, naming the head of a live hugetlb
-            // folio with PG_hwpoison (whose memory-failure reference keeps it).
+            // no mapping, no reference, naming the head of a hugetlb folio
+            // with PG_hwpoison (in use, or on the free list when memory
+            // failure could not dissolve it), or the head a dissolved one had,
+            // whose raw page memory_failure kept (PG.hugetlbRawHWPoison).
             let head = PTE.swpOffsetPFN(e)
             guard haddr >= p.vm_start, haddr + Kernel.hpageSize <= p.vm_end, !head.isNone,
-                  head.rawValue < k.desc(T.frame).pointee.bump, !k.isFree(T.frame, head.rawValue),
-                  k.folioIsLarge(head), k.folioIsHugetlb(head), k.page(head).pointee.refcount > 0,
-                  k.page(head).pointee.flags & PG.hwpoison != 0 else {
-                fail(.hwpoisonEntry, .mm(m), "mm \(m): hugetlb hwpoison entry at \(hex(haddr)) of vma \(v) names frame \(head), not a poisoned in-use hugetlb folio inside the VMA")
+                  head.rawValue < k.desc(T.frame).pointee.bump,
+                  poisonedHugetlbHead(head) || dissolvedHugetlbHead(head) else {
+                fail(.hwpoisonEntry, .mm(m), "mm \(m): hugetlb hwpoison entry at \(hex(haddr)) of vma \(v) names frame \(head), not a poisoned hugetlb folio (or the head of a dissolved one) inside the VMA")
                 return
             }
             return
@@ -122,6 +123,39 @@ extension Checker {
                     fail(.hugetlbPMDShare, .mm(m), "mm \(m): shares page table \(table) at \(hex(addr)) without a VMA that may share it")
                 }
             }
+        }
+    }
+
+    /// A live hugetlb folio's head with PG_hwpoison.
+    func poisonedHugetlbHead(_ head: PFN) -> Bool {
+        !k.isFree(T.frame, head.rawValue) && k.folioIsLarge(head) && k.folioIsHugetlb(head)
+            && k.page(head).pointee.flags & PG.hwpoison != 0
+    }
+
+    /// `head` was the head of a poisoned hugetlb folio memory_failure
+    /// dissolved: the raw page it kept, inside the folio's 2 MiB, names it.
+    func dissolvedHugetlbHead(_ head: PFN) -> Bool {
+        guard head.rawValue % RMAP_PMD_NR == 0 else { return false }
+        let bump = k.desc(T.frame).pointee.bump
+        for i in 0..<RMAP_PMD_NR where head.rawValue + i < bump {
+            let f = head.advanced(by: i)
+            if k.isFree(T.frame, f.rawValue) { continue }
+            let pg = k.page(f).pointee
+            if pg.flags & PG.hugetlbRawHWPoison != 0 && pg.private_ == UInt64(head.rawValue) { return true }
+        }
+        return false
+    }
+
+    /// The raw page memory_failure kept of a dissolved hugetlb folio: a
+    /// small page with PG_hwpoison, its one reference, mapped nowhere, inside
+    /// the 2 MiB of the head it names.
+    func checkHugetlbRawHWPoison(_ pfn: PFN, census: Int) {
+        let pg = k.page(pfn).pointee
+        let head = UInt32(truncatingIfNeeded: pg.private_)
+        if pg.flags & (PG.head | PG.tail) != 0 || pg.flags & PG.hwpoison == 0 || pg.refcount != 1 || census != 0
+            || pg.private_ > UInt64(UInt32.max) || head % RMAP_PMD_NR != 0 || pfn.rawValue < head
+            || pfn.rawValue >= head + RMAP_PMD_NR {
+            fail(.hugetlbPool, .frame(pfn), "frame \(pfn): kept raw page of a dissolved hugetlb folio with flags 0x\(String(pg.flags, radix: 16)), _refcount \(pg.refcount), \(census) mappings, naming head \(pg.private_)")
         }
     }
 

@@ -314,6 +314,7 @@ final class Checker {
             }
             // hugetlb folios: checkHugetlb (after this loop).
             if p.flags & (PG.head | PG.tail) != 0 && k.folioIsHugetlb(k.folioOf(pfn)) { continue }
+            if p.flags & PG.hugetlbRawHWPoison != 0 { checkHugetlbRawHWPoison(pfn, census: census) }
             if p.flags & (PG.head | PG.tail) != 0 {
                 checkLargeFolioPage(pfn, census: census, mapcount: mapcount, entire: entire, folioMMs: folioMMs)
                 continue

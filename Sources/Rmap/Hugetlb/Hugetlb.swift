@@ -79,13 +79,20 @@ extension Kernel {
         header.pointee.free_huge_pages += 1
     }
 
-    /// dequeue_hugetlb_folio_node_exact(): the first free folio, with one
-    /// reference (folio_ref_unfreeze); 0 when the list is empty.
+    /// dequeue_hugetlb_folio_node_exact(): the first free folio without
+    /// PG_hwpoison (a poisoned one memory_failure could not dissolve stays
+    /// on the list, counted free, never handed out), with one reference
+    /// (folio_ref_unfreeze); 0 when there is none.
     func dequeueHugetlbFolio() -> PFN {
-        let head = PFN(header.pointee.hugetlb_free_head)
+        var prev = PFN.none
+        var head = PFN(header.pointee.hugetlb_free_head)
+        while !head.isNone && page(head).pointee.flags & PG.hwpoison != 0 {
+            prev = head
+            head = PFN(page(head).pointee.next)
+        }
         guard !head.isNone else { return .none }
         let p = page(head)
-        header.pointee.hugetlb_free_head = p.pointee.next
+        if prev.isNone { header.pointee.hugetlb_free_head = p.pointee.next } else { page(prev).pointee.next = p.pointee.next }
         p.pointee.next = 0
         p.pointee.refcount = 1
         header.pointee.free_huge_pages -= 1

@@ -151,23 +151,130 @@ extension Kernel {
     }
 }
 
+extension PG {
+    /// Not a kernel flag: the raw page memory_failure() kept when it
+    /// dissolved a poisoned hugetlb folio (__page_handle_poison:
+    /// take_page_off_buddy, page_ref_inc). Its `private_` holds the head the
+    /// folio had, which the hwpoison entries left in page tables still name.
+    static let hugetlbRawHWPoison: UInt64 = 1 << 28
+}
+
+/// What memory_failure() answers for a page of a hugetlb folio.
+enum HugetlbMemoryFailure: Equatable {
+    /// MF_RECOVERED: 0.
+    case recovered
+    /// MF_FAILED (unmap failed, extra references, or the freed folio could
+    /// not be dissolved): -EBUSY.
+    case failed
+    /// MF_HUGETLB_FOLIO_PRE_POISONED / _PAGE_PRE_POISONED: -EHWPOISON.
+    case alreadyPoisoned
+}
+
 extension Kernel {
     /// try_memory_failure_hugetlb()'s first step on an in-use hugetlb folio
     /// (get_huge_page_for_hwpoison -> __get_huge_page_for_hwpoison):
     /// folio_try_get() and folio_set_hugetlb_hwpoison(): PG_hwpoison set on
-    /// the folio (its head; the raw page goes on the folio's list, which the
-    /// model does not keep: only the folio's freeing reads it, and the
-    /// reference, never dropped as for small pages, keeps it from being
-    /// freed), hugetlb_migratable cleared (Kernel.migrateHugetlbFolio
-    /// refuses it). False, with no reference taken, when the folio was
-    /// poisoned already, through whichever of its pages (-EHWPOISON). The
-    /// rest of memory_failure() (hwpoison_user_mappings -> try_to_unmap:
-    /// hwpoison entries) is the trace's `unmap`.
+    /// the folio (its head; the raw page is the one memoryFailureHugetlb
+    /// dissolves around), hugetlb_migratable cleared
+    /// (Kernel.migrateHugetlbFolio refuses it). False, with no reference
+    /// taken, when the folio was poisoned already, through whichever of its
+    /// pages (-EHWPOISON).
     func poisonHugetlbFolio(_ head: PFN) -> Bool {
         let p = page(head)
         if p.pointee.flags & PG.hwpoison != 0 { return false }
         p.pointee.flags |= PG.hwpoison
         getPage(head)
         return true
+    }
+
+    /// try_memory_failure_hugetlb() on page `raw` of an in-use hugetlb folio
+    /// (mm/memory-failure.c, 6.18), after its first step (poisonHugetlbFolio):
+    /// - hwpoison_user_mappings() -> unmap_poisoned_folio(): try_to_unmap
+    ///   with TTU_HWPOISON (a file folio under the i_mmap lock taken for
+    ///   write, TTU_RMAP_LOCKED: huge_pmd_unshare may run), so every mapper,
+    ///   anonymous or hugetlbfs, is left a hugetlb hwpoison entry (a shared
+    ///   PMD table is unshared, the last sharer's entry replaced). hugetlbfs
+    ///   has no writeback, so no folio_mkclean first. A folio still mapped
+    ///   is MF_MSG_UNMAP_FAILED (-EBUSY), the reference kept. The
+    ///   processes to kill are not modelled (early kill is off; with
+    ///   MADV_HWPOISON the caller alone would get SIGBUS for a dirty folio).
+    /// - identify_page_state() -> me_huge_page() (PG_head):
+    ///   - a hugetlbfs folio (folio_mapping): truncate_error_folio() ->
+    ///     hugetlbfs_error_remove_folio() keeps it in the page cache (a fault
+    ///     there is SIGBUS: hugetlb_no_page), and the memory-failure
+    ///     reference stays for good; has_extra_refcount() with the cache's
+    ///     pins: -EBUSY if anything else holds it;
+    ///   - an anonymous folio: folio_put() of the memory-failure reference;
+    ///     unreferenced, free_huge_folio() puts it on the free list (its
+    ///     reservation restored if it consumed one), then
+    ///     __page_handle_poison() -> dissolve_free_hugetlb_folio(): only
+    ///     while available_huge_pages() (free less reserved) is not 0, the
+    ///     folio leaves the pool (remove_hugetlb_folio: nr_huge_pages and
+    ///     free_huge_pages down, max_huge_pages down) and its pages go back
+    ///     to the buddy allocator but the raw one, taken off it with a
+    ///     reference (take_page_off_buddy, page_ref_inc): recovered. When
+    ///     every free page is reserved, or another reference holds it, the
+    ///     dissolve fails (-EBUSY): the poisoned folio stays in the pool,
+    ///     counted free once it is freed, and never handed out again
+    ///     (dequeue_hugetlb_folio_node_exact skips PG_hwpoison).
+    func memoryFailureHugetlb(_ raw: PFN) -> HugetlbMemoryFailure {
+        let head = folioOf(raw)
+        guard poisonHugetlbFolio(head) else { return .alreadyPoisoned }
+        if folioMapcount(head) > 0 {
+            _ = tryToUnmapHugetlb(head, flags: [.ignoreMlock])
+            if folioMapcount(head) > 0 { return .failed }
+        }
+        let p = page(head)
+        if !pageIsAnon(head) && p.pointee.mapping != 0 {
+            // has_extra_refcount(ps, p, extra_pins: true): the page cache's
+            // and memory_failure's references only.
+            return p.pointee.refcount > 2 ? .failed : .recovered
+        }
+        putPage(head)  // me_huge_page(): folio_put()
+        guard p.pointee.refcount == 0, availableHugePages > 0 else { return .failed }
+        dissolvePoisonedHugetlbFolio(head, raw: raw)
+        return .recovered
+    }
+
+    /// dissolve_free_hugetlb_folio() of a poisoned folio on the free list,
+    /// then what update_and_free_hugetlb_folio() and take_page_off_buddy()
+    /// leave: the folio out of the pool and of the free list, its frames
+    /// free but `raw`, which stays with one reference and PG_hwpoison
+    /// (folio_clear_hugetlb_hwpoison moved the flag to the raw page).
+    func dissolvePoisonedHugetlbFolio(_ head: PFN, raw: PFN) {
+        unlinkFreeHugetlbFolio(head)
+        header.pointee.nr_huge_pages -= 1
+        let stride = MemoryLayout<rmap_page>.stride
+        let d = desc(T.frame)
+        for i in 0..<RMAP_PMD_NR {
+            let f = head.advanced(by: i)
+            if f == raw {
+                (base + Int(d.pointee.offset) + Int(f.rawValue) * stride)
+                    .initializeMemory(as: UInt8.self, repeating: 0, count: stride)
+                let r = page(f)
+                r.pointee.flags = PG.hwpoison | PG.hugetlbRawHWPoison
+                r.pointee.refcount = 1
+                r.pointee.mapcount = -1
+                r.pointee.private_ = UInt64(head.rawValue)
+            } else {
+                free(T.frame, f.rawValue)
+            }
+        }
+    }
+
+    /// Takes `head` off the hugetlb free list (remove_hugetlb_folio's
+    /// list_del): free_huge_pages down.
+    func unlinkFreeHugetlbFolio(_ head: PFN) {
+        var prev = PFN.none
+        var f = PFN(header.pointee.hugetlb_free_head)
+        while !f.isNone && f != head {
+            prev = f
+            f = PFN(page(f).pointee.next)
+        }
+        precondition(f == head, "dissolving a hugetlb folio that is not on the free list")
+        let next = page(head).pointee.next
+        if prev.isNone { header.pointee.hugetlb_free_head = next } else { page(prev).pointee.next = next }
+        page(head).pointee.next = 0
+        header.pointee.free_huge_pages -= 1
     }
 }

@@ -185,10 +185,15 @@ extension Machine {
             }
             return .fail
         case .poison(let addr, let pages):
-            // memory_failure() per page: try_memory_failure_hugetlb()'s first
-            // step (Kernel.poisonHugetlbFolio); a second page of a poisoned
-            // folio is EHWPOISON; a page with no folio mapped is EFAULT and
-            // ends the line.
+            // memory_failure() of the page mapped at ADDR, the whole of
+            // try_memory_failure_hugetlb (Kernel.memoryFailureHugetlb: every
+            // mapping becomes a hwpoison entry, an anonymous folio is
+            // dissolved); then of the first page of each further huge page
+            // the range reaches, as madvise_inject_error() steps by
+            // page_size(compound_head(page)). A folio poisoned already is
+            // EHWPOISON, one not recovered EBUSY; a page with no folio mapped
+            // (a hwpoison entry, as after a first poison) is EFAULT, as
+            // get_user_pages_fast() answers there, and ends the line.
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
             guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
@@ -197,10 +202,14 @@ extension Machine {
             var result = OpResult.ok
             var a = addr
             while a < end {
-                defer { a += PAGE_SIZE }
+                defer { a = (a & Kernel.hpageMask) + Kernel.hpageSize }
                 let pfn = k.mappedPage(m, a)
                 if pfn.isNone { return .errno(.EFAULT) }
-                if !k.poisonHugetlbFolio(k.folioOf(pfn)) { result = .errno(.EHWPOISON) }
+                switch k.memoryFailureHugetlb(pfn) {
+                case .recovered: break
+                case .failed: result = .errno(.EBUSY)
+                case .alreadyPoisoned: result = .errno(.EHWPOISON)
+                }
             }
             return result
         case .exclusive(let addr, let pages):

@@ -42,6 +42,7 @@ package enum PG {
     /// Folio.swift): a saved frame with another bit set is rejected.
     /// A new flag joins this list.
     static let known: UInt64 = (1 << 22) - 1 | head | tail | partiallyMapped | hugetlb | hugetlbRestoreReserve | remappedInPart
+        | hugetlbRawHWPoison
 }
 
 /// Low bits of page->mapping (include/linux/page-flags.h).

@@ -458,6 +458,12 @@ extension Kernel {
         switch handleMMFault(m, addr, write: write) {
         case .ok: return nil
         case .oom: return .ENOMEM
+        // VM_FAULT_SIGBUS / _SIGSEGV, and VM_FAULT_HWPOISON(_LARGE) (a
+        // hwpoison entry: do_swap_page, hugetlb_fault) are -EFAULT here:
+        // vm_fault_to_errno() gives -EHWPOISON only with FOLL_HWPOISON,
+        // which populate_vma_page_range() does not pass (faultin_page_range
+        // for MADV_POPULATE_* does); mlock's __mlock_posix_error_return()
+        // then makes -EFAULT ENOMEM.
         case .sigbus, .sigsegv: return .ENOMEM
         }
     }

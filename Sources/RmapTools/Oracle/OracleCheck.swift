@@ -310,7 +310,7 @@ public enum OracleCheck {
             let c = compare(text)
             let notes = c.internalErrors.map { "note \(item.label): the oracle failed internally and was run again: \($0)" }
             if c.kernel.status == 77 {
-                return ItemResult(kind: .skipped, lines: notes + ["skipped \(item.label): \(firstLine(c.kernel.stderr))"],
+                return ItemResult(kind: .skipped, lines: notes + ["skipped \(item.label): \(skipLine(c.kernel.stderr))"],
                                   skipReason: skipLine(c.kernel.stderr))
             }
             guard c.differs else { return ItemResult(kind: .passed, lines: notes) }
