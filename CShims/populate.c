@@ -284,6 +284,13 @@ void rmap_populator_destroy(rmap_populator *p)
         if (getenv("RMAP_POPULATE_DEBUG") && pthread_getcpuclockid(p->thread, &cid) == 0) clock_gettime(cid, &ts);
         pthread_join(p->thread, NULL);
         if (getenv("RMAP_POPULATE_DEBUG")) fprintf(stderr, "populator: state %d populated %llu MiB cpu %.3f s\n", atomic_load(&p->state), (unsigned long long)(atomic_load(&p->populated) >> 20), ts.tv_sec + ts.tv_nsec / 1e9);
+    } else if (p->pid != 0) {
+        /* A fork's child: the copies of the mutex and condition variables
+         * may show the parent's thread holding or waiting on them (glibc's
+         * pthread_cond_destroy waits for that waiter for ever, and a held
+         * mutex may not be destroyed). They own no resources: only freed. */
+        free(p);
+        return;
     }
     pthread_cond_destroy(&p->idle_cv);
     pthread_cond_destroy(&p->work_cv);

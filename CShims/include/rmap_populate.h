@@ -65,7 +65,9 @@ rmap_populator *rmap_populator_create(void *base, uint64_t size, const rmap_aren
 void rmap_populator_note(rmap_populator *p, int32_t table, uint32_t index);
 
 /* Stops the thread (if it runs, in this process) and frees the populator.
- * Called before the arena is unmapped: no populate call runs after it. */
+ * Called before the arena is unmapped: no populate call runs after it. In a
+ * fork's child (no thread) it only frees: the copied mutex and condition
+ * variables are not destroyed (they may show the parent's thread waiting). */
 void rmap_populator_destroy(rmap_populator *p);
 
 /* What the populator has done, for tests and reports: its state

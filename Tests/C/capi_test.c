@@ -406,6 +406,41 @@ static void walk_names(void)
     rmap_machine_destroy(m);
 }
 
+/* ---- the populator thread (CShims/populate.c) and fork ---- */
+
+/* A machine whose frame table passed 8 MiB has a populator thread, which
+ * waits on a condition variable once it has caught up. A fork's child has no
+ * thread, but its copy of the condition variable still counts the parent's
+ * waiter: rmap_machine_destroy in the child must not wait for it (glibc's
+ * pthread_cond_destroy would, for ever). The parent's machine is unaffected. */
+static void destroy_in_fork_child(void)
+{
+    rmap_machine *m = rmap_machine_create(400000, NULL);
+    REQUIRE(m != NULL);
+    char *json = NULL, *errors = NULL;
+    int rc = rmap_run_trace(m, "proc P\n"
+                               "P mmap 0x100000000000 160000 rw anon-private\n"
+                               "P write 0x100000000000 160000\n", &json, &errors);
+    if (rc != 0) fprintf(stderr, "    %s\n", errors ? errors : "");
+    REQUIRE(rc == 0);
+    rmap_free(json);
+    rmap_free(errors);
+    usleep(300000); /* the thread (if this host starts one) catches up and waits */
+    fflush(NULL);
+    pid_t c = fork();
+    REQUIRE(c >= 0);
+    if (c == 0) {
+        alarm(10);
+        rmap_machine_destroy(m);
+        _exit(0);
+    }
+    int st = 0;
+    while (waitpid(c, &st, 0) < 0 && errno == EINTR) {}
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT(rmap_op(m, "P", "munmap 0x100000000000 160000") == 0);
+    rmap_machine_destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     const struct test_case cases[] = {
@@ -416,6 +451,7 @@ int main(int argc, char **argv)
         { "one-statement (item 20)", one_statement },
         { "save-and-open-errors (item 21)", save_and_open_errors },
         { "walk-names", walk_names },
+        { "destroy-in-fork-child", destroy_in_fork_child },
     };
     const char *only = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;

@@ -188,30 +188,32 @@ extension Machine {
             // memory_failure() of the page mapped at ADDR, the whole of
             // try_memory_failure_hugetlb (Kernel.memoryFailureHugetlb: every
             // mapping becomes a hwpoison entry, an anonymous folio is
-            // dissolved); then of the first page of each further huge page
-            // the range reaches, as madvise_inject_error() steps by
-            // page_size(compound_head(page)). A folio poisoned already is
+            // dissolved); then of the page one huge page further, while
+            // below the range's end, as madvise_inject_error() steps
+            // (start += page_size(compound_head(page)), from ADDR as given,
+            // not rounded to the huge page). A folio poisoned already is
             // EHWPOISON, one not recovered EBUSY; a page with no folio mapped
             // (a hwpoison entry, as after a first poison) is EFAULT, as
-            // get_user_pages_fast() answers there, and ends the line.
+            // get_user_pages_fast() answers there. The first error ends the
+            // line (madvise_inject_error returns it: the huge pages after it
+            // are not touched).
             let end = addr + pages << PAGE_SHIFT
             guard meetsHugetlb(m, addr, end) else { return nil }
             guard k.vmasIntersecting(m, addr, end).allSatisfy({ k.isHugetlbVMA($0) }) else {
                 return .notModelled("poison over a hugetlb mapping and others")
             }
-            var result = OpResult.ok
             var a = addr
             while a < end {
-                defer { a = (a & Kernel.hpageMask) + Kernel.hpageSize }
+                defer { a += Kernel.hpageSize }
                 let pfn = k.mappedPage(m, a)
                 if pfn.isNone { return .errno(.EFAULT) }
                 switch k.memoryFailureHugetlb(pfn) {
                 case .recovered: break
-                case .failed: result = .errno(.EBUSY)
-                case .alreadyPoisoned: result = .errno(.EHWPOISON)
+                case .failed: return .errno(.EBUSY)
+                case .alreadyPoisoned: return .errno(.EHWPOISON)
                 }
             }
-            return result
+            return .ok
         case .exclusive(let addr, let pages):
             // make_device_exclusive() on 6.18 would reach GUP's FOLL_SPLIT_PMD
             // with a hugetlb PMD (pmd_trans_huge() is true for it on x86)
