@@ -51,4 +51,27 @@ import CShims
         #expect(!second.isNone && m.k.page(m.k.folioOf(second)).pointee.flags & PG.hwpoison == 0)
         #expect(m.checkViolations() == [])
     }
+
+    /// An address of a hugetlb mapping with no page yet: get_user_pages_fast()
+    /// falls back to a read fault, which takes a page from the pool
+    /// (hugetlb_no_page, consuming the reservation), and that page is
+    /// poisoned and, anonymous, dissolved. With the pool empty the fault is
+    /// VM_FAULT_SIGBUS: EFAULT, and nothing changes.
+    @Test func anAddressWithNoPageYetIsFaultedInThenPoisoned() throws {
+        let (m, run) = try Self.machine("hugetlb 2\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private\n"
+            + "P0 write 0x100000000000 512")
+        #expect(m.hugetlbPool == (2, 1, 1, 0))
+        #expect(try run("P0 poison 0x100000200000 1") == ["ok"])
+        #expect(m.tokens("P0", Self.b, 1) == "H*")
+        #expect(m.hugetlbPool == (1, 0, 0, 0))  // faulted in (the reservation used), then dissolved
+        #expect(m.checkViolations() == [])
+
+        let (m2, run2) = try Self.machine("hugetlb 1\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private noreserve\n"
+            + "P0 write 0x100000000000 512")
+        #expect(m2.hugetlbPool == (1, 0, 0, 0))
+        #expect(try run2("P0 poison 0x100000200000 1") == ["EFAULT"])
+        #expect(m2.tokens("P0", Self.b, 1) != "H*")
+        #expect(m2.hugetlbPool == (1, 0, 0, 0))
+        #expect(m2.checkViolations() == [])
+    }
 }

@@ -192,9 +192,9 @@ extension Machine {
             // below the range's end, as madvise_inject_error() steps
             // (start += page_size(compound_head(page)), from ADDR as given,
             // not rounded to the huge page). A folio poisoned already is
-            // EHWPOISON, one not recovered EBUSY; a page with no folio mapped
-            // (a hwpoison entry, as after a first poison) is EFAULT, as
-            // get_user_pages_fast() answers there. The first error ends the
+            // EHWPOISON, one not recovered EBUSY; an address with no page yet
+            // is faulted in first (below); a hwpoison entry (as after a
+            // first poison) is EFAULT, as get_user_pages_fast() answers there. The first error ends the
             // line (madvise_inject_error returns it: the huge pages after it
             // are not touched).
             let end = addr + pages << PAGE_SHIFT
@@ -205,8 +205,22 @@ extension Machine {
             var a = addr
             while a < end {
                 defer { a += Kernel.hpageSize }
-                let pfn = k.mappedPage(m, a)
-                if pfn.isNone { return .errno(.EFAULT) }
+                var pfn = k.mappedPage(m, a)
+                if pfn.isNone {
+                    // get_user_pages_fast(start, 1, 0, &page) falls back to
+                    // the slow GUP: a read fault (hugetlb_no_page) brings the
+                    // page in from the pool, and that page is poisoned. A
+                    // hwpoison entry (VM_FAULT_HWPOISON_LARGE) or a fault
+                    // with no page to be had (VM_FAULT_SIGBUS) is -EFAULT
+                    // (vm_fault_to_errno without FOLL_HWPOISON).
+                    switch k.handleMMFault(m, a, write: false) {
+                    case .ok: break
+                    case .oom: return .errno(.ENOMEM)  // the arena, not the pool
+                    case .sigbus, .sigsegv: return .errno(.EFAULT)
+                    }
+                    pfn = k.mappedPage(m, a)
+                    if pfn.isNone { return .errno(.EFAULT) }
+                }
                 switch k.memoryFailureHugetlb(pfn) {
                 case .recovered: break
                 case .failed: return .errno(.EBUSY)
