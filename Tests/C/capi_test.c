@@ -24,21 +24,27 @@ static int failed_checks;
 
 static const uint64_t A = 0x100000000000ull;
 
-/* A machine with P0 (4 written anon pages) and its child P1 sharing them. */
-static rmap_machine *shared_machine(void)
+/* A machine of `frames` frames after `trace`, which must run cleanly. */
+static rmap_machine *machine_after(uint64_t frames, const char *trace)
 {
-    rmap_machine *m = rmap_machine_create(4096, NULL);
+    rmap_machine *m = rmap_machine_create(frames, NULL);
     REQUIRE(m != NULL);
     char *json = NULL, *errors = NULL;
-    int rc = rmap_run_trace(m, "proc P0\n"
-                               "P0 mmap 0x100000000000 4 rw anon-private\n"
-                               "P0 write 0x100000000000 4\n"
-                               "P1 = fork P0\n", &json, &errors);
+    int rc = rmap_run_trace(m, trace, &json, &errors);
     if (rc != 0) fprintf(stderr, "    %s\n", errors ? errors : "");
     REQUIRE(rc == 0);
     rmap_free(json);
     rmap_free(errors);
     return m;
+}
+
+/* A machine with P0 (4 written anon pages) and its child P1 sharing them. */
+static rmap_machine *shared_machine(void)
+{
+    return machine_after(4096, "proc P0\n"
+                               "P0 mmap 0x100000000000 4 rw anon-private\n"
+                               "P0 write 0x100000000000 4\n"
+                               "P1 = fork P0\n");
 }
 
 static int count_visit(void *ctx, const char *process, uint64_t vma_start, uint64_t address)
@@ -415,16 +421,9 @@ static void walk_names(void)
  * pthread_cond_destroy would, for ever). The parent's machine is unaffected. */
 static void destroy_in_fork_child(void)
 {
-    rmap_machine *m = rmap_machine_create(400000, NULL);
-    REQUIRE(m != NULL);
-    char *json = NULL, *errors = NULL;
-    int rc = rmap_run_trace(m, "proc P\n"
-                               "P mmap 0x100000000000 160000 rw anon-private\n"
-                               "P write 0x100000000000 160000\n", &json, &errors);
-    if (rc != 0) fprintf(stderr, "    %s\n", errors ? errors : "");
-    REQUIRE(rc == 0);
-    rmap_free(json);
-    rmap_free(errors);
+    rmap_machine *m = machine_after(400000, "proc P\n"
+                                            "P mmap 0x100000000000 160000 rw anon-private\n"
+                                            "P write 0x100000000000 160000\n");
     usleep(300000); /* the thread (if this host starts one) catches up and waits */
     fflush(NULL);
     pid_t c = fork();

@@ -13,21 +13,11 @@ import CShims
     static let a: UInt64 = 0x1000_0000_0000
     static let b: UInt64 = 0x1000_0020_0000  // the second huge page
 
-    static func machine(_ setup: String) throws -> (Machine, (String) throws -> [String]) {
-        let m = try Machine()
-        let out = m.replay(try TraceParser.parse(setup, file: "p.trace"))
-        #expect(out.error == nil, "\(out)")
-        func run(_ t: String) throws -> [String] {
-            m.replay(try TraceParser.parse(t, file: "p.trace", continuing: m.traceContext)).results.map(\.1)
-        }
-        return (m, run)
-    }
-
     /// From 4 KiB into the first huge page, 512 pages end 4 KiB into the
     /// second: the next step (ADDR + 2 MiB) is at the end, so the second huge
     /// page is not poisoned (it stays mapped and in the pool).
     @Test func anUnalignedRangeStepsFromItsOwnStart() throws {
-        let (m, run) = try Self.machine("hugetlb 3\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private\n"
+        let (m, run) = try HugetlbPoisonTests.machine("hugetlb 3\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private\n"
             + "P0 write 0x100000000000 1024")
         #expect(m.hugetlbPool == (3, 1, 0, 0))
         #expect(try run("P0 poison 0x100000001000 512") == ["ok"])
@@ -42,7 +32,7 @@ import CShims
     /// restores a reservation: available_huge_pages 0, no dissolve); the
     /// second huge page, shared by the parent, is left as it was.
     @Test func theFirstFailureEndsTheCall() throws {
-        let (m, run) = try Self.machine("hugetlb 2\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private\n"
+        let (m, run) = try HugetlbPoisonTests.machine("hugetlb 2\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private\n"
             + "P0 write 0x100000000000 1024\nP1 = fork P0\nP0 madvise 0x100000000000 512 dontneed")
         #expect(try run("P1 poison 0x100000000000 1024") == ["EBUSY"])
         #expect(m.tokens("P1", Self.a, 1) == "H*")
@@ -58,7 +48,7 @@ import CShims
     /// poisoned and, anonymous, dissolved. With the pool empty the fault is
     /// VM_FAULT_SIGBUS: EFAULT, and nothing changes.
     @Test func anAddressWithNoPageYetIsFaultedInThenPoisoned() throws {
-        let (m, run) = try Self.machine("hugetlb 2\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private\n"
+        let (m, run) = try HugetlbPoisonTests.machine("hugetlb 2\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private\n"
             + "P0 write 0x100000000000 512")
         #expect(m.hugetlbPool == (2, 1, 1, 0))
         #expect(try run("P0 poison 0x100000200000 1") == ["ok"])
@@ -66,7 +56,7 @@ import CShims
         #expect(m.hugetlbPool == (1, 0, 0, 0))  // faulted in (the reservation used), then dissolved
         #expect(m.checkViolations() == [])
 
-        let (m2, run2) = try Self.machine("hugetlb 1\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private noreserve\n"
+        let (m2, run2) = try HugetlbPoisonTests.machine("hugetlb 1\nproc P0\nP0 mmap 0x100000000000 1024 rw hugetlb-private noreserve\n"
             + "P0 write 0x100000000000 512")
         #expect(m2.hugetlbPool == (1, 0, 0, 0))
         #expect(try run2("P0 poison 0x100000200000 1") == ["EFAULT"])
