@@ -171,24 +171,8 @@ enum HugetlbMemoryFailure: Equatable {
 }
 
 extension Kernel {
-    /// try_memory_failure_hugetlb()'s first step on an in-use hugetlb folio
-    /// (get_huge_page_for_hwpoison -> __get_huge_page_for_hwpoison):
-    /// folio_try_get() and folio_set_hugetlb_hwpoison(): PG_hwpoison set on
-    /// the folio (its head; the raw page is the one memoryFailureHugetlb
-    /// dissolves around), hugetlb_migratable cleared
-    /// (Kernel.migrateHugetlbFolio refuses it). False, with no reference
-    /// taken, when the folio was poisoned already, through whichever of its
-    /// pages (-EHWPOISON).
-    func poisonHugetlbFolio(_ head: PFN) -> Bool {
-        let p = page(head)
-        if p.pointee.flags & PG.hwpoison != 0 { return false }
-        p.pointee.flags |= PG.hwpoison
-        getPage(head)
-        return true
-    }
-
     /// try_memory_failure_hugetlb() on page `raw` of an in-use hugetlb folio
-    /// (mm/memory-failure.c, 6.18), after its first step (poisonHugetlbFolio):
+    /// (mm/memory-failure.c, 6.18), after its first step (see below):
     /// - hwpoison_user_mappings() -> unmap_poisoned_folio(): try_to_unmap
     ///   with TTU_HWPOISON (a file folio under the i_mmap lock taken for
     ///   write, TTU_RMAP_LOCKED: huge_pmd_unshare may run), so every mapper,
@@ -219,7 +203,13 @@ extension Kernel {
     ///     (dequeue_hugetlb_folio_node_exact skips PG_hwpoison).
     func memoryFailureHugetlb(_ raw: PFN) -> HugetlbMemoryFailure {
         let head = folioOf(raw)
-        guard poisonHugetlbFolio(head) else { return .alreadyPoisoned }
+        // The first step (get_huge_page_for_hwpoison ->
+        // __get_huge_page_for_hwpoison): folio_try_get() and
+        // folio_set_hugetlb_hwpoison(), PG_hwpoison on the head (which
+        // migrateHugetlbFolio refuses), as poisonPage does for a small page;
+        // -EHWPOISON, no reference taken, when poisoned already through any
+        // of its pages.
+        guard poisonPage(head) else { return .alreadyPoisoned }
         if folioMapcount(head) > 0 {
             _ = tryToUnmapHugetlb(head, flags: [.ignoreMlock])
             if folioMapcount(head) > 0 { return .failed }
