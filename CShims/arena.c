@@ -29,16 +29,6 @@ _Static_assert(sizeof(rmap_ksm_item) == 80, "rmap_ksm_item layout");
 _Static_assert(sizeof(rmap_ksm_node) == 48, "rmap_ksm_node layout");
 _Static_assert(sizeof(rmap_name) == 80, "rmap_name layout");
 
-#define RMAP_PT_PAGE_SIZE 4096u
-/* A page-table page's record: its 4 KiB of entries and one cache line of
- * padding. Every process's tables hold the entry for a given address at the
- * same offset, so on a 4096-byte stride the entries a walk across thousands
- * of processes reads (rmap_walk + page_vma_mapped_walk, fork, exit) all
- * fall in the same few sets of each cache level and evict one another; one
- * more line per record spreads consecutive tables over every set (page
- * colouring). Arenas saved with 4096-byte records open as they are: the
- * stride is read from the header (Kernel.ptStride). */
-#define RMAP_PT_RECORD_SIZE (RMAP_PT_PAGE_SIZE + 64u)
 #define RMAP_MAX_CAPACITY (1u << 30)
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }

@@ -38,6 +38,18 @@
 #define RMAP_PMD_ORDER 9u
 #define RMAP_PMD_NR 512u
 
+#define RMAP_PT_PAGE_SIZE 4096u
+/* A page-table page's record: its 4 KiB of entries and one cache line of
+ * padding. Every process's tables hold the entry for a given address at the
+ * same offset, so on a 4096-byte stride the entries a walk across thousands
+ * of processes reads (rmap_walk + page_vma_mapped_walk, fork, exit) all
+ * fall in the same few sets of each cache level and evict one another; one
+ * more line per record spreads consecutive tables over every set (page
+ * colouring). Arenas saved with 4096-byte records open as they are: the
+ * stride is read from the header (Kernel.ptStride). */
+#define RMAP_PT_RECORD_SIZE 4160u
+_Static_assert(RMAP_PT_RECORD_SIZE == RMAP_PT_PAGE_SIZE + 64u, "a page-table record: 4 KiB and one cache line");
+
 /* POISON_FREE (include/linux/poison.h): a freed record is filled with this
  * byte after its 4-byte free-list link, so a use after free is visible and a
  * free record is told from a live one by the word after the link. */

@@ -5,11 +5,11 @@ import Glibc
 
 extension Arena {
     /// The record size each table must have (the C layout of this build).
-    /// A page-table page is 4160 bytes (arena.c's RMAP_PT_RECORD_SIZE: 4 KiB
-    /// and a cache line of colouring); `validateHeader` also accepts the
-    /// 4096 of the arenas saved before, read with their own stride.
+    /// A page-table page is RMAP_PT_RECORD_SIZE bytes (4 KiB and a cache line
+    /// of colouring); `validateHeader` also accepts the RMAP_PT_PAGE_SIZE of
+    /// the arenas saved before, read with their own stride.
     static let recordSizes: [Int32: UInt32] = [
-        T.frame: UInt32(MemoryLayout<rmap_page>.size), T.ptPage: 4160, T.ptDesc: UInt32(MemoryLayout<rmap_ptdesc>.size),
+        T.frame: UInt32(MemoryLayout<rmap_page>.size), T.ptPage: RMAP_PT_RECORD_SIZE, T.ptDesc: UInt32(MemoryLayout<rmap_ptdesc>.size),
         T.mm: UInt32(MemoryLayout<rmap_mm>.size), T.vma: UInt32(MemoryLayout<rmap_vma>.size),
         T.anonVMA: UInt32(MemoryLayout<rmap_anon_vma>.size), T.avc: UInt32(MemoryLayout<rmap_avc>.size),
         T.file: UInt32(MemoryLayout<rmap_file>.size), T.swap: UInt32(MemoryLayout<rmap_swap_slot>.size),
@@ -189,7 +189,7 @@ extension Arena {
         for t in Int32(0)..<Int32(RMAP_T_COUNT) {
             let d = Kernel.desc(p.assumingMemoryBound(to: rmap_arena_header.self), t).pointee
             let name = "table \(t)"
-            guard d.record_size == recordSizes[t] || (t == T.ptPage && d.record_size == 4096) else {
+            guard d.record_size == recordSizes[t] || (t == T.ptPage && d.record_size == RMAP_PT_PAGE_SIZE) else {
                 return "\(name): record size \(d.record_size), expected \(recordSizes[t]!)"
             }
             guard d.offset % 4096 == 0, d.offset >= end else { return "\(name): offset \(d.offset) misaligned or overlapping" }
