@@ -234,14 +234,12 @@ extension Kernel {
     func dissolvePoisonedHugetlbFolio(_ head: PFN, raw: PFN) {
         unlinkFreeHugetlbFolio(head)
         header.pointee.nr_huge_pages -= 1
-        let stride = MemoryLayout<rmap_page>.stride
-        let d = desc(T.frame)
         for i in 0..<RMAP_PMD_NR {
             let f = head.advanced(by: i)
             if f == raw {
-                (base + Int(d.pointee.offset) + Int(f.rawValue) * stride)
-                    .initializeMemory(as: UInt8.self, repeating: 0, count: stride)
                 let r = page(f)
+                UnsafeMutableRawPointer(r).initializeMemory(as: UInt8.self, repeating: 0,
+                                                            count: MemoryLayout<rmap_page>.stride)
                 r.pointee.flags = PG.hwpoison | PG.hugetlbRawHWPoison
                 r.pointee.refcount = 1
                 r.pointee.mapcount = -1
