@@ -20,6 +20,7 @@
 #endif
 
 char tmpdir[256];
+int files_watch_cheap;
 
 struct cachestat_range_ { uint64_t off, len; };
 struct cachestat_ { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
@@ -28,6 +29,8 @@ void file_path(int f, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/%s", tmpdir, files[f].name);
 }
+
+static void files_evict_on_cue(int line);
 
 /* One page of data: 512 copies of the token. */
 static void fill_token(void *page, uint64_t token)
@@ -52,7 +55,7 @@ static void write_failed(const char *path)
  * write), then fsync()ed so that every page is clean and not under
  * writeback, then checked with cachestat(): all pages cached, none dirty.
  */
-void create_file(int f)
+void create_file(int f, int line)
 {
     char path[512];
     if (!tmpdir[0]) {
@@ -94,10 +97,19 @@ void create_file(int f)
         if (errno == ENOSPC || errno == EDQUOT) skip("cannot run here: fsync %s: %s", path, strerror(errno));
         die("fsync %s: %s", path, strerror(errno));
     }
+    files_evict_on_cue(line);
     struct cachestat_range_ range = { 0, 0 };
     struct cachestat_ cs;
     memset(&cs, 0, sizeof cs);
     if (syscall(SYS_cachestat, fd, &range, &cs, 0) == 0) {
+        files[f].cached = cs.nr_cache;
+        /* held for the watch below (a kernel before 6.5 has no cachestat: not watched) */
+        files[f].watch_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (files[f].watch_fd < 0) die("open %s: %s", path, strerror(errno));
+        if (cs.nr_cache < files[f].pages && !cs.nr_writeback)
+            retry_trace("file %s: %llu of its %llu pages were evicted by the machine (its reclaim: DAMON pageout, "
+                        "kswapd) as it was written", files[f].name,
+                        (unsigned long long)(files[f].pages - cs.nr_cache), (unsigned long long)files[f].pages);
         if (cs.nr_cache != files[f].pages || cs.nr_writeback)
             die("file %s: %llu of %llu pages in the page cache, %llu dirty, %llu under writeback",
                 files[f].name, (unsigned long long)cs.nr_cache,
@@ -109,4 +121,117 @@ void create_file(int f)
                     (unsigned long long)cs.nr_writeback);
     }
     close(fd);
+}
+
+/*
+ * The machine's reclaim on cue, for the tests of the watch below:
+ * RMAP_ORACLE_EVICT=LINE[,RUNS] drops every trace file's unmapped pages from
+ * the page cache (POSIX_FADV_DONTNEED: what a DAMON pageout of unmapped page
+ * cache does) just before statement LINE (for a `file` statement, once its
+ * file is written), in the first RUNS runs (1).
+ */
+static void files_evict_on_cue(int line)
+{
+    static int cue = -1, runs;
+    if (cue == -1) {
+        const char *e = getenv("RMAP_ORACLE_EVICT");
+        cue = 0;
+        if (e && sscanf(e, "%d,%d", &cue, &runs) < 2) runs = 1;
+        if (cue < 0) cue = 0;
+    }
+    if (!cue || line != cue || retry_run() > runs) return;
+    for (int f = 0; f < nfiles; f++) {
+        if (!files[f].created) continue;
+        char path[512];
+        file_path(f, path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
+            die("line %d: RMAP_ORACLE_EVICT: %s: %s", line, path, strerror(errno));
+        close(fd);
+    }
+}
+
+/*
+ * The trace's page cache, watched.  Every page of a trace file is in the page
+ * cache from its `file` statement on, and only two of the trace's statements
+ * take pages out: `madvise pageout` (reclaim_pages) and `thp shrink` (its
+ * drop_caches).  The machine may take some too while the trace runs: this VM
+ * runs a DAMON scheme that pages out unmapped page cache it finds cold
+ * (kdamond, action pageout, `unmapped` filter; measured: 2 of 3,200 fresh,
+ * fsync()ed pages gone within 30 s), and kswapd reclaims under pressure.  The
+ * trace then sees what the model cannot: a fault reads the page again,
+ * fault-around maps only the pages still cached (measured: an eviction of the
+ * unmapped pages before one of 12 statements changed the kernel's observation
+ * of every recorded workload).  So the oracle counts each file's cached pages
+ * (cachestat, on a descriptor it holds from the file's creation; the workers
+ * close theirs): before every statement, fewer than the last count is the
+ * machine's, and the run is void and repeated from the start (retry_trace());
+ * after a statement that may evict, or while a file has pages out, the count
+ * is taken again.  Only a page evicted and read back within one statement
+ * escapes it.
+ */
+static uint64_t cached_pages(int f, int line)
+{
+    struct cachestat_range_ range = { 0, 0 };
+    struct cachestat_ cs;
+    memset(&cs, 0, sizeof cs);
+    if (syscall(SYS_cachestat, files[f].watch_fd, &range, &cs, 0))
+        die("line %d: cachestat of file %s: %s", line, files[f].name, strerror(errno));
+    return cs.nr_cache;
+}
+
+static void files_check(int line)
+{
+    for (int f = 0; f < nfiles; f++) {
+        if (files[f].watch_fd < 0) continue;
+        uint64_t n = cached_pages(f, line);
+        if (n < files[f].cached)
+            retry_trace("line %d: %llu of the %llu cached pages of file %s were evicted by the machine "
+                        "(its reclaim: DAMON pageout, kswapd), not by the trace",
+                        line, (unsigned long long)(files[f].cached - n),
+                        (unsigned long long)files[f].cached, files[f].name);
+        files[f].cached = n;
+    }
+}
+
+static void files_recount(int line, int evicting)
+{
+    for (int f = 0; f < nfiles; f++)
+        if (files[f].watch_fd >= 0 && (evicting || files[f].cached < files[f].pages))
+            files[f].cached = cached_pages(f, line);
+}
+
+
+void files_fault_check(int idx, const struct reply *r, int line)
+{
+    if (files_watch_cheap && r->majflt != procs[idx].majflt)
+        retry_trace("line %d: process %s took %ld major faults: pages of the trace's files were evicted by the "
+                    "machine (its reclaim: DAMON pageout, kswapd) and read back", line, procs[idx].name,
+                    r->majflt - procs[idx].majflt);
+    procs[idx].majflt = r->majflt;
+}
+
+void files_all_cached(int line)
+{
+    for (int f = 0; f < nfiles; f++) {
+        if (files[f].watch_fd < 0) continue;
+        uint64_t n = cached_pages(f, line);
+        if (n < files[f].pages)
+            retry_trace("line %d: %llu of the %llu pages of file %s were evicted by the machine "
+                        "(its reclaim: DAMON pageout, kswapd), not by the trace",
+                        line, (unsigned long long)(files[f].pages - n), (unsigned long long)files[f].pages,
+                        files[f].name);
+    }
+}
+
+void files_before(const struct stmt *st)
+{
+    if (st->kind != S_FILE) files_evict_on_cue(st->line);   /* a `file` line's cue: once it is written */
+    if (!files_watch_cheap) files_check(st->line);
+    else if (st->kind == S_OBSERVE || st->kind == S_EXPECT) files_all_cached(st->line);
+}
+
+void files_after(const struct stmt *st, int evicting)
+{
+    if (!files_watch_cheap) files_recount(st->line, evicting);
 }

@@ -446,8 +446,8 @@ void large_before_access(void)
 void large_after_access(int line)
 {
     if (fallbacks() != fallback_before)
-        skip("cannot run here: line %d: a fault got a smaller folio than the settings allow (the kernel's "
-             "large folio allocation failed: a fault-fallback counter moved)", line);
+        retry_trace("line %d: a fault got a smaller folio than the settings allow (a large folio allocation "
+                    "failed, here or in another process: a fault-fallback counter moved)", line);
 }
 
 void large_shrink(int line)
@@ -461,9 +461,10 @@ void large_finish(void)
 {
     uint64_t now = read_u64(KHP_DIR "pages_collapsed");
     if (now != collapsed_before)
-        skip("void: khugepaged collapsed %llu pages during the run (khugepaged/pages_collapsed %llu -> %llu)",
-             (unsigned long long)(now - collapsed_before), (unsigned long long)collapsed_before,
-             (unsigned long long)now);
+        retry_trace("khugepaged collapsed %llu pages during the run, the trace's or another process's "
+                    "(khugepaged/pages_collapsed %llu -> %llu)",
+                    (unsigned long long)(now - collapsed_before), (unsigned long long)collapsed_before,
+                    (unsigned long long)now);
     if (own_region) munmap(own_region, 4u << 20);
     own_region = NULL;
 }

@@ -14,8 +14,10 @@
  * open-file limit allows, a footprint above a quarter of MemAvailable or
  * --memory-limit, files larger than /tmp's free space, fork refused with
  * EAGAIN, a worker with a mapping of its own in the trace window (limits.c);
- * for a large-page trace: the hugetlb pool cannot be had, a fault fell back
- * to a smaller folio, khugepaged acted during the run).
+ * for a large-page trace: the hugetlb pool cannot be had; the machine
+ * disturbed each of 4 runs: its reclaim evicted pages of the trace's files, a
+ * fault fell back to a smaller folio, khugepaged acted during the run).  A
+ * disturbed run is run again from the start (retry_trace(), util.c).
  *
  * --parse-only parses the whole trace and exits: 2 with the error of a
  * malformed trace, else 0, printing `parsed N statements` and, for a trace the
@@ -129,7 +131,8 @@ static const char usage[] =
     "Exit status: 0 every expectation held, 1 an expectation failed, 2 a malformed or\n"
     "unreadable trace (or a usage error), 3 an internal error (a worker died, a machine\n"
     "setting could not be put back, the output could not be written, memory ran out),\n"
-    "77 the trace cannot run here (the reason on stderr).\n";
+    "77 the trace cannot run here (the reason on stderr). A run the machine disturbs (its\n"
+    "reclaim evicts pages of the trace's files, khugepaged acts) is run again, up to 4 runs.\n";
 
 /* `--memory-limit SIZE`: decimal bytes, or with a K, M or G suffix (powers of
  * 1024); 0 (the default's marker) and overflow are usage errors. */
@@ -147,9 +150,17 @@ static uint64_t parse_size(const char *s)
     return (uint64_t)v << shift;
 }
 
+/* The trace's statements that take pages out of the page cache: `madvise
+ * pageout` (reclaim_pages) and `thp shrink` (drop_caches). */
+static int evicts(const struct stmt *st)
+{
+    return st->kind == S_THP_SHRINK || (st->kind == S_MADVISE && advice_values[st->advice] == MADV_PAGEOUT);
+}
+
 int main(int argc, char **argv)
 {
     int argi = 1, parse_only = 0;
+    retry_start(argv);
     uint64_t memory_limit = 0;
     for (; argi < argc && argv[argi][0] == '-' && argv[argi][1]; argi++) {
         if (strcmp(argv[argi], "-v") == 0) verbose = 1;
@@ -237,7 +248,7 @@ int main(int argc, char **argv)
 
     /* the controller holds two pipes (four ends) and a pidfd per process */
     struct rlimit rl;
-    rlim_t fds = (rlim_t)(5 * nprocs + 64);
+    rlim_t fds = (rlim_t)(5 * nprocs + nfiles + 64);
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < fds) {
         rlim_t max = rl.rlim_max;
         rl.rlim_cur = fds;
@@ -260,13 +271,21 @@ int main(int argc, char **argv)
         procs[i].rep_rd = b[0];
         procs[i].rep_wr = b[1];
         procs[i].alive = 0;
+        procs[i].majflt = 0;   /* a new process's count starts at 0 (copy_process) */
         procs[i].pid = 0;
     }
 
     struct result *results = xmalloc(sizeof *results * (size_t)(nstmts + 1));
     int nresults = 0;
     struct strbuf obs = { 0 };
+    /* the failed expectations, said at the end: a run the machine disturbed
+     * (retry_trace()) says nothing of its own */
+    struct strbuf failures = { 0 };
     int nobs = 0, failed = 0;
+
+    files_watch_cheap = 1;
+    for (int si = 0; si < nstmts; si++)
+        if (evicts(&stmts[si])) files_watch_cheap = 0;
 
     /* a large-page trace first (its lock before KSM's, always in that order) */
     if (large_trace) large_take();
@@ -286,6 +305,7 @@ int main(int argc, char **argv)
         memset(&c, 0, sizeof c);
         memset(&r, 0, sizeof r);
         const char *res = NULL;
+        files_before(st);   /* the machine evicted nothing of the trace's files (files.c) */
         switch (st->kind) {
         case S_SWAP:
         case S_MODEL_ONLY:
@@ -300,7 +320,7 @@ int main(int argc, char **argv)
             run_ksm_scan(st->pages, st->line);
             break;
         case S_FILE:
-            create_file(st->file);
+            create_file(st->file, st->line);
             break;
         case S_PROC: {
             int idx = st->child;
@@ -365,11 +385,11 @@ int main(int argc, char **argv)
                 int same = ntoks == st->ntokens;
                 for (int i = 0; same && i < ntoks; i++) same = strcmp(toks[i], st->tokens[i]) == 0;
                 if (!same) {
-                    fprintf(stderr, "%s:%d: expectation failed: expected", trace_path, st->line);
-                    for (int i = 0; i < st->ntokens; i++) fprintf(stderr, " %s", st->tokens[i]);
-                    fprintf(stderr, ", got");
-                    for (int i = 0; i < ntoks; i++) fprintf(stderr, " %s", toks[i]);
-                    fputc('\n', stderr);
+                    sb_add(&failures, "%s:%d: expectation failed: expected", trace_path, st->line);
+                    for (int i = 0; i < st->ntokens; i++) sb_add(&failures, " %s", st->tokens[i]);
+                    sb_add(&failures, ", got");
+                    for (int i = 0; i < ntoks; i++) sb_add(&failures, " %s", toks[i]);
+                    sb_add(&failures, "\n");
                     failed = 1;
                 }
             }
@@ -436,18 +456,20 @@ int main(int argc, char **argv)
             break;
         }
         }
+        files_after(st, evicts(st));
         if (res) {
             results[nresults].line = st->line;
             results[nresults].res = xstrdup(res);
             nresults++;
             if (st->want && strcmp(st->want, res) != 0) {
-                fprintf(stderr, "%s:%d: expectation failed: expected %s, got %s\n", trace_path,
-                        st->line, st->want, res);
+                sb_add(&failures, "%s:%d: expectation failed: expected %s, got %s\n", trace_path,
+                       st->line, st->want, res);
                 failed = 1;
             }
         }
     }
 
+    if (files_watch_cheap) files_all_cached(nstmts ? stmts[nstmts - 1].line : 0);
     if (large_trace) large_finish();   /* khugepaged acted: void (77) */
     cleanup();
     if (guard_failed) {
@@ -455,6 +477,7 @@ int main(int argc, char **argv)
         return 3;
     }
 
+    if (failures.s) fputs(failures.s, stderr);
     printf("{\"format\":\"rmap-observation/1\",\"results\":[");
     for (int i = 0; i < nresults; i++)
         printf("%s[%d,\"%s\"]", i ? "," : "", results[i].line, results[i].res);

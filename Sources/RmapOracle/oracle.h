@@ -12,7 +12,8 @@
  *              for a large-page trace (and put back by the watchdog), the
  *              checks that make a run void, `thp shrink`
  *   files.c    the trace's files: created in a temporary directory, filled
- *              with the model's content tokens
+ *              with the model's content tokens; their page cache watched
+ *              for the machine's reclaim (a disturbed run is run again)
  *   observe.c  observation: pagemap, kpagecount, kpageflags and maps
  *   guard.c    the watchdog: a child that holds the lock, the saved machine
  *              settings and the temporary folder, and puts them back however
@@ -20,7 +21,8 @@
  *   limits.c   what this machine can run (77 beyond it): the trace processes'
  *              own memory kept out of the trace address window, the trace's
  *              memory footprint bounded by a share of MemAvailable
- *   util.c     allocation, the fatal exits (die, skip) and the cleanup they run
+ *   util.c     allocation, the fatal exits (die, skip) and the cleanup they run,
+ *              the run again of a run the machine disturbed (retry_trace)
  *   main.c     main: runs the statements in order and prints the observation
  *
  * The content tokens are the model's own (CShims/include/rmap_content.h).
@@ -78,7 +80,13 @@ struct stmt {
     int noreserve;      /* mmap ... KIND noreserve (MAP_NORESERVE) */
 };
 
-struct file_ent { char *name; uint64_t pages; int created; };
+struct file_ent {
+    char *name;
+    uint64_t pages;
+    int created;
+    int watch_fd;       /* the controller's descriptor for cachestat, -1 before the file exists */
+    uint64_t cached;    /* its pages in the page cache when last counted (files_check) */
+};
 struct proc_ent {
     char *name;
     pid_t pid;
@@ -87,6 +95,7 @@ struct proc_ent {
     int cmd_rd, cmd_wr;  /* controller writes cmd_wr, worker reads cmd_rd */
     int rep_rd, rep_wr;  /* worker writes rep_wr, controller reads rep_rd */
     uint32_t mm;         /* the model's mm index for this process (write tokens) */
+    long majflt;         /* its major faults at its last reply */
 };
 
 extern const char *trace_path;
@@ -143,7 +152,10 @@ struct cmd {
 #define R_SIGBUS (-2)
 #define R_MISPLACED (-3)
 #define R_ERROR (-4)
-struct reply { int result; int err; pid_t pid; int pad; };
+struct reply {
+    int result; int err; pid_t pid; int pad;
+    long majflt;   /* the worker's major faults so far (getrusage): files_fault_check() */
+};
 
 void worker_start(int idx) __attribute__((noreturn));
 void get_reply(int idx, struct reply *r, int line);
@@ -177,7 +189,21 @@ void hugetlb_before_reserve(int line, uint64_t delta); /* compensate: void a res
 extern char tmpdir[256];
 
 void file_path(int f, char *buf, size_t n);
-void create_file(int f);
+void create_file(int f, int line);
+/* The trace's page cache, watched (files.c): the machine's reclaim may evict
+ * pages of the trace's files while it runs, which the trace would see (a
+ * fault reads the page again, fault-around maps only what is cached); such a
+ * run is void and repeated (retry_trace()).  files_before() and files_after()
+ * run around every statement; evicting: the statement may take pages out
+ * (`madvise pageout`, `thp shrink`).  A trace with no such statement (the
+ * recorded workloads among them) is watched cheaply: a major fault in a worker
+ * (files_fault_check(), from get_reply()) and a page out at an observation
+ * or at the end (files_all_cached()) are the machine's. */
+extern int files_watch_cheap;
+void files_before(const struct stmt *st);
+void files_after(const struct stmt *st, int evicting);
+void files_fault_check(int idx, const struct reply *r, int line);
+void files_all_cached(int line);
 
 /* ------------------------------------------------------------------ */
 /* The watchdog (guard.c): started by the first call; each returns once the
@@ -219,6 +245,14 @@ void sb_add(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf
 void cleanup(void);
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* The machine disturbed this run (not the trace): cleanup(), then the whole
+ * trace again from the start in a fresh exec of the oracle, up to
+ * ORACLE_ATTEMPTS runs; after the last, skip() (77) saying why. */
+#define ORACLE_ATTEMPTS 4
+extern char **oracle_argv;
+void retry_start(char **argv);   /* main(): this run's number, from the exec before */
+int retry_run(void);             /* this run's number, 1 to ORACLE_ATTEMPTS */
+void retry_trace(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 /* util.c: writes `value` to a sysfs or procfs file; 0, or -1 with errno. */
 int write_sysfs_value(const char *path, const char *value);

@@ -724,6 +724,8 @@ static void parse_keyword_statement(struct tok *kw, struct stmt *st)
         files[nfiles].name = xstrdup(n->s);
         files[nfiles].pages = pages;
         files[nfiles].created = 0;
+        files[nfiles].watch_fd = -1;
+        files[nfiles].cached = 0;
         st->kind = S_FILE;
         st->file = nfiles++;
         st->pages = pages;

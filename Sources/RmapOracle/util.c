@@ -81,6 +81,45 @@ void skip(const char *fmt, ...)
     exit(77);
 }
 
+#define ATTEMPT_ENV "RMAP_ORACLE_ATTEMPT"
+char **oracle_argv;
+static int attempt = 1;
+
+/* Which run of the trace this is (retry_trace() sets it for the next exec). */
+void retry_start(char **argv)
+{
+    oracle_argv = argv;
+    const char *a = getenv(ATTEMPT_ENV);
+    if (a) {
+        attempt = atoi(a);
+        if (attempt < 1 || attempt > ORACLE_ATTEMPTS) attempt = 1;
+        unsetenv(ATTEMPT_ENV);
+    }
+}
+
+int retry_run(void) { return attempt; }
+
+void retry_trace(const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (attempt >= ORACLE_ATTEMPTS)
+        skip("the machine disturbed each of %d runs of the trace; the last: %s", attempt, why);
+    fprintf(stderr, "rmap-oracle: run %d of at most %d void: %s; running the trace again\n", attempt,
+            ORACLE_ATTEMPTS, why);
+    cleanup();
+    char next[16];
+    snprintf(next, sizeof next, "%d", attempt + 1);
+    setenv(ATTEMPT_ENV, next, 1);
+    fflush(stdout);
+    fflush(stderr);
+    execv("/proc/self/exe", oracle_argv);
+    fprintf(stderr, "rmap-oracle: cannot run the trace again: exec /proc/self/exe: %s\n", strerror(errno));
+    exit(3);
+}
 
 /* Writes `value` to a sysfs or procfs file (a setting); 0, or -1 with errno. */
 int write_sysfs_value(const char *path, const char *value)

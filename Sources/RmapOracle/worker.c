@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "oracle.h"
@@ -63,6 +64,14 @@ static int read_full(int fd, void *buf, size_t n)
     }
     return 1;
 }
+/* The calling worker's major faults (a fork starts from 0): faults that
+ * found their page out of the page cache (mm_account_fault). */
+static long major_faults(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_majflt;
+}
+
 static int write_full(int fd, const void *buf, size_t n)
 {
     const char *p = buf;
@@ -114,6 +123,7 @@ static void worker_loop(void)
                 me = c.child;
                 r.result = 0;
                 r.pid = getpid();
+                r.majflt = major_faults();
                 if (write_full(procs[me].rep_wr, &r, sizeof r)) _exit(0);
                 continue;
             }
@@ -175,6 +185,7 @@ static void worker_loop(void)
             r.result = R_ERROR;
             r.err = EINVAL;
         }
+        r.majflt = major_faults();
         if (write_full(procs[me].rep_wr, &r, sizeof r)) _exit(0);
     }
 }
@@ -217,6 +228,7 @@ void worker_start(int idx)
     struct reply r;
     memset(&r, 0, sizeof r);
     r.pid = getpid();
+    r.majflt = major_faults();
     if (write_full(procs[me].rep_wr, &r, sizeof r)) _exit(0);
     worker_loop();
 }
@@ -239,6 +251,7 @@ void get_reply(int idx, struct reply *r, int line)
     if (n < 0) die("poll: %s", strerror(errno));
     if (read_full(procs[idx].rep_rd, r, sizeof *r) <= 0)
         die("line %d: process %s died unexpectedly", line, procs[idx].name);
+    files_fault_check(idx, r, line);
 }
 
 void send_cmd(int idx, struct cmd *c, int line)

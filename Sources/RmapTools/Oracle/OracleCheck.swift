@@ -308,7 +308,10 @@ public enum OracleCheck {
                 text = g.generate(statements: max(1, options.statements))
             }
             let c = compare(text)
+            // runs the machine disturbed (its reclaim, khugepaged), each run again by the oracle itself
+            let voided = c.kernel.stderr.split(separator: "\n").filter { $0.hasPrefix("rmap-oracle: run ") && $0.contains(" void: ") }
             let notes = c.internalErrors.map { "note \(item.label): the oracle failed internally and was run again: \($0)" }
+                + voided.map { "note \(item.label): \($0.dropFirst("rmap-oracle: ".count))" }
             if c.kernel.status == 77 {
                 return ItemResult(kind: .skipped, lines: notes + ["skipped \(item.label): \(skipLine(c.kernel.stderr))"],
                                   skipReason: skipLine(c.kernel.stderr))
