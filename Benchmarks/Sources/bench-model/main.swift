@@ -59,6 +59,13 @@ func fmt(_ x: Double) -> String {
     return String(r)
 }
 
+/// A usage error: what was wrong and the usage, on stderr; exit 2 (not a trap).
+func usageError(_ what: String) -> Never {
+    fputs(what + "\nusage: bench-model workloads|walk|walk-thp|forkloop|variants|scale|scale-run NAME"
+          + " [-n N] [-r REPS] [-p PAGES] [--svg DIR] (the modes: Benchmarks/Sources/bench-model/main.swift)\n", stderr)
+    exit(2)
+}
+
 var args = Array(CommandLine.arguments.dropFirst())
 let mode = args.isEmpty ? "workloads" : args.removeFirst()
 var n = 65_536
@@ -70,13 +77,15 @@ let scaleName = mode == "scale-run" && !args.isEmpty ? args.removeFirst() : ""
 while !args.isEmpty {
     let a = args.removeFirst()
     if a == "--svg", !args.isEmpty { svgDir = args.removeFirst(); continue }
-    guard let v = args.first.flatMap({ Int($0) }) else { fatalError("usage: bench-model MODE [-n N] [-r REPS] [-p PAGES]") }
+    guard let v = args.first.flatMap({ Int($0) }), v > 0 else {
+        usageError("bench-model: \(a) needs a positive count\(args.first.map { ", got '\($0)'" } ?? "")")
+    }
     args.removeFirst()
     switch a {
     case "-n": n = v; nGiven = true
     case "-r": reps = v
     case "-p": perProcess = v
-    default: fatalError("unknown option \(a)")
+    default: usageError("bench-model: unknown option '\(a)'")
     }
 }
 
@@ -451,5 +460,5 @@ case "forkloop": forkLoop()
 case "variants": variants(svgDir: svgDir)
 case "scale": scale(procs: nGiven ? n : 10_000, pages: perProcess)
 case "scale-run": scaleRun(scaleName, procs: n, pages: perProcess)
-default: fatalError("unknown mode \(mode)")
+default: usageError("bench-model: unknown mode '\(mode)'")
 }
