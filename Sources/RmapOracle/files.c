@@ -180,16 +180,18 @@ static uint64_t cached_pages(int f, int line)
     return cs.nr_cache;
 }
 
-static void files_check(int line)
+/* Fewer pages of a file cached than `every_page` ? all of them : the last
+ * count is the machine's: void (retry_trace()). */
+static void files_check(int line, int every_page)
 {
     for (int f = 0; f < nfiles; f++) {
         if (files[f].watch_fd < 0) continue;
-        uint64_t n = cached_pages(f, line);
-        if (n < files[f].cached)
-            retry_trace("line %d: %llu of the %llu cached pages of file %s were evicted by the machine "
+        uint64_t n = cached_pages(f, line), floor = every_page ? files[f].pages : files[f].cached;
+        if (n < floor)
+            retry_trace("line %d: %llu of the %llu %spages of file %s were evicted by the machine "
                         "(its reclaim: DAMON pageout, kswapd), not by the trace",
-                        line, (unsigned long long)(files[f].cached - n),
-                        (unsigned long long)files[f].cached, files[f].name);
+                        line, (unsigned long long)(floor - n), (unsigned long long)floor,
+                        every_page ? "" : "cached ", files[f].name);
         files[f].cached = n;
     }
 }
@@ -201,7 +203,6 @@ static void files_recount(int line, int evicting)
             files[f].cached = cached_pages(f, line);
 }
 
-
 void files_fault_check(int idx, const struct reply *r, int line)
 {
     if (files_watch_cheap && r->majflt != procs[idx].majflt)
@@ -211,23 +212,12 @@ void files_fault_check(int idx, const struct reply *r, int line)
     procs[idx].majflt = r->majflt;
 }
 
-void files_all_cached(int line)
-{
-    for (int f = 0; f < nfiles; f++) {
-        if (files[f].watch_fd < 0) continue;
-        uint64_t n = cached_pages(f, line);
-        if (n < files[f].pages)
-            retry_trace("line %d: %llu of the %llu pages of file %s were evicted by the machine "
-                        "(its reclaim: DAMON pageout, kswapd), not by the trace",
-                        line, (unsigned long long)(files[f].pages - n), (unsigned long long)files[f].pages,
-                        files[f].name);
-    }
-}
+void files_all_cached(int line) { files_check(line, 1); }
 
 void files_before(const struct stmt *st)
 {
     if (st->kind != S_FILE) files_evict_on_cue(st->line);   /* a `file` line's cue: once it is written */
-    if (!files_watch_cheap) files_check(st->line);
+    if (!files_watch_cheap) files_check(st->line, 0);
     else if (st->kind == S_OBSERVE || st->kind == S_EXPECT) files_all_cached(st->line);
 }
 
