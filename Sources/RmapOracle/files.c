@@ -64,7 +64,7 @@ void create_file(int f, int line)
         strcpy(tmpdir, t);
     }
     file_path(f, path, sizeof path);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) die("create %s: %s", path, strerror(errno));
     files[f].created = 1;
     /* page i holds the model's content token of (f, i), repeated: what
@@ -101,26 +101,26 @@ void create_file(int f, int line)
     struct cachestat_range_ range = { 0, 0 };
     struct cachestat_ cs;
     memset(&cs, 0, sizeof cs);
-    if (syscall(SYS_cachestat, fd, &range, &cs, 0) == 0) {
-        files[f].cached = cs.nr_cache;
-        /* held for the watch below (a kernel before 6.5 has no cachestat: not watched) */
-        files[f].watch_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (files[f].watch_fd < 0) die("open %s: %s", path, strerror(errno));
-        if (cs.nr_cache < files[f].pages && !cs.nr_writeback)
-            retry_trace("file %s: %llu of its %llu pages were evicted by the machine (its reclaim: DAMON pageout, "
-                        "kswapd) as it was written", files[f].name,
-                        (unsigned long long)(files[f].pages - cs.nr_cache), (unsigned long long)files[f].pages);
-        if (cs.nr_cache != files[f].pages || cs.nr_writeback)
-            die("file %s: %llu of %llu pages in the page cache, %llu dirty, %llu under writeback",
-                files[f].name, (unsigned long long)cs.nr_cache,
-                (unsigned long long)files[f].pages, (unsigned long long)cs.nr_dirty,
+    int counted = syscall(SYS_cachestat, fd, &range, &cs, 0) == 0;
+    close(fd);   /* before a retry: nothing of this run outlives it */
+    if (!counted) return;   /* a kernel before 6.5 has no cachestat: not watched */
+    files[f].cached = cs.nr_cache;
+    /* held for the watch below */
+    files[f].watch_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (files[f].watch_fd < 0) die("open %s: %s", path, strerror(errno));
+    if (cs.nr_cache < files[f].pages && !cs.nr_writeback)
+        retry_trace("file %s: %llu of its %llu pages were evicted by the machine (its reclaim: DAMON pageout, "
+                    "kswapd) as it was written", files[f].name,
+                    (unsigned long long)(files[f].pages - cs.nr_cache), (unsigned long long)files[f].pages);
+    if (cs.nr_cache != files[f].pages || cs.nr_writeback)
+        die("file %s: %llu of %llu pages in the page cache, %llu dirty, %llu under writeback",
+            files[f].name, (unsigned long long)cs.nr_cache,
+            (unsigned long long)files[f].pages, (unsigned long long)cs.nr_dirty,
+            (unsigned long long)cs.nr_writeback);
+    if (verbose)
+        fprintf(stderr, "file %s: cached %llu dirty %llu writeback %llu\n", files[f].name,
+                (unsigned long long)cs.nr_cache, (unsigned long long)cs.nr_dirty,
                 (unsigned long long)cs.nr_writeback);
-        if (verbose)
-            fprintf(stderr, "file %s: cached %llu dirty %llu writeback %llu\n", files[f].name,
-                    (unsigned long long)cs.nr_cache, (unsigned long long)cs.nr_dirty,
-                    (unsigned long long)cs.nr_writeback);
-    }
-    close(fd);
 }
 
 /*
@@ -145,9 +145,10 @@ static void files_evict_on_cue(int line)
         char path[512];
         file_path(f, path, sizeof path);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
-            die("line %d: RMAP_ORACLE_EVICT: %s: %s", line, path, strerror(errno));
+        if (fd < 0) die("line %d: RMAP_ORACLE_EVICT: %s: %s", line, path, strerror(errno));
+        int e = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);   /* its error is its result, not errno */
         close(fd);
+        if (e) die("line %d: RMAP_ORACLE_EVICT: %s: %s", line, path, strerror(e));
     }
 }
 
@@ -164,9 +165,9 @@ static void files_evict_on_cue(int line)
  * unmapped pages before one of 12 statements changed the kernel's observation
  * of every recorded workload).  So the oracle counts each file's cached pages
  * (cachestat, on a descriptor it holds from the file's creation; the workers
- * close theirs): before every statement, fewer than the last count is the
- * machine's, and the run is void and repeated from the start (retry_trace());
- * after a statement that may evict, or while a file has pages out, the count
+ * close theirs): before and after every statement, fewer than the last count
+ * is the machine's, and the run is void and repeated from the start
+ * (retry_trace()), except after a statement that may evict, where the count
  * is taken again.  Only a page evicted and read back within one statement
  * escapes it.
  */
@@ -196,19 +197,25 @@ static void files_check(int line, int every_page)
     }
 }
 
-static void files_recount(int line, int evicting)
+/* After a statement that may evict: the new counts. */
+static void files_recount(int line)
 {
     for (int f = 0; f < nfiles; f++)
-        if (files[f].watch_fd >= 0 && (evicting || files[f].cached < files[f].pages))
-            files[f].cached = cached_pages(f, line);
+        if (files[f].watch_fd >= 0) files[f].cached = cached_pages(f, line);
 }
+
+/* A worker's major faults since its last reply: noted here (from
+ * get_reply(), which may be half-way through a statement: a fork whose child
+ * is not yet known to the controller), acted on in files_after(). */
+static char fault_note[256];
 
 void files_fault_check(int idx, const struct reply *r, int line)
 {
-    if (files_watch_cheap && r->majflt != procs[idx].majflt)
-        retry_trace("line %d: process %s took %ld major faults: pages of the trace's files were evicted by the "
-                    "machine (its reclaim: DAMON pageout, kswapd) and read back", line, procs[idx].name,
-                    r->majflt - procs[idx].majflt);
+    if (files_watch_cheap && nfiles > 0 && r->majflt != procs[idx].majflt && !fault_note[0])
+        snprintf(fault_note, sizeof fault_note,
+                 "line %d: process %s took %ld major faults (a page read back from its file: of the trace's "
+                 "files, most likely, evicted by the machine's reclaim: DAMON pageout, kswapd)",
+                 line, procs[idx].name, r->majflt - procs[idx].majflt);
     procs[idx].majflt = r->majflt;
 }
 
@@ -223,5 +230,8 @@ void files_before(const struct stmt *st)
 
 void files_after(const struct stmt *st, int evicting)
 {
-    if (!files_watch_cheap) files_recount(st->line, evicting);
+    if (fault_note[0]) retry_trace("%s", fault_note);
+    if (files_watch_cheap) return;
+    if (evicting) files_recount(st->line);
+    else files_check(st->line, 0);   /* the statement cannot evict: fewer is the machine's */
 }

@@ -45,6 +45,7 @@
  * holds.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -260,7 +261,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < nprocs; i++) {
         int a[2], b[2];
-        if (pipe(a) || pipe(b)) {
+        if (pipe2(a, O_CLOEXEC) || pipe2(b, O_CLOEXEC)) {   /* none survives a retry's exec */
             if (errno == EMFILE || errno == ENFILE)
                 skip("cannot run here: no file descriptors left for the pipes of %d processes: %s", nprocs,
                      strerror(errno));
@@ -278,9 +279,6 @@ int main(int argc, char **argv)
     struct result *results = xmalloc(sizeof *results * (size_t)(nstmts + 1));
     int nresults = 0;
     struct strbuf obs = { 0 };
-    /* the failed expectations, said at the end: a run the machine disturbed
-     * (retry_trace()) says nothing of its own */
-    struct strbuf failures = { 0 };
     int nobs = 0, failed = 0;
 
     files_watch_cheap = 1;
@@ -477,7 +475,7 @@ int main(int argc, char **argv)
         return 3;
     }
 
-    if (failures.s) fputs(failures.s, stderr);
+    if (failures.s) fputs(failures.s, stderr);   /* util.c: this run's failed expectations */
     printf("{\"format\":\"rmap-observation/1\",\"results\":[");
     for (int i = 0; i < nresults; i++)
         printf("%s[%d,\"%s\"]", i ? "," : "", results[i].line, results[i].res);

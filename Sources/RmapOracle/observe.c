@@ -61,7 +61,7 @@ static int open_proc_file(int idx, const char *name)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/%s", (int)procs[idx].pid, name);
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) die("open %s: %s", path, strerror(errno));
     return fd;
 }
@@ -319,15 +319,15 @@ void observe(struct stmt *st, char ***toks_out, int *ntoks_out, struct strbuf *v
 void setup_checks(void)
 {
     if (geteuid() != 0) skip("not running as root: /proc/PID/pagemap hides PFNs");
-    kpagecount_fd = open("/proc/kpagecount", O_RDONLY);
+    kpagecount_fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
     if (kpagecount_fd < 0) skip("cannot open /proc/kpagecount: %s", strerror(errno));
-    kpageflags_fd = open("/proc/kpageflags", O_RDONLY);
+    kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
     if (kpageflags_fd < 0) skip("cannot open /proc/kpageflags: %s", strerror(errno));
     /* is the PFN visible? touch a page of our own and look it up */
     char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) die("mmap: %s", strerror(errno));
     p[0] = 1;
-    int fd = open("/proc/self/pagemap", O_RDONLY);
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (fd < 0) skip("cannot open /proc/self/pagemap: %s", strerror(errno));
     uint64_t e = pread_u64(fd, (uint64_t)(uintptr_t)p / PAGE, "/proc/self/pagemap");
     close(fd);

@@ -250,6 +250,7 @@ void skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
  * ORACLE_ATTEMPTS runs; after the last, skip() (77) saying why. */
 #define ORACLE_ATTEMPTS 4
 extern char **oracle_argv;
+extern struct strbuf failures;   /* the failed expectations, said at the end (util.c) */
 void retry_start(char **argv);   /* main(): this run's number, from the exec before */
 int retry_run(void);             /* this run's number, 1 to ORACLE_ATTEMPTS */
 void retry_trace(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

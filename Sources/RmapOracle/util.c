@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "oracle.h"
@@ -57,9 +58,23 @@ void cleanup(void)
     guard_finish();
 }
 
+/* The failed expectations of this run so far (main.c adds them): said at
+ * the end, or before die() or skip() ends the run, never by a run that
+ * retry_trace() voids. */
+struct strbuf failures;
+
+static void say_failures(void)
+{
+    if (failures.s) fputs(failures.s, stderr);
+    free(failures.s);
+    failures.s = NULL;
+    failures.len = failures.cap = 0;
+}
+
 void die(const char *fmt, ...)
 {
     va_list ap;
+    say_failures();
     fprintf(stderr, "rmap-oracle: ");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -72,6 +87,7 @@ void die(const char *fmt, ...)
 void skip(const char *fmt, ...)
 {
     va_list ap;
+    say_failures();
     fprintf(stderr, "rmap-oracle: skipped: ");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -108,9 +124,18 @@ void retry_trace(const char *fmt, ...)
     va_end(ap);
     if (attempt >= ORACLE_ATTEMPTS)
         skip("the machine disturbed each of %d runs of the trace; the last: %s", attempt, why);
+    /* the next run reads the trace again from its path: a pipe's is gone */
+    struct stat stt;
+    if (stat(trace_path, &stt) || !S_ISREG(stt.st_mode))
+        skip("the machine disturbed the run (%s), and a trace that is not a regular file cannot be run again",
+             why);
     fprintf(stderr, "rmap-oracle: run %d of at most %d void: %s; running the trace again\n", attempt,
             ORACLE_ATTEMPTS, why);
     cleanup();
+    if (guard_failed) {   /* the next run would take what is left for the machine's own values */
+        fprintf(stderr, "rmap-oracle: the machine's settings could not all be put back\n");
+        exit(3);
+    }
     char next[16];
     snprintf(next, sizeof next, "%d", attempt + 1);
     setenv(ATTEMPT_ENV, next, 1);

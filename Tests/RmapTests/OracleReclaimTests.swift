@@ -126,6 +126,36 @@ struct OracleReclaimTests {
                 "\(r.err)")
     }
 
+    /// The next run reads the trace again from its path: a trace read from a
+    /// pipe cannot be, so a disturbed run of one is 77 saying so (it was a
+    /// run of an empty trace, status 0, before).
+    @Test func aTraceFromAPipeIsNotRunAgain() throws {
+        let trace = try Self.writeTrace(Self.faultTrace, "pipe")
+        defer { unlink(trace) }
+        let r = try run("/bin/sh", ["-c", "cat \"$0\" | RMAP_ORACLE_EVICT=6 \"$1\" /dev/stdin", trace, oraclePath!], timeout: 120)
+        #expect(r.status == 77 && r.out.isEmpty, "\(r.status): \(r.out) \(r.err)")
+        #expect(r.err.contains("skipped: the machine disturbed the run (line 6: ")
+                && r.err.contains("a trace that is not a regular file cannot be run again"), "\(r.err)")
+    }
+
+    /// Nothing of a void run outlives its exec: the pipes of 103 processes
+    /// (the shell-loop workload) within an open-file limit of 1,024, three
+    /// runs voided, the fourth runs. With the pipes inherited by each next
+    /// run, the third ran out of descriptors (77).
+    @Test func aVoidRunLeavesNoDescriptorsToTheNext() throws {
+        let url = try workloadTrace("shell-loop")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let procs = text.split(separator: "\n").filter { $0.hasPrefix("proc ") || $0.contains(" = fork ") }.count
+        #expect(procs > 100)
+        let read = try #require(text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            .first { $0.offset > 2000 && ($0.element.contains(" read ") || $0.element.contains(" write ")) })
+        let r = try run("/usr/bin/prlimit", ["--nofile=1024", "/usr/bin/env", "RMAP_ORACLE_EVICT=\(read.offset + 1),3",
+                                             oraclePath!, url.path], timeout: 300)
+        #expect(r.status == 0, "\(r.status): \(r.err.suffix(600))")
+        #expect(Self.voidLines(r.err).count == 3, "\(r.err.suffix(600))")
+    }
+
     // MARK: a large-page trace run again: its settings put back every time
 
     static let thpDir = "/sys/kernel/mm/transparent_hugepage/"
