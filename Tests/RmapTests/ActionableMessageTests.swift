@@ -178,9 +178,18 @@ import RmapTestSupport
         let cArgs = args.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
+        // A process group of its own: the Swift backtracer it starts stays
+        // behind it after a SIGSEGV from outside (asleep on a socket read,
+        // one per `make test` before), and is killed with the group at the end.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, rmap, &actions, nil, cArgs, cEnv)
+        let rc = posix_spawn(&pid, rmap, &actions, &attr, cArgs, cEnv)
         try #require(rc == 0, "posix_spawn: \(rc)")
+        defer { kill(-pid, SIGKILL) }
         var status: Int32 = 0
         func ended() -> Bool { waitpid(pid, &status, WNOHANG) == pid }
         // Wait until it is running operations (its first progress line, after 5 s).
