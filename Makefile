@@ -143,7 +143,8 @@ mutants:
 ## arena-mutations: single mutations of saved arenas (scripts/arena-mutations.sh):
 ## 2,000 random ones per seed state (two in five in the header), then every 4-byte
 ## word of the first two records of every table set to each boundary value; each
-## loaded with --check and a short trace. Must print 0 crashed, 0 hung. About 14 min.
+## loaded with --check and a short trace. Must print 0 crashed, 0 hung. About an hour here
+## (2026-12-02: 70,464 rejected, 13,476 usable, 0 crashed, 0 hung, 0 inconsistent; 54 min).
 ARENA_MUTATIONS ?= 2000
 .PHONY: arena-mutations
 arena-mutations:
