@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -31,6 +32,15 @@ void file_path(int f, char *buf, size_t n)
 }
 
 static void files_evict_on_cue(int line);
+
+/* cachestat() of the whole of file `fd`: 0, or -1 with errno (a kernel
+ * before 6.5 has no cachestat). */
+static int file_cachestat(int fd, struct cachestat_ *cs)
+{
+    struct cachestat_range_ range = { 0, 0 };
+    memset(cs, 0, sizeof *cs);
+    return (int)syscall(SYS_cachestat, fd, &range, cs, 0);
+}
 
 /* One page of data: 512 copies of the token. */
 static void fill_token(void *page, uint64_t token)
@@ -98,10 +108,8 @@ void create_file(int f, int line)
         die("fsync %s: %s", path, strerror(errno));
     }
     files_evict_on_cue(line);
-    struct cachestat_range_ range = { 0, 0 };
     struct cachestat_ cs;
-    memset(&cs, 0, sizeof cs);
-    int counted = syscall(SYS_cachestat, fd, &range, &cs, 0) == 0;
+    int counted = file_cachestat(fd, &cs) == 0;
     close(fd);   /* before a retry: nothing of this run outlives it */
     if (!counted) return;   /* a kernel before 6.5 has no cachestat: not watched */
     files[f].cached = cs.nr_cache;
@@ -173,10 +181,8 @@ static void files_evict_on_cue(int line)
  */
 static uint64_t cached_pages(int f, int line)
 {
-    struct cachestat_range_ range = { 0, 0 };
     struct cachestat_ cs;
-    memset(&cs, 0, sizeof cs);
-    if (syscall(SYS_cachestat, files[f].watch_fd, &range, &cs, 0))
+    if (file_cachestat(files[f].watch_fd, &cs))
         die("line %d: cachestat of file %s: %s", line, files[f].name, strerror(errno));
     return cs.nr_cache;
 }
@@ -221,6 +227,20 @@ void files_fault_check(int idx, const struct reply *r, int line)
 
 void files_all_cached(int line) { files_check(line, 1); }
 
+/* The trace's statements that take pages out of the page cache: `madvise
+ * pageout` (reclaim_pages) and `thp shrink` (drop_caches). */
+static int evicts(const struct stmt *st)
+{
+    return st->kind == S_THP_SHRINK || (st->kind == S_MADVISE && advice_values[st->advice] == MADV_PAGEOUT);
+}
+
+void files_watch_start(void)
+{
+    files_watch_cheap = 1;
+    for (int si = 0; si < nstmts; si++)
+        if (evicts(&stmts[si])) files_watch_cheap = 0;
+}
+
 void files_before(const struct stmt *st)
 {
     if (st->kind != S_FILE) files_evict_on_cue(st->line);   /* a `file` line's cue: once it is written */
@@ -228,10 +248,10 @@ void files_before(const struct stmt *st)
     else if (st->kind == S_OBSERVE || st->kind == S_EXPECT) files_all_cached(st->line);
 }
 
-void files_after(const struct stmt *st, int evicting)
+void files_after(const struct stmt *st)
 {
     if (fault_note[0]) retry_trace("%s", fault_note);
     if (files_watch_cheap) return;
-    if (evicting) files_recount(st->line);
+    if (evicts(st)) files_recount(st->line);
     else files_check(st->line, 0);   /* the statement cannot evict: fewer is the machine's */
 }

@@ -151,13 +151,6 @@ static uint64_t parse_size(const char *s)
     return (uint64_t)v << shift;
 }
 
-/* The trace's statements that take pages out of the page cache: `madvise
- * pageout` (reclaim_pages) and `thp shrink` (drop_caches). */
-static int evicts(const struct stmt *st)
-{
-    return st->kind == S_THP_SHRINK || (st->kind == S_MADVISE && advice_values[st->advice] == MADV_PAGEOUT);
-}
-
 int main(int argc, char **argv)
 {
     int argi = 1, parse_only = 0;
@@ -281,9 +274,7 @@ int main(int argc, char **argv)
     struct strbuf obs = { 0 };
     int nobs = 0, failed = 0;
 
-    files_watch_cheap = 1;
-    for (int si = 0; si < nstmts; si++)
-        if (evicts(&stmts[si])) files_watch_cheap = 0;
+    files_watch_start();   /* the cheap watch, or the count around every statement */
 
     /* a large-page trace first (its lock before KSM's, always in that order) */
     if (large_trace) large_take();
@@ -454,7 +445,7 @@ int main(int argc, char **argv)
             break;
         }
         }
-        files_after(st, evicts(st));
+        files_after(st);
         if (res) {
             results[nresults].line = st->line;
             results[nresults].res = xstrdup(res);
@@ -468,7 +459,7 @@ int main(int argc, char **argv)
     }
 
     if (files_watch_cheap) files_all_cached(nstmts ? stmts[nstmts - 1].line : 0);
-    if (large_trace) large_finish();   /* khugepaged acted: void (77) */
+    if (large_trace) large_finish();   /* khugepaged acted: void, run again */
     cleanup();
     if (guard_failed) {
         fprintf(stderr, "rmap-oracle: the machine's settings could not all be put back\n");

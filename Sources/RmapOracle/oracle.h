@@ -193,15 +193,17 @@ void create_file(int f, int line);
 /* The trace's page cache, watched (files.c): the machine's reclaim may evict
  * pages of the trace's files while it runs, which the trace would see (a
  * fault reads the page again, fault-around maps only what is cached); such a
- * run is void and repeated (retry_trace()).  files_before() and files_after()
- * run around every statement; evicting: the statement may take pages out
- * (`madvise pageout`, `thp shrink`).  A trace with no such statement (the
+ * run is void and repeated (retry_trace()).  files_watch_start() picks the
+ * watch from the trace's statements (those that may take pages out: `madvise
+ * pageout`, `thp shrink`); files_before() and files_after() run around every
+ * statement.  A trace with no such statement (the
  * recorded workloads among them) is watched cheaply: a major fault in a worker
  * (files_fault_check(), from get_reply()) and a page out at an observation
  * or at the end (files_all_cached()) are the machine's. */
 extern int files_watch_cheap;
+void files_watch_start(void);
 void files_before(const struct stmt *st);
-void files_after(const struct stmt *st, int evicting);
+void files_after(const struct stmt *st);
 void files_fault_check(int idx, const struct reply *r, int line);
 void files_all_cached(int line);
 

@@ -64,14 +64,6 @@ static int read_full(int fd, void *buf, size_t n)
     }
     return 1;
 }
-/* The calling worker's major faults (a fork starts from 0): faults that
- * found their page out of the page cache (mm_account_fault). */
-static long major_faults(void)
-{
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_majflt;
-}
-
 static int write_full(int fd, const void *buf, size_t n)
 {
     const char *p = buf;
@@ -83,6 +75,16 @@ static int write_full(int fd, const void *buf, size_t n)
         done += (size_t)r;
     }
     return 0;
+}
+
+/* A worker's reply, with its major faults so far (a fork starts from 0:
+ * faults that found their page out of the page cache, mm_account_fault;
+ * files_fault_check()); a controller gone ends the worker. */
+static void send_reply(struct reply *r)
+{
+    struct rusage ru;
+    r->majflt = getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_majflt;
+    if (write_full(procs[me].rep_wr, r, sizeof *r)) _exit(0);
 }
 
 /* A write fills the page with its content token (512 copies), so pages
@@ -123,8 +125,7 @@ static void worker_loop(void)
                 me = c.child;
                 r.result = 0;
                 r.pid = getpid();
-                r.majflt = major_faults();
-                if (write_full(procs[me].rep_wr, &r, sizeof r)) _exit(0);
+                send_reply(&r);
                 continue;
             }
             r.pid = pid;
@@ -185,8 +186,7 @@ static void worker_loop(void)
             r.result = R_ERROR;
             r.err = EINVAL;
         }
-        r.majflt = major_faults();
-        if (write_full(procs[me].rep_wr, &r, sizeof r)) _exit(0);
+        send_reply(&r);
     }
 }
 
@@ -228,8 +228,7 @@ void worker_start(int idx)
     struct reply r;
     memset(&r, 0, sizeof r);
     r.pid = getpid();
-    r.majflt = major_faults();
-    if (write_full(procs[me].rep_wr, &r, sizeof r)) _exit(0);
+    send_reply(&r);
     worker_loop();
 }
 
