@@ -36,6 +36,20 @@ struct OracleReclaimTests {
         err.split(separator: "\n").filter { $0.contains(" void: ") }
     }
 
+    /// `text` run quietly and then with the reclaim on cue `evict`: both
+    /// end 0 with the same observation, the quiet run says nothing (the watch
+    /// sees no eviction where there is none); the disturbed run's void lines.
+    static func runsAgain(_ text: String, _ name: String, evict: String) throws -> [Substring] {
+        let trace = try writeTrace(text, name)
+        defer { unlink(trace) }
+        let quiet = try oracle(trace)
+        #expect(quiet.status == 0 && quiet.err.isEmpty, "\(quiet.status): \(quiet.err)")
+        let disturbed = try oracle(trace, evict: evict)
+        #expect(disturbed.status == 0, "\(disturbed.status): \(disturbed.err)")
+        #expect(disturbed.out == quiet.out)
+        return voidLines(disturbed.err)
+    }
+
     /// No statement of this trace evicts: it is watched through the workers'
     /// major faults and a count of the cached pages at each observation.
     static let faultTrace = """
@@ -52,35 +66,21 @@ struct OracleReclaimTests {
     /// Evicted before a read fault (line 6: the fault reads its page back, a
     /// major fault) or before an observation (line 5: pages out, nothing
     /// read back): the run is void and run again, and the observation is the
-    /// undisturbed run's. The undisturbed run says nothing: the watch sees no
-    /// eviction where there is none.
+    /// undisturbed run's.
     @Test(arguments: [(6, "process P0 took 1 major faults"), (5, "of the 64 pages of file f1 were evicted by the machine")])
     func evictedWithoutAnEvictingStatementRunsAgain(_ line: Int, _ said: String) throws {
-        let trace = try Self.writeTrace(Self.faultTrace, "fault-\(line)")
-        defer { unlink(trace) }
-        let quiet = try Self.oracle(trace)
-        #expect(quiet.status == 0 && quiet.err.isEmpty, "\(quiet.status): \(quiet.err)")
-        let disturbed = try Self.oracle(trace, evict: "\(line)")
-        #expect(disturbed.status == 0, "\(disturbed.status): \(disturbed.err)")
-        #expect(disturbed.out == quiet.out)
-        let voids = Self.voidLines(disturbed.err)
+        let voids = try Self.runsAgain(Self.faultTrace, "fault-\(line)", evict: "\(line)")
         #expect(voids.count == 1 && voids[0].hasPrefix("rmap-oracle: run 1 of at most 4 void: line \(line): ")
-                && voids[0].contains(said), "\(disturbed.err)")
+                && voids[0].contains(said), "\(voids)")
     }
 
     /// Evicted as it was written (between the fsync and the count of its
     /// cached pages): the same.
     @Test func evictedAsItWasWrittenRunsAgain() throws {
-        let trace = try Self.writeTrace(Self.faultTrace, "written")
-        defer { unlink(trace) }
-        let quiet = try Self.oracle(trace)
-        let disturbed = try Self.oracle(trace, evict: "1")
-        #expect(disturbed.status == 0, "\(disturbed.status): \(disturbed.err)")
-        #expect(disturbed.out == quiet.out)
-        let voids = Self.voidLines(disturbed.err)
+        let voids = try Self.runsAgain(Self.faultTrace, "written", evict: "1")
         #expect(voids.count == 1 && voids[0].hasSuffix("void: file f1: 64 of its 64 pages were evicted by the machine "
                                                         + "(its reclaim: DAMON pageout, kswapd) as it was written; running the trace again"),
-                "\(disturbed.err)")
+                "\(voids)")
     }
 
     /// This trace pages out file pages itself (reclaim_pages): those are the
@@ -99,18 +99,11 @@ struct OracleReclaimTests {
         """
 
     @Test func evictedBesideTheTracesOwnPageoutRunsAgain() throws {
-        let trace = try Self.writeTrace(Self.pageoutTrace, "pageout")
-        defer { unlink(trace) }
-        let quiet = try Self.oracle(trace)
-        #expect(quiet.status == 0 && quiet.err.isEmpty, "\(quiet.status): \(quiet.err)")
         // before the read that follows the trace's own pageout: 14 pages
         // were cached (16 less the 2 paged out), the cue takes the 8 unmapped
-        let disturbed = try Self.oracle(trace, evict: "7")
-        #expect(disturbed.status == 0, "\(disturbed.status): \(disturbed.err)")
-        #expect(disturbed.out == quiet.out)
-        let voids = Self.voidLines(disturbed.err)
+        let voids = try Self.runsAgain(Self.pageoutTrace, "pageout", evict: "7")
         #expect(voids.count == 1 && voids[0].contains("line 7: 8 of the 14 cached pages of file f1 were evicted by the machine"),
-                "\(disturbed.err)")
+                "\(voids)")
     }
 
     /// Disturbed in every run: after 4 runs, 77 saying why (a skip, never a
